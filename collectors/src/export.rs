@@ -1,0 +1,139 @@
+//! Metric families as readers describe them, independent of the exposition library.
+//!
+//! Readers know which names, units and labels their values have; the agent turns [`Families`] into
+//! Prometheus text with the prometheus-client crate. Keeping the mapping next to the parsing keeps each
+//! reader testable on its own.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// A label value. Shared so that building families does not copy names read at discovery time.
+pub type LabelValue = Arc<str>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// The family name ends in `_total`.
+    Counter,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub labels: Vec<(&'static str, LabelValue)>,
+    pub value: f64,
+}
+
+impl Sample {
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.labels
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| &**v)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Family {
+    /// The full sample name, e.g. `accel_hwmon_temp_celsius` or `accel_pci_aer_errors_total`.
+    pub name: String,
+    pub help: String,
+    pub kind: MetricKind,
+    pub samples: Vec<Sample>,
+}
+
+/// An ordered set of families, each name at most once.
+#[derive(Debug, Clone, Default)]
+pub struct Families {
+    families: Vec<Family>,
+    index: HashMap<String, usize>,
+}
+
+impl Families {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The family `name`, created on first use. The first caller's help text and kind win.
+    pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) -> &mut Family {
+        debug_assert!(
+            kind != MetricKind::Counter || name.ends_with("_total"),
+            "counter {name} must end in _total"
+        );
+        let i = match self.index.get(name) {
+            Some(&i) => i,
+            None => {
+                self.families.push(Family {
+                    name: name.to_owned(),
+                    help: help.to_owned(),
+                    kind,
+                    samples: Vec::new(),
+                });
+                self.index.insert(name.to_owned(), self.families.len() - 1);
+                self.families.len() - 1
+            }
+        };
+        &mut self.families[i]
+    }
+
+    pub fn gauge(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: Vec<(&'static str, LabelValue)>,
+        value: f64,
+    ) {
+        self.family(name, help, MetricKind::Gauge)
+            .samples
+            .push(Sample { labels, value });
+    }
+
+    pub fn counter(
+        &mut self,
+        name: &str,
+        help: &str,
+        labels: Vec<(&'static str, LabelValue)>,
+        value: f64,
+    ) {
+        self.family(name, help, MetricKind::Counter)
+            .samples
+            .push(Sample { labels, value });
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &Family> {
+        self.families.iter()
+    }
+
+    pub fn get(&self, name: &str) -> Option<&Family> {
+        self.index.get(name).map(|&i| &self.families[i])
+    }
+
+    /// The value of the sample of `name` whose labels include all of `labels`; for tests and lookups.
+    pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        self.get(name)?
+            .samples
+            .iter()
+            .find(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
+            .map(|s| s.value)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.families.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.families.len()
+    }
+
+    /// Moves every family of `other` into `self`, merging families of the same name.
+    pub fn append(&mut self, other: Families) {
+        for f in other.families {
+            let target = self.family(&f.name, &f.help, f.kind);
+            target.samples.extend(f.samples);
+        }
+    }
+}
+
+/// Shorthand for a label value from any string.
+pub fn lv(s: impl AsRef<str>) -> LabelValue {
+    Arc::from(s.as_ref())
+}

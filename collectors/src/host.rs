@@ -1,0 +1,104 @@
+//! The host sysfs collectors behind one type, so the agent can schedule them uniformly while the device
+//! model still gets typed readings.
+
+use std::path::Path;
+
+use config::{CollectorKind, CollectorSettings};
+
+use crate::export::Families;
+use crate::sysfs::cooling::{CoolingReader, CoolingReadings};
+use crate::sysfs::hwmon::{HwmonOptions, HwmonReader, HwmonReadings};
+use crate::sysfs::pci_aer::{PciAerReader, PciAerReadings};
+use crate::sysfs::power_supply::{PowerSupplyReader, PowerSupplyReadings};
+use crate::sysfs::powercap::{PowercapReader, PowercapReadings};
+use crate::sysfs::thermal::{ThermalReader, ThermalReadings};
+use crate::sysfs::{ReadError, SysfsIo, SysfsReader};
+
+/// The result of one collection of one host collector.
+#[derive(Debug, Clone)]
+pub enum HostReadings {
+    Hwmon(HwmonReadings),
+    ThermalZone(ThermalReadings),
+    CoolingDevice(CoolingReadings),
+    PowerSupply(PowerSupplyReadings),
+    Powercap(PowercapReadings),
+    PciAer(PciAerReadings),
+}
+
+impl HostReadings {
+    pub fn export(&self, out: &mut Families) {
+        match self {
+            HostReadings::Hwmon(r) => r.export(out),
+            HostReadings::ThermalZone(r) => r.export(out),
+            HostReadings::CoolingDevice(r) => r.export(out),
+            HostReadings::PowerSupply(r) => r.export(out),
+            HostReadings::Powercap(r) => r.export(out),
+            HostReadings::PciAer(r) => r.export(out),
+        }
+    }
+
+    /// How many objects (chips, zones, supplies, ...) the collection found, for the landing page.
+    pub fn object_count(&self) -> usize {
+        match self {
+            HostReadings::Hwmon(r) => r.layout.chips.len(),
+            HostReadings::ThermalZone(r) => r.zones.len(),
+            HostReadings::CoolingDevice(r) => r.devices.len(),
+            HostReadings::PowerSupply(r) => r.supplies.len(),
+            HostReadings::Powercap(r) => r.zones.len(),
+            HostReadings::PciAer(r) => r.devices.len(),
+        }
+    }
+}
+
+type CollectFn = Box<dyn FnMut(&mut SysfsIo) -> Result<HostReadings, ReadError> + Send>;
+
+/// A host collector, ready to run on a worker thread.
+pub struct HostCollector {
+    pub kind: CollectorKind,
+    collect: CollectFn,
+}
+
+impl HostCollector {
+    pub fn new(settings: &CollectorSettings, sysfs_root: &Path) -> HostCollector {
+        let f = settings.filter.clone();
+        let collect: CollectFn = match settings.kind {
+            CollectorKind::Hwmon => boxed(
+                HwmonReader::new(
+                    sysfs_root,
+                    HwmonOptions {
+                        chip_filter: f,
+                        sensor_filter: settings.sensor_filter.clone(),
+                    },
+                ),
+                HostReadings::Hwmon,
+            ),
+            CollectorKind::ThermalZone => {
+                boxed(ThermalReader::new(sysfs_root, f), HostReadings::ThermalZone)
+            }
+            CollectorKind::CoolingDevice => boxed(
+                CoolingReader::new(sysfs_root, f),
+                HostReadings::CoolingDevice,
+            ),
+            CollectorKind::PowerSupply => boxed(
+                PowerSupplyReader::new(sysfs_root, f),
+                HostReadings::PowerSupply,
+            ),
+            CollectorKind::Powercap => {
+                boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap)
+            }
+            CollectorKind::PciAer => boxed(PciAerReader::new(sysfs_root, f), HostReadings::PciAer),
+        };
+        HostCollector {
+            kind: settings.kind,
+            collect,
+        }
+    }
+
+    pub fn collect(&mut self, io: &mut SysfsIo) -> Result<HostReadings, ReadError> {
+        (self.collect)(io)
+    }
+}
+
+fn boxed<R: SysfsReader>(mut reader: R, wrap: fn(R::Readings) -> HostReadings) -> CollectFn {
+    Box::new(move |io| reader.collect(io).map(wrap))
+}

@@ -1,0 +1,603 @@
+//! hwmon chips: /sys/class/hwmon/hwmonN and their device directories.
+//!
+//! Discovery (listing, naming, opening attribute files) happens when the set of chips changes, when a
+//! file vanished, and every [`RESCAN_EVERY`] collections; a collection in between is one `pread` per
+//! value. Values are kept as the kernel wrote them; [`unit`] converts to base units.
+//!
+//! Metric names mirror node_exporter's `node_hwmon_*` so dashboards port by changing the prefix. Where
+//! node_exporter scales a value against the kernel ABI (alarm flags as Celsius, power accuracy and
+//! humidity), the name is kept and the value follows the kernel; see docs/metrics.md.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use config::Filter;
+
+use super::io::{EntryKind, ReadFailure};
+use super::{
+    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor,
+    read_value, split_attr_name,
+};
+use crate::export::{Families, LabelValue, MetricKind, lv};
+
+/// Full rediscovery at least this often (in collections), to pick up attributes that appear on a chip
+/// that is already known.
+pub const RESCAN_EVERY: u32 = 12;
+
+/// Sensor types read, as node_exporter 1.5 plus `freq` (GPU/accelerator clocks, in Hz).
+const SENSOR_TYPES: [&str; 14] = [
+    "vrm",
+    "beep_enable",
+    "update_interval",
+    "in",
+    "cpu",
+    "fan",
+    "pwm",
+    "temp",
+    "curr",
+    "power",
+    "energy",
+    "humidity",
+    "intrusion",
+    "freq",
+];
+
+/// One element of a sensor, e.g. `crit` of `temp1`. `element` is "" for a bare file like `pwm1`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Element {
+    pub element: Arc<str>,
+    /// Index into [`HwmonReadings::values`].
+    pub slot: usize,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sensor {
+    /// e.g. "temp1"; "beep_enable0" for index-less types, as node_exporter names them.
+    pub name: LabelValue,
+    /// e.g. "temp".
+    pub kind: Arc<str>,
+    /// Content of `<sensor>_label`, trimmed.
+    pub label: Option<LabelValue>,
+    pub elements: Vec<Element>,
+}
+
+impl Sensor {
+    pub fn element(&self, name: &str) -> Option<&Element> {
+        self.elements.iter().find(|e| &*e.element == name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Chip {
+    /// The `chip` label: node_exporter's name, with a suffix when two chips would share it.
+    pub chip: LabelValue,
+    /// The cleaned `name` file, e.g. "coretemp".
+    pub chip_name: Option<LabelValue>,
+    /// The raw `name` file, for binding devices by driver name.
+    pub raw_name: Option<Arc<str>>,
+    /// e.g. "hwmon3".
+    pub hwmon: Arc<str>,
+    /// The resolved `device` directory, if the chip has one.
+    pub device: Option<PathBuf>,
+    /// The nearest PCI device at or above `device`.
+    pub pci_address: Option<Arc<str>>,
+    pub sensors: Vec<Sensor>,
+}
+
+impl Chip {
+    pub fn sensor(&self, name: &str) -> Option<&Sensor> {
+        self.sensors.iter().find(|s| &*s.name == name)
+    }
+}
+
+/// What was discovered: chips, their sensors, and where each value lives in [`HwmonReadings::values`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HwmonLayout {
+    pub chips: Vec<Chip>,
+    pub slots: usize,
+}
+
+/// One collection: the layout (shared until the next discovery) and the raw value of every slot.
+#[derive(Debug, Clone)]
+pub struct HwmonReadings {
+    pub layout: Arc<HwmonLayout>,
+    /// Raw kernel values; None when the read failed (absent, never 0).
+    pub values: Vec<Option<f64>>,
+}
+
+impl HwmonReadings {
+    pub fn chip(&self, chip: &str) -> Option<&Chip> {
+        self.layout.chips.iter().find(|c| &*c.chip == chip)
+    }
+
+    pub fn raw(&self, e: &Element) -> Option<f64> {
+        self.values.get(e.slot).copied().flatten()
+    }
+
+    /// A value in base units (Celsius, volts, amperes, watts, joules, RPM, ratio, seconds, hertz).
+    pub fn si(&self, sensor: &Sensor, element: &str) -> Option<f64> {
+        let e = sensor.element(element)?;
+        Some(self.raw(e)? * unit(&sensor.kind, element).scale)
+    }
+}
+
+/// The reader's configuration.
+#[derive(Debug, Clone, Default)]
+pub struct HwmonOptions {
+    pub chip_filter: Filter,
+    /// Matches "chip;sensor".
+    pub sensor_filter: Filter,
+}
+
+pub struct HwmonReader {
+    root: PathBuf,
+    options: HwmonOptions,
+    layout: Arc<HwmonLayout>,
+    attrs: Vec<Attr>,
+    rescan: Rescan,
+}
+
+impl HwmonReader {
+    pub fn new(sysfs_root: &Path, options: HwmonOptions) -> Self {
+        HwmonReader {
+            root: sysfs_root.to_owned(),
+            options,
+            layout: Arc::default(),
+            attrs: Vec::new(),
+            rescan: Rescan::default(),
+        }
+    }
+
+    fn discover(&mut self, io: &mut SysfsIo, entries: Vec<String>) {
+        let class = class_dir(&self.root, "hwmon");
+        let mut found: Vec<(ChipBuilder, Vec<Attr>)> = Vec::new();
+        for name in &entries {
+            if let Some(chip) = discover_chip(io, &class.join(name), name) {
+                found.push(chip);
+            }
+        }
+        disambiguate(&mut found);
+
+        let mut chips = Vec::new();
+        let mut attrs = Vec::new();
+        for (b, chip_attrs) in found {
+            if !self.options.chip_filter.allows(&b.chip) {
+                continue;
+            }
+            let chip = b.build(&self.options.sensor_filter, chip_attrs, &mut attrs);
+            chips.push(chip);
+        }
+        self.layout = Arc::new(HwmonLayout {
+            chips,
+            slots: attrs.len(),
+        });
+        self.attrs = attrs;
+        self.rescan.done(entries);
+    }
+}
+
+impl SysfsReader for HwmonReader {
+    type Readings = HwmonReadings;
+
+    fn collect(&mut self, io: &mut SysfsIo) -> Result<HwmonReadings, ReadError> {
+        let class = class_dir(&self.root, "hwmon");
+        let entries: Vec<String> = list_class(io, &class)?
+            .into_iter()
+            .map(|e| e.name)
+            .collect();
+        if self.rescan.needed(&entries) {
+            self.discover(io, entries);
+        }
+        let values = self
+            .attrs
+            .iter()
+            .map(|a| read_value(io, a, &mut self.rescan))
+            .collect();
+        Ok(HwmonReadings {
+            layout: Arc::clone(&self.layout),
+            values,
+        })
+    }
+}
+
+/// A chip while its name may still change (clashes are resolved across all chips).
+struct ChipBuilder {
+    chip: String,
+    chip_name: Option<String>,
+    raw_name: Option<String>,
+    hwmon: String,
+    device: Option<PathBuf>,
+    /// sensor -> (kind, label, element -> index into the chip's attrs)
+    sensors: BTreeMap<String, (String, Option<String>, BTreeMap<String, usize>)>,
+}
+
+impl ChipBuilder {
+    fn build(self, sensor_filter: &Filter, chip_attrs: Vec<Attr>, all: &mut Vec<Attr>) -> Chip {
+        let mut chip_attrs: Vec<Option<Attr>> = chip_attrs.into_iter().map(Some).collect();
+        let mut sensors = Vec::new();
+        let mut names: Vec<&String> = self.sensors.keys().collect();
+        names.sort_by(|a, b| super::io::natural_cmp(a, b));
+        for name in names {
+            if !sensor_filter.allows(&format!("{};{}", self.chip, name)) {
+                continue;
+            }
+            let (kind, label, elements) = &self.sensors[name];
+            let mut els = Vec::new();
+            for (element, &i) in elements {
+                if let Some(attr) = chip_attrs[i].take() {
+                    els.push(Element {
+                        element: Arc::from(element.as_str()),
+                        slot: all.len(),
+                    });
+                    all.push(attr);
+                }
+            }
+            sensors.push(Sensor {
+                name: lv(name),
+                kind: Arc::from(kind.as_str()),
+                label: label.as_deref().map(lv),
+                elements: els,
+            });
+        }
+        let pci_address = self
+            .device
+            .as_deref()
+            .and_then(pci_ancestor)
+            .map(|s| Arc::from(s.as_str()));
+        Chip {
+            chip: lv(&self.chip),
+            chip_name: self.chip_name.as_deref().map(lv),
+            raw_name: self.raw_name.as_deref().map(Arc::from),
+            hwmon: Arc::from(self.hwmon.as_str()),
+            device: self.device,
+            pci_address,
+            sensors,
+        }
+    }
+}
+
+fn discover_chip(
+    io: &mut SysfsIo,
+    entry: &Path,
+    entry_name: &str,
+) -> Option<(ChipBuilder, Vec<Attr>)> {
+    // class/hwmon/hwmonN is a symlink on real systems and may be a plain directory in captured trees.
+    let dir = super::resolve(entry)?;
+    if !dir.is_dir() {
+        return None;
+    }
+    let hwmon = dir
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or(entry_name)
+        .to_owned();
+    let device = super::resolve(&dir.join("device")).filter(|d| d.is_dir());
+    let raw_name = io.read_optional(&dir.join("name"));
+    let chip_name = raw_name
+        .as_deref()
+        .map(clean_name)
+        .filter(|n| !n.is_empty());
+
+    // node_exporter's order: "<parent>_<device>" from the device link, else the name file, else hwmonN.
+    let from_device = device.as_deref().and_then(|d| {
+        let dev = clean_name(d.file_name()?.to_str()?);
+        let parent = d
+            .parent()
+            .and_then(|p| p.file_name())
+            .and_then(|n| n.to_str())
+            .map(clean_name)
+            .unwrap_or_default();
+        match (parent.is_empty(), dev.is_empty()) {
+            (_, true) => None,
+            (true, false) => Some(dev),
+            (false, false) => Some(format!("{parent}_{dev}")),
+        }
+    });
+    let chip = from_device
+        .or_else(|| chip_name.clone())
+        .unwrap_or_else(|| clean_name(&hwmon));
+
+    let mut b = ChipBuilder {
+        chip,
+        chip_name,
+        raw_name,
+        hwmon,
+        device: device.clone(),
+        sensors: BTreeMap::new(),
+    };
+    let mut attrs = Vec::new();
+    // The device directory is read second so that its files win, as in node_exporter.
+    for d in std::iter::once(dir.clone()).chain(device) {
+        scan_attrs(io, &d, &mut b, &mut attrs);
+    }
+    Some((b, attrs))
+}
+
+fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec<Attr>) {
+    let Ok(entries) = io.list_dir(dir) else {
+        return;
+    };
+    for entry in entries {
+        let Some((kind, index, element)) = split_attr_name(&entry.name) else {
+            continue;
+        };
+        if !SENSOR_TYPES.contains(&kind) {
+            continue;
+        }
+        let path = dir.join(&entry.name);
+        match entry.kind {
+            EntryKind::File | EntryKind::Symlink => {}
+            EntryKind::Dir if index.is_some() => {
+                // "temp1_input/" is a broken tree, worth counting; "power/" (runtime PM) is normal.
+                io.fail(&Arc::from(path.as_path()), ReadFailure::NotAFile);
+                continue;
+            }
+            _ => continue,
+        }
+        let sensor = format!("{kind}{}", index.unwrap_or(0));
+        let slot = b
+            .sensors
+            .entry(sensor)
+            .or_insert_with(|| (kind.to_owned(), None, BTreeMap::new()));
+        if element == "label" {
+            slot.1 = io.read_optional(&path);
+            continue;
+        }
+        let Ok(attr) = io.open(path.as_path()) else {
+            continue;
+        };
+        match slot.2.get(element) {
+            Some(&i) => attrs[i] = attr,
+            None => {
+                slot.2.insert(element.to_owned(), attrs.len());
+                attrs.push(attr);
+            }
+        }
+    }
+}
+
+/// Two chips with one name would produce duplicate series; suffix them with their `name` content if that
+/// tells them apart, else with their hwmonN.
+fn disambiguate(found: &mut [(ChipBuilder, Vec<Attr>)]) {
+    let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
+    for (i, (b, _)) in found.iter().enumerate() {
+        groups.entry(b.chip.clone()).or_default().push(i);
+    }
+    for (base, members) in groups {
+        if members.len() < 2 {
+            continue;
+        }
+        let names: Vec<Option<&String>> = members
+            .iter()
+            .map(|&i| found[i].0.chip_name.as_ref())
+            .collect();
+        let distinct = names.iter().all(Option::is_some)
+            && names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
+        for &i in &members {
+            let b = &mut found[i].0;
+            let suffix = if distinct {
+                b.chip_name.clone().unwrap_or_default()
+            } else {
+                clean_name(&b.hwmon)
+            };
+            b.chip = format!("{base}_{suffix}");
+        }
+    }
+}
+
+/// How a raw hwmon value maps to a metric.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unit {
+    /// Multiply the raw value by this to get the exported value.
+    pub scale: f64,
+    /// Suffix node_exporter appends to the name (after the element).
+    pub suffix: &'static str,
+    pub kind: MetricKind,
+}
+
+const RAW: Unit = Unit {
+    scale: 1.0,
+    suffix: "",
+    kind: MetricKind::Gauge,
+};
+
+/// Whether an element is a flag or count rather than a measurement in the sensor's unit.
+fn is_unitless(element: &str) -> bool {
+    element == "alarm"
+        || element == "fault"
+        || element == "beep"
+        || element == "enable"
+        || element == "type"
+        || element.ends_with("_alarm")
+        || element.ends_with("_beep")
+        || element == "average_samples"
+}
+
+/// The kernel ABI unit of `<kind><n>_<element>`, as scale to base units and node_exporter's suffix.
+pub fn unit(kind: &str, element: &str) -> Unit {
+    let g = |scale, suffix| Unit {
+        scale,
+        suffix,
+        kind: MetricKind::Gauge,
+    };
+    match (kind, element) {
+        ("update_interval", _) => g(0.001, ""),
+        (_, "alarm" | "fault") => RAW,
+        (_, "beep") => g(1.0, "_enabled"),
+        ("in" | "cpu", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_volts"),
+        ("temp", "type") => RAW,
+        ("temp", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_celsius"),
+        ("curr", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_amps"),
+        ("energy", e) => Unit {
+            scale: if is_unitless(e) { 1.0 } else { 1e-6 },
+            suffix: "_joule_total",
+            kind: MetricKind::Counter,
+        },
+        // Percent in the kernel ABI; node_exporter divides by 1e6.
+        ("power", "accuracy") => g(0.01, ""),
+        ("power", "average_interval" | "average_interval_min" | "average_interval_max") => {
+            g(0.001, "_seconds")
+        }
+        ("power", e) => g(if is_unitless(e) { 1.0 } else { 1e-6 }, "_watt"),
+        // milli-percent to a ratio; node_exporter divides by 1e6.
+        ("humidity", e) => g(if is_unitless(e) { 1.0 } else { 1e-5 }, ""),
+        ("fan", "input" | "min" | "max" | "target") => g(1.0, "_rpm"),
+        ("freq", "input") => g(1.0, "_hertz"),
+        _ => RAW,
+    }
+}
+
+/// The exported name of an element; `has_bare` says whether the sensor also has a bare value file.
+fn metric_name(kind: &str, element: &str, has_bare: bool) -> String {
+    match kind {
+        "vrm" => return "accel_hwmon_voltage_regulator_version".to_owned(),
+        "update_interval" => return "accel_hwmon_update_interval_seconds".to_owned(),
+        "beep_enable" => return "accel_hwmon_beep_enabled".to_owned(),
+        _ => {}
+    }
+    let mut name = format!("accel_hwmon_{kind}");
+    match element {
+        "" => {}
+        "input" if has_bare => name.push_str("_input"),
+        "input" if kind == "freq" => {}
+        "input" => {}
+        e => {
+            name.push('_');
+            name.push_str(&clean_name(e));
+        }
+    }
+    name.push_str(unit(kind, element).suffix);
+    name
+}
+
+impl HwmonReadings {
+    pub fn export(&self, out: &mut Families) {
+        for chip in &self.layout.chips {
+            if let Some(n) = &chip.chip_name {
+                out.gauge(
+                    "accel_hwmon_chip_names",
+                    "Annotation metric for human-readable chip names",
+                    vec![("chip", chip.chip.clone()), ("chip_name", n.clone())],
+                    1.0,
+                );
+            }
+            for sensor in &chip.sensors {
+                let labels = || vec![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
+                if let Some(label) = &sensor.label {
+                    let mut l = labels();
+                    l.push(("label", label.clone()));
+                    out.gauge(
+                        "accel_hwmon_sensor_label",
+                        "Label for given chip and sensor",
+                        l,
+                        1.0,
+                    );
+                }
+                let has_bare = sensor.element("").is_some();
+                for e in &sensor.elements {
+                    let Some(raw) = self.raw(e) else { continue };
+                    let (name, value, kind) = if &*sensor.kind == "beep_enable" {
+                        (
+                            metric_name(&sensor.kind, &e.element, has_bare),
+                            if raw == 1.0 { 1.0 } else { 0.0 },
+                            MetricKind::Gauge,
+                        )
+                    } else {
+                        let u = unit(&sensor.kind, &e.element);
+                        (
+                            metric_name(&sensor.kind, &e.element, has_bare),
+                            raw * u.scale,
+                            u.kind,
+                        )
+                    };
+                    let help = help_for(&sensor.kind, &e.element);
+                    out.family(&name, &help, kind)
+                        .samples
+                        .push(crate::export::Sample {
+                            labels: labels(),
+                            value,
+                        });
+                }
+            }
+        }
+    }
+}
+
+fn help_for(kind: &str, element: &str) -> String {
+    let what = match kind {
+        "temp" => "temperature",
+        "in" | "cpu" => "voltage",
+        "curr" => "current",
+        "power" => "power",
+        "energy" => "energy",
+        "fan" => "fan speed",
+        "pwm" => "PWM output",
+        "humidity" => "humidity",
+        "intrusion" => "chassis intrusion",
+        "freq" => "frequency",
+        _ => kind,
+    };
+    if element.is_empty() || element == "input" {
+        format!("Hardware monitor {what} reading")
+    } else {
+        format!("Hardware monitor {what} ({element})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_units_follow_node_exporter_and_the_kernel() {
+        assert_eq!(
+            metric_name("temp", "input", false),
+            "accel_hwmon_temp_celsius"
+        );
+        assert_eq!(
+            metric_name("temp", "crit_alarm", false),
+            "accel_hwmon_temp_crit_alarm_celsius"
+        );
+        assert_eq!(
+            unit("temp", "crit_alarm").scale,
+            1.0,
+            "alarm flags stay 0/1"
+        );
+        assert_eq!(
+            metric_name("in", "input", true),
+            "accel_hwmon_in_input_volts"
+        );
+        assert_eq!(
+            metric_name("fan", "beep", false),
+            "accel_hwmon_fan_beep_enabled"
+        );
+        assert_eq!(
+            metric_name("fan", "pulses", false),
+            "accel_hwmon_fan_pulses"
+        );
+        assert_eq!(
+            metric_name("power", "average_interval", false),
+            "accel_hwmon_power_average_interval_seconds"
+        );
+        assert_eq!(
+            metric_name("energy", "input", false),
+            "accel_hwmon_energy_joule_total"
+        );
+        assert_eq!(
+            metric_name("pwm", "auto_point1_temp", false),
+            "accel_hwmon_pwm_auto_point1_temp"
+        );
+        assert_eq!(
+            metric_name("update_interval", "", false),
+            "accel_hwmon_update_interval_seconds"
+        );
+        assert_eq!(
+            metric_name("freq", "input", false),
+            "accel_hwmon_freq_hertz"
+        );
+        assert_eq!(unit("humidity", "input").scale, 1e-5);
+        assert_eq!(unit("power", "accuracy").scale, 0.01);
+        assert_eq!(unit("power", "cap").scale, 1e-6);
+    }
+}

@@ -1,0 +1,186 @@
+//! Knowing which file a collector is stuck on.
+//!
+//! A read from a hung driver (or a FIFO standing in for one) blocks its thread in the kernel and cannot be
+//! cancelled. The supervisor therefore abandons the worker thread after the deadline and starts a fresh one;
+//! to keep the fresh one from blocking on the same file, every potentially blocking syscall is bracketed by
+//! [`ReadWatch::begin`]/[`ReadWatch::end`], so the supervisor can see the path and quarantine it. The
+//! quarantine lifts when the stuck syscall finally returns, or when the file at that path is replaced.
+
+use std::collections::HashMap;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// Identity of the file that hung, so a replaced file at the same path is not held against it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileId {
+    dev: u64,
+    ino: u64,
+}
+
+impl FileId {
+    fn of(path: &Path) -> Option<FileId> {
+        // stat() does not open the file, so it neither blocks on a FIFO nor calls into a driver.
+        std::fs::metadata(path).ok().map(|m| FileId {
+            dev: m.dev(),
+            ino: m.ino(),
+        })
+    }
+}
+
+/// Paths whose reads are known to hang, shared by all worker generations of one collector.
+#[derive(Debug, Default)]
+pub struct Quarantine {
+    entries: Mutex<HashMap<PathBuf, Option<FileId>>>,
+    /// Worker threads still blocked in a syscall. They cannot be killed; this makes them visible.
+    stuck_threads: AtomicUsize,
+}
+
+impl Quarantine {
+    pub fn new() -> Arc<Self> {
+        Arc::new(Self::default())
+    }
+
+    /// Whether `path` must not be touched. A quarantined path whose file was replaced is released.
+    pub fn holds(&self, path: &Path) -> bool {
+        let mut entries = lock(&self.entries);
+        let Some(id) = entries.get(path).copied() else {
+            return false;
+        };
+        match (id, FileId::of(path)) {
+            (Some(old), Some(now)) if old != now => {
+                entries.remove(path);
+                false
+            }
+            _ => true,
+        }
+    }
+
+    pub fn stuck_threads(&self) -> usize {
+        self.stuck_threads.load(Ordering::Relaxed)
+    }
+
+    pub fn len(&self) -> usize {
+        lock(&self.entries).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn add(&self, path: &Path) {
+        lock(&self.entries).insert(path.to_owned(), FileId::of(path));
+        self.stuck_threads.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn release(&self, path: &Path) {
+        lock(&self.entries).remove(path);
+        self.stuck_threads.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug, Default)]
+struct WatchState {
+    current: Option<Arc<Path>>,
+    abandoned: bool,
+}
+
+/// The in-flight marker of one worker thread.
+#[derive(Debug)]
+pub struct ReadWatch {
+    state: Mutex<WatchState>,
+    quarantine: Arc<Quarantine>,
+}
+
+impl ReadWatch {
+    pub fn new(quarantine: Arc<Quarantine>) -> Arc<Self> {
+        Arc::new(ReadWatch {
+            state: Mutex::new(WatchState::default()),
+            quarantine,
+        })
+    }
+
+    pub fn quarantine(&self) -> &Arc<Quarantine> {
+        &self.quarantine
+    }
+
+    pub fn begin(&self, path: &Arc<Path>) {
+        lock(&self.state).current = Some(Arc::clone(path));
+    }
+
+    pub fn end(&self) {
+        let mut state = lock(&self.state);
+        if let Some(path) = state.current.take()
+            && state.abandoned
+        {
+            // The stuck read came back: the file may be read again by the current worker.
+            self.quarantine.release(&path);
+        }
+    }
+
+    /// Called by the supervisor when the deadline passed. Quarantines the path the worker is blocked on
+    /// (if any) and returns it.
+    pub fn abandon(&self) -> Option<Arc<Path>> {
+        let mut state = lock(&self.state);
+        state.abandoned = true;
+        let path = state.current.clone()?;
+        self.quarantine.add(&path);
+        Some(path)
+    }
+}
+
+/// A poisoned lock here only means another thread panicked between two assignments; the data is still
+/// a consistent map, so carry on rather than spread the panic.
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn abandon_quarantines_until_the_read_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p: Arc<Path> = dir.path().join("temp1_input").into();
+        std::fs::write(&p, "1\n").unwrap();
+        let q = Quarantine::new();
+        let w = ReadWatch::new(q.clone());
+        w.begin(&p);
+        assert_eq!(w.abandon().as_deref(), Some(&*p));
+        assert!(q.holds(&p));
+        assert_eq!(q.stuck_threads(), 1);
+        w.end();
+        assert!(!q.holds(&p));
+        assert_eq!(q.stuck_threads(), 0);
+    }
+
+    #[test]
+    fn a_replaced_file_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let p: Arc<Path> = dir.path().join("temp1_input").into();
+        std::fs::write(&p, "1\n").unwrap();
+        let q = Quarantine::new();
+        let w = ReadWatch::new(q.clone());
+        w.begin(&p);
+        w.abandon();
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(dir.path().join("other"), "keep the old inode number busy").unwrap();
+        std::fs::write(&p, "2\n").unwrap();
+        assert!(
+            !q.holds(&p),
+            "a new file at the path is not the one that hung"
+        );
+        // The thread is still stuck on the old file until its syscall returns.
+        assert_eq!(q.stuck_threads(), 1);
+    }
+
+    #[test]
+    fn abandon_between_reads_quarantines_nothing() {
+        let q = Quarantine::new();
+        let w = ReadWatch::new(q.clone());
+        assert_eq!(w.abandon(), None);
+        assert!(q.is_empty());
+    }
+}

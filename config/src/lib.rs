@@ -1,0 +1,12 @@
+//! accel-agent configuration: the TOML schema, its defaults, and a loader that reports every error in a
+//! file as `FILE:LINE:COL: message`.
+
+pub mod duration;
+pub mod load;
+pub mod model;
+pub mod pattern;
+
+pub use duration::{BoundedDuration, Interval, Period, Timeout};
+pub use load::{ConfigError, ConfigErrors, LoadError, load_file, parse_str};
+pub use model::*;
+pub use pattern::{Filter, Pattern};

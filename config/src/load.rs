@@ -1,0 +1,427 @@
+//! Reading a config file and reporting *every* problem in it as `FILE:LINE:COL: message`.
+//!
+//! serde stops at the first error. To report all of them the loader parses the document once into a
+//! spanned tree, then repeatedly deserializes it; after each failure it records the error at its span and
+//! prunes the offending entry from the tree, until what is left deserializes. The schema in `model.rs`
+//! stays the single source of truth: nothing here knows which keys exist.
+
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use toml::Spanned;
+use toml::de::{DeArray, DeTable, DeValue, Deserializer};
+
+use crate::model::{Config, Finding, PathSeg};
+
+/// Stop after this many errors: a file that is mostly wrong does not need every line listed.
+const MAX_ERRORS: usize = 100;
+
+/// One problem, located.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}: {}",
+            self.file, self.line, self.column, self.message
+        )
+    }
+}
+
+/// Every problem found in one file, in file order.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("{}: cannot read config: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Invalid(#[from] ConfigErrors),
+}
+
+/// Reads and validates a config file.
+pub fn load_file(path: &Path) -> Result<Config, LoadError> {
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(parse_str(&text, &path.display().to_string())?)
+}
+
+/// Parses and validates config text; `file` is the name used in error messages.
+pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
+    let located = Locator { text, file };
+    let config: Config = deserialize_all(text, &located)?;
+    let findings = config.validate();
+    if findings.is_empty() {
+        return Ok(config);
+    }
+    let (tree, _) = DeTable::parse_recoverable(text);
+    let mut errors: Vec<ConfigError> = findings.iter().map(|f| located.finding(&tree, f)).collect();
+    errors.sort_by_key(|e| (e.line, e.column));
+    Err(ConfigErrors(errors))
+}
+
+/// Deserializes `T` from TOML text, collecting every syntax and schema error.
+pub fn deserialize_all<T: DeserializeOwned>(
+    text: &str,
+    at: &Locator<'_>,
+) -> Result<T, ConfigErrors> {
+    let (tree, syntax) = DeTable::parse_recoverable(text);
+    if !syntax.is_empty() {
+        // The recovered tree of a syntactically broken file would produce misleading schema errors.
+        let mut errors: Vec<ConfigError> = syntax
+            .iter()
+            .map(|e| {
+                at.error(
+                    e.span().map_or(0, |s| s.start),
+                    e.message().trim().to_owned(),
+                )
+            })
+            .collect();
+        errors.sort_by_key(|e| (e.line, e.column));
+        errors.dedup();
+        return Err(ConfigErrors(errors));
+    }
+    let mut work = tree;
+    let mut errors = Vec::new();
+    let mut pruned_keys: Vec<String> = Vec::new();
+    loop {
+        match T::deserialize(Deserializer::from(work.clone())) {
+            Ok(value) if errors.is_empty() => return Ok(value),
+            Ok(_) => break,
+            Err(e) => {
+                let message = e.message().trim().to_owned();
+                let Some(span) = e.span() else {
+                    errors.push(at.error(0, humanize(&message)));
+                    break;
+                };
+                let pruned = prune(work.get_mut(), &span, &mut Vec::new());
+                // Removing a bad required key makes serde also report it missing; that is the same mistake.
+                let echo =
+                    missing_field(&message).is_some_and(|k| pruned_keys.iter().any(|p| p == k));
+                if !echo {
+                    let key_path = pruned.as_ref().map(|(path, _)| path.as_str()).unwrap_or("");
+                    let text = if key_path.is_empty() {
+                        humanize(&message)
+                    } else {
+                        format!("{key_path}: {}", humanize(&message))
+                    };
+                    errors.push(at.error(span.start, text));
+                }
+                match pruned {
+                    Some((_, key)) if errors.len() < MAX_ERRORS => pruned_keys.push(key),
+                    _ => break,
+                }
+            }
+        }
+    }
+    errors.sort_by_key(|e| (e.line, e.column));
+    errors.dedup();
+    Err(ConfigErrors(errors))
+}
+
+/// Maps byte offsets and key paths to `FILE:LINE:COL`.
+pub struct Locator<'a> {
+    pub text: &'a str,
+    pub file: &'a str,
+}
+
+impl Locator<'_> {
+    pub fn error(&self, offset: usize, message: String) -> ConfigError {
+        let (line, column) = line_col(self.text, offset);
+        ConfigError {
+            file: self.file.to_owned(),
+            line,
+            column,
+            message,
+        }
+    }
+
+    /// Locates a semantic finding at its value, or at the nearest enclosing table that exists in the file.
+    pub fn finding(&self, tree: &Spanned<DeTable<'_>>, f: &Finding) -> ConfigError {
+        let offset = span_of(tree, &f.path).map_or(0, |s| s.start);
+        self.error(offset, format!("{}: {}", display_path(&f.path), f.message))
+    }
+}
+
+pub fn display_path(path: &[PathSeg]) -> String {
+    let mut s = String::new();
+    for seg in path {
+        match seg {
+            PathSeg::Key(k) => {
+                if !s.is_empty() {
+                    s.push('.');
+                }
+                s.push_str(k);
+            }
+            PathSeg::Index(i) => s.push_str(&format!("[{i}]")),
+        }
+    }
+    s
+}
+
+/// 1-based line and column (in characters) of a byte offset.
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let offset = offset.min(text.len());
+    let before = &text[..text.floor_char_boundary(offset)];
+    let line = before.matches('\n').count() + 1;
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    (line, before[line_start..].chars().count() + 1)
+}
+
+/// Finds the span of the value at `path`, falling back to the deepest enclosing entry present.
+fn span_of(tree: &Spanned<DeTable<'_>>, path: &[PathSeg]) -> Option<Range<usize>> {
+    let mut best: Option<Range<usize>> = None;
+    let mut value: Option<&Spanned<DeValue<'_>>> = None;
+    let mut table: Option<&DeTable<'_>> = Some(tree.get_ref());
+    for seg in path {
+        let next = match (seg, table, value.map(|v| v.get_ref())) {
+            (PathSeg::Key(k), Some(t), _) => t.get(k.as_str()),
+            (PathSeg::Index(i), _, Some(DeValue::Array(a))) => a.get(*i),
+            _ => None,
+        };
+        let Some(next) = next else { break };
+        best = Some(next.span());
+        table = match next.get_ref() {
+            DeValue::Table(t) => Some(t),
+            _ => None,
+        };
+        value = Some(next);
+    }
+    best
+}
+
+/// Removes the entry the error at `span` is about. Returns its dotted key path and its key name.
+fn prune(
+    table: &mut DeTable<'_>,
+    span: &Range<usize>,
+    path: &mut Vec<String>,
+) -> Option<(String, String)> {
+    let mut hit: Option<String> = None;
+    for (key, value) in table.iter_mut() {
+        path.push(key.get_ref().to_string());
+        if key.span() == *span || value.span() == *span {
+            hit = Some(key.get_ref().to_string());
+        } else if let Some(found) = prune_value(value, span, path) {
+            return Some(found);
+        } else if contains(&value.span(), span) && !matches!(value.get_ref(), DeValue::Table(_)) {
+            hit = Some(key.get_ref().to_string());
+        }
+        if hit.is_some() {
+            break;
+        }
+        path.pop();
+    }
+    let key = hit?;
+    table.remove(key.as_str());
+    Some((path.join("."), key))
+}
+
+fn prune_value(
+    value: &mut Spanned<DeValue<'_>>,
+    span: &Range<usize>,
+    path: &mut Vec<String>,
+) -> Option<(String, String)> {
+    match value.get_mut() {
+        DeValue::Table(t) => prune(t, span, path),
+        DeValue::Array(items) => {
+            let mut drop_index = None;
+            for (i, item) in items.iter_mut().enumerate() {
+                if let DeValue::Table(t) = item.get_mut() {
+                    let mark = path.len();
+                    if let Some(last) = path.last_mut() {
+                        last.push_str(&format!("[{i}]"));
+                    }
+                    if let Some(found) = prune(t, span, path) {
+                        return Some(found);
+                    }
+                    path.truncate(mark);
+                    if let Some(last) = path.last_mut()
+                        && let Some(cut) = last.rfind('[')
+                    {
+                        last.truncate(cut);
+                    }
+                    // An error about the element itself (e.g. a missing required key): drop the element.
+                    if item.span() == *span || contains(&item.span(), span) {
+                        drop_index = Some(i);
+                        break;
+                    }
+                }
+            }
+            let i = drop_index?;
+            let mut kept = DeArray::new();
+            let old = std::mem::replace(items, DeArray::new());
+            for (j, item) in old.iter().enumerate() {
+                if j != i {
+                    kept.push(item.clone());
+                }
+            }
+            *items = kept;
+            let key = path.last().cloned().unwrap_or_default();
+            Some((format!("{}[{i}]", path.join(".")), key))
+        }
+        _ => None,
+    }
+}
+
+fn contains(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+fn missing_field(message: &str) -> Option<&str> {
+    message.strip_prefix("missing field `")?.split('`').next()
+}
+
+/// Rewrites serde's messages into the words an operator expects, with a suggestion for typos.
+fn humanize(message: &str) -> String {
+    if let Some(rest) = message.strip_prefix("unknown field ") {
+        return unknown("key", rest);
+    }
+    if let Some(rest) = message.strip_prefix("unknown variant ") {
+        return unknown("value", rest);
+    }
+    if let Some(rest) = message.strip_prefix("invalid type: ") {
+        return format!("wrong type: found {rest}");
+    }
+    if let Some(field) = missing_field(message) {
+        return format!("missing required key `{field}`");
+    }
+    message.to_owned()
+}
+
+/// "`colour`, expected one of `id`, `kind`" -> "unknown key `colour`; valid keys: id, kind".
+fn unknown(what: &str, rest: &str) -> String {
+    let ticked: Vec<&str> = rest.split('`').skip(1).step_by(2).collect();
+    let Some((given, valid)) = ticked.split_first() else {
+        return format!("unknown {what} {rest}");
+    };
+    let mut out = format!("unknown {what} `{given}`");
+    if let Some(best) = closest(given, valid) {
+        out.push_str(&format!(" (did you mean `{best}`?)"));
+    }
+    if valid.is_empty() {
+        out.push_str("; this table takes no keys");
+    } else {
+        out.push_str(&format!("; valid {what}s: {}", valid.join(", ")));
+    }
+    out
+}
+
+/// The valid name closest to a typo, if any is close enough to be a plausible intent.
+pub fn closest<'a>(given: &str, valid: &[&'a str]) -> Option<&'a str> {
+    valid
+        .iter()
+        .map(|v| (strsim::jaro_winkler(given, v), *v))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, v)| v)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text, "agent.toml")
+            .unwrap_err()
+            .0
+            .iter()
+            .map(|e| e.to_string())
+            .collect()
+    }
+
+    #[test]
+    fn empty_file_is_the_default_config() {
+        assert_eq!(parse_str("", "agent.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn reports_every_error_with_position_key_and_suggestion() {
+        let text = "\
+listen = 5
+poll_intervl = \"5s\"
+[collectors.hwmon]
+enabled = \"yes\"
+interval = \"5 parsecs\"
+chip_include = \"coretemp(\"
+[collectors.powercap]
+interval = \"10ms\"
+";
+        let got = errors(text);
+        assert_eq!(
+            got,
+            vec![
+                "agent.toml:1:10: listen: wrong type: found integer `5`, expected socket address",
+                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions",
+                "agent.toml:4:11: collectors.hwmon.enabled: wrong type: found string \"yes\", expected a boolean",
+                "agent.toml:5:12: collectors.hwmon.interval: invalid duration \"5 parsecs\": unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"",
+                "agent.toml:6:16: collectors.hwmon.chip_include: invalid regular expression: regex parse error:\n    coretemp(\n            ^\nerror: unclosed group",
+                "agent.toml:8:12: collectors.powercap.interval: duration 10ms is out of range: must be between 100ms and 1h",
+            ],
+            "{got:#?}"
+        );
+    }
+
+    #[test]
+    fn syntax_errors_are_located() {
+        let got = errors("listen = \"0.0.0.0:9860\"\n[collectors\nfoo = 1\n");
+        assert!(got[0].starts_with("agent.toml:2:"), "{got:?}");
+    }
+
+    #[test]
+    fn semantic_findings_point_at_the_key() {
+        let got = errors("[collectors.pci_aer]\ninterval = \"1s\"\ntimeout = \"3s\"\n");
+        assert_eq!(
+            got,
+            vec![
+                "agent.toml:3:11: collectors.pci_aer.timeout: timeout 3s is longer than the interval 1s; a read may not outlive its poll"
+            ]
+        );
+        let got = errors("sysfs_root = \"sys\"\n");
+        assert_eq!(
+            got,
+            vec!["agent.toml:1:14: sysfs_root: sys must be an absolute path"]
+        );
+    }
+
+    #[test]
+    fn line_col_counts_characters() {
+        assert_eq!(line_col("a\nbµc", 5), (2, 3));
+        assert_eq!(line_col("", 0), (1, 1));
+    }
+
+    #[test]
+    fn closest_needs_a_plausible_match() {
+        assert_eq!(
+            closest("intervl", &["interval", "timeout"]),
+            Some("interval")
+        );
+        assert_eq!(closest("zzz", &["interval", "timeout"]), None);
+    }
+}

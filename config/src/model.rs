@@ -1,0 +1,316 @@
+//! The configuration schema. Top-level keys are fixed by DESIGN.md; every table rejects unknown keys so a
+//! typo is an error with a suggestion rather than a silently ignored setting.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{Interval, Timeout};
+use crate::pattern::{Filter, Pattern};
+
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/accel-agent/agent.toml";
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:9860";
+pub const DEFAULT_SYSFS_ROOT: &str = "/sys";
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/accel-agent";
+pub const DEFAULT_SOCKET: &str = "/run/accel-agent/agent.sock";
+pub const DEFAULT_POLL_INTERVAL: Interval = Interval::from_millis(5_000);
+/// A read that takes longer than this is treated as hung, unless a section sets its own timeout.
+pub const DEFAULT_READ_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address of the read-only HTTP endpoint (/metrics, /health, /api/v1, /).
+    pub listen: SocketAddr,
+    /// Root of the sysfs tree every sysfs reader and writer works under.
+    pub sysfs_root: PathBuf,
+    /// Where the event journal and saved original values live.
+    pub state_dir: PathBuf,
+    /// Unix socket of the control API used by agentctl.
+    pub socket: PathBuf,
+    /// Default interval for every source; sections may set their own.
+    pub poll_interval: Interval,
+    pub collectors: Collectors,
+    pub actions: Actions,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: DEFAULT_LISTEN.parse().expect("constant address parses"),
+            sysfs_root: PathBuf::from(DEFAULT_SYSFS_ROOT),
+            state_dir: PathBuf::from(DEFAULT_STATE_DIR),
+            socket: PathBuf::from(DEFAULT_SOCKET),
+            poll_interval: DEFAULT_POLL_INTERVAL,
+            collectors: Collectors::default(),
+            actions: Actions::default(),
+        }
+    }
+}
+
+/// The host sysfs collectors, one section each.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Collectors {
+    pub hwmon: HwmonSection,
+    pub thermal_zone: Section,
+    pub cooling_device: Section,
+    pub power_supply: Section,
+    pub powercap: Section,
+    pub pci_aer: Section,
+}
+
+/// Settings shared by every collector. `include`/`exclude` match the collector's object name: the zone
+/// type for thermal_zone, the device type for cooling_device, the supply name for power_supply, the zone
+/// name (e.g. "package-0") for powercap and the PCI address for pci_aer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Section {
+    pub enabled: bool,
+    pub interval: Option<Interval>,
+    pub timeout: Option<Timeout>,
+    pub include: Option<Pattern>,
+    pub exclude: Option<Pattern>,
+}
+
+impl Default for Section {
+    fn default() -> Self {
+        Section {
+            enabled: true,
+            interval: None,
+            timeout: None,
+            include: None,
+            exclude: None,
+        }
+    }
+}
+
+/// hwmon filters by chip label (e.g. "platform_coretemp_0") and by "chip;sensor" (e.g.
+/// "platform_coretemp_0;temp1"), as node_exporter's --collector.hwmon.{chip,sensor}-{include,exclude} do.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HwmonSection {
+    pub enabled: bool,
+    pub interval: Option<Interval>,
+    pub timeout: Option<Timeout>,
+    pub chip_include: Option<Pattern>,
+    pub chip_exclude: Option<Pattern>,
+    pub sensor_include: Option<Pattern>,
+    pub sensor_exclude: Option<Pattern>,
+}
+
+impl Default for HwmonSection {
+    fn default() -> Self {
+        HwmonSection {
+            enabled: true,
+            interval: None,
+            timeout: None,
+            chip_include: None,
+            chip_exclude: None,
+            sensor_include: None,
+            sensor_exclude: None,
+        }
+    }
+}
+
+/// Writes to the machine (throttling, reconnects). Off unless configured.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Actions {
+    pub enabled: bool,
+    /// Log and record what would be written, write nothing.
+    pub dry_run: bool,
+}
+
+/// The host collectors, in the order they are reported.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CollectorKind {
+    Hwmon,
+    ThermalZone,
+    CoolingDevice,
+    PowerSupply,
+    Powercap,
+    PciAer,
+}
+
+impl CollectorKind {
+    pub const ALL: [CollectorKind; 6] = [
+        CollectorKind::Hwmon,
+        CollectorKind::ThermalZone,
+        CollectorKind::CoolingDevice,
+        CollectorKind::PowerSupply,
+        CollectorKind::Powercap,
+        CollectorKind::PciAer,
+    ];
+
+    /// The section name under [collectors] and the `collector` label value.
+    pub fn name(self) -> &'static str {
+        match self {
+            CollectorKind::Hwmon => "hwmon",
+            CollectorKind::ThermalZone => "thermal_zone",
+            CollectorKind::CoolingDevice => "cooling_device",
+            CollectorKind::PowerSupply => "power_supply",
+            CollectorKind::Powercap => "powercap",
+            CollectorKind::PciAer => "pci_aer",
+        }
+    }
+}
+
+/// A collector's settings with the defaults applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CollectorSettings {
+    pub kind: CollectorKind,
+    pub enabled: bool,
+    pub interval: Duration,
+    pub timeout: Duration,
+    /// Filters the collector's object names (chips, zones, supplies, addresses).
+    pub filter: Filter,
+    /// hwmon only: filters "chip;sensor".
+    pub sensor_filter: Filter,
+}
+
+impl Config {
+    pub fn collector(&self, kind: CollectorKind) -> CollectorSettings {
+        let c = &self.collectors;
+        let (enabled, interval, timeout, filter, sensor_filter) = match kind {
+            CollectorKind::Hwmon => {
+                let h = &c.hwmon;
+                (
+                    h.enabled,
+                    h.interval,
+                    h.timeout,
+                    Filter::new(h.chip_include.clone(), h.chip_exclude.clone()),
+                    Filter::new(h.sensor_include.clone(), h.sensor_exclude.clone()),
+                )
+            }
+            other => {
+                let s = self.section(other);
+                (
+                    s.enabled,
+                    s.interval,
+                    s.timeout,
+                    Filter::new(s.include.clone(), s.exclude.clone()),
+                    Filter::default(),
+                )
+            }
+        };
+        let interval = interval.unwrap_or(self.poll_interval).get();
+        // A read may not outlive its poll: otherwise a slow source would always be in flight.
+        let timeout = timeout
+            .map(Timeout::get)
+            .unwrap_or(DEFAULT_READ_TIMEOUT)
+            .min(interval);
+        CollectorSettings {
+            kind,
+            enabled,
+            interval,
+            timeout,
+            filter,
+            sensor_filter,
+        }
+    }
+
+    fn section(&self, kind: CollectorKind) -> &Section {
+        let c = &self.collectors;
+        match kind {
+            CollectorKind::ThermalZone => &c.thermal_zone,
+            CollectorKind::CoolingDevice => &c.cooling_device,
+            CollectorKind::PowerSupply => &c.power_supply,
+            CollectorKind::Powercap => &c.powercap,
+            CollectorKind::PciAer => &c.pci_aer,
+            CollectorKind::Hwmon => unreachable!("hwmon has its own section type"),
+        }
+    }
+
+    /// Checks that span several keys. Each finding names the key path it is about, so the loader can
+    /// point at the line.
+    pub fn validate(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        for kind in CollectorKind::ALL {
+            let (interval, timeout) = match kind {
+                CollectorKind::Hwmon => (
+                    self.collectors.hwmon.interval,
+                    self.collectors.hwmon.timeout,
+                ),
+                k => (self.section(k).interval, self.section(k).timeout),
+            };
+            let interval = interval.unwrap_or(self.poll_interval);
+            if let Some(t) = timeout
+                && t.get() > interval.get()
+            {
+                out.push(Finding {
+                    path: vec!["collectors".into(), kind.name().into(), "timeout".into()],
+                    message: format!("timeout {t} is longer than the interval {interval}; a read may not outlive its poll"),
+                });
+            }
+        }
+        for (key, path) in [
+            ("sysfs_root", &self.sysfs_root),
+            ("state_dir", &self.state_dir),
+            ("socket", &self.socket),
+        ] {
+            if !path.is_absolute() {
+                out.push(Finding {
+                    path: vec![key.into()],
+                    message: format!("{} must be an absolute path", path.display()),
+                });
+            }
+        }
+        out
+    }
+}
+
+/// A semantic problem found after parsing, located by its key path (e.g. ["collectors", "hwmon", "timeout"]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Finding {
+    pub path: Vec<PathSeg>,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum PathSeg {
+    Key(String),
+    Index(usize),
+}
+
+impl From<&str> for PathSeg {
+    fn from(s: &str) -> Self {
+        PathSeg::Key(s.to_owned())
+    }
+}
+
+impl From<usize> for PathSeg {
+    fn from(i: usize) -> Self {
+        PathSeg::Index(i)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_design() {
+        let c = Config::default();
+        assert_eq!(c.listen.to_string(), "0.0.0.0:9860");
+        assert_eq!(c.sysfs_root, PathBuf::from("/sys"));
+        assert_eq!(c.poll_interval.get(), Duration::from_secs(5));
+        assert!(!c.actions.enabled);
+        let h = c.collector(CollectorKind::Hwmon);
+        assert!(h.enabled);
+        assert_eq!(h.interval, Duration::from_secs(5));
+        assert_eq!(h.timeout, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn timeout_is_capped_by_a_short_interval() {
+        let mut c = Config::default();
+        c.collectors.powercap.interval = Some("500ms".parse().unwrap());
+        assert_eq!(
+            c.collector(CollectorKind::Powercap).timeout,
+            Duration::from_millis(500)
+        );
+    }
+}

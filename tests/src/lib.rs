@@ -1,0 +1,1 @@
+//! Simulators and helpers for the end-to-end tests.
