@@ -25,10 +25,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn label(&self, key: &str) -> Option<&str> {
-        self.labels
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| &**v)
+        self.labels.iter().find(|(k, _)| *k == key).map(|(_, v)| &**v)
     }
 }
 
@@ -55,19 +52,11 @@ impl Families {
 
     /// The family `name`, created on first use. The first caller's help text and kind win.
     pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) -> &mut Family {
-        debug_assert!(
-            kind != MetricKind::Counter || name.ends_with("_total"),
-            "counter {name} must end in _total"
-        );
+        debug_assert!(kind != MetricKind::Counter || name.ends_with("_total"), "counter {name} must end in _total");
         let i = match self.index.get(name) {
             Some(&i) => i,
             None => {
-                self.families.push(Family {
-                    name: name.to_owned(),
-                    help: help.to_owned(),
-                    kind,
-                    samples: Vec::new(),
-                });
+                self.families.push(Family { name: name.to_owned(), help: help.to_owned(), kind, samples: Vec::new() });
                 self.index.insert(name.to_owned(), self.families.len() - 1);
                 self.families.len() - 1
             }
@@ -75,28 +64,12 @@ impl Families {
         &mut self.families[i]
     }
 
-    pub fn gauge(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: Vec<(&'static str, LabelValue)>,
-        value: f64,
-    ) {
-        self.family(name, help, MetricKind::Gauge)
-            .samples
-            .push(Sample { labels, value });
+    pub fn gauge(&mut self, name: &str, help: &str, labels: Vec<(&'static str, LabelValue)>, value: f64) {
+        self.family(name, help, MetricKind::Gauge).samples.push(Sample { labels, value });
     }
 
-    pub fn counter(
-        &mut self,
-        name: &str,
-        help: &str,
-        labels: Vec<(&'static str, LabelValue)>,
-        value: f64,
-    ) {
-        self.family(name, help, MetricKind::Counter)
-            .samples
-            .push(Sample { labels, value });
+    pub fn counter(&mut self, name: &str, help: &str, labels: Vec<(&'static str, LabelValue)>, value: f64) {
+        self.family(name, help, MetricKind::Counter).samples.push(Sample { labels, value });
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Family> {
@@ -109,11 +82,7 @@ impl Families {
 
     /// The value of the sample of `name` whose labels include all of `labels`; for tests and lookups.
     pub fn value(&self, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
-        self.get(name)?
-            .samples
-            .iter()
-            .find(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v)))
-            .map(|s| s.value)
+        self.get(name)?.samples.iter().find(|s| labels.iter().all(|(k, v)| s.label(k) == Some(*v))).map(|s| s.value)
     }
 
     pub fn is_empty(&self) -> bool {

@@ -65,33 +65,17 @@ impl HostCollector {
             CollectorKind::Hwmon => boxed(
                 HwmonReader::new(
                     sysfs_root,
-                    HwmonOptions {
-                        chip_filter: f,
-                        sensor_filter: settings.sensor_filter.clone(),
-                    },
+                    HwmonOptions { chip_filter: f, sensor_filter: settings.sensor_filter.clone() },
                 ),
                 HostReadings::Hwmon,
             ),
-            CollectorKind::ThermalZone => {
-                boxed(ThermalReader::new(sysfs_root, f), HostReadings::ThermalZone)
-            }
-            CollectorKind::CoolingDevice => boxed(
-                CoolingReader::new(sysfs_root, f),
-                HostReadings::CoolingDevice,
-            ),
-            CollectorKind::PowerSupply => boxed(
-                PowerSupplyReader::new(sysfs_root, f),
-                HostReadings::PowerSupply,
-            ),
-            CollectorKind::Powercap => {
-                boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap)
-            }
+            CollectorKind::ThermalZone => boxed(ThermalReader::new(sysfs_root, f), HostReadings::ThermalZone),
+            CollectorKind::CoolingDevice => boxed(CoolingReader::new(sysfs_root, f), HostReadings::CoolingDevice),
+            CollectorKind::PowerSupply => boxed(PowerSupplyReader::new(sysfs_root, f), HostReadings::PowerSupply),
+            CollectorKind::Powercap => boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap),
             CollectorKind::PciAer => boxed(PciAerReader::new(sysfs_root, f), HostReadings::PciAer),
         };
-        HostCollector {
-            kind: settings.kind,
-            collect,
-        }
+        HostCollector { kind: settings.kind, collect }
     }
 
     pub fn collect(&mut self, io: &mut SysfsIo) -> Result<HostReadings, ReadError> {

@@ -37,10 +37,7 @@ impl<const MIN_MS: u64, const MAX_MS: u64> BoundedDuration<MIN_MS, MAX_MS> {
 
     /// For defaults written in code; panics at compile time in const contexts if out of range.
     pub const fn from_millis(ms: u64) -> Self {
-        assert!(
-            ms >= MIN_MS && ms <= MAX_MS,
-            "default duration out of range"
-        );
+        assert!(ms >= MIN_MS && ms <= MAX_MS, "default duration out of range");
         Self(Duration::from_millis(ms))
     }
 
@@ -78,9 +75,7 @@ impl<const MIN_MS: u64, const MAX_MS: u64> fmt::Debug for BoundedDuration<MIN_MS
     }
 }
 
-impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de>
-    for BoundedDuration<MIN_MS, MAX_MS>
-{
+impl<'de, const MIN_MS: u64, const MAX_MS: u64> Deserialize<'de> for BoundedDuration<MIN_MS, MAX_MS> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct V<const A: u64, const B: u64>;
         impl<const A: u64, const B: u64> Visitor<'_> for V<A, B> {
@@ -116,10 +111,7 @@ mod tests {
         assert!(err.contains("between 100ms and 1h"), "{err}");
         let err = "5 parsecs".parse::<Interval>().unwrap_err();
         assert!(err.contains("invalid duration"), "{err}");
-        assert!(
-            "5".parse::<Interval>().is_err(),
-            "a bare number has no unit"
-        );
+        assert!("5".parse::<Interval>().is_err(), "a bare number has no unit");
     }
 
     #[test]

@@ -29,11 +29,7 @@ pub struct ConfigError {
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}:{}: {}",
-            self.file, self.line, self.column, self.message
-        )
+        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
     }
 }
 
@@ -56,20 +52,14 @@ impl fmt::Display for ConfigErrors {
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
     #[error("{}: cannot read config: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{0}")]
     Invalid(#[from] ConfigErrors),
 }
 
 /// Reads and validates a config file.
 pub fn load_file(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read {
-        path: path.to_owned(),
-        source,
-    })?;
+    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
     Ok(parse_str(&text, &path.display().to_string())?)
 }
 
@@ -88,22 +78,12 @@ pub fn parse_str(text: &str, file: &str) -> Result<Config, ConfigErrors> {
 }
 
 /// Deserializes `T` from TOML text, collecting every syntax and schema error.
-pub fn deserialize_all<T: DeserializeOwned>(
-    text: &str,
-    at: &Locator<'_>,
-) -> Result<T, ConfigErrors> {
+pub fn deserialize_all<T: DeserializeOwned>(text: &str, at: &Locator<'_>) -> Result<T, ConfigErrors> {
     let (tree, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         // The recovered tree of a syntactically broken file would produce misleading schema errors.
-        let mut errors: Vec<ConfigError> = syntax
-            .iter()
-            .map(|e| {
-                at.error(
-                    e.span().map_or(0, |s| s.start),
-                    e.message().trim().to_owned(),
-                )
-            })
-            .collect();
+        let mut errors: Vec<ConfigError> =
+            syntax.iter().map(|e| at.error(e.span().map_or(0, |s| s.start), e.message().trim().to_owned())).collect();
         errors.sort_by_key(|e| (e.line, e.column));
         errors.dedup();
         return Err(ConfigErrors(errors));
@@ -123,8 +103,7 @@ pub fn deserialize_all<T: DeserializeOwned>(
                 };
                 let pruned = prune(work.get_mut(), &span, &mut Vec::new());
                 // Removing a bad required key makes serde also report it missing; that is the same mistake.
-                let echo =
-                    missing_field(&message).is_some_and(|k| pruned_keys.iter().any(|p| p == k));
+                let echo = missing_field(&message).is_some_and(|k| pruned_keys.iter().any(|p| p == k));
                 if !echo {
                     let key_path = pruned.as_ref().map(|(path, _)| path.as_str()).unwrap_or("");
                     let text = if key_path.is_empty() {
@@ -155,12 +134,7 @@ pub struct Locator<'a> {
 impl Locator<'_> {
     pub fn error(&self, offset: usize, message: String) -> ConfigError {
         let (line, column) = line_col(self.text, offset);
-        ConfigError {
-            file: self.file.to_owned(),
-            line,
-            column,
-            message,
-        }
+        ConfigError { file: self.file.to_owned(), line, column, message }
     }
 
     /// Locates a semantic finding at its value, or at the nearest enclosing table that exists in the file.
@@ -218,11 +192,7 @@ fn span_of(tree: &Spanned<DeTable<'_>>, path: &[PathSeg]) -> Option<Range<usize>
 }
 
 /// Removes the entry the error at `span` is about. Returns its dotted key path and its key name.
-fn prune(
-    table: &mut DeTable<'_>,
-    span: &Range<usize>,
-    path: &mut Vec<String>,
-) -> Option<(String, String)> {
+fn prune(table: &mut DeTable<'_>, span: &Range<usize>, path: &mut Vec<String>) -> Option<(String, String)> {
     let mut hit: Option<String> = None;
     for (key, value) in table.iter_mut() {
         path.push(key.get_ref().to_string());
@@ -348,12 +318,7 @@ mod tests {
     use super::*;
 
     fn errors(text: &str) -> Vec<String> {
-        parse_str(text, "agent.toml")
-            .unwrap_err()
-            .0
-            .iter()
-            .map(|e| e.to_string())
-            .collect()
+        parse_str(text, "agent.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
     }
 
     #[test]
@@ -404,10 +369,7 @@ interval = \"10ms\"
             ]
         );
         let got = errors("sysfs_root = \"sys\"\n");
-        assert_eq!(
-            got,
-            vec!["agent.toml:1:14: sysfs_root: sys must be an absolute path"]
-        );
+        assert_eq!(got, vec!["agent.toml:1:14: sysfs_root: sys must be an absolute path"]);
     }
 
     #[test]
@@ -418,10 +380,7 @@ interval = \"10ms\"
 
     #[test]
     fn closest_needs_a_plausible_match() {
-        assert_eq!(
-            closest("intervl", &["interval", "timeout"]),
-            Some("interval")
-        );
+        assert_eq!(closest("intervl", &["interval", "timeout"]), Some("interval"));
         assert_eq!(closest("zzz", &["interval", "timeout"]), None);
     }
 }

@@ -77,13 +77,7 @@ pub struct Section {
 
 impl Default for Section {
     fn default() -> Self {
-        Section {
-            enabled: true,
-            interval: None,
-            timeout: None,
-            include: None,
-            exclude: None,
-        }
+        Section { enabled: true, interval: None, timeout: None, include: None, exclude: None }
     }
 }
 
@@ -187,29 +181,13 @@ impl Config {
             }
             other => {
                 let s = self.section(other);
-                (
-                    s.enabled,
-                    s.interval,
-                    s.timeout,
-                    Filter::new(s.include.clone(), s.exclude.clone()),
-                    Filter::default(),
-                )
+                (s.enabled, s.interval, s.timeout, Filter::new(s.include.clone(), s.exclude.clone()), Filter::default())
             }
         };
         let interval = interval.unwrap_or(self.poll_interval).get();
         // A read may not outlive its poll: otherwise a slow source would always be in flight.
-        let timeout = timeout
-            .map(Timeout::get)
-            .unwrap_or(DEFAULT_READ_TIMEOUT)
-            .min(interval);
-        CollectorSettings {
-            kind,
-            enabled,
-            interval,
-            timeout,
-            filter,
-            sensor_filter,
-        }
+        let timeout = timeout.map(Timeout::get).unwrap_or(DEFAULT_READ_TIMEOUT).min(interval);
+        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter }
     }
 
     fn section(&self, kind: CollectorKind) -> &Section {
@@ -230,10 +208,7 @@ impl Config {
         let mut out = Vec::new();
         for kind in CollectorKind::ALL {
             let (interval, timeout) = match kind {
-                CollectorKind::Hwmon => (
-                    self.collectors.hwmon.interval,
-                    self.collectors.hwmon.timeout,
-                ),
+                CollectorKind::Hwmon => (self.collectors.hwmon.interval, self.collectors.hwmon.timeout),
                 k => (self.section(k).interval, self.section(k).timeout),
             };
             let interval = interval.unwrap_or(self.poll_interval);
@@ -242,15 +217,14 @@ impl Config {
             {
                 out.push(Finding {
                     path: vec!["collectors".into(), kind.name().into(), "timeout".into()],
-                    message: format!("timeout {t} is longer than the interval {interval}; a read may not outlive its poll"),
+                    message: format!(
+                        "timeout {t} is longer than the interval {interval}; a read may not outlive its poll"
+                    ),
                 });
             }
         }
-        for (key, path) in [
-            ("sysfs_root", &self.sysfs_root),
-            ("state_dir", &self.state_dir),
-            ("socket", &self.socket),
-        ] {
+        for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
+        {
             if !path.is_absolute() {
                 out.push(Finding {
                     path: vec![key.into()],
@@ -308,9 +282,6 @@ mod tests {
     fn timeout_is_capped_by_a_short_interval() {
         let mut c = Config::default();
         c.collectors.powercap.interval = Some("500ms".parse().unwrap());
-        assert_eq!(
-            c.collector(CollectorKind::Powercap).timeout,
-            Duration::from_millis(500)
-        );
+        assert_eq!(c.collector(CollectorKind::Powercap).timeout, Duration::from_millis(500));
     }
 }

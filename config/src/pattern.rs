@@ -18,14 +18,9 @@ const MAX_PATTERN_LEN: usize = 4096;
 impl Pattern {
     pub fn new(src: &str) -> Result<Self, String> {
         if src.len() > MAX_PATTERN_LEN {
-            return Err(format!(
-                "pattern is {} bytes long; the limit is {MAX_PATTERN_LEN}",
-                src.len()
-            ));
+            return Err(format!("pattern is {} bytes long; the limit is {MAX_PATTERN_LEN}", src.len()));
         }
-        Regex::new(src)
-            .map(Pattern)
-            .map_err(|e| format!("invalid regular expression: {e}"))
+        Regex::new(src).map(Pattern).map_err(|e| format!("invalid regular expression: {e}"))
     }
 
     pub fn is_match(&self, s: &str) -> bool {
@@ -90,10 +85,7 @@ mod tests {
 
     #[test]
     fn filter_include_then_exclude() {
-        let f = Filter::new(
-            Some(Pattern::new("^platform_").unwrap()),
-            Some(Pattern::new("coretemp_1$").unwrap()),
-        );
+        let f = Filter::new(Some(Pattern::new("^platform_").unwrap()), Some(Pattern::new("coretemp_1$").unwrap()));
         assert!(f.allows("platform_coretemp_0"));
         assert!(!f.allows("platform_coretemp_1"));
         assert!(!f.allows("nct6779"));

@@ -1,1 +1,4 @@
-//! Simulators and helpers for the end-to-end tests.
+//! Simulators and helpers for accel-agent's tests: fake sysfs trees (and the real captured one with its
+//! symlinks restored). This crate depends on none of the agent's crates, so each of them can use it.
+
+pub mod sysfs_tree;

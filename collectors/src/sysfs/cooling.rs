@@ -63,12 +63,7 @@ pub struct CoolingReader {
 impl CoolingReader {
     /// `filter` matches the device type (e.g. "Processor", "intel_powerclamp").
     pub fn new(sysfs_root: &Path, filter: Filter) -> Self {
-        CoolingReader {
-            root: sysfs_root.to_owned(),
-            filter,
-            devices: Vec::new(),
-            rescan: Rescan::default(),
-        }
+        CoolingReader { root: sysfs_root.to_owned(), filter, devices: Vec::new(), rescan: Rescan::default() }
     }
 }
 
@@ -77,11 +72,8 @@ impl SysfsReader for CoolingReader {
 
     fn collect(&mut self, io: &mut SysfsIo) -> Result<CoolingReadings, ReadError> {
         let class = class_dir(&self.root, "thermal");
-        let names: Vec<String> = list_class(io, &class)?
-            .into_iter()
-            .map(|e| e.name)
-            .filter(|n| n.starts_with("cooling_device"))
-            .collect();
+        let names: Vec<String> =
+            list_class(io, &class)?.into_iter().map(|e| e.name).filter(|n| n.starts_with("cooling_device")).collect();
         if self.rescan.needed(&names) {
             self.devices.clear();
             for name in &names {
@@ -107,14 +99,8 @@ impl SysfsReader for CoolingReader {
             .map(|d| CoolingDevice {
                 name: d.name.clone(),
                 device_type: d.device_type.clone(),
-                cur_state: d
-                    .cur
-                    .as_ref()
-                    .and_then(|a| read_value(io, a, &mut self.rescan)),
-                max_state: d
-                    .max
-                    .as_ref()
-                    .and_then(|a| read_value(io, a, &mut self.rescan)),
+                cur_state: d.cur.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)),
+                max_state: d.max.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)),
             })
             .collect();
         Ok(CoolingReadings { devices })

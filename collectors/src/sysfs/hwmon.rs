@@ -16,8 +16,8 @@ use config::Filter;
 
 use super::io::{EntryKind, ReadFailure};
 use super::{
-    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor,
-    read_value, split_attr_name,
+    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor, read_value,
+    split_attr_name,
 };
 use crate::export::{Families, LabelValue, MetricKind, lv};
 
@@ -118,7 +118,7 @@ impl HwmonReadings {
     /// A value in base units (Celsius, volts, amperes, watts, joules, RPM, ratio, seconds, hertz).
     pub fn si(&self, sensor: &Sensor, element: &str) -> Option<f64> {
         let e = sensor.element(element)?;
-        Some(self.raw(e)? * unit(&sensor.kind, element).scale)
+        Some(unit(&sensor.kind, element).apply(self.raw(e)?))
     }
 }
 
@@ -168,10 +168,7 @@ impl HwmonReader {
             let chip = b.build(&self.options.sensor_filter, chip_attrs, &mut attrs);
             chips.push(chip);
         }
-        self.layout = Arc::new(HwmonLayout {
-            chips,
-            slots: attrs.len(),
-        });
+        self.layout = Arc::new(HwmonLayout { chips, slots: attrs.len() });
         self.attrs = attrs;
         self.rescan.done(entries);
     }
@@ -182,22 +179,12 @@ impl SysfsReader for HwmonReader {
 
     fn collect(&mut self, io: &mut SysfsIo) -> Result<HwmonReadings, ReadError> {
         let class = class_dir(&self.root, "hwmon");
-        let entries: Vec<String> = list_class(io, &class)?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let entries: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&entries) {
             self.discover(io, entries);
         }
-        let values = self
-            .attrs
-            .iter()
-            .map(|a| read_value(io, a, &mut self.rescan))
-            .collect();
-        Ok(HwmonReadings {
-            layout: Arc::clone(&self.layout),
-            values,
-        })
+        let values = self.attrs.iter().map(|a| read_value(io, a, &mut self.rescan)).collect();
+        Ok(HwmonReadings { layout: Arc::clone(&self.layout), values })
     }
 }
 
@@ -226,10 +213,7 @@ impl ChipBuilder {
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
-                    els.push(Element {
-                        element: Arc::from(element.as_str()),
-                        slot: all.len(),
-                    });
+                    els.push(Element { element: Arc::from(element.as_str()), slot: all.len() });
                     all.push(attr);
                 }
             }
@@ -240,11 +224,7 @@ impl ChipBuilder {
                 elements: els,
             });
         }
-        let pci_address = self
-            .device
-            .as_deref()
-            .and_then(pci_ancestor)
-            .map(|s| Arc::from(s.as_str()));
+        let pci_address = self.device.as_deref().and_then(pci_ancestor).map(|s| Arc::from(s.as_str()));
         Chip {
             chip: lv(&self.chip),
             chip_name: self.chip_name.as_deref().map(lv),
@@ -257,55 +237,31 @@ impl ChipBuilder {
     }
 }
 
-fn discover_chip(
-    io: &mut SysfsIo,
-    entry: &Path,
-    entry_name: &str,
-) -> Option<(ChipBuilder, Vec<Attr>)> {
+fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(ChipBuilder, Vec<Attr>)> {
     // class/hwmon/hwmonN is a symlink on real systems and may be a plain directory in captured trees.
     let dir = super::resolve(entry)?;
     if !dir.is_dir() {
         return None;
     }
-    let hwmon = dir
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or(entry_name)
-        .to_owned();
+    let hwmon = dir.file_name().and_then(|n| n.to_str()).unwrap_or(entry_name).to_owned();
     let device = super::resolve(&dir.join("device")).filter(|d| d.is_dir());
     let raw_name = io.read_optional(&dir.join("name"));
-    let chip_name = raw_name
-        .as_deref()
-        .map(clean_name)
-        .filter(|n| !n.is_empty());
+    let chip_name = raw_name.as_deref().map(clean_name).filter(|n| !n.is_empty());
 
     // node_exporter's order: "<parent>_<device>" from the device link, else the name file, else hwmonN.
     let from_device = device.as_deref().and_then(|d| {
         let dev = clean_name(d.file_name()?.to_str()?);
-        let parent = d
-            .parent()
-            .and_then(|p| p.file_name())
-            .and_then(|n| n.to_str())
-            .map(clean_name)
-            .unwrap_or_default();
+        let parent =
+            d.parent().and_then(|p| p.file_name()).and_then(|n| n.to_str()).map(clean_name).unwrap_or_default();
         match (parent.is_empty(), dev.is_empty()) {
             (_, true) => None,
             (true, false) => Some(dev),
             (false, false) => Some(format!("{parent}_{dev}")),
         }
     });
-    let chip = from_device
-        .or_else(|| chip_name.clone())
-        .unwrap_or_else(|| clean_name(&hwmon));
+    let chip = from_device.or_else(|| chip_name.clone()).unwrap_or_else(|| clean_name(&hwmon));
 
-    let mut b = ChipBuilder {
-        chip,
-        chip_name,
-        raw_name,
-        hwmon,
-        device: device.clone(),
-        sensors: BTreeMap::new(),
-    };
+    let mut b = ChipBuilder { chip, chip_name, raw_name, hwmon, device: device.clone(), sensors: BTreeMap::new() };
     let mut attrs = Vec::new();
     // The device directory is read second so that its files win, as in node_exporter.
     for d in std::iter::once(dir.clone()).chain(device) {
@@ -336,10 +292,7 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             _ => continue,
         }
         let sensor = format!("{kind}{}", index.unwrap_or(0));
-        let slot = b
-            .sensors
-            .entry(sensor)
-            .or_insert_with(|| (kind.to_owned(), None, BTreeMap::new()));
+        let slot = b.sensors.entry(sensor).or_insert_with(|| (kind.to_owned(), None, BTreeMap::new()));
         if element == "label" {
             slot.1 = io.read_optional(&path);
             continue;
@@ -368,19 +321,12 @@ fn disambiguate(found: &mut [(ChipBuilder, Vec<Attr>)]) {
         if members.len() < 2 {
             continue;
         }
-        let names: Vec<Option<&String>> = members
-            .iter()
-            .map(|&i| found[i].0.chip_name.as_ref())
-            .collect();
+        let names: Vec<Option<&String>> = members.iter().map(|&i| found[i].0.chip_name.as_ref()).collect();
         let distinct = names.iter().all(Option::is_some)
             && names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
         for &i in &members {
             let b = &mut found[i].0;
-            let suffix = if distinct {
-                b.chip_name.clone().unwrap_or_default()
-            } else {
-                clean_name(&b.hwmon)
-            };
+            let suffix = if distinct { b.chip_name.clone().unwrap_or_default() } else { clean_name(&b.hwmon) };
             b.chip = format!("{base}_{suffix}");
         }
     }
@@ -389,18 +335,24 @@ fn disambiguate(found: &mut [(ChipBuilder, Vec<Attr>)]) {
 /// How a raw hwmon value maps to a metric.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Unit {
-    /// Multiply the raw value by this to get the exported value.
-    pub scale: f64,
+    /// The exported value is `raw * mul / div`. Both are kept (rather than one factor) so the result is
+    /// bit-identical to node_exporter's, which multiplies by 0.001 for milli-units and divides by 1e6
+    /// for micro-units.
+    pub mul: f64,
+    pub div: f64,
     /// Suffix node_exporter appends to the name (after the element).
     pub suffix: &'static str,
     pub kind: MetricKind,
 }
 
-const RAW: Unit = Unit {
-    scale: 1.0,
-    suffix: "",
-    kind: MetricKind::Gauge,
-};
+impl Unit {
+    pub fn apply(&self, raw: f64) -> f64 {
+        raw * self.mul / self.div
+    }
+}
+
+const RAW: Unit = Unit { mul: 1.0, div: 1.0, suffix: "", kind: MetricKind::Gauge };
+const MILLI: f64 = 0.001;
 
 /// Whether an element is a flag or count rather than a measurement in the sensor's unit.
 fn is_unitless(element: &str) -> bool {
@@ -414,36 +366,28 @@ fn is_unitless(element: &str) -> bool {
         || element == "average_samples"
 }
 
-/// The kernel ABI unit of `<kind><n>_<element>`, as scale to base units and node_exporter's suffix.
+/// The kernel ABI unit of `<kind><n>_<element>`, as the conversion to base units and node_exporter's suffix.
 pub fn unit(kind: &str, element: &str) -> Unit {
-    let g = |scale, suffix| Unit {
-        scale,
-        suffix,
-        kind: MetricKind::Gauge,
-    };
+    let flag = is_unitless(element);
+    let mul = |m: f64, suffix| Unit { mul: if flag { 1.0 } else { m }, suffix, ..RAW };
+    let div = |d: f64, suffix| Unit { div: if flag { 1.0 } else { d }, suffix, ..RAW };
     match (kind, element) {
-        ("update_interval", _) => g(0.001, ""),
+        ("update_interval", _) => mul(MILLI, ""),
         (_, "alarm" | "fault") => RAW,
-        (_, "beep") => g(1.0, "_enabled"),
-        ("in" | "cpu", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_volts"),
+        (_, "beep") => Unit { suffix: "_enabled", ..RAW },
+        ("in" | "cpu", _) => mul(MILLI, "_volts"),
         ("temp", "type") => RAW,
-        ("temp", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_celsius"),
-        ("curr", e) => g(if is_unitless(e) { 1.0 } else { 0.001 }, "_amps"),
-        ("energy", e) => Unit {
-            scale: if is_unitless(e) { 1.0 } else { 1e-6 },
-            suffix: "_joule_total",
-            kind: MetricKind::Counter,
-        },
+        ("temp", _) => mul(MILLI, "_celsius"),
+        ("curr", _) => mul(MILLI, "_amps"),
+        ("energy", _) => Unit { kind: MetricKind::Counter, ..div(1e6, "_joule_total") },
         // Percent in the kernel ABI; node_exporter divides by 1e6.
-        ("power", "accuracy") => g(0.01, ""),
-        ("power", "average_interval" | "average_interval_min" | "average_interval_max") => {
-            g(0.001, "_seconds")
-        }
-        ("power", e) => g(if is_unitless(e) { 1.0 } else { 1e-6 }, "_watt"),
+        ("power", "accuracy") => div(100.0, ""),
+        ("power", "average_interval" | "average_interval_min" | "average_interval_max") => mul(MILLI, "_seconds"),
+        ("power", _) => div(1e6, "_watt"),
         // milli-percent to a ratio; node_exporter divides by 1e6.
-        ("humidity", e) => g(if is_unitless(e) { 1.0 } else { 1e-5 }, ""),
-        ("fan", "input" | "min" | "max" | "target") => g(1.0, "_rpm"),
-        ("freq", "input") => g(1.0, "_hertz"),
+        ("humidity", _) => div(1e5, ""),
+        ("fan", "input" | "min" | "max" | "target") => Unit { suffix: "_rpm", ..RAW },
+        ("freq", "input") => Unit { suffix: "_hertz", ..RAW },
         _ => RAW,
     }
 }
@@ -487,12 +431,7 @@ impl HwmonReadings {
                 if let Some(label) = &sensor.label {
                     let mut l = labels();
                     l.push(("label", label.clone()));
-                    out.gauge(
-                        "accel_hwmon_sensor_label",
-                        "Label for given chip and sensor",
-                        l,
-                        1.0,
-                    );
+                    out.gauge("accel_hwmon_sensor_label", "Label for given chip and sensor", l, 1.0);
                 }
                 let has_bare = sensor.element("").is_some();
                 for e in &sensor.elements {
@@ -505,19 +444,10 @@ impl HwmonReadings {
                         )
                     } else {
                         let u = unit(&sensor.kind, &e.element);
-                        (
-                            metric_name(&sensor.kind, &e.element, has_bare),
-                            raw * u.scale,
-                            u.kind,
-                        )
+                        (metric_name(&sensor.kind, &e.element, has_bare), u.apply(raw), u.kind)
                     };
                     let help = help_for(&sensor.kind, &e.element);
-                    out.family(&name, &help, kind)
-                        .samples
-                        .push(crate::export::Sample {
-                            labels: labels(),
-                            value,
-                        });
+                    out.family(&name, &help, kind).samples.push(crate::export::Sample { labels: labels(), value });
                 }
             }
         }
@@ -551,53 +481,20 @@ mod tests {
 
     #[test]
     fn names_and_units_follow_node_exporter_and_the_kernel() {
-        assert_eq!(
-            metric_name("temp", "input", false),
-            "accel_hwmon_temp_celsius"
-        );
-        assert_eq!(
-            metric_name("temp", "crit_alarm", false),
-            "accel_hwmon_temp_crit_alarm_celsius"
-        );
-        assert_eq!(
-            unit("temp", "crit_alarm").scale,
-            1.0,
-            "alarm flags stay 0/1"
-        );
-        assert_eq!(
-            metric_name("in", "input", true),
-            "accel_hwmon_in_input_volts"
-        );
-        assert_eq!(
-            metric_name("fan", "beep", false),
-            "accel_hwmon_fan_beep_enabled"
-        );
-        assert_eq!(
-            metric_name("fan", "pulses", false),
-            "accel_hwmon_fan_pulses"
-        );
-        assert_eq!(
-            metric_name("power", "average_interval", false),
-            "accel_hwmon_power_average_interval_seconds"
-        );
-        assert_eq!(
-            metric_name("energy", "input", false),
-            "accel_hwmon_energy_joule_total"
-        );
-        assert_eq!(
-            metric_name("pwm", "auto_point1_temp", false),
-            "accel_hwmon_pwm_auto_point1_temp"
-        );
-        assert_eq!(
-            metric_name("update_interval", "", false),
-            "accel_hwmon_update_interval_seconds"
-        );
-        assert_eq!(
-            metric_name("freq", "input", false),
-            "accel_hwmon_freq_hertz"
-        );
-        assert_eq!(unit("humidity", "input").scale, 1e-5);
-        assert_eq!(unit("power", "accuracy").scale, 0.01);
-        assert_eq!(unit("power", "cap").scale, 1e-6);
+        assert_eq!(metric_name("temp", "input", false), "accel_hwmon_temp_celsius");
+        assert_eq!(metric_name("temp", "crit_alarm", false), "accel_hwmon_temp_crit_alarm_celsius");
+        assert_eq!(unit("temp", "crit_alarm").apply(1.0), 1.0, "alarm flags stay 0/1");
+        assert_eq!(unit("temp", "input").apply(45000.0), 45.0);
+        assert_eq!(metric_name("in", "input", true), "accel_hwmon_in_input_volts");
+        assert_eq!(metric_name("fan", "beep", false), "accel_hwmon_fan_beep_enabled");
+        assert_eq!(metric_name("fan", "pulses", false), "accel_hwmon_fan_pulses");
+        assert_eq!(metric_name("power", "average_interval", false), "accel_hwmon_power_average_interval_seconds");
+        assert_eq!(metric_name("energy", "input", false), "accel_hwmon_energy_joule_total");
+        assert_eq!(metric_name("pwm", "auto_point1_temp", false), "accel_hwmon_pwm_auto_point1_temp");
+        assert_eq!(metric_name("update_interval", "", false), "accel_hwmon_update_interval_seconds");
+        assert_eq!(metric_name("freq", "input", false), "accel_hwmon_freq_hertz");
+        assert_eq!(unit("humidity", "input").apply(45000.0), 0.45);
+        assert_eq!(unit("power", "accuracy").apply(5.0), 0.05);
+        assert_eq!(unit("power", "cap").apply(47520000.0), 47.52, "division, like node_exporter");
     }
 }

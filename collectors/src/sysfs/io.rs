@@ -154,9 +154,7 @@ impl ReadStats {
     }
 
     pub fn iter(&self) -> impl Iterator<Item = (ReadFailure, u64)> + '_ {
-        ReadFailure::ALL
-            .iter()
-            .map(|f| (*f, self.counts[f.index()]))
+        ReadFailure::ALL.iter().map(|f| (*f, self.counts[f.index()]))
     }
 }
 
@@ -201,12 +199,7 @@ pub struct SysfsIo {
 
 impl SysfsIo {
     pub fn new(watch: Arc<ReadWatch>) -> Self {
-        SysfsIo {
-            watch,
-            buf: Box::new([0; ATTR_BUF]),
-            stats: ReadStats::default(),
-            logged: HashSet::new(),
-        }
+        SysfsIo { watch, buf: Box::new([0; ATTR_BUF]), stats: ReadStats::default(), logged: HashSet::new() }
     }
 
     /// Returns and resets the failure counts of the collection that just finished.
@@ -227,11 +220,7 @@ impl SysfsIo {
         failure
     }
 
-    fn guarded<T>(
-        &self,
-        path: &Arc<Path>,
-        f: impl FnOnce() -> io::Result<T>,
-    ) -> Result<T, ReadFailure> {
+    fn guarded<T>(&self, path: &Arc<Path>, f: impl FnOnce() -> io::Result<T>) -> Result<T, ReadFailure> {
         if self.watch.quarantine().holds(path) {
             return Err(ReadFailure::Hung);
         }
@@ -248,10 +237,7 @@ impl SysfsIo {
         let opened = File::open(&path);
         self.watch.end();
         match opened {
-            Ok(file) => Ok(Attr {
-                path,
-                file: Some(file),
-            }),
+            Ok(file) => Ok(Attr { path, file: Some(file) }),
             // Out of descriptors: degrade to open-per-read instead of losing the sensor.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
                 Ok(Attr { path, file: None })
@@ -265,9 +251,7 @@ impl SysfsIo {
         let buf = &mut self.buf[..];
         let n = match &attr.file {
             Some(file) => watched(&self.watch, &attr.path, || file.read_at(buf, 0)),
-            None => watched(&self.watch, &attr.path, || {
-                File::open(&attr.path)?.read_at(buf, 0)
-            }),
+            None => watched(&self.watch, &attr.path, || File::open(&attr.path)?.read_at(buf, 0)),
         };
         n.map_err(|f| self.fail(&attr.path, f))
     }
@@ -278,9 +262,7 @@ impl SysfsIo {
         if std::str::from_utf8(&self.buf[..n]).is_err() {
             return Err(self.fail(&attr.path, ReadFailure::Parse));
         }
-        Ok(std::str::from_utf8(&self.buf[..n])
-            .unwrap_or_default()
-            .trim())
+        Ok(std::str::from_utf8(&self.buf[..n]).unwrap_or_default().trim())
     }
 
     /// Reads free text (labels, model names); invalid UTF-8 is replaced, not rejected.
@@ -313,12 +295,7 @@ impl SysfsIo {
     pub fn read_optional(&mut self, path: &Path) -> Option<String> {
         let arc: Arc<Path> = path.into();
         match self.guarded(&arc, || File::open(&arc)) {
-            Ok(file) => self
-                .read_text(&Attr {
-                    path: arc,
-                    file: Some(file),
-                })
-                .ok(),
+            Ok(file) => self.read_text(&Attr { path: arc, file: Some(file) }).ok(),
             Err(ReadFailure::NotFound) => None,
             Err(f) => {
                 self.fail(&arc, f);
@@ -359,11 +336,7 @@ impl SysfsIo {
 
 /// Brackets one blocking syscall with the watch. An attribute that is already open is not re-checked
 /// against the quarantine: it was opened by this worker generation, after the quarantine was set.
-fn watched<T>(
-    watch: &ReadWatch,
-    path: &Arc<Path>,
-    f: impl FnOnce() -> io::Result<T>,
-) -> Result<T, ReadFailure> {
+fn watched<T>(watch: &ReadWatch, path: &Arc<Path>, f: impl FnOnce() -> io::Result<T>) -> Result<T, ReadFailure> {
     watch.begin(path);
     let r = f();
     watch.end();
@@ -411,16 +384,9 @@ mod tests {
     fn numbers_parse_like_the_kernel_writes_them() {
         assert_eq!(parse_number("45000\n"), Some(45000.0));
         assert_eq!(parse_number("  -5000  \n"), Some(-5000.0));
-        assert_eq!(
-            parse_number("18446744073709551615"),
-            Some(18446744073709551615.0)
-        );
+        assert_eq!(parse_number("18446744073709551615"), Some(18446744073709551615.0));
         assert_eq!(parse_number("1.5"), Some(1.5));
-        assert_eq!(
-            parse_number("5\n00000\n"),
-            Some(5.0),
-            "only the first line counts"
-        );
+        assert_eq!(parse_number("5\n00000\n"), Some(5.0), "only the first line counts");
         assert_eq!(parse_number(""), None);
         assert_eq!(parse_number("N/A"), None);
         assert_eq!(parse_number("inf"), None);
@@ -442,10 +408,7 @@ mod tests {
     fn failures_are_classified_and_counted() {
         let dir = tempfile::tempdir().unwrap();
         let mut io = io();
-        assert_eq!(
-            io.open(dir.path().join("missing").as_path()).unwrap_err(),
-            ReadFailure::NotFound
-        );
+        assert_eq!(io.open(dir.path().join("missing").as_path()).unwrap_err(), ReadFailure::NotFound);
         std::fs::create_dir(dir.path().join("temp1_input")).unwrap();
         let a = io.open(dir.path().join("temp1_input").as_path()).unwrap();
         assert_eq!(io.read(&a).unwrap_err(), ReadFailure::NotAFile);

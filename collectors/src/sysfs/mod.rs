@@ -29,13 +29,7 @@ pub fn clean_name(s: &str) -> String {
         .trim()
         .chars()
         .flat_map(char::to_lowercase)
-        .map(|c| {
-            if c.is_ascii_lowercase() || c.is_ascii_digit() || c == ':' || c == '_' {
-                c
-            } else {
-                '_'
-            }
-        })
+        .map(|c| if c.is_ascii_lowercase() || c.is_ascii_digit() || c == ':' || c == '_' { c } else { '_' })
         .collect();
     mapped.trim_matches('_').to_owned()
 }
@@ -47,18 +41,12 @@ pub fn is_pci_address(s: &str) -> bool {
         && b[4] == b':'
         && b[7] == b':'
         && b[10] == b'.'
-        && b.iter()
-            .enumerate()
-            .all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+        && b.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
 }
 
 /// The PCI address of the nearest PCI device at or above `device_path` (a resolved sysfs path).
 pub fn pci_ancestor(device_path: &Path) -> Option<String> {
-    device_path
-        .ancestors()
-        .filter_map(|p| p.file_name()?.to_str())
-        .find(|n| is_pci_address(n))
-        .map(str::to_owned)
+    device_path.ancestors().filter_map(|p| p.file_name()?.to_str()).find(|n| is_pci_address(n)).map(str::to_owned)
 }
 
 /// Resolves a path that may contain symlinks, staying lexical where the filesystem cannot answer.
@@ -88,22 +76,14 @@ pub fn class_dir(root: &Path, name: &str) -> PathBuf {
 /// Splits an attribute file name "temp1_crit_alarm" into ("temp", Some(1), "crit_alarm"), as
 /// node_exporter's `^([^0-9]+)([0-9]*)?(_(.+))?$` does. A missing index is None.
 pub fn split_attr_name(name: &str) -> Option<(&str, Option<u32>, &str)> {
-    let type_end = name
-        .find(|c: char| c.is_ascii_digit())
-        .unwrap_or(name.len());
+    let type_end = name.find(|c: char| c.is_ascii_digit()).unwrap_or(name.len());
     if type_end == 0 {
         return None;
     }
     let (ty, rest) = name.split_at(type_end);
-    let digits_end = rest
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(rest.len());
+    let digits_end = rest.find(|c: char| !c.is_ascii_digit()).unwrap_or(rest.len());
     let (digits, rest) = rest.split_at(digits_end);
-    let index = if digits.is_empty() {
-        None
-    } else {
-        Some(digits.parse().ok()?)
-    };
+    let index = if digits.is_empty() { None } else { Some(digits.parse().ok()?) };
     let element = match rest {
         "" => "",
         r => r.strip_prefix('_').filter(|p| !p.is_empty())?,
@@ -145,10 +125,7 @@ pub fn list_class(io: &mut SysfsIo, dir: &Path) -> Result<Vec<io::DirEntry>, Rea
     match io.list_dir(dir) {
         Ok(v) => Ok(v),
         Err(ReadFailure::NotFound) => Ok(Vec::new()),
-        Err(failure) => Err(ReadError {
-            path: dir.to_owned(),
-            failure,
-        }),
+        Err(failure) => Err(ReadError { path: dir.to_owned(), failure }),
     }
 }
 
@@ -176,27 +153,12 @@ mod tests {
 
     #[test]
     fn attr_names() {
-        assert_eq!(
-            split_attr_name("temp1_input"),
-            Some(("temp", Some(1), "input"))
-        );
-        assert_eq!(
-            split_attr_name("temp1_crit_alarm"),
-            Some(("temp", Some(1), "crit_alarm"))
-        );
+        assert_eq!(split_attr_name("temp1_input"), Some(("temp", Some(1), "input")));
+        assert_eq!(split_attr_name("temp1_crit_alarm"), Some(("temp", Some(1), "crit_alarm")));
         assert_eq!(split_attr_name("pwm1"), Some(("pwm", Some(1), "")));
-        assert_eq!(
-            split_attr_name("pwm1_auto_point1_pwm"),
-            Some(("pwm", Some(1), "auto_point1_pwm"))
-        );
-        assert_eq!(
-            split_attr_name("beep_enable"),
-            Some(("beep_enable", None, ""))
-        );
-        assert_eq!(
-            split_attr_name("update_interval"),
-            Some(("update_interval", None, ""))
-        );
+        assert_eq!(split_attr_name("pwm1_auto_point1_pwm"), Some(("pwm", Some(1), "auto_point1_pwm")));
+        assert_eq!(split_attr_name("beep_enable"), Some(("beep_enable", None, "")));
+        assert_eq!(split_attr_name("update_interval"), Some(("update_interval", None, "")));
         assert_eq!(split_attr_name("temp1_"), None);
         assert_eq!(split_attr_name("1temp"), None);
     }
@@ -207,20 +169,14 @@ mod tests {
         assert!(!is_pci_address("0000:01:00"));
         assert!(!is_pci_address("pci0000:00"));
         assert_eq!(
-            pci_ancestor(Path::new(
-                "/sys/devices/pci0000:00/0000:00:02.1/0000:01:00.0/nvme/nvme0"
-            ))
-            .as_deref(),
+            pci_ancestor(Path::new("/sys/devices/pci0000:00/0000:00:02.1/0000:01:00.0/nvme/nvme0")).as_deref(),
             Some("0000:01:00.0")
         );
     }
 
     #[test]
     fn under_root_refuses_escapes() {
-        assert_eq!(
-            under_root(Path::new("/sys"), Path::new("class/hwmon")),
-            Some(PathBuf::from("/sys/class/hwmon"))
-        );
+        assert_eq!(under_root(Path::new("/sys"), Path::new("class/hwmon")), Some(PathBuf::from("/sys/class/hwmon")));
         assert_eq!(under_root(Path::new("/sys"), Path::new("../etc")), None);
         assert_eq!(under_root(Path::new("/sys"), Path::new("/etc")), None);
     }

@@ -14,16 +14,8 @@ use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, list_class, read_valu
 use crate::export::{Families, LabelValue, lv};
 
 pub const SEVERITIES: [(&str, &str, &str); 3] = [
-    (
-        "correctable",
-        "aer_dev_correctable",
-        "aer_rootport_total_err_cor",
-    ),
-    (
-        "nonfatal",
-        "aer_dev_nonfatal",
-        "aer_rootport_total_err_nonfatal",
-    ),
+    ("correctable", "aer_dev_correctable", "aer_rootport_total_err_cor"),
+    ("nonfatal", "aer_dev_nonfatal", "aer_rootport_total_err_nonfatal"),
     ("fatal", "aer_dev_fatal", "aer_rootport_total_err_fatal"),
 ];
 
@@ -45,11 +37,7 @@ pub struct PciAerDevice {
 impl PciAerDevice {
     /// Sum over all error names of one severity.
     pub fn total(&self, severity: &str) -> f64 {
-        self.errors
-            .iter()
-            .filter(|e| e.severity == severity)
-            .map(|e| e.count)
-            .sum()
+        self.errors.iter().filter(|e| e.severity == severity).map(|e| e.count).sum()
     }
 }
 
@@ -69,11 +57,7 @@ impl PciAerReadings {
                 out.counter(
                     "accel_pci_aer_errors_total",
                     "PCIe AER errors reported by the device, by severity and error",
-                    vec![
-                        ("pci_address", d.address.clone()),
-                        ("severity", lv(e.severity)),
-                        ("error", e.error.clone()),
-                    ],
+                    vec![("pci_address", d.address.clone()), ("severity", lv(e.severity)), ("error", e.error.clone())],
                     e.count,
                 );
             }
@@ -105,11 +89,7 @@ pub fn parse_aer(text: &str, severity: &'static str) -> (Vec<AerCount>, usize) {
         if name.starts_with("TOTAL_ERR_") {
             continue;
         }
-        out.push(AerCount {
-            severity,
-            error: lv(name),
-            count: count as f64,
-        });
+        out.push(AerCount { severity, error: lv(name), count: count as f64 });
     }
     (out, bad)
 }
@@ -130,12 +110,7 @@ pub struct PciAerReader {
 impl PciAerReader {
     /// `filter` matches the PCI address.
     pub fn new(sysfs_root: &Path, filter: Filter) -> Self {
-        PciAerReader {
-            root: sysfs_root.to_owned(),
-            filter,
-            devices: Vec::new(),
-            rescan: Rescan::default(),
-        }
+        PciAerReader { root: sysfs_root.to_owned(), filter, devices: Vec::new(), rescan: Rescan::default() }
     }
 
     fn discover(&mut self, io: &mut SysfsIo, bus: &Path, names: &[String]) {
@@ -145,11 +120,7 @@ impl PciAerReader {
                 continue;
             }
             let dir = bus.join(addr);
-            let mut layout = Layout {
-                address: lv(addr),
-                dev: Vec::new(),
-                rootport: Vec::new(),
-            };
+            let mut layout = Layout { address: lv(addr), dev: Vec::new(), rootport: Vec::new() };
             for (sev, dev_file, rp_file) in SEVERITIES {
                 let p = dir.join(dev_file);
                 if p.exists()
@@ -197,16 +168,9 @@ impl SysfsReader for PciAerReader {
                     Err(_) => {}
                 }
             }
-            let rootport = d
-                .rootport
-                .iter()
-                .filter_map(|(sev, a)| Some((*sev, read_value(io, a, &mut self.rescan)?)))
-                .collect();
-            devices.push(PciAerDevice {
-                address: d.address.clone(),
-                errors,
-                rootport,
-            });
+            let rootport =
+                d.rootport.iter().filter_map(|(sev, a)| Some((*sev, read_value(io, a, &mut self.rescan)?))).collect();
+            devices.push(PciAerDevice { address: d.address.clone(), errors, rootport });
         }
         Ok(PciAerReadings { devices })
     }
@@ -224,11 +188,7 @@ mod tests {
         assert_eq!(counts.len(), 8);
         assert_eq!(counts[1].error.as_ref(), "Bad TLP");
         assert_eq!(counts[1].count, 3.0);
-        let dev = PciAerDevice {
-            address: lv("0000:01:00.0"),
-            errors: counts,
-            rootport: vec![],
-        };
+        let dev = PciAerDevice { address: lv("0000:01:00.0"), errors: counts, rootport: vec![] };
         assert_eq!(dev.total("correctable"), 6.0);
     }
 

@@ -13,7 +13,8 @@ use super::io::EntryKind;
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, read_value};
 use crate::export::{Families, LabelValue, lv};
 
-/// (sysfs file, metric suffix, scale) for every numeric attribute node_exporter exports.
+/// (sysfs file, metric suffix, divisor) for every numeric attribute node_exporter exports. Values are
+/// divided (not multiplied by a reciprocal) so they are bit-identical to node_exporter's.
 pub const NUMERIC: &[(&str, &str, f64)] = &[
     ("authentic", "authentic", 1.0),
     ("calibrate", "calibrate", 1.0),
@@ -25,53 +26,45 @@ pub const NUMERIC: &[(&str, &str, f64)] = &[
     ("present", "present", 1.0),
     ("time_to_empty_now", "time_to_empty_seconds", 1.0),
     ("time_to_full_now", "time_to_full_seconds", 1.0),
-    ("current_boot", "current_boot", 1e-6),
-    ("current_max", "current_max", 1e-6),
-    ("current_now", "current_ampere", 1e-6),
-    ("energy_empty", "energy_empty", 1e-6),
-    ("energy_empty_design", "energy_empty_design", 1e-6),
-    ("energy_full", "energy_full", 1e-6),
-    ("energy_full_design", "energy_full_design", 1e-6),
-    ("energy_now", "energy_watthour", 1e-6),
-    ("voltage_boot", "voltage_boot", 1e-6),
-    ("voltage_max", "voltage_max", 1e-6),
-    ("voltage_max_design", "voltage_max_design", 1e-6),
-    ("voltage_min", "voltage_min", 1e-6),
-    ("voltage_min_design", "voltage_min_design", 1e-6),
-    ("voltage_now", "voltage_volt", 1e-6),
-    ("voltage_ocv", "voltage_ocv", 1e-6),
-    ("charge_control_limit", "charge_control_limit", 1e-6),
-    ("charge_control_limit_max", "charge_control_limit_max", 1e-6),
-    ("charge_counter", "charge_counter", 1e-6),
-    ("charge_empty", "charge_empty", 1e-6),
-    ("charge_empty_design", "charge_empty_design", 1e-6),
-    ("charge_full", "charge_full", 1e-6),
-    ("charge_full_design", "charge_full_design", 1e-6),
-    ("charge_now", "charge_ampere", 1e-6),
-    ("charge_term_current", "charge_term_current", 1e-6),
-    ("constant_charge_current", "constant_charge_current", 1e-6),
-    (
-        "constant_charge_current_max",
-        "constant_charge_current_max",
-        1e-6,
-    ),
-    ("constant_charge_voltage", "constant_charge_voltage", 1e-6),
-    (
-        "constant_charge_voltage_max",
-        "constant_charge_voltage_max",
-        1e-6,
-    ),
-    ("precharge_current", "precharge_current", 1e-6),
-    ("input_current_limit", "input_current_limit", 1e-6),
-    ("power_now", "power_watt", 1e-6),
-    ("temp", "temp_celsius", 0.1),
-    ("temp_alert_max", "temp_alert_max_celsius", 0.1),
-    ("temp_alert_min", "temp_alert_min_celsius", 0.1),
-    ("temp_ambient", "temp_ambient_celsius", 0.1),
-    ("temp_ambient_max", "temp_ambient_max_celsius", 0.1),
-    ("temp_ambient_min", "temp_ambient_min_celsius", 0.1),
-    ("temp_max", "temp_max_celsius", 0.1),
-    ("temp_min", "temp_min_celsius", 0.1),
+    ("current_boot", "current_boot", 1e6),
+    ("current_max", "current_max", 1e6),
+    ("current_now", "current_ampere", 1e6),
+    ("energy_empty", "energy_empty", 1e6),
+    ("energy_empty_design", "energy_empty_design", 1e6),
+    ("energy_full", "energy_full", 1e6),
+    ("energy_full_design", "energy_full_design", 1e6),
+    ("energy_now", "energy_watthour", 1e6),
+    ("voltage_boot", "voltage_boot", 1e6),
+    ("voltage_max", "voltage_max", 1e6),
+    ("voltage_max_design", "voltage_max_design", 1e6),
+    ("voltage_min", "voltage_min", 1e6),
+    ("voltage_min_design", "voltage_min_design", 1e6),
+    ("voltage_now", "voltage_volt", 1e6),
+    ("voltage_ocv", "voltage_ocv", 1e6),
+    ("charge_control_limit", "charge_control_limit", 1e6),
+    ("charge_control_limit_max", "charge_control_limit_max", 1e6),
+    ("charge_counter", "charge_counter", 1e6),
+    ("charge_empty", "charge_empty", 1e6),
+    ("charge_empty_design", "charge_empty_design", 1e6),
+    ("charge_full", "charge_full", 1e6),
+    ("charge_full_design", "charge_full_design", 1e6),
+    ("charge_now", "charge_ampere", 1e6),
+    ("charge_term_current", "charge_term_current", 1e6),
+    ("constant_charge_current", "constant_charge_current", 1e6),
+    ("constant_charge_current_max", "constant_charge_current_max", 1e6),
+    ("constant_charge_voltage", "constant_charge_voltage", 1e6),
+    ("constant_charge_voltage_max", "constant_charge_voltage_max", 1e6),
+    ("precharge_current", "precharge_current", 1e6),
+    ("input_current_limit", "input_current_limit", 1e6),
+    ("power_now", "power_watt", 1e6),
+    ("temp", "temp_celsius", 10.0),
+    ("temp_alert_max", "temp_alert_max_celsius", 10.0),
+    ("temp_alert_min", "temp_alert_min_celsius", 10.0),
+    ("temp_ambient", "temp_ambient_celsius", 10.0),
+    ("temp_ambient_max", "temp_ambient_max_celsius", 10.0),
+    ("temp_ambient_min", "temp_ambient_min_celsius", 10.0),
+    ("temp_max", "temp_max_celsius", 10.0),
+    ("temp_min", "temp_min_celsius", 10.0),
 ];
 
 /// Text attributes exported as labels of `accel_power_supply_info`.
@@ -119,22 +112,17 @@ impl PowerSupplyReadings {
     pub fn export(&self, out: &mut Families) {
         for s in &self.supplies {
             for &(i, raw) in &s.values {
-                let (file, suffix, scale) = NUMERIC[i];
+                let (file, suffix, divisor) = NUMERIC[i];
                 out.gauge(
                     &format!("accel_power_supply_{suffix}"),
                     &format!("Power supply attribute {file}"),
                     vec![("power_supply", s.name.clone())],
-                    raw * scale,
+                    raw / divisor,
                 );
             }
             let mut labels = vec![("power_supply", s.name.clone())];
             labels.extend(s.info.iter().filter(|(_, v)| !v.is_empty()).cloned());
-            out.gauge(
-                "accel_power_supply_info",
-                "Text attributes of the power supply",
-                labels,
-                1.0,
-            );
+            out.gauge("accel_power_supply_info", "Text attributes of the power supply", labels, 1.0);
         }
     }
 }
@@ -155,12 +143,7 @@ pub struct PowerSupplyReader {
 impl PowerSupplyReader {
     /// `filter` matches the supply name (e.g. "BAT0", "loihi2").
     pub fn new(sysfs_root: &Path, filter: Filter) -> Self {
-        PowerSupplyReader {
-            root: sysfs_root.to_owned(),
-            filter,
-            supplies: Vec::new(),
-            rescan: Rescan::default(),
-        }
+        PowerSupplyReader { root: sysfs_root.to_owned(), filter, supplies: Vec::new(), rescan: Rescan::default() }
     }
 
     fn discover(&mut self, io: &mut SysfsIo, class: &Path, names: &[String]) {
@@ -175,11 +158,7 @@ impl PowerSupplyReader {
             let Ok(entries) = io.list_dir(&dir) else {
                 continue;
             };
-            let mut layout = Layout {
-                name: lv(name),
-                numeric: Vec::new(),
-                info: Vec::new(),
-            };
+            let mut layout = Layout { name: lv(name), numeric: Vec::new(), info: Vec::new() };
             for e in entries.iter().filter(|e| e.kind == EntryKind::File) {
                 if let Some(i) = NUMERIC.iter().position(|(f, _, _)| *f == e.name) {
                     if let Ok(a) = io.open(dir.join(&e.name).as_path()) {
@@ -201,31 +180,17 @@ impl SysfsReader for PowerSupplyReader {
 
     fn collect(&mut self, io: &mut SysfsIo) -> Result<PowerSupplyReadings, ReadError> {
         let class = class_dir(&self.root, "power_supply");
-        let names: Vec<String> = list_class(io, &class)?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let names: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&names) {
             self.discover(io, &class, &names);
             self.rescan.done(names);
         }
         let mut supplies = Vec::with_capacity(self.supplies.len());
         for s in &self.supplies {
-            let values = s
-                .numeric
-                .iter()
-                .filter_map(|(i, a)| Some((*i, read_value(io, a, &mut self.rescan)?)))
-                .collect();
-            let info = s
-                .info
-                .iter()
-                .filter_map(|(k, a)| Some((*k, lv(io.read_text(a).ok()?))))
-                .collect();
-            supplies.push(PowerSupply {
-                name: s.name.clone(),
-                values,
-                info,
-            });
+            let values =
+                s.numeric.iter().filter_map(|(i, a)| Some((*i, read_value(io, a, &mut self.rescan)?))).collect();
+            let info = s.info.iter().filter_map(|(k, a)| Some((*k, lv(io.read_text(a).ok()?)))).collect();
+            supplies.push(PowerSupply { name: s.name.clone(), values, info });
         }
         Ok(PowerSupplyReadings { supplies })
     }

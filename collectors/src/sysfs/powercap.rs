@@ -89,13 +89,8 @@ impl PowercapReadings {
         }
         for z in &self.zones {
             for c in &z.constraints {
-                let labels = || {
-                    vec![
-                        ("zone", z.zone.clone()),
-                        ("name", z.name.clone()),
-                        ("constraint", c.name.clone()),
-                    ]
-                };
+                let labels =
+                    || vec![("zone", z.zone.clone()), ("name", z.name.clone()), ("constraint", c.name.clone())];
                 if let Some(w) = c.power_limit_watts {
                     out.gauge(
                         "accel_powercap_power_limit_watts",
@@ -169,11 +164,7 @@ impl PowercapReader {
             }
             let open = |io: &mut SysfsIo, f: &str| {
                 let p = dir.join(f);
-                if p.exists() {
-                    io.open(p.as_path()).ok()
-                } else {
-                    None
-                }
+                if p.exists() { io.open(p.as_path()).ok() } else { None }
             };
             let mut constraints = Vec::new();
             for k in 0.. {
@@ -181,9 +172,8 @@ impl PowercapReader {
                 if !limit.exists() {
                     break;
                 }
-                let cname = io
-                    .read_optional(&dir.join(format!("constraint_{k}_name")))
-                    .unwrap_or_else(|| k.to_string());
+                let cname =
+                    io.read_optional(&dir.join(format!("constraint_{k}_name"))).unwrap_or_else(|| k.to_string());
                 let limit = io.open(limit.as_path()).ok();
                 let window = open(io, &format!("constraint_{k}_time_window_us"));
                 constraints.push((lv(cname), limit, window));
@@ -248,10 +238,7 @@ impl SysfsReader for PowercapReader {
 
     fn collect(&mut self, io: &mut SysfsIo) -> Result<PowercapReadings, ReadError> {
         let class = class_dir(&self.root, "powercap");
-        let dirs: Vec<String> = list_class(io, &class)?
-            .into_iter()
-            .map(|e| e.name)
-            .collect();
+        let dirs: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&dirs) {
             self.discover(io, &class, &dirs);
             self.counters.retain(|k, _| dirs.contains(k));
@@ -259,26 +246,11 @@ impl SysfsReader for PowercapReader {
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
-            let range_uj = z
-                .range
-                .as_ref()
-                .and_then(|a| read_value(io, a, &mut self.rescan));
-            let energy_uj = z
-                .energy
-                .as_ref()
-                .and_then(|a| read_value(io, a, &mut self.rescan));
-            let energy_joules = energy_uj.map(|raw| {
-                self.counters
-                    .entry(z.zone.to_string())
-                    .or_default()
-                    .update(raw, range_uj)
-                    / 1e6
-            });
-            let enabled = z
-                .enabled
-                .as_ref()
-                .and_then(|a| read_value(io, a, &mut self.rescan))
-                .map(|v| v != 0.0);
+            let range_uj = z.range.as_ref().and_then(|a| read_value(io, a, &mut self.rescan));
+            let energy_uj = z.energy.as_ref().and_then(|a| read_value(io, a, &mut self.rescan));
+            let energy_joules =
+                energy_uj.map(|raw| self.counters.entry(z.zone.to_string()).or_default().update(raw, range_uj) / 1e6);
+            let enabled = z.enabled.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)).map(|v| v != 0.0);
             let constraints = z
                 .constraints
                 .iter()
@@ -329,16 +301,10 @@ mod tests {
     #[test]
     fn rapl_names_like_node_exporter() {
         let mut seen = HashMap::new();
-        assert_eq!(
-            rapl_name_index("package-0", &mut seen),
-            ("package".to_owned(), 0)
-        );
+        assert_eq!(rapl_name_index("package-0", &mut seen), ("package".to_owned(), 0));
         assert_eq!(rapl_name_index("core", &mut seen), ("core".to_owned(), 0));
         assert_eq!(rapl_name_index("core", &mut seen), ("core".to_owned(), 1));
-        assert_eq!(
-            rapl_name_index("package-1", &mut seen),
-            ("package".to_owned(), 1)
-        );
+        assert_eq!(rapl_name_index("package-1", &mut seen), ("package".to_owned(), 1));
         assert_eq!(rapl_name_index("psys", &mut seen), ("psys".to_owned(), 0));
         assert_eq!(sanitize("a--b"), "a_b");
         assert_eq!(sanitize("a_-_b"), "a_b");

@@ -88,12 +88,7 @@ pub struct ThermalReader {
 impl ThermalReader {
     /// `filter` matches the zone type.
     pub fn new(sysfs_root: &Path, filter: Filter) -> Self {
-        ThermalReader {
-            root: sysfs_root.to_owned(),
-            filter,
-            zones: Vec::new(),
-            rescan: Rescan::default(),
-        }
+        ThermalReader { root: sysfs_root.to_owned(), filter, zones: Vec::new(), rescan: Rescan::default() }
     }
 
     fn discover(&mut self, io: &mut SysfsIo, class: &Path, names: &[String]) {
@@ -125,11 +120,7 @@ impl ThermalReader {
                 zone: lv(n),
                 zone_type: lv(zone_type),
                 temp: io.open(dir.join("temp").as_path()).ok(),
-                mode: if mode.exists() {
-                    io.open(mode.as_path()).ok()
-                } else {
-                    None
-                },
+                mode: if mode.exists() { io.open(mode.as_path()).ok() } else { None },
                 trips,
             });
         }
@@ -141,26 +132,16 @@ impl SysfsReader for ThermalReader {
 
     fn collect(&mut self, io: &mut SysfsIo) -> Result<ThermalReadings, ReadError> {
         let class = class_dir(&self.root, "thermal");
-        let names: Vec<String> = list_class(io, &class)?
-            .into_iter()
-            .map(|e| e.name)
-            .filter(|n| n.starts_with("thermal_zone"))
-            .collect();
+        let names: Vec<String> =
+            list_class(io, &class)?.into_iter().map(|e| e.name).filter(|n| n.starts_with("thermal_zone")).collect();
         if self.rescan.needed(&names) {
             self.discover(io, &class, &names);
             self.rescan.done(names);
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
-            let temp_celsius = z
-                .temp
-                .as_ref()
-                .and_then(|a| read_value(io, a, &mut self.rescan))
-                .map(|m| m / 1000.0);
-            let enabled = z
-                .mode
-                .as_ref()
-                .and_then(|a| io.read(a).ok().map(|m| m == "enabled"));
+            let temp_celsius = z.temp.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)).map(|m| m / 1000.0);
+            let enabled = z.mode.as_ref().and_then(|a| io.read(a).ok().map(|m| m == "enabled"));
             let trips = z
                 .trips
                 .iter()
@@ -170,13 +151,7 @@ impl SysfsReader for ThermalReader {
                     temp_celsius: read_value(io, attr, &mut self.rescan).map(|m| m / 1000.0),
                 })
                 .collect();
-            zones.push(Zone {
-                zone: z.zone.clone(),
-                zone_type: z.zone_type.clone(),
-                temp_celsius,
-                trips,
-                enabled,
-            });
+            zones.push(Zone { zone: z.zone.clone(), zone_type: z.zone_type.clone(), temp_celsius, trips, enabled });
         }
         Ok(ThermalReadings { zones })
     }

@@ -22,10 +22,7 @@ struct FileId {
 impl FileId {
     fn of(path: &Path) -> Option<FileId> {
         // stat() does not open the file, so it neither blocks on a FIFO nor calls into a driver.
-        std::fs::metadata(path).ok().map(|m| FileId {
-            dev: m.dev(),
-            ino: m.ino(),
-        })
+        std::fs::metadata(path).ok().map(|m| FileId { dev: m.dev(), ino: m.ino() })
     }
 }
 
@@ -95,10 +92,7 @@ pub struct ReadWatch {
 
 impl ReadWatch {
     pub fn new(quarantine: Arc<Quarantine>) -> Arc<Self> {
-        Arc::new(ReadWatch {
-            state: Mutex::new(WatchState::default()),
-            quarantine,
-        })
+        Arc::new(ReadWatch { state: Mutex::new(WatchState::default()), quarantine })
     }
 
     pub fn quarantine(&self) -> &Arc<Quarantine> {
@@ -168,10 +162,7 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         std::fs::write(dir.path().join("other"), "keep the old inode number busy").unwrap();
         std::fs::write(&p, "2\n").unwrap();
-        assert!(
-            !q.holds(&p),
-            "a new file at the path is not the one that hung"
-        );
+        assert!(!q.holds(&p), "a new file at the path is not the one that hung");
         // The thread is still stuck on the old file until its syscall returns.
         assert_eq!(q.stuck_threads(), 1);
     }

@@ -1,0 +1,54 @@
+//! Command-line interface of accel-agent (DESIGN.md fixes the flags).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "accel-agent",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ACCEL_REVISION"), ")"),
+    about = "Node-local hardware health agent for accelerator hosts",
+    long_about = "Reads sysfs thermal and power data of this host and serves it as Prometheus metrics.\n\
+                  With no --config it reads /etc/accel-agent/agent.toml if present, else runs on the embedded default."
+)]
+pub struct Cli {
+    /// Config file (TOML).
+    #[arg(long, value_name = "FILE", global = true)]
+    pub config: Option<PathBuf>,
+    /// Address of the HTTP endpoint; overrides `listen`.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+    /// Root of the sysfs tree to read; overrides `sysfs_root`.
+    #[arg(long, value_name = "DIR")]
+    pub sysfs_root: Option<PathBuf>,
+    /// Directory for durable state; overrides `state_dir`.
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
+    /// Control socket path; overrides `socket`.
+    #[arg(long, value_name = "PATH")]
+    pub socket: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// A tracing filter: error, warn, info, debug, trace, or per-module directives.
+    #[arg(long, value_name = "LEVEL", default_value = "info", env = "ACCEL_LOG")]
+    pub log_level: String,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate a config file: exit 0 if valid, else print each error as FILE:LINE:COL: message and exit 1.
+    CheckConfig {
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
+}

@@ -1,0 +1,163 @@
+//! Running a host collector with a deadline.
+//!
+//! Each collector lives on its own OS thread (sysfs reads block in the kernel and cannot be cancelled).
+//! The async side sends it a request and waits at most the collector's timeout. When the deadline passes,
+//! the worker is abandoned: the file it is stuck on is quarantined, and the next collection runs on a fresh
+//! worker that skips that file. A stuck thread is leaked until its syscall returns; their number is
+//! capped so a badly broken machine cannot make the agent spawn threads without bound.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::mpsc::{SyncSender, TrySendError, sync_channel};
+use std::time::{Duration, Instant};
+
+use collectors::HostCollector;
+use collectors::HostReadings;
+use collectors::sysfs::{Quarantine, ReadFailure, ReadStats, ReadWatch, SysfsIo};
+use config::CollectorSettings;
+use tokio::sync::oneshot;
+
+/// Stuck threads one collector may leave behind before it stops starting new workers.
+pub const MAX_STUCK_THREADS: usize = 8;
+
+/// What one collection produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<HostReadings, CollectError>,
+    /// Failed reads of this collection, by reason.
+    pub stats: ReadStats,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CollectError {
+    #[error("{0}")]
+    Read(#[from] collectors::sysfs::ReadError),
+    #[error("no answer within {timeout:?}{}", stuck_on.as_ref().map(|p| format!("; stuck reading {}", p.display())).unwrap_or_default())]
+    Timeout { timeout: Duration, stuck_on: Option<PathBuf> },
+    #[error("{0} reads are hung in the kernel; not starting another worker until one returns")]
+    TooManyStuck(usize),
+    #[error("collector panicked: {0}")]
+    Panicked(String),
+}
+
+type Reply = oneshot::Sender<(Result<HostReadings, CollectError>, ReadStats, Duration)>;
+
+struct Worker {
+    requests: SyncSender<Reply>,
+    watch: Arc<ReadWatch>,
+}
+
+/// Owns one collector's worker thread and its quarantine.
+pub struct Supervisor {
+    settings: CollectorSettings,
+    sysfs_root: PathBuf,
+    quarantine: Arc<Quarantine>,
+    worker: Option<Worker>,
+}
+
+impl Supervisor {
+    pub fn new(settings: CollectorSettings, sysfs_root: &Path) -> Self {
+        Supervisor { settings, sysfs_root: sysfs_root.to_owned(), quarantine: Quarantine::new(), worker: None }
+    }
+
+    pub fn settings(&self) -> &CollectorSettings {
+        &self.settings
+    }
+
+    /// Threads of this collector still blocked in a syscall.
+    pub fn stuck_threads(&self) -> usize {
+        self.quarantine.stuck_threads()
+    }
+
+    /// Runs one collection, waiting at most the configured timeout.
+    pub async fn collect(&mut self) -> Outcome {
+        let started = Instant::now();
+        let failed = |e: CollectError, stats: ReadStats| Outcome { result: Err(e), stats, duration: started.elapsed() };
+        let (tx, rx) = oneshot::channel();
+        let mut request = Some(tx);
+        // A worker whose thread died (after a panic) is replaced once.
+        for _ in 0..2 {
+            if self.worker.is_none() {
+                let stuck = self.quarantine.stuck_threads();
+                if stuck >= MAX_STUCK_THREADS {
+                    let mut stats = ReadStats::default();
+                    stats.record(ReadFailure::Hung);
+                    return failed(CollectError::TooManyStuck(stuck), stats);
+                }
+                self.worker = Some(self.spawn());
+            }
+            let worker = self.worker.as_ref().expect("worker was just ensured");
+            match worker.requests.try_send(request.take().expect("request is sent once")) {
+                Ok(()) => break,
+                Err(TrySendError::Disconnected(r) | TrySendError::Full(r)) => {
+                    request = Some(r);
+                    self.worker = None;
+                }
+            }
+        }
+        if request.is_some() {
+            return failed(CollectError::Panicked("worker thread could not be started".into()), ReadStats::default());
+        }
+        match tokio::time::timeout(self.settings.timeout, rx).await {
+            Ok(Ok((result, stats, duration))) => Outcome { result, stats, duration },
+            Ok(Err(_)) => {
+                self.worker = None;
+                failed(CollectError::Panicked("worker thread exited".into()), ReadStats::default())
+            }
+            Err(_) => {
+                let stuck_on = self.worker.take().and_then(|w| w.watch.abandon()).map(|p| p.to_path_buf());
+                if let Some(path) = &stuck_on {
+                    tracing::warn!(
+                        collector = self.settings.kind.name(),
+                        path = %path.display(),
+                        "read did not return within {:?}; quarantining the file and continuing without it",
+                        self.settings.timeout
+                    );
+                }
+                let mut stats = ReadStats::default();
+                stats.record(ReadFailure::Hung);
+                failed(CollectError::Timeout { timeout: self.settings.timeout, stuck_on }, stats)
+            }
+        }
+    }
+
+    fn spawn(&self) -> Worker {
+        let (requests, inbox) = sync_channel::<Reply>(1);
+        let watch = ReadWatch::new(Arc::clone(&self.quarantine));
+        let settings = self.settings.clone();
+        let root = self.sysfs_root.clone();
+        let thread_watch = Arc::clone(&watch);
+        let spawned = std::thread::Builder::new().name(format!("collect-{}", settings.kind.name())).spawn(move || {
+            let mut io = SysfsIo::new(thread_watch);
+            let mut collector = HostCollector::new(&settings, &root);
+            // Ends when the supervisor drops the sender: after abandoning this worker, or at shutdown.
+            while let Ok(reply) = inbox.recv() {
+                let started = Instant::now();
+                let result = catch_unwind(AssertUnwindSafe(|| collector.collect(&mut io)));
+                let stats = io.take_stats();
+                let (result, panicked) = match result {
+                    Ok(r) => (r.map_err(CollectError::from), false),
+                    Err(p) => (Err(CollectError::Panicked(panic_message(&p))), true),
+                };
+                let _ = reply.send((result, stats, started.elapsed()));
+                if panicked {
+                    // The collector's state may be half-updated; let the supervisor start a fresh one.
+                    break;
+                }
+            }
+        });
+        if let Err(e) = spawned {
+            tracing::error!(collector = self.settings.kind.name(), "cannot start worker thread: {e}");
+        }
+        Worker { requests, watch }
+    }
+}
+
+fn panic_message(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".into())
+}

@@ -1,0 +1,264 @@
+//! /metrics: the snapshot encoded with the prometheus-client crate.
+//!
+//! prometheus-client writes the OpenMetrics text format. Prometheus' classic text format 0.0.4 (the
+//! default, and what most tools expect) differs in a few lines only, so it is derived from the OpenMetrics
+//! output: no `# EOF` or `# UNIT`, and counters are described under their `_total` name. Both encodings
+//! are cached per snapshot generation, so any number of scrapes between two collections costs one encode.
+
+use std::fmt::Write as _;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use bytes::Bytes;
+use collectors::export::{Families, LabelValue, MetricKind, lv};
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::state::{AgentState, Snapshot};
+
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+pub const REVISION: &str = env!("ACCEL_REVISION");
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Text004,
+    OpenMetrics,
+}
+
+impl Format {
+    /// Picks the format from an Accept header by q-value; OpenMetrics only when it is preferred.
+    pub fn negotiate(accept: Option<&str>) -> Format {
+        let Some(accept) = accept else { return Format::Text004 };
+        let mut best_om = -1.0f32;
+        let mut best_text = -1.0f32;
+        for range in accept.split(',') {
+            let mut parts = range.split(';').map(str::trim);
+            let media = parts.next().unwrap_or("").to_ascii_lowercase();
+            let q =
+                parts.filter_map(|p| p.strip_prefix("q=")).filter_map(|q| q.parse::<f32>().ok()).next().unwrap_or(1.0);
+            match media.as_str() {
+                "application/openmetrics-text" => best_om = best_om.max(q),
+                "text/plain" | "*/*" | "text/*" => best_text = best_text.max(q),
+                _ => {}
+            }
+        }
+        if best_om > 0.0 && best_om >= best_text { Format::OpenMetrics } else { Format::Text004 }
+    }
+
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Format::Text004 => TEXT_CONTENT_TYPE,
+            Format::OpenMetrics => OPENMETRICS_CONTENT_TYPE,
+        }
+    }
+}
+
+/// Everything the agent exports, as families.
+pub fn families(snap: &Snapshot) -> Families {
+    let mut out = Families::new();
+    for status in snap.collectors.values() {
+        if let Some(r) = &status.readings {
+            r.export(&mut out);
+        }
+    }
+    for (kind, c) in &snap.collectors {
+        let name = lv(kind.name());
+        let l = || vec![("collector", name.clone())];
+        out.gauge(
+            "accel_collector_success",
+            "Whether the collector's last collection read everything it should (1) or not (0)",
+            l(),
+            f64::from(u8::from(c.success)),
+        );
+        if let Some(d) = c.duration {
+            out.gauge(
+                "accel_collector_duration_seconds",
+                "Duration of the collector's last collection",
+                l(),
+                d.as_secs_f64(),
+            );
+        }
+        if let Some(t) = c.last_success_unix {
+            out.gauge(
+                "accel_collector_last_success_timestamp_seconds",
+                "Unix time of the collector's last successful collection",
+                l(),
+                t,
+            );
+        }
+        out.gauge(
+            "accel_collector_stuck_threads",
+            "Worker threads of the collector still blocked in a read that hung",
+            l(),
+            c.stuck_threads as f64,
+        );
+        for (reason, n) in c.read_errors.iter() {
+            out.counter(
+                "accel_sysfs_read_errors_total",
+                "Reads that produced no value, by reason (enodata, eagain, enodev and einval are expected)",
+                vec![("collector", name.clone()), ("reason", lv(reason.label()))],
+                n as f64,
+            );
+        }
+    }
+    out.gauge(
+        "accel_build_info",
+        "Version and git revision of the running agent",
+        vec![("version", lv(VERSION)), ("revision", lv(REVISION))],
+        1.0,
+    );
+    out
+}
+
+/// Encodes the snapshot through prometheus-client. Registered once in the agent's registry.
+#[derive(Debug)]
+struct SnapshotCollector {
+    state: Arc<AgentState>,
+}
+
+struct Labels<'a>(&'a [(&'static str, LabelValue)]);
+
+impl EncodeLabelSet for Labels<'_> {
+    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (k, v) in self.0 {
+            EncodeLabel::encode(&(*k, &**v), encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let fams = families(&self.state.snapshot());
+        for f in fams.iter().filter(|f| !f.samples.is_empty()) {
+            let (name, ty) = match f.kind {
+                MetricKind::Gauge => (f.name.as_str(), MetricType::Gauge),
+                // prometheus-client appends `_total` to counter samples itself.
+                MetricKind::Counter => (f.name.strip_suffix("_total").unwrap_or(&f.name), MetricType::Counter),
+            };
+            let mut family = encoder.encode_descriptor(name, &f.help, None, ty)?;
+            for s in &f.samples {
+                let labels = Labels(&s.labels);
+                let mut m = family.encode_family(&labels)?;
+                match f.kind {
+                    MetricKind::Gauge => m.encode_gauge(&s.value)?,
+                    MetricKind::Counter => m.encode_counter::<NoLabelSet, _, f64>(&s.value, None)?,
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+struct Cached {
+    generation: u64,
+    openmetrics: Bytes,
+    text: Bytes,
+}
+
+/// The registry and the encoded-output cache.
+pub struct Exposition {
+    registry: Registry,
+    state: Arc<AgentState>,
+    cache: Mutex<Option<Cached>>,
+}
+
+impl Exposition {
+    pub fn new(state: Arc<AgentState>) -> Self {
+        let mut registry = Registry::default();
+        registry.register_collector(Box::new(SnapshotCollector { state: Arc::clone(&state) }));
+        Exposition { registry, state, cache: Mutex::new(None) }
+    }
+
+    /// The current exposition in `format`, encoded at most once per snapshot generation.
+    pub fn render(&self, format: Format) -> Bytes {
+        let generation = self.state.snapshot().generation;
+        // Holding the lock while encoding makes concurrent scrapers of a new generation wait for one
+        // encode instead of each doing it.
+        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
+        let fresh = cache.as_ref().is_some_and(|c| c.generation == generation);
+        if !fresh {
+            let mut om = String::with_capacity(cache.as_ref().map_or(64 * 1024, |c| c.openmetrics.len() + 4096));
+            if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
+                // Writing to a String cannot fail; a failure would be a bug in an encoder.
+                tracing::error!("encoding metrics failed: {e}");
+            }
+            let text = to_text_004(&om);
+            *cache = Some(Cached { generation, openmetrics: Bytes::from(om), text: Bytes::from(text) });
+        }
+        let c = cache.as_ref().expect("cache was just filled");
+        match format {
+            Format::OpenMetrics => c.openmetrics.clone(),
+            Format::Text004 => c.text.clone(),
+        }
+    }
+}
+
+/// Converts prometheus-client's OpenMetrics text to Prometheus text format 0.0.4.
+pub fn to_text_004(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut pending_help: Option<&str> = None;
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            if let Some(h) = pending_help.take() {
+                let _ = writeln!(out, "# HELP {h}");
+            }
+            pending_help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, ty) = rest.rsplit_once(' ').unwrap_or((rest, "untyped"));
+            let (name, ty) = match ty {
+                "counter" => (format!("{name}_total"), "counter"),
+                "unknown" => (name.to_owned(), "untyped"),
+                "info" => (format!("{name}_info"), "gauge"),
+                other => (name.to_owned(), other),
+            };
+            if let Some(h) = pending_help.take() {
+                let help = h.split_once(' ').map_or("", |(_, text)| text);
+                let _ = writeln!(out, "# HELP {name} {help}");
+            }
+            let _ = writeln!(out, "# TYPE {name} {ty}");
+            continue;
+        }
+        if let Some(h) = pending_help.take() {
+            let _ = writeln!(out, "# HELP {h}");
+        }
+        out.push_str(line);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_follows_q_values() {
+        assert_eq!(Format::negotiate(None), Format::Text004);
+        assert_eq!(Format::negotiate(Some("*/*")), Format::Text004);
+        let prometheus = "application/openmetrics-text;version=1.0.0,application/openmetrics-text;version=0.0.1;q=0.75,text/plain;version=0.0.4;q=0.5,*/*;q=0.1";
+        assert_eq!(Format::negotiate(Some(prometheus)), Format::OpenMetrics);
+        assert_eq!(
+            Format::negotiate(Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5")),
+            Format::Text004
+        );
+    }
+
+    #[test]
+    fn openmetrics_to_text_004() {
+        let om = "# HELP a_errors Errors.\n# TYPE a_errors counter\na_errors_total{x=\"1\"} 3\n# HELP b Temp.\n# TYPE b gauge\nb 1.5\n# EOF\n";
+        assert_eq!(
+            to_text_004(om),
+            "# HELP a_errors_total Errors.\n# TYPE a_errors_total counter\na_errors_total{x=\"1\"} 3\n# HELP b Temp.\n# TYPE b gauge\nb 1.5\n"
+        );
+    }
+}

@@ -1,0 +1,149 @@
+//! The read-only HTTP endpoint: /metrics, /-/healthy, /-/ready and the landing page.
+//!
+//! Every response is built from the latest snapshot; nothing here waits on hardware. Slow or idle clients
+//! are bounded by a header read timeout and a cap on open connections, so they cannot starve others.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::body::Incoming;
+use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+
+use crate::exposition::{Exposition, Format};
+use crate::landing;
+use crate::state::AgentState;
+
+/// Open connections beyond this wait in the kernel's accept queue.
+const MAX_CONNECTIONS: usize = 4096;
+/// A client must send its request headers within this time.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long shutdown waits for in-flight requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_millis(1000);
+
+pub struct Http {
+    pub state: Arc<AgentState>,
+    pub exposition: Exposition,
+}
+
+impl Http {
+    pub fn new(state: Arc<AgentState>) -> Arc<Self> {
+        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state })
+    }
+
+    pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here\n");
+        }
+        match req.uri().path() {
+            "/metrics" => {
+                let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
+                let format = Format::negotiate(accept);
+                let body = self.exposition.render(format);
+                respond(StatusCode::OK, format.content_type(), body)
+            }
+            "/-/healthy" => {
+                let snap = self.state.snapshot();
+                let stalled = snap.stalled(Instant::now(), self.state.started);
+                if stalled.is_empty() {
+                    text(StatusCode::OK, "OK\n")
+                } else {
+                    let names: Vec<&str> = stalled.iter().map(|k| k.name()).collect();
+                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("collection loops stalled: {}\n", names.join(", ")))
+                }
+            }
+            "/-/ready" => {
+                let snap = self.state.snapshot();
+                if snap.ready() {
+                    text(StatusCode::OK, "ready\n")
+                } else {
+                    let waiting: Vec<&str> =
+                        snap.collectors.iter().filter(|(_, c)| c.collections == 0).map(|(k, _)| k.name()).collect();
+                    text(
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        &format!("waiting for the first collection of: {}\n", waiting.join(", ")),
+                    )
+                }
+            }
+            "/" => respond(
+                StatusCode::OK,
+                "text/html; charset=utf-8",
+                Bytes::from(landing::render(&self.state.snapshot())),
+            ),
+            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /-/healthy, /-/ready or /\n"),
+        }
+    }
+}
+
+fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+    let mut r = Response::new(Full::new(body));
+    *r.status_mut() = status;
+    r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r
+}
+
+fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+    respond(status, "text/plain; charset=utf-8", Bytes::copy_from_slice(body.as_bytes()))
+}
+
+/// Binds the listener; separate from serving so a bind error is reported before anything starts.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    TcpListener::bind(addr).await
+}
+
+/// Serves until `shutdown` is cancelled, then drains in-flight requests for up to a second.
+pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: CancellationToken) {
+    let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let (stream, _peer) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(s) => s,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let http = Arc::clone(&http);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let http = Arc::clone(&http);
+            async move { Ok::<_, Infallible>(http.handle(&req)) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(HEADER_TIMEOUT)
+            .keep_alive(true)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!("connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
+        tracing::debug!("some HTTP connections did not close within {DRAIN_TIMEOUT:?}");
+    }
+}

@@ -1,0 +1,71 @@
+//! accel-agent: reads this host's sysfs thermal and power data on background threads with deadlines and
+//! serves it as Prometheus metrics. The binary is a thin wrapper around [`main_with_args`].
+
+pub mod cli;
+pub mod collect;
+pub mod daemon;
+pub mod exposition;
+pub mod http;
+pub mod landing;
+pub mod logging;
+pub mod schedule;
+pub mod state;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+use crate::cli::{Cli, Command};
+
+/// Runs accel-agent with the process's arguments.
+pub fn main_with_args() -> ExitCode {
+    let cli = Cli::parse();
+    match &cli.command {
+        Some(Command::CheckConfig { file }) => check_config(file),
+        None => run_daemon(cli),
+    }
+}
+
+fn check_config(file: &std::path::Path) -> ExitCode {
+    match config::load_file(file) {
+        Ok(_) => {
+            println!("{}: ok", file.display());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run_daemon(cli: Cli) -> ExitCode {
+    if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
+        eprintln!("accel-agent: {e}");
+        return ExitCode::FAILURE;
+    }
+    let (config, source) = match daemon::load_config(&cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accel-agent: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(daemon::run(config, source));
+    // Worker threads stuck in the kernel must not hold up exit.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accel-agent: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

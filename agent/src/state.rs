@@ -1,0 +1,117 @@
+//! What the agent knows right now. Collection tasks publish into it; scrapes and pages read a consistent
+//! snapshot without ever touching the hardware.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use collectors::HostReadings;
+use collectors::sysfs::{ReadFailure, ReadStats};
+use config::CollectorKind;
+
+use crate::collect::Outcome;
+
+/// The latest state of one collector.
+#[derive(Debug, Clone, Default)]
+pub struct CollectorStatus {
+    /// The latest readings; None before the first collection and after a failed one (absent, not stale).
+    pub readings: Option<Arc<HostReadings>>,
+    /// Whether the last collection completed with every file read (a quarantined file counts as failure).
+    pub success: bool,
+    pub duration: Option<Duration>,
+    pub last_success_unix: Option<f64>,
+    /// Failed reads since start, by reason.
+    pub read_errors: ReadStats,
+    pub stuck_threads: usize,
+    /// Why the last collection failed.
+    pub error: Option<String>,
+    pub collections: u64,
+    /// When the collection loop last completed a round (monotonic), for /-/healthy.
+    pub progress: Option<Instant>,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+/// One consistent view of everything collected.
+#[derive(Debug, Clone, Default)]
+pub struct Snapshot {
+    /// Bumped on every change; caches key on it.
+    pub generation: u64,
+    pub collectors: BTreeMap<CollectorKind, CollectorStatus>,
+}
+
+impl Snapshot {
+    /// Ready once every enabled collector has finished one collection, successful or not.
+    pub fn ready(&self) -> bool {
+        self.collectors.values().all(|c| c.collections > 0)
+    }
+
+    /// Collectors whose loops have not completed a round in time.
+    pub fn stalled(&self, now: Instant, started: Instant) -> Vec<CollectorKind> {
+        self.collectors
+            .iter()
+            .filter(|(_, c)| {
+                // A round takes at most interval + timeout; allow two of them plus slack for a busy host.
+                let limit = 2 * (c.interval + c.timeout) + Duration::from_secs(5);
+                now.duration_since(c.progress.unwrap_or(started)) > limit
+            })
+            .map(|(k, _)| *k)
+            .collect()
+    }
+
+    pub fn readings(&self, kind: CollectorKind) -> Option<&HostReadings> {
+        self.collectors.get(&kind)?.readings.as_deref()
+    }
+}
+
+/// Shared, lock-free for readers.
+#[derive(Debug)]
+pub struct AgentState {
+    snapshot: ArcSwap<Snapshot>,
+    pub started: Instant,
+}
+
+impl AgentState {
+    pub fn new(collectors: impl IntoIterator<Item = (CollectorKind, Duration, Duration)>) -> Arc<Self> {
+        let mut snap = Snapshot::default();
+        for (kind, interval, timeout) in collectors {
+            snap.collectors.insert(kind, CollectorStatus { interval, timeout, ..Default::default() });
+        }
+        Arc::new(AgentState { snapshot: ArcSwap::from_pointee(snap), started: Instant::now() })
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.snapshot.load_full()
+    }
+
+    /// Publishes the outcome of one collection.
+    pub fn record(&self, kind: CollectorKind, outcome: Outcome, stuck_threads: usize) {
+        let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let hung_files = outcome.stats.get(ReadFailure::Hung);
+        let (readings, error) = match outcome.result {
+            Ok(r) => (Some(Arc::new(r)), None),
+            Err(e) => (None, Some(e.to_string())),
+        };
+        let success = readings.is_some() && hung_files == 0;
+        let error =
+            error.or_else(|| (hung_files > 0).then(|| format!("{hung_files} file(s) skipped: an earlier read hung")));
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            let c = snap.collectors.entry(kind).or_default();
+            c.readings = readings.clone();
+            c.success = success;
+            c.duration = Some(outcome.duration);
+            if success {
+                c.last_success_unix = Some(now_unix);
+            }
+            c.read_errors.add(&outcome.stats);
+            c.stuck_threads = stuck_threads;
+            c.error = error.clone();
+            c.collections += 1;
+            c.progress = Some(Instant::now());
+            snap
+        });
+    }
+}
