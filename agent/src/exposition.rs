@@ -90,6 +90,12 @@ pub fn families(snap: &Snapshot) -> Families {
                 t,
             );
         }
+        out.counter(
+            "accel_collector_collections_total",
+            "Collections the collector has run, successful or not",
+            l(),
+            c.collections as f64,
+        );
         out.gauge(
             "accel_collector_stuck_threads",
             "Worker threads of the collector still blocked in a read that hung",

@@ -1,4 +1,5 @@
 //! Simulators and helpers for accel-agent's tests: fake sysfs trees (and the real captured one with its
 //! symlinks restored). This crate depends on none of the agent's crates, so each of them can use it.
 
+pub mod large_tree;
 pub mod sysfs_tree;
