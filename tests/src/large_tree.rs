@@ -101,7 +101,11 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         link(root, &format!("class/thermal/cooling_device{d}"), &format!("../../{dir}"));
     }
     for p in 0..spec.powercap_zones {
-        let (id, name) = if p % 2 == 0 { (format!("{}", p / 2), format!("package-{}", p / 2)) } else { (format!("{}:0", p / 2), "dram".to_owned()) };
+        let (id, name) = if p % 2 == 0 {
+            (format!("{}", p / 2), format!("package-{}", p / 2))
+        } else {
+            (format!("{}:0", p / 2), "dram".to_owned())
+        };
         let dir = format!("devices/virtual/powercap/intel-rapl/intel-rapl:{id}");
         w(root, &format!("{dir}/name"), &format!("{name}\n"));
         w(root, &format!("{dir}/energy_uj"), &format!("{}\n", 1_000_000 * (p as u64 + 1)));
@@ -113,7 +117,21 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         link(root, &format!("class/powercap/intel-rapl:{id}"), &format!("../../{dir}"));
     }
     let cor = ["RxErr", "BadTLP", "BadDLLP", "Rollover", "Timeout", "NonFatalErr", "CorrIntErr", "HeaderOF"];
-    let unc = ["Undefined", "DLP", "SDES", "TLP", "FCP", "CmpltTO", "CmpltAbrt", "UnxCmplt", "RxOF", "MalfTLP", "ECRC", "UnsupReq", "ACSViol"];
+    let unc = [
+        "Undefined",
+        "DLP",
+        "SDES",
+        "TLP",
+        "FCP",
+        "CmpltTO",
+        "CmpltAbrt",
+        "UnxCmplt",
+        "RxOF",
+        "MalfTLP",
+        "ECRC",
+        "UnsupReq",
+        "ACSViol",
+    ];
     for i in 0..spec.pci_devices {
         let addr = format!("0000:{:02x}:{:02x}.{}", 0x40 + i / 32, i % 32, i % 2);
         let dir = format!("devices/pci0000:40/{addr}");

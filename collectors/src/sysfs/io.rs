@@ -307,13 +307,26 @@ impl SysfsIo {
     /// Lists a directory. Entries are sorted by name for deterministic output.
     pub fn list_dir(&mut self, path: &Path) -> Result<Vec<DirEntry>, ReadFailure> {
         let arc: Arc<Path> = path.into();
-        let listed = self.guarded(&arc, || {
+        self.list(&arc).map_err(|f| self.fail(&arc, f))
+    }
+
+    /// Like [`list_dir`](Self::list_dir), but a directory that does not exist is `None`, not a failure:
+    /// a kernel without a class simply has no such devices.
+    pub fn list_dir_optional(&mut self, path: &Path) -> Result<Option<Vec<DirEntry>>, ReadFailure> {
+        let arc: Arc<Path> = path.into();
+        match self.list(&arc) {
+            Ok(v) => Ok(Some(v)),
+            Err(ReadFailure::NotFound) => Ok(None),
+            Err(f) => Err(self.fail(&arc, f)),
+        }
+    }
+
+    fn list(&self, path: &Arc<Path>) -> Result<Vec<DirEntry>, ReadFailure> {
+        let mut listed = self.guarded(path, || {
             let mut out = Vec::new();
-            for entry in std::fs::read_dir(&arc)? {
+            for entry in std::fs::read_dir(path)? {
                 let entry = entry?;
-                let Ok(name) = entry.file_name().into_string() else {
-                    continue;
-                };
+                let Ok(name) = entry.file_name().into_string() else { continue };
                 let kind = match entry.file_type() {
                     Ok(t) if t.is_symlink() => EntryKind::Symlink,
                     Ok(t) if t.is_dir() => EntryKind::Dir,
@@ -323,14 +336,9 @@ impl SysfsIo {
                 out.push(DirEntry { name, kind });
             }
             Ok(out)
-        });
-        match listed {
-            Ok(mut v) => {
-                v.sort_by(|a, b| natural_cmp(&a.name, &b.name));
-                Ok(v)
-            }
-            Err(f) => Err(self.fail(&arc, f)),
-        }
+        })?;
+        listed.sort_by(|a, b| natural_cmp(&a.name, &b.name));
+        Ok(listed)
     }
 }
 

@@ -122,9 +122,8 @@ impl Rescan {
 
 /// Lists a class directory; a class the kernel does not have is an empty list, not a failure.
 pub fn list_class(io: &mut SysfsIo, dir: &Path) -> Result<Vec<io::DirEntry>, ReadError> {
-    match io.list_dir(dir) {
-        Ok(v) => Ok(v),
-        Err(ReadFailure::NotFound) => Ok(Vec::new()),
+    match io.list_dir_optional(dir) {
+        Ok(v) => Ok(v.unwrap_or_default()),
         Err(failure) => Err(ReadError { path: dir.to_owned(), failure }),
     }
 }
