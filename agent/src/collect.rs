@@ -71,9 +71,15 @@ impl Supervisor {
         self.quarantine.stuck_threads()
     }
 
+    /// Files skipped because a read of them hung and they have not come back.
+    pub fn quarantined(&self) -> usize {
+        self.quarantine.len()
+    }
+
     /// Runs one collection, waiting at most the configured timeout.
     pub async fn collect(&mut self) -> Outcome {
         let started = Instant::now();
+        self.quarantine.refresh();
         let failed = |e: CollectError, stats: ReadStats| Outcome { result: Err(e), stats, duration: started.elapsed() };
         let (tx, rx) = oneshot::channel();
         let mut request = Some(tx);

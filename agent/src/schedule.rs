@@ -45,7 +45,7 @@ pub fn spawn_loops(
                 if let Err(e) = &outcome.result {
                     tracing::debug!(collector = kind.name(), "collection failed: {e}");
                 }
-                state.record(kind, outcome, supervisor.stuck_threads());
+                state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
             }
         });
     }

@@ -85,17 +85,18 @@ impl AgentState {
         self.snapshot.load_full()
     }
 
-    /// Publishes the outcome of one collection.
-    pub fn record(&self, kind: CollectorKind, outcome: Outcome, stuck_threads: usize) {
+    /// Publishes the outcome of one collection. `quarantined` files count as unread: the collector is not
+    /// successful while any of its files hangs.
+    pub fn record(&self, kind: CollectorKind, outcome: Outcome, stuck_threads: usize, quarantined: usize) {
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let hung_files = outcome.stats.get(ReadFailure::Hung);
         let (readings, error) = match outcome.result {
             Ok(r) => (Some(Arc::new(r)), None),
             Err(e) => (None, Some(e.to_string())),
         };
-        let success = readings.is_some() && hung_files == 0;
-        let error =
-            error.or_else(|| (hung_files > 0).then(|| format!("{hung_files} file(s) skipped: an earlier read hung")));
+        let skipped = (hung_files as usize).max(quarantined);
+        let success = readings.is_some() && skipped == 0;
+        let error = error.or_else(|| (skipped > 0).then(|| format!("{skipped} file(s) skipped: an earlier read hung")));
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;

@@ -40,10 +40,11 @@ impl Agent {
         });
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let line = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).unwrap_or_else(|_| {
+            let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) else {
                 let _ = child.kill();
-                panic!("accel-agent did not log its listen address")
-            });
+                let _ = child.wait();
+                panic!("accel-agent did not log its listen address");
+            };
             if let Some(addr) = json_field(&line, "listen") {
                 return Agent { child, addr: addr.parse().expect("listen address"), stderr: rx };
             }

@@ -74,7 +74,7 @@ impl SysfsReader for CoolingReader {
         let class = class_dir(&self.root, "thermal");
         let names: Vec<String> =
             list_class(io, &class)?.into_iter().map(|e| e.name).filter(|n| n.starts_with("cooling_device")).collect();
-        if self.rescan.needed(&names) {
+        if self.rescan.needed(&names, io) {
             self.devices.clear();
             for name in &names {
                 let dir = class.join(name);

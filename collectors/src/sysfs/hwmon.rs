@@ -180,7 +180,7 @@ impl SysfsReader for HwmonReader {
     fn collect(&mut self, io: &mut SysfsIo) -> Result<HwmonReadings, ReadError> {
         let class = class_dir(&self.root, "hwmon");
         let entries: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
-        if self.rescan.needed(&entries) {
+        if self.rescan.needed(&entries, io) {
             self.discover(io, entries);
         }
         let values = self.attrs.iter().map(|a| read_value(io, a, &mut self.rescan)).collect();
@@ -195,8 +195,15 @@ struct ChipBuilder {
     raw_name: Option<String>,
     hwmon: String,
     device: Option<PathBuf>,
-    /// sensor -> (kind, label, element -> index into the chip's attrs)
-    sensors: BTreeMap<String, (String, Option<String>, BTreeMap<String, usize>)>,
+    sensors: BTreeMap<String, SensorDraft>,
+}
+
+/// A sensor found at discovery: its type, label and elements (element -> index into the chip's attrs).
+#[derive(Default)]
+struct SensorDraft {
+    kind: String,
+    label: Option<String>,
+    elements: BTreeMap<String, usize>,
 }
 
 impl ChipBuilder {
@@ -209,7 +216,7 @@ impl ChipBuilder {
             if !sensor_filter.allows(&format!("{};{}", self.chip, name)) {
                 continue;
             }
-            let (kind, label, elements) = &self.sensors[name];
+            let SensorDraft { kind, label, elements } = &self.sensors[name];
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
@@ -283,7 +290,9 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
         }
         let path = dir.join(&entry.name);
         match entry.kind {
-            EntryKind::File | EntryKind::Symlink => {}
+            // Anything that is not a directory is opened: in a test tree a FIFO stands in for an
+            // attribute whose driver hangs, and it must go through the same deadline as one.
+            EntryKind::File | EntryKind::Symlink | EntryKind::Other => {}
             EntryKind::Dir if index.is_some() => {
                 // "temp1_input/" is a broken tree, worth counting; "power/" (runtime PM) is normal.
                 io.fail(&Arc::from(path.as_path()), ReadFailure::NotAFile);
@@ -292,18 +301,19 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             _ => continue,
         }
         let sensor = format!("{kind}{}", index.unwrap_or(0));
-        let slot = b.sensors.entry(sensor).or_insert_with(|| (kind.to_owned(), None, BTreeMap::new()));
+        let draft =
+            b.sensors.entry(sensor).or_insert_with(|| SensorDraft { kind: kind.to_owned(), ..Default::default() });
         if element == "label" {
-            slot.1 = io.read_optional(&path);
+            draft.label = io.read_optional(&path);
             continue;
         }
         let Ok(attr) = io.open(path.as_path()) else {
             continue;
         };
-        match slot.2.get(element) {
+        match draft.elements.get(element) {
             Some(&i) => attrs[i] = attr,
             None => {
-                slot.2.insert(element.to_owned(), attrs.len());
+                draft.elements.insert(element.to_owned(), attrs.len());
                 attrs.push(attr);
             }
         }

@@ -195,11 +195,27 @@ pub struct SysfsIo {
     stats: ReadStats,
     /// (path, reason) pairs already logged: a broken sensor read every 5 s must not flood the journal.
     logged: HashSet<(Arc<Path>, ReadFailure)>,
+    /// The quarantine's release count when last looked at.
+    seen_releases: u64,
 }
 
 impl SysfsIo {
     pub fn new(watch: Arc<ReadWatch>) -> Self {
-        SysfsIo { watch, buf: Box::new([0; ATTR_BUF]), stats: ReadStats::default(), logged: HashSet::new() }
+        let seen_releases = watch.quarantine().releases();
+        SysfsIo {
+            watch,
+            buf: Box::new([0; ATTR_BUF]),
+            stats: ReadStats::default(),
+            logged: HashSet::new(),
+            seen_releases,
+        }
+    }
+
+    /// Whether a quarantined file was lifted since the last call: readers then re-discover, to pick the
+    /// file up again.
+    pub fn quarantine_lifted(&mut self) -> bool {
+        let now = self.watch.quarantine().releases();
+        std::mem::replace(&mut self.seen_releases, now) != now
     }
 
     /// Returns and resets the failure counts of the collection that just finished.

@@ -103,9 +103,10 @@ pub struct Rescan {
 
 impl Rescan {
     /// Whether discovery must run before reading, given the current listing.
-    pub fn needed(&mut self, listing: &[String]) -> bool {
+    pub fn needed(&mut self, listing: &[String], io: &mut SysfsIo) -> bool {
         self.since += 1;
-        self.forced || self.listed.as_deref() != Some(listing) || self.since >= hwmon::RESCAN_EVERY
+        let lifted = io.quarantine_lifted();
+        lifted || self.forced || self.listed.as_deref() != Some(listing) || self.since >= hwmon::RESCAN_EVERY
     }
 
     pub fn done(&mut self, listing: Vec<String>) {

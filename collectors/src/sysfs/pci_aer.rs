@@ -148,7 +148,7 @@ impl SysfsReader for PciAerReader {
     fn collect(&mut self, io: &mut SysfsIo) -> Result<PciAerReadings, ReadError> {
         let bus = self.root.join("bus/pci/devices");
         let names: Vec<String> = list_class(io, &bus)?.into_iter().map(|e| e.name).collect();
-        if self.rescan.needed(&names) {
+        if self.rescan.needed(&names, io) {
             self.discover(io, &bus, &names);
             self.rescan.done(names);
         }

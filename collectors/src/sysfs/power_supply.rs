@@ -181,7 +181,7 @@ impl SysfsReader for PowerSupplyReader {
     fn collect(&mut self, io: &mut SysfsIo) -> Result<PowerSupplyReadings, ReadError> {
         let class = class_dir(&self.root, "power_supply");
         let names: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
-        if self.rescan.needed(&names) {
+        if self.rescan.needed(&names, io) {
             self.discover(io, &class, &names);
             self.rescan.done(names);
         }

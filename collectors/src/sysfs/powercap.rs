@@ -239,7 +239,7 @@ impl SysfsReader for PowercapReader {
     fn collect(&mut self, io: &mut SysfsIo) -> Result<PowercapReadings, ReadError> {
         let class = class_dir(&self.root, "powercap");
         let dirs: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
-        if self.rescan.needed(&dirs) {
+        if self.rescan.needed(&dirs, io) {
             self.discover(io, &class, &dirs);
             self.counters.retain(|k, _| dirs.contains(k));
             self.rescan.done(dirs);

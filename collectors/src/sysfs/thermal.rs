@@ -134,7 +134,7 @@ impl SysfsReader for ThermalReader {
         let class = class_dir(&self.root, "thermal");
         let names: Vec<String> =
             list_class(io, &class)?.into_iter().map(|e| e.name).filter(|n| n.starts_with("thermal_zone")).collect();
-        if self.rescan.needed(&names) {
+        if self.rescan.needed(&names, io) {
             self.discover(io, &class, &names);
             self.rescan.done(names);
         }

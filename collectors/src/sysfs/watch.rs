@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 /// Identity of the file that hung, so a replaced file at the same path is not held against it.
@@ -32,6 +32,8 @@ pub struct Quarantine {
     entries: Mutex<HashMap<PathBuf, Option<FileId>>>,
     /// Worker threads still blocked in a syscall. They cannot be killed; this makes them visible.
     stuck_threads: AtomicUsize,
+    /// Bumped whenever an entry is lifted, so readers know to look at the file again.
+    releases: AtomicU64,
 }
 
 impl Quarantine {
@@ -48,10 +50,31 @@ impl Quarantine {
         match (id, FileId::of(path)) {
             (Some(old), Some(now)) if old != now => {
                 entries.remove(path);
+                self.releases.fetch_add(1, Ordering::Relaxed);
                 false
             }
             _ => true,
         }
+    }
+
+    /// Lifts entries whose file was replaced (or removed). Called once per round by the supervisor; a
+    /// stat per quarantined path, so cheap.
+    pub fn refresh(&self) {
+        let mut entries = lock(&self.entries);
+        let before = entries.len();
+        entries.retain(|path, id| match (*id, FileId::of(path)) {
+            (Some(old), Some(now)) => old == now,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        });
+        if entries.len() != before {
+            self.releases.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// How many entries have been lifted so far.
+    pub fn releases(&self) -> u64 {
+        self.releases.load(Ordering::Relaxed)
     }
 
     pub fn stuck_threads(&self) -> usize {
@@ -74,6 +97,7 @@ impl Quarantine {
     fn release(&self, path: &Path) {
         lock(&self.entries).remove(path);
         self.stuck_threads.fetch_sub(1, Ordering::Relaxed);
+        self.releases.fetch_add(1, Ordering::Relaxed);
     }
 }
 
@@ -162,6 +186,8 @@ mod tests {
         std::fs::remove_file(&p).unwrap();
         std::fs::write(dir.path().join("other"), "keep the old inode number busy").unwrap();
         std::fs::write(&p, "2\n").unwrap();
+        q.refresh();
+        assert_eq!(q.releases(), 1);
         assert!(!q.holds(&p), "a new file at the path is not the one that hung");
         // The thread is still stuck on the old file until its syscall returns.
         assert_eq!(q.stuck_threads(), 1);

@@ -1,0 +1,285 @@
+#!/usr/bin/env bash
+# Benchmark accel-agent against prometheus-node-exporter on the large synthetic sysfs tree
+# (64 hwmon chips x 24 sensors, 64 thermal zones, 32 cooling devices, 16 powercap zones,
+# 128 PCI devices with AER), as the project's issue asks. The summary goes into the README.
+#
+# Measures, per exporter: CPU seconds per 1000 collections (utime+stime from /proc/PID/stat),
+# peak RSS (VmHWM from /proc/PID/status), and scrape latency under load (wrk, 50 connections).
+#
+# Environment:
+#   BENCH_SECONDS   length of the accel-agent measurement window per config (default 30)
+#   NE_SCRAPES      sequential node_exporter scrapes to measure (default 1000)
+#   WRK_SECONDS     duration of each wrk run (default 10)
+#   SKIP_BUILD=1    use the existing release binaries
+#
+# Needs root (or the tools already installed) on Debian: installs prometheus-node-exporter and wrk.
+set -euo pipefail
+
+BENCH_SECONDS=${BENCH_SECONDS:-30}
+NE_SCRAPES=${NE_SCRAPES:-1000}
+WRK_SECONDS=${WRK_SECONDS:-10}
+NE_BIN=/usr/bin/prometheus-node-exporter
+
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+target=${CARGO_TARGET_DIR:-$root/target}
+agent_bin=$target/release/accel-agent
+gen_bin=$target/release/gen-sysfs-tree
+
+log() { printf '[bench] %s\n' "$*" >&2; }
+die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
+
+pids=()
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/accel-bench.XXXXXX")
+cleanup() {
+    local p
+    for p in "${pids[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${pids[@]}"; do
+        wait "$p" 2>/dev/null || true
+    done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# --- tools -------------------------------------------------------------------------------------
+
+need_pkgs=()
+[[ -x $NE_BIN ]] || need_pkgs+=(prometheus-node-exporter)
+command -v wrk >/dev/null || need_pkgs+=(wrk)
+command -v curl >/dev/null || need_pkgs+=(curl)
+if ((${#need_pkgs[@]})); then
+    log "installing ${need_pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -q >&2
+    apt-get install -y -q --no-install-recommends "${need_pkgs[@]}" >&2
+fi
+# The Debian package starts a node_exporter service on :9100; it does not interfere (we use our own ports).
+
+# --- build and tree ----------------------------------------------------------------------------
+
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    log "building release binaries"
+    (cd "$root" && cargo build --release -p agent -p accel-e2e >&2)
+fi
+[[ -x $agent_bin && -x $gen_bin ]] || die "missing $agent_bin or $gen_bin"
+
+log "generating the benchmark sysfs tree in $tmp/sys"
+"$gen_bin" "$tmp/sys"
+
+# --- helpers -----------------------------------------------------------------------------------
+
+clk_tck=$(getconf CLK_TCK)
+
+free_port() {
+    if command -v python3 >/dev/null; then
+        python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+        return
+    fi
+    local p
+    for _ in $(seq 100); do
+        p=$((20000 + RANDOM % 40000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return
+        fi
+    done
+    die "no free port found"
+}
+
+# CPU seconds (user+system, all threads) a process has used so far.
+cpu_seconds() {
+    local rest
+    rest=$(sed 's/^.*) //' "/proc/$1/stat") # drop "pid (comm) "; utime and stime become fields 12 and 13
+    awk -v tck="$clk_tck" '{ printf "%.2f\n", ($12 + $13) / tck }' <<<"$rest"
+}
+
+peak_rss_mib() {
+    awk '/^VmHWM:/ { printf "%.1f\n", $2 / 1024 }' "/proc/$1/status"
+}
+
+# wait_http URL PID SECONDS: until URL answers 200; fails if the process dies or time runs out.
+wait_http() {
+    local url=$1 pid=$2 deadline=$((SECONDS + $3))
+    while ((SECONDS < deadline)); do
+        kill -0 "$pid" 2>/dev/null || return 1
+        [[ $(curl -s -o /dev/null -w '%{http_code}' --max-time 1 "$url" || true) == 200 ]] && return 0
+        sleep 0.1
+    done
+    return 1
+}
+
+stop() {
+    local pid=$1 p keep=()
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    for p in "${pids[@]}"; do
+        [[ $p == "$pid" ]] || keep+=("$p")
+    done
+    pids=("${keep[@]}")
+}
+
+# Sum of accel_collector_collections_total{collector="NAME"} in the current /metrics.
+collections() {
+    curl -sf "http://127.0.0.1:$1/metrics" |
+        awk -v c="$2" '$1 == "accel_collector_collections_total{collector=\"" c "\"}" { print $2; found = 1 } END { if (!found) print "NaN" }'
+}
+
+# run_wrk NAME PORT: runs wrk and sets WRK_<field>[NAME].
+declare -A W_P50 W_P99 W_RPS W_REQS W_NON2XX W_SOCKERR W_SOCKDETAIL
+run_wrk() {
+    local name=$1 port=$2 out
+    log "$name: wrk -t2 -c50 -d${WRK_SECONDS}s --latency"
+    out=$(wrk -t2 -c50 -d"${WRK_SECONDS}s" --latency "http://127.0.0.1:$port/metrics")
+    printf '%s\n' "$out" >"$tmp/wrk-$name.txt"
+    # Latencies normalised to milliseconds.
+    to_ms='function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }'
+    W_P50[$name]=$(awk "$to_ms"' $1 == "50%" { printf "%.2f", ms($2) }' <<<"$out")
+    W_P99[$name]=$(awk "$to_ms"' $1 == "99%" { printf "%.2f", ms($2) }' <<<"$out")
+    W_RPS[$name]=$(awk '$1 == "Requests/sec:" { printf "%.0f", $2 }' <<<"$out")
+    W_REQS[$name]=$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")
+    W_NON2XX[$name]=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' <<<"$out")
+    W_NON2XX[$name]=${W_NON2XX[$name]:-0}
+    W_SOCKDETAIL[$name]=$(sed -n 's/^ *Socket errors: *//p' <<<"$out")
+    W_SOCKERR[$name]=$(awk -F'[ ,]+' '/Socket errors:/ { s = 0; for (i = 1; i <= NF; i++) if ($i ~ /^[0-9]+$/) s += $i; print s }' <<<"$out")
+    W_SOCKERR[$name]=${W_SOCKERR[$name]:-0}
+}
+
+declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES
+
+# --- node_exporter -----------------------------------------------------------------------------
+
+ne_port=$(free_port)
+log "starting node_exporter on 127.0.0.1:$ne_port"
+"$NE_BIN" --path.sysfs="$tmp/sys" --collector.disable-defaults --collector.hwmon --collector.thermal_zone \
+    --collector.powersupplyclass --collector.rapl --web.listen-address="127.0.0.1:$ne_port" \
+    >"$tmp/node-exporter.log" 2>&1 &
+ne_pid=$!
+pids+=("$ne_pid")
+wait_http "http://127.0.0.1:$ne_port/metrics" "$ne_pid" 10 || { cat "$tmp/node-exporter.log" >&2; die "node_exporter did not come up"; }
+SERIES[ne]=$(curl -sf "http://127.0.0.1:$ne_port/metrics" | grep -vc '^#')
+
+log "node_exporter: $NE_SCRAPES sequential scrapes"
+cpu0=$(cpu_seconds "$ne_pid")
+t0=$(date +%s.%N)
+# URL globbing: one curl process, one keep-alive connection, scrapes strictly one after another.
+codes=$(curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$ne_port/metrics?n=[1-$NE_SCRAPES]")
+t1=$(date +%s.%N)
+cpu1=$(cpu_seconds "$ne_pid")
+ne_ok=$(grep -c '^200$' <<<"$codes" || true)
+((ne_ok == NE_SCRAPES)) || NOTE[ne]="only $ne_ok of $NE_SCRAPES scrapes returned 200"
+CPU_PER_1000[ne]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ne_ok" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
+RSS[ne]=$(peak_rss_mib "$ne_pid")
+ne_wall=$(awk -v a="$t0" -v b="$t1" -v n="$ne_ok" 'BEGIN { printf "%.1f ms/scrape", (b - a) * 1000 / n }')
+log "node_exporter: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $ne_ok scrapes ($ne_wall)"
+run_wrk ne "$ne_port"
+RSS_AFTER_WRK[ne]=$(peak_rss_mib "$ne_pid")
+ne_version=$("$NE_BIN" --version 2>&1 | head -n1)
+stop "$ne_pid"
+
+# --- accel-agent -------------------------------------------------------------------------------
+
+cat >"$tmp/same.toml" <<'EOF'
+poll_interval = "100ms"
+[collectors.pci_aer]
+enabled = false
+EOF
+cat >"$tmp/all.toml" <<'EOF'
+poll_interval = "100ms"
+EOF
+
+bench_agent() {
+    local name=$1 cfg=$2 port pid cpu0 cpu1 c0 c1 n scrapes ok c other d
+    port=$(free_port)
+    log "$name: starting accel-agent on 127.0.0.1:$port with $(basename "$cfg")"
+    "$agent_bin" --sysfs-root "$tmp/sys" --listen "127.0.0.1:$port" --config "$cfg" --log-level warn \
+        --state-dir "$tmp/state-$name" --socket "$tmp/agent-$name.sock" \
+        >"$tmp/agent-$name.log" 2>&1 &
+    pid=$!
+    pids+=("$pid")
+    wait_http "http://127.0.0.1:$port/-/ready" "$pid" 10 || { cat "$tmp/agent-$name.log" >&2; die "accel-agent ($name) not ready within 10 s"; }
+    curl -sf "http://127.0.0.1:$port/metrics" >"$tmp/metrics-$name-start.txt"
+    SERIES[$name]=$(grep -vc '^#' "$tmp/metrics-$name-start.txt")
+
+    log "$name: scraping every 100 ms for ${BENCH_SECONDS}s"
+    scrapes=$((BENCH_SECONDS * 10))
+    cpu0=$(cpu_seconds "$pid")
+    c0=$(collections "$port" hwmon)
+    codes=$(curl -s -o /dev/null --rate 10/s -w '%{http_code}\n' "http://127.0.0.1:$port/metrics?n=[1-$scrapes]")
+    c1=$(collections "$port" hwmon)
+    cpu1=$(cpu_seconds "$pid")
+    ok=$(grep -c '^200$' <<<"$codes" || true)
+    n=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')
+    ((n > 0)) || die "$name: no hwmon collections counted ($c0 -> $c1)"
+    CPU_PER_1000[$name]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
+    RSS[$name]=$(peak_rss_mib "$pid")
+    log "$name: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $n collections, $ok/$scrapes scrapes 200"
+    NOTE[$name]=""
+    if [[ $ok != "$scrapes" ]]; then NOTE[$name]="only $ok of $scrapes scrapes returned 200; "; fi
+
+    # Sanity: every collector succeeds, reads no errors, and kept pace with hwmon.
+    curl -sf "http://127.0.0.1:$port/metrics" >"$tmp/metrics-$name-end.txt"
+    while read -r c; do
+        other=$(awk -v c="$c" '$1 == "accel_collector_collections_total{collector=\"" c "\"}" { print $2 }' "$tmp/metrics-$name-end.txt")
+        d=$(awk -v c="$c" '$1 == "accel_collector_success{collector=\"" c "\"}" { print $2 }' "$tmp/metrics-$name-end.txt")
+        [[ $d == 1 ]] || NOTE[$name]+="$c success=$d; "
+        if awk -v a="$other" -v b="$c1" 'BEGIN { exit !(a < 0.95 * b || a > 1.05 * b) }'; then
+            NOTE[$name]+="$c collections=$other vs hwmon=$c1; "
+        fi
+    done < <(sed -n 's/^accel_collector_success{collector="\([^"]*\)"}.*/\1/p' "$tmp/metrics-$name-end.txt")
+    if grep -q '^accel_sysfs_read_errors_total' "$tmp/metrics-$name-end.txt"; then
+        NOTE[$name]+="read errors: $(grep '^accel_sysfs_read_errors_total' "$tmp/metrics-$name-end.txt" | sed 's/accel_sysfs_read_errors_total//' | tr '\n' ' ')"
+    fi
+    NOTE[$name]+="$(awk '/^accel_collector_duration_seconds/ { sub(/.*collector="/, ""); sub(/"}/, ""); printf "%s %.1fms ", $1, $2 * 1000 }' "$tmp/metrics-$name-end.txt" | sed 's/^/durations: /')"
+
+    run_wrk "$name" "$port"
+    RSS_AFTER_WRK[$name]=$(peak_rss_mib "$pid")
+    stop "$pid"
+    if [[ -s $tmp/agent-$name.log ]]; then
+        log "$name: accel-agent logged:"
+        sed 's/^/    /' "$tmp/agent-$name.log" | head -n 20 >&2
+        NOTE[$name]+=" (logged $(wc -l <"$tmp/agent-$name.log") warning/error lines)"
+    fi
+}
+
+bench_agent same "$tmp/same.toml"
+bench_agent all "$tmp/all.toml"
+agent_version=$("$agent_bin" --version)
+
+# --- summary -----------------------------------------------------------------------------------
+
+row() {
+    printf '%-32s %10s %9s %11s %9s %9s %9s %8s %9s\n' "$@"
+}
+cell() { # name
+    row "$2" "${CPU_PER_1000[$1]}" "${RSS[$1]}" "${RSS_AFTER_WRK[$1]}" "${W_P50[$1]}" "${W_P99[$1]}" \
+        "${W_RPS[$1]}" "${W_NON2XX[$1]}" "${W_SOCKERR[$1]}"
+}
+
+echo
+echo "== accel-agent vs node_exporter: large benchmark tree =="
+echo "machine:       $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
+echo "node_exporter: $ne_version (collectors hwmon, thermal_zone, powersupplyclass, rapl; default --web.max-requests=40)"
+echo "accel-agent:   $agent_version (poll_interval 100ms)"
+echo "tree:          64 hwmon chips x 24 sensors, 64 thermal zones, 32 cooling devices, 16 powercap zones, 128 PCI devices with AER"
+echo "method:        node_exporter: $NE_SCRAPES sequential scrapes (1 scrape = 1 collection, $ne_wall);"
+echo "               accel-agent: ${BENCH_SECONDS}s of background collection at 100ms, scraped every 100ms;"
+echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine (latency in ms)"
+echo
+row "" "CPU s /" "peak RSS" "peak RSS" "p50" "p99" "req/s" "non-2xx" "socket"
+row "exporter" "1000 coll." "MiB" "after wrk" "ms" "ms" "" "" "errors"
+cell ne "node_exporter"
+cell same "accel-agent (same collectors)"
+cell all "accel-agent (all collectors)"
+echo
+awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" 'BEGIN {
+    printf "ratio agent(same)/node_exporter: CPU %.3f (%.1fx less), peak RSS %.2f (%.1fx less)\n", a / b, b / a, r / s, s / r }'
+echo
+echo "series per scrape: node_exporter ${SERIES[ne]}, agent(same) ${SERIES[same]}, agent(all) ${SERIES[all]}"
+for k in ne same all; do
+    if [[ -n ${W_SOCKDETAIL[$k]:-} ]]; then echo "wrk socket errors ($k): ${W_SOCKDETAIL[$k]}"; fi
+done
+echo "notes node_exporter: ${NOTE[ne]:-none}"
+echo "notes agent(same):   ${NOTE[same]:-none}"
+echo "notes agent(all):    ${NOTE[all]:-none}"
