@@ -384,3 +384,37 @@ interval = \"10ms\"
         assert_eq!(closest("zzz", &["interval", "timeout"]), None);
     }
 }
+
+#[cfg(test)]
+mod shipped_file {
+    use super::*;
+
+    const SHIPPED: &str = include_str!("../agent.toml");
+
+    #[test]
+    fn the_shipped_config_is_valid_and_is_the_default() {
+        assert_eq!(parse_str(SHIPPED, "agent.toml").unwrap(), Config::default());
+    }
+
+    #[test]
+    fn uncommenting_the_shipped_defaults_changes_nothing() {
+        // Lines like `#listen = "0.0.0.0:9860"` document a default; uncommented they must parse to it.
+        let defaults: String = SHIPPED
+            .lines()
+            .map(|l| match l.strip_prefix('#') {
+                Some(rest) if rest.contains(" = ") && !rest.contains("_include") && !rest.contains("_exclude") => rest,
+                _ => l,
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (got, want) = (parse_str(&defaults, "agent.toml").unwrap(), Config::default());
+        // Compare what the agent acts on: an explicit default and an absent key must behave the same.
+        for kind in crate::CollectorKind::ALL {
+            assert_eq!(got.collector(kind), want.collector(kind), "{}", kind.name());
+        }
+        assert_eq!(
+            (got.listen, &got.sysfs_root, &got.state_dir, &got.socket, got.poll_interval, &got.actions),
+            (want.listen, &want.sysfs_root, &want.state_dir, &want.socket, want.poll_interval, &want.actions)
+        );
+    }
+}
