@@ -5,6 +5,7 @@
 //! last token), ending with a TOTAL_ERR_* line. Totals are left out of the per-error family: summing it
 //! over `error` gives the total without double counting.
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use config::Filter;
@@ -75,6 +76,16 @@ impl PciAerReadings {
 
 /// Parses an aer_dev_* file. Malformed lines are skipped and returned as a count.
 pub fn parse_aer(text: &str, severity: &'static str) -> (Vec<AerCount>, usize) {
+    parse_aer_with(text, severity, &mut |name| lv(name))
+}
+
+/// [`parse_aer`] with the error-name label values supplied by `intern`, so the reader can reuse the
+/// same few dozen names every round instead of allocating them per device.
+fn parse_aer_with(
+    text: &str,
+    severity: &'static str,
+    intern: &mut dyn FnMut(&str) -> LabelValue,
+) -> (Vec<AerCount>, usize) {
     let mut out = Vec::new();
     let mut bad = 0;
     for line in text.lines().map(str::trim).filter(|l| !l.is_empty()) {
@@ -89,7 +100,7 @@ pub fn parse_aer(text: &str, severity: &'static str) -> (Vec<AerCount>, usize) {
         if name.starts_with("TOTAL_ERR_") {
             continue;
         }
-        out.push(AerCount { severity, error: lv(name), count: count as f64 });
+        out.push(AerCount { severity, error: intern(name), count: count as f64 });
     }
     (out, bad)
 }
@@ -105,12 +116,20 @@ pub struct PciAerReader {
     filter: Filter,
     devices: Vec<Layout>,
     rescan: Rescan,
+    /// Error names seen so far (the kernel has a fixed set of a few dozen).
+    names: HashMap<Box<str>, LabelValue>,
 }
 
 impl PciAerReader {
     /// `filter` matches the PCI address.
     pub fn new(sysfs_root: &Path, filter: Filter) -> Self {
-        PciAerReader { root: sysfs_root.to_owned(), filter, devices: Vec::new(), rescan: Rescan::default() }
+        PciAerReader {
+            root: sysfs_root.to_owned(),
+            filter,
+            devices: Vec::new(),
+            rescan: Rescan::default(),
+            names: HashMap::new(),
+        }
     }
 
     fn discover(&mut self, io: &mut SysfsIo, bus: &Path, names: &[String]) {
@@ -156,7 +175,12 @@ impl SysfsReader for PciAerReader {
         for d in &self.devices {
             let mut errors = Vec::new();
             for (sev, attr) in &d.dev {
-                let parsed = io.read(attr).map(|text| parse_aer(text, sev));
+                let names = &mut self.names;
+                let mut intern = |name: &str| match names.get(name) {
+                    Some(v) => v.clone(),
+                    None => names.entry(name.into()).or_insert_with(|| lv(name)).clone(),
+                };
+                let parsed = io.read(attr).map(|text| parse_aer_with(text, sev, &mut intern));
                 match parsed {
                     Ok((counts, bad)) => {
                         for _ in 0..bad {
