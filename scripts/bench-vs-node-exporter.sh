@@ -7,7 +7,7 @@
 # peak RSS (VmHWM from /proc/PID/status), and scrape latency under load (wrk, 50 connections).
 #
 # Environment:
-#   BENCH_SECONDS   length of the accel-agent measurement window per config (default 30)
+#   BENCH_SECONDS   length of the accel-agent measurement window per config (default 20)
 #   NE_SCRAPES      sequential node_exporter scrapes to measure (default 1000)
 #   WRK_SECONDS     duration of each wrk run (default 10)
 #   SKIP_BUILD=1    use the existing release binaries
@@ -15,7 +15,7 @@
 # Needs root (or the tools already installed) on Debian: installs prometheus-node-exporter and wrk.
 set -euo pipefail
 
-BENCH_SECONDS=${BENCH_SECONDS:-30}
+BENCH_SECONDS=${BENCH_SECONDS:-20}
 NE_SCRAPES=${NE_SCRAPES:-1000}
 WRK_SECONDS=${WRK_SECONDS:-10}
 NE_BIN=/usr/bin/prometheus-node-exporter
@@ -25,7 +25,7 @@ target=${CARGO_TARGET_DIR:-$root/target}
 agent_bin=$target/release/accel-agent
 gen_bin=$target/release/gen-sysfs-tree
 
-log() { printf '[bench] %s\n' "$*" >&2; }
+log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
 die() { printf '[bench] error: %s\n' "$*" >&2; exit 1; }
 
 pids=()
@@ -127,7 +127,7 @@ collections() {
 }
 
 # run_wrk NAME PORT: runs wrk and sets WRK_<field>[NAME].
-declare -A W_P50 W_P99 W_RPS W_REQS W_NON2XX W_SOCKERR W_SOCKDETAIL
+declare -A W_P50 W_P99 W_RPS W_REQS W_KIB W_NON2XX W_SOCKERR W_SOCKDETAIL
 run_wrk() {
     local name=$1 port=$2 out
     log "$name: wrk -t2 -c50 -d${WRK_SECONDS}s --latency"
@@ -139,6 +139,10 @@ run_wrk() {
     W_P99[$name]=$(awk "$to_ms"' $1 == "99%" { printf "%.2f", ms($2) }' <<<"$out")
     W_RPS[$name]=$(awk '$1 == "Requests/sec:" { printf "%.0f", $2 }' <<<"$out")
     W_REQS[$name]=$(awk '$2 == "requests" && $3 == "in" { print $1 }' <<<"$out")
+    # Mean response size ("N requests in T, X read"): shows when responses shrink (errors, lost series).
+    W_KIB[$name]=$(awk -v n="${W_REQS[$name]}" '$2 == "requests" && $3 == "in" {
+        v = $5; u = 1; if (v ~ /KB$/) u = 1; if (v ~ /MB$/) u = 1024; if (v ~ /GB$/) u = 1048576; if (v ~ /TB$/) u = 1073741824
+        if (v ~ /[0-9]B$/) u = 1 / 1024; sub(/[KMGT]?B$/, "", v); printf "%.0f", v * u / n }' <<<"$out")
     W_NON2XX[$name]=$(awk -F': *' '/Non-2xx or 3xx responses/ { print $2 }' <<<"$out")
     W_NON2XX[$name]=${W_NON2XX[$name]:-0}
     W_SOCKDETAIL[$name]=$(sed -n 's/^ *Socket errors: *//p' <<<"$out")
@@ -146,7 +150,7 @@ run_wrk() {
     W_SOCKERR[$name]=${W_SOCKERR[$name]:-0}
 }
 
-declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES
+declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES SUSPECT
 
 # --- node_exporter -----------------------------------------------------------------------------
 
@@ -189,6 +193,20 @@ cat >"$tmp/all.toml" <<'EOF'
 poll_interval = "100ms"
 EOF
 
+# agent_health NAME PORT PHASE: appends to NOTE[NAME] whatever is off in the agent's own metrics:
+# collectors not succeeding, non-zero read errors, stuck threads, and a changed number of series.
+agent_health() {
+    local name=$1 port=$2 phase=$3 f=$tmp/metrics-$name-health.txt bad series
+    curl -sf "http://127.0.0.1:$port/metrics" >"$f" || { NOTE[$name]+="$phase: /metrics failed; "; return; }
+    bad=$(awk '
+        /^accel_collector_success\{/ && $2 + 0 != 1 { printf "%s ", $0 }
+        /^accel_sysfs_read_errors_total\{/ && $2 + 0 != 0 { printf "%s ", $0 }
+        /^accel_collector_stuck_threads\{/ && $2 + 0 != 0 { printf "%s ", $0 }' "$f")
+    series=$(grep -vc '^#' "$f")
+    [[ -z $bad ]] || { NOTE[$name]+="$phase: ${bad}; "; SUSPECT[$name]=1; }
+    [[ $series == "${SERIES[$name]}" ]] || { NOTE[$name]+="$phase: $series series (${SERIES[$name]} at start); "; SUSPECT[$name]=1; }
+}
+
 bench_agent() {
     local name=$1 cfg=$2 port pid cpu0 cpu1 c0 c1 n scrapes ok c other d
     port=$(free_port)
@@ -218,23 +236,13 @@ bench_agent() {
     NOTE[$name]=""
     if [[ $ok != "$scrapes" ]]; then NOTE[$name]="only $ok of $scrapes scrapes returned 200; "; fi
 
-    # Sanity: every collector succeeds, reads no errors, and kept pace with hwmon.
-    curl -sf "http://127.0.0.1:$port/metrics" >"$tmp/metrics-$name-end.txt"
-    while read -r c; do
-        other=$(awk -v c="$c" '$1 == "accel_collector_collections_total{collector=\"" c "\"}" { print $2 }' "$tmp/metrics-$name-end.txt")
-        d=$(awk -v c="$c" '$1 == "accel_collector_success{collector=\"" c "\"}" { print $2 }' "$tmp/metrics-$name-end.txt")
-        [[ $d == 1 ]] || NOTE[$name]+="$c success=$d; "
-        if awk -v a="$other" -v b="$c1" 'BEGIN { exit !(a < 0.95 * b || a > 1.05 * b) }'; then
-            NOTE[$name]+="$c collections=$other vs hwmon=$c1; "
-        fi
-    done < <(sed -n 's/^accel_collector_success{collector="\([^"]*\)"}.*/\1/p' "$tmp/metrics-$name-end.txt")
-    if grep -q '^accel_sysfs_read_errors_total' "$tmp/metrics-$name-end.txt"; then
-        NOTE[$name]+="read errors: $(grep '^accel_sysfs_read_errors_total' "$tmp/metrics-$name-end.txt" | sed 's/accel_sysfs_read_errors_total//' | tr '\n' ' ')"
-    fi
-    NOTE[$name]+="$(awk '/^accel_collector_duration_seconds/ { sub(/.*collector="/, ""); sub(/"}/, ""); printf "%s %.1fms ", $1, $2 * 1000 }' "$tmp/metrics-$name-end.txt" | sed 's/^/durations: /')"
+    agent_health "$name" "$port" "after the window"
+    NOTE[$name]+="$(awk '/^accel_collector_duration_seconds/ { sub(/.*collector="/, ""); sub(/"}/, ""); printf "%s %.1fms ", $1, $2 * 1000 }' "$tmp/metrics-$name-health.txt" | sed 's/^/last durations: /'); "
 
     run_wrk "$name" "$port"
     RSS_AFTER_WRK[$name]=$(peak_rss_mib "$pid")
+    sleep 0.5 # let one more collection round finish after the load
+    agent_health "$name" "$port" "after wrk"
     stop "$pid"
     if [[ -s $tmp/agent-$name.log ]]; then
         log "$name: accel-agent logged:"
@@ -250,11 +258,11 @@ agent_version=$("$agent_bin" --version)
 # --- summary -----------------------------------------------------------------------------------
 
 row() {
-    printf '%-32s %10s %9s %11s %9s %9s %9s %8s %9s\n' "$@"
+    printf '%-30s %10s %9s %9s %8s %8s %7s %8s %8s %7s\n' "$@"
 }
 cell() { # name
     row "$2" "${CPU_PER_1000[$1]}" "${RSS[$1]}" "${RSS_AFTER_WRK[$1]}" "${W_P50[$1]}" "${W_P99[$1]}" \
-        "${W_RPS[$1]}" "${W_NON2XX[$1]}" "${W_SOCKERR[$1]}"
+        "${W_RPS[$1]}" "${W_KIB[$1]}" "${W_NON2XX[$1]}" "${W_SOCKERR[$1]}"
 }
 
 echo
@@ -265,10 +273,10 @@ echo "accel-agent:   $agent_version (poll_interval 100ms)"
 echo "tree:          64 hwmon chips x 24 sensors, 64 thermal zones, 32 cooling devices, 16 powercap zones, 128 PCI devices with AER"
 echo "method:        node_exporter: $NE_SCRAPES sequential scrapes (1 scrape = 1 collection, $ne_wall);"
 echo "               accel-agent: ${BENCH_SECONDS}s of background collection at 100ms, scraped every 100ms;"
-echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine (latency in ms)"
+echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine; latency includes non-2xx responses"
 echo
-row "" "CPU s /" "peak RSS" "peak RSS" "p50" "p99" "req/s" "non-2xx" "socket"
-row "exporter" "1000 coll." "MiB" "after wrk" "ms" "ms" "" "" "errors"
+row "" "CPU s /" "peak RSS" "peak RSS" "p50" "p99" "" "KiB per" "" "socket"
+row "exporter" "1000 coll." "MiB" "+wrk MiB" "ms" "ms" "req/s" "response" "non-2xx" "errors"
 cell ne "node_exporter"
 cell same "accel-agent (same collectors)"
 cell all "accel-agent (all collectors)"
@@ -280,6 +288,12 @@ echo "series per scrape: node_exporter ${SERIES[ne]}, agent(same) ${SERIES[same]
 for k in ne same all; do
     if [[ -n ${W_SOCKDETAIL[$k]:-} ]]; then echo "wrk socket errors ($k): ${W_SOCKDETAIL[$k]}"; fi
 done
-echo "notes node_exporter: ${NOTE[ne]:-none}"
-echo "notes agent(same):   ${NOTE[same]:-none}"
-echo "notes agent(all):    ${NOTE[all]:-none}"
+for k in same all; do
+    if [[ -n ${SUSPECT[$k]:-} ]]; then
+        echo "WARNING: accel-agent ($k) was unhealthy during the run (see notes): its row may not be representative"
+    fi
+done
+note() { local n; n=$(sed 's/[; ]*$//; s/ *; */; /g' <<<"${NOTE[$1]:-}"); echo "${n:-none}"; }
+echo "notes node_exporter: $(note ne)"
+echo "notes agent(same):   $(note same)"
+echo "notes agent(all):    $(note all)"

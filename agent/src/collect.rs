@@ -34,8 +34,10 @@ pub struct Outcome {
 pub enum CollectError {
     #[error("{0}")]
     Read(#[from] collectors::sysfs::ReadError),
-    #[error("no answer within {timeout:?}{}", stuck_on.as_ref().map(|p| format!("; stuck reading {}", p.display())).unwrap_or_default())]
-    Timeout { timeout: Duration, stuck_on: Option<PathBuf> },
+    #[error("a read of {} did not return within {timeout:?}; the file is skipped until it answers or is replaced", path.display())]
+    Hung { path: PathBuf, timeout: Duration },
+    #[error("the collection did not finish within {0:?} although no single read hung")]
+    TooSlow(Duration),
     #[error("{0} reads are hung in the kernel; not starting another worker until one returns")]
     TooManyStuck(usize),
     #[error("collector panicked: {0}")]
@@ -106,26 +108,50 @@ impl Supervisor {
         if request.is_some() {
             return failed(CollectError::Panicked("worker thread could not be started".into()), ReadStats::default());
         }
-        match tokio::time::timeout(self.settings.timeout, rx).await {
-            Ok(Ok((result, stats, duration))) => Outcome { result, stats, duration },
-            Ok(Err(_)) => {
-                self.worker = None;
-                failed(CollectError::Panicked("worker thread exited".into()), ReadStats::default())
+        // `timeout` bounds each read, not the round: a round of many fast reads on a busy host may take
+        // longer and is not hung. A round that never finishes without any read hanging (a bug, or a
+        // starved machine) is cut off at `round_limit`.
+        let timeout = self.settings.timeout;
+        let round_limit = (timeout * 10).max(self.settings.interval);
+        let watch = Arc::clone(&self.worker.as_ref().expect("worker is running").watch);
+        let mut rx = rx;
+        loop {
+            let until_hung = watch
+                .in_flight_since()
+                .map_or(timeout, |since| (since + timeout).saturating_duration_since(Instant::now()));
+            let wait = until_hung.max(Duration::from_millis(1)).min(round_limit.saturating_sub(started.elapsed()));
+            match tokio::time::timeout(wait, &mut rx).await {
+                Ok(Ok((result, stats, duration))) => return Outcome { result, stats, duration },
+                Ok(Err(_)) => {
+                    self.worker = None;
+                    return failed(CollectError::Panicked("worker thread exited".into()), ReadStats::default());
+                }
+                Err(_) => {}
             }
-            Err(_) => {
-                let stuck_on = self.worker.take().and_then(|w| w.watch.abandon()).map(|p| p.to_path_buf());
-                if let Some(path) = &stuck_on {
+            let hung = watch.in_flight_since().is_some_and(|since| since.elapsed() >= timeout);
+            if !hung && started.elapsed() < round_limit {
+                continue;
+            }
+            self.worker = None;
+            let mut stats = ReadStats::default();
+            stats.record(ReadFailure::Hung);
+            return match watch.abandon(timeout) {
+                Some(path) => {
                     tracing::warn!(
                         collector = self.settings.kind.name(),
                         path = %path.display(),
-                        "read did not return within {:?}; quarantining the file and continuing without it",
-                        self.settings.timeout
+                        "read did not return within {timeout:?}; skipping the file until it answers or is replaced"
                     );
+                    failed(CollectError::Hung { path: path.to_path_buf(), timeout }, stats)
                 }
-                let mut stats = ReadStats::default();
-                stats.record(ReadFailure::Hung);
-                failed(CollectError::Timeout { timeout: self.settings.timeout, stuck_on }, stats)
-            }
+                None => {
+                    tracing::warn!(
+                        collector = self.settings.kind.name(),
+                        "collection did not finish within {round_limit:?}"
+                    );
+                    failed(CollectError::TooSlow(round_limit), stats)
+                }
+            };
         }
     }
 

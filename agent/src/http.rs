@@ -68,8 +68,12 @@ impl Http {
                 if snap.ready() {
                     text(StatusCode::OK, "ready\n")
                 } else {
-                    let waiting: Vec<&str> =
-                        snap.collectors.iter().filter(|(_, c)| c.collections == 0).map(|(k, _)| k.name()).collect();
+                    let waiting: Vec<&str> = snap
+                        .collectors
+                        .iter()
+                        .filter(|(_, c)| !c.ever_read && c.consecutive_failures < crate::state::READY_AFTER_FAILURES)
+                        .map(|(k, _)| k.name())
+                        .collect();
                     text(
                         StatusCode::SERVICE_UNAVAILABLE,
                         &format!("waiting for the first collection of: {}\n", waiting.join(", ")),

@@ -33,6 +33,7 @@ pub fn spawn_loops(
             let mut ticks = tokio::time::interval(supervisor.settings().interval);
             // After a slow round, wait a full interval rather than firing a burst of catch-up rounds.
             ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            let mut last_success: Option<bool> = None;
             loop {
                 tokio::select! {
                     _ = ticks.tick() => {}
@@ -42,10 +43,23 @@ pub fn spawn_loops(
                     o = supervisor.collect() => o,
                     _ = shutdown.cancelled() => break,
                 };
-                if let Err(e) = &outcome.result {
-                    tracing::debug!(collector = kind.name(), "collection failed: {e}");
-                }
                 state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
+                // Log changes, not every failed round: a collector failing every 5 s is one line.
+                let snap = state.snapshot();
+                if let Some(c) = snap.collectors.get(&kind) {
+                    match (c.success, last_success) {
+                        (false, Some(true) | None) => {
+                            tracing::warn!(
+                                collector = kind.name(),
+                                "collector failing: {}",
+                                c.error.as_deref().unwrap_or("unknown")
+                            )
+                        }
+                        (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
+                        _ => {}
+                    }
+                    last_success = Some(c.success);
+                }
             }
         });
     }

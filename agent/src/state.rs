@@ -27,11 +27,18 @@ pub struct CollectorStatus {
     /// Why the last collection failed.
     pub error: Option<String>,
     pub collections: u64,
+    /// Whether a collection ever returned readings.
+    pub ever_read: bool,
+    /// Failed rounds since the last one that returned readings.
+    pub consecutive_failures: u32,
     /// When the collection loop last completed a round (monotonic), for /-/healthy.
     pub progress: Option<Instant>,
     pub interval: Duration,
     pub timeout: Duration,
 }
+
+/// Failed rounds after which a collector that never returned readings no longer holds up readiness.
+pub const READY_AFTER_FAILURES: u32 = 3;
 
 /// One consistent view of everything collected.
 #[derive(Debug, Clone, Default)]
@@ -42,9 +49,11 @@ pub struct Snapshot {
 }
 
 impl Snapshot {
-    /// Ready once every enabled collector has finished one collection, successful or not.
+    /// Ready once every enabled collector has returned readings once. A collector that has failed
+    /// [`READY_AFTER_FAILURES`] rounds in a row counts too: its failure is then a fact worth scraping,
+    /// and an agent that never turned ready would not be scraped at all.
     pub fn ready(&self) -> bool {
-        self.collectors.values().all(|c| c.collections > 0)
+        self.collectors.values().all(|c| c.ever_read || c.consecutive_failures >= READY_AFTER_FAILURES)
     }
 
     /// Collectors whose loops have not completed a round in time.
@@ -111,6 +120,12 @@ impl AgentState {
             c.stuck_threads = stuck_threads;
             c.error = error.clone();
             c.collections += 1;
+            if readings.is_some() {
+                c.ever_read = true;
+                c.consecutive_failures = 0;
+            } else {
+                c.consecutive_failures += 1;
+            }
             c.progress = Some(Instant::now());
             snap
         });

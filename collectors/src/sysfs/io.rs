@@ -225,6 +225,10 @@ impl SysfsIo {
 
     /// Counts a failure and logs it the first time it is seen for this path.
     pub fn fail(&mut self, path: &Arc<Path>, failure: ReadFailure) -> ReadFailure {
+        if self.watch.is_abandoned() {
+            // Nobody will see this round's results; do not log on its behalf.
+            return failure;
+        }
         self.stats.record(failure);
         if self.logged.len() < 10_000 && self.logged.insert((Arc::clone(path), failure)) {
             if failure.is_expected() {
@@ -249,7 +253,9 @@ impl SysfsIo {
         if self.watch.quarantine().holds(&path) {
             return Err(self.fail(&path, ReadFailure::Hung));
         }
-        self.watch.begin(&path);
+        if !self.watch.begin(&path) {
+            return Err(ReadFailure::Hung);
+        }
         let opened = File::open(&path);
         self.watch.end();
         match opened {
@@ -361,7 +367,9 @@ impl SysfsIo {
 /// Brackets one blocking syscall with the watch. An attribute that is already open is not re-checked
 /// against the quarantine: it was opened by this worker generation, after the quarantine was set.
 fn watched<T>(watch: &ReadWatch, path: &Arc<Path>, f: impl FnOnce() -> io::Result<T>) -> Result<T, ReadFailure> {
-    watch.begin(path);
+    if !watch.begin(path) {
+        return Err(ReadFailure::Hung);
+    }
     let r = f();
     watch.end();
     r.map_err(|e| ReadFailure::from_io(&e))

@@ -11,6 +11,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 /// Identity of the file that hung, so a replaced file at the same path is not held against it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -96,15 +97,26 @@ impl Quarantine {
 
     fn release(&self, path: &Path) {
         lock(&self.entries).remove(path);
-        self.stuck_threads.fetch_sub(1, Ordering::Relaxed);
+        // Each stuck thread releases at most once (ReadWatch clears its `quarantined` first); saturate
+        // anyway, so a bug here can never wrap the count and stop the collector for good.
+        let _ = self.stuck_threads.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| n.checked_sub(1));
         self.releases.fetch_add(1, Ordering::Relaxed);
     }
 }
 
+#[derive(Debug)]
+struct InFlight {
+    path: Arc<Path>,
+    since: Instant,
+}
+
 #[derive(Debug, Default)]
 struct WatchState {
-    current: Option<Arc<Path>>,
+    current: Option<InFlight>,
+    /// Set by the supervisor when it gave up on this worker; its remaining reads fail fast.
     abandoned: bool,
+    /// The path this worker was quarantined for, released when that read returns.
+    quarantined: Option<Arc<Path>>,
 }
 
 /// The in-flight marker of one worker thread.
@@ -123,27 +135,48 @@ impl ReadWatch {
         &self.quarantine
     }
 
-    pub fn begin(&self, path: &Arc<Path>) {
-        lock(&self.state).current = Some(Arc::clone(path));
+    /// Marks the start of a blocking syscall on `path`. Returns false if the worker was abandoned: the
+    /// caller then skips the syscall, so an abandoned worker finishes its round quickly.
+    pub fn begin(&self, path: &Arc<Path>) -> bool {
+        let mut state = lock(&self.state);
+        if state.abandoned {
+            return false;
+        }
+        state.current = Some(InFlight { path: Arc::clone(path), since: Instant::now() });
+        true
     }
 
     pub fn end(&self) {
         let mut state = lock(&self.state);
-        if let Some(path) = state.current.take()
-            && state.abandoned
-        {
-            // The stuck read came back: the file may be read again by the current worker.
-            self.quarantine.release(&path);
+        let Some(done) = state.current.take() else { return };
+        if state.quarantined.as_ref().is_some_and(|q| Arc::ptr_eq(q, &done.path)) {
+            // The read that hung came back: the file may be read again, and this thread is free.
+            state.quarantined = None;
+            self.quarantine.release(&done.path);
         }
     }
 
-    /// Called by the supervisor when the deadline passed. Quarantines the path the worker is blocked on
-    /// (if any) and returns it.
-    pub fn abandon(&self) -> Option<Arc<Path>> {
+    pub fn is_abandoned(&self) -> bool {
+        lock(&self.state).abandoned
+    }
+
+    /// When the syscall in progress started, if one is.
+    pub fn in_flight_since(&self) -> Option<Instant> {
+        lock(&self.state).current.as_ref().map(|c| c.since)
+    }
+
+    /// Gives up on this worker. If a syscall has been in progress for at least `hung_after`, its file is
+    /// quarantined and returned; a worker that is merely slow quarantines nothing.
+    pub fn abandon(&self, hung_after: Duration) -> Option<Arc<Path>> {
         let mut state = lock(&self.state);
         state.abandoned = true;
-        let path = state.current.clone()?;
+        let current = state.current.as_ref()?;
+        if current.since.elapsed() < hung_after {
+            return None;
+        }
+        let path = Arc::clone(&current.path);
         self.quarantine.add(&path);
+        state.quarantined = Some(Arc::clone(&path));
         Some(path)
     }
 }
@@ -158,15 +191,21 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 mod tests {
     use super::*;
 
-    #[test]
-    fn abandon_quarantines_until_the_read_returns() {
-        let dir = tempfile::tempdir().unwrap();
-        let p: Arc<Path> = dir.path().join("temp1_input").into();
+    fn file(dir: &tempfile::TempDir, name: &str) -> Arc<Path> {
+        let p: Arc<Path> = dir.path().join(name).into();
         std::fs::write(&p, "1\n").unwrap();
+        p
+    }
+
+    #[test]
+    fn a_hung_read_is_quarantined_until_it_returns() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "temp1_input");
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        w.begin(&p);
-        assert_eq!(w.abandon().as_deref(), Some(&*p));
+        assert!(w.begin(&p));
+        std::thread::sleep(Duration::from_millis(5));
+        assert_eq!(w.abandon(Duration::from_millis(1)).as_deref(), Some(&*p));
         assert!(q.holds(&p));
         assert_eq!(q.stuck_threads(), 1);
         w.end();
@@ -175,14 +214,44 @@ mod tests {
     }
 
     #[test]
-    fn a_replaced_file_is_released() {
+    fn an_abandoned_worker_releases_once_and_then_fails_fast() {
         let dir = tempfile::tempdir().unwrap();
-        let p: Arc<Path> = dir.path().join("temp1_input").into();
-        std::fs::write(&p, "1\n").unwrap();
+        let (p1, p2) = (file(&dir, "temp1_input"), file(&dir, "temp2_input"));
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        w.begin(&p);
-        w.abandon();
+        assert!(w.begin(&p1));
+        w.abandon(Duration::ZERO);
+        w.end();
+        // Further reads of the abandoned worker neither happen nor touch the count.
+        assert!(!w.begin(&p2));
+        w.end();
+        w.end();
+        assert_eq!(q.stuck_threads(), 0);
+    }
+
+    #[test]
+    fn a_slow_worker_is_abandoned_without_blaming_a_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "temp1_input");
+        let q = Quarantine::new();
+        let w = ReadWatch::new(q.clone());
+        assert!(w.begin(&p));
+        assert_eq!(w.abandon(Duration::from_secs(60)), None, "the read in progress is recent");
+        w.end();
+        assert!(q.is_empty());
+        assert_eq!(q.stuck_threads(), 0);
+        let w = ReadWatch::new(q.clone());
+        assert_eq!(w.abandon(Duration::ZERO), None, "between reads: nothing to blame");
+    }
+
+    #[test]
+    fn a_replaced_file_is_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = file(&dir, "temp1_input");
+        let q = Quarantine::new();
+        let w = ReadWatch::new(q.clone());
+        assert!(w.begin(&p));
+        w.abandon(Duration::ZERO);
         std::fs::remove_file(&p).unwrap();
         std::fs::write(dir.path().join("other"), "keep the old inode number busy").unwrap();
         std::fs::write(&p, "2\n").unwrap();
@@ -191,13 +260,5 @@ mod tests {
         assert!(!q.holds(&p), "a new file at the path is not the one that hung");
         // The thread is still stuck on the old file until its syscall returns.
         assert_eq!(q.stuck_threads(), 1);
-    }
-
-    #[test]
-    fn abandon_between_reads_quarantines_nothing() {
-        let q = Quarantine::new();
-        let w = ReadWatch::new(q.clone());
-        assert_eq!(w.abandon(), None);
-        assert!(q.is_empty());
     }
 }
