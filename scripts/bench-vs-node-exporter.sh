@@ -126,12 +126,14 @@ collections() {
         awk -v c="$2" '$1 == "accel_collector_collections_total{collector=\"" c "\"}" { print $2; found = 1 } END { if (!found) print "NaN" }'
 }
 
-# run_wrk NAME PORT: runs wrk and sets WRK_<field>[NAME].
+# run_wrk NAME PORT [gzip]: runs wrk and sets WRK_<field>[NAME]. With "gzip" the requests carry
+# Accept-Encoding: gzip, as Prometheus' scrapes do.
 declare -A W_P50 W_P99 W_RPS W_REQS W_KIB W_NON2XX W_SOCKERR W_SOCKDETAIL
 run_wrk() {
-    local name=$1 port=$2 out
-    log "$name: wrk -t2 -c50 -d${WRK_SECONDS}s --latency"
-    out=$(wrk -t2 -c50 -d"${WRK_SECONDS}s" --latency "http://127.0.0.1:$port/metrics")
+    local name=$1 port=$2 out hdr=()
+    [[ ${3:-} == gzip ]] && hdr=(-H "Accept-Encoding: gzip")
+    log "$name: wrk -t2 -c50 -d${WRK_SECONDS}s --latency ${hdr[*]}"
+    out=$(wrk -t2 -c50 -d"${WRK_SECONDS}s" --latency "${hdr[@]}" "http://127.0.0.1:$port/metrics")
     printf '%s\n' "$out" >"$tmp/wrk-$name.txt"
     # Latencies normalised to milliseconds.
     to_ms='function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /m$/) return v * 60000; if (v ~ /s$/) return v * 1000; return v }'
@@ -178,6 +180,7 @@ RSS[ne]=$(peak_rss_mib "$ne_pid")
 ne_wall=$(awk -v a="$t0" -v b="$t1" -v n="$ne_ok" 'BEGIN { printf "%.1f ms/scrape", (b - a) * 1000 / n }')
 log "node_exporter: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $ne_ok scrapes ($ne_wall)"
 run_wrk ne "$ne_port"
+run_wrk ne_gz "$ne_port" gzip
 RSS_AFTER_WRK[ne]=$(peak_rss_mib "$ne_pid")
 ne_version=$("$NE_BIN" --version 2>&1 | head -n1)
 stop "$ne_pid"
@@ -240,6 +243,7 @@ bench_agent() {
     NOTE[$name]+="$(awk '/^accel_collector_duration_seconds/ { sub(/.*collector="/, ""); sub(/"}/, ""); printf "%s %.1fms ", $1, $2 * 1000 }' "$tmp/metrics-$name-health.txt" | sed 's/^/last durations: /'); "
 
     run_wrk "$name" "$port"
+    run_wrk "${name}_gz" "$port" gzip
     RSS_AFTER_WRK[$name]=$(peak_rss_mib "$pid")
     sleep 0.5 # let one more collection round finish after the load
     agent_health "$name" "$port" "after wrk"
@@ -281,11 +285,19 @@ cell ne "node_exporter"
 cell same "accel-agent (same collectors)"
 cell all "accel-agent (all collectors)"
 echo
+echo "the same load with Accept-Encoding: gzip (as Prometheus scrapes):"
+row "exporter" "" "" "" "p50 ms" "p99 ms" "req/s" "KiB/resp" "non-2xx" "errors"
+for k in ne same all; do
+    label=$([[ $k == ne ]] && echo node_exporter || echo "accel-agent ($k collectors)")
+    row "$label" "" "" "" "${W_P50[${k}_gz]}" "${W_P99[${k}_gz]}" "${W_RPS[${k}_gz]}" "${W_KIB[${k}_gz]}" \
+        "${W_NON2XX[${k}_gz]}" "${W_SOCKERR[${k}_gz]}"
+done
+echo
 awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" 'BEGIN {
     printf "ratio agent(same)/node_exporter: CPU %.3f (%.1fx less), peak RSS %.2f (%.1fx less)\n", a / b, b / a, r / s, s / r }'
 echo
 echo "series per scrape: node_exporter ${SERIES[ne]}, agent(same) ${SERIES[same]}, agent(all) ${SERIES[all]}"
-for k in ne same all; do
+for k in ne same all ne_gz same_gz all_gz; do
     if [[ -n ${W_SOCKDETAIL[$k]:-} ]]; then echo "wrk socket errors ($k): ${W_SOCKDETAIL[$k]}"; fi
 done
 for k in same all; do

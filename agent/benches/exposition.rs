@@ -35,7 +35,7 @@ fn bench(c: &mut Criterion) {
     }
     let pci = pci.expect("pci_aer collected");
     let exposition = Exposition::new(state.clone());
-    let bytes = exposition.render(Format::Text004).len();
+    let bytes = exposition.render(Format::Text004, false).len();
     eprintln!("large tree scrape: {bytes} bytes of text format");
 
     c.bench_function("encode_large_tree", |b| {
@@ -43,7 +43,7 @@ fn bench(c: &mut Criterion) {
             // A new generation each time, so the cache cannot answer.
             let outcome = Outcome { result: Ok(pci.clone()), stats: ReadStats::default(), duration: Duration::ZERO };
             state.record(CollectorKind::PciAer, outcome, 0, 0);
-            std::hint::black_box(exposition.render(Format::Text004));
+            std::hint::black_box(exposition.render(Format::Text004, false));
         })
     });
 }

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, CONTENT_TYPE, HeaderValue};
+use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
@@ -21,7 +21,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
-use crate::exposition::{Exposition, Format};
+use crate::exposition::{Exposition, Format, accepts_gzip};
 use crate::landing;
 use crate::state::AgentState;
 
@@ -48,10 +48,15 @@ impl Http {
         }
         match req.uri().path() {
             "/metrics" => {
-                let accept = req.headers().get(ACCEPT).and_then(|v| v.to_str().ok());
-                let format = Format::negotiate(accept);
-                let body = self.exposition.render(format);
-                respond(StatusCode::OK, format.content_type(), body)
+                let header = |h| req.headers().get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+                let format = Format::negotiate(header(ACCEPT));
+                let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+                let mut r = respond(StatusCode::OK, format.content_type(), self.exposition.render(format, gzip));
+                r.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+                if gzip {
+                    r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                }
+                r
             }
             "/-/healthy" => {
                 let snap = self.state.snapshot();

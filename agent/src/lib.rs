@@ -40,6 +40,7 @@ fn check_config(file: &std::path::Path) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {
+    daemon::limit_malloc_arenas();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("accel-agent: {e}");
         return ExitCode::FAILURE;

@@ -173,6 +173,14 @@ fn text_format_by_default_and_openmetrics_when_asked() {
     assert!(om.body.ends_with("# EOF\n"));
     // Same samples either way.
     assert_eq!(parse_metrics(&text.body).len(), parse_metrics(om.body.trim_end_matches("# EOF\n")).len());
+    // Compressed when asked, as Prometheus asks; the same bytes once inflated.
+    let gz = agent.get_with("/metrics", &[("Accept-Encoding", "gzip")]);
+    assert_eq!(gz.headers["content-encoding"], "gzip");
+    assert_eq!(gz.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
+    let mut inflated = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&gz.raw[..]), &mut inflated).unwrap();
+    assert_eq!(inflated, text.body);
+    assert!(gz.raw.len() * 5 < text.body.len(), "{} compressed vs {} plain", gz.raw.len(), text.body.len());
     let page = agent.get("/");
     assert_eq!(page.status, 200);
     assert!(page.body.contains("<td>platform_coretemp_0</td>"), "landing page lists the chips");

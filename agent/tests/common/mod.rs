@@ -121,6 +121,8 @@ pub struct Response {
     pub status: u16,
     pub headers: HashMap<String, String>,
     pub body: String,
+    /// The body's bytes as received (after de-chunking), e.g. gzip data.
+    pub raw: Vec<u8>,
     pub elapsed: Duration,
 }
 
@@ -152,7 +154,13 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)], timeout:
     } else {
         body.to_vec()
     };
-    Response { status, headers, body: String::from_utf8_lossy(&body).into_owned(), elapsed: started.elapsed() }
+    Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        raw: body,
+        elapsed: started.elapsed(),
+    }
 }
 
 fn dechunk(mut s: &[u8]) -> Vec<u8> {
