@@ -6,6 +6,7 @@ pub mod collect;
 pub mod daemon;
 pub mod exposition;
 pub mod http;
+pub mod journal;
 pub mod landing;
 pub mod logging;
 pub mod schedule;

@@ -6,6 +6,8 @@
 
 pub mod export;
 pub mod host;
+pub mod logs;
+pub mod probes;
 pub mod sysfs;
 
 pub use export::{Families, Family, MetricKind, Sample};

@@ -1,0 +1,1 @@
+//! The event journal: a durable history of what happened, in SQLite.

@@ -1,0 +1,1 @@
+//! Device logs: following files across rotation, reading /dev/kmsg, and matching lines against rules.

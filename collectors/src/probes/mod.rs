@@ -1,0 +1,1 @@
+//! SDK status probes (commands) and reachability probes (TCP, UDP) with deadlines.
