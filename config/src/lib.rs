@@ -1,11 +1,13 @@
 //! accel-agent configuration: the TOML schema, its defaults, and a loader that reports every error in a
 //! file as `FILE:LINE:COL: message`.
 
+pub mod device;
 pub mod duration;
 pub mod load;
 pub mod model;
 pub mod pattern;
 
+pub use device::{DeviceConfig, DeviceKind, EventSeverity, Profile, Thresholds};
 pub use duration::{BoundedDuration, Interval, Period, Timeout};
 pub use load::{ConfigError, ConfigErrors, LoadError, load_file, parse_str};
 pub use model::*;

@@ -343,7 +343,7 @@ interval = \"10ms\"
             got,
             vec![
                 "agent.toml:1:10: listen: wrong type: found integer `5`, expected socket address",
-                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions",
+                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions, discovery, device",
                 "agent.toml:4:11: collectors.hwmon.enabled: wrong type: found string \"yes\", expected a boolean",
                 "agent.toml:5:12: collectors.hwmon.interval: invalid duration \"5 parsecs\": unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"",
                 "agent.toml:6:16: collectors.hwmon.chip_include: invalid regular expression: regex parse error:\n    coretemp(\n            ^\nerror: unclosed group",
@@ -415,6 +415,73 @@ mod shipped_file {
         assert_eq!(
             (got.listen, &got.sysfs_root, &got.state_dir, &got.socket, got.poll_interval, &got.actions),
             (want.listen, &want.sysfs_root, &want.state_dir, &want.socket, want.poll_interval, &want.actions)
+        );
+    }
+}
+
+#[cfg(test)]
+mod examples {
+    use super::*;
+    use crate::DeviceKind;
+
+    #[test]
+    fn every_example_passes_check_config_and_there_is_one_per_kind() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples");
+        let mut kinds = std::collections::BTreeSet::new();
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            let cfg = load_file(&path).unwrap_or_else(|e| panic!("{e}"));
+            assert!(!cfg.devices.is_empty(), "{} declares a device", path.display());
+            kinds.extend(cfg.devices.iter().map(|d| d.kind));
+        }
+        let all = [
+            DeviceKind::Loihi,
+            DeviceKind::SpinnakerBoard,
+            DeviceKind::Photonic,
+            DeviceKind::PciAccel,
+            DeviceKind::Generic,
+        ];
+        assert_eq!(kinds.into_iter().collect::<Vec<_>>(), all);
+    }
+
+    #[test]
+    fn device_mistakes_are_located() {
+        let text = "\
+[[device]]
+id = \"a\"
+kind = \"loihi\"
+pci_address = \"3b:00.0\"
+[device.thresholds]
+temperature_warn = 90.0
+[[device]]
+id = \"a\"
+kind = \"toaster\"
+[[device]]
+id = \"b\"
+kind = \"generic\"
+[[device.probe]]
+name = \"both\"
+command = [\"x\"]
+tcp = \"h:1\"
+";
+        let got: Vec<String> = parse_str(text, "d.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "d.toml:9:8: device[1].kind: unknown value `toaster`; valid values: loihi, spinnaker-board, photonic, pci-accel, generic",
+            ],
+            "schema errors come first; semantic checks run once the file parses"
+        );
+        let fixed = text.replace("toaster", "generic");
+        let got: Vec<String> = parse_str(&fixed, "d.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect();
+        assert_eq!(
+            got,
+            vec![
+                "d.toml:4:15: device[0].pci_address: \"3b:00.0\" is not a PCI address like \"0000:3b:00.0\"",
+                "d.toml:6:20: device[0].thresholds.temperature_warn: temperature_warn (90) must be below temperature_crit (85)",
+                "d.toml:8:6: device[1].id: device id \"a\" is already used by device 0",
+                "d.toml:14:8: device[2].probe[0].name: probe \"both\" needs exactly one of command, tcp or udp",
+            ]
         );
     }
 }

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+use crate::device::DeviceConfig;
 use crate::duration::{Interval, Timeout};
 use crate::pattern::{Filter, Pattern};
 
@@ -34,6 +35,26 @@ pub struct Config {
     pub poll_interval: Interval,
     pub collectors: Collectors,
     pub actions: Actions,
+    /// Devices found without configuration: accel class devices and hwmon chips on PCI devices.
+    pub discovery: Discovery,
+    /// Devices declared in the file (`[[device]]`).
+    #[serde(rename = "device")]
+    pub devices: Vec<DeviceConfig>,
+}
+
+/// Finding devices that are not declared.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Discovery {
+    /// Monitor every `accel` class device and every hwmon chip under a PCI accelerator not already
+    /// bound to a declared device.
+    pub enabled: bool,
+}
+
+impl Default for Discovery {
+    fn default() -> Self {
+        Discovery { enabled: true }
+    }
 }
 
 impl Default for Config {
@@ -46,6 +67,8 @@ impl Default for Config {
             poll_interval: DEFAULT_POLL_INTERVAL,
             collectors: Collectors::default(),
             actions: Actions::default(),
+            discovery: Discovery::default(),
+            devices: Vec::new(),
         }
     }
 }
@@ -222,6 +245,16 @@ impl Config {
                     ),
                 });
             }
+        }
+        let mut seen = std::collections::HashMap::new();
+        for (i, d) in self.devices.iter().enumerate() {
+            if let Some(first) = seen.insert(d.id.as_str(), i) {
+                out.push(Finding {
+                    path: vec!["device".into(), i.into(), "id".into()],
+                    message: format!("device id {:?} is already used by device {first}", d.id),
+                });
+            }
+            d.validate(i, &mut out);
         }
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {

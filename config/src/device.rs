@@ -1,0 +1,470 @@
+//! `[[device]]`: one accelerator, the sources its readings come from, and the thresholds its health is
+//! judged by. Built-in profiles per kind supply defaults that any key in the file overrides.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{Interval, Period, Timeout};
+
+/// The device kinds with a built-in profile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum DeviceKind {
+    Loihi,
+    SpinnakerBoard,
+    Photonic,
+    PciAccel,
+    Generic,
+}
+
+impl DeviceKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            DeviceKind::Loihi => "loihi",
+            DeviceKind::SpinnakerBoard => "spinnaker-board",
+            DeviceKind::Photonic => "photonic",
+            DeviceKind::PciAccel => "pci-accel",
+            DeviceKind::Generic => "generic",
+        }
+    }
+}
+
+/// A device as written in the config. Every optional key falls back to the kind's profile.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DeviceConfig {
+    /// Unique, stable name; the `device` label of every device metric.
+    pub id: String,
+    pub kind: DeviceKind,
+    /// Free text for accel_device_info{model}.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// The PCI function of the device (binds AER counters, the accel class device and any hwmon chip
+    /// under it).
+    #[serde(default)]
+    pub pci_address: Option<String>,
+    /// An hwmon chip by its `name` file (e.g. "loihi") or its `chip` label.
+    #[serde(default)]
+    pub hwmon: Option<String>,
+    /// A thermal zone by its `type`.
+    #[serde(default)]
+    pub thermal_zone: Option<String>,
+    /// A power supply by name (e.g. "loihi2": energy_now becomes the device's energy counter).
+    #[serde(default)]
+    pub power_supply: Option<String>,
+    #[serde(default)]
+    pub thresholds: Option<ThresholdsConfig>,
+    #[serde(default, rename = "log")]
+    pub logs: Vec<LogSourceConfig>,
+    #[serde(default, rename = "probe")]
+    pub probes: Vec<ProbeConfig>,
+}
+
+/// Health thresholds. A condition sets when the value stays beyond the threshold for `min_duration`
+/// and clears when it stays on the good side of the threshold minus `hysteresis` for as long.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThresholdsConfig {
+    /// Celsius: degraded above this.
+    pub temperature_warn: Option<f64>,
+    /// Celsius: unhealthy above this.
+    pub temperature_crit: Option<f64>,
+    /// Degrees (and watts, for power) a value must fall below its threshold before the condition clears.
+    pub hysteresis: Option<f64>,
+    /// How long a value must stay beyond a threshold (or back) before the condition changes.
+    pub min_duration: Option<Period>,
+    /// Watts: PowerAnomaly above this.
+    pub power_max: Option<f64>,
+    /// Joules per inference: PowerAnomaly above this (the runbooks' 5 mJ target).
+    pub energy_per_inference_max: Option<f64>,
+    /// DataStale when no reading arrived for this long.
+    pub stale_after: Option<Period>,
+}
+
+/// The thresholds with every default applied.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Thresholds {
+    pub temperature_warn: f64,
+    pub temperature_crit: f64,
+    pub hysteresis: f64,
+    pub min_duration: std::time::Duration,
+    pub power_max: Option<f64>,
+    pub energy_per_inference_max: Option<f64>,
+    pub stale_after: std::time::Duration,
+}
+
+/// A log file (or the kernel log) the device's health listens to.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogSourceConfig {
+    /// A file path, or "kmsg" for the kernel ring buffer (/dev/kmsg). `{id}` is replaced by the device id.
+    pub path: String,
+    /// Read this much of the existing file at start; default: start at the end.
+    #[serde(default)]
+    pub lookback_bytes: Option<u64>,
+    /// Only lines containing this text count (kmsg: e.g. the device's PCI address).
+    #[serde(default)]
+    pub filter: Option<String>,
+    #[serde(default, rename = "rule")]
+    pub rules: Vec<LogRuleConfig>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogRuleConfig {
+    pub name: String,
+    /// A regular expression matched against each line.
+    pub pattern: crate::Pattern,
+    /// "event" (counted) or a condition name (set by the rule, e.g. "LogErrors").
+    #[serde(default = "default_rule_action")]
+    pub action: String,
+    #[serde(default)]
+    pub severity: EventSeverity,
+    /// Set the condition only after this many matches within `window`.
+    #[serde(default)]
+    pub count: Option<u32>,
+    #[serde(default)]
+    pub window: Option<Period>,
+    /// A line matching this clears the condition.
+    #[serde(default)]
+    pub clear_pattern: Option<crate::Pattern>,
+    /// The condition clears after this long without a match (unless `latch`).
+    #[serde(default)]
+    pub quiet_period: Option<Period>,
+    /// Stays set until `agentctl set-healthy`.
+    #[serde(default)]
+    pub latch: bool,
+}
+
+fn default_rule_action() -> String {
+    "event".to_owned()
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EventSeverity {
+    Info,
+    #[default]
+    Warning,
+    Critical,
+    Fatal,
+}
+
+/// An SDK status command or a reachability check.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProbeConfig {
+    pub name: String,
+    /// argv of a status command, run without a shell; `{id}` is replaced by the device id.
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// host:port for a TCP connect check.
+    #[serde(default)]
+    pub tcp: Option<String>,
+    /// host:port for a UDP check (see `udp_payload_hex`, `expect_reply`).
+    #[serde(default)]
+    pub udp: Option<String>,
+    #[serde(default)]
+    pub udp_payload_hex: Option<String>,
+    #[serde(default)]
+    pub expect_reply: bool,
+    #[serde(default)]
+    pub interval: Option<Interval>,
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
+    /// "none", "json" or "regex": how the command's output maps to readings.
+    #[serde(default)]
+    pub format: Option<String>,
+    /// reading -> JSON pointer (format "json") or regex with one capture group (format "regex").
+    /// Readings: temperature, power, energy, inferences, utilization, online.
+    #[serde(default)]
+    pub fields: BTreeMap<String, String>,
+    /// reading -> factor applied to the parsed value (e.g. 0.001 for millidegrees).
+    #[serde(default)]
+    pub scale: BTreeMap<String, f64>,
+    /// Whether failures of this probe mean the device is offline (Offline after `offline_after`
+    /// consecutive failures).
+    #[serde(default = "yes")]
+    pub liveness: bool,
+    #[serde(default)]
+    pub offline_after: Option<u32>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// What a profile fills in for a kind.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Profile {
+    pub kind: DeviceKind,
+    pub hwmon: Option<&'static str>,
+    pub power_supply: Option<&'static str>,
+    pub thresholds: Thresholds,
+    /// Log file template; `{id}` is the device id.
+    pub log_path: Option<&'static str>,
+    /// Default rules for that log: (name, pattern, condition or "event", severity).
+    pub log_rules: &'static [(&'static str, &'static str, &'static str, EventSeverity)],
+    pub offline_after: u32,
+}
+
+const BASE: Thresholds = Thresholds {
+    temperature_warn: 85.0,
+    temperature_crit: 95.0,
+    hysteresis: 3.0,
+    min_duration: std::time::Duration::from_secs(10),
+    power_max: None,
+    energy_per_inference_max: None,
+    stale_after: std::time::Duration::from_secs(60),
+};
+
+/// Lines every vendor log uses for trouble; a burst of them is LogErrors.
+const COMMON_RULES: &[(&str, &str, &str, EventSeverity)] = &[
+    ("error", r"(?i)\b(error|fatal|exception)\b", "LogErrors", EventSeverity::Warning),
+    ("reset", r"(?i)\b(device|board|card) reset\b", "event", EventSeverity::Warning),
+    ("thermal", r"(?i)\b(thermal throttl|over-?temperature|overheat)", "event", EventSeverity::Warning),
+];
+
+impl Profile {
+    /// The built-in profile of a kind (devices.md describes what operators of each kind check).
+    pub fn of(kind: DeviceKind) -> Profile {
+        match kind {
+            DeviceKind::Loihi => Profile {
+                kind,
+                hwmon: Some("loihi"),
+                power_supply: Some("loihi2"),
+                thresholds: Thresholds {
+                    temperature_warn: 70.0,
+                    temperature_crit: 85.0,
+                    energy_per_inference_max: Some(0.005),
+                    ..BASE
+                },
+                log_path: Some("/var/log/loihi2/system.log"),
+                log_rules: COMMON_RULES,
+                offline_after: 3,
+            },
+            DeviceKind::SpinnakerBoard => Profile {
+                kind,
+                hwmon: None,
+                power_supply: None,
+                thresholds: Thresholds { temperature_warn: 60.0, temperature_crit: 75.0, ..BASE },
+                log_path: None,
+                log_rules: &[],
+                offline_after: 3,
+            },
+            DeviceKind::Photonic => Profile {
+                kind,
+                hwmon: None,
+                power_supply: None,
+                thresholds: Thresholds { temperature_warn: 55.0, temperature_crit: 70.0, hysteresis: 2.0, ..BASE },
+                log_path: Some("/var/log/photon-mlir/device-{id}.log"),
+                log_rules: COMMON_RULES,
+                offline_after: 3,
+            },
+            DeviceKind::PciAccel => Profile {
+                kind,
+                hwmon: None,
+                power_supply: None,
+                thresholds: Thresholds { temperature_warn: 90.0, temperature_crit: 100.0, ..BASE },
+                log_path: None,
+                log_rules: &[],
+                offline_after: 3,
+            },
+            DeviceKind::Generic => Profile {
+                kind,
+                hwmon: None,
+                power_supply: None,
+                thresholds: BASE,
+                log_path: None,
+                log_rules: &[],
+                offline_after: 3,
+            },
+        }
+    }
+}
+
+impl DeviceConfig {
+    pub fn profile(&self) -> Profile {
+        Profile::of(self.kind)
+    }
+
+    /// The thresholds: the file's values over the profile's.
+    pub fn thresholds(&self) -> Thresholds {
+        let p = self.profile().thresholds;
+        let Some(t) = &self.thresholds else { return p };
+        Thresholds {
+            temperature_warn: t.temperature_warn.unwrap_or(p.temperature_warn),
+            temperature_crit: t.temperature_crit.unwrap_or(p.temperature_crit),
+            hysteresis: t.hysteresis.unwrap_or(p.hysteresis),
+            min_duration: t.min_duration.map_or(p.min_duration, Period::get),
+            power_max: t.power_max.or(p.power_max),
+            energy_per_inference_max: t.energy_per_inference_max.or(p.energy_per_inference_max),
+            stale_after: t.stale_after.map_or(p.stale_after, Period::get),
+        }
+    }
+
+    /// The hwmon chip to bind: the file's, else the profile's.
+    pub fn hwmon_name(&self) -> Option<String> {
+        self.hwmon.clone().or_else(|| self.profile().hwmon.map(str::to_owned))
+    }
+
+    pub fn power_supply_name(&self) -> Option<String> {
+        self.power_supply.clone().or_else(|| self.profile().power_supply.map(str::to_owned))
+    }
+
+    /// The log sources: the file's, else the profile's default log with its default rules.
+    pub fn log_sources(&self) -> Vec<LogSourceConfig> {
+        if !self.logs.is_empty() {
+            return self.logs.clone();
+        }
+        let p = self.profile();
+        let Some(path) = p.log_path else { return Vec::new() };
+        let rules = p
+            .log_rules
+            .iter()
+            .filter_map(|(name, pattern, action, severity)| {
+                Some(LogRuleConfig {
+                    name: (*name).to_owned(),
+                    pattern: crate::Pattern::new(pattern).ok()?,
+                    action: (*action).to_owned(),
+                    severity: *severity,
+                    count: (*action != "event").then_some(5),
+                    window: (*action != "event").then(|| Period::from_millis(60_000)),
+                    clear_pattern: None,
+                    quiet_period: (*action != "event").then(|| Period::from_millis(300_000)),
+                    latch: false,
+                })
+            })
+            .collect();
+        vec![LogSourceConfig { path: path.replace("{id}", &self.id), lookback_bytes: None, filter: None, rules }]
+    }
+
+    /// Checks within one device; `index` locates the findings.
+    pub fn validate(&self, index: usize, out: &mut Vec<crate::model::Finding>) {
+        let at = |key: &str| vec!["device".into(), index.into(), key.into()];
+        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+            out.push(crate::model::Finding {
+                path: at("id"),
+                message: format!("device id {:?} must be non-empty and use only letters, digits and - _ . :", self.id),
+            });
+        }
+        if let Some(a) = &self.pci_address
+            && !is_pci_address(a)
+        {
+            out.push(crate::model::Finding {
+                path: at("pci_address"),
+                message: format!("{a:?} is not a PCI address like \"0000:3b:00.0\""),
+            });
+        }
+        let t = self.thresholds();
+        if t.temperature_warn >= t.temperature_crit {
+            out.push(crate::model::Finding {
+                path: vec!["device".into(), index.into(), "thresholds".into(), "temperature_warn".into()],
+                message: format!(
+                    "temperature_warn ({}) must be below temperature_crit ({})",
+                    t.temperature_warn, t.temperature_crit
+                ),
+            });
+        }
+        if t.hysteresis < 0.0 {
+            out.push(crate::model::Finding {
+                path: vec!["device".into(), index.into(), "thresholds".into(), "hysteresis".into()],
+                message: "hysteresis must not be negative".into(),
+            });
+        }
+        for (j, p) in self.probes.iter().enumerate() {
+            let kinds = [p.command.is_some(), p.tcp.is_some(), p.udp.is_some()].iter().filter(|b| **b).count();
+            if kinds != 1 {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "probe".into(), j.into(), "name".into()],
+                    message: format!("probe {:?} needs exactly one of command, tcp or udp", p.name),
+                });
+            }
+            if p.command.as_ref().is_some_and(|c| c.is_empty()) {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "probe".into(), j.into(), "command".into()],
+                    message: "command must name a program".into(),
+                });
+            }
+            if let Some(f) = p.format.as_deref()
+                && !["none", "json", "regex"].contains(&f)
+            {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "probe".into(), j.into(), "format".into()],
+                    message: format!("unknown format {f:?}; use none, json or regex"),
+                });
+            }
+            for reading in p.fields.keys() {
+                if !["temperature", "power", "energy", "inferences", "utilization", "online"]
+                    .contains(&reading.as_str())
+                {
+                    out.push(crate::model::Finding {
+                        path: vec!["device".into(), index.into(), "probe".into(), j.into(), "fields".into()],
+                        message: format!(
+                            "unknown reading {reading:?}; use temperature, power, energy, inferences, utilization or online"
+                        ),
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// Whether `s` looks like "DDDD:BB:DD.F".
+pub fn is_pci_address(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && b.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
+}
+
+/// Resolves `{id}` in a path template.
+pub fn expand(template: &str, id: &str) -> PathBuf {
+    PathBuf::from(template.replace("{id}", id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn device(kind: DeviceKind) -> DeviceConfig {
+        DeviceConfig {
+            id: "d0".into(),
+            kind,
+            model: None,
+            pci_address: None,
+            hwmon: None,
+            thermal_zone: None,
+            power_supply: None,
+            thresholds: None,
+            logs: vec![],
+            probes: vec![],
+        }
+    }
+
+    #[test]
+    fn the_file_overrides_the_profile_key_by_key() {
+        let mut d = device(DeviceKind::Loihi);
+        assert_eq!(d.thresholds().temperature_warn, 70.0);
+        assert_eq!(d.thresholds().energy_per_inference_max, Some(0.005));
+        d.thresholds = Some(ThresholdsConfig { temperature_warn: Some(65.0), ..Default::default() });
+        assert_eq!(d.thresholds().temperature_warn, 65.0);
+        assert_eq!(d.thresholds().temperature_crit, 85.0, "the rest still comes from the profile");
+        assert_eq!(d.hwmon_name().as_deref(), Some("loihi"));
+        assert_eq!(d.power_supply_name().as_deref(), Some("loihi2"));
+    }
+
+    #[test]
+    fn profile_log_paths_expand_the_device_id() {
+        let mut d = device(DeviceKind::Photonic);
+        d.id = "photon1".into();
+        let logs = d.log_sources();
+        assert_eq!(logs[0].path, "/var/log/photon-mlir/device-photon1.log");
+        assert!(logs[0].rules.iter().any(|r| r.action == "LogErrors" && r.count == Some(5)));
+        assert!(device(DeviceKind::PciAccel).log_sources().is_empty());
+    }
+}
