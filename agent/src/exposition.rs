@@ -60,6 +60,7 @@ impl Format {
 /// Everything the agent exports, as families.
 pub fn families(snap: &Snapshot) -> Families {
     let mut out = Families::new();
+    crate::devices::export(&snap.devices, &mut out);
     for status in snap.collectors.values() {
         if let Some(r) = &status.readings {
             r.export(&mut out);

@@ -21,6 +21,8 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+use crate::api;
+use crate::devices::State;
 use crate::exposition::{Exposition, Format, accepts_gzip};
 use crate::landing;
 use crate::state::AgentState;
@@ -90,7 +92,27 @@ impl Http {
                 "text/html; charset=utf-8",
                 Bytes::from(landing::render(&self.state.snapshot())),
             ),
-            _ => text(StatusCode::NOT_FOUND, "not found; try /metrics, /-/healthy, /-/ready or /\n"),
+            "/health" => {
+                let snap = self.state.snapshot();
+                let report = api::health(&snap.devices);
+                let status =
+                    if report.status == State::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
+                json(status, &report)
+            }
+            "/api/v1/devices" => json(StatusCode::OK, &*self.state.snapshot().devices),
+            path => match path.strip_prefix("/api/v1/devices/") {
+                Some(id) => {
+                    let snap = self.state.snapshot();
+                    match snap.devices.iter().find(|d| d.id == id) {
+                        Some(d) => json(StatusCode::OK, d),
+                        None => json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices)),
+                    }
+                }
+                None => text(
+                    StatusCode::NOT_FOUND,
+                    "not found; try /metrics, /health, /api/v1/devices, /-/healthy, /-/ready or /\n",
+                ),
+            },
         }
     }
 }
@@ -100,6 +122,16 @@ fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Respo
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
+}
+
+fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+    match serde_json::to_vec_pretty(value) {
+        Ok(mut body) => {
+            body.push(b'\n');
+            respond(status, "application/json", Bytes::from(body))
+        }
+        Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, &format!("cannot encode JSON: {e}\n")),
+    }
 }
 
 fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {

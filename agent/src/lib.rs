@@ -1,9 +1,11 @@
 //! accel-agent: reads this host's sysfs thermal and power data on background threads with deadlines and
 //! serves it as Prometheus metrics. The binary is a thin wrapper around [`main_with_args`].
 
+pub mod api;
 pub mod cli;
 pub mod collect;
 pub mod daemon;
+pub mod devices;
 pub mod exposition;
 pub mod http;
 pub mod journal;

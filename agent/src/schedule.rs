@@ -1,7 +1,8 @@
 //! One collection loop per enabled collector, each on its own interval.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Instant, SystemTime};
 
 use config::{CollectorKind, Config};
 use tokio::task::JoinSet;
@@ -9,6 +10,7 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::collect::Supervisor;
+use crate::devices::{DeviceEngine, Status};
 use crate::state::AgentState;
 
 /// The enabled collectors with their interval and timeout, in report order.
@@ -24,7 +26,10 @@ pub fn spawn_loops(
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
+    let engine = Arc::new(Mutex::new(DeviceEngine::new(config, Instant::now(), SystemTime::now())));
+    evaluate_devices(&engine, state);
     for settings in enabled(config) {
+        let engine = Arc::clone(&engine);
         let mut supervisor = Supervisor::new(settings, sysfs_root);
         let state = Arc::clone(state);
         let shutdown = shutdown.clone();
@@ -44,6 +49,7 @@ pub fn spawn_loops(
                     _ = shutdown.cancelled() => break,
                 };
                 state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
+                evaluate_devices(&engine, &state);
                 // Log changes, not every failed round: a collector failing every 5 s is one line.
                 let snap = state.snapshot();
                 if let Some(c) = snap.collectors.get(&kind) {
@@ -63,4 +69,26 @@ pub fn spawn_loops(
             }
         });
     }
+}
+
+/// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
+/// runs after every collection.
+fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState) {
+    let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
+    if engine.is_empty() {
+        return;
+    }
+    let changes = engine.evaluate(&state.snapshot(), Instant::now(), SystemTime::now());
+    for change in &changes {
+        let c = &change.condition;
+        match c.status {
+            Status::True => {
+                tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
+            }
+            _ => {
+                tracing::info!(device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message)
+            }
+        }
+    }
+    state.publish_devices(engine.views());
 }

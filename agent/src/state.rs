@@ -11,6 +11,7 @@ use collectors::sysfs::{ReadFailure, ReadStats};
 use config::CollectorKind;
 
 use crate::collect::Outcome;
+use crate::devices::DeviceView;
 
 /// The latest state of one collector.
 #[derive(Debug, Clone, Default)]
@@ -46,6 +47,8 @@ pub struct Snapshot {
     /// Bumped on every change; caches key on it.
     pub generation: u64,
     pub collectors: BTreeMap<CollectorKind, CollectorStatus>,
+    /// Every device with its readings, conditions and state, as of the last evaluation.
+    pub devices: Arc<Vec<DeviceView>>,
 }
 
 impl Snapshot {
@@ -92,6 +95,17 @@ impl AgentState {
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
         self.snapshot.load_full()
+    }
+
+    /// Publishes the devices as the engine last evaluated them.
+    pub fn publish_devices(&self, views: Vec<DeviceView>) {
+        let views = Arc::new(views);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.devices = Arc::clone(&views);
+            snap
+        });
     }
 
     /// Publishes the outcome of one collection. `quarantined` files count as unread: the collector is not

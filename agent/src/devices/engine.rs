@@ -1,0 +1,363 @@
+//! Devices: what each is bound to, what its readings are, and how healthy it is.
+//!
+//! The engine runs after each host collection. It reads the latest snapshot (never the hardware), binds
+//! each device's sources, and feeds the values through the threshold trackers that set and clear its
+//! conditions. Condition changes come back as events for the journal.
+
+use std::time::{Instant, SystemTime};
+
+use collectors::HostReadings;
+use collectors::sysfs::hwmon::Chip;
+use config::{CollectorKind, Config, DeviceConfig, Thresholds};
+use serde::Serialize;
+
+use super::health::{Condition, ConditionKind, Impact, Level, State, Status, ThresholdTracker, derive_state};
+use crate::state::Snapshot;
+
+/// A reading of one sensor of a device, in base units.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Reading {
+    pub sensor: String,
+    pub value: f64,
+}
+
+/// A threshold the hardware itself declares (hwmon temp*_max/_crit, thermal trip points) or the config sets.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ThresholdReading {
+    pub sensor: String,
+    pub level: String,
+    pub value: f64,
+}
+
+/// Everything read for a device in the latest evaluation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Readings {
+    pub temperature_celsius: Vec<Reading>,
+    pub temperature_threshold_celsius: Vec<ThresholdReading>,
+    pub power_watts: Vec<Reading>,
+    pub energy_joules: Vec<Reading>,
+    pub voltage_volts: Vec<Reading>,
+    pub current_amperes: Vec<Reading>,
+    pub fan_rpm: Vec<Reading>,
+}
+
+impl Readings {
+    fn is_empty(&self) -> bool {
+        self.temperature_celsius.is_empty()
+            && self.power_watts.is_empty()
+            && self.energy_joules.is_empty()
+            && self.voltage_volts.is_empty()
+            && self.current_amperes.is_empty()
+            && self.fan_rpm.is_empty()
+    }
+
+    fn max_temperature(&self) -> Option<&Reading> {
+        self.temperature_celsius.iter().max_by(|a, b| a.value.total_cmp(&b.value))
+    }
+}
+
+/// What an operator (and the JSON API) sees of a device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct DeviceView {
+    pub id: String,
+    pub kind: &'static str,
+    pub model: String,
+    pub driver: String,
+    pub pci_address: String,
+    pub firmware: String,
+    pub state: State,
+    pub up: Option<bool>,
+    pub conditions: Vec<Condition>,
+    pub readings: Readings,
+    /// Where the readings come from, e.g. "hwmon:loihi", "power_supply:loihi2".
+    pub sources: Vec<String>,
+}
+
+/// A condition change, for the event journal and the log.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConditionChange {
+    pub device: String,
+    pub condition: Condition,
+}
+
+struct Device {
+    config: DeviceConfig,
+    thresholds: Thresholds,
+    conditions: Vec<Condition>,
+    warn: ThresholdTracker,
+    crit: ThresholdTracker,
+    power: Option<ThresholdTracker>,
+    readings: Readings,
+    sources: Vec<String>,
+    driver: Option<String>,
+    last_reading: Option<Instant>,
+    created: Instant,
+}
+
+pub struct DeviceEngine {
+    devices: Vec<Device>,
+}
+
+impl DeviceEngine {
+    pub fn new(config: &Config, now: Instant, wall: SystemTime) -> Self {
+        let devices = config
+            .devices
+            .iter()
+            .map(|d| {
+                let t = d.thresholds();
+                Device {
+                    config: d.clone(),
+                    conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
+                    warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
+                    crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
+                    power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
+                    thresholds: t,
+                    readings: Readings::default(),
+                    sources: Vec::new(),
+                    driver: None,
+                    last_reading: None,
+                    created: now,
+                }
+            })
+            .collect();
+        DeviceEngine { devices }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.devices.is_empty()
+    }
+
+    /// Re-reads every device's bound sources from the snapshot and re-evaluates its conditions.
+    pub fn evaluate(&mut self, snap: &Snapshot, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+        let mut changes = Vec::new();
+        for d in &mut self.devices {
+            d.bind(snap);
+            if !d.readings.is_empty() {
+                d.last_reading = Some(now);
+            }
+            for kind in d.evaluate(now, wall) {
+                let c = d.conditions.iter().find(|c| c.kind == kind).cloned();
+                if let Some(condition) = c {
+                    changes.push(ConditionChange { device: d.config.id.clone(), condition });
+                }
+            }
+        }
+        changes
+    }
+
+    pub fn views(&self) -> Vec<DeviceView> {
+        self.devices.iter().map(Device::view).collect()
+    }
+}
+
+impl Device {
+    fn condition(&mut self, kind: ConditionKind) -> &mut Condition {
+        let i = ConditionKind::ALL.iter().position(|k| *k == kind).expect("every kind has a slot");
+        &mut self.conditions[i]
+    }
+
+    /// Collects this device's readings from the host collectors' latest results.
+    fn bind(&mut self, snap: &Snapshot) {
+        let mut r = Readings::default();
+        let mut sources = Vec::new();
+        if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
+            let name = self.config.hwmon_name();
+            let pci = self.config.pci_address.as_deref();
+            let chips = h.layout.chips.iter().filter(|c| {
+                name.as_deref().is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n)
+                    || pci.is_some_and(|p| c.pci_address.as_deref() == Some(p))
+            });
+            for chip in chips {
+                sources.push(format!("hwmon:{}", chip.chip));
+                if self.driver.is_none() {
+                    self.driver = chip.raw_name.as_deref().map(str::to_owned);
+                }
+                bind_chip(h, chip, &mut r);
+            }
+        }
+        if let (Some(zone_type), Some(HostReadings::ThermalZone(t))) =
+            (&self.config.thermal_zone, snap.readings(CollectorKind::ThermalZone))
+            && let Some(z) = t.by_type(zone_type)
+        {
+            sources.push(format!("thermal_zone:{}", z.zone_type));
+            let sensor = format!("zone_{}", z.zone_type);
+            if let Some(v) = z.temp_celsius {
+                r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
+            }
+            for trip in &z.trips {
+                if let Some(v) = trip.temp_celsius {
+                    r.temperature_threshold_celsius.push(ThresholdReading {
+                        sensor: sensor.clone(),
+                        level: trip.trip_type.to_string(),
+                        value: v,
+                    });
+                }
+            }
+        }
+        if let (Some(name), Some(HostReadings::PowerSupply(p))) =
+            (self.config.power_supply_name(), snap.readings(CollectorKind::PowerSupply))
+            && let Some(s) = p.get(&name)
+        {
+            sources.push(format!("power_supply:{name}"));
+            // energy_now is in microwatt-hours: 1 µWh = 3.6e-3 J.
+            if let Some(uwh) = s.raw("energy_now") {
+                r.energy_joules.push(Reading { sensor: name.clone(), value: uwh * 3.6e-3 });
+            }
+            if let Some(uw) = s.raw("power_now") {
+                r.power_watts.push(Reading { sensor: name.clone(), value: uw / 1e6 });
+            }
+            if let Some(uv) = s.raw("voltage_now") {
+                r.voltage_volts.push(Reading { sensor: name.clone(), value: uv / 1e6 });
+            }
+            if let Some(ua) = s.raw("current_now") {
+                r.current_amperes.push(Reading { sensor: name.clone(), value: ua / 1e6 });
+            }
+            if let Some(dt) = s.raw("temp") {
+                r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
+            }
+        }
+        self.readings = r;
+        self.sources = sources;
+    }
+
+    /// Runs the rules; returns the conditions whose status changed.
+    fn evaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<ConditionKind> {
+        let mut changed = Vec::new();
+        let t = self.thresholds.clone();
+
+        // Overheating: the hottest sensor against warn (degraded) and crit (unhealthy), each with
+        // hysteresis and a minimum duration so a noisy sensor does not flap.
+        let hottest = self.readings.max_temperature().cloned();
+        let (status, impact, reason, message) = match hottest {
+            None => (Status::Unknown, Impact::Degraded, "NoTemperature", "no temperature reading".to_owned()),
+            Some(h) => {
+                let warn = self.warn.observe(h.value, now);
+                let crit = self.crit.observe(h.value, now);
+                let at = format!("{} at {:.1} °C", h.sensor, h.value);
+                match (warn, crit) {
+                    (_, Level::Above) => (
+                        Status::True,
+                        Impact::Unhealthy,
+                        "TemperatureAboveCritical",
+                        format!("{at}, above the critical {:.1} °C", t.temperature_crit),
+                    ),
+                    (Level::Above, _) => (
+                        Status::True,
+                        Impact::Degraded,
+                        "TemperatureAboveWarning",
+                        format!("{at}, above the warning {:.1} °C", t.temperature_warn),
+                    ),
+                    _ => (Status::False, Impact::Degraded, "TemperatureNormal", at),
+                }
+            }
+        };
+        if self.condition(ConditionKind::Overheating).set(status, impact, reason, message, wall) {
+            changed.push(ConditionKind::Overheating);
+        }
+
+        // PowerAnomaly: total power above the configured maximum.
+        let total_power: Option<f64> =
+            (!self.readings.power_watts.is_empty()).then(|| self.readings.power_watts.iter().map(|r| r.value).sum());
+        let (status, reason, message) = match (&mut self.power, total_power) {
+            (Some(tracker), Some(p)) => match tracker.observe(p, now) {
+                Level::Above => {
+                    (Status::True, "PowerAboveMaximum", format!("{p:.1} W, above {:.1} W", tracker.threshold))
+                }
+                Level::Below => (Status::False, "PowerNormal", format!("{p:.1} W")),
+            },
+            (None, Some(p)) => (Status::False, "NoPowerLimit", format!("{p:.1} W; no power_max configured")),
+            (_, None) => (Status::Unknown, "NoPowerReading", "no power reading".to_owned()),
+        };
+        if self.condition(ConditionKind::PowerAnomaly).set(status, Impact::Degraded, reason, message, wall) {
+            changed.push(ConditionKind::PowerAnomaly);
+        }
+
+        // DataStale: bound sources stopped producing readings. A device with no host source at all is
+        // judged by its probes instead.
+        let has_sources = self.config.hwmon_name().is_some()
+            || self.config.pci_address.is_some()
+            || self.config.thermal_zone.is_some()
+            || self.config.power_supply_name().is_some();
+        if has_sources {
+            let since = self.last_reading.unwrap_or(self.created);
+            let age = now.duration_since(since);
+            let (status, reason, message) = if age > t.stale_after {
+                (Status::True, "NoFreshReadings", format!("no reading from its sources for {}s", age.as_secs()))
+            } else if self.last_reading.is_some() {
+                (Status::False, "ReadingsFresh", format!("last reading {}s ago", age.as_secs()))
+            } else {
+                (Status::Unknown, "WaitingForFirstReading", "no reading yet".to_owned())
+            };
+            if self.condition(ConditionKind::DataStale).set(status, Impact::Degraded, reason, message, wall) {
+                changed.push(ConditionKind::DataStale);
+            }
+        }
+        changed
+    }
+
+    fn view(&self) -> DeviceView {
+        DeviceView {
+            id: self.config.id.clone(),
+            kind: self.config.kind.name(),
+            model: self.config.model.clone().unwrap_or_default(),
+            driver: self.driver.clone().unwrap_or_default(),
+            pci_address: self.config.pci_address.clone().unwrap_or_default(),
+            firmware: String::new(),
+            state: derive_state(&self.conditions, false),
+            up: (!self.sources.is_empty()).then_some(true),
+            conditions: self.conditions.clone(),
+            readings: self.readings.clone(),
+            sources: self.sources.clone(),
+        }
+    }
+}
+
+/// hwmon channels in base units, labelled by their `_label` when the chip has one.
+fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, r: &mut Readings) {
+    for s in &chip.sensors {
+        let sensor = s.label.as_deref().map(str::to_owned).unwrap_or_else(|| s.name.to_string());
+        let value = |element: &str| h.si(s, element);
+        match &*s.kind {
+            "temp" => {
+                if let Some(v) = value("input") {
+                    r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
+                }
+                for level in ["max", "crit", "emergency"] {
+                    if let Some(v) = value(level) {
+                        r.temperature_threshold_celsius.push(ThresholdReading {
+                            sensor: sensor.clone(),
+                            level: level.to_owned(),
+                            value: v,
+                        });
+                    }
+                }
+            }
+            "power" => {
+                if let Some(v) = value("input").or_else(|| value("average")) {
+                    r.power_watts.push(Reading { sensor, value: v });
+                }
+            }
+            "energy" => {
+                if let Some(v) = value("input") {
+                    r.energy_joules.push(Reading { sensor, value: v });
+                }
+            }
+            "in" => {
+                if let Some(v) = value("input") {
+                    r.voltage_volts.push(Reading { sensor, value: v });
+                }
+            }
+            "curr" => {
+                if let Some(v) = value("input") {
+                    r.current_amperes.push(Reading { sensor, value: v });
+                }
+            }
+            "fan" => {
+                if let Some(v) = value("input") {
+                    r.fan_rpm.push(Reading { sensor, value: v });
+                }
+            }
+            _ => {}
+        }
+    }
+}

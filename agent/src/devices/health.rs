@@ -1,0 +1,288 @@
+//! Named conditions set and cleared by evidence, and the overall state derived from them.
+//!
+//! Every function takes the current time as a parameter: the rules are about durations, and tests (and
+//! the engine) drive the clock explicitly.
+
+use std::time::{Duration, Instant, SystemTime};
+
+use serde::Serialize;
+
+/// The conditions every device declares, exported as 0/1 from the first scrape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+pub enum ConditionKind {
+    Overheating,
+    Offline,
+    SdkError,
+    LogErrors,
+    PowerAnomaly,
+    DataStale,
+}
+
+impl ConditionKind {
+    pub const ALL: [ConditionKind; 6] = [
+        ConditionKind::Overheating,
+        ConditionKind::Offline,
+        ConditionKind::SdkError,
+        ConditionKind::LogErrors,
+        ConditionKind::PowerAnomaly,
+        ConditionKind::DataStale,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            ConditionKind::Overheating => "Overheating",
+            ConditionKind::Offline => "Offline",
+            ConditionKind::SdkError => "SdkError",
+            ConditionKind::LogErrors => "LogErrors",
+            ConditionKind::PowerAnomaly => "PowerAnomaly",
+            ConditionKind::DataStale => "DataStale",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<ConditionKind> {
+        Self::ALL.into_iter().find(|k| k.name() == s)
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    True,
+    False,
+    /// No evidence either way yet (no reading, no probe result).
+    Unknown,
+}
+
+/// How bad a true condition is for the device's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Impact {
+    Degraded,
+    Unhealthy,
+}
+
+/// One condition of one device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Condition {
+    pub kind: ConditionKind,
+    pub status: Status,
+    /// Machine-readable cause, e.g. "TemperatureAboveCritical", "ProbeFailing".
+    pub reason: String,
+    /// For a human: what was seen.
+    pub message: String,
+    /// When the status last changed.
+    #[serde(with = "unix_time")]
+    pub since: SystemTime,
+    pub impact: Impact,
+    /// Set by a latching rule: evidence clearing does not clear it, only `set-healthy` does.
+    pub latched: bool,
+}
+
+impl Condition {
+    pub fn unknown(kind: ConditionKind, now: SystemTime) -> Condition {
+        Condition {
+            kind,
+            status: Status::Unknown,
+            reason: "NoData".into(),
+            message: "no evidence yet".into(),
+            since: now,
+            impact: Impact::Degraded,
+            latched: false,
+        }
+    }
+
+    /// Applies new evidence. Returns true when the status changed (an event worth recording).
+    pub fn set(&mut self, status: Status, impact: Impact, reason: &str, message: String, now: SystemTime) -> bool {
+        if self.latched && status != Status::True {
+            // Only an operator clears a latched condition.
+            return false;
+        }
+        let changed = self.status != status || (status == Status::True && self.impact != impact);
+        if changed {
+            self.since = now;
+        }
+        self.status = status;
+        self.impact = impact;
+        self.reason = reason.to_owned();
+        self.message = message;
+        changed
+    }
+}
+
+/// The device's overall state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Healthy,
+    Degraded,
+    Unhealthy,
+    Unknown,
+    Maintenance,
+}
+
+impl State {
+    pub const ALL: [State; 5] = [State::Healthy, State::Degraded, State::Unhealthy, State::Unknown, State::Maintenance];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Healthy => "healthy",
+            State::Degraded => "degraded",
+            State::Unhealthy => "unhealthy",
+            State::Unknown => "unknown",
+            State::Maintenance => "maintenance",
+        }
+    }
+
+    /// Exit code convention of `scan` and `agentctl`: 0 healthy, 1 degraded, 2 unhealthy.
+    pub fn exit_code(self) -> u8 {
+        match self {
+            State::Healthy | State::Maintenance => 0,
+            State::Degraded | State::Unknown => 1,
+            State::Unhealthy => 2,
+        }
+    }
+}
+
+/// Unhealthy if any true condition is unhealthy-impact, else degraded if any is true; unknown when
+/// nothing is known at all (every condition unknown), healthy otherwise.
+pub fn derive_state(conditions: &[Condition], maintenance: bool) -> State {
+    if maintenance {
+        return State::Maintenance;
+    }
+    let true_ones = conditions.iter().filter(|c| c.status == Status::True);
+    match true_ones.map(|c| c.impact).max() {
+        Some(Impact::Unhealthy) => State::Unhealthy,
+        Some(Impact::Degraded) => State::Degraded,
+        None if conditions.iter().all(|c| c.status == Status::Unknown) => State::Unknown,
+        None => State::Healthy,
+    }
+}
+
+/// A level for a threshold tracker: which side of the threshold a value is on, with hysteresis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Below,
+    Above,
+}
+
+/// Decides when a noisy value has really crossed a threshold: it must stay above `threshold` for
+/// `min_duration` to go Above, and stay below `threshold - hysteresis` for `min_duration` to go back.
+#[derive(Debug, Clone)]
+pub struct ThresholdTracker {
+    pub threshold: f64,
+    pub hysteresis: f64,
+    pub min_duration: Duration,
+    level: Level,
+    /// Since when the value has been on the other side (a pending transition).
+    pending: Option<Instant>,
+}
+
+impl ThresholdTracker {
+    pub fn new(threshold: f64, hysteresis: f64, min_duration: Duration) -> Self {
+        ThresholdTracker { threshold, hysteresis, min_duration, level: Level::Below, pending: None }
+    }
+
+    pub fn level(&self) -> Level {
+        self.level
+    }
+
+    /// Feeds a value observed at `now`; returns the (possibly new) level.
+    pub fn observe(&mut self, value: f64, now: Instant) -> Level {
+        let wants = match self.level {
+            Level::Below if value > self.threshold => Some(Level::Above),
+            Level::Above if value < self.threshold - self.hysteresis => Some(Level::Below),
+            _ => None,
+        };
+        match (wants, self.pending) {
+            (None, _) => self.pending = None,
+            (Some(_), None) => {
+                self.pending = Some(now);
+                if self.min_duration.is_zero() {
+                    self.flip();
+                }
+            }
+            (Some(_), Some(since)) if now.duration_since(since) >= self.min_duration => self.flip(),
+            (Some(_), Some(_)) => {}
+        }
+        self.level
+    }
+
+    fn flip(&mut self) {
+        self.level = if self.level == Level::Below { Level::Above } else { Level::Below };
+        self.pending = None;
+    }
+}
+
+mod unix_time {
+    use std::time::{SystemTime, UNIX_EPOCH};
+
+    use serde::Serializer;
+
+    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+        let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        s.serialize_f64((secs * 1000.0).round() / 1000.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn a_noisy_value_does_not_flap() {
+        let t0 = Instant::now();
+        let mut t = ThresholdTracker::new(80.0, 3.0, 10 * S);
+        // Spikes above the threshold shorter than min_duration change nothing.
+        for (i, v) in [81.0, 79.0, 82.0, 79.5, 85.0, 78.0].iter().enumerate() {
+            assert_eq!(t.observe(*v, t0 + (i as u32) * 3 * S), Level::Below, "sample {i}");
+        }
+        // Staying above for 10 s sets it.
+        assert_eq!(t.observe(81.0, t0 + 20 * S), Level::Below);
+        assert_eq!(t.observe(83.0, t0 + 25 * S), Level::Below);
+        assert_eq!(t.observe(81.0, t0 + 30 * S), Level::Above);
+        // Dropping below the threshold but inside the hysteresis band keeps it set.
+        assert_eq!(t.observe(78.0, t0 + 45 * S), Level::Above);
+        assert_eq!(t.observe(77.5, t0 + 60 * S), Level::Above);
+        // Below threshold - hysteresis for 10 s clears it.
+        assert_eq!(t.observe(76.0, t0 + 61 * S), Level::Above);
+        assert_eq!(t.observe(76.5, t0 + 71 * S), Level::Below);
+    }
+
+    #[test]
+    fn zero_min_duration_reacts_immediately() {
+        let t0 = Instant::now();
+        let mut t = ThresholdTracker::new(50.0, 0.0, Duration::ZERO);
+        assert_eq!(t.observe(51.0, t0), Level::Above);
+        assert_eq!(t.observe(49.0, t0), Level::Below);
+    }
+
+    #[test]
+    fn state_follows_the_worst_true_condition() {
+        let now = SystemTime::now();
+        let mut cs: Vec<Condition> = ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, now)).collect();
+        assert_eq!(derive_state(&cs, false), State::Unknown);
+        for c in cs.iter_mut() {
+            c.set(Status::False, Impact::Degraded, "Ok", String::new(), now);
+        }
+        assert_eq!(derive_state(&cs, false), State::Healthy);
+        cs[3].set(Status::True, Impact::Degraded, "LogErrorBurst", "5 errors in 1m".into(), now);
+        assert_eq!(derive_state(&cs, false), State::Degraded);
+        cs[0].set(Status::True, Impact::Unhealthy, "TemperatureAboveCritical", "96 °C".into(), now);
+        assert_eq!(derive_state(&cs, false), State::Unhealthy);
+        assert_eq!(derive_state(&cs, true), State::Maintenance);
+    }
+
+    #[test]
+    fn a_latched_condition_ignores_clearing_evidence() {
+        let now = SystemTime::now();
+        let mut c = Condition::unknown(ConditionKind::LogErrors, now);
+        assert!(c.set(Status::True, Impact::Degraded, "Rule", "AER fatal".into(), now));
+        c.latched = true;
+        assert!(!c.set(Status::False, Impact::Degraded, "Quiet", String::new(), now));
+        assert_eq!(c.status, Status::True);
+        c.latched = false;
+        assert!(c.set(Status::False, Impact::Degraded, "ClearedByOperator", String::new(), now));
+    }
+}

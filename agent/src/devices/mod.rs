@@ -1,0 +1,81 @@
+//! The device model: accelerators as devices with readings, named conditions and an overall state.
+
+pub mod engine;
+pub mod health;
+
+use collectors::export::{Families, lv};
+
+pub use engine::{ConditionChange, DeviceEngine, DeviceView};
+pub use health::{ConditionKind, State, Status};
+
+/// The accel_device_* families (DESIGN.md's catalogue).
+pub fn export(views: &[DeviceView], out: &mut Families) {
+    for d in views {
+        let id = lv(&d.id);
+        let kind = lv(d.kind);
+        out.gauge(
+            "accel_device_info",
+            "Static facts of a device",
+            vec![
+                ("device", id.clone()),
+                ("kind", kind.clone()),
+                ("model", lv(&d.model)),
+                ("driver", lv(&d.driver)),
+                ("pci_address", lv(&d.pci_address)),
+                ("firmware", lv(&d.firmware)),
+            ],
+            1.0,
+        );
+        if let Some(up) = d.up {
+            out.gauge(
+                "accel_device_up",
+                "1 if the device is reachable/online, 0 if not",
+                vec![("device", id.clone()), ("kind", kind.clone())],
+                f64::from(u8::from(up)),
+            );
+        }
+        for s in State::ALL {
+            out.gauge(
+                "accel_device_health",
+                "1 on the device's current state (healthy, degraded, unhealthy, unknown, maintenance)",
+                vec![("device", id.clone()), ("state", lv(s.name()))],
+                f64::from(u8::from(d.state == s)),
+            );
+        }
+        for c in &d.conditions {
+            out.gauge(
+                "accel_device_condition",
+                "1 while the condition is true, 0 while false or unknown",
+                vec![("device", id.clone()), ("condition", lv(c.kind.name()))],
+                f64::from(u8::from(c.status == Status::True)),
+            );
+        }
+        let r = &d.readings;
+        let sensor_family = |out: &mut Families, name: &str, help: &str, readings: &[engine::Reading]| {
+            for x in readings {
+                out.gauge(name, help, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
+            }
+        };
+        sensor_family(out, "accel_device_temperature_celsius", "Device temperature", &r.temperature_celsius);
+        for t in &r.temperature_threshold_celsius {
+            out.gauge(
+                "accel_device_temperature_threshold_celsius",
+                "Temperature threshold of a device sensor, by level",
+                vec![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
+                t.value,
+            );
+        }
+        sensor_family(out, "accel_device_power_watts", "Device power draw", &r.power_watts);
+        sensor_family(out, "accel_device_voltage_volts", "Device voltage", &r.voltage_volts);
+        sensor_family(out, "accel_device_current_amperes", "Device current", &r.current_amperes);
+        sensor_family(out, "accel_device_fan_rpm", "Device fan speed", &r.fan_rpm);
+        for x in &r.energy_joules {
+            out.counter(
+                "accel_device_energy_joules_total",
+                "Energy used by the device",
+                vec![("device", id.clone()), ("sensor", lv(&x.sensor))],
+                x.value,
+            );
+        }
+    }
+}

@@ -1,0 +1,134 @@
+//! A declared device bound to host sources, observed through /health, the JSON API and /metrics as it
+//! heats up past its thresholds and cools down.
+
+mod common;
+
+use accel_e2e::sysfs_tree::FakeSysfs;
+use common::Agent;
+
+const CONFIG: &str = r#"
+poll_interval = "100ms"
+
+[[device]]
+id = "loihi0"
+kind = "loihi"
+model = "Loihi 2"
+
+[device.thresholds]
+temperature_warn = 70.0
+temperature_crit = 85.0
+hysteresis = 5.0
+min_duration = "1s"
+power_max = 40.0
+"#;
+
+fn loihi_host() -> FakeSysfs {
+    let fs = FakeSysfs::new();
+    fs.hwmon(0, Some("loihi"), Some("devices/pci0000:00/0000:00:03.0/0000:5e:00.0"))
+        .attr("temp1_input", "45000")
+        .attr("temp1_label", "chip")
+        .attr("temp1_crit", "95000")
+        .attr("in0_input", "850");
+    fs.power_supply(
+        "loihi2",
+        &[("type", "Mains"), ("online", "1"), ("energy_now", "1000000"), ("power_now", "12500000")],
+    );
+    fs
+}
+
+const TEMP: &str = "devices/pci0000:00/0000:00:03.0/0000:5e:00.0/hwmon/hwmon0/temp1_input";
+
+fn json_str<'a>(body: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\": \"");
+    let start = body.find(&pat)? + pat.len();
+    Some(&body[start..start + body[start..].find('"')?])
+}
+
+#[test]
+fn a_board_heats_up_turns_unhealthy_and_recovers() {
+    let fs = loihi_host();
+    let (agent, _cfg) = Agent::with_config(fs.root(), CONFIG);
+    agent.wait_ready();
+    let d = [("device", "loihi0")];
+    agent.wait_for("healthy", || agent.metric("accel_device_health", &[d[0], ("state", "healthy")]) == Some(1.0));
+
+    // Readings in base units, from the hwmon chip and the loihi2 power supply.
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[d[0], ("sensor", "chip")]), Some(45.0));
+    assert_eq!(
+        agent.metric("accel_device_temperature_threshold_celsius", &[d[0], ("sensor", "chip"), ("level", "crit")]),
+        Some(95.0)
+    );
+    assert_eq!(agent.metric("accel_device_voltage_volts", &[d[0], ("sensor", "in0")]), Some(0.85));
+    assert_eq!(agent.metric("accel_device_power_watts", &[d[0], ("sensor", "loihi2")]), Some(12.5));
+    // 1,000,000 µWh = 1 Wh = 3600 J.
+    assert_eq!(agent.metric("accel_device_energy_joules_total", &[d[0], ("sensor", "loihi2")]), Some(3600.0));
+    assert_eq!(
+        agent.metric(
+            "accel_device_info",
+            &[d[0], ("kind", "loihi"), ("model", "Loihi 2"), ("driver", "loihi"), ("pci_address", "")]
+        ),
+        Some(1.0)
+    );
+    // Every declared condition is exported from the start.
+    for c in ["Overheating", "Offline", "SdkError", "LogErrors", "PowerAnomaly", "DataStale"] {
+        assert_eq!(agent.metric("accel_device_condition", &[d[0], ("condition", c)]), Some(0.0), "{c}");
+    }
+    let health = agent.get("/health");
+    assert_eq!(health.status, 200);
+    assert_eq!(json_str(&health.body, "status"), Some("healthy"));
+
+    // Above critical: unhealthy only after the minimum duration, and /health turns 503.
+    fs.write(TEMP, "90000\n");
+    agent.wait_for("Overheating", || {
+        agent.metric("accel_device_condition", &[d[0], ("condition", "Overheating")]) == Some(1.0)
+    });
+    assert_eq!(agent.metric("accel_device_health", &[d[0], ("state", "unhealthy")]), Some(1.0));
+    let health = agent.get("/health");
+    assert_eq!(health.status, 503, "{}", health.body);
+    assert!(health.body.contains("TemperatureAboveCritical"), "{}", health.body);
+    let device = agent.get("/api/v1/devices/loihi0");
+    assert_eq!(device.status, 200);
+    assert_eq!(json_str(&device.body, "state"), Some("unhealthy"));
+    assert!(
+        device
+            .body
+            .contains("\"sources\": [\n    \"hwmon:0000:00:03_0_0000:5e:00_0\",\n    \"power_supply:loihi2\"\n  ]"),
+        "{}",
+        device.body
+    );
+
+    // Inside the hysteresis band of the warning threshold (70 - 5): still degraded, not healthy.
+    fs.write(TEMP, "68000\n");
+    agent.wait_for("degraded", || agent.metric("accel_device_health", &[d[0], ("state", "degraded")]) == Some(1.0));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    assert_eq!(agent.metric("accel_device_health", &[d[0], ("state", "degraded")]), Some(1.0), "hysteresis holds");
+
+    // Cool: healthy again, /health 200.
+    fs.write(TEMP, "50000\n");
+    agent.wait_for("healthy again", || agent.metric("accel_device_health", &[d[0], ("state", "healthy")]) == Some(1.0));
+    assert_eq!(agent.get("/health").status, 200);
+
+    // Power above the configured maximum is a PowerAnomaly (degraded).
+    fs.write("devices/virtual/power_supply/loihi2/power_now", "45000000\n");
+    agent.wait_for("PowerAnomaly", || {
+        agent.metric("accel_device_condition", &[d[0], ("condition", "PowerAnomaly")]) == Some(1.0)
+    });
+    assert_eq!(agent.metric("accel_device_health", &[d[0], ("state", "degraded")]), Some(1.0));
+}
+
+#[test]
+fn a_device_whose_sources_vanish_goes_stale() {
+    let fs = loihi_host();
+    let cfg = format!("{CONFIG}stale_after = \"2s\"\n");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let d = ("device", "loihi0");
+    agent.wait_for("healthy", || agent.metric("accel_device_health", &[d, ("state", "healthy")]) == Some(1.0));
+    fs.remove("class/hwmon/hwmon0").remove("class/power_supply/loihi2");
+    agent.wait_for("DataStale", || {
+        agent.metric("accel_device_condition", &[d, ("condition", "DataStale")]) == Some(1.0)
+    });
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[d]), None, "absent, never 0");
+    assert_eq!(agent.get("/api/v1/devices/nope").status, 404);
+    assert!(agent.get("/api/v1/devices/nope").body.contains("\"loihi0\""), "lists the known ids");
+}
