@@ -41,6 +41,38 @@ pub fn render(snap: &Snapshot) -> String {
         esc(VERSION),
         esc(REVISION)
     );
+    if !snap.devices.is_empty() {
+        h.push_str("<h2>Devices</h2><table><tr><th>device</th><th>kind</th><th>state</th><th>hottest</th><th>failing conditions</th><th>sources</th></tr>");
+        for d in snap.devices.iter() {
+            let class = match d.state {
+                crate::devices::State::Healthy => "ok",
+                crate::devices::State::Unhealthy | crate::devices::State::Degraded => "bad",
+                _ => "",
+            };
+            let hottest = d
+                .readings
+                .temperature_celsius
+                .iter()
+                .max_by(|a, b| a.value.total_cmp(&b.value))
+                .map_or("—".to_owned(), |r| format!("{:.1} °C ({})", r.value, esc(&r.sensor)));
+            let failing: Vec<String> = d
+                .conditions
+                .iter()
+                .filter(|c| c.status == crate::devices::Status::True)
+                .map(|c| format!("{}: {}", c.kind.name(), esc(&c.message)))
+                .collect();
+            let _ = write!(
+                h,
+                "<tr><td><a href=\"/api/v1/devices/{id}\">{id}</a></td><td>{}</td><td class=\"{class}\">{}</td><td>{hottest}</td><td>{}</td><td>{}</td></tr>",
+                esc(d.kind),
+                d.state.name(),
+                failing.join("<br>"),
+                esc(&d.sources.join(", ")),
+                id = esc(&d.id),
+            );
+        }
+        h.push_str("</table>");
+    }
     h.push_str("<h2>Collectors</h2><table><tr><th>collector</th><th>status</th><th>found</th><th>last duration</th><th>read errors</th><th>problem</th></tr>");
     for (kind, c) in &snap.collectors {
         let status = match (c.collections, c.success) {

@@ -75,7 +75,7 @@ pub fn spawn_loops(
 /// runs after every collection.
 fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState) {
     let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-    if engine.is_empty() {
+    if !engine.has_work() {
         return;
     }
     let changes = engine.evaluate(&state.snapshot(), Instant::now(), SystemTime::now());

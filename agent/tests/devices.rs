@@ -132,3 +132,45 @@ fn a_device_whose_sources_vanish_goes_stale() {
     assert_eq!(agent.get("/api/v1/devices/nope").status, 404);
     assert!(agent.get("/api/v1/devices/nope").body.contains("\"loihi0\""), "lists the known ids");
 }
+
+#[test]
+fn accelerators_are_discovered_and_a_card_in_reset_is_offline() {
+    let fs = FakeSysfs::new();
+    // A habanalabs card: accel class device with a driver status, and its hwmon chip on the same function.
+    fs.accel_device(0, "0000:3b:00.0", "habanalabs", &[("status", "Operational"), ("max_power", "350000")]);
+    fs.hwmon(0, Some("habanalabs"), Some("devices/pci0000:00/0000:00:02.0/0000:3b:00.0")).attr("temp1_input", "61000");
+    // An accelerator known only by its PCI class (0x12: processing accelerator) and an hwmon chip.
+    fs.write("devices/pci0000:00/0000:00:04.0/0000:5e:00.0/class", "0x120000\n");
+    fs.hwmon(1, Some("photon"), Some("devices/pci0000:00/0000:00:04.0/0000:5e:00.0")).attr("temp1_input", "41000");
+    // A chip on a non-accelerator PCI device (an NVMe drive) is not a device.
+    fs.write("devices/pci0000:00/0000:00:05.0/0000:01:00.0/class", "0x010802\n");
+    fs.hwmon(2, Some("nvme"), Some("devices/pci0000:00/0000:00:05.0/0000:01:00.0")).attr("temp1_input", "35000");
+
+    let (agent, _cfg) = Agent::with_config(fs.root(), "poll_interval = \"100ms\"\n");
+    agent.wait_ready();
+    let hl = ("device", "habanalabs-0000:3b:00.0");
+    agent.wait_for("discovery", || agent.metric("accel_device_health", &[hl, ("state", "healthy")]) == Some(1.0));
+    assert_eq!(agent.metric("accel_device_up", &[hl, ("kind", "pci-accel")]), Some(1.0));
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[hl]), Some(61.0));
+    assert_eq!(
+        agent.metric("accel_device_info", &[hl, ("driver", "habanalabs"), ("pci_address", "0000:3b:00.0")]),
+        Some(1.0)
+    );
+    let photon = ("device", "photon-0000:5e:00.0");
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[photon]), Some(41.0));
+    let devices = agent.get("/api/v1/devices").body;
+    assert!(!devices.contains("0000:01:00.0"), "the NVMe drive is not an accelerator: {devices}");
+    assert!(devices.contains("\"discovered\": true"));
+
+    // The driver reports a reset: Offline, unhealthy, down.
+    fs.write("devices/pci0000:00/0000:00:02.0/0000:3b:00.0/status", "In reset\n");
+    agent.wait_for("Offline", || agent.metric("accel_device_condition", &[hl, ("condition", "Offline")]) == Some(1.0));
+    assert_eq!(agent.metric("accel_device_up", &[hl]), Some(0.0));
+    assert_eq!(agent.metric("accel_device_health", &[hl, ("state", "unhealthy")]), Some(1.0));
+    let health = agent.get("/health");
+    assert_eq!(health.status, 503);
+    assert!(health.body.contains("driver status: In reset"), "{}", health.body);
+
+    fs.write("devices/pci0000:00/0000:00:02.0/0000:3b:00.0/status", "Operational\n");
+    agent.wait_for("back", || agent.metric("accel_device_health", &[hl, ("state", "healthy")]) == Some(1.0));
+}

@@ -6,6 +6,7 @@ use std::path::Path;
 use config::{CollectorKind, CollectorSettings};
 
 use crate::export::Families;
+use crate::sysfs::accel::{AccelReader, AccelReadings};
 use crate::sysfs::cooling::{CoolingReader, CoolingReadings};
 use crate::sysfs::hwmon::{HwmonOptions, HwmonReader, HwmonReadings};
 use crate::sysfs::pci_aer::{PciAerReader, PciAerReadings};
@@ -23,6 +24,7 @@ pub enum HostReadings {
     PowerSupply(PowerSupplyReadings),
     Powercap(PowercapReadings),
     PciAer(PciAerReadings),
+    Accel(AccelReadings),
 }
 
 impl HostReadings {
@@ -34,6 +36,7 @@ impl HostReadings {
             HostReadings::PowerSupply(r) => r.export(out),
             HostReadings::Powercap(r) => r.export(out),
             HostReadings::PciAer(r) => r.export(out),
+            HostReadings::Accel(r) => r.export(out),
         }
     }
 
@@ -46,6 +49,7 @@ impl HostReadings {
             HostReadings::PowerSupply(r) => r.supplies.len(),
             HostReadings::Powercap(r) => r.zones.len(),
             HostReadings::PciAer(r) => r.devices.len(),
+            HostReadings::Accel(r) => r.devices.len(),
         }
     }
 }
@@ -74,6 +78,7 @@ impl HostCollector {
             CollectorKind::PowerSupply => boxed(PowerSupplyReader::new(sysfs_root, f), HostReadings::PowerSupply),
             CollectorKind::Powercap => boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap),
             CollectorKind::PciAer => boxed(PciAerReader::new(sysfs_root, f), HostReadings::PciAer),
+            CollectorKind::Accel => boxed(AccelReader::new(sysfs_root, f), HostReadings::Accel),
         };
         HostCollector { kind: settings.kind, collect }
     }

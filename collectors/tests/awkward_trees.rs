@@ -235,3 +235,38 @@ fn missing_classes_are_empty_not_failures() {
     assert!(ThermalReader::new(fs.root(), Filter::default()).collect(&mut io).unwrap().zones.is_empty());
     assert_eq!(io.take_stats().total(), 0);
 }
+
+#[test]
+fn accel_class_devices_by_driver() {
+    use collectors::sysfs::accel::{AccelReader, Field};
+    let fs = FakeSysfs::new();
+    fs.accel_device(
+        0,
+        "0000:3b:00.0",
+        "habanalabs",
+        &[("status", "In reset"), ("hard_reset_cnt", "2"), ("max_power", "350000"), ("clk_cur_freq_mhz", "1800")],
+    );
+    fs.accel_device(1, "0000:3c:00.0", "qaic", &[("ce_count", "4"), ("ue_count", "1"), ("dbc0_state", "3")]);
+    fs.accel_device(2, "0000:3d:00.0", "intel_vpu", &[("npu_busy_time_us", "2500000")]);
+    let mut io = io();
+    let r = AccelReader::new(fs.root(), Filter::default()).collect(&mut io).unwrap();
+    let hl = r.by_pci("0000:3b:00.0").unwrap();
+    assert_eq!(hl.driver.as_deref(), Some("habanalabs"));
+    assert_eq!(hl.operational(), Some(false));
+    assert_eq!(hl.value(Field::MaxPowerWatts), Some(350.0));
+    assert_eq!(hl.value(Field::ClockCurrentHz), Some(1.8e9));
+    let q = r.by_pci("0000:3c:00.0").unwrap();
+    assert_eq!(q.operational(), None, "qaic publishes no status");
+    assert_eq!(q.value(Field::UncorrectableErrors), Some(1.0));
+    assert_eq!(q.dbc_states, vec![(0, 3.0)]);
+    let mut f = Families::new();
+    r.export(&mut f);
+    assert_eq!(f.value("accel_class_status", &[("accel", "accel0"), ("status", "In reset")]), Some(1.0));
+    assert_eq!(f.value("accel_class_busy_seconds_total", &[("accel", "accel2")]), Some(2.5));
+    assert_eq!(f.value("accel_class_ras_errors_total", &[("accel", "accel1"), ("type", "ce")]), Some(4.0));
+    assert_eq!(
+        f.value("accel_class_device_info", &[("accel", "accel1"), ("pci_address", "0000:3c:00.0"), ("driver", "qaic")]),
+        Some(1.0)
+    );
+    assert_eq!(io.take_stats().total(), 0);
+}

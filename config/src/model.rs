@@ -83,6 +83,7 @@ pub struct Collectors {
     pub power_supply: Section,
     pub powercap: Section,
     pub pci_aer: Section,
+    pub accel: Section,
 }
 
 /// Settings shared by every collector. `include`/`exclude` match the collector's object name: the zone
@@ -150,16 +151,18 @@ pub enum CollectorKind {
     PowerSupply,
     Powercap,
     PciAer,
+    Accel,
 }
 
 impl CollectorKind {
-    pub const ALL: [CollectorKind; 6] = [
+    pub const ALL: [CollectorKind; 7] = [
         CollectorKind::Hwmon,
         CollectorKind::ThermalZone,
         CollectorKind::CoolingDevice,
         CollectorKind::PowerSupply,
         CollectorKind::Powercap,
         CollectorKind::PciAer,
+        CollectorKind::Accel,
     ];
 
     /// The section name under [collectors] and the `collector` label value.
@@ -171,6 +174,7 @@ impl CollectorKind {
             CollectorKind::PowerSupply => "power_supply",
             CollectorKind::Powercap => "powercap",
             CollectorKind::PciAer => "pci_aer",
+            CollectorKind::Accel => "accel",
         }
     }
 }
@@ -221,6 +225,7 @@ impl Config {
             CollectorKind::PowerSupply => &c.power_supply,
             CollectorKind::Powercap => &c.powercap,
             CollectorKind::PciAer => &c.pci_aer,
+            CollectorKind::Accel => &c.accel,
             CollectorKind::Hwmon => unreachable!("hwmon has its own section type"),
         }
     }

@@ -166,6 +166,25 @@ impl FakeSysfs {
     }
 }
 
+impl FakeSysfs {
+    /// An `accel` class device on a PCI function bound to `driver`, with attribute files in the PCI
+    /// device directory (e.g. ("status", "Operational"), ("ue_count", "0")). Also writes the PCI class
+    /// 0x120000 (processing accelerator).
+    pub fn accel_device(&self, n: u32, addr: &str, driver: &str, attrs: &[(&str, &str)]) -> &Self {
+        let dev = format!("devices/pci0000:00/0000:00:02.0/{addr}");
+        self.write(&format!("{dev}/class"), "0x120000\n");
+        for (k, v) in attrs {
+            self.write(&format!("{dev}/{k}"), &format!("{v}\n"));
+        }
+        self.mkdir(&format!("bus/pci/drivers/{driver}"));
+        self.symlink(&format!("{dev}/driver"), &format!("../../../../bus/pci/drivers/{driver}"));
+        self.mkdir(&format!("{dev}/accel/accel{n}"));
+        self.symlink(&format!("{dev}/accel/accel{n}/device"), "../..");
+        self.symlink(&format!("class/accel/accel{n}"), &format!("../../{dev}/accel/accel{n}"));
+        self
+    }
+}
+
 /// An hwmon chip being built.
 pub struct Chip<'a> {
     fs: &'a FakeSysfs,

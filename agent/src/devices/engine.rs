@@ -39,6 +39,8 @@ pub struct Readings {
     pub voltage_volts: Vec<Reading>,
     pub current_amperes: Vec<Reading>,
     pub fan_rpm: Vec<Reading>,
+    /// The driver's power cap, when it publishes one (habanalabs max_power).
+    pub power_limit_watts: Option<f64>,
 }
 
 impl Readings {
@@ -71,6 +73,8 @@ pub struct DeviceView {
     pub readings: Readings,
     /// Where the readings come from, e.g. "hwmon:loihi", "power_supply:loihi2".
     pub sources: Vec<String>,
+    /// Found by discovery rather than declared in the config.
+    pub discovered: bool,
 }
 
 /// A condition change, for the event journal and the log.
@@ -82,6 +86,10 @@ pub struct ConditionChange {
 
 struct Device {
     config: DeviceConfig,
+    /// Found by discovery rather than declared.
+    discovered: bool,
+    /// The accel class device bound by PCI address, if any: (driver status, operational).
+    accel_status: Option<(String, Option<bool>)>,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -96,39 +104,76 @@ struct Device {
 
 pub struct DeviceEngine {
     devices: Vec<Device>,
+    discovery: bool,
+}
+
+/// PCI class codes of devices discovery treats as accelerators: processing accelerators (0x12xxxx) and
+/// co-processors (0x0b40xx).
+pub fn is_accelerator_class(class: u32) -> bool {
+    class >> 16 == 0x12 || class >> 8 == 0x0b40
 }
 
 impl DeviceEngine {
     pub fn new(config: &Config, now: Instant, wall: SystemTime) -> Self {
-        let devices = config
-            .devices
-            .iter()
-            .map(|d| {
-                let t = d.thresholds();
-                Device {
-                    config: d.clone(),
-                    conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
-                    warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
-                    crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
-                    power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
-                    thresholds: t,
-                    readings: Readings::default(),
-                    sources: Vec::new(),
-                    driver: None,
-                    last_reading: None,
-                    created: now,
-                }
-            })
-            .collect();
-        DeviceEngine { devices }
+        let devices = config.devices.iter().map(|d| Device::new(d.clone(), false, now, wall)).collect();
+        DeviceEngine { devices, discovery: config.discovery.enabled }
     }
 
-    pub fn is_empty(&self) -> bool {
-        self.devices.is_empty()
+    /// Adds accelerators nobody declared: accel class devices, and hwmon chips on PCI accelerators. A
+    /// device once found stays (if it vanishes, its conditions say so).
+    fn discover(&mut self, snap: &Snapshot, now: Instant, wall: SystemTime) {
+        let mut found: Vec<(String, String)> = Vec::new();
+        if let Some(HostReadings::Accel(a)) = snap.readings(CollectorKind::Accel) {
+            for d in &a.devices {
+                if let Some(pci) = &d.pci_address {
+                    let driver = d.driver.as_deref().unwrap_or("accel");
+                    found.push((format!("{driver}-{pci}"), pci.to_string()));
+                }
+            }
+        }
+        if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
+            for c in &h.layout.chips {
+                if let (Some(pci), Some(class)) = (&c.pci_address, c.pci_class)
+                    && is_accelerator_class(class)
+                {
+                    let driver = c.raw_name.as_deref().unwrap_or("hwmon");
+                    found.push((format!("{driver}-{pci}"), pci.to_string()));
+                }
+            }
+        }
+        for (id, pci) in found {
+            let claimed =
+                self.devices.iter().any(|d| d.config.pci_address.as_deref() == Some(&pci) || d.config.id == id);
+            if claimed {
+                continue;
+            }
+            let config = DeviceConfig {
+                id,
+                kind: config::DeviceKind::PciAccel,
+                model: None,
+                pci_address: Some(pci),
+                hwmon: None,
+                thermal_zone: None,
+                power_supply: None,
+                thresholds: None,
+                logs: Vec::new(),
+                probes: Vec::new(),
+            };
+            tracing::info!(device = %config.id, "discovered a device");
+            self.devices.push(Device::new(config, true, now, wall));
+        }
+    }
+
+    /// Whether evaluating can find or change anything: there are devices, or discovery may add some.
+    pub fn has_work(&self) -> bool {
+        !self.devices.is_empty() || self.discovery
     }
 
     /// Re-reads every device's bound sources from the snapshot and re-evaluates its conditions.
     pub fn evaluate(&mut self, snap: &Snapshot, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+        if self.discovery {
+            self.discover(snap, now, wall);
+        }
         let mut changes = Vec::new();
         for d in &mut self.devices {
             d.bind(snap);
@@ -151,6 +196,25 @@ impl DeviceEngine {
 }
 
 impl Device {
+    fn new(config: DeviceConfig, discovered: bool, now: Instant, wall: SystemTime) -> Device {
+        let t = config.thresholds();
+        Device {
+            config,
+            discovered,
+            accel_status: None,
+            conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
+            warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
+            crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
+            power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
+            thresholds: t,
+            readings: Readings::default(),
+            sources: Vec::new(),
+            driver: None,
+            last_reading: None,
+            created: now,
+        }
+    }
+
     fn condition(&mut self, kind: ConditionKind) -> &mut Condition {
         let i = ConditionKind::ALL.iter().position(|k| *k == kind).expect("every kind has a slot");
         &mut self.conditions[i]
@@ -216,6 +280,22 @@ impl Device {
                 r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
             }
         }
+        self.accel_status = None;
+        if let (Some(pci), Some(HostReadings::Accel(a))) =
+            (&self.config.pci_address, snap.readings(CollectorKind::Accel))
+            && let Some(dev) = a.by_pci(pci)
+        {
+            sources.push(format!("accel:{}", dev.name));
+            if let Some(driver) = &dev.driver {
+                self.driver = Some(driver.to_string());
+            }
+            if let Some(status) = &dev.status {
+                self.accel_status = Some((status.clone(), dev.operational()));
+            }
+            if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
+                r.power_limit_watts = Some(w);
+            }
+        }
         self.readings = r;
         self.sources = sources;
     }
@@ -272,6 +352,24 @@ impl Device {
             changed.push(ConditionKind::PowerAnomaly);
         }
 
+        // Offline: the driver says the device is not operational (habanalabs: "In reset", "Needs reset",
+        // "Disabled"). Probes add their own evidence once configured.
+        if let Some((status, operational)) = self.accel_status.clone() {
+            let (st, reason) = match operational {
+                Some(false) => (Status::True, "DriverStatusNotOperational"),
+                _ => (Status::False, "DriverStatusOperational"),
+            };
+            if self.condition(ConditionKind::Offline).set(
+                st,
+                Impact::Unhealthy,
+                reason,
+                format!("driver status: {status}"),
+                wall,
+            ) {
+                changed.push(ConditionKind::Offline);
+            }
+        }
+
         // DataStale: bound sources stopped producing readings. A device with no host source at all is
         // judged by its probes instead.
         let has_sources = self.config.hwmon_name().is_some()
@@ -304,7 +402,11 @@ impl Device {
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: String::new(),
             state: derive_state(&self.conditions, false),
-            up: (!self.sources.is_empty()).then_some(true),
+            up: match &self.accel_status {
+                Some((_, Some(operational))) => Some(*operational),
+                _ => (!self.sources.is_empty()).then_some(true),
+            },
+            discovered: self.discovered,
             conditions: self.conditions.clone(),
             readings: self.readings.clone(),
             sources: self.sources.clone(),

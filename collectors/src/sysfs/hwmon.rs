@@ -82,6 +82,8 @@ pub struct Chip {
     pub device: Option<PathBuf>,
     /// The nearest PCI device at or above `device`.
     pub pci_address: Option<Arc<str>>,
+    /// That PCI device's class code (e.g. 0x120000 for a processing accelerator).
+    pub pci_class: Option<u32>,
     pub sensors: Vec<Sensor>,
 }
 
@@ -195,6 +197,7 @@ struct ChipBuilder {
     raw_name: Option<String>,
     hwmon: String,
     device: Option<PathBuf>,
+    pci_class: Option<u32>,
     sensors: BTreeMap<String, SensorDraft>,
 }
 
@@ -239,6 +242,7 @@ impl ChipBuilder {
             hwmon: Arc::from(self.hwmon.as_str()),
             device: self.device,
             pci_address,
+            pci_class: self.pci_class,
             sensors,
         }
     }
@@ -268,7 +272,14 @@ fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(Ch
     });
     let chip = from_device.or_else(|| chip_name.clone()).unwrap_or_else(|| clean_name(&hwmon));
 
-    let mut b = ChipBuilder { chip, chip_name, raw_name, hwmon, device: device.clone(), sensors: BTreeMap::new() };
+    // The PCI class tells discovery whether the chip sits on an accelerator.
+    let pci_class = device
+        .as_deref()
+        .and_then(|d| d.ancestors().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(super::is_pci_address)))
+        .and_then(|pci| io.read_optional(&pci.join("class")))
+        .and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok());
+    let mut b =
+        ChipBuilder { chip, chip_name, raw_name, hwmon, device: device.clone(), pci_class, sensors: BTreeMap::new() };
     let mut attrs = Vec::new();
     // The device directory is read second so that its files win, as in node_exporter.
     for d in std::iter::once(dir.clone()).chain(device) {

@@ -1,6 +1,7 @@
 //! Readers of the kernel's sysfs: hwmon, thermal zones, cooling devices, power supplies, powercap and
 //! PCI AER counters. Each takes the sysfs root as a parameter, so tests point it at a fake tree.
 
+pub mod accel;
 pub mod cooling;
 pub mod hwmon;
 pub mod io;
