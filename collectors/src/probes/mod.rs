@@ -1,1 +1,13 @@
 //! SDK status probes (commands) and reachability probes (TCP, UDP) with deadlines.
+//!
+//! Unlike the sysfs readers these are async: their waiting is on child processes and sockets, which tokio
+//! can bound without a thread per probe.
+
+mod capture;
+pub mod command;
+pub mod net;
+pub mod readings;
+
+pub use command::{CommandProbe, FailReason, ProbeOutcome, ProbeStatus};
+pub use net::{NetOutcome, Target, TcpProbe, UdpProbe};
+pub use readings::{FieldMap, OutputFormat, Parsed, PatternError, ReadingKind, RegexField};
