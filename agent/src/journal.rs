@@ -1,1 +1,0 @@
-//! The event journal: a durable history of what happened, in SQLite.

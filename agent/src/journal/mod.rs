@@ -1,0 +1,314 @@
+//! The event journal: a durable history of what happened (condition changes, actions, probe failure
+//! streaks), in SQLite at `<state_dir>/events.db`.
+//!
+//! Writes never block the async runtime: [`JournalWriter::record`] hands the event to a dedicated writer
+//! thread over a bounded queue and drops it (counting the drop) when the queue is full. The writer commits
+//! queued events in batches; a committed event survives SIGKILL and power loss (WAL, `synchronous=FULL`).
+//! Queries run on a separate read-only connection and block: async callers wrap them in
+//! `tokio::task::spawn_blocking`.
+
+mod event;
+mod schema;
+mod writer;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::Connection;
+use rusqlite::types::Value;
+use tokio::sync::mpsc;
+
+pub use event::{Event, Severity, UnknownSeverity, kind};
+pub use schema::SCHEMA_VERSION;
+pub use writer::JournalWriter;
+
+use event::{from_unix_ms, unix_ms};
+use schema::classify;
+
+/// The journal's file name inside the state directory.
+pub const FILE_NAME: &str = "events.db";
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("cannot create the state directory {}: {source}", path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot open the event journal {}: {source}", path.display())]
+    Open {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the event journal {} is corrupt or not an SQLite database: {detail}", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{} is an SQLite database but not an accel-agent event journal", path.display())]
+    Foreign { path: PathBuf },
+    #[error(
+        "the event journal {} has schema version {found}, newer than the {known} this agent understands \
+         (written by a newer accel-agent)",
+        path.display()
+    )]
+    SchemaTooNew { path: PathBuf, found: i64, known: i64 },
+    #[error("cannot upgrade the event journal {} from schema version {from}: {source}", path.display())]
+    Migrate {
+        path: PathBuf,
+        from: i64,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("the event journal {} cannot use WAL mode (got {mode:?}); is it on a network filesystem?", path.display())]
+    NoWal { path: PathBuf, mode: String },
+    #[error("event journal {}: {source}", path.display())]
+    Sql {
+        path: PathBuf,
+        #[source]
+        source: rusqlite::Error,
+    },
+    #[error("event journal {}: events could not be stored: {source}", path.display())]
+    Write {
+        path: PathBuf,
+        #[source]
+        source: Arc<rusqlite::Error>,
+    },
+    #[error("the writer of the event journal {} has stopped", path.display())]
+    WriterStopped { path: PathBuf },
+    #[error("cannot start the writer thread of the event journal {}: {source}", path.display())]
+    Spawn {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl JournalError {
+    /// The database file (or, for [`JournalError::CreateDir`], the directory) the error is about.
+    pub fn path(&self) -> &Path {
+        match self {
+            JournalError::CreateDir { path, .. }
+            | JournalError::Open { path, .. }
+            | JournalError::Corrupt { path, .. }
+            | JournalError::Foreign { path }
+            | JournalError::SchemaTooNew { path, .. }
+            | JournalError::Migrate { path, .. }
+            | JournalError::NoWal { path, .. }
+            | JournalError::Sql { path, .. }
+            | JournalError::Write { path, .. }
+            | JournalError::WriterStopped { path }
+            | JournalError::Spawn { path, .. } => path,
+        }
+    }
+}
+
+/// Periodic retention run by the writer thread, against the wall clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention {
+    /// Events older than this are deleted.
+    pub max_age: Duration,
+    /// At most this many events are kept, the newest.
+    pub max_rows: u64,
+    /// Retention runs when the journal opens and after every this many stored events.
+    pub every_inserts: u64,
+}
+
+impl Default for Retention {
+    /// 30 days and 100 000 events: a month of history for postmortems in well under 100 MB.
+    fn default() -> Self {
+        Retention { max_age: Duration::from_secs(30 * 24 * 3600), max_rows: 100_000, every_inserts: 1000 }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JournalOptions {
+    /// Events that may wait for the writer thread; beyond this, [`JournalWriter::record`] drops.
+    pub queue_capacity: usize,
+    /// Most events committed in one transaction.
+    pub max_batch: usize,
+    /// None: only explicit [`Journal::retain`] calls delete events.
+    pub retention: Option<Retention>,
+}
+
+impl Default for JournalOptions {
+    fn default() -> Self {
+        JournalOptions { queue_capacity: 4096, max_batch: 512, retention: Some(Retention::default()) }
+    }
+}
+
+/// Which events [`Journal::query`] returns, newest first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventFilter {
+    /// Only events at or after this time.
+    pub since: Option<SystemTime>,
+    pub device: Option<String>,
+    /// Only events at least this severe.
+    pub min_severity: Option<Severity>,
+    pub kind: Option<String>,
+    /// Most events returned (default 1000).
+    pub limit: usize,
+}
+
+impl Default for EventFilter {
+    fn default() -> Self {
+        EventFilter { since: None, device: None, min_severity: None, kind: None, limit: 1000 }
+    }
+}
+
+/// An open journal. Closing (or dropping) it stops the writer thread; [`JournalWriter`] handles then drop
+/// whatever they record.
+pub struct Journal {
+    path: PathBuf,
+    reader: Mutex<Connection>,
+    writer: JournalWriter,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").field("path", &self.path).field("writer", &self.writer).finish()
+    }
+}
+
+impl Journal {
+    /// The journal's path inside a state directory.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join(FILE_NAME)
+    }
+
+    /// Opens (creating if missing, with its directory at mode 0750) the journal at `path` with default
+    /// options. See [`Journal::open_with`].
+    pub fn open(path: impl AsRef<Path>) -> Result<Journal, JournalError> {
+        Journal::open_with(path, JournalOptions::default())
+    }
+
+    /// Opens the journal at `path`, migrating an older schema. A corrupt file, another application's
+    /// database or a newer schema is an error naming the path; the file is left as it is, for the caller to
+    /// decide (for instance, to move it aside). Blocks on disk I/O.
+    pub fn open_with(path: impl AsRef<Path>, options: JournalOptions) -> Result<Journal, JournalError> {
+        let path = path.as_ref().to_owned();
+        let conn = schema::open_writer(&path)?;
+        // After the writer, which has created the file and switched it to WAL.
+        let reader = schema::open_reader(&path)?;
+        let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
+        let writer = JournalWriter::new(tx, path.clone());
+        let thread = writer::spawn(conn, &writer, rx, options.max_batch, options.retention)
+            .map_err(|source| JournalError::Spawn { path: path.clone(), source })?;
+        Ok(Journal { path, reader: Mutex::new(reader), writer, thread: Some(thread) })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// A handle for recording events; clone it freely.
+    pub fn writer(&self) -> JournalWriter {
+        self.writer.clone()
+    }
+
+    /// See [`JournalWriter::dropped`].
+    pub fn dropped(&self) -> u64 {
+        self.writer.dropped()
+    }
+
+    /// Events matching `filter`, newest first (by time, then by id). Blocks on disk I/O; from async code,
+    /// call it inside `spawn_blocking`. Sees every event committed before the call.
+    pub fn query(&self, filter: &EventFilter) -> Result<Vec<Event>, JournalError> {
+        let mut sql = String::from("SELECT id, time_ms, device, severity, kind, message FROM events");
+        let mut conditions: Vec<String> = Vec::new();
+        let mut values: Vec<Value> = Vec::new();
+        if let Some(since) = filter.since {
+            conditions.push("time_ms >= ?".into());
+            values.push(Value::Integer(unix_ms(since)));
+        }
+        if let Some(device) = &filter.device {
+            conditions.push("device = ?".into());
+            values.push(Value::Text(device.clone()));
+        }
+        if let Some(min) = filter.min_severity {
+            // Severities are stored as text, whose order is not theirs; list the admitted names instead.
+            // They are our own constants, so splicing them into the SQL is safe.
+            let names: Vec<String> =
+                Severity::ALL.iter().filter(|s| **s >= min).map(|s| format!("'{}'", s.as_str())).collect();
+            conditions.push(format!("severity IN ({})", names.join(", ")));
+        }
+        if let Some(kind) = &filter.kind {
+            conditions.push("kind = ?".into());
+            values.push(Value::Text(kind.clone()));
+        }
+        if !conditions.is_empty() {
+            sql.push_str(" WHERE ");
+            sql.push_str(&conditions.join(" AND "));
+        }
+        sql.push_str(" ORDER BY time_ms DESC, id DESC LIMIT ?");
+        values.push(Value::Integer(i64::try_from(filter.limit).unwrap_or(i64::MAX)));
+
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let sql_err = |e| classify(&self.path, e);
+        let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
+        let rows = stmt
+            .query_map(rusqlite::params_from_iter(values), |row| {
+                Ok(Event {
+                    id: row.get(0)?,
+                    time: from_unix_ms(row.get(1)?),
+                    device: row.get(2)?,
+                    severity: row.get(3)?,
+                    kind: row.get(4)?,
+                    message: row.get(5)?,
+                })
+            })
+            .map_err(sql_err)?;
+        rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+    }
+
+    /// Events ever stored, by device (None: host-wide) and severity, for `accel_events_total`. These totals
+    /// survive restarts and are not decreased by retention, so they behave as Prometheus counters. Events
+    /// dropped before being stored are not included (see [`JournalWriter::dropped`]). Blocks on disk I/O.
+    pub fn counts_by_device_severity(&self) -> Result<Vec<(Option<String>, Severity, u64)>, JournalError> {
+        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let sql_err = |e| classify(&self.path, e);
+        let mut stmt = conn.prepare_cached("SELECT device, severity, total FROM event_counts").map_err(sql_err)?;
+        let rows = stmt
+            .query_map([], |row| {
+                let total: i64 = row.get(2)?;
+                // Totals only ever grow from zero; clamping guards against a hand-edited file.
+                Ok((row.get(0)?, row.get(1)?, total.max(0) as u64))
+            })
+            .map_err(sql_err)?;
+        let mut counts = rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)?;
+        counts.sort();
+        Ok(counts)
+    }
+
+    /// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows`, and returns
+    /// how many were deleted. Runs on the writer thread after everything recorded before the call, so
+    /// writes never contend. `now` is explicit so that callers (and tests) decide what time it is.
+    /// Blocks; from async code, call it inside `spawn_blocking`.
+    pub fn retain(&self, max_age: Duration, max_rows: u64, now: SystemTime) -> Result<u64, JournalError> {
+        self.writer.retain_blocking(max_age, max_rows, now)
+    }
+
+    /// Stores everything recorded so far, stops the writer thread and closes the database. Blocks; from
+    /// async code, call it inside `spawn_blocking`.
+    pub fn close(mut self) -> Result<(), JournalError> {
+        let flushed = self.writer.flush_blocking();
+        self.writer.shutdown_blocking();
+        if let Some(thread) = self.thread.take()
+            && thread.join().is_err()
+        {
+            return Err(JournalError::WriterStopped { path: self.path.clone() });
+        }
+        flushed
+    }
+}
+
+impl Drop for Journal {
+    fn drop(&mut self) {
+        // No join: dropping must not block an async task. The writer finishes what is queued and exits.
+        if self.thread.is_some() {
+            self.writer.shutdown_nowait();
+        }
+    }
+}

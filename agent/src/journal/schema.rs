@@ -1,0 +1,125 @@
+//! Opening the database file: the state directory, pragmas, the schema version and migrations.
+
+use std::os::unix::fs::DirBuilderExt;
+use std::path::Path;
+use std::time::Duration;
+
+use rusqlite::{Connection, ErrorCode, OpenFlags, TransactionBehavior};
+
+use super::JournalError;
+
+/// Schema migrations; entry `i` takes the database from version `i` to `i + 1` (SQLite's `user_version`).
+/// Append only: a released entry never changes.
+const MIGRATIONS: &[&str] = &[
+    // Version 1. AUTOINCREMENT so that ids are never reused after retention deletes the newest rows:
+    // consumers remember ids. `event_counts` holds totals that retention does not decrease, so
+    // `accel_events_total` stays a counter across restarts.
+    "CREATE TABLE events (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,
+        time_ms INTEGER NOT NULL,
+        device TEXT,
+        severity TEXT NOT NULL CHECK (severity IN ('info', 'warning', 'critical', 'fatal')),
+        kind TEXT NOT NULL,
+        message TEXT NOT NULL
+    );
+    CREATE INDEX events_time ON events (time_ms);
+    CREATE INDEX events_device_time ON events (device, time_ms);
+    CREATE TABLE event_counts (
+        device TEXT,
+        severity TEXT NOT NULL,
+        total INTEGER NOT NULL
+    );",
+];
+
+/// The schema version this build writes.
+pub const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// How long a statement waits for another connection's lock: another agent migrating the same file, or
+/// a backup tool reading it. Long enough for those, short enough that a wedged peer surfaces as an error.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Opens the connection all writes go through, creating the directory and the file if missing and bringing
+/// the schema up to date.
+pub(super) fn open_writer(path: &Path) -> Result<Connection, JournalError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty() && !d.exists()) {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(|source| JournalError::CreateDir { path: dir.to_owned(), source })?;
+    }
+    // Without SQLITE_OPEN_URI, a path that happens to start with "file:" is still just a path.
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let mut conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
+    let sql = |e| classify(path, e);
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0)).map_err(sql)?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(JournalError::NoWal { path: path.to_owned(), mode });
+    }
+    // WAL with synchronous=NORMAL already keeps every committed transaction across a SIGKILL: the commit is
+    // in the WAL file in the page cache, which outlives the process. FULL additionally fsyncs the WAL on
+    // each commit, so commits also survive power loss and kernel panics. The events written just before a
+    // node dies (a fatal hardware error, then a hard reset) are the ones most worth keeping, and the cost is
+    // one fsync per batch on the writer thread, off the async runtime.
+    conn.pragma_update(None, "synchronous", "FULL").map_err(sql)?;
+    // A damaged file is reported at open, where the caller can decide to move it aside, rather than at
+    // some later write. quick_check reads every page once; the journal is kept small by retention.
+    let check: String = conn.query_row("PRAGMA quick_check(1)", [], |r| r.get(0)).map_err(sql)?;
+    if check != "ok" {
+        return Err(JournalError::Corrupt { path: path.to_owned(), detail: check });
+    }
+    migrate(&mut conn, path)?;
+    Ok(conn)
+}
+
+/// Opens a connection for queries. SQLite enforces read-only, so a query bug cannot damage the journal; in
+/// WAL mode it reads a consistent snapshot without waiting for the writer.
+pub(super) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags)
+        .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
+    conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(path, e))?;
+    Ok(conn)
+}
+
+fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
+    // IMMEDIATE takes the write lock before reading the version, so two agents opening a new file at the
+    // same time cannot both run the same migration.
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(path, e))?;
+    let found: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(|e| classify(path, e))?;
+    if found > SCHEMA_VERSION {
+        return Err(JournalError::SchemaTooNew { path: path.to_owned(), found, known: SCHEMA_VERSION });
+    }
+    if found < 0 {
+        return Err(JournalError::Foreign { path: path.to_owned() });
+    }
+    if found == 0 {
+        let tables: i64 = tx
+            .query_row("SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE 'sqlite_%'", [], |r| r.get(0))
+            .map_err(|e| classify(path, e))?;
+        if tables > 0 {
+            return Err(JournalError::Foreign { path: path.to_owned() });
+        }
+    }
+    if found == SCHEMA_VERSION {
+        return Ok(());
+    }
+    let failed = |source| JournalError::Migrate { path: path.to_owned(), from: found, source };
+    for (from, step) in MIGRATIONS.iter().enumerate().skip(found as usize) {
+        tx.execute_batch(step).map_err(failed)?;
+        tx.pragma_update(None, "user_version", from as i64 + 1).map_err(failed)?;
+    }
+    tx.commit().map_err(failed)
+}
+
+/// Maps an SQLite error to the journal error for `path`, telling corruption apart so the caller can act on it.
+pub(super) fn classify(path: &Path, e: rusqlite::Error) -> JournalError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt) => {
+            JournalError::Corrupt { path: path.to_owned(), detail: e.to_string() }
+        }
+        _ => JournalError::Sql { path: path.to_owned(), source: e },
+    }
+}

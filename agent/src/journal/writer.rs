@@ -1,0 +1,317 @@
+//! The writer thread: the one connection that writes, fed over a bounded channel so that recording an event
+//! never waits for the disk.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+use tokio::sync::{mpsc, oneshot};
+
+use super::event::{Event, Severity, unix_ms};
+use super::{JournalError, Retention};
+
+pub(super) enum Command {
+    Record(Event),
+    Flush(oneshot::Sender<Result<(), JournalError>>),
+    Retain {
+        max_age: Duration,
+        max_rows: u64,
+        now: SystemTime,
+        reply: oneshot::Sender<Result<u64, JournalError>>,
+    },
+    /// Stops accepting commands; everything already queued is still written.
+    Shutdown,
+}
+
+#[derive(Debug)]
+pub(super) struct Shared {
+    pub(super) path: PathBuf,
+    dropped: AtomicU64,
+    /// Set when the journal is dropped; a Shutdown command may not fit into a full queue.
+    closed: AtomicBool,
+}
+
+/// A cheap, cloneable handle for recording events from anywhere, including async tasks.
+///
+/// Handles stop working (every event is dropped) once the [`super::Journal`] they came from is closed or
+/// dropped.
+#[derive(Clone)]
+pub struct JournalWriter {
+    tx: mpsc::Sender<Command>,
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for JournalWriter {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JournalWriter").field("path", &self.shared.path).field("dropped", &self.dropped()).finish()
+    }
+}
+
+impl JournalWriter {
+    pub(super) fn new(tx: mpsc::Sender<Command>, path: PathBuf) -> JournalWriter {
+        JournalWriter {
+            tx,
+            shared: Arc::new(Shared { path, dropped: AtomicU64::new(0), closed: AtomicBool::new(false) }),
+        }
+    }
+
+    /// Queues `event` to be stored and returns at once; the event's `id` is ignored and assigned on commit.
+    ///
+    /// Returns false when the event was dropped instead: the queue was full (the disk cannot keep up with
+    /// a storm of events, and the agent must not stall on it) or the journal is closed. Dropped events are
+    /// counted in [`JournalWriter::dropped`].
+    pub fn record(&self, event: Event) -> bool {
+        let sent = !self.shared.closed.load(Ordering::Relaxed) && self.tx.try_send(Command::Record(event)).is_ok();
+        if !sent {
+            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        sent
+    }
+
+    /// Events that were recorded but will never be stored, since the journal was opened: dropped because
+    /// the queue was full or the journal closed, or lost because their transaction failed. Shared by all
+    /// clones of this handle.
+    pub fn dropped(&self) -> u64 {
+        self.shared.dropped.load(Ordering::Relaxed)
+    }
+
+    /// Returns once every event accepted by `record` (through any handle) before this call is committed.
+    /// Fails if some of them could not be stored since the previous flush, or if the writer has stopped.
+    pub async fn flush(&self) -> Result<(), JournalError> {
+        let (reply, done) = oneshot::channel();
+        self.tx.send(Command::Flush(reply)).await.map_err(|_| self.stopped())?;
+        done.await.map_err(|_| self.stopped())?
+    }
+
+    /// [`JournalWriter::flush`] for threads outside the async runtime (tests, `spawn_blocking`). Panics when
+    /// called from async code, like every blocking tokio channel operation.
+    pub fn flush_blocking(&self) -> Result<(), JournalError> {
+        let (reply, done) = oneshot::channel();
+        self.tx.blocking_send(Command::Flush(reply)).map_err(|_| self.stopped())?;
+        done.blocking_recv().map_err(|_| self.stopped())?
+    }
+
+    pub(super) fn retain_blocking(
+        &self,
+        max_age: Duration,
+        max_rows: u64,
+        now: SystemTime,
+    ) -> Result<u64, JournalError> {
+        let (reply, done) = oneshot::channel();
+        let command = Command::Retain { max_age, max_rows, now, reply };
+        self.tx.blocking_send(command).map_err(|_| self.stopped())?;
+        done.blocking_recv().map_err(|_| self.stopped())?
+    }
+
+    /// Waits for room in the queue, so the writer is sure to see it.
+    pub(super) fn shutdown_blocking(&self) {
+        let _ = self.tx.blocking_send(Command::Shutdown);
+    }
+
+    /// For `Drop`, which must not block. When the queue is full, the writer sees the flag after its
+    /// current batch instead.
+    pub(super) fn shutdown_nowait(&self) {
+        self.shared.closed.store(true, Ordering::Relaxed);
+        let _ = self.tx.try_send(Command::Shutdown);
+    }
+
+    fn stopped(&self) -> JournalError {
+        JournalError::WriterStopped { path: self.shared.path.clone() }
+    }
+}
+
+/// Starts the writer thread; it ends when the channel is closed and drained.
+pub(super) fn spawn(
+    conn: Connection,
+    handle: &JournalWriter,
+    rx: mpsc::Receiver<Command>,
+    max_batch: usize,
+    retention: Option<Retention>,
+) -> std::io::Result<JoinHandle<()>> {
+    let thread = WriterThread {
+        conn,
+        shared: Arc::clone(&handle.shared),
+        max_batch: max_batch.max(1),
+        retention,
+        inserted_since_retention: 0,
+        unreported_failure: None,
+    };
+    std::thread::Builder::new().name("journal-writer".into()).spawn(move || thread.run(rx))
+}
+
+struct WriterThread {
+    conn: Connection,
+    shared: Arc<Shared>,
+    max_batch: usize,
+    retention: Option<Retention>,
+    inserted_since_retention: u64,
+    /// The latest failed commit, until a flush reports it.
+    unreported_failure: Option<Arc<rusqlite::Error>>,
+}
+
+impl WriterThread {
+    fn run(mut self, mut rx: mpsc::Receiver<Command>) {
+        // An agent that restarts often may never reach `every_inserts` within one run.
+        if self.retention.is_some() {
+            self.retain_periodically(true);
+        }
+        let mut pending = Vec::with_capacity(self.max_batch);
+        let mut waiters = Vec::new();
+        while let Some(first) = rx.blocking_recv() {
+            // Take whatever else is already queued, so that a burst costs one transaction (and one fsync).
+            let mut next = Some(first);
+            let mut taken = 0;
+            while let Some(command) = next.take() {
+                taken += 1;
+                match command {
+                    Command::Record(event) => pending.push(event),
+                    Command::Flush(reply) => waiters.push(reply),
+                    Command::Retain { max_age, max_rows, now, reply } => {
+                        // Events queued before the request are subject to it.
+                        self.commit(&mut pending);
+                        let result = delete_expired(&mut self.conn, max_age, max_rows, now)
+                            .map_err(|e| super::schema::classify(&self.shared.path, e));
+                        let _ = reply.send(result);
+                    }
+                    Command::Shutdown => rx.close(),
+                }
+                if taken < self.max_batch {
+                    next = rx.try_recv().ok();
+                }
+            }
+            self.commit(&mut pending);
+            self.answer(&mut waiters);
+            if self.shared.closed.load(Ordering::Relaxed) {
+                rx.close();
+            }
+        }
+    }
+
+    fn commit(&mut self, pending: &mut Vec<Event>) {
+        if pending.is_empty() {
+            return;
+        }
+        match insert(&mut self.conn, pending) {
+            Ok(()) => {
+                self.inserted_since_retention += pending.len() as u64;
+                self.retain_periodically(false);
+            }
+            Err(e) => {
+                tracing::error!(path = %self.shared.path.display(), "cannot store {} event(s): {e}", pending.len());
+                self.shared.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                self.unreported_failure = Some(Arc::new(e));
+            }
+        }
+        pending.clear();
+    }
+
+    fn answer(&mut self, waiters: &mut Vec<oneshot::Sender<Result<(), JournalError>>>) {
+        if waiters.is_empty() {
+            return;
+        }
+        let failure = self.unreported_failure.take();
+        for reply in waiters.drain(..) {
+            let result = match &failure {
+                Some(e) => Err(JournalError::Write { path: self.shared.path.clone(), source: Arc::clone(e) }),
+                None => Ok(()),
+            };
+            let _ = reply.send(result);
+        }
+    }
+
+    fn retain_periodically(&mut self, force: bool) {
+        let Some(r) = self.retention else { return };
+        if !force && self.inserted_since_retention < r.every_inserts {
+            return;
+        }
+        self.inserted_since_retention = 0;
+        match delete_expired(&mut self.conn, r.max_age, r.max_rows, SystemTime::now()) {
+            Ok(0) => {}
+            Ok(n) => tracing::debug!(path = %self.shared.path.display(), "retention deleted {n} event(s)"),
+            // Not fatal: the journal grows until a later run succeeds.
+            Err(e) => tracing::warn!(path = %self.shared.path.display(), "event retention failed: {e}"),
+        }
+    }
+}
+
+fn insert(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    {
+        let mut insert = tx.prepare_cached(
+            "INSERT INTO events (time_ms, device, severity, kind, message) VALUES (?1, ?2, ?3, ?4, ?5)",
+        )?;
+        let mut counts: BTreeMap<(Option<&str>, Severity), i64> = BTreeMap::new();
+        for e in events {
+            insert.execute(params![unix_ms(e.time), e.device, e.severity, e.kind, e.message])?;
+            *counts.entry((e.device.as_deref(), e.severity)).or_default() += 1;
+        }
+        // `IS` rather than `=` so that host-wide events (NULL device) find their row.
+        let mut bump =
+            tx.prepare_cached("UPDATE event_counts SET total = total + ?3 WHERE device IS ?1 AND severity = ?2")?;
+        let mut add = tx.prepare_cached("INSERT INTO event_counts (device, severity, total) VALUES (?1, ?2, ?3)")?;
+        for ((device, severity), n) in counts {
+            if bump.execute(params![device, severity, n])? == 0 {
+                add.execute(params![device, severity, n])?;
+            }
+        }
+    }
+    tx.commit()
+}
+
+/// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows`. Returns how
+/// many were deleted. Totals in `event_counts` are left alone: they count events ever stored.
+pub(super) fn delete_expired(
+    conn: &mut Connection,
+    max_age: Duration,
+    max_rows: u64,
+    now: SystemTime,
+) -> rusqlite::Result<u64> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut deleted = 0;
+    // No cutoff when `now - max_age` is before what SystemTime can express: nothing is that old.
+    if let Some(cutoff) = now.checked_sub(max_age) {
+        deleted += tx.execute("DELETE FROM events WHERE time_ms < ?1", [unix_ms(cutoff)])?;
+    }
+    let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    deleted += tx.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
+        [keep],
+    )?;
+    tx.commit()?;
+    Ok(deleted as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        // Nobody serves this receiver, as if the writer were stuck on a slow disk.
+        let (tx, _rx) = mpsc::channel(2);
+        let writer = JournalWriter::new(tx, PathBuf::from("/nonexistent/events.db"));
+        let accepted: Vec<bool> = (0..5)
+            .map(|i| writer.record(Event::new(SystemTime::UNIX_EPOCH, Severity::Info, "test", format!("{i}"))))
+            .collect();
+        assert_eq!(accepted, [true, true, false, false, false]);
+        assert_eq!(writer.dropped(), 3);
+        assert_eq!(writer.clone().dropped(), 3, "clones share the counter");
+    }
+
+    #[test]
+    fn a_closed_journal_drops_and_reports_the_writer_stopped() {
+        let (tx, rx) = mpsc::channel(2);
+        drop(rx);
+        let writer = JournalWriter::new(tx, PathBuf::from("/var/lib/accel-agent/events.db"));
+        assert!(!writer.record(Event::new(SystemTime::UNIX_EPOCH, Severity::Fatal, "test", "late")));
+        assert_eq!(writer.dropped(), 1);
+        let err = writer.flush_blocking().unwrap_err();
+        assert!(matches!(err, JournalError::WriterStopped { .. }));
+        assert!(err.to_string().contains("/var/lib/accel-agent/events.db"), "{err}");
+    }
+}
