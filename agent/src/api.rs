@@ -69,3 +69,66 @@ pub struct UnknownDevice {
 pub fn unknown_device(id: &str, devices: &[DeviceView]) -> UnknownDevice {
     UnknownDevice { error: format!("no device {id:?}"), known: devices.iter().map(|d| d.id.clone()).collect() }
 }
+
+/// Parses /api/v1/events?since=1h&device=ID&severity=warning&kind=condition_set&limit=100.
+pub fn event_filter(query: &str) -> Result<crate::journal::EventFilter, String> {
+    let mut f = crate::journal::EventFilter::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "since" => {
+                let d = humantime::parse_duration(&v).map_err(|e| format!("since={v}: {e}; write e.g. 30m, 2h, 1d"))?;
+                f.since = std::time::SystemTime::now().checked_sub(d);
+            }
+            "device" => f.device = Some(v),
+            "severity" => f.min_severity = Some(v.parse().map_err(|e| format!("severity={v}: {e}"))?),
+            "kind" => f.kind = Some(v),
+            "limit" => f.limit = v.parse().map_err(|_| format!("limit={v}: not a number"))?,
+            other => return Err(format!("unknown parameter {other:?}; use since, device, severity, kind, limit")),
+        }
+    }
+    Ok(f)
+}
+
+fn percent_decode(s: &str) -> String {
+    let hex = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            // Both hex digits must exist: indexes i+1 and i+2.
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 3;
+                    continue;
+                }
+                _ => out.push(b'%'),
+            },
+            b'+' => out.push(b' '),
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::Severity;
+
+    #[test]
+    fn event_filters_from_query_strings() {
+        let f = event_filter("device=loihi0&severity=warning&limit=5&kind=condition_set").unwrap();
+        assert_eq!(f.device.as_deref(), Some("loihi0"));
+        assert_eq!(f.min_severity, Some(Severity::Warning));
+        assert_eq!(f.limit, 5);
+        assert!(event_filter("since=2h").unwrap().since.is_some());
+        assert!(event_filter("since=soon").unwrap_err().contains("since=soon"));
+        assert!(event_filter("colour=red").unwrap_err().contains("unknown parameter"));
+        assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+    }
+}

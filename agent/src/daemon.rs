@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::cli::Cli;
+use crate::events::Events;
 use crate::http::{self, Http};
 use crate::schedule;
 use crate::state::AgentState;
@@ -89,10 +90,17 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
         "accel-agent started"
     );
 
+    let state_dir = config.state_dir.clone();
+    let events = Arc::new(
+        tokio::task::spawn_blocking(move || Events::open(&state_dir))
+            .await
+            .unwrap_or_else(|e| Events::without_journal(format!("opening the journal failed: {e}"))),
+    );
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    schedule::spawn_loops(&config, &config.sysfs_root, &state, &shutdown, &mut tasks);
-    let server = tokio::spawn(http::serve(listener, Http::new(Arc::clone(&state)), shutdown.clone()));
+    schedule::spawn_loops(&config, &config.sysfs_root, &state, &events, &shutdown, &mut tasks);
+    let http = Http::new(Arc::clone(&state), Arc::clone(&events));
+    let server = tokio::spawn(http::serve(listener, http, shutdown.clone()));
 
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
@@ -106,7 +114,9 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     // with the process.
     let _ =
         tokio::time::timeout(Duration::from_millis(500), async { while tasks.join_next().await.is_some() {} }).await;
-    let _ = tokio::time::timeout(Duration::from_millis(1200), server).await;
+    let _ = tokio::time::timeout(Duration::from_millis(1000), server).await;
+    // Events of the last moments are the ones an incident review wants.
+    let _ = tokio::time::timeout(Duration::from_millis(300), events.flush()).await;
     tracing::info!("stopped");
     Ok(())
 }

@@ -112,6 +112,24 @@ pub fn families(snap: &Snapshot) -> Families {
             );
         }
     }
+    // Pre-initialised for every device, so rate() works from the first event.
+    let mut counts: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
+    for d in snap.devices.iter() {
+        for s in crate::journal::Severity::ALL {
+            counts.insert((d.id.as_str(), s.as_str()), 0);
+        }
+    }
+    for (device, severity, n) in snap.event_counts.iter() {
+        counts.insert((device.as_str(), severity.as_str()), *n);
+    }
+    for ((device, severity), n) in counts {
+        out.counter(
+            "accel_events_total",
+            "Events recorded in the journal, by device and severity",
+            vec![("device", lv(device)), ("severity", lv(severity))],
+            n as f64,
+        );
+    }
     out.gauge(
         "accel_build_info",
         "Version and git revision of the running agent",

@@ -23,6 +23,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::api;
 use crate::devices::State;
+use crate::events::Events;
 use crate::exposition::{Exposition, Format, accepts_gzip};
 use crate::landing;
 use crate::state::AgentState;
@@ -37,14 +38,29 @@ const DRAIN_TIMEOUT: Duration = Duration::from_millis(1000);
 pub struct Http {
     pub state: Arc<AgentState>,
     pub exposition: Exposition,
+    pub events: Arc<Events>,
 }
 
 impl Http {
-    pub fn new(state: Arc<AgentState>) -> Arc<Self> {
-        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state })
+    pub fn new(state: Arc<AgentState>, events: Arc<Events>) -> Arc<Self> {
+        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state, events })
     }
 
-    pub fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        if req.uri().path() == "/api/v1/events" && (req.method() == Method::GET || req.method() == Method::HEAD) {
+            return match api::event_filter(req.uri().query().unwrap_or("")) {
+                Ok(filter) => match self.events.query(filter).await {
+                    Ok(events) => json(StatusCode::OK, &events),
+                    Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
+                },
+                Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+            };
+        }
+        self.handle_snapshot(req)
+    }
+
+    /// Everything answered from the snapshot alone.
+    fn handle_snapshot(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here\n");
         }
@@ -168,7 +184,7 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: Cancellatio
         let http = Arc::clone(&http);
         let service = service_fn(move |req: Request<Incoming>| {
             let http = Arc::clone(&http);
-            async move { Ok::<_, Infallible>(http.handle(&req)) }
+            async move { Ok::<_, Infallible>(http.handle(&req).await) }
         });
         let conn = http1::Builder::new()
             .timer(TokioTimer::new())

@@ -6,6 +6,7 @@ pub mod cli;
 pub mod collect;
 pub mod daemon;
 pub mod devices;
+pub mod events;
 pub mod exposition;
 pub mod http;
 pub mod journal;

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::collect::Supervisor;
 use crate::devices::{DeviceEngine, Status};
+use crate::events::Events;
 use crate::state::AgentState;
 
 /// The enabled collectors with their interval and timeout, in report order.
@@ -23,13 +24,15 @@ pub fn spawn_loops(
     config: &Config,
     sysfs_root: &Path,
     state: &Arc<AgentState>,
+    events: &Arc<Events>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
     let engine = Arc::new(Mutex::new(DeviceEngine::new(config, Instant::now(), SystemTime::now())));
-    evaluate_devices(&engine, state);
+    evaluate_devices(&engine, state, events);
     for settings in enabled(config) {
         let engine = Arc::clone(&engine);
+        let events = Arc::clone(events);
         let mut supervisor = Supervisor::new(settings, sysfs_root);
         let state = Arc::clone(state);
         let shutdown = shutdown.clone();
@@ -49,7 +52,7 @@ pub fn spawn_loops(
                     _ = shutdown.cancelled() => break,
                 };
                 state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
-                evaluate_devices(&engine, &state);
+                evaluate_devices(&engine, &state, &events);
                 // Log changes, not every failed round: a collector failing every 5 s is one line.
                 let snap = state.snapshot();
                 if let Some(c) = snap.collectors.get(&kind) {
@@ -73,13 +76,15 @@ pub fn spawn_loops(
 
 /// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
 /// runs after every collection.
-fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState) {
+fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events) {
     let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
     if !engine.has_work() {
         return;
     }
-    let changes = engine.evaluate(&state.snapshot(), Instant::now(), SystemTime::now());
+    let now = SystemTime::now();
+    let changes = engine.evaluate(&state.snapshot(), Instant::now(), now);
     for change in &changes {
+        events.condition_changed(change, now);
         let c = &change.condition;
         match c.status {
             Status::True => {
@@ -90,5 +95,5 @@ fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState) {
             }
         }
     }
-    state.publish_devices(engine.views());
+    state.publish_devices(engine.views(), events.counts());
 }

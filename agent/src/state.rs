@@ -12,6 +12,7 @@ use config::CollectorKind;
 
 use crate::collect::Outcome;
 use crate::devices::DeviceView;
+use crate::journal::Severity;
 
 /// The latest state of one collector.
 #[derive(Debug, Clone, Default)]
@@ -49,6 +50,8 @@ pub struct Snapshot {
     pub collectors: BTreeMap<CollectorKind, CollectorStatus>,
     /// Every device with its readings, conditions and state, as of the last evaluation.
     pub devices: Arc<Vec<DeviceView>>,
+    /// Events recorded, by device ("" for host-wide) and severity.
+    pub event_counts: Arc<Vec<(String, Severity, u64)>>,
 }
 
 impl Snapshot {
@@ -97,13 +100,15 @@ impl AgentState {
         self.snapshot.load_full()
     }
 
-    /// Publishes the devices as the engine last evaluated them.
-    pub fn publish_devices(&self, views: Vec<DeviceView>) {
+    /// Publishes the devices as the engine last evaluated them, with the event counts so far.
+    pub fn publish_devices(&self, views: Vec<DeviceView>, event_counts: Vec<(String, Severity, u64)>) {
         let views = Arc::new(views);
+        let counts = Arc::new(event_counts);
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
             snap.devices = Arc::clone(&views);
+            snap.event_counts = Arc::clone(&counts);
             snap
         });
     }

@@ -108,6 +108,17 @@ fn a_board_heats_up_turns_unhealthy_and_recovers() {
     agent.wait_for("healthy again", || agent.metric("accel_device_health", &[d[0], ("state", "healthy")]) == Some(1.0));
     assert_eq!(agent.get("/health").status, 200);
 
+    // Every change is an event in the journal, newest first, and counted.
+    let events = agent.get("/api/v1/events?device=loihi0&severity=warning");
+    assert_eq!(events.status, 200, "{}", events.body);
+    assert!(events.body.contains("\"message\": \"Overheating set (TemperatureAboveCritical)"), "{}", events.body);
+    assert!(events.body.contains("\"severity\": \"critical\""), "{}", events.body);
+    let cleared = agent.get("/api/v1/events?device=loihi0&kind=condition_cleared").body;
+    assert!(cleared.contains("Overheating cleared (TemperatureNormal)"), "{cleared}");
+    assert!(agent.metric("accel_events_total", &[d[0], ("severity", "critical")]).unwrap() >= 1.0);
+    assert_eq!(agent.metric("accel_events_total", &[d[0], ("severity", "fatal")]), Some(0.0), "pre-initialised");
+    assert_eq!(agent.get("/api/v1/events?since=soon").status, 400);
+
     // Power above the configured maximum is a PowerAnomaly (degraded).
     fs.write("devices/virtual/power_supply/loihi2/power_now", "45000000\n");
     agent.wait_for("PowerAnomaly", || {

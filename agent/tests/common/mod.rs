@@ -16,14 +16,20 @@ pub struct Agent {
     pub child: Child,
     pub addr: SocketAddr,
     pub stderr: mpsc::Receiver<String>,
+    /// The agent's own state directory (journal), removed with the agent.
+    pub state_dir: tempfile::TempDir,
 }
 
 impl Agent {
     /// Starts the agent on an ephemeral port with the given extra arguments, and waits until it logs
     /// its address.
     pub fn start(args: &[&str]) -> Agent {
+        let state_dir = tempfile::Builder::new().prefix("agent-state-").tempdir().expect("state dir");
+        let state = state_dir.path().to_str().expect("utf-8 temp path").to_owned();
+        let socket = format!("{state}/agent.sock");
         let mut child = Command::new(BIN)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
+            .args(["--state-dir", &state, "--socket", &socket])
             .args(args)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -46,7 +52,7 @@ impl Agent {
                 panic!("accel-agent did not log its listen address");
             };
             if let Some(addr) = json_field(&line, "listen") {
-                return Agent { child, addr: addr.parse().expect("listen address"), stderr: rx };
+                return Agent { child, addr: addr.parse().expect("listen address"), stderr: rx, state_dir };
             }
         }
     }

@@ -1,0 +1,123 @@
+//! What happened: condition changes (and later actions and probe streaks) as events, recorded in the
+//! journal and counted for accel_events_total.
+//!
+//! A journal that cannot be opened (an unwritable state directory when run by hand, a damaged file) must
+//! not stop the agent from monitoring: events are then counted and logged but not kept, and the reason is
+//! reported once.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
+
+use crate::devices::health::Impact;
+use crate::devices::{ConditionChange, Status};
+use crate::journal::{Event, EventFilter, Journal, JournalError, JournalWriter, Severity, kind};
+
+pub struct Events {
+    journal: Option<Arc<Journal>>,
+    writer: Option<JournalWriter>,
+    /// (device or "", severity) -> events since the journal began (or since start without one).
+    counts: Mutex<BTreeMap<(String, Severity), u64>>,
+    /// Why there is no journal, for the landing page and the API.
+    pub unavailable: Option<String>,
+}
+
+impl Events {
+    /// Opens the journal under `state_dir`; on failure, runs without one.
+    pub fn open(state_dir: &Path) -> Events {
+        match Journal::open(Journal::path_in(state_dir)) {
+            Ok(journal) => {
+                let mut counts = BTreeMap::new();
+                match journal.counts_by_device_severity() {
+                    Ok(rows) => {
+                        for (device, severity, n) in rows {
+                            counts.insert((device.unwrap_or_default(), severity), n);
+                        }
+                    }
+                    Err(e) => tracing::warn!("cannot read event counts: {e}"),
+                }
+                let writer = journal.writer();
+                Events {
+                    journal: Some(Arc::new(journal)),
+                    writer: Some(writer),
+                    counts: Mutex::new(counts),
+                    unavailable: None,
+                }
+            }
+            Err(e) => {
+                tracing::warn!("event journal unavailable, events are counted and logged but not kept: {e}");
+                Events::without_journal(e.to_string())
+            }
+        }
+    }
+
+    pub fn without_journal(reason: String) -> Events {
+        Events { journal: None, writer: None, counts: Mutex::new(BTreeMap::new()), unavailable: Some(reason) }
+    }
+
+    pub fn record(&self, event: Event) {
+        let key = (event.device.clone().unwrap_or_default(), event.severity);
+        *self.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
+        if let Some(w) = &self.writer
+            && !w.record(event)
+        {
+            tracing::debug!("event dropped: the journal's queue is full");
+        }
+    }
+
+    /// Records a device's condition change: set is a warning (critical if it makes the device
+    /// unhealthy), cleared is info.
+    pub fn condition_changed(&self, change: &ConditionChange, now: SystemTime) {
+        let c = &change.condition;
+        let (severity, kind, verb) = match (c.status, c.impact) {
+            (Status::True, Impact::Unhealthy) => (Severity::Critical, kind::CONDITION_SET, "set"),
+            (Status::True, Impact::Degraded) => (Severity::Warning, kind::CONDITION_SET, "set"),
+            (Status::False, _) => (Severity::Info, kind::CONDITION_CLEARED, "cleared"),
+            // Unknown after known: the evidence went away; worth a line, not an alarm.
+            (Status::Unknown, _) => (Severity::Info, kind::CONDITION_CLEARED, "unknown"),
+        };
+        let message = format!("{} {verb} ({}): {}", c.kind.name(), c.reason, c.message);
+        self.record(Event::new(now, severity, kind, message).on_device(&change.device));
+    }
+
+    /// Events matching `filter`, newest first. Runs the query on a blocking thread.
+    pub async fn query(&self, filter: EventFilter) -> Result<Vec<Event>, QueryError> {
+        let Some(journal) = self.journal.clone() else {
+            return Err(QueryError::Unavailable(self.unavailable.clone().unwrap_or_default()));
+        };
+        tokio::task::spawn_blocking(move || journal.query(&filter))
+            .await
+            .map_err(|e| QueryError::Task(e.to_string()))?
+            .map_err(QueryError::Journal)
+    }
+
+    /// Counts by device ("" for host-wide events) and severity.
+    pub fn counts(&self) -> Vec<(String, Severity, u64)> {
+        self.counts
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .map(|((d, s), n)| (d.clone(), *s, *n))
+            .collect()
+    }
+
+    /// Waits until every event recorded so far is committed (shutdown, tests).
+    pub async fn flush(&self) {
+        if let Some(w) = &self.writer
+            && let Err(e) = w.flush().await
+        {
+            tracing::warn!("flushing the event journal failed: {e}");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("the event journal is unavailable: {0}")]
+    Unavailable(String),
+    #[error("{0}")]
+    Journal(#[from] JournalError),
+    #[error("query task failed: {0}")]
+    Task(String),
+}
