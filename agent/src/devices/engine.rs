@@ -58,6 +58,43 @@ impl Readings {
     }
 }
 
+/// The latest result of one probe, as the engine keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ProbeView {
+    pub name: String,
+    /// Whether its failures mean the device is offline.
+    pub liveness: bool,
+    /// ok, problem, unknown, or the failure (timeout, spawn, signal, exit code, unreachable).
+    pub status: String,
+    pub success: bool,
+    pub duration_seconds: f64,
+    #[serde(serialize_with = "opt_unix")]
+    pub last_success: Option<SystemTime>,
+    pub consecutive_failures: u32,
+    pub message: String,
+}
+
+fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+    match t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
+        None => s.serialize_none(),
+    }
+}
+
+/// One probe run, as the probe task reports it.
+#[derive(Debug, Clone)]
+pub struct ProbeResult {
+    pub probe: String,
+    pub status: String,
+    pub success: bool,
+    /// The tool ran and said the device has a problem (exit 1): SdkError.
+    pub sdk_problem: bool,
+    pub duration: std::time::Duration,
+    pub message: String,
+    /// Readings in base units: temperature, power, energy, inferences, utilization, online.
+    pub readings: Vec<(String, f64)>,
+}
+
 /// What an operator (and the JSON API) sees of a device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceView {
@@ -75,6 +112,11 @@ pub struct DeviceView {
     pub sources: Vec<String>,
     /// Found by discovery rather than declared in the config.
     pub discovered: bool,
+    pub probes: Vec<ProbeView>,
+    pub utilization_ratio: Option<f64>,
+    pub inferences_total: Option<f64>,
+    /// Energy used between the last two probe results divided by the inferences completed between them.
+    pub energy_per_inference_joules: Option<f64>,
 }
 
 /// A condition change, for the event journal and the log.
@@ -90,6 +132,14 @@ struct Device {
     discovered: bool,
     /// The accel class device bound by PCI address, if any: (driver status, operational).
     accel_status: Option<(String, Option<bool>)>,
+    probes: Vec<ProbeView>,
+    /// Readings from probes, by probe name; merged into `readings` at each evaluation.
+    probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
+    sdk_problem: Option<(String, bool, String)>,
+    /// (energy J, inferences) at the previous probe result, for energy per inference.
+    epi_last: Option<(f64, f64)>,
+    energy_per_inference: Option<f64>,
+    epi: Option<ThresholdTracker>,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -190,6 +240,43 @@ impl DeviceEngine {
         changes
     }
 
+    /// Records a probe result and re-evaluates that device.
+    pub fn apply_probe(
+        &mut self,
+        device: &str,
+        result: ProbeResult,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<ConditionChange> {
+        let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
+        let offline_after = d.offline_after(&result.probe);
+        if let Some(p) = d.probes.iter_mut().find(|p| p.name == result.probe) {
+            p.status = result.status.clone();
+            p.success = result.success;
+            p.duration_seconds = result.duration.as_secs_f64();
+            p.message = result.message.clone();
+            if result.success {
+                p.consecutive_failures = 0;
+                p.last_success = Some(wall);
+            } else {
+                p.consecutive_failures = p.consecutive_failures.saturating_add(1);
+                if p.consecutive_failures == offline_after {
+                    tracing::warn!(device, probe = %p.name, "probe failed {offline_after} times in a row: {}", p.message);
+                }
+            }
+        }
+        if result.success || result.sdk_problem {
+            d.sdk_problem = Some((result.probe.clone(), result.sdk_problem, result.message.clone()));
+        }
+        d.probe_readings.insert(result.probe, result.readings);
+        d.merge_probe_readings();
+        d.evaluate(now, wall)
+            .into_iter()
+            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
+            .map(|condition| ConditionChange { device: device.to_owned(), condition })
+            .collect()
+    }
+
     pub fn views(&self) -> Vec<DeviceView> {
         self.devices.iter().map(Device::view).collect()
     }
@@ -198,10 +285,30 @@ impl DeviceEngine {
 impl Device {
     fn new(config: DeviceConfig, discovered: bool, now: Instant, wall: SystemTime) -> Device {
         let t = config.thresholds();
+        let probes = config
+            .probes
+            .iter()
+            .map(|p| ProbeView {
+                name: p.name.clone(),
+                liveness: p.liveness,
+                status: "pending".into(),
+                success: false,
+                duration_seconds: 0.0,
+                last_success: None,
+                consecutive_failures: 0,
+                message: String::new(),
+            })
+            .collect();
         Device {
+            epi: t.energy_per_inference_max.map(|m| ThresholdTracker::new(m, 0.0, t.min_duration)),
             config,
             discovered,
             accel_status: None,
+            probes,
+            probe_readings: Default::default(),
+            sdk_problem: None,
+            epi_last: None,
+            energy_per_inference: None,
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
             warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
             crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
@@ -298,6 +405,37 @@ impl Device {
         }
         self.readings = r;
         self.sources = sources;
+        self.merge_probe_readings();
+    }
+
+    /// Adds the probes' temperature, power and energy to the readings (labelled by probe name).
+    fn merge_probe_readings(&mut self) {
+        for (probe, values) in &self.probe_readings {
+            for (kind, v) in values {
+                let target = match kind.as_str() {
+                    "temperature" => &mut self.readings.temperature_celsius,
+                    "power" => &mut self.readings.power_watts,
+                    "energy" => &mut self.readings.energy_joules,
+                    _ => continue,
+                };
+                target.retain(|r| &r.sensor != probe);
+                target.push(Reading { sensor: probe.clone(), value: *v });
+            }
+        }
+    }
+
+    fn probe_value(&self, kind: &str) -> Option<f64> {
+        self.probe_readings.values().flatten().find(|(k, _)| k == kind).map(|(_, v)| *v)
+    }
+
+    fn offline_after(&self, probe: &str) -> u32 {
+        self.config
+            .probes
+            .iter()
+            .find(|p| p.name == probe)
+            .and_then(|p| p.offline_after)
+            .unwrap_or(self.config.profile().offline_after)
+            .max(1)
     }
 
     /// Runs the rules; returns the conditions whose status changed.
@@ -348,25 +486,84 @@ impl Device {
             (None, Some(p)) => (Status::False, "NoPowerLimit", format!("{p:.1} W; no power_max configured")),
             (_, None) => (Status::Unknown, "NoPowerReading", "no power reading".to_owned()),
         };
+        // Energy per inference between the last two results that advanced the inference count.
+        let energy: Option<f64> = (!self.readings.energy_joules.is_empty())
+            .then(|| self.readings.energy_joules.iter().map(|r| r.value).sum());
+        if let (Some(e), Some(i)) = (energy, self.probe_value("inferences")) {
+            match self.epi_last {
+                Some((e0, i0)) if i > i0 && e >= e0 => {
+                    self.energy_per_inference = Some((e - e0) / (i - i0));
+                    self.epi_last = Some((e, i));
+                }
+                Some((_, i0)) if i == i0 => {}
+                // First sample, or a counter reset: start again from here.
+                _ => self.epi_last = Some((e, i)),
+            }
+        }
+        let epi_level = match (self.energy_per_inference, self.epi.as_mut()) {
+            (Some(epi), Some(tracker)) => Some((epi, tracker.threshold, tracker.observe(epi, now))),
+            _ => None,
+        };
+        let (status, reason, message) = match epi_level {
+            Some((epi, max, Level::Above)) => (
+                Status::True,
+                "EnergyPerInferenceAboveMaximum",
+                format!("{:.2} mJ per inference, above {:.2} mJ", epi * 1e3, max * 1e3),
+            ),
+            _ => (status, reason, message),
+        };
         if self.condition(ConditionKind::PowerAnomaly).set(status, Impact::Degraded, reason, message, wall) {
             changed.push(ConditionKind::PowerAnomaly);
         }
 
-        // Offline: the driver says the device is not operational (habanalabs: "In reset", "Needs reset",
-        // "Disabled"). Probes add their own evidence once configured.
-        if let Some((status, operational)) = self.accel_status.clone() {
-            let (st, reason) = match operational {
-                Some(false) => (Status::True, "DriverStatusNotOperational"),
-                _ => (Status::False, "DriverStatusOperational"),
-            };
-            if self.condition(ConditionKind::Offline).set(
-                st,
-                Impact::Unhealthy,
-                reason,
-                format!("driver status: {status}"),
-                wall,
-            ) {
-                changed.push(ConditionKind::Offline);
+        // Offline, from every piece of evidence: the driver's status (habanalabs: "In reset", "Needs
+        // reset", "Disabled"), liveness probes failing `offline_after` times in a row, an SDK reporting
+        // the device offline. Any one saying offline wins; otherwise any saying online clears it.
+        let mut down: Option<(&str, String)> = None;
+        let mut up: Option<(&str, String)> = None;
+        if let Some((status, operational)) = &self.accel_status {
+            match operational {
+                Some(false) => down = Some(("DriverStatusNotOperational", format!("driver status: {status}"))),
+                _ => up = Some(("DriverStatusOperational", format!("driver status: {status}"))),
+            }
+        }
+        for p in self.probes.iter().filter(|p| p.liveness && p.status != "pending") {
+            let limit = self.offline_after(&p.name);
+            if p.consecutive_failures >= limit {
+                down.get_or_insert((
+                    "ProbeFailing",
+                    format!("probe {} failed {} times: {}", p.name, p.consecutive_failures, p.message),
+                ));
+            } else if p.success {
+                up.get_or_insert(("ProbeSucceeding", format!("probe {} succeeded", p.name)));
+            }
+        }
+        match self.probe_value("online") {
+            Some(0.0) => {
+                down.get_or_insert(("SdkReportsOffline", "the SDK reports the device offline".into()));
+            }
+            Some(_) => {
+                up.get_or_insert(("SdkReportsOnline", "the SDK reports the device online".into()));
+            }
+            None => {}
+        }
+        let offline = match (down, up) {
+            (Some((reason, msg)), _) => Some((Status::True, reason, msg)),
+            (None, Some((reason, msg))) => Some((Status::False, reason, msg)),
+            (None, None) => None,
+        };
+        if let Some((st, reason, msg)) = offline
+            && self.condition(ConditionKind::Offline).set(st, Impact::Unhealthy, reason, msg, wall)
+        {
+            changed.push(ConditionKind::Offline);
+        }
+
+        // SdkError: the status tool ran and reported a problem (exit 1).
+        if let Some((probe, problem, msg)) = self.sdk_problem.clone() {
+            let (st, reason) = if problem { (Status::True, "SdkReportsProblem") } else { (Status::False, "SdkOk") };
+            let message = if msg.is_empty() { format!("probe {probe}") } else { format!("probe {probe}: {msg}") };
+            if self.condition(ConditionKind::SdkError).set(st, Impact::Degraded, reason, message, wall) {
+                changed.push(ConditionKind::SdkError);
             }
         }
 
@@ -402,11 +599,20 @@ impl Device {
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: String::new(),
             state: derive_state(&self.conditions, false),
-            up: match &self.accel_status {
-                Some((_, Some(operational))) => Some(*operational),
+            up: match (
+                self.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
+                &self.accel_status,
+            ) {
+                (Some(Status::True), _) => Some(false),
+                (Some(Status::False), _) => Some(true),
+                (_, Some((_, Some(operational)))) => Some(*operational),
                 _ => (!self.sources.is_empty()).then_some(true),
             },
             discovered: self.discovered,
+            probes: self.probes.clone(),
+            utilization_ratio: self.probe_value("utilization"),
+            inferences_total: self.probe_value("inferences"),
+            energy_per_inference_joules: self.energy_per_inference,
             conditions: self.conditions.clone(),
             readings: self.readings.clone(),
             sources: self.sources.clone(),

@@ -69,6 +69,46 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
         sensor_family(out, "accel_device_voltage_volts", "Device voltage", &r.voltage_volts);
         sensor_family(out, "accel_device_current_amperes", "Device current", &r.current_amperes);
         sensor_family(out, "accel_device_fan_rpm", "Device fan speed", &r.fan_rpm);
+        if let Some(u) = d.utilization_ratio {
+            out.gauge("accel_device_utilization_ratio", "Device utilization, 0..1", vec![("device", id.clone())], u);
+        }
+        if let Some(n) = d.inferences_total {
+            out.counter(
+                "accel_device_inferences_total",
+                "Inferences completed by the device",
+                vec![("device", id.clone())],
+                n,
+            );
+        }
+        if let Some(e) = d.energy_per_inference_joules {
+            out.gauge(
+                "accel_device_energy_per_inference_joules",
+                "Energy used between the last two probe results divided by the inferences completed between them",
+                vec![("device", id.clone())],
+                e,
+            );
+        }
+        for p in &d.probes {
+            if p.status == "pending" {
+                continue;
+            }
+            let l = || vec![("device", id.clone()), ("probe", lv(&p.name))];
+            out.gauge(
+                "accel_probe_success",
+                "Whether the probe's last run succeeded",
+                l(),
+                f64::from(u8::from(p.success)),
+            );
+            out.gauge("accel_probe_duration_seconds", "Duration of the probe's last run", l(), p.duration_seconds);
+            if let Some(t) = p.last_success.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+                out.gauge(
+                    "accel_probe_last_success_timestamp_seconds",
+                    "Unix time of the probe's last success",
+                    l(),
+                    t.as_secs_f64(),
+                );
+            }
+        }
         for x in &r.energy_joules {
             out.counter(
                 "accel_device_energy_joules_total",

@@ -1,0 +1,212 @@
+//! Runs each device's probes on their own interval and feeds the results to the device engine.
+//!
+//! A probe never blocks anything but its own loop: commands and network checks carry their own deadline,
+//! and the engine is updated with the result in a short critical section.
+
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use collectors::probes::{
+    CommandProbe, FieldMap, OutputFormat, ProbeStatus, ReadingKind, RegexField, TcpProbe, UdpProbe,
+};
+use config::device::ProbeConfig;
+use config::{Config, DeviceConfig};
+use tokio::task::JoinSet;
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::devices::engine::ProbeResult;
+use crate::devices::{DeviceEngine, Status};
+use crate::events::Events;
+use crate::journal::{Event, Severity, kind};
+use crate::state::AgentState;
+
+/// A probe's default timeout when the config sets none (never longer than its interval).
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+enum Runner {
+    Command(CommandProbe),
+    Tcp(TcpProbe),
+    Udp(UdpProbe),
+}
+
+fn reading_kind(name: &str) -> Option<ReadingKind> {
+    Some(match name {
+        "temperature" => ReadingKind::Temperature,
+        "power" => ReadingKind::Power,
+        "energy" => ReadingKind::Energy,
+        "inferences" => ReadingKind::Inferences,
+        "utilization" => ReadingKind::Utilization,
+        "online" => ReadingKind::Online,
+        _ => return None,
+    })
+}
+
+/// Builds the runner for a configured probe; an error says what is wrong with it.
+fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<Runner, String> {
+    if let Some(argv) = &p.command {
+        let argv: Vec<String> = argv.iter().map(|a| a.replace("{id}", &device.id)).collect();
+        let scale = |r: &str| p.scale.get(r).copied().unwrap_or(1.0);
+        let format = match p.format.as_deref().unwrap_or(if p.fields.is_empty() { "none" } else { "json" }) {
+            "json" => OutputFormat::Json {
+                fields: p
+                    .fields
+                    .iter()
+                    .filter_map(|(r, ptr)| {
+                        Some(FieldMap { reading: reading_kind(r)?, pointer: ptr.clone(), scale: scale(r) })
+                    })
+                    .collect(),
+            },
+            "regex" => OutputFormat::Regex {
+                fields: p
+                    .fields
+                    .iter()
+                    .filter_map(|(r, pat)| Some((reading_kind(r)?, pat, scale(r))))
+                    .map(|(k, pat, s)| RegexField::new(k, pat, s).map_err(|e| e.to_string()))
+                    .collect::<Result<_, _>>()?,
+            },
+            _ => OutputFormat::None,
+        };
+        return Ok(Runner::Command(CommandProbe::new(argv, timeout).with_output(format)));
+    }
+    if let Some(addr) = &p.tcp {
+        return Ok(Runner::Tcp(TcpProbe::new(addr.as_str(), timeout)));
+    }
+    if let Some(addr) = &p.udp {
+        let payload = decode_hex(p.udp_payload_hex.as_deref().unwrap_or(""))?;
+        return Ok(Runner::Udp(UdpProbe::new(addr.as_str(), payload, p.expect_reply, timeout)));
+    }
+    Err("needs one of command, tcp or udp".into())
+}
+
+fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
+    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
+    if !s.len().is_multiple_of(2) {
+        return Err(format!("udp_payload_hex {s:?} has an odd number of digits"));
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("udp_payload_hex {s:?} is not hex")))
+        .collect()
+}
+
+impl Runner {
+    async fn run(&self, name: &str) -> ProbeResult {
+        match self {
+            Runner::Command(c) => {
+                let o = c.run().await;
+                let mut message = o.stderr_excerpt.trim().to_owned();
+                if let ProbeStatus::Failed(reason) = &o.status {
+                    message = if message.is_empty() { reason.to_string() } else { format!("{reason}: {message}") };
+                }
+                ProbeResult {
+                    probe: name.to_owned(),
+                    status: o.status.label().to_owned(),
+                    // The tool answered, even if the answer is "problem": the device is reachable.
+                    success: matches!(o.status, ProbeStatus::Ok | ProbeStatus::Problem),
+                    sdk_problem: matches!(o.status, ProbeStatus::Problem),
+                    duration: o.duration,
+                    message,
+                    readings: o
+                        .readings
+                        .into_iter()
+                        .filter(|(k, _)| !matches!(k, ReadingKind::Custom(_)))
+                        .map(|(k, v)| (k.name().to_owned(), v))
+                        .collect(),
+                }
+            }
+            Runner::Tcp(t) => net_result(name, t.run().await),
+            Runner::Udp(u) => net_result(name, u.run().await),
+        }
+    }
+}
+
+fn net_result(name: &str, o: collectors::probes::NetOutcome) -> ProbeResult {
+    ProbeResult {
+        probe: name.to_owned(),
+        status: if o.ok { "ok".into() } else { "unreachable".into() },
+        success: o.ok,
+        sdk_problem: false,
+        duration: o.duration,
+        message: o.error.unwrap_or_default(),
+        readings: Vec::new(),
+    }
+}
+
+/// Starts one loop per configured probe of every declared device.
+pub fn spawn(
+    config: &Config,
+    engine: &Arc<Mutex<DeviceEngine>>,
+    state: &Arc<AgentState>,
+    events: &Arc<Events>,
+    shutdown: &CancellationToken,
+    tasks: &mut JoinSet<()>,
+) {
+    for device in &config.devices {
+        for p in &device.probes {
+            let interval = p.interval.map_or(config.poll_interval.get(), |i| i.get());
+            let timeout = p.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()).min(interval);
+            let runner = match runner(device, p, timeout) {
+                Ok(r) => r,
+                Err(e) => {
+                    // check-config catches these; a probe that still cannot be built is skipped loudly.
+                    tracing::error!(device = %device.id, probe = %p.name, "probe not started: {e}");
+                    continue;
+                }
+            };
+            let (device_id, name) = (device.id.clone(), p.name.clone());
+            let (engine, state, events, shutdown) =
+                (Arc::clone(engine), Arc::clone(state), Arc::clone(events), shutdown.clone());
+            tasks.spawn(async move {
+                let mut ticks = tokio::time::interval(interval);
+                ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                let mut failing_reported = false;
+                loop {
+                    tokio::select! {
+                        _ = ticks.tick() => {}
+                        _ = shutdown.cancelled() => break,
+                    }
+                    let result = tokio::select! {
+                        r = runner.run(&name) => r,
+                        _ = shutdown.cancelled() => break,
+                    };
+                    let wall = SystemTime::now();
+                    // A failure streak is one event when it starts, not one per round.
+                    if !result.success && !failing_reported {
+                        failing_reported = true;
+                        events.record(
+                            Event::new(wall, Severity::Warning, kind::PROBE_FAILING, format!("probe {name} failing: {} {}", result.status, result.message))
+                                .on_device(&device_id),
+                        );
+                    } else if result.success {
+                        failing_reported = false;
+                    }
+                    let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
+                    let changes = engine.apply_probe(&device_id, result, Instant::now(), wall);
+                    for change in &changes {
+                        events.condition_changed(change, wall);
+                        let c = &change.condition;
+                        if c.status == Status::True {
+                            tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message);
+                        } else {
+                            tracing::info!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message);
+                        }
+                    }
+                    state.publish_devices(engine.views(), events.counts());
+                }
+            });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_payloads() {
+        assert_eq!(decode_hex("00 ff 10").unwrap(), vec![0, 255, 16]);
+        assert!(decode_hex("abc").is_err());
+        assert!(decode_hex("zz").is_err());
+    }
+}
