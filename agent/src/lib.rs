@@ -12,6 +12,7 @@ pub mod http;
 pub mod journal;
 pub mod landing;
 pub mod logging;
+pub mod logwatch;
 pub mod probing;
 pub mod schedule;
 pub mod state;

@@ -31,6 +31,7 @@ pub fn spawn_loops(
     let engine = Arc::new(Mutex::new(DeviceEngine::new(config, Instant::now(), SystemTime::now())));
     evaluate_devices(&engine, state, events);
     crate::probing::spawn(config, &engine, state, events, shutdown, tasks);
+    crate::logwatch::spawn(config, &engine, state, events, shutdown);
     for settings in enabled(config) {
         let engine = Arc::clone(&engine);
         let events = Arc::clone(events);

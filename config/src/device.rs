@@ -374,6 +374,32 @@ impl DeviceConfig {
                 message: "hysteresis must not be negative".into(),
             });
         }
+        for (j, log) in self.logs.iter().enumerate() {
+            for (k, r) in log.rules.iter().enumerate() {
+                if !["event", "LogErrors", "SdkError"].contains(&r.action.as_str()) {
+                    out.push(crate::model::Finding {
+                        path: vec![
+                            "device".into(),
+                            index.into(),
+                            "log".into(),
+                            j.into(),
+                            "rule".into(),
+                            k.into(),
+                            "action".into(),
+                        ],
+                        message: format!("unknown action {:?}; use \"event\", \"LogErrors\" or \"SdkError\"", r.action),
+                    });
+                }
+                if r.action == "event"
+                    && (r.count.is_some() || r.clear_pattern.is_some() || r.quiet_period.is_some() || r.latch)
+                {
+                    out.push(crate::model::Finding {
+                        path: vec!["device".into(), index.into(), "log".into(), j.into(), "rule".into(), k.into(), "name".into()],
+                        message: format!("rule {:?} is an event: count, clear_pattern, quiet_period and latch apply to conditions only", r.name),
+                    });
+                }
+            }
+        }
         for (j, p) in self.probes.iter().enumerate() {
             let kinds = [p.command.is_some(), p.tcp.is_some(), p.udp.is_some()].iter().filter(|b| **b).count();
             if kinds != 1 {

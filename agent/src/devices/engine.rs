@@ -95,6 +95,17 @@ pub struct ProbeResult {
     pub readings: Vec<(String, f64)>,
 }
 
+/// What one log source of a device produced since the last update.
+#[derive(Debug, Clone)]
+pub struct LogUpdate {
+    pub source: String,
+    /// Lines read from this source so far.
+    pub lines: u64,
+    /// Matches per rule so far.
+    pub matches: Vec<(String, u64)>,
+    pub signals: Vec<collectors::logs::Signal>,
+}
+
 /// What an operator (and the JSON API) sees of a device.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DeviceView {
@@ -117,6 +128,10 @@ pub struct DeviceView {
     pub inferences_total: Option<f64>,
     /// Energy used between the last two probe results divided by the inferences completed between them.
     pub energy_per_inference_joules: Option<f64>,
+    /// Lines read per log source.
+    pub log_lines: Vec<(String, u64)>,
+    /// Matches per log rule (every configured rule, from 0).
+    pub log_matches: Vec<(String, u64)>,
 }
 
 /// A condition change, for the event journal and the log.
@@ -140,6 +155,11 @@ struct Device {
     epi_last: Option<(f64, f64)>,
     energy_per_inference: Option<f64>,
     epi: Option<ThresholdTracker>,
+    log_lines: std::collections::BTreeMap<String, u64>,
+    log_matches: std::collections::BTreeMap<String, u64>,
+    /// Conditions set by log rules: condition -> (rule, message, latched).
+    log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
+    has_logs: bool,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -277,6 +297,55 @@ impl DeviceEngine {
             .collect()
     }
 
+    /// Records what a device's log source produced and re-evaluates the device.
+    pub fn apply_log(
+        &mut self,
+        device: &str,
+        update: LogUpdate,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<ConditionChange> {
+        use collectors::logs::Signal;
+        let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
+        d.has_logs = true;
+        d.log_lines.insert(update.source.clone(), update.lines);
+        for (rule, n) in update.matches {
+            d.log_matches.insert(rule, n);
+        }
+        for signal in update.signals {
+            match signal {
+                Signal::ConditionSet { rule, condition, count_in_window } => {
+                    let sources = d.config.log_sources();
+                    let cfg = sources.iter().flat_map(|s| s.rules.iter()).find(|r| *r.name == *rule);
+                    let latched = cfg.is_some_and(|r| r.latch);
+                    let impact = if cfg.is_some_and(|r| r.severity >= config::EventSeverity::Critical) {
+                        Impact::Unhealthy
+                    } else {
+                        Impact::Degraded
+                    };
+                    d.log_conditions.insert(
+                        condition.to_string(),
+                        (
+                            rule.to_string(),
+                            format!("log rule {rule}: {count_in_window} matching line(s) in {}", update.source),
+                            latched,
+                            impact,
+                        ),
+                    );
+                }
+                Signal::ConditionCleared { condition, .. } => {
+                    d.log_conditions.remove(&*condition);
+                }
+                Signal::Event { .. } => {}
+            }
+        }
+        d.evaluate(now, wall)
+            .into_iter()
+            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
+            .map(|condition| ConditionChange { device: device.to_owned(), condition })
+            .collect()
+    }
+
     pub fn views(&self) -> Vec<DeviceView> {
         self.devices.iter().map(Device::view).collect()
     }
@@ -309,6 +378,10 @@ impl Device {
             sdk_problem: None,
             epi_last: None,
             energy_per_inference: None,
+            log_lines: Default::default(),
+            log_matches: Default::default(),
+            log_conditions: Default::default(),
+            has_logs: false,
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
             warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
             crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
@@ -558,8 +631,32 @@ impl Device {
             changed.push(ConditionKind::Offline);
         }
 
+        // LogErrors: set and cleared by log rules.
+        if self.has_logs {
+            let (st, reason, msg, latched, impact) = match self.log_conditions.get("LogErrors") {
+                Some((rule, msg, latched, impact)) => (Status::True, rule.clone(), msg.clone(), *latched, *impact),
+                None => {
+                    (Status::False, "NoMatchingLines".to_owned(), "no error lines".to_owned(), false, Impact::Degraded)
+                }
+            };
+            let c = self.condition(ConditionKind::LogErrors);
+            c.latched = c.latched || latched;
+            if c.set(st, impact, &reason, msg, wall) {
+                changed.push(ConditionKind::LogErrors);
+            }
+        }
+
+        // A log rule may also report an SDK error (e.g. calibration drift in the vendor's log).
+        if let Some((rule, msg, _, _)) = self.log_conditions.get("SdkError").cloned()
+            && self.condition(ConditionKind::SdkError).set(Status::True, Impact::Degraded, &rule, msg, wall)
+        {
+            changed.push(ConditionKind::SdkError);
+        }
+
         // SdkError: the status tool ran and reported a problem (exit 1).
-        if let Some((probe, problem, msg)) = self.sdk_problem.clone() {
+        if let Some((probe, problem, msg)) = self.sdk_problem.clone()
+            && !self.log_conditions.contains_key("SdkError")
+        {
             let (st, reason) = if problem { (Status::True, "SdkReportsProblem") } else { (Status::False, "SdkOk") };
             let message = if msg.is_empty() { format!("probe {probe}") } else { format!("probe {probe}: {msg}") };
             if self.condition(ConditionKind::SdkError).set(st, Impact::Degraded, reason, message, wall) {
@@ -613,6 +710,8 @@ impl Device {
             utilization_ratio: self.probe_value("utilization"),
             inferences_total: self.probe_value("inferences"),
             energy_per_inference_joules: self.energy_per_inference,
+            log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             conditions: self.conditions.clone(),
             readings: self.readings.clone(),
             sources: self.sources.clone(),

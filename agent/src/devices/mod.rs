@@ -88,6 +88,22 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
                 e,
             );
         }
+        for (rule, n) in &d.log_matches {
+            out.counter(
+                "accel_log_matches_total",
+                "Log lines that matched the rule",
+                vec![("device", id.clone()), ("rule", lv(rule))],
+                *n as f64,
+            );
+        }
+        for (source, n) in &d.log_lines {
+            out.counter(
+                "accel_log_lines_total",
+                "Log lines read from the source",
+                vec![("device", id.clone()), ("source", lv(source))],
+                *n as f64,
+            );
+        }
         for p in &d.probes {
             if p.status == "pending" {
                 continue;
