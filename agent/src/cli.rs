@@ -21,7 +21,7 @@ pub struct Cli {
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
     /// Root of the sysfs tree to read; overrides `sysfs_root`.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", global = true)]
     pub sysfs_root: Option<PathBuf>,
     /// Directory for durable state; overrides `state_dir`.
     #[arg(long, value_name = "DIR")]
@@ -45,6 +45,9 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Collect and probe once, print each device's state, failing conditions and the next step; exit 0
+    /// if every device is healthy, 1 if any is degraded or unknown, 2 if any is unhealthy.
+    Scan,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -14,6 +14,7 @@ pub mod landing;
 pub mod logging;
 pub mod logwatch;
 pub mod probing;
+pub mod scan;
 pub mod schedule;
 pub mod state;
 
@@ -28,6 +29,7 @@ pub fn main_with_args() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
+        Some(Command::Scan) => run_scan(&cli),
         None => run_daemon(cli),
     }
 }
@@ -43,6 +45,31 @@ fn check_config(file: &std::path::Path) -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+fn run_scan(cli: &Cli) -> ExitCode {
+    if let Err(e) = logging::init(cli.log_format, "warn") {
+        eprintln!("accel-agent: {e}");
+        return ExitCode::FAILURE;
+    }
+    let (config, _) = match daemon::load_config(cli) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("accel-agent: cannot start the async runtime: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    let (table, code) = runtime.block_on(scan::scan(&config));
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    print!("{table}");
+    ExitCode::from(code)
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {

@@ -133,6 +133,29 @@ fn net_result(name: &str, o: collectors::probes::NetOutcome) -> ProbeResult {
     }
 }
 
+/// Runs every configured probe once, concurrently, and applies the results (for `scan`).
+pub async fn run_all_once(config: &Config, engine: &mut DeviceEngine) {
+    let mut runs = JoinSet::new();
+    for device in &config.devices {
+        for p in &device.probes {
+            let interval = p.interval.map_or(config.poll_interval.get(), |i| i.get());
+            let timeout = p.timeout.map_or(DEFAULT_TIMEOUT, |t| t.get()).min(interval);
+            match runner(device, p, timeout) {
+                Ok(r) => {
+                    let (id, name) = (device.id.clone(), p.name.clone());
+                    runs.spawn(async move { (id, r.run(&name).await) });
+                }
+                Err(e) => tracing::error!(device = %device.id, probe = %p.name, "probe not run: {e}"),
+            }
+        }
+    }
+    while let Some(done) = runs.join_next().await {
+        if let Ok((id, result)) = done {
+            engine.apply_probe(&id, result, Instant::now(), SystemTime::now());
+        }
+    }
+}
+
 /// Starts one loop per configured probe of every declared device.
 pub fn spawn(
     config: &Config,

@@ -175,6 +175,7 @@ struct Device {
 pub struct DeviceEngine {
     devices: Vec<Device>,
     discovery: bool,
+    one_shot: bool,
 }
 
 /// PCI class codes of devices discovery treats as accelerators: processing accelerators (0x12xxxx) and
@@ -186,7 +187,18 @@ pub fn is_accelerator_class(class: u32) -> bool {
 impl DeviceEngine {
     pub fn new(config: &Config, now: Instant, wall: SystemTime) -> Self {
         let devices = config.devices.iter().map(|d| Device::new(d.clone(), false, now, wall)).collect();
-        DeviceEngine { devices, discovery: config.discovery.enabled }
+        DeviceEngine { devices, discovery: config.discovery.enabled, one_shot: false }
+    }
+
+    /// For `scan`: one look, so a value beyond a threshold counts at once (no minimum duration) and a
+    /// single failed liveness probe means offline.
+    pub fn one_shot(config: &Config, now: Instant, wall: SystemTime) -> Self {
+        let mut e = Self::new(config, now, wall);
+        e.one_shot = true;
+        for d in &mut e.devices {
+            d.make_one_shot();
+        }
+        e
     }
 
     /// Adds accelerators nobody declared: accel class devices, and hwmon chips on PCI accelerators. A
@@ -230,7 +242,11 @@ impl DeviceEngine {
                 probes: Vec::new(),
             };
             tracing::info!(device = %config.id, "discovered a device");
-            self.devices.push(Device::new(config, true, now, wall));
+            let mut d = Device::new(config, true, now, wall);
+            if self.one_shot {
+                d.make_one_shot();
+            }
+            self.devices.push(d);
         }
     }
 
@@ -392,6 +408,18 @@ impl Device {
             driver: None,
             last_reading: None,
             created: now,
+        }
+    }
+
+    fn make_one_shot(&mut self) {
+        for t in
+            [Some(&mut self.warn), Some(&mut self.crit), self.power.as_mut(), self.epi.as_mut()].into_iter().flatten()
+        {
+            t.min_duration = std::time::Duration::ZERO;
+        }
+        self.thresholds.min_duration = std::time::Duration::ZERO;
+        for p in &mut self.config.probes {
+            p.offline_after = Some(1);
         }
     }
 
