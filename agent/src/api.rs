@@ -60,6 +60,14 @@ pub fn health(devices: &[DeviceView]) -> HealthReport {
     }
 }
 
+/// /api/v1/devices/{id}: the device view plus its latest events (newest first, at most 20).
+#[derive(Debug, Serialize)]
+pub struct DeviceDetail<'a> {
+    #[serde(flatten)]
+    pub device: &'a DeviceView,
+    pub events: Vec<crate::journal::Event>,
+}
+
 #[derive(Debug, Serialize)]
 pub struct UnknownDevice {
     pub error: String,

@@ -86,6 +86,8 @@ impl Events {
         let Some(journal) = self.journal.clone() else {
             return Err(QueryError::Unavailable(self.unavailable.clone().unwrap_or_default()));
         };
+        // Read your writes: an event recorded just before the query must be in its answer.
+        self.flush().await;
         tokio::task::spawn_blocking(move || journal.query(&filter))
             .await
             .map_err(|e| QueryError::Task(e.to_string()))?

@@ -47,6 +47,10 @@ impl Http {
     }
 
     pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
+            return self.device(id).await;
+        }
         if req.uri().path() == "/api/v1/events" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return match api::event_filter(req.uri().query().unwrap_or("")) {
                 Ok(filter) => match self.events.query(filter).await {
@@ -57,6 +61,18 @@ impl Http {
             };
         }
         self.handle_snapshot(req)
+    }
+
+    /// One device with its most recent events.
+    async fn device(&self, id: &str) -> Response<Full<Bytes>> {
+        let snap = self.state.snapshot();
+        let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
+            return json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices));
+        };
+        let filter = crate::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
+        // Without a journal the device is still worth showing; the events are then just absent.
+        let events = self.events.query(filter).await.unwrap_or_default();
+        json(StatusCode::OK, &api::DeviceDetail { device, events })
     }
 
     /// Everything answered from the snapshot alone.
@@ -116,19 +132,10 @@ impl Http {
                 json(status, &report)
             }
             "/api/v1/devices" => json(StatusCode::OK, &*self.state.snapshot().devices),
-            path => match path.strip_prefix("/api/v1/devices/") {
-                Some(id) => {
-                    let snap = self.state.snapshot();
-                    match snap.devices.iter().find(|d| d.id == id) {
-                        Some(d) => json(StatusCode::OK, d),
-                        None => json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices)),
-                    }
-                }
-                None => text(
-                    StatusCode::NOT_FOUND,
-                    "not found; try /metrics, /health, /api/v1/devices, /-/healthy, /-/ready or /\n",
-                ),
-            },
+            _ => text(
+                StatusCode::NOT_FOUND,
+                "not found; try /metrics, /health, /api/v1/devices, /api/v1/events, /-/healthy, /-/ready or /\n",
+            ),
         }
     }
 }

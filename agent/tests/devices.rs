@@ -89,6 +89,7 @@ fn a_board_heats_up_turns_unhealthy_and_recovers() {
     let device = agent.get("/api/v1/devices/loihi0");
     assert_eq!(device.status, 200);
     assert_eq!(json_str(&device.body, "state"), Some("unhealthy"));
+    assert!(device.body.contains("\"kind\": \"condition_set\""), "the device's events are included: {}", device.body);
     assert!(
         device
             .body
