@@ -70,6 +70,10 @@ impl Events {
     /// unhealthy), cleared is info.
     pub fn condition_changed(&self, change: &ConditionChange, now: SystemTime) {
         let c = &change.condition;
+        if c.first_evidence_ok() {
+            // Every start turns unknown conditions false; that is not news.
+            return;
+        }
         let (severity, kind, verb) = match (c.status, c.impact) {
             (Status::True, Impact::Unhealthy) => (Severity::Critical, kind::CONDITION_SET, "set"),
             (Status::True, Impact::Degraded) => (Severity::Warning, kind::CONDITION_SET, "set"),

@@ -76,6 +76,10 @@ pub struct Condition {
     pub impact: Impact,
     /// Set by a latching rule: evidence clearing does not clear it, only `set-healthy` does.
     pub latched: bool,
+    /// The status before the last change (Unknown at first), so "first evidence" can be told apart from
+    /// a real change.
+    #[serde(skip)]
+    pub previous: Status,
 }
 
 impl Condition {
@@ -88,7 +92,13 @@ impl Condition {
             since: now,
             impact: Impact::Degraded,
             latched: false,
+            previous: Status::Unknown,
         }
+    }
+
+    /// Whether the last change was only the first evidence that all is well (unknown -> false).
+    pub fn first_evidence_ok(&self) -> bool {
+        self.previous == Status::Unknown && self.status == Status::False
     }
 
     /// Applies new evidence. Returns true when the status changed (an event worth recording).
@@ -100,6 +110,7 @@ impl Condition {
         let changed = self.status != status || (status == Status::True && self.impact != impact);
         if changed {
             self.since = now;
+            self.previous = self.status;
         }
         self.status = status;
         self.impact = impact;
