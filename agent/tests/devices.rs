@@ -59,6 +59,11 @@ fn a_board_heats_up_turns_unhealthy_and_recovers() {
         Some(95.0)
     );
     assert_eq!(agent.metric("accel_device_voltage_volts", &[d[0], ("sensor", "in0")]), Some(0.85));
+    assert_eq!(
+        agent
+            .metric("accel_device_temperature_threshold_celsius", &[d[0], ("sensor", "configured"), ("level", "crit")]),
+        Some(85.0)
+    );
     assert_eq!(agent.metric("accel_device_power_watts", &[d[0], ("sensor", "loihi2")]), Some(12.5));
     // 1,000,000 µWh = 1 Wh = 3600 J.
     assert_eq!(agent.metric("accel_device_energy_joules_total", &[d[0], ("sensor", "loihi2")]), Some(3600.0));

@@ -132,6 +132,9 @@ pub struct DeviceView {
     pub log_lines: Vec<(String, u64)>,
     /// Matches per log rule (every configured rule, from 0).
     pub log_matches: Vec<(String, u64)>,
+    /// The thresholds this device is judged by (config over profile), in Celsius.
+    pub temperature_warn_celsius: f64,
+    pub temperature_crit_celsius: f64,
 }
 
 /// A condition change, for the event journal and the log.
@@ -740,6 +743,8 @@ impl Device {
             energy_per_inference_joules: self.energy_per_inference,
             log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            temperature_warn_celsius: self.thresholds.temperature_warn,
+            temperature_crit_celsius: self.thresholds.temperature_crit,
             conditions: self.conditions.clone(),
             readings: self.readings.clone(),
             sources: self.sources.clone(),

@@ -65,6 +65,16 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
                 t.value,
             );
         }
+        // The thresholds the agent judges by, as sensor "configured", so alerts and dashboards compare
+        // readings against the same numbers.
+        for (level, v) in [("warn", d.temperature_warn_celsius), ("crit", d.temperature_crit_celsius)] {
+            out.gauge(
+                "accel_device_temperature_threshold_celsius",
+                "Temperature threshold of a device sensor, by level",
+                vec![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
+                v,
+            );
+        }
         sensor_family(out, "accel_device_power_watts", "Device power draw", &r.power_watts);
         sensor_family(out, "accel_device_voltage_volts", "Device voltage", &r.voltage_volts);
         sensor_family(out, "accel_device_current_amperes", "Device current", &r.current_amperes);
