@@ -29,6 +29,9 @@ pub struct Cli {
     /// Control socket path; overrides `socket`.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// Decide and record actions (throttling) without writing anything to the machine.
+    #[arg(long)]
+    pub dry_run: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// A tracing filter: error, warn, info, debug, trace, or per-module directives.

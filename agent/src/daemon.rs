@@ -11,6 +11,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::Actions;
 use crate::cli::Cli;
 use crate::events::Events;
 use crate::http::{self, Http};
@@ -74,7 +75,7 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
+pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow::Result<()> {
     raise_fd_limit();
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
@@ -96,9 +97,10 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
             .await
             .unwrap_or_else(|e| Events::without_journal(format!("opening the journal failed: {e}"))),
     );
+    let actions = Actions::start(&config, dry_run, Arc::clone(&events));
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
-    schedule::spawn_loops(&config, &config.sysfs_root, &state, &events, &shutdown, &mut tasks);
+    schedule::spawn_loops(&config, &config.sysfs_root, &state, &events, &actions, &shutdown, &mut tasks);
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, http, shutdown.clone()));
 
@@ -114,7 +116,10 @@ pub async fn run(config: Config, source: ConfigSource) -> anyhow::Result<()> {
     // with the process.
     let _ =
         tokio::time::timeout(Duration::from_millis(500), async { while tasks.join_next().await.is_some() {} }).await;
-    let _ = tokio::time::timeout(Duration::from_millis(1000), server).await;
+    let _ = tokio::time::timeout(Duration::from_millis(700), server).await;
+    // Throttled devices get their original limits back before the agent goes.
+    let restoring = actions.clone();
+    let _ = tokio::task::spawn_blocking(move || restoring.restore_all(Duration::from_millis(600))).await;
     // Events of the last moments are the ones an incident review wants.
     let _ = tokio::time::timeout(Duration::from_millis(300), events.flush()).await;
     tracing::info!("stopped");

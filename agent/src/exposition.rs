@@ -112,6 +112,24 @@ pub fn families(snap: &Snapshot) -> Families {
             );
         }
     }
+    for t in snap.throttle.iter() {
+        let d = || vec![("device", lv(&t.device))];
+        out.gauge(
+            "accel_throttle_level",
+            "Throttle level applied to the device; 0 = not throttled",
+            d(),
+            t.level as f64,
+        );
+        out.gauge("accel_throttle_max_level", "Highest throttle level of the device's ladder", d(), t.max_level as f64);
+        for (direction, n) in [("up", t.transitions_up), ("down", t.transitions_down)] {
+            out.counter(
+                "accel_throttle_transitions_total",
+                "Throttle level changes applied, by direction",
+                vec![("device", lv(&t.device)), ("direction", lv(direction))],
+                n as f64,
+            );
+        }
+    }
     // Pre-initialised for every device, so rate() works from the first event.
     let mut counts: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
     for d in snap.devices.iter() {

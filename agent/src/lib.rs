@@ -1,6 +1,7 @@
 //! accel-agent: reads this host's sysfs thermal and power data on background threads with deadlines and
 //! serves it as Prometheus metrics. The binary is a thin wrapper around [`main_with_args`].
 
+pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod collect;
@@ -92,7 +93,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(daemon::run(config, source));
+    let result = runtime.block_on(daemon::run(config, source, cli.dry_run));
     // Worker threads stuck in the kernel must not hold up exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

@@ -9,6 +9,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::actions::Actions;
 use crate::collect::Supervisor;
 use crate::devices::{DeviceEngine, Status};
 use crate::events::Events;
@@ -25,16 +26,18 @@ pub fn spawn_loops(
     sysfs_root: &Path,
     state: &Arc<AgentState>,
     events: &Arc<Events>,
+    actions: &Actions,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
     let engine = Arc::new(Mutex::new(DeviceEngine::new(config, Instant::now(), SystemTime::now())));
-    evaluate_devices(&engine, state, events);
+    evaluate_devices(&engine, state, events, actions);
     crate::probing::spawn(config, &engine, state, events, shutdown, tasks);
     crate::logwatch::spawn(config, &engine, state, events, shutdown);
     for settings in enabled(config) {
         let engine = Arc::clone(&engine);
         let events = Arc::clone(events);
+        let actions = actions.clone();
         let mut supervisor = Supervisor::new(settings, sysfs_root);
         let state = Arc::clone(state);
         let shutdown = shutdown.clone();
@@ -54,7 +57,7 @@ pub fn spawn_loops(
                     _ = shutdown.cancelled() => break,
                 };
                 state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
-                evaluate_devices(&engine, &state, &events);
+                evaluate_devices(&engine, &state, &events, &actions);
                 // Log changes, not every failed round: a collector failing every 5 s is one line.
                 let snap = state.snapshot();
                 if let Some(c) = snap.collectors.get(&kind) {
@@ -78,7 +81,7 @@ pub fn spawn_loops(
 
 /// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
 /// runs after every collection.
-fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events) {
+fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events, actions: &Actions) {
     let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
     if !engine.has_work() {
         return;
@@ -97,5 +100,12 @@ fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &E
             }
         }
     }
+    if actions.active {
+        // Decided here, applied in order on the actions thread: the async side never writes.
+        for (device, level) in engine.throttle_requests(|d| actions.level(d), Instant::now()) {
+            actions.set_level(&device, level);
+        }
+    }
     state.publish_devices(engine.views(), events.counts());
+    state.publish_throttle(actions.views());
 }

@@ -10,6 +10,7 @@ use collectors::HostReadings;
 use collectors::sysfs::{ReadFailure, ReadStats};
 use config::CollectorKind;
 
+use crate::actions::ThrottleView;
 use crate::collect::Outcome;
 use crate::devices::DeviceView;
 use crate::journal::Severity;
@@ -52,6 +53,8 @@ pub struct Snapshot {
     pub devices: Arc<Vec<DeviceView>>,
     /// Events recorded, by device ("" for host-wide) and severity.
     pub event_counts: Arc<Vec<(String, Severity, u64)>>,
+    /// Throttle state of every device that has a throttle ladder.
+    pub throttle: Arc<Vec<ThrottleView>>,
 }
 
 impl Snapshot {
@@ -109,6 +112,20 @@ impl AgentState {
             snap.generation += 1;
             snap.devices = Arc::clone(&views);
             snap.event_counts = Arc::clone(&counts);
+            snap
+        });
+    }
+
+    /// Publishes the throttle state (changed by the actions thread, published after each evaluation).
+    pub fn publish_throttle(&self, views: Vec<ThrottleView>) {
+        if *self.snapshot().throttle == views {
+            return;
+        }
+        let views = Arc::new(views);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.throttle = Arc::clone(&views);
             snap
         });
     }

@@ -60,6 +60,129 @@ pub struct DeviceConfig {
     pub logs: Vec<LogSourceConfig>,
     #[serde(default, rename = "probe")]
     pub probes: Vec<ProbeConfig>,
+    /// How to throttle the device when it runs hot. Writes happen only with `[actions] enabled = true`.
+    #[serde(default)]
+    pub throttle: Option<ThrottleConfig>,
+}
+
+/// A ladder of throttle levels. The level rises one step when the watched value stays above
+/// `threshold` for `hold`, and falls one step when it stays below `threshold - hysteresis` as long.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleConfig {
+    /// "temperature" (the hottest sensor, Celsius) or "power" (total watts).
+    #[serde(default = "default_throttle_metric")]
+    pub metric: String,
+    /// Default: the device's temperature_warn (or power_max for "power").
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Default: the device's hysteresis.
+    #[serde(default)]
+    pub hysteresis: Option<f64>,
+    /// Default: the device's min_duration.
+    #[serde(default)]
+    pub hold: Option<Period>,
+    /// Level 1 is the first entry. A file keeps the value of the highest level at or below the current
+    /// one that names it; at level 0 every file has its original value back.
+    #[serde(rename = "level")]
+    pub levels: Vec<ThrottleLevel>,
+}
+
+fn default_throttle_metric() -> String {
+    "temperature".into()
+}
+
+/// What one level writes. Every field is optional; a level needs at least one.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ThrottleLevel {
+    /// class/thermal/<device>/cur_state.
+    pub cooling_device: Option<CoolingStep>,
+    /// class/hwmon/<chip>/power<channel>_cap, in watts (written as microwatts).
+    pub hwmon_power_cap: Option<HwmonCapStep>,
+    /// class/powercap/<zone>/constraint_<constraint>_power_limit_uw, in watts.
+    pub powercap_limit: Option<PowercapStep>,
+    /// devices/system/cpu/cpufreq/policy<policy>/scaling_max_freq, in kHz.
+    pub cpufreq_max: Option<CpufreqStep>,
+    /// bus/pci/devices/<pci_address>/max_power (habanalabs), in watts (written as milliwatts).
+    pub habanalabs_max_power: Option<HabanaStep>,
+    /// A vendor command run on entering this level; `{id}` and `{level}` are replaced.
+    pub command: Option<Vec<String>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CoolingStep {
+    pub device: String,
+    pub state: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HwmonCapStep {
+    pub chip: String,
+    #[serde(default = "one")]
+    pub channel: u32,
+    pub watts: f64,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PowercapStep {
+    pub zone: String,
+    #[serde(default)]
+    pub constraint: u32,
+    pub watts: f64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CpufreqStep {
+    pub policy: u32,
+    pub khz: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HabanaStep {
+    pub pci_address: String,
+    pub watts: f64,
+}
+
+impl ThrottleLevel {
+    /// The sysfs files this level writes, relative to the sysfs root, with the value to write.
+    pub fn writes(&self) -> Vec<(String, String)> {
+        let mut w = Vec::new();
+        if let Some(c) = &self.cooling_device {
+            w.push((format!("class/thermal/{}/cur_state", c.device), c.state.to_string()));
+        }
+        if let Some(h) = &self.hwmon_power_cap {
+            w.push((
+                format!("class/hwmon/{}/power{}_cap", h.chip, h.channel),
+                format!("{}", (h.watts * 1e6).round() as u64),
+            ));
+        }
+        if let Some(p) = &self.powercap_limit {
+            w.push((
+                format!("class/powercap/{}/constraint_{}_power_limit_uw", p.zone, p.constraint),
+                format!("{}", (p.watts * 1e6).round() as u64),
+            ));
+        }
+        if let Some(c) = &self.cpufreq_max {
+            w.push((format!("devices/system/cpu/cpufreq/policy{}/scaling_max_freq", c.policy), c.khz.to_string()));
+        }
+        if let Some(h) = &self.habanalabs_max_power {
+            w.push((
+                format!("bus/pci/devices/{}/max_power", h.pci_address),
+                format!("{}", (h.watts * 1e3).round() as u64),
+            ));
+        }
+        w
+    }
 }
 
 /// Health thresholds. A condition sets when the value stays beyond the threshold for `min_duration`
@@ -400,6 +523,37 @@ impl DeviceConfig {
                 }
             }
         }
+        if let Some(t) = &self.throttle {
+            let at = |k: &str| vec!["device".into(), index.into(), "throttle".into(), k.into()];
+            if !["temperature", "power"].contains(&t.metric.as_str()) {
+                out.push(crate::model::Finding {
+                    path: at("metric"),
+                    message: format!("unknown metric {:?}; use temperature or power", t.metric),
+                });
+            }
+            if t.levels.is_empty() {
+                out.push(crate::model::Finding {
+                    path: at("metric"),
+                    message: "a throttle needs at least one [[device.throttle.level]]".into(),
+                });
+            }
+            for (j, l) in t.levels.iter().enumerate() {
+                if l.writes().is_empty() && l.command.is_none() {
+                    out.push(crate::model::Finding {
+                        path: vec!["device".into(), index.into(), "throttle".into(), "level".into(), j.into()],
+                        message: format!("throttle level {} writes nothing and runs nothing", j + 1),
+                    });
+                }
+                for (path, _) in l.writes() {
+                    if path.split('/').any(|c| c == ".." || c.is_empty()) {
+                        out.push(crate::model::Finding {
+                            path: vec!["device".into(), index.into(), "throttle".into(), "level".into(), j.into()],
+                            message: format!("{path:?} must stay inside the sysfs root"),
+                        });
+                    }
+                }
+            }
+        }
         for (j, p) in self.probes.iter().enumerate() {
             let kinds = [p.command.is_some(), p.tcp.is_some(), p.udp.is_some()].iter().filter(|b| **b).count();
             if kinds != 1 {
@@ -469,6 +623,7 @@ mod tests {
             thresholds: None,
             logs: vec![],
             probes: vec![],
+            throttle: None,
         }
     }
 

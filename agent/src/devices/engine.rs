@@ -163,6 +163,7 @@ struct Device {
     /// Conditions set by log rules: condition -> (rule, message, latched).
     log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
     has_logs: bool,
+    throttle: Option<crate::actions::throttle::ThrottleController>,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -243,6 +244,7 @@ impl DeviceEngine {
                 thresholds: None,
                 logs: Vec::new(),
                 probes: Vec::new(),
+                throttle: None,
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
@@ -365,6 +367,37 @@ impl DeviceEngine {
             .collect()
     }
 
+    /// The throttle level each throttled device should have now, where it differs from what is applied.
+    pub fn throttle_requests(&mut self, applied: impl Fn(&str) -> usize, now: Instant) -> Vec<(String, usize)> {
+        let mut out = Vec::new();
+        for d in &mut self.devices {
+            let Some(cfg) = d.config.throttle.clone() else { continue };
+            let value = match cfg.metric.as_str() {
+                "power" if !d.readings.power_watts.is_empty() => {
+                    Some(d.readings.power_watts.iter().map(|r| r.value).sum())
+                }
+                "power" => None,
+                _ => d.readings.max_temperature().map(|r| r.value),
+            };
+            let Some(value) = value else { continue };
+            let t = &d.thresholds;
+            let controller = d.throttle.get_or_insert_with(|| {
+                let default =
+                    if cfg.metric == "power" { t.power_max.unwrap_or(f64::INFINITY) } else { t.temperature_warn };
+                crate::actions::throttle::ThrottleController::new(
+                    cfg.threshold.unwrap_or(default),
+                    cfg.hysteresis.unwrap_or(t.hysteresis),
+                    cfg.hold.map_or(t.min_duration, |h| h.get()),
+                    cfg.levels.len(),
+                )
+            });
+            if let Some(level) = controller.observe(value, applied(&d.config.id), now) {
+                out.push((d.config.id.clone(), level));
+            }
+        }
+        out
+    }
+
     pub fn views(&self) -> Vec<DeviceView> {
         self.devices.iter().map(Device::view).collect()
     }
@@ -401,6 +434,7 @@ impl Device {
             log_matches: Default::default(),
             log_conditions: Default::default(),
             has_logs: false,
+            throttle: None,
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
             warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
             crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),

@@ -24,7 +24,11 @@ impl Agent {
     /// Starts the agent on an ephemeral port with the given extra arguments, and waits until it logs
     /// its address.
     pub fn start(args: &[&str]) -> Agent {
-        let state_dir = tempfile::Builder::new().prefix("agent-state-").tempdir().expect("state dir");
+        Agent::start_in(tempfile::Builder::new().prefix("agent-state-").tempdir().expect("state dir"), args)
+    }
+
+    /// Starts the agent with a given state directory (to restart it on the same journal and originals).
+    pub fn start_in(state_dir: tempfile::TempDir, args: &[&str]) -> Agent {
         let state = state_dir.path().to_str().expect("utf-8 temp path").to_owned();
         let socket = format!("{state}/agent.sock");
         let mut child = Command::new(BIN)

@@ -1,0 +1,330 @@
+//! The actions layer: the only part of the agent that changes the machine.
+//!
+//! Off unless `[actions] enabled = true` (or `--dry-run`, which records what would be done and writes
+//! nothing). One thread applies every change in order, so two decisions never race on a file; the
+//! async side only sends requests. Every write is confined to the files the config names, read back,
+//! and preceded by saving the original value on disk; originals are restored when a device comes down
+//! to level 0, at shutdown, and at the next start after a crash.
+
+pub mod throttle;
+pub mod write;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use config::Config;
+use config::device::ThrottleLevel;
+use serde::Serialize;
+
+use crate::events::Events;
+use crate::journal::{Event, Severity, kind};
+use throttle::{all_files, plan};
+use write::{Originals, WriteError, confine, write_verified};
+
+/// How long a vendor throttle command may run.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A device's throttle as operators and metrics see it.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct ThrottleView {
+    pub device: String,
+    /// The level applied (in dry-run: the level that would be applied).
+    pub level: usize,
+    pub max_level: usize,
+    pub transitions_up: u64,
+    pub transitions_down: u64,
+    /// Files the firmware locked (ENODATA); no longer written.
+    pub locked: Vec<String>,
+    pub last_error: Option<String>,
+    pub dry_run: bool,
+}
+
+enum Request {
+    SetLevel { device: String, level: usize },
+    RestoreAll { done: Sender<()> },
+}
+
+/// The async side's handle.
+#[derive(Clone)]
+pub struct Actions {
+    requests: Option<Sender<Request>>,
+    views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
+    /// Whether anything is decided at all (enabled, or dry-run).
+    pub active: bool,
+}
+
+impl Actions {
+    /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
+    /// even with actions disabled now: undoing the agent's own writes is always safe.
+    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>) -> Actions {
+        let dry_run = dry_run_flag || config.actions.dry_run;
+        let active = config.actions.enabled || dry_run;
+        let ladders: BTreeMap<String, Vec<ThrottleLevel>> =
+            config.devices.iter().filter_map(|d| Some((d.id.clone(), d.throttle.as_ref()?.levels.clone()))).collect();
+        let views = Arc::new(Mutex::new(
+            ladders
+                .iter()
+                .map(|(id, l)| {
+                    (id.clone(), ThrottleView { device: id.clone(), max_level: l.len(), dry_run, ..Default::default() })
+                })
+                .collect(),
+        ));
+        let (tx, rx) = channel();
+        let worker = Worker {
+            root: config.sysfs_root.clone(),
+            state_dir: config.state_dir.clone(),
+            write: config.actions.enabled && !dry_run,
+            dry_run,
+            ladders,
+            views: Arc::clone(&views),
+            events,
+            locked: BTreeSet::new(),
+        };
+        let spawned = std::thread::Builder::new().name("actions".into()).spawn(move || worker.run(rx));
+        let requests = match spawned {
+            Ok(_) => Some(tx),
+            Err(e) => {
+                tracing::error!("cannot start the actions thread; no actions will be taken: {e}");
+                None
+            }
+        };
+        Actions { requests, views, active }
+    }
+
+    /// The level applied to a device (0 if it has no throttle).
+    pub fn level(&self, device: &str) -> usize {
+        self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level)
+    }
+
+    pub fn set_level(&self, device: &str, level: usize) {
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(Request::SetLevel { device: device.to_owned(), level });
+        }
+    }
+
+    pub fn views(&self) -> Vec<ThrottleView> {
+        self.views.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
+    }
+
+    /// Restores every original value; returns when done or after `timeout`.
+    pub fn restore_all(&self, timeout: Duration) {
+        if let Some(tx) = &self.requests {
+            let (done, wait) = channel();
+            if tx.send(Request::RestoreAll { done }).is_ok() && wait.recv_timeout(timeout).is_err() {
+                tracing::warn!("restoring throttled devices did not finish within {timeout:?}");
+            }
+        }
+    }
+}
+
+struct Worker {
+    root: PathBuf,
+    state_dir: PathBuf,
+    /// Writes really happen (enabled and not dry-run).
+    write: bool,
+    dry_run: bool,
+    ladders: BTreeMap<String, Vec<ThrottleLevel>>,
+    views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
+    events: Arc<Events>,
+    /// Files the firmware locked.
+    locked: BTreeSet<PathBuf>,
+}
+
+impl Worker {
+    fn run(mut self, rx: Receiver<Request>) {
+        let mut originals = match Originals::load(&self.state_dir) {
+            Ok(o) => o,
+            Err(e) => {
+                self.event(None, Severity::Critical, format!("cannot read saved originals, actions disabled: {e}"));
+                return;
+            }
+        };
+        self.restore(&mut originals, None, "restored after a restart");
+        while let Ok(req) = rx.recv() {
+            match req {
+                Request::SetLevel { device, level } => self.set_level(&mut originals, &device, level),
+                Request::RestoreAll { done } => {
+                    for v in self.views.lock().unwrap_or_else(PoisonError::into_inner).values_mut() {
+                        v.level = 0;
+                    }
+                    self.restore(&mut originals, None, "restored at shutdown");
+                    let _ = done.send(());
+                }
+            }
+        }
+    }
+
+    fn event(&self, device: Option<&str>, severity: Severity, message: String) {
+        match severity {
+            Severity::Info => tracing::info!(device = device.unwrap_or(""), "{message}"),
+            _ => tracing::warn!(device = device.unwrap_or(""), "{message}"),
+        }
+        let mut e = Event::new(SystemTime::now(), severity, kind::ACTION, message);
+        if let Some(d) = device {
+            e = e.on_device(d);
+        }
+        self.events.record(e);
+    }
+
+    /// Writes back saved originals (of one device, or all), forgetting each that is restored.
+    fn restore(&mut self, originals: &mut Originals, device: Option<&str>, why: &str) {
+        let entries: Vec<(PathBuf, write::Original)> = originals
+            .entries
+            .iter()
+            .filter(|(_, o)| device.is_none_or(|d| o.device == d))
+            .map(|(p, o)| (p.clone(), o.clone()))
+            .collect();
+        for (path, original) in entries {
+            match write_verified(&path, &original.value) {
+                Ok(()) => {
+                    let _ = originals.forget(&path);
+                    self.event(
+                        Some(&original.device),
+                        Severity::Info,
+                        format!("{why}: {} = {}", path.display(), original.value),
+                    );
+                }
+                Err(e) => self.event(Some(&original.device), Severity::Critical, format!("{why} failed: {e}")),
+            }
+        }
+    }
+
+    fn set_level(&mut self, originals: &mut Originals, device: &str, target: usize) {
+        let Some(levels) = self.ladders.get(device).cloned() else { return };
+        let target = target.min(levels.len());
+        let current = self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level);
+        if target == current {
+            return;
+        }
+        let want = plan(&levels, target);
+        let mut done = Vec::new();
+        let mut failed: Option<String> = None;
+        for file in all_files(&levels) {
+            let path = match confine(&self.root, &file) {
+                Ok(p) => p,
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            };
+            if self.locked.contains(&path) {
+                continue;
+            }
+            let value = match want.get(&file) {
+                Some(v) => v.clone(),
+                // Not throttled at this level: back to the original, if we ever changed it.
+                None => match originals.entries.get(&path) {
+                    Some(o) => o.value.clone(),
+                    None => continue,
+                },
+            };
+            if !self.write {
+                done.push(format!("would write {} = {value}", path.display()));
+                continue;
+            }
+            match self.write_one(originals, &path, device, &value, want.contains_key(&file)) {
+                Ok(()) => done.push(format!("{} = {value}", path.display())),
+                Err(e) if e.is_locked() => {
+                    self.locked.insert(path.clone());
+                    self.event(Some(device), Severity::Critical, format!("{e}; throttling continues without it"));
+                }
+                Err(e) => {
+                    failed = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        if failed.is_none() {
+            failed = self.run_command(&levels, device, target).err();
+        }
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let Some(view) = views.get_mut(device) else { return };
+        view.locked = self.locked.iter().map(|p| p.display().to_string()).collect();
+        match failed {
+            Some(e) => {
+                view.last_error = Some(e.clone());
+                drop(views);
+                // A failed or unverified write is not a state change: the level stays where it was.
+                self.event(Some(device), Severity::Critical, format!("throttle {current} -> {target} failed: {e}"));
+            }
+            None => {
+                view.level = target;
+                view.last_error = None;
+                if target > current {
+                    view.transitions_up += 1;
+                } else {
+                    view.transitions_down += 1;
+                }
+                drop(views);
+                let how = if self.dry_run { "dry run: " } else { "" };
+                let severity = if target > current { Severity::Warning } else { Severity::Info };
+                self.event(
+                    Some(device),
+                    severity,
+                    format!("{how}throttle level {current} -> {target}: {}", done.join(", ")),
+                );
+            }
+        }
+    }
+
+    fn write_one(
+        &mut self,
+        originals: &mut Originals,
+        path: &Path,
+        device: &str,
+        value: &str,
+        throttling: bool,
+    ) -> Result<(), WriteError> {
+        if throttling {
+            originals.save_first(path, device)?;
+        }
+        write_verified(path, value)?;
+        if !throttling {
+            originals.forget(path)?;
+        }
+        Ok(())
+    }
+
+    /// Runs the vendor command of the level entered (for level 0, level 1's command with level 0).
+    fn run_command(&self, levels: &[ThrottleLevel], device: &str, target: usize) -> Result<(), String> {
+        let Some(argv) = levels.get(target.saturating_sub(1)).and_then(|l| l.command.as_ref()) else { return Ok(()) };
+        let argv: Vec<String> =
+            argv.iter().map(|a| a.replace("{id}", device).replace("{level}", &target.to_string())).collect();
+        if !self.write {
+            return Ok(());
+        }
+        let Some((program, args)) = argv.split_first() else { return Ok(()) };
+        let mut child = {
+            use std::os::unix::process::CommandExt;
+            Command::new(program)
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .process_group(0)
+                .spawn()
+                .map_err(|e| format!("cannot run {program}: {e}"))?
+        };
+        let started = Instant::now();
+        loop {
+            match child.try_wait() {
+                Ok(Some(status)) if status.success() => return Ok(()),
+                Ok(Some(status)) => return Err(format!("{program} exited with {status}")),
+                Ok(None) if started.elapsed() > COMMAND_TIMEOUT => {
+                    // SAFETY: signalling the process group we created for this child.
+                    unsafe {
+                        libc::kill(-(child.id() as i32), libc::SIGKILL);
+                    }
+                    let _ = child.wait();
+                    return Err(format!("{program} did not finish within {COMMAND_TIMEOUT:?}"));
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(10)),
+                Err(e) => return Err(format!("waiting for {program}: {e}")),
+            }
+        }
+    }
+}
