@@ -10,9 +10,11 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::Actions;
+use crate::actions::reconnect::Decision;
 use crate::collect::Supervisor;
 use crate::devices::{DeviceEngine, Status};
 use crate::events::Events;
+use crate::journal::{Event, Severity, kind};
 use crate::state::AgentState;
 
 /// The enabled collectors with their interval and timeout, in report order.
@@ -79,6 +81,27 @@ pub fn spawn_loops(
     }
 }
 
+fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {
+    let (severity, message) = match decision {
+        Decision::Attempt { step } => {
+            actions.reconnect(device, &step);
+            return;
+        }
+        Decision::Failed { step } => (Severity::Warning, format!("still offline after reconnect step {step}")),
+        Decision::Recovered { step } => (Severity::Info, format!("back online after reconnect step {step}")),
+        Decision::Opened { step } => {
+            (Severity::Critical, format!("still offline after reconnect step {step}; the reconnect circuit opened"))
+        }
+        Decision::Escalate { step } => (
+            Severity::Critical,
+            format!(
+                "NeedsHardwareInspection: still offline after reconnect step {step}; the ladder failed repeatedly and automatic reconnects stopped"
+            ),
+        ),
+    };
+    events.record(Event::new(now, severity, kind::ACTION, message).on_device(device));
+}
+
 /// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
 /// runs after every collection.
 fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events, actions: &Actions) {
@@ -104,6 +127,9 @@ fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &E
         // Decided here, applied in order on the actions thread: the async side never writes.
         for (device, level) in engine.throttle_requests(|d| actions.level(d), Instant::now()) {
             actions.set_level(&device, level);
+        }
+        for (device, decision) in engine.reconnect_decisions(Instant::now(), now) {
+            reconnect_decision(&device, decision, actions, events, now);
         }
     }
     state.publish_devices(engine.views(), events.counts());

@@ -63,7 +63,60 @@ pub struct DeviceConfig {
     /// How to throttle the device when it runs hot. Writes happen only with `[actions] enabled = true`.
     #[serde(default)]
     pub throttle: Option<ThrottleConfig>,
+    /// How to bring the device back when it is Offline. Writes happen only with `[actions] enabled`.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectConfig>,
 }
+
+/// The reconnect ladder, mildest step first. Steps: "vendor" (runs `command`), "driver_reset"
+/// (habanalabs hard_reset), "function_reset" (PCI `reset`), "rebind" (unbind and bind the driver),
+/// "remove_rescan" (remove the PCI function and rescan the bus). All but "vendor" need `pci_address`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReconnectConfig {
+    pub steps: Vec<String>,
+    /// For the "vendor" step; `{id}` is replaced, e.g. ["photon-debug", "--reconnect-device", "{id}"].
+    #[serde(default)]
+    pub command: Option<Vec<String>>,
+    /// Failed attempts in a row before the circuit opens.
+    #[serde(default = "three")]
+    pub max_failures: u32,
+    #[serde(default = "default_backoff")]
+    pub backoff_initial: Period,
+    #[serde(default = "default_backoff_max")]
+    pub backoff_max: Period,
+    /// How long an open circuit stays open before one half-open try.
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Period,
+    /// How long after a step the device must be back for the step to count as a success.
+    #[serde(default = "default_settle")]
+    pub settle: Period,
+    /// Circuit openings before the device is declared to need a hardware inspection (and left alone).
+    #[serde(default = "two")]
+    pub escalate_after: u32,
+}
+
+fn three() -> u32 {
+    3
+}
+fn two() -> u32 {
+    2
+}
+fn default_backoff() -> Period {
+    Period::from_millis(5_000)
+}
+fn default_backoff_max() -> Period {
+    Period::from_millis(300_000)
+}
+fn default_cooldown() -> Period {
+    Period::from_millis(600_000)
+}
+fn default_settle() -> Period {
+    Period::from_millis(10_000)
+}
+
+/// The reconnect steps that exist.
+pub const RECONNECT_STEPS: [&str; 5] = ["vendor", "driver_reset", "function_reset", "rebind", "remove_rescan"];
 
 /// A ladder of throttle levels. The level rises one step when the watched value stays above
 /// `threshold` for `hold`, and falls one step when it stays below `threshold - hysteresis` as long.
@@ -523,6 +576,33 @@ impl DeviceConfig {
                 }
             }
         }
+        if let Some(r) = &self.reconnect {
+            let at = |k: &str| vec!["device".into(), index.into(), "reconnect".into(), k.into()];
+            for s in &r.steps {
+                if !RECONNECT_STEPS.contains(&s.as_str()) {
+                    out.push(crate::model::Finding {
+                        path: at("steps"),
+                        message: format!("unknown step {s:?}; use {}", RECONNECT_STEPS.join(", ")),
+                    });
+                } else if s == "vendor" && r.command.as_ref().is_none_or(|c| c.is_empty()) {
+                    out.push(crate::model::Finding {
+                        path: at("steps"),
+                        message: "step \"vendor\" needs `command`".into(),
+                    });
+                } else if s != "vendor" && self.pci_address.is_none() {
+                    out.push(crate::model::Finding {
+                        path: at("steps"),
+                        message: format!("step {s:?} needs the device's pci_address"),
+                    });
+                }
+            }
+            if r.steps.is_empty() || r.max_failures == 0 || r.escalate_after == 0 {
+                out.push(crate::model::Finding {
+                    path: at("steps"),
+                    message: "a reconnect needs at least one step, max_failures >= 1 and escalate_after >= 1".into(),
+                });
+            }
+        }
         if let Some(t) = &self.throttle {
             let at = |k: &str| vec!["device".into(), index.into(), "throttle".into(), k.into()];
             if !["temperature", "power"].contains(&t.metric.as_str()) {
@@ -624,6 +704,7 @@ mod tests {
             logs: vec![],
             probes: vec![],
             throttle: None,
+            reconnect: None,
         }
     }
 

@@ -6,6 +6,7 @@
 //! and preceded by saving the original value on disk; originals are restored when a device comes down
 //! to level 0, at shutdown, and at the next start after a crash.
 
+pub mod reconnect;
 pub mod throttle;
 pub mod write;
 
@@ -45,6 +46,7 @@ pub struct ThrottleView {
 
 enum Request {
     SetLevel { device: String, level: usize },
+    Reconnect { device: String, step: String },
     RestoreAll { done: Sender<()> },
 }
 
@@ -73,8 +75,14 @@ impl Actions {
                 })
                 .collect(),
         ));
+        let reconnects = config
+            .devices
+            .iter()
+            .filter_map(|d| Some((d.id.clone(), (d.reconnect.as_ref()?.command.clone(), d.pci_address.clone()))))
+            .collect();
         let (tx, rx) = channel();
         let worker = Worker {
+            reconnects,
             root: config.sysfs_root.clone(),
             state_dir: config.state_dir.clone(),
             write: config.actions.enabled && !dry_run,
@@ -100,6 +108,13 @@ impl Actions {
         self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level)
     }
 
+    /// Runs one reconnect step for a device (its ladder and PCI address come from the config).
+    pub fn reconnect(&self, device: &str, step: &str) {
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned() });
+        }
+    }
+
     pub fn set_level(&self, device: &str, level: usize) {
         if let Some(tx) = &self.requests {
             let _ = tx.send(Request::SetLevel { device: device.to_owned(), level });
@@ -122,6 +137,8 @@ impl Actions {
 }
 
 struct Worker {
+    /// device -> (vendor command, PCI address) for reconnect steps.
+    reconnects: BTreeMap<String, (Option<Vec<String>>, Option<String>)>,
     root: PathBuf,
     state_dir: PathBuf,
     /// Writes really happen (enabled and not dry-run).
@@ -147,6 +164,7 @@ impl Worker {
         while let Ok(req) = rx.recv() {
             match req {
                 Request::SetLevel { device, level } => self.set_level(&mut originals, &device, level),
+                Request::Reconnect { device, step } => self.reconnect(&device, &step),
                 Request::RestoreAll { done } => {
                     for v in self.views.lock().unwrap_or_else(PoisonError::into_inner).values_mut() {
                         v.level = 0;
@@ -289,6 +307,66 @@ impl Worker {
         Ok(())
     }
 
+    /// One reconnect step. Whether it worked is judged later, by the device coming back.
+    fn reconnect(&mut self, device: &str, step: &str) {
+        let Some((command, pci)) = self.reconnects.get(device).cloned() else { return };
+        let outcome = if !self.write {
+            Ok(format!("dry run: would run reconnect step {step}"))
+        } else {
+            self.run_step(device, step, command.as_deref(), pci.as_deref())
+        };
+        match outcome {
+            Ok(what) => self.event(Some(device), Severity::Warning, format!("reconnect step {step}: {what}")),
+            Err(e) => self.event(Some(device), Severity::Critical, format!("reconnect step {step} failed: {e}")),
+        }
+    }
+
+    fn run_step(
+        &self,
+        device: &str,
+        step: &str,
+        command: Option<&[String]>,
+        pci: Option<&str>,
+    ) -> Result<String, String> {
+        let poke = |rel: &str, value: &str| -> Result<(), String> {
+            let path = confine(&self.root, rel).map_err(|e| e.to_string())?;
+            write::write_once(&path, value).map_err(|e| e.to_string())
+        };
+        let pci = || pci.ok_or_else(|| format!("step {step} needs the device's pci_address"));
+        match step {
+            "vendor" => {
+                let argv: Vec<String> = command.unwrap_or_default().iter().map(|a| a.replace("{id}", device)).collect();
+                self.run_argv(&argv)?;
+                Ok(format!("ran {}", argv.join(" ")))
+            }
+            "driver_reset" => {
+                poke(&format!("bus/pci/devices/{}/hard_reset", pci()?), "1")?;
+                Ok("wrote 1 to hard_reset".into())
+            }
+            "function_reset" => {
+                poke(&format!("bus/pci/devices/{}/reset", pci()?), "1")?;
+                Ok("wrote 1 to reset".into())
+            }
+            "rebind" => {
+                let addr = pci()?;
+                let driver_link = self.root.join(format!("bus/pci/devices/{addr}/driver"));
+                let driver = std::fs::read_link(&driver_link)
+                    .ok()
+                    .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+                    .ok_or_else(|| format!("{}: no driver bound", driver_link.display()))?;
+                poke(&format!("bus/pci/drivers/{driver}/unbind"), addr)?;
+                poke(&format!("bus/pci/drivers/{driver}/bind"), addr)?;
+                Ok(format!("unbound and bound {driver}"))
+            }
+            "remove_rescan" => {
+                poke(&format!("bus/pci/devices/{}/remove", pci()?), "1")?;
+                poke("bus/pci/rescan", "1")?;
+                Ok("removed the function and rescanned the bus".into())
+            }
+            other => Err(format!("unknown step {other}")),
+        }
+    }
+
     /// Runs the vendor command of the level entered (for level 0, level 1's command with level 0).
     fn run_command(&self, levels: &[ThrottleLevel], device: &str, target: usize) -> Result<(), String> {
         let Some(argv) = levels.get(target.saturating_sub(1)).and_then(|l| l.command.as_ref()) else { return Ok(()) };
@@ -297,6 +375,11 @@ impl Worker {
         if !self.write {
             return Ok(());
         }
+        self.run_argv(&argv)
+    }
+
+    /// Runs a command without a shell, in its own process group, killed as a group at the deadline.
+    fn run_argv(&self, argv: &[String]) -> Result<(), String> {
         let Some((program, args)) = argv.split_first() else { return Ok(()) };
         let mut child = {
             use std::os::unix::process::CommandExt;

@@ -76,6 +76,17 @@ pub fn write_verified(path: &Path, value: &str) -> Result<(), WriteError> {
     if same { Ok(()) } else { Err(WriteError::DidNotStick { path: path.to_owned(), wrote: value.to_owned(), read }) }
 }
 
+/// Writes a write-only attribute (hard_reset, reset, unbind, remove): there is nothing to read back;
+/// whether it worked shows in the device coming back.
+pub fn write_once(path: &Path, value: &str) -> Result<(), WriteError> {
+    OpenOptions::new()
+        .write(true)
+        .truncate(true)
+        .open(path)
+        .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()))
+        .map_err(|source| WriteError::Write { path: path.to_owned(), value: value.to_owned(), source })
+}
+
 /// The value a file had before the agent first wrote it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Original {

@@ -132,6 +132,13 @@ pub struct DeviceView {
     pub log_lines: Vec<(String, u64)>,
     /// Matches per log rule (every configured rule, from 0).
     pub log_matches: Vec<(String, u64)>,
+    pub maintenance: bool,
+    /// The reconnect circuit, when the device has a reconnect ladder.
+    pub circuit: Option<crate::actions::reconnect::Circuit>,
+    /// The ladder gave up: a person has to look at the hardware.
+    pub needs_hardware_inspection: bool,
+    /// (step, result, attempts) with result "recovered" or "failed".
+    pub reconnect_attempts: Vec<(String, String, u64)>,
     /// The thresholds this device is judged by (config over profile), in Celsius.
     pub temperature_warn_celsius: f64,
     pub temperature_crit_celsius: f64,
@@ -164,6 +171,11 @@ struct Device {
     log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
     has_logs: bool,
     throttle: Option<crate::actions::throttle::ThrottleController>,
+    reconnect: Option<crate::actions::reconnect::ReconnectController>,
+    /// (step, result) -> attempts, for accel_reconnect_attempts_total.
+    reconnect_attempts: std::collections::BTreeMap<(String, String), u64>,
+    /// In maintenance until then: no automatic actions, state "maintenance".
+    maintenance_until: Option<SystemTime>,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -245,6 +257,7 @@ impl DeviceEngine {
                 logs: Vec::new(),
                 probes: Vec::new(),
                 throttle: None,
+                reconnect: None,
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
@@ -367,11 +380,69 @@ impl DeviceEngine {
             .collect()
     }
 
+    /// Puts a device in maintenance until `until` (None ends it). Returns false for an unknown device.
+    pub fn set_maintenance(&mut self, device: &str, until: Option<SystemTime>) -> bool {
+        match self.devices.iter_mut().find(|d| d.config.id == device) {
+            Some(d) => {
+                d.maintenance_until = until;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// What the reconnect ladders want done now, for devices not in maintenance.
+    pub fn reconnect_decisions(
+        &mut self,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<(String, crate::actions::reconnect::Decision)> {
+        use crate::actions::reconnect::{Decision, Policy, ReconnectController};
+        let mut out = Vec::new();
+        for (i, d) in self.devices.iter_mut().enumerate() {
+            let Some(cfg) = d.config.reconnect.clone() else { continue };
+            if d.in_maintenance(wall) {
+                continue;
+            }
+            let offline = d.conditions.iter().any(|c| c.kind == ConditionKind::Offline && c.status == Status::True);
+            let controller = d.reconnect.get_or_insert_with(|| {
+                let policy = Policy {
+                    steps: cfg.steps.clone(),
+                    max_failures: cfg.max_failures,
+                    backoff_initial: cfg.backoff_initial.get(),
+                    backoff_max: cfg.backoff_max.get(),
+                    cooldown: cfg.cooldown.get(),
+                    settle: cfg.settle.get(),
+                    escalate_after: cfg.escalate_after,
+                };
+                // Seeded per device so two devices do not retry in lockstep.
+                ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1))
+            });
+            if let Some(decision) = controller.tick(offline, now) {
+                let (step, result) = match &decision {
+                    Decision::Failed { step } | Decision::Opened { step } | Decision::Escalate { step } => {
+                        (Some(step.clone()), "failed")
+                    }
+                    Decision::Recovered { step } => (Some(step.clone()), "recovered"),
+                    _ => (None, ""),
+                };
+                if let Some(step) = step {
+                    *d.reconnect_attempts.entry((step, result.to_owned())).or_default() += 1;
+                }
+                out.push((d.config.id.clone(), decision));
+            }
+        }
+        out
+    }
+
     /// The throttle level each throttled device should have now, where it differs from what is applied.
     pub fn throttle_requests(&mut self, applied: impl Fn(&str) -> usize, now: Instant) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
             let Some(cfg) = d.config.throttle.clone() else { continue };
+            if d.in_maintenance(SystemTime::now()) {
+                continue;
+            }
             let value = match cfg.metric.as_str() {
                 "power" if !d.readings.power_watts.is_empty() => {
                     Some(d.readings.power_watts.iter().map(|r| r.value).sum())
@@ -435,6 +506,9 @@ impl Device {
             log_conditions: Default::default(),
             has_logs: false,
             throttle: None,
+            reconnect: None,
+            reconnect_attempts: Default::default(),
+            maintenance_until: None,
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
             warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
             crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
@@ -446,6 +520,10 @@ impl Device {
             last_reading: None,
             created: now,
         }
+    }
+
+    fn in_maintenance(&self, now: SystemTime) -> bool {
+        self.maintenance_until.is_some_and(|until| now < until)
     }
 
     fn make_one_shot(&mut self) {
@@ -760,7 +838,7 @@ impl Device {
             driver: self.driver.clone().unwrap_or_default(),
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: String::new(),
-            state: derive_state(&self.conditions, false),
+            state: derive_state(&self.conditions, self.in_maintenance(SystemTime::now())),
             up: match (
                 self.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
                 &self.accel_status,
@@ -777,6 +855,10 @@ impl Device {
             energy_per_inference_joules: self.energy_per_inference,
             log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            maintenance: self.in_maintenance(SystemTime::now()),
+            circuit: self.reconnect.as_ref().map(|r| r.circuit),
+            needs_hardware_inspection: self.reconnect.as_ref().is_some_and(|r| r.escalated),
+            reconnect_attempts: self.reconnect_attempts.iter().map(|((s, r), n)| (s.clone(), r.clone(), *n)).collect(),
             temperature_warn_celsius: self.thresholds.temperature_warn,
             temperature_crit_celsius: self.thresholds.temperature_crit,
             conditions: self.conditions.clone(),
@@ -833,5 +915,24 @@ fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, r: &mut R
             }
             _ => {}
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn maintenance_overrides_the_state_until_it_ends() {
+        let cfg = config::parse_str("[[device]]\nid = \"d0\"\nkind = \"generic\"\n", "t.toml").unwrap();
+        let wall = SystemTime::now();
+        let mut e = DeviceEngine::new(&cfg, Instant::now(), wall);
+        assert_eq!(e.views()[0].state, State::Unknown);
+        assert!(e.set_maintenance("d0", Some(wall + std::time::Duration::from_secs(3600))));
+        let v = &e.views()[0];
+        assert_eq!((v.state, v.maintenance), (State::Maintenance, true));
+        assert!(e.set_maintenance("d0", Some(wall - std::time::Duration::from_secs(1))), "an end in the past");
+        assert_eq!(e.views()[0].state, State::Unknown);
+        assert!(!e.set_maintenance("nope", None));
     }
 }

@@ -98,6 +98,28 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
                 e,
             );
         }
+        out.gauge(
+            "accel_maintenance_mode",
+            "1 while the device is in maintenance (no automatic actions; alerts may be inhibited)",
+            vec![("device", id.clone())],
+            f64::from(u8::from(d.maintenance)),
+        );
+        if let Some(c) = d.circuit {
+            out.gauge(
+                "accel_reconnect_circuit_state",
+                "Reconnect circuit breaker: 0 closed, 1 half-open, 2 open",
+                vec![("device", id.clone())],
+                c.gauge(),
+            );
+        }
+        for (step, result, n) in &d.reconnect_attempts {
+            out.counter(
+                "accel_reconnect_attempts_total",
+                "Reconnect attempts by ladder step and result",
+                vec![("device", id.clone()), ("step", lv(step)), ("result", lv(result))],
+                *n as f64,
+            );
+        }
         for (rule, n) in &d.log_matches {
             out.counter(
                 "accel_log_matches_total",

@@ -1,0 +1,220 @@
+//! When to try bringing an offline device back, with what, and when to stop trying.
+//!
+//! The ladder runs mildest step first, one step per attempt. An attempt fails when the device is still
+//! offline `settle` after its step ran; the next attempt then uses the next step, after an exponentially
+//! growing, jittered backoff. After `max_failures` failed attempts in a row the circuit opens: no attempt
+//! for `cooldown`, then one half-open try. Each time the circuit opens counts toward escalation: after
+//! `escalate_after` openings the device needs a human (NeedsHardwareInspection), and the ladder stops.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Circuit {
+    Closed,
+    HalfOpen,
+    Open,
+}
+
+impl Circuit {
+    /// accel_reconnect_circuit_state: 0 closed, 1 half-open, 2 open.
+    pub fn gauge(self) -> f64 {
+        match self {
+            Circuit::Closed => 0.0,
+            Circuit::HalfOpen => 1.0,
+            Circuit::Open => 2.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    pub steps: Vec<String>,
+    pub max_failures: u32,
+    pub backoff_initial: Duration,
+    pub backoff_max: Duration,
+    pub cooldown: Duration,
+    pub settle: Duration,
+    pub escalate_after: u32,
+}
+
+/// What the controller wants done.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Decision {
+    /// Run this step now.
+    Attempt { step: String },
+    /// The last attempt failed (the device is still offline after `settle`).
+    Failed { step: String },
+    /// The device came back after this step.
+    Recovered { step: String },
+    /// The attempt with this step failed and the circuit opened.
+    Opened { step: String },
+    /// The attempt with this step failed once too often: stop and call a human.
+    Escalate { step: String },
+}
+
+#[derive(Debug, Clone)]
+pub struct ReconnectController {
+    policy: Policy,
+    pub circuit: Circuit,
+    next_step: usize,
+    failures: u32,
+    openings: u32,
+    backoff: Duration,
+    not_before: Option<Instant>,
+    /// The attempt in progress: its step and when it was started.
+    in_flight: Option<(String, Instant)>,
+    pub escalated: bool,
+    /// Deterministic jitter source, so tests are reproducible.
+    jitter_state: u64,
+}
+
+impl ReconnectController {
+    pub fn new(policy: Policy, seed: u64) -> Self {
+        let backoff = policy.backoff_initial;
+        ReconnectController {
+            policy,
+            circuit: Circuit::Closed,
+            next_step: 0,
+            failures: 0,
+            openings: 0,
+            backoff,
+            not_before: None,
+            in_flight: None,
+            escalated: false,
+            jitter_state: seed | 1,
+        }
+    }
+
+    /// Up to +25% of `d`: spreads retries of many devices (or many hosts) apart.
+    fn jittered(&mut self, d: Duration) -> Duration {
+        // xorshift64: enough randomness for spreading retries, no global state.
+        self.jitter_state ^= self.jitter_state << 13;
+        self.jitter_state ^= self.jitter_state >> 7;
+        self.jitter_state ^= self.jitter_state << 17;
+        let frac = (self.jitter_state % 1000) as f64 / 4000.0;
+        d + d.mul_f64(frac)
+    }
+
+    /// Feeds the device's liveness; returns what to do, if anything.
+    pub fn tick(&mut self, offline: bool, now: Instant) -> Option<Decision> {
+        if self.escalated || self.policy.steps.is_empty() {
+            return None;
+        }
+        if let Some((step, started)) = self.in_flight.clone() {
+            if !offline {
+                self.reset();
+                return Some(Decision::Recovered { step });
+            }
+            if now.duration_since(started) < self.policy.settle {
+                return None;
+            }
+            self.in_flight = None;
+            self.failures += 1;
+            self.next_step = (self.next_step + 1) % self.policy.steps.len();
+            if self.circuit == Circuit::HalfOpen || self.failures >= self.policy.max_failures {
+                self.circuit = Circuit::Open;
+                self.openings += 1;
+                self.not_before = Some(now + self.policy.cooldown);
+                if self.openings >= self.policy.escalate_after {
+                    self.escalated = true;
+                    return Some(Decision::Escalate { step });
+                }
+                return Some(Decision::Opened { step });
+            }
+            let wait = self.jittered(self.backoff);
+            self.not_before = Some(now + wait);
+            self.backoff = (self.backoff * 2).min(self.policy.backoff_max);
+            return Some(Decision::Failed { step });
+        }
+        if !offline {
+            if self.failures > 0 || self.circuit != Circuit::Closed {
+                // Came back on its own.
+                self.reset();
+            }
+            return None;
+        }
+        if self.not_before.is_some_and(|t| now < t) {
+            return None;
+        }
+        if self.circuit == Circuit::Open {
+            self.circuit = Circuit::HalfOpen;
+        }
+        let step = self.policy.steps[self.next_step].clone();
+        self.in_flight = Some((step.clone(), now));
+        Some(Decision::Attempt { step })
+    }
+
+    fn reset(&mut self) {
+        self.circuit = Circuit::Closed;
+        self.next_step = 0;
+        self.failures = 0;
+        self.backoff = self.policy.backoff_initial;
+        self.not_before = None;
+        self.in_flight = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn policy() -> Policy {
+        Policy {
+            steps: vec!["vendor".into(), "driver_reset".into(), "function_reset".into()],
+            max_failures: 3,
+            backoff_initial: 2 * S,
+            backoff_max: 60 * S,
+            cooldown: 100 * S,
+            settle: 5 * S,
+            escalate_after: 2,
+        }
+    }
+
+    #[test]
+    fn comes_back_on_the_second_step() {
+        let t0 = Instant::now();
+        let mut c = ReconnectController::new(policy(), 7);
+        assert_eq!(c.tick(true, t0), Some(Decision::Attempt { step: "vendor".into() }));
+        assert_eq!(c.tick(true, t0 + S), None, "settling");
+        assert_eq!(c.tick(true, t0 + 5 * S), Some(Decision::Failed { step: "vendor".into() }));
+        assert_eq!(c.tick(true, t0 + 6 * S), None, "backing off");
+        assert_eq!(c.tick(true, t0 + 8 * S), Some(Decision::Attempt { step: "driver_reset".into() }));
+        assert_eq!(c.tick(false, t0 + 9 * S), Some(Decision::Recovered { step: "driver_reset".into() }));
+        assert_eq!(c.circuit, Circuit::Closed);
+        // The next outage starts from the mildest step again.
+        assert_eq!(c.tick(true, t0 + 20 * S), Some(Decision::Attempt { step: "vendor".into() }));
+    }
+
+    #[test]
+    fn never_comes_back_opens_the_circuit_then_escalates() {
+        let t0 = Instant::now();
+        let mut c = ReconnectController::new(policy(), 7);
+        let mut t = t0;
+        let mut decisions = Vec::new();
+        for _ in 0..2000 {
+            if let Some(d) = c.tick(true, t) {
+                decisions.push(d);
+            }
+            t += S;
+        }
+        let attempts = decisions.iter().filter(|d| matches!(d, Decision::Attempt { .. })).count();
+        assert_eq!(decisions.iter().filter(|d| matches!(d, Decision::Opened { .. })).count(), 1);
+        assert_eq!(decisions.last(), Some(&Decision::Escalate { step: "vendor".into() }));
+        // Three attempts close the circuit's first run, one half-open try after the cooldown, then stop.
+        assert_eq!(attempts, 4);
+        assert_eq!(c.circuit, Circuit::Open);
+        assert!(c.escalated);
+    }
+
+    #[test]
+    fn backoff_grows_with_jitter_up_to_the_cap() {
+        let mut c = ReconnectController::new(policy(), 99);
+        let b = c.jittered(10 * S);
+        assert!(b >= 10 * S && b <= 12_500 * Duration::from_millis(1), "{b:?}");
+    }
+}
