@@ -132,9 +132,9 @@ pub struct ThrottleConfig {
     /// Default: the device's hysteresis.
     #[serde(default)]
     pub hysteresis: Option<f64>,
-    /// Default: the device's min_duration.
+    /// Default: the device's min_duration. "0s" reacts at the first reading beyond the threshold.
     #[serde(default)]
-    pub hold: Option<Period>,
+    pub hold: Option<crate::duration::Hold>,
     /// Level 1 is the first entry. A file keeps the value of the highest level at or below the current
     /// one that names it; at level 0 every file has its original value back.
     #[serde(rename = "level")]

@@ -15,6 +15,8 @@ pub struct BoundedDuration<const MIN_MS: u64, const MAX_MS: u64>(Duration);
 pub type Interval = BoundedDuration<100, 3_600_000>;
 /// How long one read, command or request may take: 10 ms .. 10 min.
 pub type Timeout = BoundedDuration<10, 600_000>;
+/// How long a value must persist before an action reacts: 0 (react at once) .. 1 h.
+pub type Hold = BoundedDuration<0, 3_600_000>;
 /// Windows, quiet periods, retention ages: 1 s .. 400 days.
 pub type Period = BoundedDuration<1_000, 34_560_000_000>;
 

@@ -8,7 +8,7 @@ pub mod model;
 pub mod pattern;
 
 pub use device::{DeviceConfig, DeviceKind, EventSeverity, Profile, Thresholds};
-pub use duration::{BoundedDuration, Interval, Period, Timeout};
+pub use duration::{BoundedDuration, Hold, Interval, Period, Timeout};
 pub use load::{ConfigError, ConfigErrors, LoadError, load_file, parse_str};
 pub use model::*;
 pub use pattern::{Filter, Pattern};
