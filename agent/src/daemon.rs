@@ -101,6 +101,13 @@ pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow:
     let shutdown = CancellationToken::new();
     let mut tasks = JoinSet::new();
     schedule::spawn_loops(&config, &config.sysfs_root, &state, &events, &actions, &shutdown, &mut tasks);
+    crate::actions::hooks::spawn(
+        if actions.active { config.actions.hooks.clone() } else { Vec::new() },
+        config.actions.enabled && !(dry_run || config.actions.dry_run),
+        Arc::clone(&state),
+        Arc::clone(&events),
+        shutdown.clone(),
+    );
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, http, shutdown.clone()));
 

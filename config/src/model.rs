@@ -133,13 +133,29 @@ impl Default for HwmonSection {
     }
 }
 
-/// Writes to the machine (throttling, reconnects). Off unless configured.
+/// Writes to the machine (throttling, reconnects) and hooks. Off unless configured.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Actions {
     pub enabled: bool,
     /// Log and record what would be written, write nothing.
     pub dry_run: bool,
+    /// Commands run when a device's state changes (`[[actions.hook]]`).
+    #[serde(rename = "hook")]
+    pub hooks: Vec<Hook>,
+}
+
+/// A command run when a device enters one of the `on` states, e.g. drain the node when a device becomes
+/// unhealthy and undrain it when it is healthy again. `{device}`, `{state}` and `{previous}` in the argv
+/// are replaced; ACCEL_DEVICE, ACCEL_STATE and ACCEL_PREVIOUS_STATE are set. No shell.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Hook {
+    /// States that trigger it: healthy, degraded, unhealthy, unknown, maintenance.
+    pub on: Vec<String>,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub timeout: Option<Timeout>,
 }
 
 /// The host collectors, in the order they are reported.
@@ -249,6 +265,22 @@ impl Config {
                         "timeout {t} is longer than the interval {interval}; a read may not outlive its poll"
                     ),
                 });
+            }
+        }
+        for (i, h) in self.actions.hooks.iter().enumerate() {
+            let at = |k: &str| vec!["actions".into(), "hook".into(), i.into(), k.into()];
+            for s in &h.on {
+                if !["healthy", "degraded", "unhealthy", "unknown", "maintenance"].contains(&s.as_str()) {
+                    out.push(Finding {
+                        path: at("on"),
+                        message: format!(
+                            "unknown state {s:?}; use healthy, degraded, unhealthy, unknown or maintenance"
+                        ),
+                    });
+                }
+            }
+            if h.command.is_empty() {
+                out.push(Finding { path: at("command"), message: "command must name a program".into() });
             }
         }
         let mut seen = std::collections::HashMap::new();

@@ -6,6 +6,7 @@
 //! and preceded by saving the original value on disk; originals are restored when a device comes down
 //! to level 0, at shutdown, and at the next start after a crash.
 
+pub mod hooks;
 pub mod reconnect;
 pub mod throttle;
 pub mod write;
@@ -82,6 +83,7 @@ impl Actions {
             .collect();
         let (tx, rx) = channel();
         let worker = Worker {
+            writer: Box::new(write_verified),
             reconnects,
             root: config.sysfs_root.clone(),
             state_dir: config.state_dir.clone(),
@@ -136,7 +138,12 @@ impl Actions {
     }
 }
 
+/// Writes and verifies one value. A seam for tests: kernels answer ENODATA for locked limits, regular
+/// files cannot.
+type WriteFn = Box<dyn Fn(&Path, &str) -> Result<(), WriteError> + Send>;
+
 struct Worker {
+    writer: WriteFn,
     /// device -> (vendor command, PCI address) for reconnect steps.
     reconnects: BTreeMap<String, (Option<Vec<String>>, Option<String>)>,
     root: PathBuf,
@@ -300,7 +307,7 @@ impl Worker {
         if throttling {
             originals.save_first(path, device)?;
         }
-        write_verified(path, value)?;
+        (self.writer)(path, value)?;
         if !throttling {
             originals.forget(path)?;
         }
@@ -409,5 +416,76 @@ impl Worker {
                 Err(e) => return Err(format!("waiting for {program}: {e}")),
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use config::device::{CoolingStep, PowercapStep};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    #[test]
+    fn a_locked_powercap_is_skipped_from_then_on_and_throttling_goes_on() {
+        let root = tempfile::tempdir().unwrap();
+        let state = tempfile::tempdir().unwrap();
+        let limit = root.path().join("class/powercap/intel-rapl:0/constraint_0_power_limit_uw");
+        let cooling = root.path().join("class/thermal/cooling_device0/cur_state");
+        for (p, v) in [(&limit, "150000000\n"), (&cooling, "0\n")] {
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, v).unwrap();
+        }
+        let levels = vec![
+            ThrottleLevel {
+                powercap_limit: Some(PowercapStep { zone: "intel-rapl:0".into(), constraint: 0, watts: 100.0 }),
+                cooling_device: Some(CoolingStep { device: "cooling_device0".into(), state: 2 }),
+                ..Default::default()
+            },
+            ThrottleLevel {
+                cooling_device: Some(CoolingStep { device: "cooling_device0".into(), state: 4 }),
+                ..Default::default()
+            },
+        ];
+        let limit_writes = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&limit_writes);
+        let events = Arc::new(Events::without_journal("test".into()));
+        let views = Arc::new(Mutex::new(BTreeMap::from([(
+            "d0".to_owned(),
+            ThrottleView { device: "d0".into(), max_level: 2, ..Default::default() },
+        )])));
+        let mut w = Worker {
+            writer: Box::new(move |p: &Path, v: &str| {
+                if p.ends_with("constraint_0_power_limit_uw") {
+                    counter.fetch_add(1, Ordering::SeqCst);
+                    return Err(WriteError::Locked { path: p.to_owned() });
+                }
+                write_verified(p, v)
+            }),
+            reconnects: BTreeMap::new(),
+            root: root.path().to_owned(),
+            state_dir: state.path().to_owned(),
+            write: true,
+            dry_run: false,
+            ladders: BTreeMap::from([("d0".to_owned(), levels)]),
+            views: Arc::clone(&views),
+            events: Arc::clone(&events),
+            locked: BTreeSet::new(),
+        };
+        let mut originals = Originals::load(state.path()).unwrap();
+        w.set_level(&mut originals, "d0", 1);
+        let v = views.lock().unwrap().get("d0").cloned().unwrap();
+        assert_eq!(v.level, 1, "the rest of the level still applied");
+        assert_eq!(v.locked.len(), 1);
+        assert!(v.locked[0].ends_with("constraint_0_power_limit_uw"));
+        assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "2\n");
+        assert_eq!(std::fs::read_to_string(&limit).unwrap(), "150000000\n", "untouched");
+        let critical =
+            events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum::<u64>();
+        assert_eq!(critical, 1, "said once");
+        // Up and down again: the locked limit is not tried again.
+        w.set_level(&mut originals, "d0", 2);
+        w.set_level(&mut originals, "d0", 0);
+        assert_eq!(limit_writes.load(Ordering::SeqCst), 1);
+        assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "0\n", "the original state is back");
     }
 }
