@@ -70,6 +70,14 @@ impl Events {
     /// unhealthy), cleared is info.
     pub fn condition_changed(&self, change: &ConditionChange, now: SystemTime) {
         let c = &change.condition;
+        match c.status {
+            Status::True => {
+                tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
+            }
+            _ => tracing::info!(
+                device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message
+            ),
+        }
         if c.first_evidence_ok() {
             // Every start turns unknown conditions false; that is not news.
             return;

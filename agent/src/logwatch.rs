@@ -201,7 +201,6 @@ pub fn spawn(
                 changed |= !update.signals.is_empty();
                 for change in engine.apply_log(&device, update, Instant::now(), wall) {
                     events.condition_changed(&change, wall);
-                    tracing::warn!(device = %change.device, condition = change.condition.kind.name(), "{}", change.condition.message);
                 }
             }
             if changed {

@@ -15,8 +15,8 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::devices::DeviceEngine;
 use crate::devices::engine::ProbeResult;
-use crate::devices::{DeviceEngine, Status};
 use crate::events::Events;
 use crate::journal::{Event, Severity, kind};
 use crate::state::AgentState;
@@ -198,8 +198,13 @@ pub fn spawn(
                     if !result.success && !failing_reported {
                         failing_reported = true;
                         events.record(
-                            Event::new(wall, Severity::Warning, kind::PROBE_FAILING, format!("probe {name} failing: {} {}", result.status, result.message))
-                                .on_device(&device_id),
+                            Event::new(
+                                wall,
+                                Severity::Warning,
+                                kind::PROBE_FAILING,
+                                format!("probe {name} failing: {} {}", result.status, result.message),
+                            )
+                            .on_device(&device_id),
                         );
                     } else if result.success {
                         failing_reported = false;
@@ -208,12 +213,6 @@ pub fn spawn(
                     let changes = engine.apply_probe(&device_id, result, Instant::now(), wall);
                     for change in &changes {
                         events.condition_changed(change, wall);
-                        let c = &change.condition;
-                        if c.status == Status::True {
-                            tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message);
-                        } else {
-                            tracing::info!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message);
-                        }
                     }
                     state.publish_devices(engine.views(), events.counts());
                 }

@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::Actions;
 use crate::actions::reconnect::Decision;
 use crate::collect::Supervisor;
-use crate::devices::{DeviceEngine, Status};
+use crate::devices::DeviceEngine;
 use crate::events::Events;
 use crate::journal::{Event, Severity, kind};
 use crate::state::AgentState;
@@ -113,15 +113,6 @@ fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &E
     let changes = engine.evaluate(&state.snapshot(), Instant::now(), now);
     for change in &changes {
         events.condition_changed(change, now);
-        let c = &change.condition;
-        match c.status {
-            Status::True => {
-                tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
-            }
-            _ => {
-                tracing::info!(device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message)
-            }
-        }
     }
     if actions.active {
         // Decided here, applied in order on the actions thread: the async side never writes.

@@ -35,15 +35,7 @@ pub fn clean_name(s: &str) -> String {
     mapped.trim_matches('_').to_owned()
 }
 
-/// Whether `s` looks like a PCI address "DDDD:BB:DD.F".
-pub fn is_pci_address(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.len() == 12
-        && b[4] == b':'
-        && b[7] == b':'
-        && b[10] == b'.'
-        && b.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
-}
+pub use config::device::is_pci_address;
 
 /// The PCI address of the nearest PCI device at or above `device_path` (a resolved sysfs path).
 pub fn pci_ancestor(device_path: &Path) -> Option<String> {
