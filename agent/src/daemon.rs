@@ -108,6 +108,7 @@ pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow:
         Arc::clone(&events),
         shutdown.clone(),
     );
+    let notifier = crate::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, http, shutdown.clone()));
 
@@ -118,6 +119,9 @@ pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow:
         _ = int.recv() => "SIGINT",
     };
     tracing::info!("{which} received, shutting down");
+    if let Some(n) = &notifier {
+        n.notify("STOPPING=1");
+    }
     shutdown.cancel();
     // Collection loops stop at their next await; workers blocked in the kernel are left behind and end
     // with the process.

@@ -17,6 +17,7 @@ pub mod logwatch;
 pub mod probing;
 pub mod scan;
 pub mod schedule;
+pub mod sdnotify;
 pub mod state;
 
 use std::process::ExitCode;
