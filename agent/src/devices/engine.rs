@@ -9,147 +9,12 @@ use std::time::{Instant, SystemTime};
 use collectors::HostReadings;
 use collectors::sysfs::hwmon::Chip;
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
-use serde::Serialize;
 
-use super::health::{Condition, ConditionKind, Impact, Level, State, Status, ThresholdTracker, derive_state};
+use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state};
+pub use super::view::{
+    ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
+};
 use crate::state::Snapshot;
-
-/// A reading of one sensor of a device, in base units.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Reading {
-    pub sensor: String,
-    pub value: f64,
-}
-
-/// A threshold the hardware itself declares (hwmon temp*_max/_crit, thermal trip points) or the config sets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ThresholdReading {
-    pub sensor: String,
-    pub level: String,
-    pub value: f64,
-}
-
-/// Everything read for a device in the latest evaluation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
-pub struct Readings {
-    pub temperature_celsius: Vec<Reading>,
-    pub temperature_threshold_celsius: Vec<ThresholdReading>,
-    pub power_watts: Vec<Reading>,
-    pub energy_joules: Vec<Reading>,
-    pub voltage_volts: Vec<Reading>,
-    pub current_amperes: Vec<Reading>,
-    pub fan_rpm: Vec<Reading>,
-    /// The driver's power cap, when it publishes one (habanalabs max_power).
-    pub power_limit_watts: Option<f64>,
-}
-
-impl Readings {
-    fn is_empty(&self) -> bool {
-        self.temperature_celsius.is_empty()
-            && self.power_watts.is_empty()
-            && self.energy_joules.is_empty()
-            && self.voltage_volts.is_empty()
-            && self.current_amperes.is_empty()
-            && self.fan_rpm.is_empty()
-    }
-
-    fn max_temperature(&self) -> Option<&Reading> {
-        self.temperature_celsius.iter().max_by(|a, b| a.value.total_cmp(&b.value))
-    }
-}
-
-/// The latest result of one probe, as the engine keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct ProbeView {
-    pub name: String,
-    /// Whether its failures mean the device is offline.
-    pub liveness: bool,
-    /// ok, problem, unknown, or the failure (timeout, spawn, signal, exit code, unreachable).
-    pub status: String,
-    pub success: bool,
-    pub duration_seconds: f64,
-    #[serde(serialize_with = "opt_unix")]
-    pub last_success: Option<SystemTime>,
-    pub consecutive_failures: u32,
-    pub message: String,
-}
-
-fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
-        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
-        None => s.serialize_none(),
-    }
-}
-
-/// One probe run, as the probe task reports it.
-#[derive(Debug, Clone)]
-pub struct ProbeResult {
-    pub probe: String,
-    pub status: String,
-    pub success: bool,
-    /// The tool ran and said the device has a problem (exit 1): SdkError.
-    pub sdk_problem: bool,
-    pub duration: std::time::Duration,
-    pub message: String,
-    /// Readings in base units: temperature, power, energy, inferences, utilization, online.
-    pub readings: Vec<(String, f64)>,
-}
-
-/// What one log source of a device produced since the last update.
-#[derive(Debug, Clone)]
-pub struct LogUpdate {
-    pub source: String,
-    /// Lines read from this source so far.
-    pub lines: u64,
-    /// Matches per rule so far.
-    pub matches: Vec<(String, u64)>,
-    pub signals: Vec<collectors::logs::Signal>,
-}
-
-/// What an operator (and the JSON API) sees of a device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DeviceView {
-    pub id: String,
-    pub kind: &'static str,
-    pub model: String,
-    pub driver: String,
-    pub pci_address: String,
-    pub firmware: String,
-    pub state: State,
-    pub up: Option<bool>,
-    pub conditions: Vec<Condition>,
-    pub readings: Readings,
-    /// Where the readings come from, e.g. "hwmon:loihi", "power_supply:loihi2".
-    pub sources: Vec<String>,
-    /// Found by discovery rather than declared in the config.
-    pub discovered: bool,
-    pub probes: Vec<ProbeView>,
-    pub utilization_ratio: Option<f64>,
-    pub inferences_total: Option<f64>,
-    /// Energy used between the last two probe results divided by the inferences completed between them.
-    pub energy_per_inference_joules: Option<f64>,
-    /// Lines read per log source.
-    pub log_lines: Vec<(String, u64)>,
-    /// Matches per log rule (every configured rule, from 0).
-    pub log_matches: Vec<(String, u64)>,
-    pub maintenance: bool,
-    /// The reconnect circuit, when the device has a reconnect ladder.
-    pub circuit: Option<crate::actions::reconnect::Circuit>,
-    /// The ladder gave up: a person has to look at the hardware.
-    pub needs_hardware_inspection: bool,
-    /// (step, result, attempts) with result "recovered" or "failed".
-    pub reconnect_attempts: Vec<(String, String, u64)>,
-    /// The thresholds this device is judged by (config over profile), in Celsius.
-    pub temperature_warn_celsius: f64,
-    pub temperature_crit_celsius: f64,
-}
-
-/// A condition change, for the event journal and the log.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ConditionChange {
-    pub device: String,
-    pub condition: Condition,
-}
 
 struct Device {
     config: DeviceConfig,
@@ -921,6 +786,7 @@ fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, r: &mut R
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::devices::State;
 
     #[test]
     fn maintenance_overrides_the_state_until_it_ends() {
