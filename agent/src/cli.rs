@@ -48,6 +48,13 @@ pub enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
+    /// Print the man page (roff) generated from these definitions, e.g. `accel-agent man > accel-agent.8`.
+    Man,
+    /// Print a shell completion script, e.g. `accel-agent completions bash > /etc/bash_completion.d/accel-agent`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
     /// Collect and probe once, print each device's state, failing conditions and the next step; exit 0
     /// if every device is healthy, 1 if any is degraded or unknown, 2 if any is unhealthy.
     Scan,

@@ -32,7 +32,28 @@ pub fn main_with_args() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Scan) => run_scan(&cli),
+        // Section 8: a system daemon (the units' Documentation= says accel-agent(8)).
+        Some(Command::Man) => generate(|cmd, out| clap_mangen::Man::new(cmd).section("8").render(out)),
+        Some(Command::Completions { shell }) => generate(|mut cmd, out| {
+            clap_complete::generate(*shell, &mut cmd, "accel-agent", out);
+            Ok(())
+        }),
         None => run_daemon(cli),
+    }
+}
+
+/// Writes something generated from the clap definitions to stdout.
+fn generate(f: impl FnOnce(clap::Command, &mut dyn std::io::Write) -> std::io::Result<()>) -> ExitCode {
+    use clap::CommandFactory;
+    let mut out = std::io::stdout().lock();
+    match f(Cli::command(), &mut out) {
+        Ok(()) => ExitCode::SUCCESS,
+        // `accel-agent man | head` is fine.
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("accel-agent: {e}");
+            ExitCode::FAILURE
+        }
     }
 }
 

@@ -104,3 +104,20 @@ fn disabled_collectors_are_not_run_and_ready_waits_for_the_rest() {
     assert!(!body.contains("collector=\"pci_aer\""), "a disabled collector reports nothing");
     assert_eq!(agent.get("/-/healthy").status, 200);
 }
+
+#[test]
+fn man_page_and_completions_come_from_the_cli_definitions() {
+    let man = Command::new(BIN).arg("man").output().unwrap();
+    assert!(man.status.success());
+    let man = String::from_utf8_lossy(&man.stdout);
+    assert!(man.contains(".TH accel-agent 8"), "{man}");
+    for word in ["check\\-config", "scan", "\\-\\-sysfs\\-root", "\\-\\-dry\\-run"] {
+        assert!(man.contains(word), "man page lacks {word}");
+    }
+    for shell in ["bash", "zsh", "fish"] {
+        let out = Command::new(BIN).args(["completions", shell]).output().unwrap();
+        assert!(out.status.success(), "{shell}");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains("check-config") && text.contains("sysfs-root"), "{shell}: {text}");
+    }
+}
