@@ -34,6 +34,9 @@ struct Device {
     log_matches: std::collections::BTreeMap<String, u64>,
     /// Conditions set by log rules: condition -> (rule, message, latched).
     log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
+    /// Per log rule: whether it latches and the impact of its condition. Fixed by the config, so worked
+    /// out once instead of re-reading (and re-compiling) the rules on every signal.
+    log_rules: std::collections::BTreeMap<String, (bool, Impact)>,
     has_logs: bool,
     throttle: Option<crate::actions::throttle::ThrottleController>,
     reconnect: Option<crate::actions::reconnect::ReconnectController>,
@@ -214,14 +217,7 @@ impl DeviceEngine {
         for signal in update.signals {
             match signal {
                 Signal::ConditionSet { rule, condition, count_in_window } => {
-                    let sources = d.config.log_sources();
-                    let cfg = sources.iter().flat_map(|s| s.rules.iter()).find(|r| *r.name == *rule);
-                    let latched = cfg.is_some_and(|r| r.latch);
-                    let impact = if cfg.is_some_and(|r| r.severity >= config::EventSeverity::Critical) {
-                        Impact::Unhealthy
-                    } else {
-                        Impact::Degraded
-                    };
+                    let (latched, impact) = d.log_rules.get(&*rule).copied().unwrap_or((false, Impact::Degraded));
                     d.log_conditions.insert(
                         condition.to_string(),
                         (
@@ -356,6 +352,16 @@ impl Device {
                 message: String::new(),
             })
             .collect();
+        let log_rules = config
+            .log_sources()
+            .iter()
+            .flat_map(|s| s.rules.iter())
+            .map(|r| {
+                let impact =
+                    if r.severity >= config::EventSeverity::Critical { Impact::Unhealthy } else { Impact::Degraded };
+                (r.name.clone(), (r.latch, impact))
+            })
+            .collect();
         Device {
             epi: t.energy_per_inference_max.map(|m| ThresholdTracker::new(m, 0.0, t.min_duration)),
             config,
@@ -369,6 +375,7 @@ impl Device {
             log_lines: Default::default(),
             log_matches: Default::default(),
             log_conditions: Default::default(),
+            log_rules,
             has_logs: false,
             throttle: None,
             reconnect: None,
