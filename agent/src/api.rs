@@ -45,19 +45,92 @@ pub fn health(devices: &[DeviceView]) -> HealthReport {
         status,
         devices: devices
             .iter()
-            .map(|d| DeviceHealth {
-                id: d.id.clone(),
-                kind: d.kind,
-                state: d.state,
-                failing: d
-                    .conditions
-                    .iter()
-                    .filter(|c| c.status == Status::True)
-                    .map(|c| Failing { condition: c.kind.name(), reason: c.reason.clone(), message: c.message.clone() })
-                    .collect(),
-            })
+            .map(|d| DeviceHealth { id: d.id.clone(), kind: d.kind, state: d.state, failing: failing(d) })
             .collect(),
     }
+}
+
+/// /api/v1/status (control socket): what `agentctl status` shows, one entry per device with its key
+/// readings, and the agent's own health.
+#[derive(Debug, Serialize)]
+pub struct StatusReport {
+    /// As in /health: the worst device state (maintenance counts as healthy).
+    pub status: State,
+    pub agent: AgentStatus,
+    pub devices: Vec<DeviceStatus>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct AgentStatus {
+    pub version: &'static str,
+    pub revision: &'static str,
+    pub uptime_seconds: f64,
+    pub ready: bool,
+    /// "enabled", "dry-run" or "disabled".
+    pub actions: &'static str,
+    /// Collectors whose last round failed, with why.
+    pub collectors_failing: Vec<CollectorFailing>,
+    /// Why the event journal is unavailable, if it is.
+    pub journal_unavailable: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CollectorFailing {
+    pub collector: &'static str,
+    pub error: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct DeviceStatus {
+    pub id: String,
+    pub kind: &'static str,
+    pub state: State,
+    pub up: Option<bool>,
+    /// The hottest sensor.
+    pub temperature_celsius: Option<f64>,
+    /// Summed over the device's power sensors.
+    pub power_watts: Option<f64>,
+    /// Present for devices with a throttle ladder.
+    pub throttle_level: Option<usize>,
+    pub throttle_max_level: Option<usize>,
+    pub manual_throttle: Option<crate::devices::operator::ManualThrottle>,
+    pub circuit: Option<crate::actions::reconnect::Circuit>,
+    pub needs_hardware_inspection: bool,
+    pub maintenance: bool,
+    pub failing: Vec<Failing>,
+}
+
+pub fn status(snap: &crate::state::Snapshot, agent: AgentStatus) -> StatusReport {
+    let throttle = |id: &str| snap.throttle.iter().find(|t| t.device == id);
+    let devices = snap
+        .devices
+        .iter()
+        .map(|d| DeviceStatus {
+            id: d.id.clone(),
+            kind: d.kind,
+            state: d.state,
+            up: d.up,
+            temperature_celsius: d.readings.max_temperature().map(|r| r.value),
+            power_watts: (!d.readings.power_watts.is_empty())
+                .then(|| d.readings.power_watts.iter().map(|r| r.value).sum()),
+            throttle_level: throttle(&d.id).map(|t| t.level),
+            throttle_max_level: throttle(&d.id).map(|t| t.max_level),
+            manual_throttle: d.manual_throttle,
+            circuit: d.circuit,
+            needs_hardware_inspection: d.needs_hardware_inspection,
+            maintenance: d.maintenance,
+            failing: failing(d),
+        })
+        .collect();
+    StatusReport { status: health(&snap.devices).status, agent, devices }
+}
+
+fn failing(d: &DeviceView) -> Vec<Failing> {
+    d.conditions
+        .iter()
+        .filter(|c| c.status == Status::True)
+        .map(|c| Failing { condition: c.kind.name(), reason: c.reason.clone(), message: c.message.clone() })
+        .collect()
 }
 
 /// /api/v1/devices/{id}: the device view plus its latest events (newest first, at most 20).

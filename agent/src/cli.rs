@@ -29,6 +29,10 @@ pub struct Cli {
     /// Control socket path; overrides `socket`.
     #[arg(long, value_name = "PATH")]
     pub socket: Option<PathBuf>,
+    /// TLS and basic auth for the HTTP endpoint: a web config in the YAML format of Prometheus'
+    /// exporter-toolkit (tls_server_config, http_server_config, basic_auth_users); see docs/security.md.
+    #[arg(long, value_name = "FILE")]
+    pub web_config: Option<PathBuf>,
     /// Decide and record actions (throttling) without writing anything to the machine.
     #[arg(long)]
     pub dry_run: bool,

@@ -2,21 +2,29 @@
 //! SIGINT within two seconds.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
 
 use anyhow::Context;
 use config::Config;
 use tokio::signal::unix::{SignalKind, signal};
-use tokio::task::JoinSet;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::actions::Actions;
 use crate::cli::Cli;
+use crate::control::peer::Authorizer;
+use crate::control::{self, Control, ReloadRequest};
+use crate::devices::DeviceEngine;
 use crate::events::Events;
 use crate::http::{self, Http};
+use crate::logwatch::LogSources;
+use crate::reload::{self, Generation, Shared};
 use crate::schedule;
 use crate::state::AgentState;
+use crate::webconfig::WebConfig;
 
 /// Where the config came from, for the startup log line.
 #[derive(Debug)]
@@ -75,7 +83,13 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow::Result<()> {
+pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result<()> {
+    let dry_run = cli.dry_run;
+    // Before anything listens: a broken web config must not leave the endpoint open or half set up.
+    let web = Arc::new(match cli.web_config.as_deref() {
+        Some(path) => WebConfig::load(path)?,
+        None => WebConfig::default(),
+    });
     raise_fd_limit();
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
@@ -99,24 +113,70 @@ pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow:
     );
     let actions = Actions::start(&config, dry_run, Arc::clone(&events));
     let shutdown = CancellationToken::new();
-    let mut tasks = JoinSet::new();
-    schedule::spawn_loops(&config, &config.sysfs_root, &state, &events, &actions, &shutdown, &mut tasks);
-    crate::actions::hooks::spawn(
-        if actions.active { config.actions.hooks.clone() } else { Vec::new() },
-        config.actions.enabled && !(dry_run || config.actions.dry_run),
-        Arc::clone(&state),
-        Arc::clone(&events),
-        shutdown.clone(),
-    );
+    let engine = Arc::new(Mutex::new(DeviceEngine::new(&config, Instant::now(), SystemTime::now())));
+    let shared =
+        Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), engine, dry_run };
+    let config = Arc::new(config);
+    let mut generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
     let notifier = crate::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
-    let server = tokio::spawn(http::serve(listener, http, shutdown.clone()));
+    let server = tokio::spawn(http::serve(listener, Arc::clone(&http), web, shutdown.clone()));
+
+    let config_path = match &source {
+        ConfigSource::File(p) => Some(p.clone()),
+        ConfigSource::Embedded => None,
+    };
+    let (reload_tx, mut reloads) = mpsc::channel::<ReloadRequest>(8);
+    let _watcher = reload::watch(config_path.clone(), reload_tx.clone());
+    let auth = Authorizer::resolve(&config.control.group);
+    if auth.gid.is_none() {
+        tracing::warn!(group = %auth.group, "control group not found on this host: only root may change things with agentctl");
+    }
+    let control = Arc::new(Control {
+        http,
+        state: Arc::clone(&state),
+        events: Arc::clone(&events),
+        actions: actions.clone(),
+        live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.engine)),
+        auth: auth.clone(),
+        reload: reload_tx,
+        actions_mode: match (config.actions.enabled, dry_run || config.actions.dry_run) {
+            (_, true) => "dry-run",
+            (true, false) => "enabled",
+            (false, false) => "disabled",
+        },
+    });
+    let control_server = match control::socket::bind(&config.socket, auth.gid) {
+        Ok(socket) => {
+            tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");
+            Some(tokio::spawn(control::serve(socket, Arc::clone(&control), shutdown.clone())))
+        }
+        Err(e) => {
+            // The metrics endpoint is the agent's first job; it goes on without agentctl.
+            tracing::error!("{e}; agentctl will not reach this agent");
+            None
+        }
+    };
 
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let which = tokio::select! {
-        _ = term.recv() => "SIGTERM",
-        _ = int.recv() => "SIGINT",
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let which = loop {
+        let reply = tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            _ = hup.recv() => {
+                tracing::info!("SIGHUP received, reloading the config");
+                None
+            }
+            r = reloads.recv() => r,
+        };
+        let (next, outcome) = reload::reload(&cli, generation, &shared, &shutdown).await;
+        generation = next;
+        control.live.store(Arc::new(reload::live(&generation, config_path.clone(), &shared.engine)));
+        if let Some(reply) = reply {
+            let _ = reply.send(outcome);
+        }
     };
     tracing::info!("{which} received, shutting down");
     if let Some(n) = &notifier {
@@ -125,9 +185,15 @@ pub async fn run(config: Config, source: ConfigSource, dry_run: bool) -> anyhow:
     shutdown.cancel();
     // Collection loops stop at their next await; workers blocked in the kernel are left behind and end
     // with the process.
-    let _ =
-        tokio::time::timeout(Duration::from_millis(500), async { while tasks.join_next().await.is_some() {} }).await;
-    let _ = tokio::time::timeout(Duration::from_millis(700), server).await;
+    // The loops and both servers wind down at the same time, within one budget.
+    let _ = tokio::time::timeout(Duration::from_millis(700), async {
+        tokio::join!(tokio::time::timeout(Duration::from_millis(500), generation.stop()), server, async {
+            if let Some(c) = control_server {
+                let _ = c.await;
+            }
+        })
+    })
+    .await;
     // Throttled devices get their original limits back before the agent goes.
     let restoring = actions.clone();
     let _ = tokio::task::spawn_blocking(move || restoring.restore_all(Duration::from_millis(600))).await;

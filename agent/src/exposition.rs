@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex, PoisonError};
 use bytes::Bytes;
 use collectors::export::{Families, LabelValue, MetricKind, lv};
 use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, NoLabelSet};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, MetricEncoder, NoLabelSet,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
@@ -154,6 +156,18 @@ pub fn families(snap: &Snapshot) -> Families {
         vec![("version", lv(VERSION)), ("revision", lv(REVISION))],
         1.0,
     );
+    out.gauge(
+        "accel_config_last_reload_successful",
+        "Whether the last config reload succeeded (1) or was rejected (0); 1 after the start",
+        vec![],
+        f64::from(u8::from(snap.reload.successful)),
+    );
+    out.gauge(
+        "accel_config_last_reload_success_timestamp_seconds",
+        "When the config was last loaded successfully (the start counts), Unix time",
+        vec![],
+        snap.reload.success_unix,
+    );
     out
 }
 
@@ -186,14 +200,22 @@ impl Collector for SnapshotCollector {
             let mut family = encoder.encode_descriptor(name, &f.help, None, ty)?;
             for s in &f.samples {
                 let labels = Labels(&s.labels);
-                let mut m = family.encode_family(&labels)?;
-                match f.kind {
-                    MetricKind::Gauge => m.encode_gauge(&s.value)?,
-                    MetricKind::Counter => m.encode_counter::<NoLabelSet, _, f64>(&s.value, None)?,
+                // A sample without labels is written as `name value`, not `name{} value`.
+                if s.labels.is_empty() {
+                    encode_value(&mut family, f.kind, s.value)?;
+                } else {
+                    encode_value(&mut family.encode_family(&labels)?, f.kind, s.value)?;
                 }
             }
         }
         Ok(())
+    }
+}
+
+fn encode_value(m: &mut MetricEncoder, kind: MetricKind, value: f64) -> Result<(), std::fmt::Error> {
+    match kind {
+        MetricKind::Gauge => m.encode_gauge(&value),
+        MetricKind::Counter => m.encode_counter::<NoLabelSet, _, f64>(&value, None),
     }
 }
 

@@ -11,14 +11,18 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper::header::{ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY};
+use hyper::header::{
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY, WWW_AUTHENTICATE,
+};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
-use tokio::net::TcpListener;
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::api;
@@ -27,6 +31,7 @@ use crate::events::Events;
 use crate::exposition::{Exposition, Format, accepts_gzip};
 use crate::landing;
 use crate::state::AgentState;
+use crate::webconfig::{Tls, WebConfig};
 
 /// Open connections beyond this wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
@@ -140,14 +145,14 @@ impl Http {
     }
 }
 
-fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
+pub(crate) fn respond(status: StatusCode, content_type: &'static str, body: Bytes) -> Response<Full<Bytes>> {
     let mut r = Response::new(Full::new(body));
     *r.status_mut() = status;
     r.headers_mut().insert(CONTENT_TYPE, HeaderValue::from_static(content_type));
     r
 }
 
-fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
+pub(crate) fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response<Full<Bytes>> {
     match serde_json::to_vec_pretty(value) {
         Ok(mut body) => {
             body.push(b'\n');
@@ -157,7 +162,7 @@ fn json<T: serde::Serialize + ?Sized>(status: StatusCode, value: &T) -> Response
     }
 }
 
-fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
+pub(crate) fn text(status: StatusCode, body: &str) -> Response<Full<Bytes>> {
     respond(status, "text/plain; charset=utf-8", Bytes::copy_from_slice(body.as_bytes()))
 }
 
@@ -166,8 +171,19 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
     TcpListener::bind(addr).await
 }
 
-/// Serves until `shutdown` is cancelled, then drains in-flight requests for up to a second.
-pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: CancellationToken) {
+/// A client must finish its TLS handshake within this time, as it must send its headers within
+/// `HEADER_TIMEOUT`: one that connects and sends nothing holds a connection slot no longer than that.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves until `shutdown` is cancelled, then drains in-flight requests for up to a second. `web` adds TLS,
+/// basic auth and response headers (see [`crate::webconfig`]); `WebConfig::default()` is plain HTTP.
+pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, shutdown: CancellationToken) {
+    if let Some(path) = &web.path {
+        tracing::info!(web_config = %path.display(), "serving {}", web.describe());
+        for note in &web.notes {
+            tracing::info!(web_config = %path.display(), "{note}");
+        }
+    }
     let graceful = GracefulShutdown::new();
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
@@ -175,7 +191,7 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: Cancellatio
             p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
             _ = shutdown.cancelled() => break,
         };
-        let (stream, _peer) = tokio::select! {
+        let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
                 Err(e) => {
@@ -188,26 +204,114 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, shutdown: Cancellatio
             _ = shutdown.cancelled() => break,
         };
         let _ = stream.set_nodelay(true);
-        let http = Arc::clone(&http);
-        let service = service_fn(move |req: Request<Incoming>| {
-            let http = Arc::clone(&http);
-            async move { Ok::<_, Infallible>(http.handle(&req).await) }
-        });
-        let conn = http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(HEADER_TIMEOUT)
-            .keep_alive(true)
-            .serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
+        let (http, web, shutdown) = (Arc::clone(&http), Arc::clone(&web), shutdown.clone());
+        // Taken now, so that shutdown waits for this connection once it is past the handshake.
+        let watcher = graceful.watcher();
         tokio::spawn(async move {
             let _permit = permit;
-            if let Err(e) = conn.await {
-                tracing::debug!("connection ended: {e}");
-            }
+            let Some(tls) = web.tls.clone() else {
+                return serve_connection(stream, http, web, peer, watcher).await;
+            };
+            let stream = tokio::select! {
+                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls_handshake(&tls, stream, peer)) => match r {
+                    Ok(Some(s)) => s,
+                    Ok(None) => return,
+                    Err(_) => {
+                        tracing::debug!(%peer, "TLS handshake timed out");
+                        return;
+                    }
+                },
+                // Not yet a request in flight: nothing to drain.
+                _ = shutdown.cancelled() => return,
+            };
+            serve_connection(stream, http, web, peer, watcher).await
         });
     }
     drop(listener);
     if tokio::time::timeout(DRAIN_TIMEOUT, graceful.shutdown()).await.is_err() {
         tracing::debug!("some HTTP connections did not close within {DRAIN_TIMEOUT:?}");
+    }
+}
+
+/// HTTP/1.1 on one connection, plain or TLS.
+async fn serve_connection<I>(io: I, http: Arc<Http>, web: Arc<WebConfig>, peer: SocketAddr, watcher: Watcher)
+where
+    I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let service = service_fn(move |req: Request<Incoming>| {
+        let (http, web) = (Arc::clone(&http), Arc::clone(&web));
+        async move { Ok::<_, Infallible>(respond_to(&http, &web, req, peer).await) }
+    });
+    let conn = http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(HEADER_TIMEOUT)
+        .keep_alive(true)
+        .serve_connection(TokioIo::new(io), service);
+    if let Err(e) = watcher.watch(conn).await {
+        tracing::debug!("connection ended: {e}");
+    }
+}
+
+/// Basic auth, when configured, in front of every endpoint; the configured headers on every response.
+async fn respond_to(http: &Http, web: &WebConfig, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
+    let allowed = match &web.auth {
+        Some(auth) => auth.check(req.headers().get(AUTHORIZATION)).await,
+        None => true,
+    };
+    let mut response = if allowed {
+        http.handle(&req).await
+    } else {
+        tracing::debug!(%peer, path = req.uri().path(), "401: missing or wrong credentials");
+        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"accel-agent\""));
+        r
+    };
+    for (name, value) in &web.headers {
+        response.headers_mut().insert(name.clone(), value.clone());
+    }
+    response
+}
+
+/// What Go's server answers to plain HTTP on a TLS port, so a scrape config left on `http://` says what is
+/// wrong instead of failing with a reset.
+const PLAIN_HTTP_TO_TLS: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\n\
+    Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
+/// The TLS handshake on an accepted connection; `None` if it fails (logged at debug only: port scanners
+/// and clients without the right certificate are routine, and the client sees the reason itself).
+async fn tls_handshake(tls: &Arc<Tls>, mut stream: TcpStream, peer: SocketAddr) -> Option<TlsStream<TcpStream>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut first = [0u8; 1];
+    if !matches!(stream.peek(&mut first).await, Ok(1)) {
+        return None;
+    }
+    // 0x16 starts every TLS handshake record; an HTTP request starts with an upper-case method.
+    if first[0] != 0x16 {
+        tracing::debug!(%peer, "plain HTTP (or something else) on the TLS port");
+        if first[0].is_ascii_uppercase() {
+            let _ = stream.write_all(PLAIN_HTTP_TO_TLS).await;
+            let _ = stream.shutdown().await;
+            // Closing with the request unread would reset the connection and lose the answer; read
+            // what the client sent (bounded) until it closes its side.
+            let mut sink = [0u8; 4096];
+            let drain = async {
+                let mut total = 0;
+                while let Ok(n @ 1..) = stream.read(&mut sink).await {
+                    total += n;
+                    if total > 64 * 1024 {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+        }
+        return None;
+    }
+    match TlsAcceptor::from(tls.server_config().await).accept(stream).await {
+        Ok(s) => Some(s),
+        Err(e) => {
+            tracing::debug!(%peer, "TLS handshake failed: {e}");
+            None
+        }
     }
 }

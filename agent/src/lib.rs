@@ -5,6 +5,8 @@ pub mod actions;
 pub mod api;
 pub mod cli;
 pub mod collect;
+pub mod control;
+pub mod ctl;
 pub mod daemon;
 pub mod devices;
 pub mod events;
@@ -15,10 +17,12 @@ pub mod landing;
 pub mod logging;
 pub mod logwatch;
 pub mod probing;
+pub mod reload;
 pub mod scan;
 pub mod schedule;
 pub mod sdnotify;
 pub mod state;
+pub mod webconfig;
 
 use std::process::ExitCode;
 
@@ -115,7 +119,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(daemon::run(config, source, cli.dry_run));
+    let result = runtime.block_on(daemon::run(cli, config, source));
     // Worker threads stuck in the kernel must not hold up exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

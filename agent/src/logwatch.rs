@@ -3,6 +3,8 @@
 //! Reading a regular file does not hang, but it is blocking I/O; a dedicated thread keeps it off the
 //! async workers. Sources are polled twice a second; a source whose file does not exist yet is waited for.
 
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -21,6 +23,78 @@ use crate::journal::{Event, Severity};
 use crate::state::AgentState;
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Matched lines kept for `agentctl bundle`, newest last.
+const RECENT_LINES: usize = 200;
+/// Longer matched lines are cut here: a bundle is evidence, not a log archive.
+const MAX_LINE: usize = 1024;
+
+/// A log line that matched a rule.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct MatchedLine {
+    #[serde(with = "crate::devices::health::unix_time")]
+    pub at: SystemTime,
+    pub device: String,
+    pub source: String,
+    pub line: String,
+}
+
+enum Command {
+    /// The operator's `set-healthy`: forget the device's latched rules.
+    ClearLatched { device: String },
+}
+
+/// The sources a log thread followed, handed back when it stops so a reload keeps their read positions,
+/// line counts and rule state.
+#[derive(Default)]
+pub struct LogSources(Vec<Source>);
+
+/// The running log thread; joining it returns its sources.
+pub struct LogThread(std::thread::JoinHandle<Vec<Source>>);
+
+impl LogThread {
+    /// Waits for the thread to notice its cancellation (at most one poll interval).
+    pub fn join(self) -> LogSources {
+        LogSources(self.0.join().unwrap_or_default())
+    }
+}
+
+/// Takes over a source from before a reload: as it was if its config is unchanged; with the new rules
+/// (and the same reader, position and counts) if only the rules changed.
+fn carry_over(previous: &mut Vec<Source>, device: &str, s: &LogSourceConfig) -> Option<(Source, Vec<Signal>)> {
+    let i = previous.iter().position(|p| p.device == device && p.config.path == s.path)?;
+    let mut src = previous.swap_remove(i);
+    if src.config == *s {
+        return Some((src, Vec::new()));
+    }
+    let specs: Vec<RuleSpec> = s.rules.iter().map(spec).collect();
+    let rules = RuleSet::new(&specs).ok()?;
+    let signals = src.tracker.adopt(&rules);
+    src.rules = rules;
+    src.filter = s.filter.clone();
+    src.config = s.clone();
+    Some((src, signals))
+}
+
+/// The control side of the log thread.
+#[derive(Clone, Default)]
+pub struct LogHandle {
+    commands: Option<Sender<Command>>,
+    recent: Arc<Mutex<VecDeque<MatchedLine>>>,
+}
+
+impl LogHandle {
+    /// Clears the device's latched log rules at the thread's next poll.
+    pub fn clear_latched(&self, device: &str) {
+        if let Some(tx) = &self.commands {
+            let _ = tx.send(Command::ClearLatched { device: device.to_owned() });
+        }
+    }
+
+    /// The most recent matched lines, oldest first.
+    pub fn recent(&self) -> Vec<MatchedLine> {
+        self.recent.lock().unwrap_or_else(PoisonError::into_inner).iter().cloned().collect()
+    }
+}
 
 /// One source's round: its update for the engine and the event-rule matches to journal.
 struct Polled {
@@ -36,6 +110,8 @@ enum Reader {
 
 struct Source {
     device: String,
+    /// As configured, so a reload can tell an unchanged source from a changed one.
+    config: LogSourceConfig,
     name: String,
     filter: Option<String>,
     reader: Reader,
@@ -80,6 +156,7 @@ fn open(device: &str, s: &LogSourceConfig) -> Result<Source, String> {
     let tracker = RuleTracker::new(&rules);
     Ok(Source {
         device: device.to_owned(),
+        config: s.clone(),
         name: s.path.replace("{id}", device),
         filter: s.filter.clone(),
         reader,
@@ -100,8 +177,8 @@ fn severity(s: EventSeverity) -> Severity {
 }
 
 impl Source {
-    /// Reads what is new and runs it through the rules.
-    fn poll(&mut self, now: Instant) -> Vec<Signal> {
+    /// Reads what is new and runs it through the rules; lines that matched go to `recent`.
+    fn poll(&mut self, now: Instant, recent: &Mutex<VecDeque<MatchedLine>>) -> Vec<Signal> {
         let mut texts = Vec::new();
         match &mut self.reader {
             Reader::File(f) => {
@@ -120,12 +197,42 @@ impl Source {
             }
         }
         let mut signals = Vec::new();
+        let mut matched = Vec::new();
+        let total = |t: &RuleTracker| t.counts().map(|(_, n)| n).sum::<u64>();
         for text in texts.iter().filter(|t| self.filter.as_deref().is_none_or(|f| t.contains(f))) {
             self.lines += 1;
+            let before = total(&self.tracker);
             signals.extend(self.tracker.on_line(&self.rules, text, now));
+            if total(&self.tracker) != before {
+                matched.push(text);
+            }
+        }
+        if !matched.is_empty() {
+            let mut recent = recent.lock().unwrap_or_else(PoisonError::into_inner);
+            for text in matched {
+                if recent.len() == RECENT_LINES {
+                    recent.pop_front();
+                }
+                let mut cut = text.len().min(MAX_LINE);
+                while !text.is_char_boundary(cut) {
+                    cut -= 1;
+                }
+                recent.push_back(MatchedLine {
+                    at: SystemTime::now(),
+                    device: self.device.clone(),
+                    source: self.name.clone(),
+                    line: text[..cut].to_owned(),
+                });
+            }
         }
         signals.extend(self.tracker.on_tick(now));
         signals
+    }
+
+    /// Clears every latched rule of this source; the signals say which conditions cleared.
+    fn clear_latched(&mut self) -> Vec<Signal> {
+        let names: Vec<String> = (0..self.rules.len()).filter_map(|i| self.rules.name(i).map(str::to_owned)).collect();
+        names.iter().filter_map(|rule| self.tracker.clear_latched(rule)).collect()
     }
 
     fn update(&self, signals: Vec<Signal>) -> LogUpdate {
@@ -138,18 +245,26 @@ impl Source {
     }
 }
 
-/// Opens every device's log sources and starts the thread that follows them. Returns without starting
-/// one when no device has a log.
+/// Opens every device's log sources (taking over those of `previous` that are still configured) and
+/// starts the thread that follows them. Starts none when no device has a log.
 pub fn spawn(
     config: &Config,
+    previous: LogSources,
     engine: &Arc<Mutex<DeviceEngine>>,
     state: &Arc<AgentState>,
     events: &Arc<Events>,
     shutdown: &CancellationToken,
-) {
+) -> (LogHandle, Option<LogThread>) {
+    let mut previous = previous.0;
     let mut sources = Vec::new();
+    let mut adopted = Vec::new();
     for d in &config.devices {
         for s in d.log_sources() {
+            if let Some((src, signals)) = carry_over(&mut previous, &d.id, &s) {
+                adopted.push((sources.len(), signals));
+                sources.push(src);
+                continue;
+            }
             match open(&d.id, &s) {
                 Ok(src) => sources.push(src),
                 Err(e) => tracing::error!(device = %d.id, source = %s.path, "log not followed: {e}"),
@@ -157,13 +272,21 @@ pub fn spawn(
         }
     }
     if sources.is_empty() {
-        return;
+        return (LogHandle::default(), None);
     }
+    let (tx, commands) = channel();
+    let handle = LogHandle { commands: Some(tx), recent: Arc::default() };
+    let recent = Arc::clone(&handle.recent);
     {
         // Every rule's counter exists from the first scrape.
         let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-        for s in &sources {
-            engine.apply_log(&s.device, s.update(Vec::new()), Instant::now(), SystemTime::now());
+        for (i, s) in sources.iter().enumerate() {
+            let signals = adopted.iter_mut().find(|(j, _)| *j == i).map(|(_, sig)| std::mem::take(sig));
+            for change in
+                engine.apply_log(&s.device, s.update(signals.unwrap_or_default()), Instant::now(), SystemTime::now())
+            {
+                events.condition_changed(&change, SystemTime::now());
+            }
         }
         state.publish_devices(engine.views(), events.counts());
     }
@@ -173,10 +296,13 @@ pub fn spawn(
         while !shutdown.is_cancelled() {
             let now = Instant::now();
             let mut changed = false;
+            let cleared = take_clears(&commands);
             let updates: Vec<Polled> = sources
                 .iter_mut()
                 .map(|s| {
-                    let signals = s.poll(now);
+                    // Clear before reading: a line written after the operator's reset must count again.
+                    let mut signals = if cleared.contains(&s.device) { s.clear_latched() } else { Vec::new() };
+                    signals.extend(s.poll(now, &recent));
                     let noted: Vec<(Severity, String)> = signals
                         .iter()
                         .filter_map(|sig| match sig {
@@ -209,8 +335,18 @@ pub fn spawn(
             drop(engine);
             std::thread::sleep(POLL_EVERY);
         }
+        sources
     });
-    if let Err(e) = spawned {
-        tracing::error!("cannot start the log thread: {e}");
+    match spawned {
+        Ok(thread) => (handle, Some(LogThread(thread))),
+        Err(e) => {
+            tracing::error!("cannot start the log thread: {e}");
+            (handle, None)
+        }
     }
+}
+
+/// The devices whose latched rules an operator cleared since the last poll.
+fn take_clears(commands: &Receiver<Command>) -> Vec<String> {
+    commands.try_iter().map(|Command::ClearLatched { device }| device).collect()
 }

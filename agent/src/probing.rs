@@ -135,6 +135,13 @@ fn net_result(name: &str, o: collectors::probes::NetOutcome) -> ProbeResult {
 
 /// Runs every configured probe once, concurrently, and applies the results (for `scan`).
 pub async fn run_all_once(config: &Config, engine: &mut DeviceEngine) {
+    for (id, result) in run_all(config).await {
+        engine.apply_probe(&id, result, Instant::now(), SystemTime::now());
+    }
+}
+
+/// Runs every configured probe once, concurrently, each with its own deadline; returns (device, result).
+pub async fn run_all(config: &Config) -> Vec<(String, ProbeResult)> {
     let mut runs = JoinSet::new();
     for device in &config.devices {
         for p in &device.probes {
@@ -149,11 +156,13 @@ pub async fn run_all_once(config: &Config, engine: &mut DeviceEngine) {
             }
         }
     }
+    let mut out = Vec::new();
     while let Some(done) = runs.join_next().await {
-        if let Ok((id, result)) = done {
-            engine.apply_probe(&id, result, Instant::now(), SystemTime::now());
+        if let Ok(r) = done {
+            out.push(r);
         }
     }
+    out
 }
 
 /// Starts one loop per configured probe of every declared device.

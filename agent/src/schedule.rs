@@ -13,8 +13,10 @@ use crate::actions::Actions;
 use crate::actions::reconnect::Decision;
 use crate::collect::Supervisor;
 use crate::devices::DeviceEngine;
+use crate::devices::operator::Expired;
 use crate::events::Events;
 use crate::journal::{Event, Severity, kind};
+use crate::logwatch::{LogHandle, LogSources, LogThread};
 use crate::state::AgentState;
 
 /// The enabled collectors with their interval and timeout, in report order.
@@ -22,22 +24,31 @@ pub fn enabled(config: &Config) -> Vec<config::CollectorSettings> {
     CollectorKind::ALL.iter().map(|k| config.collector(*k)).filter(|s| s.enabled).collect()
 }
 
-/// Starts the collection loops; they stop when `shutdown` is cancelled.
+/// The log thread of running loops: its handle for the control socket, and the thread to join on reload.
+pub struct Running {
+    pub logs: LogHandle,
+    pub log_thread: Option<LogThread>,
+}
+
+/// Starts the collection, probe and log loops of one config; they stop when `shutdown` is cancelled. The
+/// engine outlives them (a reload starts new loops on the same engine), and so do the log sources.
+#[allow(clippy::too_many_arguments)]
 pub fn spawn_loops(
     config: &Config,
-    sysfs_root: &Path,
+    engine: &Arc<Mutex<DeviceEngine>>,
+    previous_logs: LogSources,
     state: &Arc<AgentState>,
     events: &Arc<Events>,
     actions: &Actions,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
-) {
-    let engine = Arc::new(Mutex::new(DeviceEngine::new(config, Instant::now(), SystemTime::now())));
-    evaluate_devices(&engine, state, events, actions);
-    crate::probing::spawn(config, &engine, state, events, shutdown, tasks);
-    crate::logwatch::spawn(config, &engine, state, events, shutdown);
+) -> Running {
+    let sysfs_root: &Path = &config.sysfs_root;
+    evaluate_devices(engine, state, events, actions);
+    crate::probing::spawn(config, engine, state, events, shutdown, tasks);
+    let (logs, log_thread) = crate::logwatch::spawn(config, previous_logs, engine, state, events, shutdown);
     for settings in enabled(config) {
-        let engine = Arc::clone(&engine);
+        let engine = Arc::clone(engine);
         let events = Arc::clone(events);
         let actions = actions.clone();
         let mut supervisor = Supervisor::new(settings, sysfs_root);
@@ -79,6 +90,7 @@ pub fn spawn_loops(
             }
         });
     }
+    Running { logs, log_thread }
 }
 
 fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {
@@ -103,18 +115,27 @@ fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, event
 }
 
 /// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
-/// runs after every collection.
-fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events, actions: &Actions) {
+/// runs after every collection, and after an operator's change.
+pub fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events, actions: &Actions) {
     let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
     if !engine.has_work() {
         return;
     }
     let now = SystemTime::now();
+    for (device, expired) in engine.expire_overrides(now) {
+        let message = match expired {
+            Expired::Maintenance => "maintenance ended (its time ran out)".to_owned(),
+            Expired::Throttle { level } => {
+                format!("manual throttle at level {level} ended (its time ran out); automatic throttling resumes")
+            }
+        };
+        events.record(Event::new(now, Severity::Info, kind::OPERATOR, message).on_device(&device));
+    }
     let changes = engine.evaluate(&state.snapshot(), Instant::now(), now);
     for change in &changes {
         events.condition_changed(change, now);
     }
-    if actions.active {
+    if actions.active() {
         // Decided here, applied in order on the actions thread: the async side never writes.
         for (device, level) in engine.throttle_requests(|d| actions.level(d), Instant::now()) {
             actions.set_level(&device, level);

@@ -55,6 +55,18 @@ pub struct Snapshot {
     pub event_counts: Arc<Vec<(String, Severity, u64)>>,
     /// Throttle state of every device that has a throttle ladder.
     pub throttle: Arc<Vec<ThrottleView>>,
+    pub reload: ReloadStatus,
+}
+
+/// The outcome of the last config load, for accel_config_last_reload_*.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ReloadStatus {
+    pub successful: bool,
+    pub success_unix: f64,
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 impl Snapshot {
@@ -96,7 +108,41 @@ impl AgentState {
         for (kind, interval, timeout) in collectors {
             snap.collectors.insert(kind, CollectorStatus { interval, timeout, ..Default::default() });
         }
+        // The config read at startup is the first successful load.
+        snap.reload = ReloadStatus { successful: true, success_unix: unix_now() };
         Arc::new(AgentState { snapshot: ArcSwap::from_pointee(snap), started: Instant::now() })
+    }
+
+    /// After a reload: collectors still enabled keep their history and counters, with the new interval and
+    /// timeout; newly enabled ones start empty; disabled ones go.
+    pub fn configure_collectors(&self, collectors: &[(CollectorKind, Duration, Duration)]) {
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.collectors.retain(|k, _| collectors.iter().any(|(c, _, _)| c == k));
+            for (kind, interval, timeout) in collectors {
+                // A collector enabled just now has made no progress yet, and is not late either.
+                let c = snap
+                    .collectors
+                    .entry(*kind)
+                    .or_insert_with(|| CollectorStatus { progress: Some(Instant::now()), ..Default::default() });
+                (c.interval, c.timeout) = (*interval, *timeout);
+            }
+            snap
+        });
+    }
+
+    /// Records the outcome of a reload.
+    pub fn record_reload(&self, successful: bool) {
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.reload.successful = successful;
+            if successful {
+                snap.reload.success_unix = unix_now();
+            }
+            snap
+        });
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {

@@ -8,8 +8,12 @@ use common::Agent;
 
 /// Values that change from run to run are replaced so the comparison is about names, labels and values.
 fn normalize(body: &str, root: &str) -> String {
-    const VOLATILE: [&str; 3] =
-        ["accel_collector_duration_seconds{", "accel_collector_last_success_timestamp_seconds{", "accel_build_info{"];
+    const VOLATILE: [&str; 4] = [
+        "accel_collector_duration_seconds{",
+        "accel_collector_last_success_timestamp_seconds{",
+        "accel_build_info{",
+        "accel_config_last_reload_success_timestamp_seconds ",
+    ];
     body.lines()
         .map(|l| {
             let l = l.replace(root, "<ROOT>");

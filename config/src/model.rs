@@ -37,6 +37,8 @@ pub struct Config {
     pub actions: Actions,
     /// Devices found without configuration: accel class devices and hwmon chips on PCI devices.
     pub discovery: Discovery,
+    /// Who may change things through the control socket.
+    pub control: Control,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -49,6 +51,23 @@ pub struct Discovery {
     /// Monitor every `accel` class device and every hwmon chip under a PCI accelerator not already
     /// bound to a declared device.
     pub enabled: bool,
+}
+
+/// The control socket's authorisation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Control {
+    /// Members of this group (by name, or a numeric gid) may use agentctl's mutating verbs; root always
+    /// may. The socket file gets this group and mode 0660, so only they can connect at all.
+    pub group: String,
+}
+
+pub const DEFAULT_CONTROL_GROUP: &str = "accel-agent";
+
+impl Default for Control {
+    fn default() -> Self {
+        Control { group: DEFAULT_CONTROL_GROUP.to_owned() }
+    }
 }
 
 impl Default for Discovery {
@@ -68,6 +87,7 @@ impl Default for Config {
             collectors: Collectors::default(),
             actions: Actions::default(),
             discovery: Discovery::default(),
+            control: Control::default(),
             devices: Vec::new(),
         }
     }

@@ -14,6 +14,7 @@ pub mod write;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -47,8 +48,45 @@ pub struct ThrottleView {
 
 enum Request {
     SetLevel { device: String, level: usize },
+    Reconfigure(Box<Settings>),
     Reconnect { device: String, step: String },
     RestoreAll { done: Sender<()> },
+}
+
+/// What the actions thread needs from the config; replaced as a whole by a reload.
+struct Settings {
+    /// device -> (vendor command, PCI address) for reconnect steps.
+    reconnects: BTreeMap<String, (Option<Vec<String>>, Option<String>)>,
+    root: PathBuf,
+    /// Writes really happen (enabled and not dry-run).
+    write: bool,
+    dry_run: bool,
+    ladders: BTreeMap<String, Vec<ThrottleLevel>>,
+}
+
+impl Settings {
+    fn of(config: &Config, dry_run_flag: bool) -> Settings {
+        let dry_run = dry_run_flag || config.actions.dry_run;
+        Settings {
+            reconnects: config
+                .devices
+                .iter()
+                .filter_map(|d| Some((d.id.clone(), (d.reconnect.as_ref()?.command.clone(), d.pci_address.clone()))))
+                .collect(),
+            root: config.sysfs_root.clone(),
+            write: config.actions.enabled && !dry_run,
+            dry_run,
+            ladders: config
+                .devices
+                .iter()
+                .filter_map(|d| Some((d.id.clone(), d.throttle.as_ref()?.levels.clone())))
+                .collect(),
+        }
+    }
+
+    fn active(&self) -> bool {
+        self.write || self.dry_run
+    }
 }
 
 /// The async side's handle.
@@ -56,44 +94,31 @@ enum Request {
 pub struct Actions {
     requests: Option<Sender<Request>>,
     views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
-    /// Whether anything is decided at all (enabled, or dry-run).
-    pub active: bool,
+    /// Whether anything is decided at all (enabled, or dry-run); a reload may change it.
+    active: Arc<AtomicBool>,
 }
 
 impl Actions {
     /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
     /// even with actions disabled now: undoing the agent's own writes is always safe.
     pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>) -> Actions {
-        let dry_run = dry_run_flag || config.actions.dry_run;
-        let active = config.actions.enabled || dry_run;
-        let ladders: BTreeMap<String, Vec<ThrottleLevel>> =
-            config.devices.iter().filter_map(|d| Some((d.id.clone(), d.throttle.as_ref()?.levels.clone()))).collect();
-        let views = Arc::new(Mutex::new(
-            ladders
-                .iter()
-                .map(|(id, l)| {
-                    (id.clone(), ThrottleView { device: id.clone(), max_level: l.len(), dry_run, ..Default::default() })
-                })
-                .collect(),
-        ));
-        let reconnects = config
-            .devices
-            .iter()
-            .filter_map(|d| Some((d.id.clone(), (d.reconnect.as_ref()?.command.clone(), d.pci_address.clone()))))
-            .collect();
+        let settings = Settings::of(config, dry_run_flag);
+        let active = Arc::new(AtomicBool::new(settings.active()));
+        let views = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, rx) = channel();
-        let worker = Worker {
+        let mut worker = Worker {
             writer: Box::new(write_verified),
-            reconnects,
-            root: config.sysfs_root.clone(),
+            reconnects: BTreeMap::new(),
+            root: settings.root.clone(),
             state_dir: config.state_dir.clone(),
-            write: config.actions.enabled && !dry_run,
-            dry_run,
-            ladders,
+            write: false,
+            dry_run: false,
+            ladders: BTreeMap::new(),
             views: Arc::clone(&views),
             events,
             locked: BTreeSet::new(),
         };
+        worker.adopt(settings);
         let spawned = std::thread::Builder::new().name("actions".into()).spawn(move || worker.run(rx));
         let requests = match spawned {
             Ok(_) => Some(tx),
@@ -103,6 +128,21 @@ impl Actions {
             }
         };
         Actions { requests, views, active }
+    }
+
+    /// Whether anything is decided at all (enabled, or dry-run).
+    pub fn active(&self) -> bool {
+        self.active.load(Ordering::Relaxed)
+    }
+
+    /// Takes a reloaded config. A device whose ladder changed or went is first brought back to its
+    /// original values under the old ladder; levels of unchanged ladders stay as they are.
+    pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) {
+        let settings = Settings::of(config, dry_run_flag);
+        self.active.store(settings.active(), Ordering::Relaxed);
+        if let Some(tx) = &self.requests {
+            let _ = tx.send(Request::Reconfigure(Box::new(settings)));
+        }
     }
 
     /// The level applied to a device (0 if it has no throttle).
@@ -171,6 +211,18 @@ impl Worker {
         while let Ok(req) = rx.recv() {
             match req {
                 Request::SetLevel { device, level } => self.set_level(&mut originals, &device, level),
+                Request::Reconfigure(settings) => {
+                    let changed: Vec<String> = self
+                        .ladders
+                        .iter()
+                        .filter(|(id, ladder)| settings.ladders.get(*id) != Some(ladder))
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    for device in changed {
+                        self.set_level(&mut originals, &device, 0);
+                    }
+                    self.adopt(*settings);
+                }
                 Request::Reconnect { device, step } => self.reconnect(&device, &step),
                 Request::RestoreAll { done } => {
                     for v in self.views.lock().unwrap_or_else(PoisonError::into_inner).values_mut() {
@@ -181,6 +233,31 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Switches to new settings; throttle views of unchanged ladders keep their level and counts.
+    fn adopt(&mut self, s: Settings) {
+        let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut kept = BTreeMap::new();
+        for (id, ladder) in &s.ladders {
+            let view = match views.remove(id) {
+                Some(v) if self.ladders.get(id) == Some(ladder) => ThrottleView { dry_run: s.dry_run, ..v },
+                _ => ThrottleView {
+                    device: id.clone(),
+                    max_level: ladder.len(),
+                    dry_run: s.dry_run,
+                    ..Default::default()
+                },
+            };
+            kept.insert(id.clone(), view);
+        }
+        *views = kept;
+        drop(views);
+        self.reconnects = s.reconnects;
+        self.root = s.root;
+        self.write = s.write;
+        self.dry_run = s.dry_run;
+        self.ladders = s.ladders;
     }
 
     fn event(&self, device: Option<&str>, severity: Severity, message: String) {

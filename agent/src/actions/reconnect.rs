@@ -147,6 +147,22 @@ impl ReconnectController {
         Some(Decision::Attempt { step })
     }
 
+    /// An operator's reconnect: the circuit closes, escalation is forgotten, and the mildest step runs
+    /// now; its outcome is judged like any attempt's. None when the ladder is empty.
+    pub fn start_manual(&mut self, now: Instant) -> Option<String> {
+        self.clear();
+        let step = self.policy.steps.first()?.clone();
+        self.in_flight = Some((step.clone(), now));
+        Some(step)
+    }
+
+    /// Forgets failures, openings and escalation (`agentctl set-healthy`).
+    pub fn clear(&mut self) {
+        self.reset();
+        self.openings = 0;
+        self.escalated = false;
+    }
+
     fn reset(&mut self) {
         self.circuit = Circuit::Closed;
         self.next_step = 0;

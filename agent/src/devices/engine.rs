@@ -11,6 +11,7 @@ use collectors::sysfs::hwmon::Chip;
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
 use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state};
+use super::operator::{Expired, ManualThrottle, OperatorError, Overrides};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
 };
@@ -42,8 +43,8 @@ struct Device {
     reconnect: Option<crate::actions::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
     reconnect_attempts: std::collections::BTreeMap<(String, String), u64>,
-    /// In maintenance until then: no automatic actions, state "maintenance".
-    maintenance_until: Option<SystemTime>,
+    /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
+    overrides: Overrides,
     thresholds: Thresholds,
     conditions: Vec<Condition>,
     warn: ThresholdTracker,
@@ -134,6 +135,30 @@ impl DeviceEngine {
             }
             self.devices.push(d);
         }
+    }
+
+    /// Takes a reloaded config: devices that are still declared keep their state (conditions, counters,
+    /// probe results, maintenance, and the trackers and controllers whose settings did not change); new ones
+    /// start fresh; ones no longer declared go. Discovered devices stay while discovery is on.
+    pub fn reconfigure(&mut self, config: &Config, now: Instant, wall: SystemTime) {
+        let mut old = std::mem::take(&mut self.devices);
+        for cfg in &config.devices {
+            let device = match old.iter().position(|d| d.config.id == cfg.id && !d.discovered) {
+                Some(i) => {
+                    let prev = old.swap_remove(i);
+                    if prev.config == *cfg { prev } else { prev.reconfigured(cfg.clone(), now, wall) }
+                }
+                None => Device::new(cfg.clone(), false, now, wall),
+            };
+            self.devices.push(device);
+        }
+        if config.discovery.enabled {
+            let declared = |d: &Device| {
+                config.devices.iter().any(|c| c.id == d.config.id || c.pci_address == d.config.pci_address)
+            };
+            self.devices.extend(old.into_iter().filter(|d| d.discovered && !declared(d)));
+        }
+        self.discovery = config.discovery.enabled;
     }
 
     /// Whether evaluating can find or change anything: there are devices, or discovery may add some.
@@ -241,15 +266,103 @@ impl DeviceEngine {
             .collect()
     }
 
-    /// Puts a device in maintenance until `until` (None ends it). Returns false for an unknown device.
-    pub fn set_maintenance(&mut self, device: &str, until: Option<SystemTime>) -> bool {
-        match self.devices.iter_mut().find(|d| d.config.id == device) {
-            Some(d) => {
-                d.maintenance_until = until;
-                true
-            }
-            None => false,
+    fn device_mut(&mut self, id: &str) -> Result<&mut Device, OperatorError> {
+        match self.devices.iter().position(|d| d.config.id == id) {
+            Some(i) => Ok(&mut self.devices[i]),
+            None => Err(OperatorError::UnknownDevice {
+                id: id.to_owned(),
+                known: self.devices.iter().map(|d| d.config.id.clone()).collect(),
+            }),
         }
+    }
+
+    /// Puts a device in maintenance (until `until`, or until turned off) or takes it out.
+    pub fn set_maintenance(&mut self, device: &str, on: bool, until: Option<SystemTime>) -> Result<(), OperatorError> {
+        self.device_mut(device)?.overrides.maintenance = on.then_some(until);
+        Ok(())
+    }
+
+    /// Holds a device at a throttle level chosen by an operator (`None` releases it: back to level 0,
+    /// then automatic throttling resumes). Returns the device's highest level.
+    pub fn set_manual_throttle(
+        &mut self,
+        device: &str,
+        level: Option<usize>,
+        until: Option<SystemTime>,
+    ) -> Result<usize, OperatorError> {
+        let d = self.device_mut(device)?;
+        let id = d.config.id.clone();
+        let max = d.config.throttle.as_ref().ok_or(OperatorError::NoThrottleLadder { id: id.clone() })?.levels.len();
+        match level {
+            Some(level) if level > max => return Err(OperatorError::LevelOutOfRange { id, level, max }),
+            Some(level) => {
+                d.overrides.throttle = Some(ManualThrottle { level, until });
+                d.overrides.throttle_released = false;
+                d.overrides.throttle_requested = None;
+            }
+            None => {
+                d.overrides.throttle = None;
+                d.overrides.throttle_released = true;
+            }
+        }
+        Ok(max)
+    }
+
+    /// Starts the device's reconnect ladder now, from its mildest step, whatever its circuit says (an
+    /// operator asked). Returns the step to run.
+    pub fn manual_reconnect(&mut self, device: &str, now: Instant) -> Result<String, OperatorError> {
+        let d = self.device_mut(device)?;
+        let id = d.config.id.clone();
+        let cfg = d.config.reconnect.clone().filter(|r| !r.steps.is_empty());
+        let cfg = cfg.ok_or(OperatorError::NoReconnectLadder { id: id.clone() })?;
+        let controller = d.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, 0));
+        controller.start_manual(now).ok_or(OperatorError::NoReconnectLadder { id })
+    }
+
+    /// The operator's "I have looked at it": clears latched conditions and a reconnect ladder that gave up,
+    /// then re-evaluates. Returns what was cleared and the condition changes.
+    pub fn set_healthy(
+        &mut self,
+        device: &str,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Result<(Vec<String>, Vec<ConditionChange>), OperatorError> {
+        let d = self.device_mut(device)?;
+        let mut cleared = Vec::new();
+        d.log_conditions.retain(|condition, (rule, _, latched, _)| {
+            if *latched {
+                cleared.push(format!("{condition} (log rule {rule})"));
+            }
+            !*latched
+        });
+        for c in d.conditions.iter_mut().filter(|c| c.latched) {
+            c.latched = false;
+        }
+        if let Some(r) = &mut d.reconnect
+            && (r.escalated || r.circuit != crate::actions::reconnect::Circuit::Closed)
+        {
+            r.clear();
+            cleared.push("reconnect circuit (closed again)".to_owned());
+        }
+        let id = d.config.id.clone();
+        let changes = d
+            .evaluate(now, wall)
+            .into_iter()
+            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
+            .map(|condition| ConditionChange { device: id.clone(), condition })
+            .collect();
+        Ok((cleared, changes))
+    }
+
+    /// Ends maintenance windows and manual throttles that have run out.
+    pub fn expire_overrides(&mut self, wall: SystemTime) -> Vec<(String, Expired)> {
+        let mut out = Vec::new();
+        for d in &mut self.devices {
+            for e in d.overrides.expire(wall) {
+                out.push((d.config.id.clone(), e));
+            }
+        }
+        out
     }
 
     /// What the reconnect ladders want done now, for devices not in maintenance.
@@ -258,7 +371,7 @@ impl DeviceEngine {
         now: Instant,
         wall: SystemTime,
     ) -> Vec<(String, crate::actions::reconnect::Decision)> {
-        use crate::actions::reconnect::{Decision, Policy, ReconnectController};
+        use crate::actions::reconnect::Decision;
         let mut out = Vec::new();
         for (i, d) in self.devices.iter_mut().enumerate() {
             let Some(cfg) = d.config.reconnect.clone() else { continue };
@@ -266,19 +379,7 @@ impl DeviceEngine {
                 continue;
             }
             let offline = d.conditions.iter().any(|c| c.kind == ConditionKind::Offline && c.status == Status::True);
-            let controller = d.reconnect.get_or_insert_with(|| {
-                let policy = Policy {
-                    steps: cfg.steps.clone(),
-                    max_failures: cfg.max_failures,
-                    backoff_initial: cfg.backoff_initial.get(),
-                    backoff_max: cfg.backoff_max.get(),
-                    cooldown: cfg.cooldown.get(),
-                    settle: cfg.settle.get(),
-                    escalate_after: cfg.escalate_after,
-                };
-                // Seeded per device so two devices do not retry in lockstep.
-                ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (i as u64 + 1))
-            });
+            let controller = d.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, i));
             if let Some(decision) = controller.tick(offline, now) {
                 let (step, result) = match &decision {
                     Decision::Failed { step } | Decision::Opened { step } | Decision::Escalate { step } => {
@@ -297,10 +398,28 @@ impl DeviceEngine {
     }
 
     /// The throttle level each throttled device should have now, where it differs from what is applied.
+    /// An operator's level wins; when it is released the device goes back to 0 and the controller
+    /// starts afresh.
     pub fn throttle_requests(&mut self, applied: impl Fn(&str) -> usize, now: Instant) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
             let Some(cfg) = d.config.throttle.clone() else { continue };
+            let current = applied(&d.config.id);
+            if let Some(manual) = d.overrides.throttle {
+                if current != manual.level && d.overrides.throttle_requested != Some(manual.level) {
+                    d.overrides.throttle_requested = Some(manual.level);
+                    out.push((d.config.id.clone(), manual.level));
+                }
+                continue;
+            }
+            d.overrides.throttle_requested = None;
+            if std::mem::take(&mut d.overrides.throttle_released) {
+                d.throttle = None;
+                if current != 0 {
+                    out.push((d.config.id.clone(), 0));
+                }
+                continue;
+            }
             if d.in_maintenance(SystemTime::now()) {
                 continue;
             }
@@ -323,7 +442,7 @@ impl DeviceEngine {
                     cfg.levels.len(),
                 )
             });
-            if let Some(level) = controller.observe(value, applied(&d.config.id), now) {
+            if let Some(level) = controller.observe(value, current, now) {
                 out.push((d.config.id.clone(), level));
             }
         }
@@ -380,7 +499,7 @@ impl Device {
             throttle: None,
             reconnect: None,
             reconnect_attempts: Default::default(),
-            maintenance_until: None,
+            overrides: Overrides::default(),
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
             warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
             crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
@@ -394,8 +513,50 @@ impl Device {
         }
     }
 
+    /// This device under a changed config, keeping what was learnt about it.
+    fn reconfigured(self, config: DeviceConfig, now: Instant, wall: SystemTime) -> Device {
+        let mut d = Device::new(config, self.discovered, now, wall);
+        for p in &mut d.probes {
+            if let Some(old) = self.probes.iter().find(|o| o.name == p.name) {
+                *p = ProbeView { liveness: p.liveness, ..old.clone() };
+            }
+        }
+        d.probe_readings =
+            self.probe_readings.into_iter().filter(|(k, _)| d.probes.iter().any(|p| &p.name == k)).collect();
+        if d.thresholds == self.thresholds {
+            (d.warn, d.crit, d.power, d.epi) = (self.warn, self.crit, self.power, self.epi);
+        }
+        if d.config.throttle == self.config.throttle {
+            d.throttle = self.throttle;
+        }
+        if d.config.reconnect == self.config.reconnect {
+            d.reconnect = self.reconnect;
+        }
+        d.overrides = self.overrides;
+        if d.config.throttle.is_none() {
+            d.overrides.throttle = None;
+        }
+        d.log_conditions =
+            self.log_conditions.into_iter().filter(|(_, (rule, ..))| d.log_rules.contains_key(rule)).collect();
+        d.conditions = self.conditions;
+        d.accel_status = self.accel_status;
+        d.sdk_problem = self.sdk_problem;
+        d.epi_last = self.epi_last;
+        d.energy_per_inference = self.energy_per_inference;
+        d.log_lines = self.log_lines;
+        d.log_matches = self.log_matches;
+        d.has_logs = self.has_logs;
+        d.reconnect_attempts = self.reconnect_attempts;
+        d.readings = self.readings;
+        d.sources = self.sources;
+        d.driver = self.driver;
+        d.last_reading = self.last_reading;
+        d.created = self.created;
+        d
+    }
+
     fn in_maintenance(&self, now: SystemTime) -> bool {
-        self.maintenance_until.is_some_and(|until| now < until)
+        self.overrides.in_maintenance(now)
     }
 
     fn make_one_shot(&mut self) {
@@ -728,6 +889,8 @@ impl Device {
             log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             maintenance: self.in_maintenance(SystemTime::now()),
+            maintenance_until: self.overrides.maintenance_until(),
+            manual_throttle: self.overrides.throttle,
             circuit: self.reconnect.as_ref().map(|r| r.circuit),
             needs_hardware_inspection: self.reconnect.as_ref().is_some_and(|r| r.escalated),
             reconnect_attempts: self.reconnect_attempts.iter().map(|((s, r), n)| (s.clone(), r.clone(), *n)).collect(),
@@ -738,6 +901,23 @@ impl Device {
             sources: self.sources.clone(),
         }
     }
+}
+
+/// A device's reconnect controller; seeded per device so two devices do not retry in lockstep.
+fn reconnect_controller(
+    cfg: &config::device::ReconnectConfig,
+    index: usize,
+) -> crate::actions::reconnect::ReconnectController {
+    let policy = crate::actions::reconnect::Policy {
+        steps: cfg.steps.clone(),
+        max_failures: cfg.max_failures,
+        backoff_initial: cfg.backoff_initial.get(),
+        backoff_max: cfg.backoff_max.get(),
+        cooldown: cfg.cooldown.get(),
+        settle: cfg.settle.get(),
+        escalate_after: cfg.escalate_after,
+    };
+    crate::actions::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
 }
 
 /// hwmon channels in base units, labelled by their `_label` when the chip has one.
@@ -801,11 +981,16 @@ mod tests {
         let wall = SystemTime::now();
         let mut e = DeviceEngine::new(&cfg, Instant::now(), wall);
         assert_eq!(e.views()[0].state, State::Unknown);
-        assert!(e.set_maintenance("d0", Some(wall + std::time::Duration::from_secs(3600))));
+        e.set_maintenance("d0", true, Some(wall + std::time::Duration::from_secs(3600))).unwrap();
         let v = &e.views()[0];
         assert_eq!((v.state, v.maintenance), (State::Maintenance, true));
-        assert!(e.set_maintenance("d0", Some(wall - std::time::Duration::from_secs(1))), "an end in the past");
+        e.set_maintenance("d0", true, Some(wall - std::time::Duration::from_secs(1))).unwrap();
+        assert_eq!(e.views()[0].state, State::Unknown, "an end in the past");
+        e.set_maintenance("d0", true, None).unwrap();
+        assert_eq!(e.views()[0].state, State::Maintenance, "no end: until turned off");
+        e.set_maintenance("d0", false, None).unwrap();
         assert_eq!(e.views()[0].state, State::Unknown);
-        assert!(!e.set_maintenance("nope", None));
+        let err = e.set_maintenance("nope", true, None).unwrap_err();
+        assert_eq!(err.to_string(), "no device \"nope\"; known devices: d0");
     }
 }

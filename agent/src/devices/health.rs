@@ -224,7 +224,7 @@ impl ThresholdTracker {
     }
 }
 
-mod unix_time {
+pub(crate) mod unix_time {
     use std::time::{SystemTime, UNIX_EPOCH};
 
     use serde::Serializer;

@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod health;
+pub mod operator;
 pub mod view;
 
 use collectors::export::{Families, lv};

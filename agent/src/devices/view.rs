@@ -67,7 +67,7 @@ pub struct ProbeView {
     pub message: String,
 }
 
-fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
+pub(super) fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
     match t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
         Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
         None => s.serialize_none(),
@@ -126,6 +126,11 @@ pub struct DeviceView {
     /// Matches per log rule (every configured rule, from 0).
     pub log_matches: Vec<(String, u64)>,
     pub maintenance: bool,
+    /// When maintenance ends by itself (absent: not in maintenance, or until turned off).
+    #[serde(serialize_with = "opt_unix")]
+    pub maintenance_until: Option<SystemTime>,
+    /// A throttle level an operator holds the device at (`agentctl throttle`).
+    pub manual_throttle: Option<super::operator::ManualThrottle>,
     /// The reconnect circuit, when the device has a reconnect ladder.
     pub circuit: Option<crate::actions::reconnect::Circuit>,
     /// The ladder gave up: a person has to look at the hardware.

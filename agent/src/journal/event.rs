@@ -69,6 +69,10 @@ pub mod kind {
     pub const CONDITION_CLEARED: &str = "condition_cleared";
     pub const PROBE_FAILING: &str = "probe_failing";
     pub const ACTION: &str = "action";
+    /// An operator changed something through the control socket (who, from which process, what).
+    pub const OPERATOR: &str = "operator";
+    /// A peer was refused a mutation on the control socket.
+    pub const CONTROL_REFUSED: &str = "control_refused";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.

@@ -270,3 +270,29 @@ pub fn require_tool(name: &str) -> bool {
     }
     found
 }
+
+/// Parses a raw HTTP/1.1 response as [`http_get`] does; `None` if `raw` is not one (e.g. from a TLS
+/// client, which reads the bytes itself).
+pub fn parse_http_response(raw: &[u8], started: Instant) -> Option<Response> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let body = &raw[split + 4..];
+    let mut lines = head.lines();
+    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok())?;
+    let headers: HashMap<String, String> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let body = if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
+        dechunk(body)
+    } else {
+        body.to_vec()
+    };
+    Some(Response {
+        status,
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        raw: body,
+        elapsed: started.elapsed(),
+    })
+}

@@ -1,0 +1,3 @@
+fn main() -> std::process::ExitCode {
+    agent::ctl::main_with_args()
+}

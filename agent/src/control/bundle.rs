@@ -1,0 +1,162 @@
+//! `agentctl bundle`: one tar.gz with what an incident review needs from this host — the config with secrets
+//! redacted, the state, recent events, a metrics snapshot, recent matched log lines and versions.
+
+use std::io::Write;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use serde::Serialize;
+
+use super::Control;
+use super::redact::{redact_config, redact_table};
+use crate::exposition::Format;
+use crate::journal::EventFilter;
+
+/// Events included, newest first.
+const EVENTS: usize = 1000;
+
+/// The files of a bundle and what each holds; README.txt lists them.
+pub const CONTENTS: [(&str, &str); 10] = [
+    ("README.txt", "this list"),
+    ("versions.json", "agent version and revision, kernel, OS, hostname"),
+    ("config.toml", "the config file as loaded, secrets redacted (absent when running on the embedded default)"),
+    ("config-effective.toml", "the config in effect after defaults and command-line overrides, secrets redacted"),
+    ("status.json", "agentctl status --json"),
+    ("devices.json", "every device with readings, conditions, probes and actions"),
+    ("collectors.json", "each host collector's last result and read errors"),
+    ("events.json", "the most recent events from the journal, newest first"),
+    ("metrics.prom", "a /metrics scrape (Prometheus text format)"),
+    ("log-matches.jsonl", "recent log lines that matched a rule, oldest first"),
+];
+
+#[derive(Serialize)]
+struct Versions {
+    agent: &'static str,
+    revision: &'static str,
+    kernel: Option<String>,
+    os: Option<String>,
+    hostname: Option<String>,
+    generated_unix: u64,
+}
+
+#[derive(Serialize)]
+struct CollectorReport {
+    collector: &'static str,
+    success: bool,
+    error: Option<String>,
+    duration_seconds: Option<f64>,
+    collections: u64,
+    read_errors: Vec<(&'static str, u64)>,
+    stuck_threads: usize,
+}
+
+/// Small procfs/etc files; they never block.
+fn read_trimmed(path: &str) -> Option<String> {
+    std::fs::read_to_string(path).ok().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty())
+}
+
+fn os_release() -> Option<String> {
+    let text = std::fs::read_to_string("/etc/os-release").ok()?;
+    let line = text.lines().find(|l| l.starts_with("PRETTY_NAME="))?;
+    Some(line.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_owned())
+}
+
+fn pretty<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, String> {
+    serde_json::to_vec_pretty(v).map_err(|e| e.to_string())
+}
+
+/// Builds the bundle in memory.
+pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
+    let live = control.live.load_full();
+    let snap = control.state.snapshot();
+    let events = control
+        .events
+        .query(EventFilter { limit: EVENTS, ..Default::default() })
+        .await
+        .map_err(|e| format!("events: {e}"));
+    let mut files: Vec<(&str, Vec<u8>)> = Vec::new();
+    let mut readme = String::from("accel-agent incident bundle\n\n");
+    for (name, what) in CONTENTS {
+        readme.push_str(&format!("{name:<24} {what}\n"));
+    }
+    let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let versions = Versions {
+        agent: crate::exposition::VERSION,
+        revision: crate::exposition::REVISION,
+        kernel: read_trimmed("/proc/sys/kernel/osrelease"),
+        os: os_release(),
+        hostname: read_trimmed("/proc/sys/kernel/hostname"),
+        generated_unix: now,
+    };
+    files.push(("versions.json", pretty(&versions)?));
+    let file_text = match &live.config_path {
+        Some(path) => match std::fs::read_to_string(path) {
+            Ok(text) => Some(redact_config(&text).map_err(|e| format!("{}: {e}", path.display()))?),
+            Err(e) => {
+                readme.push_str(&format!("\nconfig.toml is absent: {}: {e}\n", path.display()));
+                None
+            }
+        },
+        None => {
+            readme.push_str("\nconfig.toml is absent: the agent runs on the embedded default config\n");
+            None
+        }
+    };
+    if let Some(text) = file_text {
+        files.push(("config.toml", text.into_bytes()));
+    }
+    let mut effective = toml::Table::try_from(&*live.config).map_err(|e| format!("config: {e}"))?;
+    redact_table(&mut effective);
+    files.push(("config-effective.toml", toml::to_string_pretty(&effective).map_err(|e| e.to_string())?.into_bytes()));
+    files.push(("status.json", pretty(&control.status())?));
+    files.push(("devices.json", pretty(&*snap.devices)?));
+    let collectors: Vec<CollectorReport> = snap
+        .collectors
+        .iter()
+        .map(|(k, c)| CollectorReport {
+            collector: k.name(),
+            success: c.success,
+            error: c.error.clone(),
+            duration_seconds: c.duration.map(|d| d.as_secs_f64()),
+            collections: c.collections,
+            read_errors: collectors::sysfs::ReadFailure::ALL
+                .iter()
+                .map(|f| (f.label(), c.read_errors.get(*f)))
+                .filter(|(_, n)| *n > 0)
+                .collect(),
+            stuck_threads: c.stuck_threads,
+        })
+        .collect();
+    files.push(("collectors.json", pretty(&collectors)?));
+    match events {
+        Ok(events) => files.push(("events.json", pretty(&events)?)),
+        Err(e) => readme.push_str(&format!("\nevents.json is absent: {e}\n")),
+    }
+    files.push(("metrics.prom", control.http.exposition.render(Format::Text004, false).to_vec()));
+    let mut lines = Vec::new();
+    for m in live.logs.recent() {
+        serde_json::to_writer(&mut lines, &m).map_err(|e| e.to_string())?;
+        lines.push(b'\n');
+    }
+    files.push(("log-matches.jsonl", lines));
+    files.insert(0, ("README.txt", readme.into_bytes()));
+    tokio::task::spawn_blocking(move || archive(&files, now))
+        .await
+        .map_err(|e| format!("archiving failed: {e}"))?
+        .map_err(|e| format!("archiving failed: {e}"))
+}
+
+fn archive(files: &[(&str, Vec<u8>)], mtime: u64) -> std::io::Result<Vec<u8>> {
+    let gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    let mut tar = tar::Builder::new(gz);
+    for (name, data) in files {
+        let mut header = tar::Header::new_gnu();
+        header.set_size(data.len() as u64);
+        header.set_mode(0o600);
+        header.set_mtime(mtime);
+        header.set_cksum();
+        tar.append_data(&mut header, format!("accel-agent-bundle/{name}"), data.as_slice())?;
+    }
+    let mut gz = tar.into_inner()?;
+    gz.flush()?;
+    gz.finish()
+}

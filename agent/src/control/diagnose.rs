@@ -1,0 +1,198 @@
+//! `agentctl diagnose`: every check run now, each finding with the runbook step it replaces and what to do.
+
+use serde::Serialize;
+
+use crate::api::StatusReport;
+use crate::devices::{ConditionKind, DeviceView, State, Status};
+use crate::state::Snapshot;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    Info,
+    Warning,
+    Critical,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Finding {
+    pub level: Level,
+    /// Absent for findings about the agent or the host.
+    pub device: Option<String>,
+    /// What was checked, e.g. "condition Overheating", "collector hwmon".
+    pub check: String,
+    pub finding: String,
+    /// The manual runbook step this check does instead.
+    pub replaces: String,
+    pub action: String,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    /// The worst device state, as in status.
+    pub status: State,
+    pub devices: usize,
+    pub probes_run: usize,
+    /// Most severe first.
+    pub findings: Vec<Finding>,
+}
+
+/// The manual step each condition's check replaces, by device kind where the runbooks differ.
+fn replaces(kind: ConditionKind, device_kind: &str) -> &'static str {
+    match (kind, device_kind) {
+        (ConditionKind::Overheating, "spinnaker-board") => "read the board temperatures from the BMP by hand",
+        (ConditionKind::Overheating, _) => "run `sensors` and compare with the board's limits",
+        (ConditionKind::Offline, "photonic") => "`photon-debug --list-devices` and ping the card",
+        (ConditionKind::Offline, "spinnaker-board") => "ping the board and its BMP",
+        (ConditionKind::Offline, "loihi") => "ping the host and check the NxSDK board status",
+        (ConditionKind::Offline, _) => "ping the device and run the vendor status tool",
+        (ConditionKind::SdkError, _) => "run the vendor status CLI and read its output",
+        (ConditionKind::LogErrors, _) => "grep the device log for errors",
+        (ConditionKind::PowerAnomaly, _) => "read power and energy counters and work out energy per inference",
+        (ConditionKind::DataStale, _) => "cat the sysfs files and check the driver is loaded (lsmod, dmesg)",
+    }
+}
+
+fn condition_action(d: &DeviceView, kind: ConditionKind, latched: bool, throttle: Option<(usize, usize)>) -> String {
+    let id = &d.id;
+    let mut action = match kind {
+        ConditionKind::Overheating => match throttle {
+            Some((level, max)) => format!(
+                "throttling is at level {level} of {max}; check fans and airflow, or hold a level: `agentctl throttle {id} {} --for 30m`",
+                (level + 1).min(max)
+            ),
+            None => "check fans and airflow and reduce the load; add a throttle ladder to act automatically".into(),
+        },
+        ConditionKind::Offline => match d.circuit {
+            Some(_) => format!("check power and the link, then `agentctl reconnect {id}`"),
+            None => "check power and the link; add a reconnect ladder to recover automatically".into(),
+        },
+        _ => crate::scan::next_step(kind).to_owned(),
+    };
+    if latched {
+        action.push_str(&format!("; the condition is latched: once fixed, `agentctl set-healthy {id}`"));
+    }
+    action
+}
+
+pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config, probes_run: usize) -> Report {
+    let mut findings = Vec::new();
+    for d in snap.devices.iter() {
+        let throttle = snap.throttle.iter().find(|t| t.device == d.id).map(|t| (t.level, t.max_level));
+        for c in d.conditions.iter().filter(|c| c.status == Status::True) {
+            let level = match c.impact {
+                crate::devices::health::Impact::Unhealthy => Level::Critical,
+                crate::devices::health::Impact::Degraded => Level::Warning,
+            };
+            findings.push(Finding {
+                level,
+                device: Some(d.id.clone()),
+                check: format!("condition {}", c.kind.name()),
+                finding: format!("{}: {}", c.reason, c.message),
+                replaces: replaces(c.kind, d.kind).to_owned(),
+                action: condition_action(d, c.kind, c.latched, throttle),
+            });
+        }
+        if d.needs_hardware_inspection {
+            findings.push(Finding {
+                level: Level::Critical,
+                device: Some(d.id.clone()),
+                check: "reconnect ladder".into(),
+                finding: "automatic reconnects gave up after repeated failures (NeedsHardwareInspection)".into(),
+                replaces: "escalate to hardware inspection after repeated failed resets".into(),
+                action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
+            });
+        } else if d.circuit == Some(crate::actions::reconnect::Circuit::Open) {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: Some(d.id.clone()),
+                check: "reconnect circuit".into(),
+                finding: "the reconnect circuit is open: automatic attempts pause for the cooldown".into(),
+                replaces: "decide by hand whether another reset is worth it".into(),
+                action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
+            });
+        }
+        for p in d.probes.iter().filter(|p| !p.success && p.status != "pending") {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: Some(d.id.clone()),
+                check: format!("probe {}", p.name),
+                finding: format!("{} {}", p.status, p.message).trim().to_owned(),
+                replaces: "run the status command or ping by hand".into(),
+                action: "run the probe's command by hand to see its output; check its path and timeout".into(),
+            });
+        }
+        if d.maintenance {
+            let until = d.maintenance_until.map_or("until turned off".to_owned(), |t| {
+                format!("for {} more", crate::control::diagnose::remaining(t))
+            });
+            findings.push(Finding {
+                level: Level::Info,
+                device: Some(d.id.clone()),
+                check: "maintenance".into(),
+                finding: format!("in maintenance {until}: no automatic actions"),
+                replaces: "keep track of maintenance windows".into(),
+                action: format!("`agentctl maintenance {} off` when the work is done", d.id),
+            });
+        }
+        if let Some(m) = d.manual_throttle {
+            findings.push(Finding {
+                level: Level::Info,
+                device: Some(d.id.clone()),
+                check: "manual throttle".into(),
+                finding: format!("held at throttle level {} by an operator", m.level),
+                replaces: "remember to undo a manual throttle".into(),
+                action: format!("`agentctl unthrottle {}` to hand it back to automatic control", d.id),
+            });
+        }
+    }
+    for c in &status.agent.collectors_failing {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: None,
+            check: format!("collector {}", c.collector),
+            finding: c.error.clone(),
+            replaces: "read sysfs by hand when a tool shows nothing".into(),
+            action: "journalctl -u accel-agent for the read errors; check the files named there".into(),
+        });
+    }
+    if let Some(why) = &status.agent.journal_unavailable {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: None,
+            check: "event journal".into(),
+            finding: format!("events are not kept: {why}"),
+            replaces: "keep notes of what happened".into(),
+            action: format!("make {} writable by the agent", config.state_dir.display()),
+        });
+    }
+    let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
+    if ladders > 0 && status.agent.actions == "disabled" {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "actions".into(),
+            finding: format!("{ladders} device(s) have throttle or reconnect ladders but actions are disabled"),
+            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
+            action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
+        });
+    }
+    if snap.devices.is_empty() {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "devices".into(),
+            finding: "no devices: none declared and none found by discovery".into(),
+            replaces: "list the accelerators by hand (lspci, ls /sys/class/accel)".into(),
+            action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
+        });
+    }
+    findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
+    Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
+}
+
+/// "1h 59m" until `t`, for humans.
+pub fn remaining(t: std::time::SystemTime) -> String {
+    let secs = t.duration_since(std::time::SystemTime::now()).map_or(0, |d| d.as_secs());
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
+}

@@ -1,0 +1,365 @@
+//! The control socket: HTTP/1.1 + JSON on a Unix socket, the only place where anything the agent does can
+//! be changed. It serves the read endpoints of the TCP listener plus `/api/v1/status`, the diagnosis, the
+//! incident bundle, and the POST mutations, which only root and the control group may use.
+//!
+//! Nothing here waits on hardware except `diagnose`, which runs the probes on purpose (each with its own
+//! deadline). Every mutation and every refusal is an event in the journal, naming the peer.
+
+pub mod bundle;
+pub mod diagnose;
+pub mod peer;
+pub mod redact;
+pub mod socket;
+
+use std::convert::Infallible;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use config::Config;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::Actions;
+use crate::devices::DeviceEngine;
+use crate::devices::operator::OperatorError;
+use crate::events::Events;
+use crate::http::{Http, json};
+use crate::journal::{Event, Severity, kind};
+use crate::logwatch::LogHandle;
+use crate::state::AgentState;
+use peer::{Authorizer, Peer};
+
+/// A request body larger than this is refused: mutations carry a few fields.
+const MAX_BODY: usize = 64 * 1024;
+/// Time for a client to send its request; agentctl sends it at once.
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections held at once; agentctl opens one per command.
+const MAX_CONNECTIONS: usize = 64;
+
+/// A reload asked for on the socket; the daemon answers with what happened.
+pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+
+/// What the running loops share with the control socket; swapped as a whole by a reload.
+pub struct Live {
+    pub config: Arc<Config>,
+    pub config_path: Option<PathBuf>,
+    pub engine: Arc<Mutex<DeviceEngine>>,
+    pub logs: LogHandle,
+}
+
+pub struct Control {
+    pub http: Arc<Http>,
+    pub state: Arc<AgentState>,
+    pub events: Arc<Events>,
+    pub actions: Actions,
+    pub live: ArcSwap<Live>,
+    pub auth: Authorizer,
+    pub reload: mpsc::Sender<ReloadRequest>,
+    /// "enabled", "dry-run" or "disabled", for status.
+    pub actions_mode: &'static str,
+}
+
+/// The JSON body of a mutation; each verb reads the fields it needs.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MutationBody {
+    level: Option<usize>,
+    /// A duration like "30m" or "2h".
+    #[serde(rename = "for")]
+    for_: Option<String>,
+    on: Option<bool>,
+}
+
+/// The answer to a mutation.
+#[derive(Debug, Serialize)]
+pub struct Done {
+    pub ok: bool,
+    pub device: Option<String>,
+    pub message: String,
+}
+
+/// A refused or failed request.
+#[derive(Debug, Serialize)]
+pub struct Failure {
+    pub error: String,
+    /// Known device ids, when the device was unknown.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub known: Vec<String>,
+    /// The control group, when the peer was not authorised.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+}
+
+fn failure(status: StatusCode, error: impl Into<String>) -> Response<Full<Bytes>> {
+    json(status, &Failure { error: error.into(), known: Vec::new(), group: None })
+}
+
+fn operator_failure(e: OperatorError) -> Response<Full<Bytes>> {
+    match e {
+        OperatorError::UnknownDevice { ref known, .. } => {
+            json(StatusCode::NOT_FOUND, &Failure { error: e.to_string(), known: known.clone(), group: None })
+        }
+        OperatorError::LevelOutOfRange { .. } => failure(StatusCode::BAD_REQUEST, e.to_string()),
+        OperatorError::NoThrottleLadder { .. } | OperatorError::NoReconnectLadder { .. } => {
+            failure(StatusCode::CONFLICT, e.to_string())
+        }
+    }
+}
+
+impl Control {
+    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
+        let path = req.uri().path().to_owned();
+        if req.method() == Method::POST {
+            // Diagnosing runs the probes now but changes nothing: anyone who may connect may ask.
+            if path == "/api/v1/diagnose" {
+                return json(StatusCode::OK, &self.diagnose().await);
+            }
+            // Read first, refuse after: a reply sent before the body is read would reach a client that is
+            // still writing as a broken pipe instead of a 403.
+            let body = read_body(req).await;
+            if !self.auth.allows(peer) {
+                return self.refuse(peer, &path);
+            }
+            let body = match body {
+                Ok(b) => b,
+                Err(e) => return failure(StatusCode::BAD_REQUEST, e),
+            };
+            return self.mutate(&path, body, peer).await;
+        }
+        if req.method() != Method::GET && req.method() != Method::HEAD {
+            return failure(StatusCode::METHOD_NOT_ALLOWED, "use GET for reads and POST for changes");
+        }
+        match path.as_str() {
+            "/api/v1/status" => json(StatusCode::OK, &self.status()),
+            "/api/v1/logs/recent" => json(StatusCode::OK, &self.live.load().logs.recent()),
+            "/api/v1/bundle" => match bundle::build(self).await {
+                Ok(bytes) => crate::http::respond(StatusCode::OK, "application/gzip", Bytes::from(bytes)),
+                Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot build the bundle: {e}")),
+            },
+            _ => self.http.handle(&req).await,
+        }
+    }
+
+    pub fn status(&self) -> crate::api::StatusReport {
+        let snap = self.state.snapshot();
+        let agent = crate::api::AgentStatus {
+            version: crate::exposition::VERSION,
+            revision: crate::exposition::REVISION,
+            uptime_seconds: self.state.started.elapsed().as_secs_f64(),
+            ready: snap.ready(),
+            actions: self.actions_mode,
+            collectors_failing: snap
+                .collectors
+                .iter()
+                .filter(|(_, c)| c.collections > 0 && !c.success)
+                .map(|(k, c)| crate::api::CollectorFailing {
+                    collector: k.name(),
+                    error: c.error.clone().unwrap_or_else(|| "failed".into()),
+                })
+                .collect(),
+            journal_unavailable: self.events.unavailable.clone(),
+        };
+        crate::api::status(&snap, agent)
+    }
+
+    fn refuse(&self, peer: &Peer, path: &str) -> Response<Full<Bytes>> {
+        let message = format!(
+            "refused POST {path} from {}: not root and not in the control group {}",
+            peer.describe(),
+            self.auth.group
+        );
+        tracing::warn!("{message}");
+        self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
+        json(
+            StatusCode::FORBIDDEN,
+            &Failure {
+                error: format!("not authorised: changes need root or membership of the group {}", self.auth.group),
+                known: Vec::new(),
+                group: Some(self.auth.group.clone()),
+            },
+        )
+    }
+
+    async fn mutate(&self, path: &str, body: MutationBody, peer: &Peer) -> Response<Full<Bytes>> {
+        if path == "/api/v1/reload" {
+            return self.reload().await;
+        }
+        let Some((id, verb)) = path.strip_prefix("/api/v1/devices/").and_then(|r| r.rsplit_once('/')) else {
+            return failure(StatusCode::NOT_FOUND, format!("no such action {path}"));
+        };
+        let until = match body.for_.as_deref().map(humantime::parse_duration) {
+            None => None,
+            Some(Ok(d)) if !d.is_zero() => Some(SystemTime::now() + d),
+            Some(Ok(_)) => return failure(StatusCode::BAD_REQUEST, "--for must be longer than 0s"),
+            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, format!("--for: {e}; write e.g. 30m, 2h")),
+        };
+        let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
+        let live = self.live.load_full();
+        let outcome = {
+            let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
+            match verb {
+                "maintenance" => {
+                    let on = body.on.unwrap_or(true);
+                    engine.set_maintenance(id, on, until).map(|()| {
+                        if on {
+                            format!("maintenance on{}: automatic actions suspended", for_text)
+                        } else {
+                            "maintenance off: automatic actions resume".to_owned()
+                        }
+                    })
+                }
+                "throttle" | "unthrottle" if !self.actions.active() => {
+                    return failure(
+                        StatusCode::CONFLICT,
+                        "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
+                    );
+                }
+                "throttle" => {
+                    let Some(level) = body.level else {
+                        return failure(StatusCode::BAD_REQUEST, "throttle needs a level");
+                    };
+                    engine
+                        .set_manual_throttle(id, Some(level), until)
+                        .map(|max| format!("throttle held at level {level} of {max}{for_text}"))
+                }
+                "unthrottle" => engine
+                    .set_manual_throttle(id, None, None)
+                    .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned()),
+                "reconnect" if !self.actions.active() => {
+                    return failure(
+                        StatusCode::CONFLICT,
+                        "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
+                    );
+                }
+                "reconnect" => engine.manual_reconnect(id, Instant::now()).map(|step| {
+                    self.actions.reconnect(id, &step);
+                    format!("reconnect started with step {step}")
+                }),
+                "set-healthy" => engine.set_healthy(id, Instant::now(), SystemTime::now()).map(|(cleared, changes)| {
+                    live.logs.clear_latched(id);
+                    for change in &changes {
+                        self.events.condition_changed(change, SystemTime::now());
+                    }
+                    if cleared.is_empty() {
+                        "nothing latched to clear".to_owned()
+                    } else {
+                        format!("cleared {}", cleared.join(", "))
+                    }
+                }),
+                other => return failure(StatusCode::NOT_FOUND, format!("no such action {other:?}")),
+            }
+        };
+        match outcome {
+            Ok(message) => {
+                let now = SystemTime::now();
+                tracing::info!(device = id, "{message} (by {})", peer.describe());
+                self.events.record(
+                    Event::new(now, Severity::Info, kind::OPERATOR, format!("{message} (by {})", peer.describe()))
+                        .on_device(id),
+                );
+                // Apply at once rather than at the next collection: the operator is watching.
+                crate::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
+                json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
+            }
+            Err(e) => operator_failure(e),
+        }
+    }
+
+    async fn reload(&self) -> Response<Full<Bytes>> {
+        let (tx, rx) = oneshot::channel();
+        if self.reload.send(tx).await.is_err() {
+            return failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down");
+        }
+        match rx.await {
+            Ok(Ok(message)) => json(StatusCode::OK, &Done { ok: true, device: None, message }),
+            Ok(Err(error)) => failure(StatusCode::UNPROCESSABLE_ENTITY, error),
+            Err(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"),
+        }
+    }
+
+    async fn diagnose(&self) -> diagnose::Report {
+        let live = self.live.load_full();
+        let results = crate::probing::run_all(&live.config).await;
+        {
+            let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
+            let wall = SystemTime::now();
+            for (device, result) in results.iter().cloned() {
+                for change in engine.apply_probe(&device, result, Instant::now(), wall) {
+                    self.events.condition_changed(&change, wall);
+                }
+            }
+        }
+        crate::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
+        diagnose::diagnose(&self.state.snapshot(), &self.status(), &live.config, results.len())
+    }
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<MutationBody, String> {
+    let collected = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect())
+        .await
+        .map_err(|_| "the request body did not arrive in time".to_owned())?
+        .map_err(|e| format!("cannot read the request body: {e}"))?
+        .to_bytes();
+    if collected.iter().all(u8::is_ascii_whitespace) {
+        return Ok(MutationBody::default());
+    }
+    serde_json::from_slice(&collected).map_err(|e| format!("bad request body: {e}"))
+}
+
+/// Serves the control socket until `shutdown`, then removes the socket file.
+pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdown: CancellationToken) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let permit = tokio::select! {
+            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            _ = shutdown.cancelled() => break,
+        };
+        let stream = tokio::select! {
+            r = socket.listener.accept() => match r {
+                Ok((s, _)) => s,
+                Err(e) => {
+                    tracing::warn!("control socket accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            _ = shutdown.cancelled() => break,
+        };
+        let peer = match Peer::of(&stream) {
+            Ok(p) => Arc::new(p),
+            Err(e) => {
+                tracing::warn!("cannot read the control peer's credentials, closing: {e}");
+                continue;
+            }
+        };
+        let control = Arc::clone(&control);
+        let service = service_fn(move |req: Request<Incoming>| {
+            let (control, peer) = (Arc::clone(&control), Arc::clone(&peer));
+            async move { Ok::<_, Infallible>(control.handle(req, &peer).await) }
+        });
+        let conn = http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(REQUEST_TIMEOUT)
+            .serve_connection(TokioIo::new(stream), service);
+        let conn = graceful.watch(conn);
+        tokio::spawn(async move {
+            let _permit = permit;
+            if let Err(e) = conn.await {
+                tracing::debug!("control connection ended: {e}");
+            }
+        });
+    }
+    socket.remove();
+    let _ = tokio::time::timeout(Duration::from_millis(500), graceful.shutdown()).await;
+}

@@ -1,0 +1,204 @@
+//! Config reload without a restart: on SIGHUP, on a change of the config file, and on `agentctl reload`.
+//!
+//! A reload stops the loops of the old config (collectors, probes, the log thread, hooks) and starts those
+//! of the new one on the same state: the device engine, the collectors' counters, the journal and the
+//! actions thread (with its throttle bookkeeping and saved originals) carry over. A config that does not
+//! load is rejected with its FILE:LINE:COL errors and the old one keeps running.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime};
+
+use config::Config;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::actions::Actions;
+use crate::cli::Cli;
+use crate::control::{Live, ReloadRequest};
+use crate::devices::DeviceEngine;
+use crate::events::Events;
+use crate::journal::{Event, Severity, kind};
+use crate::logwatch::{LogHandle, LogSources, LogThread};
+use crate::schedule;
+use crate::state::AgentState;
+
+/// How long the old loops get to stop before the new ones start regardless.
+const STOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Editors write a file in several steps; wait for them to finish before reading it.
+const SETTLE: Duration = Duration::from_millis(300);
+
+/// Everything shared by all generations of loops.
+pub struct Shared {
+    pub state: Arc<AgentState>,
+    pub events: Arc<Events>,
+    pub actions: Actions,
+    pub engine: Arc<Mutex<DeviceEngine>>,
+    pub dry_run: bool,
+}
+
+/// The loops of one config.
+pub struct Generation {
+    pub config: Arc<Config>,
+    token: CancellationToken,
+    tasks: JoinSet<()>,
+    log_thread: Option<LogThread>,
+    pub logs: LogHandle,
+}
+
+impl Generation {
+    pub fn start(
+        config: Arc<Config>,
+        previous_logs: LogSources,
+        shared: &Shared,
+        shutdown: &CancellationToken,
+    ) -> Self {
+        let token = shutdown.child_token();
+        let mut tasks = JoinSet::new();
+        let running = schedule::spawn_loops(
+            &config,
+            &shared.engine,
+            previous_logs,
+            &shared.state,
+            &shared.events,
+            &shared.actions,
+            &token,
+            &mut tasks,
+        );
+        let active = shared.actions.active();
+        crate::actions::hooks::spawn(
+            if active { config.actions.hooks.clone() } else { Vec::new() },
+            config.actions.enabled && !(shared.dry_run || config.actions.dry_run),
+            Arc::clone(&shared.state),
+            Arc::clone(&shared.events),
+            token.clone(),
+        );
+        Generation { config, token, tasks, log_thread: running.log_thread, logs: running.logs }
+    }
+
+    /// Stops this generation's loops; returns its log sources for the next one.
+    pub async fn stop(mut self) -> LogSources {
+        self.token.cancel();
+        let tasks = &mut self.tasks;
+        if tokio::time::timeout(STOP_TIMEOUT, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
+            tracing::warn!("some loops of the old config did not stop within {STOP_TIMEOUT:?}");
+        }
+        match self.log_thread.take() {
+            Some(thread) => tokio::task::spawn_blocking(move || thread.join()).await.unwrap_or_default(),
+            None => LogSources::default(),
+        }
+    }
+}
+
+/// Settings a running agent cannot change: they need a restart.
+fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if old.listen != new.listen {
+        out.push("listen");
+    }
+    if old.socket != new.socket {
+        out.push("socket");
+    }
+    if old.state_dir != new.state_dir {
+        out.push("state_dir");
+    }
+    if old.control != new.control {
+        out.push("control.group");
+    }
+    out
+}
+
+/// Loads the config again (with the command line's overrides) and, if it is valid, switches to it.
+pub async fn reload(
+    cli: &Cli,
+    current: Generation,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> (Generation, Result<String, String>) {
+    let loaded = match &cli.config {
+        Some(_) => crate::daemon::load_config(cli).map_err(|e| format!("{e:#}")),
+        None if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
+            crate::daemon::load_config(cli).map_err(|e| format!("{e:#}"))
+        }
+        None => Err("no config file to reload: the agent runs on the embedded default".to_owned()),
+    };
+    let now = SystemTime::now();
+    let new = match loaded {
+        Ok((config, _)) => config,
+        Err(e) => {
+            tracing::error!("config reload rejected, keeping the running config:\n{e}");
+            shared.state.record_reload(false);
+            let message = format!("config reload rejected, the running config is kept: {e}");
+            shared.events.record(Event::new(now, Severity::Warning, kind::OPERATOR, message));
+            return (current, Err(e));
+        }
+    };
+    let restart = needs_restart(&current.config, &new);
+    let logs = current.stop().await;
+    shared.engine.lock().unwrap_or_else(PoisonError::into_inner).reconfigure(&new, Instant::now(), now);
+    shared.actions.reconfigure(&new, shared.dry_run);
+    let settings = schedule::enabled(&new);
+    let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
+    shared.state.configure_collectors(&collectors);
+    let generation = Generation::start(Arc::new(new), logs, shared, shutdown);
+    shared.state.record_reload(true);
+    let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());
+    if !restart.is_empty() {
+        message.push_str(&format!("; {} change(s) take effect at the next restart", restart.join(", ")));
+    }
+    tracing::info!("{message}");
+    shared.events.record(Event::new(now, Severity::Info, kind::OPERATOR, message.clone()));
+    (generation, Ok(message))
+}
+
+/// Watches the config file and asks for a reload when it changes. The directory is watched, not the file:
+/// editors and config management replace files by renaming, which a watch on the file itself misses.
+pub fn watch(path: Option<PathBuf>, reloads: mpsc::Sender<ReloadRequest>) -> Option<notify::RecommendedWatcher> {
+    use notify::{EventKind, RecursiveMode, Watcher};
+    let path = path?;
+    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+    let name = path.file_name()?.to_owned();
+    let (tx, mut rx) = mpsc::unbounded_channel::<()>();
+    let handler = move |res: notify::Result<notify::Event>| {
+        if let Ok(event) = res
+            && matches!(event.kind, EventKind::Create(_) | EventKind::Modify(_) | EventKind::Remove(_))
+            && event.paths.iter().any(|p| p.file_name() == Some(&name))
+        {
+            let _ = tx.send(());
+        }
+    };
+    let mut watcher = match notify::recommended_watcher(handler) {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!("cannot watch {} for changes; reload with SIGHUP or agentctl reload: {e}", path.display());
+            return None;
+        }
+    };
+    if let Err(e) = watcher.watch(&dir, RecursiveMode::NonRecursive) {
+        tracing::warn!("cannot watch {} for changes; reload with SIGHUP or agentctl reload: {e}", dir.display());
+        return None;
+    }
+    tokio::spawn(async move {
+        while rx.recv().await.is_some() {
+            // One reload for a burst of events.
+            tokio::time::sleep(SETTLE).await;
+            while rx.try_recv().is_ok() {}
+            let (reply, _) = tokio::sync::oneshot::channel();
+            if reloads.send(reply).await.is_err() {
+                break;
+            }
+        }
+    });
+    Some(watcher)
+}
+
+/// What the control socket sees of a generation.
+pub fn live(generation: &Generation, config_path: Option<PathBuf>, engine: &Arc<Mutex<DeviceEngine>>) -> Live {
+    Live {
+        config: Arc::clone(&generation.config),
+        config_path,
+        engine: Arc::clone(engine),
+        logs: generation.logs.clone(),
+    }
+}
