@@ -63,6 +63,7 @@ impl Format {
 pub fn families(snap: &Snapshot) -> Families {
     let mut out = Families::new();
     crate::devices::export(&snap.devices, &mut out);
+    crate::spinnaker::export(&snap.spinnaker, &mut out);
     for status in snap.collectors.values() {
         if let Some(r) = &status.readings {
             r.export(&mut out);

@@ -21,6 +21,7 @@ pub mod reload;
 pub mod scan;
 pub mod schedule;
 pub mod sdnotify;
+pub mod spinnaker;
 pub mod state;
 pub mod webconfig;
 

@@ -46,6 +46,7 @@ pub fn spawn_loops(
     let sysfs_root: &Path = &config.sysfs_root;
     evaluate_devices(engine, state, events, actions);
     crate::probing::spawn(config, engine, state, events, shutdown, tasks);
+    crate::spinnaker::spawn(config, engine, state, events, actions, shutdown, tasks);
     let (logs, log_thread) = crate::logwatch::spawn(config, previous_logs, engine, state, events, shutdown);
     for settings in enabled(config) {
         let engine = Arc::clone(engine);

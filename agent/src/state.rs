@@ -56,6 +56,8 @@ pub struct Snapshot {
     /// Throttle state of every device that has a throttle ladder.
     pub throttle: Arc<Vec<ThrottleView>>,
     pub reload: ReloadStatus,
+    /// SpiNNaker boards and machines, as of the last BMP and spalloc poll.
+    pub spinnaker: Arc<crate::spinnaker::SpinnakerSnapshot>,
 }
 
 /// The outcome of the last config load, for accel_config_last_reload_*.
@@ -158,6 +160,17 @@ impl AgentState {
             snap.generation += 1;
             snap.devices = Arc::clone(&views);
             snap.event_counts = Arc::clone(&counts);
+            snap
+        });
+    }
+
+    /// Publishes a SpiNNaker poll.
+    pub fn publish_spinnaker(&self, spinnaker: crate::spinnaker::SpinnakerSnapshot) {
+        let spinnaker = Arc::new(spinnaker);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.spinnaker = Arc::clone(&spinnaker);
             snap
         });
     }

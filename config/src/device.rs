@@ -54,6 +54,9 @@ pub struct DeviceConfig {
     /// A power supply by name (e.g. "loihi2": energy_now becomes the device's energy counter).
     #[serde(default)]
     pub power_supply: Option<String>,
+    /// A SpiNNaker board's BMP (set for every board of a `[[spinnaker.machine]]`).
+    #[serde(default)]
+    pub bmp: Option<crate::spinnaker::BmpBinding>,
     #[serde(default)]
     pub thresholds: Option<ThresholdsConfig>,
     #[serde(default, rename = "log")]
@@ -116,7 +119,8 @@ fn default_settle() -> Period {
 }
 
 /// The reconnect steps that exist.
-pub const RECONNECT_STEPS: [&str; 5] = ["vendor", "driver_reset", "function_reset", "rebind", "remove_rescan"];
+pub const RECONNECT_STEPS: [&str; 6] =
+    ["vendor", "driver_reset", "function_reset", "rebind", "remove_rescan", "power_cycle"];
 
 /// A ladder of throttle levels. The level rises one step when the watched value stays above
 /// `threshold` for `hold`, and falls one step when it stays below `threshold - hysteresis` as long.
@@ -526,6 +530,26 @@ impl DeviceConfig {
                 message: format!("device id {:?} must be non-empty and use only letters, digits and - _ . :", self.id),
             });
         }
+        if let Some(b) = &self.bmp {
+            if b.bmp_addr().is_none() {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "bmp".into(), "address".into()],
+                    message: format!("{:?} is not an IP address (\"10.11.192.0\" or \"10.11.192.0:17893\")", b.address),
+                });
+            }
+            if b.scamp.is_some() && b.scamp_addr().is_none() {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "bmp".into(), "scamp".into()],
+                    message: format!("{:?} is not an IP address", b.scamp.as_deref().unwrap_or("")),
+                });
+            }
+            if b.board >= 32 {
+                out.push(crate::model::Finding {
+                    path: vec!["device".into(), index.into(), "bmp".into(), "board".into()],
+                    message: "board must be 0..=31".into(),
+                });
+            }
+        }
         if let Some(a) = &self.pci_address
             && !is_pci_address(a)
         {
@@ -589,7 +613,13 @@ impl DeviceConfig {
                         path: at("steps"),
                         message: "step \"vendor\" needs `command`".into(),
                     });
-                } else if s != "vendor" && self.pci_address.is_none() {
+                } else if s == "power_cycle" && self.bmp.is_none() {
+                    out.push(crate::model::Finding {
+                        path: at("steps"),
+                        message: "step \"power_cycle\" needs the board's BMP (`bmp`, or a [[spinnaker.machine]])"
+                            .into(),
+                    });
+                } else if s != "vendor" && s != "power_cycle" && self.pci_address.is_none() {
                     out.push(crate::model::Finding {
                         path: at("steps"),
                         message: format!("step {s:?} needs the device's pci_address"),
@@ -700,6 +730,7 @@ mod tests {
             hwmon: None,
             thermal_zone: None,
             power_supply: None,
+            bmp: None,
             thresholds: None,
             logs: vec![],
             probes: vec![],

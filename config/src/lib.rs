@@ -6,6 +6,7 @@ pub mod duration;
 pub mod load;
 pub mod model;
 pub mod pattern;
+pub mod spinnaker;
 
 pub use device::{DeviceConfig, DeviceKind, EventSeverity, Profile, Thresholds};
 pub use duration::{BoundedDuration, Hold, Interval, Period, Timeout};

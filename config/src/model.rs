@@ -39,6 +39,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// Who may change things through the control socket.
     pub control: Control,
+    /// SpiNNaker machines: every board becomes a `spinnaker-board` device bound to its BMP.
+    pub spinnaker: crate::spinnaker::Spinnaker,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -88,6 +90,7 @@ impl Default for Config {
             actions: Actions::default(),
             discovery: Discovery::default(),
             control: Control::default(),
+            spinnaker: crate::spinnaker::Spinnaker::default(),
             devices: Vec::new(),
         }
     }
@@ -303,6 +306,15 @@ impl Config {
                 out.push(Finding { path: at("command"), message: "command must name a program".into() });
             }
         }
+        for (i, m) in self.spinnaker.machines.iter().enumerate() {
+            m.validate(i, &mut out);
+        }
+        if !(1..=10).contains(&self.spinnaker.tries) {
+            out.push(Finding {
+                path: vec!["spinnaker".into(), "tries".into()],
+                message: "tries must be 1..=10".into(),
+            });
+        }
         let mut seen = std::collections::HashMap::new();
         for (i, d) in self.devices.iter().enumerate() {
             if let Some(first) = seen.insert(d.id.as_str(), i) {
@@ -323,6 +335,25 @@ impl Config {
             }
         }
         out
+    }
+}
+
+impl Config {
+    /// Adds a device for every board of every SpiNNaker machine. A board declared as a `[[device]]`
+    /// with the same id keeps its settings and gets the board's BMP binding if it has none.
+    pub fn expand_spinnaker(&mut self) {
+        for m in &self.spinnaker.machines {
+            for board in m.board_devices() {
+                match self.devices.iter_mut().find(|d| d.id == board.id) {
+                    Some(declared) => {
+                        if declared.bmp.is_none() {
+                            declared.bmp = board.bmp;
+                        }
+                    }
+                    None => self.devices.push(board),
+                }
+            }
+        }
     }
 }
 

@@ -12,6 +12,7 @@ pub mod throttle;
 pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,6 +20,7 @@ use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
+use collectors::spinnaker::RetryPolicy;
 use config::Config;
 use config::device::ThrottleLevel;
 use serde::Serialize;
@@ -53,10 +55,21 @@ enum Request {
     RestoreAll { done: Sender<()> },
 }
 
+/// What a device's reconnect steps act on.
+#[derive(Debug, Clone, Default)]
+struct ReconnectTarget {
+    /// For the "vendor" step.
+    command: Option<Vec<String>>,
+    pci: Option<String>,
+    /// For "power_cycle": the frame's BMP and the board's number.
+    bmp: Option<(SocketAddr, u8)>,
+}
+
 /// What the actions thread needs from the config; replaced as a whole by a reload.
 struct Settings {
-    /// device -> (vendor command, PCI address) for reconnect steps.
-    reconnects: BTreeMap<String, (Option<Vec<String>>, Option<String>)>,
+    reconnects: BTreeMap<String, ReconnectTarget>,
+    /// SCP timing for BMP power commands.
+    scp_policy: RetryPolicy,
     root: PathBuf,
     /// Writes really happen (enabled and not dry-run).
     write: bool,
@@ -71,8 +84,16 @@ impl Settings {
             reconnects: config
                 .devices
                 .iter()
-                .filter_map(|d| Some((d.id.clone(), (d.reconnect.as_ref()?.command.clone(), d.pci_address.clone()))))
+                .filter_map(|d| {
+                    let target = ReconnectTarget {
+                        command: d.reconnect.as_ref()?.command.clone(),
+                        pci: d.pci_address.clone(),
+                        bmp: d.bmp.as_ref().and_then(|b| Some((b.bmp_addr()?, b.board))),
+                    };
+                    Some((d.id.clone(), target))
+                })
                 .collect(),
+            scp_policy: crate::spinnaker::retry_policy(config),
             root: config.sysfs_root.clone(),
             write: config.actions.enabled && !dry_run,
             dry_run,
@@ -108,6 +129,9 @@ impl Actions {
         let (tx, rx) = channel();
         let mut worker = Worker {
             writer: Box::new(write_verified),
+            // Power commands to BMPs are async; they run on the agent's runtime, not on this thread.
+            runtime: tokio::runtime::Handle::try_current().ok(),
+            scp_policy: settings.scp_policy,
             reconnects: BTreeMap::new(),
             root: settings.root.clone(),
             state_dir: config.state_dir.clone(),
@@ -184,8 +208,9 @@ type WriteFn = Box<dyn Fn(&Path, &str) -> Result<(), WriteError> + Send>;
 
 struct Worker {
     writer: WriteFn,
-    /// device -> (vendor command, PCI address) for reconnect steps.
-    reconnects: BTreeMap<String, (Option<Vec<String>>, Option<String>)>,
+    runtime: Option<tokio::runtime::Handle>,
+    scp_policy: RetryPolicy,
+    reconnects: BTreeMap<String, ReconnectTarget>,
     root: PathBuf,
     state_dir: PathBuf,
     /// Writes really happen (enabled and not dry-run).
@@ -254,6 +279,7 @@ impl Worker {
         *views = kept;
         drop(views);
         self.reconnects = s.reconnects;
+        self.scp_policy = s.scp_policy;
         self.root = s.root;
         self.write = s.write;
         self.dry_run = s.dry_run;
@@ -393,11 +419,13 @@ impl Worker {
 
     /// One reconnect step. Whether it worked is judged later, by the device coming back.
     fn reconnect(&mut self, device: &str, step: &str) {
-        let Some((command, pci)) = self.reconnects.get(device).cloned() else { return };
+        let Some(target) = self.reconnects.get(device).cloned() else { return };
         let outcome = if !self.write {
             Ok(format!("dry run: would run reconnect step {step}"))
+        } else if step == "power_cycle" {
+            self.power_cycle(device, target.bmp)
         } else {
-            self.run_step(device, step, command.as_deref(), pci.as_deref())
+            self.run_step(device, step, target.command.as_deref(), target.pci.as_deref())
         };
         match outcome {
             Ok(what) => self.event(Some(device), Severity::Warning, format!("reconnect step {step}: {what}")),
@@ -449,6 +477,24 @@ impl Worker {
             }
             other => Err(format!("unknown step {other}")),
         }
+    }
+
+    /// Power-cycles a SpiNNaker board through its frame's BMP, off then on. It runs on the agent's runtime
+    /// (power-on takes seconds) so throttling is not held up; its outcome is an event of its own, and
+    /// the reconnect ladder judges success by the board answering again after `settle`.
+    fn power_cycle(&self, device: &str, bmp: Option<(SocketAddr, u8)>) -> Result<String, String> {
+        let (addr, board) = bmp.ok_or("step power_cycle needs the board's BMP")?;
+        let runtime = self.runtime.clone().ok_or("no async runtime for BMP commands")?;
+        let (events, device, policy) = (Arc::clone(&self.events), device.to_owned(), self.scp_policy);
+        runtime.spawn(async move {
+            let result = crate::spinnaker::power_cycle(policy, addr, board).await;
+            let (severity, message) = match result {
+                Ok(()) => (Severity::Info, format!("power cycle through BMP {addr}: board {board} off and on again")),
+                Err(e) => (Severity::Critical, format!("power cycle through BMP {addr} failed: {e}")),
+            };
+            events.record(Event::new(SystemTime::now(), severity, kind::ACTION, message).on_device(device));
+        });
+        Ok(format!("power cycle of board {board} sent to BMP {addr}"))
     }
 
     /// Runs the vendor command of the level entered (for level 0, level 1's command with level 0).
@@ -538,6 +584,8 @@ mod tests {
                 }
                 write_verified(p, v)
             }),
+            runtime: None,
+            scp_policy: RetryPolicy::default(),
             reconnects: BTreeMap::new(),
             root: root.path().to_owned(),
             state_dir: state.path().to_owned(),

@@ -23,6 +23,8 @@ struct Device {
     discovered: bool,
     /// The accel class device bound by PCI address, if any: (driver status, operational).
     accel_status: Option<(String, Option<bool>)>,
+    /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
+    board: Option<crate::spinnaker::BoardReading>,
     probes: Vec<ProbeView>,
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
     probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
@@ -122,6 +124,7 @@ impl DeviceEngine {
                 hwmon: None,
                 thermal_zone: None,
                 power_supply: None,
+                bmp: None,
                 thresholds: None,
                 logs: Vec::new(),
                 probes: Vec::new(),
@@ -486,6 +489,7 @@ impl Device {
             config,
             discovered,
             accel_status: None,
+            board: None,
             probes,
             probe_readings: Default::default(),
             sdk_problem: None,
@@ -540,6 +544,7 @@ impl Device {
             self.log_conditions.into_iter().filter(|(_, (rule, ..))| d.log_rules.contains_key(rule)).collect();
         d.conditions = self.conditions;
         d.accel_status = self.accel_status;
+        d.board = self.board;
         d.sdk_problem = self.sdk_problem;
         d.epi_last = self.epi_last;
         d.energy_per_inference = self.energy_per_inference;
@@ -651,6 +656,24 @@ impl Device {
             if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
                 r.power_limit_watts = Some(w);
             }
+        }
+        self.board = None;
+        if let Some(b) = &self.config.bmp
+            && let Some(reading) = snap.spinnaker.boards.get(&self.config.id)
+        {
+            sources.push(format!("bmp:{}/{}", b.address, b.board));
+            if let Some(status) = &reading.status {
+                use collectors::spinnaker::SensorKind;
+                for s in status.sensors() {
+                    let target = match s.kind {
+                        SensorKind::Temperature => &mut r.temperature_celsius,
+                        SensorKind::Voltage => &mut r.voltage_volts,
+                        SensorKind::Fan => &mut r.fan_rpm,
+                    };
+                    target.push(Reading { sensor: s.name.to_owned(), value: s.value });
+                }
+            }
+            self.board = Some(reading.clone());
         }
         self.readings = r;
         self.sources = sources;
@@ -787,6 +810,23 @@ impl Device {
                 up.get_or_insert(("ProbeSucceeding", format!("probe {} succeeded", p.name)));
             }
         }
+        if let Some(board) = &self.board {
+            match (&board.bmp_alive, &board.scamp) {
+                (false, _) => {
+                    let why = board.error.as_deref().unwrap_or("no answer");
+                    down.get_or_insert(("BmpNotAnswering", format!("the frame's BMP does not answer: {why}")));
+                }
+                (true, Some(Err(e))) => {
+                    down.get_or_insert((
+                        "BoardNotBooted",
+                        format!("the BMP answers but the board's SC&MP does not: {e}"),
+                    ));
+                }
+                (true, _) => {
+                    up.get_or_insert(("BmpAnswering", "the frame's BMP answers for the board".into()));
+                }
+            }
+        }
         match self.probe_value("online") {
             Some(0.0) => {
                 down.get_or_insert(("SdkReportsOffline", "the SDK reports the device offline".into()));
@@ -829,6 +869,21 @@ impl Device {
             changed.push(ConditionKind::SdkError);
         }
 
+        // A board spalloc lists as dead cannot be allocated: the allocation service reports a problem.
+        if let Some(dead) = self.board.as_ref().and_then(|b| b.dead_in_spalloc)
+            && self.sdk_problem.is_none()
+            && !self.log_conditions.contains_key("SdkError")
+        {
+            let (st, reason, msg) = if dead {
+                (Status::True, "SpallocListsDead", "spalloc lists the board as dead: no job can use it")
+            } else {
+                (Status::False, "SpallocListsAlive", "spalloc does not list the board as dead")
+            };
+            if self.condition(ConditionKind::SdkError).set(st, Impact::Degraded, reason, msg.to_owned(), wall) {
+                changed.push(ConditionKind::SdkError);
+            }
+        }
+
         // SdkError: the status tool ran and reported a problem (exit 1).
         if let Some((probe, problem, msg)) = self.sdk_problem.clone()
             && !self.log_conditions.contains_key("SdkError")
@@ -843,6 +898,7 @@ impl Device {
         // DataStale: bound sources stopped producing readings. A device with no host source at all is
         // judged by its probes instead.
         let has_sources = self.config.hwmon_name().is_some()
+            || self.config.bmp.is_some()
             || self.config.pci_address.is_some()
             || self.config.thermal_zone.is_some()
             || self.config.power_supply_name().is_some();

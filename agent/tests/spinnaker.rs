@@ -1,0 +1,128 @@
+//! SpiNNaker boards through the real agent: a simulated frame's BMP on loopback UDP, a simulated spalloc
+//! server on loopback TCP. Board readings become device metrics, a silent BMP makes boards Offline, a
+//! board whose SC&MP stays silent is power-cycled through its BMP, and spalloc's dead boards mark devices.
+
+mod common;
+
+use std::time::Duration;
+
+use accel_e2e::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
+use accel_e2e::spalloc_sim::{SimJob, SimMachine, SpallocSim};
+use accel_e2e::sysfs_tree::FakeSysfs;
+use common::Agent;
+
+fn config(bmp: &str, spalloc: &str, extra_frame: &str, machine_extra: &str) -> String {
+    format!(
+        r#"
+poll_interval = "200ms"
+[discovery]
+enabled = false
+[spinnaker]
+timeout = "100ms"
+tries = 2
+[[spinnaker.machine]]
+name = "spin5"
+spalloc = "{spalloc}"
+{machine_extra}
+[[spinnaker.machine.frame]]
+bmp = "{bmp}"
+boards = 3
+{extra_frame}
+"#
+    )
+}
+
+#[test]
+fn board_readings_dead_boards_jobs_and_a_silent_bmp() {
+    let bmp = BmpSim::start(3).unwrap();
+    bmp.set_board(
+        0,
+        SimBoard { temp_top: 41.5, temp_ext0: Some(28.25), fan0: Some(2400), warning: 0x4, ..SimBoard::default() },
+    );
+    let spalloc = SpallocSim::start().unwrap();
+    spalloc.set_machines(vec![SimMachine::new("spin5", 1, 1)]);
+    // The simulator places logical (0, 0, z) at cabinet 0, frame 0, board z.
+    assert!(spalloc.add_dead_board("spin5", [0, 0, 1]));
+    spalloc.set_jobs(vec![SimJob::ready(7, "alice", "spin5", vec![[0, 0, 0]])]);
+    let fs = FakeSysfs::new();
+    let (agent, _cfg) =
+        Agent::with_config(fs.root(), &config(&bmp.addr().to_string(), &spalloc.addr().to_string(), "", ""));
+    agent.wait_ready();
+    let b0 = ("device", "spin5-c0-f0-b0");
+    agent.wait_for("board 0 read", || {
+        agent.metric("accel_device_temperature_celsius", &[b0, ("sensor", "top")]).is_some()
+    });
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[b0, ("sensor", "top")]), Some(41.5));
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[b0, ("sensor", "ext0")]), Some(28.25));
+    assert_eq!(agent.metric("accel_device_temperature_celsius", &[b0, ("sensor", "ext1")]), None, "no probe: absent");
+    assert_eq!(agent.metric("accel_device_fan_rpm", &[b0, ("sensor", "fan0")]), Some(2400.0));
+    assert_eq!(agent.metric("accel_device_fan_rpm", &[b0, ("sensor", "fan1")]), None, "no fan: absent");
+    let supply = agent.metric("accel_device_voltage_volts", &[b0, ("sensor", "supply")]).unwrap();
+    assert!((supply - 12.0).abs() < 15.0 / 4096.0, "12 V within one ADC step: {supply}");
+    assert_eq!(agent.metric("accel_spinnaker_board_warning_bits", &[b0]), Some(4.0));
+    assert_eq!(agent.metric("accel_device_up", &[b0]), Some(1.0));
+    assert_eq!(agent.metric("accel_device_info", &[b0, ("kind", "spinnaker-board")]), Some(1.0));
+
+    let m = ("machine", "spin5");
+    agent.wait_for("spalloc read", || agent.metric("accel_spinnaker_machine_dead_boards", &[m]) == Some(1.0));
+    assert_eq!(agent.metric("accel_spinnaker_machine_dead_links", &[m]), Some(0.0));
+    assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "ready")]), Some(1.0));
+    assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "queued")]), Some(0.0));
+    assert_eq!(agent.metric("accel_spinnaker_spalloc_up", &[m]), Some(1.0));
+    let b1 = ("device", "spin5-c0-f0-b1");
+    agent.wait_for("dead board marked", || {
+        agent.metric("accel_device_condition", &[b1, ("condition", "SdkError")]) == Some(1.0)
+    });
+    assert_eq!(agent.metric("accel_device_condition", &[b0, ("condition", "SdkError")]), Some(0.0));
+    let detail = agent.get("/api/v1/devices/spin5-c0-f0-b1").body;
+    assert!(detail.contains("SpallocListsDead"), "{detail}");
+
+    // The BMP falls silent: every board of the frame goes Offline; the agent itself stays fine.
+    bmp.set_fault(Fault::Silent);
+    agent.wait_for("offline", || agent.metric("accel_device_up", &[b0]) == Some(0.0));
+    for b in ["spin5-c0-f0-b0", "spin5-c0-f0-b1", "spin5-c0-f0-b2"] {
+        assert_eq!(agent.metric("accel_device_condition", &[("device", b), ("condition", "Offline")]), Some(1.0));
+    }
+    assert!(agent.get("/api/v1/devices/spin5-c0-f0-b2").body.contains("BmpNotAnswering"));
+    assert!(agent.metric("accel_spinnaker_scp_packets_total", &[("kind", "timeout")]).unwrap() > 0.0);
+    assert_eq!(agent.get("/-/healthy").status, 200);
+    bmp.set_fault(Fault::None);
+    agent.wait_for("back", || agent.metric("accel_device_up", &[b0]) == Some(1.0));
+}
+
+#[test]
+fn a_board_that_does_not_boot_is_power_cycled_through_its_bmp() {
+    let bmp = BmpSim::start(3).unwrap();
+    // Board 2's SC&MP: silent until the board is power-cycled.
+    let scamp = BmpSim::with_options(SimOptions { boards: 1, text: "SC&MP/SpiNNaker".into(), ..SimOptions::default() })
+        .unwrap();
+    scamp.set_fault(Fault::Silent);
+    let frame = format!("scamp = [\"\", \"\", \"{}\"]", scamp.addr());
+    let ladder = "reconnect = { steps = [\"power_cycle\"], settle = \"2s\", backoff_initial = \"1s\" }";
+    let fs = FakeSysfs::new();
+    let cfg = format!("{}[actions]\nenabled = true\n", config(&bmp.addr().to_string(), "127.0.0.1:1", &frame, ladder));
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let b2 = ("device", "spin5-c0-f0-b2");
+    agent.wait_for("not booted", || agent.metric("accel_device_up", &[b2]) == Some(0.0));
+    assert!(agent.get("/api/v1/devices/spin5-c0-f0-b2").body.contains("BoardNotBooted"));
+    assert_eq!(agent.metric("accel_device_up", &[("device", "spin5-c0-f0-b0")]), Some(1.0), "only board 2");
+
+    let cmds = bmp.wait_power_commands(2, Duration::from_secs(20));
+    assert_eq!(cmds.len(), 2, "{cmds:?}");
+    assert!(!cmds[0].on && cmds[1].on, "off, then on: {cmds:?}");
+    for c in &cmds {
+        assert_eq!((c.mask, c.board), (1 << 2, 0), "board 2's bit, sent to board 0: {c:?}");
+    }
+    scamp.set_fault(Fault::None);
+    agent.wait_for("booted", || agent.metric("accel_device_up", &[b2]) == Some(1.0));
+    agent.wait_for("recovery counted", || {
+        agent.metric("accel_reconnect_attempts_total", &[b2, ("step", "power_cycle"), ("result", "recovered")])
+            == Some(1.0)
+    });
+    let events = agent.get("/api/v1/events?device=spin5-c0-f0-b2&kind=action").body;
+    assert!(events.contains("off and on again"), "{events}");
+    // spalloc at a closed port is a failed source, not a failed agent.
+    assert_eq!(agent.metric("accel_spinnaker_spalloc_up", &[("machine", "spin5")]), Some(0.0));
+    assert_eq!(agent.metric("accel_spinnaker_machine_dead_boards", &[("machine", "spin5")]), None);
+}

@@ -1,0 +1,275 @@
+//! SpiNNaker machines: frames of boards behind Board Management Processors, and the spalloc server that
+//! shares them. Each board becomes a device of kind `spinnaker-board` bound to its BMP.
+
+use std::net::{IpAddr, SocketAddr};
+
+use serde::{Deserialize, Serialize};
+
+use crate::device::{DeviceConfig, DeviceKind, ReconnectConfig, ThresholdsConfig};
+use crate::duration::{Interval, Timeout};
+use crate::model::{Finding, PathSeg};
+
+/// The SCP port of BMPs and SC&MP.
+pub const SCP_PORT: u16 = 17893;
+/// The spalloc server's port.
+pub const SPALLOC_PORT: u16 = 22244;
+
+/// `[spinnaker]`: how BMPs are polled, and the machines.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Spinnaker {
+    /// How often every BMP and spalloc server is asked (default: `poll_interval`).
+    pub interval: Option<Interval>,
+    /// How long one SCP try waits for its reply (the public clients use 0.5 to 1 s).
+    pub timeout: Timeout,
+    /// Tries per request before a board counts as not answering (the public clients use 5 to 10).
+    pub tries: u32,
+    #[serde(rename = "machine")]
+    pub machines: Vec<Machine>,
+}
+
+impl Default for Spinnaker {
+    fn default() -> Self {
+        Spinnaker { interval: None, timeout: Timeout::from_millis(500), tries: 5, machines: Vec::new() }
+    }
+}
+
+/// `[[spinnaker.machine]]`: one machine, as spalloc names it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Machine {
+    pub name: String,
+    /// The spalloc server ("host" or "host:port") that lists this machine's dead boards and jobs.
+    #[serde(default)]
+    pub spalloc: Option<String>,
+    #[serde(rename = "frame")]
+    pub frames: Vec<FrameConfig>,
+    /// Thresholds for every board of the machine (over the spinnaker-board profile).
+    #[serde(default)]
+    pub thresholds: Option<ThresholdsConfig>,
+    /// The reconnect ladder of every board, e.g. `{ steps = ["power_cycle"] }`.
+    #[serde(default)]
+    pub reconnect: Option<ReconnectConfig>,
+}
+
+/// `[[spinnaker.machine.frame]]`: a frame and its BMP.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FrameConfig {
+    /// The BMP: "ip" or "ip:port" (port 17893).
+    pub bmp: String,
+    #[serde(default)]
+    pub cabinet: u32,
+    /// The frame's number in its cabinet (default: its position in this list).
+    #[serde(default)]
+    pub frame: Option<u32>,
+    /// Boards 0..boards are polled (24 in a SpiNN-5 frame).
+    pub boards: u8,
+    /// The SC&MP address of each board, by board number, to tell "BMP up, board not booted" apart.
+    #[serde(default)]
+    pub scamp: Vec<String>,
+}
+
+/// A board's place: its BMP and, for matching spalloc's dead boards, its machine and physical position.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BmpBinding {
+    /// The frame's BMP: "ip" or "ip:port".
+    pub address: String,
+    pub board: u8,
+    /// The board's SC&MP address ("ip" or "ip:port"), probed with VER while its BMP answers.
+    #[serde(default)]
+    pub scamp: Option<String>,
+    #[serde(default)]
+    pub machine: Option<String>,
+    #[serde(default)]
+    pub cabinet: u32,
+    #[serde(default)]
+    pub frame: u32,
+}
+
+/// "ip" or "ip:port" with the default port.
+pub fn socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
+    s.parse::<SocketAddr>().ok().or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)))
+}
+
+impl BmpBinding {
+    pub fn bmp_addr(&self) -> Option<SocketAddr> {
+        socket_addr(&self.address, SCP_PORT)
+    }
+
+    pub fn scamp_addr(&self) -> Option<SocketAddr> {
+        socket_addr(self.scamp.as_deref()?, SCP_PORT)
+    }
+}
+
+impl Machine {
+    /// The device id of a board: `{machine}-c{cabinet}-f{frame}-b{board}`.
+    pub fn board_id(&self, cabinet: u32, frame: u32, board: u8) -> String {
+        format!("{}-c{cabinet}-f{frame}-b{board}", self.name)
+    }
+
+    /// One device per board of every frame.
+    pub fn board_devices(&self) -> Vec<DeviceConfig> {
+        let mut out = Vec::new();
+        for (i, f) in self.frames.iter().enumerate() {
+            let frame = f.frame.unwrap_or(i as u32);
+            for board in 0..f.boards {
+                out.push(DeviceConfig {
+                    id: self.board_id(f.cabinet, frame, board),
+                    kind: DeviceKind::SpinnakerBoard,
+                    model: Some("SpiNN-5".into()),
+                    pci_address: None,
+                    hwmon: None,
+                    thermal_zone: None,
+                    power_supply: None,
+                    bmp: Some(BmpBinding {
+                        address: f.bmp.clone(),
+                        board,
+                        scamp: f.scamp.get(usize::from(board)).cloned().filter(|s| !s.is_empty()),
+                        machine: Some(self.name.clone()),
+                        cabinet: f.cabinet,
+                        frame,
+                    }),
+                    thresholds: self.thresholds.clone(),
+                    logs: Vec::new(),
+                    probes: Vec::new(),
+                    throttle: None,
+                    reconnect: self.reconnect.clone(),
+                });
+            }
+        }
+        out
+    }
+
+    pub fn validate(&self, index: usize, out: &mut Vec<Finding>) {
+        let at = |rest: &[PathSeg]| {
+            let mut p: Vec<PathSeg> = vec!["spinnaker".into(), "machine".into(), index.into()];
+            p.extend_from_slice(rest);
+            p
+        };
+        if self.name.is_empty() || !self.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            out.push(Finding {
+                path: at(&["name".into()]),
+                message: format!(
+                    "machine name {:?} must be non-empty and use only letters, digits and - _ .",
+                    self.name
+                ),
+            });
+        }
+        if self.spalloc.as_deref().is_some_and(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
+            out.push(Finding {
+                path: at(&["spalloc".into()]),
+                message: "spalloc needs \"host\" or \"host:port\"".into(),
+            });
+        }
+        if self.frames.is_empty() {
+            out.push(Finding { path: at(&["frame".into()]), message: "a machine needs at least one frame".into() });
+        }
+        for (j, f) in self.frames.iter().enumerate() {
+            let fat = |k: &str| at(&["frame".into(), j.into(), k.into()]);
+            if socket_addr(&f.bmp, SCP_PORT).is_none() {
+                out.push(Finding {
+                    path: fat("bmp"),
+                    message: format!("{:?} is not an IP address (\"10.11.192.0\" or \"10.11.192.0:17893\")", f.bmp),
+                });
+            }
+            if f.boards == 0 || f.boards > 32 {
+                out.push(Finding {
+                    path: fat("boards"),
+                    message: "boards must be 1..=32 (24 in a SpiNN-5 frame)".into(),
+                });
+            }
+            if !f.scamp.is_empty() && f.scamp.len() != usize::from(f.boards) {
+                out.push(Finding {
+                    path: fat("scamp"),
+                    message: format!("scamp lists {} addresses for {} boards", f.scamp.len(), f.boards),
+                });
+            }
+            for s in f.scamp.iter().filter(|s| !s.is_empty()) {
+                if socket_addr(s, SCP_PORT).is_none() {
+                    out.push(Finding { path: fat("scamp"), message: format!("{s:?} is not an IP address") });
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_board_of_every_frame_is_a_device() {
+        let cfg = crate::parse_str(
+            r#"
+[spinnaker]
+timeout = "250ms"
+[[spinnaker.machine]]
+name = "spin5"
+spalloc = "spalloc.example:22244"
+reconnect = { steps = ["power_cycle"] }
+[[spinnaker.machine.frame]]
+bmp = "10.11.192.0"
+boards = 3
+scamp = ["10.11.193.1", "", "10.11.193.3:17894"]
+[[spinnaker.machine.frame]]
+bmp = "10.11.194.0:17000"
+cabinet = 1
+frame = 4
+boards = 2
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        let ids: Vec<&str> = cfg.devices.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(ids, ["spin5-c0-f0-b0", "spin5-c0-f0-b1", "spin5-c0-f0-b2", "spin5-c1-f4-b0", "spin5-c1-f4-b1"]);
+        let b = cfg.devices[2].bmp.as_ref().unwrap();
+        assert_eq!(b.bmp_addr(), Some("10.11.192.0:17893".parse().unwrap()));
+        assert_eq!(b.scamp_addr(), Some("10.11.193.3:17894".parse().unwrap()));
+        assert_eq!(cfg.devices[1].bmp.as_ref().unwrap().scamp, None);
+        assert_eq!(cfg.devices[3].bmp.as_ref().unwrap().bmp_addr(), Some("10.11.194.0:17000".parse().unwrap()));
+        assert_eq!(cfg.devices[4].reconnect.as_ref().unwrap().steps, ["power_cycle"]);
+        assert_eq!(cfg.spinnaker.timeout.get(), std::time::Duration::from_millis(250));
+    }
+
+    #[test]
+    fn a_declared_device_with_a_boards_id_refines_it() {
+        let cfg = crate::parse_str(
+            r#"
+[[device]]
+id = "m-c0-f0-b1"
+kind = "spinnaker-board"
+model = "SpiNN-5 rev B"
+[[spinnaker.machine]]
+name = "m"
+[[spinnaker.machine.frame]]
+bmp = "127.0.0.1"
+boards = 2
+"#,
+            "t.toml",
+        )
+        .unwrap();
+        assert_eq!(cfg.devices.len(), 2);
+        let d = cfg.devices.iter().find(|d| d.id == "m-c0-f0-b1").unwrap();
+        assert_eq!(d.model.as_deref(), Some("SpiNN-5 rev B"));
+        assert_eq!(d.bmp.as_ref().unwrap().board, 1, "the binding comes from the machine");
+    }
+
+    #[test]
+    fn bad_frames_are_located() {
+        let errors = crate::parse_str(
+            "[[spinnaker.machine]]\nname = \"m\"\n[[spinnaker.machine.frame]]\nbmp = \"bmp-host\"\nboards = 40\nscamp = [\"10.0.0.1\"]\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("t.toml:4:7: spinnaker.machine[0].frame[0].bmp: \"bmp-host\" is not an IP address"),
+            "{errors}"
+        );
+        assert!(
+            errors.contains("t.toml:5:10: spinnaker.machine[0].frame[0].boards: boards must be 1..=32"),
+            "{errors}"
+        );
+        assert!(errors.contains("scamp lists 1 addresses for 40 boards"), "{errors}");
+    }
+}
