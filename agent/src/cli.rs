@@ -36,6 +36,10 @@ pub struct Cli {
     /// Decide and record actions (throttling) without writing anything to the machine.
     #[arg(long)]
     pub dry_run: bool,
+    /// Run on a simulated accelerator host in a temporary directory (Loihi, photonic, SpiNNaker and PCIe
+    /// devices with scripted incidents); nothing outside it is touched, and it is removed on exit.
+    #[arg(long)]
+    pub demo: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
     /// A tracing filter: error, warn, info, debug, trace, or per-module directives.

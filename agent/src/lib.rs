@@ -8,6 +8,7 @@ pub mod collect;
 pub mod control;
 pub mod ctl;
 pub mod daemon;
+pub mod demo;
 pub mod devices;
 pub mod events;
 pub mod exposition;
@@ -106,6 +107,9 @@ fn run_daemon(cli: Cli) -> ExitCode {
         eprintln!("accel-agent: {e}");
         return ExitCode::FAILURE;
     }
+    if cli.demo {
+        return demo::run(cli);
+    }
     let (config, source) = match daemon::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
@@ -113,6 +117,11 @@ fn run_daemon(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    run_with(cli, config, source)
+}
+
+/// Runs the daemon on a loaded config until SIGTERM or SIGINT.
+fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {

@@ -1,7 +1,10 @@
-//! Simulators and helpers for accel-agent's tests: fake sysfs trees (and the real captured one with its
-//! symlinks restored). This crate depends on none of the agent's crates, so each of them can use it.
+//! Simulators and helpers for accel-agent's tests and its `--demo`: fake sysfs trees (and the real captured
+//! one with its symlinks restored), a SpiNNaker BMP simulator on loopback UDP, a spalloc server on loopback
+//! TCP, and a whole simulated accelerator host built from them. This crate depends on none of the agent's
+//! crates, so each of them can use it.
 
 pub mod bmp_sim;
+pub mod demo_host;
 pub mod large_tree;
 pub mod spalloc_sim;
 pub mod sysfs_tree;

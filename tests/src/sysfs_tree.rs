@@ -24,6 +24,11 @@ impl FakeSysfs {
         FakeSysfs { dir: tempfile::Builder::new().prefix("fake-sysfs-").tempdir().expect("create temp dir") }
     }
 
+    /// A tree in a new directory under `parent` (removed with the FakeSysfs).
+    pub fn new_in(parent: &Path) -> std::io::Result<Self> {
+        Ok(FakeSysfs { dir: tempfile::Builder::new().prefix("sys-").tempdir_in(parent)? })
+    }
+
     pub fn root(&self) -> &Path {
         self.dir.path()
     }

@@ -1,0 +1,385 @@
+//! A simulated accelerator host, for `accel-agent --demo` and the end-to-end suite: a fake sysfs tree,
+//! device logs, vendor status and reconnect commands (shell scripts), and a SpiNNaker frame behind a
+//! simulated BMP on loopback. Everything lives in one temporary directory, removed when the host drops.
+//!
+//! - `loihi0`: an hwmon chip "loihi" (temperature), the `loihi2` power supply (energy_now, power_now), a
+//!   device log, and a status command reporting inferences and utilisation; throttled through
+//!   cooling_device0.
+//! - `photon0`, `photon1`: photonic cards with a status command (online, temperature, power), a reconnect
+//!   command, and a log each.
+//! - `spin5-c0-f0-b0..3`: a SpiNNaker frame of four boards behind a BMP simulator; board 3's SC&MP is a
+//!   second simulator that can be silenced (a board that does not boot).
+//! - `hl0`: a habanalabs-like PCIe card: accel class device with driver status, hwmon chip, AER
+//!   counters, and hard_reset/reset files.
+//!
+//! The knobs below change what the agent sees; [`DemoHost::run_scenarios`] plays them as a story.
+
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
+use crate::sysfs_tree::FakeSysfs;
+
+pub const LOIHI_TEMP: &str = "devices/platform/loihi.0/hwmon/hwmon0/temp1_input";
+pub const COOLING_STATE: &str = "devices/virtual/thermal/cooling_device0/cur_state";
+pub const HL_PCI: &str = "0000:3b:00.0";
+pub const HL_STATUS: &str = "devices/pci0000:00/0000:00:02.0/0000:3b:00.0/status";
+pub const HL_HARD_RESET: &str = "devices/pci0000:00/0000:3b:00.0/hard_reset";
+const HL_TEMP: &str = "devices/pci0000:00/0000:00:02.0/0000:3b:00.0/hwmon/hwmon1/temp1_input";
+const ENERGY: &str = "class/power_supply/loihi2/energy_now";
+
+pub struct DemoHost {
+    pub sysfs: FakeSysfs,
+    pub bmp: BmpSim,
+    /// Board 3's SC&MP.
+    pub scamp: BmpSim,
+    /// Declared last: fields drop in order, and the tree inside it goes first.
+    dir: tempfile::TempDir,
+}
+
+const PHOTON_STATUS: &str = r#"#!/bin/sh
+# Stand-in for `photon-debug --list-devices --device ID --format json`.
+state="$(dirname "$0")/../state"
+# A hung vendor tool, for fault injection.
+[ -e "$state/$1.hang" ] && sleep 60
+online=$(cat "$state/$1.online" 2>/dev/null || echo 1)
+temp=$(cat "$state/$1.temp" 2>/dev/null || echo 45.0)
+printf '{"device": "%s", "status": %s, "temp_c": %s, "power_w": 38.5}\n' "$1" "$online" "$temp"
+"#;
+
+const PHOTON_RECONNECT: &str = r#"#!/bin/sh
+# Stand-in for `photon-debug --reconnect-device ID`: brings the card back unless it is stuck.
+state="$(dirname "$0")/../state"
+[ -e "$state/$1.stuck" ] && exit 1
+echo 1 > "$state/$1.online"
+"#;
+
+const LOIHI_STATUS: &str = r#"#!/bin/sh
+# Stand-in for the NxSDK board status: online, inferences so far, chip utilisation.
+state="$(dirname "$0")/../state"
+n=$(cat "$state/loihi0.inferences" 2>/dev/null || echo 0)
+printf '{"online": 1, "inferences": %s, "utilization": 0.62}\n' "$n"
+"#;
+
+impl DemoHost {
+    pub fn build() -> std::io::Result<DemoHost> {
+        let dir = tempfile::Builder::new().prefix("accel-demo-").tempdir()?;
+        for sub in ["bin", "state", "logs", "run"] {
+            std::fs::create_dir_all(dir.path().join(sub))?;
+        }
+        for (name, text) in
+            [("photon-status", PHOTON_STATUS), ("photon-reconnect", PHOTON_RECONNECT), ("loihi-status", LOIHI_STATUS)]
+        {
+            let path = dir.path().join("bin").join(name);
+            std::fs::write(&path, text)?;
+            std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
+        }
+        for log in ["loihi0.log", "photon0.log", "photon1.log"] {
+            std::fs::File::create(dir.path().join("logs").join(log))?;
+        }
+        let fs = FakeSysfs::new_in(dir.path())?;
+        fs.hwmon(0, Some("loihi"), Some("devices/platform/loihi.0")).attr("temp1_input", "55000");
+        fs.power_supply(
+            "loihi2",
+            &[("type", "Mains"), ("online", "1"), ("energy_now", "1000000"), ("power_now", "12500000")],
+        );
+        fs.cooling_device(0, "Processor", 0, 10);
+        fs.accel_device(
+            0,
+            HL_PCI,
+            "habanalabs",
+            &[("status", "Operational"), ("max_power", "350000000"), ("hard_reset_cnt", "0")],
+        );
+        fs.hwmon(1, Some("habanalabs"), Some("devices/pci0000:00/0000:00:02.0/0000:3b:00.0"))
+            .attr("temp1_input", "52000")
+            .attr("power1_input", "182000000");
+        fs.pci_device(HL_PCI, &[("RxErr", 0), ("Bad TLP", 0)], &[("Undefined", 0)], &[("DLP", 0)]);
+        fs.write(HL_HARD_RESET, "0\n");
+        fs.write("devices/pci0000:00/0000:3b:00.0/reset", "0\n");
+        let bmp = BmpSim::start(4)?;
+        bmp.set_board(1, SimBoard { temp_top: 38.0, fan0: Some(2200), ..SimBoard::default() });
+        let scamp =
+            BmpSim::with_options(SimOptions { boards: 1, text: "SC&MP/SpiNNaker".into(), ..SimOptions::default() })?;
+        let host = DemoHost { dir, sysfs: fs, bmp, scamp };
+        host.set_state("loihi0.inferences", "0")?;
+        Ok(host)
+    }
+
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn log_path(&self, device: &str) -> PathBuf {
+        self.dir().join("logs").join(format!("{device}.log"))
+    }
+
+    fn set_state(&self, name: &str, value: &str) -> std::io::Result<()> {
+        std::fs::write(self.dir().join("state").join(name), format!("{value}\n"))
+    }
+
+    /// The agent's config for this host. `listen` is e.g. "127.0.0.1:9860" or "127.0.0.1:0".
+    pub fn config(&self, listen: &str) -> String {
+        let d = self.dir().display();
+        format!(
+            r#"# The simulated host of `accel-agent --demo`; everything below lives in {d}.
+listen = "{listen}"
+sysfs_root = "{root}"
+state_dir = "{d}/state/agent"
+socket = "{d}/run/agent.sock"
+poll_interval = "1s"
+
+# Actions are on, confined to the simulated tree and scripts above.
+[actions]
+enabled = true
+
+[spinnaker]
+timeout = "200ms"
+tries = 2
+[[spinnaker.machine]]
+name = "spin5"
+thresholds = {{ temperature_warn = 60.0, temperature_crit = 75.0, min_duration = "2s" }}
+reconnect = {{ steps = ["power_cycle"], settle = "4s", max_failures = 2, backoff_initial = "2s", cooldown = "20s", escalate_after = 2 }}
+[[spinnaker.machine.frame]]
+bmp = "{bmp}"
+boards = 4
+scamp = ["", "", "", "{scamp}"]
+
+[[device]]
+id = "loihi0"
+kind = "loihi"
+model = "Loihi 2 (simulated)"
+[device.thresholds]
+temperature_warn = 80.0
+temperature_crit = 90.0
+min_duration = "2s"
+energy_per_inference_max = 0.005
+[device.throttle]
+threshold = 80.0
+hysteresis = 4.0
+hold = "2s"
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 3 }}
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 7 }}
+[[device.probe]]
+name = "nxsdk-status"
+command = ["{d}/bin/loihi-status"]
+format = "json"
+fields = {{ online = "/online", inferences = "/inferences", utilization = "/utilization" }}
+interval = "2s"
+timeout = "1s"
+[[device.log]]
+path = "{d}/logs/loihi0.log"
+[[device.log.rule]]
+name = "chip-error"
+pattern = "(?i)\\bchip error\\b"
+action = "LogErrors"
+count = 3
+window = "1m"
+clear_pattern = "chip ok"
+
+[[device]]
+id = "photon0"
+kind = "photonic"
+model = "photonic MVM card (simulated)"
+[[device.probe]]
+name = "photon-debug"
+command = ["{d}/bin/photon-status", "{{id}}"]
+format = "json"
+fields = {{ online = "/status", temperature = "/temp_c", power = "/power_w" }}
+interval = "2s"
+timeout = "1s"
+[device.reconnect]
+steps = ["vendor"]
+command = ["{d}/bin/photon-reconnect", "{{id}}"]
+settle = "4s"
+backoff_initial = "2s"
+[[device.log]]
+path = "{d}/logs/photon0.log"
+[[device.log.rule]]
+name = "error-burst"
+pattern = "(?i)\\berror\\b"
+action = "LogErrors"
+count = 5
+window = "1m"
+clear_pattern = "link recovered"
+
+[[device]]
+id = "photon1"
+kind = "photonic"
+model = "photonic MVM card (simulated)"
+[[device.probe]]
+name = "photon-debug"
+command = ["{d}/bin/photon-status", "{{id}}"]
+format = "json"
+fields = {{ online = "/status", temperature = "/temp_c", power = "/power_w" }}
+interval = "2s"
+timeout = "1s"
+[device.reconnect]
+steps = ["vendor"]
+command = ["{d}/bin/photon-reconnect", "{{id}}"]
+settle = "4s"
+backoff_initial = "2s"
+[[device.log]]
+path = "{d}/logs/photon1.log"
+[[device.log.rule]]
+name = "error-burst"
+pattern = "(?i)\\berror\\b"
+action = "LogErrors"
+count = 5
+window = "1m"
+clear_pattern = "link recovered"
+
+[[device]]
+id = "hl0"
+kind = "pci-accel"
+model = "Gaudi-like card (simulated)"
+pci_address = "{pci}"
+[device.reconnect]
+steps = ["driver_reset"]
+settle = "4s"
+backoff_initial = "2s"
+"#,
+            root = self.sysfs.root().display(),
+            bmp = self.bmp.addr(),
+            scamp = self.scamp.addr(),
+            pci = HL_PCI,
+        )
+    }
+
+    pub fn set_loihi_temp(&self, celsius: f64) {
+        self.sysfs.write(LOIHI_TEMP, &format!("{}\n", (celsius * 1000.0).round() as i64));
+    }
+
+    pub fn loihi_temp(&self) -> Option<f64> {
+        let raw = std::fs::read_to_string(self.sysfs.path(LOIHI_TEMP)).ok()?;
+        raw.trim().parse::<f64>().ok().map(|m| m / 1000.0)
+    }
+
+    /// What the agent wrote to the throttle's cooling device.
+    pub fn cooling_state(&self) -> Option<u32> {
+        std::fs::read_to_string(self.sysfs.path(COOLING_STATE)).ok()?.trim().parse().ok()
+    }
+
+    /// Work done on the Loihi board: inferences and energy (power_supply energy_now, µWh) move together.
+    pub fn loihi_work(&self, inferences: u64, energy_uwh: u64) -> std::io::Result<()> {
+        self.set_state("loihi0.inferences", &inferences.to_string())?;
+        self.sysfs.write(ENERGY, &format!("{energy_uwh}\n"));
+        Ok(())
+    }
+
+    /// A photonic card goes offline (its status says 0) or comes back.
+    pub fn photon_online(&self, device: &str, online: bool) -> std::io::Result<()> {
+        self.set_state(&format!("{device}.online"), if online { "1" } else { "0" })
+    }
+
+    /// Whether the card is currently reported online (the reconnect script sets it back).
+    pub fn photon_is_online(&self, device: &str) -> bool {
+        std::fs::read_to_string(self.dir().join("state").join(format!("{device}.online")))
+            .map_or(true, |s| s.trim() == "1")
+    }
+
+    /// The card's status command hangs (for a minute) from its next run, or stops hanging.
+    pub fn photon_hangs(&self, device: &str, hangs: bool) -> std::io::Result<()> {
+        let path = self.dir().join("state").join(format!("{device}.hang"));
+        if hangs { std::fs::write(path, "") } else { std::fs::remove_file(path).or(Ok(())) }
+    }
+
+    pub fn append_log(&self, device: &str, lines: &[&str]) -> std::io::Result<()> {
+        let mut f = std::fs::OpenOptions::new().append(true).create(true).open(self.log_path(device))?;
+        for l in lines {
+            writeln!(f, "{l}")?;
+        }
+        Ok(())
+    }
+
+    /// Board 3 stops booting (its SC&MP is silent) or boots again.
+    pub fn board3_boots(&self, boots: bool) {
+        self.scamp.set_fault(if boots { Fault::None } else { Fault::Silent });
+    }
+
+    pub fn set_board_temp(&self, board: u8, celsius: f64) {
+        self.bmp.update_board(board, |b| b.temp_top = celsius);
+    }
+
+    pub fn set_hl_status(&self, status: &str) {
+        self.sysfs.write(HL_STATUS, &format!("{status}\n"));
+    }
+
+    pub fn set_hl_temp(&self, celsius: f64) {
+        self.sysfs.write(HL_TEMP, &format!("{}\n", (celsius * 1000.0).round() as i64));
+    }
+
+    /// Plays the demo's story until `stop`, one scene after another, then again:
+    /// 1. loihi0 heats up, is throttled (cooling_device0 written), cools down, and is released.
+    /// 2. photon1 goes offline; its reconnect command brings it back.
+    /// 3. photon0's log gets a burst of error lines (LogErrors), later "link recovered" clears it.
+    /// 4. spin5 board 1 runs warm (degraded) and cools again.
+    /// 5. spin5 board 3 stops booting: power cycles through the BMP do not help, the circuit opens and
+    ///    the board is marked NeedsHardwareInspection (clear it with `agentctl set-healthy`).
+    ///
+    /// `say` gets a line per scene for the console.
+    pub fn run_scenarios(&self, stop: &AtomicBool, say: &dyn Fn(&str)) {
+        let tick = Duration::from_millis(500);
+        let mut inferences: u64 = 0;
+        let mut energy_uwh: u64 = 1_000_000;
+        let mut temp = 55.0;
+        let mut t0 = Instant::now();
+        let mut scene = 0;
+        while !stop.load(Ordering::Relaxed) {
+            let t = t0.elapsed().as_secs_f64();
+            // Steady work on the Loihi board: 4 mJ per inference (1 µWh = 3.6 mJ).
+            inferences += 900;
+            energy_uwh += 1000;
+            let _ = self.loihi_work(inferences, energy_uwh);
+            // Heat: while the scene runs the board heats unless throttled; otherwise it settles at 55 °C.
+            let throttled = self.cooling_state().unwrap_or(0) > 0;
+            temp = if (5.0..60.0).contains(&t) {
+                if throttled { temp - 0.8 } else { temp + 1.2 }
+            } else {
+                temp + (55.0 - temp) * 0.2
+            };
+            self.set_loihi_temp(temp);
+            let next = match scene {
+                0 if t >= 5.0 => Some("scene 1: loihi0 heats up; watch it get throttled and released"),
+                1 if t >= 60.0 => {
+                    let _ = self.photon_online("photon1", false);
+                    Some("scene 2: photon1 goes offline; the agent runs its reconnect command")
+                }
+                2 if t >= 85.0 => {
+                    let _ = self.append_log("photon0", &["ERROR: waveguide phase drift on channel 3"; 6]);
+                    Some("scene 3: a burst of error lines in photon0's log raises LogErrors")
+                }
+                3 if t >= 110.0 => {
+                    let _ = self.append_log("photon0", &["link recovered"]);
+                    self.set_board_temp(1, 66.0);
+                    Some("scene 4: photon0's link recovers; spin5 board 1 runs warm")
+                }
+                4 if t >= 135.0 => {
+                    self.set_board_temp(1, 38.0);
+                    self.board3_boots(false);
+                    Some("scene 5: spin5 board 3 stops booting; power cycles will not help, its circuit opens")
+                }
+                5 if t >= 240.0 => {
+                    self.board3_boots(true);
+                    Some(
+                        "the story starts again (spin5 board 3 boots again; `agentctl set-healthy spin5-c0-f0-b3` re-arms it)",
+                    )
+                }
+                _ => None,
+            };
+            if let Some(line) = next {
+                say(line);
+                scene += 1;
+                if scene == 6 {
+                    scene = 0;
+                    t0 = Instant::now();
+                }
+            }
+            std::thread::sleep(tick);
+        }
+    }
+}
