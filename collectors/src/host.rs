@@ -6,6 +6,7 @@ use std::path::Path;
 use config::{CollectorKind, CollectorSettings};
 
 use crate::export::Families;
+use crate::resources::{ResourceReadings, ResourcesOptions, ResourcesReader};
 use crate::sysfs::accel::{AccelReader, AccelReadings};
 use crate::sysfs::cooling::{CoolingReader, CoolingReadings};
 use crate::sysfs::hwmon::{HwmonOptions, HwmonReader, HwmonReadings};
@@ -25,6 +26,7 @@ pub enum HostReadings {
     Powercap(PowercapReadings),
     PciAer(PciAerReadings),
     Accel(AccelReadings),
+    Resources(Box<ResourceReadings>),
 }
 
 impl HostReadings {
@@ -37,6 +39,7 @@ impl HostReadings {
             HostReadings::Powercap(r) => r.export(out),
             HostReadings::PciAer(r) => r.export(out),
             HostReadings::Accel(r) => r.export(out),
+            HostReadings::Resources(r) => crate::resources::export(r, out),
         }
     }
 
@@ -50,6 +53,7 @@ impl HostReadings {
             HostReadings::Powercap(r) => r.zones.len(),
             HostReadings::PciAer(r) => r.devices.len(),
             HostReadings::Accel(r) => r.devices.len(),
+            HostReadings::Resources(r) => r.filesystems.len() + r.disks.len() + r.network.len(),
         }
     }
 }
@@ -79,6 +83,7 @@ impl HostCollector {
             CollectorKind::Powercap => boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap),
             CollectorKind::PciAer => boxed(PciAerReader::new(sysfs_root, f), HostReadings::PciAer),
             CollectorKind::Accel => boxed(AccelReader::new(sysfs_root, f), HostReadings::Accel),
+            CollectorKind::Resources => resources(settings.resources.clone().unwrap_or_default()),
         };
         HostCollector { kind: settings.kind, collect }
     }
@@ -86,6 +91,32 @@ impl HostCollector {
     pub fn collect(&mut self, io: &mut SysfsIo) -> Result<HostReadings, ReadError> {
         (self.collect)(io)
     }
+}
+
+/// Host resources read procfs and statvfs themselves, not through the sysfs attribute cache.
+fn resources(section: config::ResourcesSection) -> CollectFn {
+    let pattern = |p: Option<config::Pattern>, default: &str| {
+        config::Filter::new(None, p.or_else(|| config::Pattern::new(default).ok()))
+    };
+    let options = ResourcesOptions {
+        rootfs: section.rootfs,
+        fs_types: pattern(section.fs_types_exclude, crate::resources::DEFAULT_FS_TYPES_EXCLUDE),
+        mount_points: pattern(section.mount_points_exclude, crate::resources::DEFAULT_MOUNT_POINTS_EXCLUDE),
+        disk_devices: pattern(section.disk_devices_exclude, crate::resources::DEFAULT_DISK_DEVICES_EXCLUDE),
+        network_devices: pattern(section.network_devices_exclude, crate::resources::DEFAULT_NETWORK_DEVICES_EXCLUDE),
+        ..ResourcesOptions::default()
+    };
+    let mut reader = ResourcesReader::new(&section.proc_root, options);
+    Box::new(move |_io| match reader.read() {
+        Ok(r) => {
+            for p in &r.problems {
+                tracing::debug!("resources: {p}");
+            }
+            Ok(HostReadings::Resources(Box::new(r)))
+        }
+        Err(e) => Err(ReadError { path: section.proc_root.clone(), failure: crate::sysfs::ReadFailure::NotFound })
+            .inspect_err(|_| tracing::debug!("resources: {e}")),
+    })
 }
 
 fn boxed<R: SysfsReader>(mut reader: R, wrap: fn(R::Readings) -> HostReadings) -> CollectFn {

@@ -8,6 +8,7 @@ pub mod export;
 pub mod host;
 pub mod logs;
 pub mod probes;
+pub mod resources;
 pub mod spinnaker;
 pub mod sysfs;
 

@@ -107,6 +107,42 @@ pub struct Collectors {
     pub powercap: Section,
     pub pci_aer: Section,
     pub accel: Section,
+    pub resources: ResourcesSection,
+}
+
+/// Host resources (CPU, memory, load, filesystems, disks, network) and the agent's own process, from
+/// procfs and statvfs. The `*_exclude` patterns replace the defaults (pseudo filesystems, partitions and
+/// loop devices, `lo`) when set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ResourcesSection {
+    pub enabled: bool,
+    pub interval: Option<Interval>,
+    pub timeout: Option<Timeout>,
+    /// Where procfs is mounted ("/host/proc" in a container that sees the host's).
+    pub proc_root: PathBuf,
+    /// Prefix for the mount points given to statvfs ("/host" when the host's root is mounted there).
+    pub rootfs: PathBuf,
+    pub fs_types_exclude: Option<Pattern>,
+    pub mount_points_exclude: Option<Pattern>,
+    pub disk_devices_exclude: Option<Pattern>,
+    pub network_devices_exclude: Option<Pattern>,
+}
+
+impl Default for ResourcesSection {
+    fn default() -> Self {
+        ResourcesSection {
+            enabled: true,
+            interval: None,
+            timeout: None,
+            proc_root: PathBuf::from("/proc"),
+            rootfs: PathBuf::from("/"),
+            fs_types_exclude: None,
+            mount_points_exclude: None,
+            disk_devices_exclude: None,
+            network_devices_exclude: None,
+        }
+    }
 }
 
 /// Settings shared by every collector. `include`/`exclude` match the collector's object name: the zone
@@ -191,10 +227,11 @@ pub enum CollectorKind {
     Powercap,
     PciAer,
     Accel,
+    Resources,
 }
 
 impl CollectorKind {
-    pub const ALL: [CollectorKind; 7] = [
+    pub const ALL: [CollectorKind; 8] = [
         CollectorKind::Hwmon,
         CollectorKind::ThermalZone,
         CollectorKind::CoolingDevice,
@@ -202,6 +239,7 @@ impl CollectorKind {
         CollectorKind::Powercap,
         CollectorKind::PciAer,
         CollectorKind::Accel,
+        CollectorKind::Resources,
     ];
 
     /// The section name under [collectors] and the `collector` label value.
@@ -214,6 +252,7 @@ impl CollectorKind {
             CollectorKind::Powercap => "powercap",
             CollectorKind::PciAer => "pci_aer",
             CollectorKind::Accel => "accel",
+            CollectorKind::Resources => "resources",
         }
     }
 }
@@ -229,6 +268,8 @@ pub struct CollectorSettings {
     pub filter: Filter,
     /// hwmon only: filters "chip;sensor".
     pub sensor_filter: Filter,
+    /// resources only: where to read and what to skip.
+    pub resources: Option<ResourcesSection>,
 }
 
 impl Config {
@@ -245,6 +286,10 @@ impl Config {
                     Filter::new(h.sensor_include.clone(), h.sensor_exclude.clone()),
                 )
             }
+            CollectorKind::Resources => {
+                let r = &c.resources;
+                (r.enabled, r.interval, r.timeout, Filter::default(), Filter::default())
+            }
             other => {
                 let s = self.section(other);
                 (s.enabled, s.interval, s.timeout, Filter::new(s.include.clone(), s.exclude.clone()), Filter::default())
@@ -253,7 +298,8 @@ impl Config {
         let interval = interval.unwrap_or(self.poll_interval).get();
         // A read may not outlive its poll: otherwise a slow source would always be in flight.
         let timeout = timeout.map(Timeout::get).unwrap_or(DEFAULT_READ_TIMEOUT).min(interval);
-        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter }
+        let resources = (kind == CollectorKind::Resources).then(|| c.resources.clone());
+        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter, resources }
     }
 
     fn section(&self, kind: CollectorKind) -> &Section {
@@ -265,7 +311,7 @@ impl Config {
             CollectorKind::Powercap => &c.powercap,
             CollectorKind::PciAer => &c.pci_aer,
             CollectorKind::Accel => &c.accel,
-            CollectorKind::Hwmon => unreachable!("hwmon has its own section type"),
+            CollectorKind::Hwmon | CollectorKind::Resources => unreachable!("these have their own section types"),
         }
     }
 
@@ -276,6 +322,7 @@ impl Config {
         for kind in CollectorKind::ALL {
             let (interval, timeout) = match kind {
                 CollectorKind::Hwmon => (self.collectors.hwmon.interval, self.collectors.hwmon.timeout),
+                CollectorKind::Resources => (self.collectors.resources.interval, self.collectors.resources.timeout),
                 k => (self.section(k).interval, self.section(k).timeout),
             };
             let interval = interval.unwrap_or(self.poll_interval);
