@@ -15,6 +15,9 @@ use serde_yaml_ng::Value as Yaml;
 /// Every metric name a rule or dashboard query may use (DESIGN.md's catalogue, as far as the packaging uses it).
 const KNOWN_METRICS: &[&str] = &[
     "accel_device_up",
+    "accel_memory_used_ratio",
+    "accel_filesystem_used_ratio",
+    "accel_cpu_utilization_ratio",
     "accel_device_health",
     "accel_device_condition",
     "accel_device_temperature_celsius",
@@ -53,6 +56,13 @@ const ALERTS: &[(&str, &str, &str)] = &[
     ("AccelAgentDown", "critical", "5m"),
     ("AccelAgentConfigReloadFailed", "warning", "5m"),
     ("AccelCollectorFailing", "warning", "10m"),
+    // The runbooks' host thresholds (shared/reference/devices.md): memory 80/95 %, disk 80/90 %, CPU 70/90 %.
+    ("AccelHostMemoryHigh", "warning", "10m"),
+    ("AccelHostMemoryCritical", "critical", "5m"),
+    ("AccelHostDiskHigh", "warning", "15m"),
+    ("AccelHostDiskCritical", "critical", "5m"),
+    ("AccelHostCpuBusy", "warning", "15m"),
+    ("AccelHostCpuSaturated", "critical", "10m"),
 ];
 
 fn repo_root() -> PathBuf {
