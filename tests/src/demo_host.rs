@@ -181,59 +181,7 @@ count = 3
 window = "1m"
 clear_pattern = "chip ok"
 
-[[device]]
-id = "photon0"
-kind = "photonic"
-model = "photonic MVM card (simulated)"
-[[device.probe]]
-name = "photon-debug"
-command = ["{d}/bin/photon-status", "{{id}}"]
-format = "json"
-fields = {{ online = "/status", temperature = "/temp_c", power = "/power_w" }}
-interval = "2s"
-timeout = "1s"
-[device.reconnect]
-steps = ["vendor"]
-command = ["{d}/bin/photon-reconnect", "{{id}}"]
-settle = "4s"
-backoff_initial = "2s"
-[[device.log]]
-path = "{d}/logs/photon0.log"
-[[device.log.rule]]
-name = "error-burst"
-pattern = "(?i)\\berror\\b"
-action = "LogErrors"
-count = 5
-window = "1m"
-clear_pattern = "link recovered"
-
-[[device]]
-id = "photon1"
-kind = "photonic"
-model = "photonic MVM card (simulated)"
-[[device.probe]]
-name = "photon-debug"
-command = ["{d}/bin/photon-status", "{{id}}"]
-format = "json"
-fields = {{ online = "/status", temperature = "/temp_c", power = "/power_w" }}
-interval = "2s"
-timeout = "1s"
-[device.reconnect]
-steps = ["vendor"]
-command = ["{d}/bin/photon-reconnect", "{{id}}"]
-settle = "4s"
-backoff_initial = "2s"
-[[device.log]]
-path = "{d}/logs/photon1.log"
-[[device.log.rule]]
-name = "error-burst"
-pattern = "(?i)\\berror\\b"
-action = "LogErrors"
-count = 5
-window = "1m"
-clear_pattern = "link recovered"
-
-[[device]]
+{photonic}[[device]]
 id = "hl0"
 kind = "pci-accel"
 model = "Gaudi-like card (simulated)"
@@ -247,6 +195,7 @@ backoff_initial = "2s"
             bmp = self.bmp.addr(),
             scamp = self.scamp.addr(),
             pci = HL_PCI,
+            photonic = ["photon0", "photon1"].map(|id| photonic_device(id, &d.to_string())).concat(),
         )
     }
 
@@ -382,4 +331,37 @@ backoff_initial = "2s"
             std::thread::sleep(tick);
         }
     }
+}
+
+/// A photonic card's section of the demo config: its status probe, reconnect command and log.
+fn photonic_device(id: &str, dir: &str) -> String {
+    format!(
+        r#"[[device]]
+id = "{id}"
+kind = "photonic"
+model = "photonic MVM card (simulated)"
+[[device.probe]]
+name = "photon-debug"
+command = ["{dir}/bin/photon-status", "{{id}}"]
+format = "json"
+fields = {{ online = "/status", temperature = "/temp_c", power = "/power_w" }}
+interval = "2s"
+timeout = "1s"
+[device.reconnect]
+steps = ["vendor"]
+command = ["{dir}/bin/photon-reconnect", "{{id}}"]
+settle = "4s"
+backoff_initial = "2s"
+[[device.log]]
+path = "{dir}/logs/{id}.log"
+[[device.log.rule]]
+name = "error-burst"
+pattern = "(?i)\\berror\\b"
+action = "LogErrors"
+count = 5
+window = "1m"
+clear_pattern = "link recovered"
+
+"#
+    )
 }
