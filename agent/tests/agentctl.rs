@@ -240,6 +240,15 @@ command = ["/bin/sh", "-c", "echo ok --token=s3cr3t-token"]
     let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path(), probe));
     agent.wait_ready();
 
+    // Changes exist only on the control socket: the TCP endpoint refuses a POST and nothing changes.
+    let mut tcp = std::net::TcpStream::connect(agent.addr).unwrap();
+    tcp.write_all(b"POST /api/v1/devices/loihi0/maintenance HTTP/1.1\r\nHost: x\r\nContent-Length: 11\r\nConnection: close\r\n\r\n{\"on\":true}")
+        .unwrap();
+    let mut reply = String::new();
+    std::io::Read::read_to_string(&mut tcp, &mut reply).unwrap();
+    assert!(reply.starts_with("HTTP/1.1 405"), "{reply}");
+    assert_ne!(device_state(&agent, "loihi0"), "maintenance");
+
     let (code, v) = ctl_json(&agent, &["maintenance", "loihi0", "on", "--for", "1h"]);
     assert_eq!((code, v["ok"].as_bool()), (0, Some(true)));
     assert_eq!(device_state(&agent, "loihi0"), "maintenance");
