@@ -22,7 +22,7 @@ fn the_host_and_the_agents_own_footprint_are_metrics() {
     assert!(total > 1e8 && available <= total, "{available} of {total}");
     let used = agent.metric("accel_memory_used_ratio", &[]).unwrap();
     assert!((used - (1.0 - available / total)).abs() < 0.05, "used ratio {used}");
-    assert!(agent.metric("accel_cpu_count", &[]).unwrap() >= 1.0);
+    assert!(agent.metric("accel_cpus", &[]).unwrap() >= 1.0);
     let ratio = agent.metric("accel_cpu_utilization_ratio", &[]).unwrap();
     assert!((0.0..=1.0).contains(&ratio));
     assert!(agent.metric("accel_cpu_seconds_total", &[("mode", "user")]).unwrap() > 0.0);

@@ -151,7 +151,7 @@ fn cpu_memory_load_from_hand_written_files() {
     assert_eq!(f.value("accel_cpu_seconds_total", &[("mode", "idle")]), Some(800.0));
     assert_eq!(f.value("accel_cpu_seconds_total", &[("mode", "softirq")]), Some(3.0));
     assert_eq!(f.get("accel_cpu_seconds_total").unwrap().samples.len(), 8, "guest modes are not added");
-    assert_eq!(f.value("accel_cpu_count", &[]), Some(2.0));
+    assert_eq!(f.value("accel_cpus", &[]), Some(2.0));
     assert!(f.get("accel_cpu_utilization_ratio").is_none());
     assert_eq!(f.value("accel_memory_total_bytes", &[]), Some(16_777_216_000.0));
     assert_eq!(f.value("accel_memory_available_bytes", &[]), Some(4_194_304_000.0));
@@ -478,7 +478,7 @@ fn families_follow_the_naming_rules_and_have_unique_series() {
     let mut got = names(&f);
     got.sort_unstable();
     let mut want = [
-        "accel_cpu_count",
+        "accel_cpus",
         "accel_cpu_seconds_total",
         "accel_cpu_utilization_ratio",
         "accel_disk_io_time_seconds_total",

@@ -45,7 +45,7 @@ fn cpu(r: &ResourceReadings, out: &mut Families) {
             );
         }
     }
-    gauge(out, "accel_cpu_count", "Number of online CPUs", r.cpu.count.map(f64::from));
+    gauge(out, "accel_cpus", "Number of online CPUs", r.cpu.count.map(f64::from));
     gauge(
         out,
         "accel_cpu_utilization_ratio",
