@@ -371,6 +371,7 @@ fn daemonset_manifest_mounts_probes_and_security() {
             },
         ),
         ("/host/sys", host_mount("sys", "/sys", true)),
+        ("/host/proc", host_mount("proc", "/proc", true)),
         ("/var/log/loihi2", host_mount("log-loihi2", "/var/log/loihi2", true)),
         ("/var/log/photon-mlir", host_mount("log-photon-mlir", "/var/log/photon-mlir", true)),
         ("/var/lib/accel-agent", host_mount("state", "/var/lib/accel-agent", false)),
@@ -455,7 +456,14 @@ fn configmap_agent_toml_is_valid_and_uses_the_mounted_paths() {
         mounts.iter().filter(|(_, m)| m.host_path.is_some()).map(|(path, _)| path.as_str()).collect();
     assert_eq!(
         mounted,
-        ["/host/sys", "/run/accel-agent", "/var/lib/accel-agent", "/var/log/loihi2", "/var/log/photon-mlir"]
+        [
+            "/host/proc",
+            "/host/sys",
+            "/run/accel-agent",
+            "/var/lib/accel-agent",
+            "/var/log/loihi2",
+            "/var/log/photon-mlir"
+        ]
     );
     for path in &mounted {
         assert!(text.contains(&format!("\"{path}")), "agent.toml does not mention {path}");
@@ -474,6 +482,7 @@ fn configmap_agent_toml_is_valid_and_uses_the_mounted_paths() {
     // ... and everything agent.toml reads or writes is mounted.
     let under_a_mount = |p: &Path| mounted.iter().any(|m| p.starts_with(m));
     assert!(under_a_mount(&config.sysfs_root) && under_a_mount(&config.state_dir) && under_a_mount(&config.socket));
+    assert!(under_a_mount(&config.collectors.resources.proc_root), "the host's /proc is mounted for resources");
     for log in &log_paths {
         assert!(under_a_mount(Path::new(log)), "{log} is not mounted");
     }
