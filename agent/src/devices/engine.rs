@@ -180,12 +180,7 @@ impl DeviceEngine {
             if !d.readings.is_empty() {
                 d.last_reading = Some(now);
             }
-            for kind in d.evaluate(now, wall) {
-                let c = d.conditions.iter().find(|c| c.kind == kind).cloned();
-                if let Some(condition) = c {
-                    changes.push(ConditionChange { device: d.config.id.clone(), condition });
-                }
-            }
+            changes.extend(d.reevaluate(now, wall));
         }
         changes
     }
@@ -220,11 +215,7 @@ impl DeviceEngine {
         }
         d.probe_readings.insert(result.probe, result.readings);
         d.merge_probe_readings();
-        d.evaluate(now, wall)
-            .into_iter()
-            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
-            .map(|condition| ConditionChange { device: device.to_owned(), condition })
-            .collect()
+        d.reevaluate(now, wall)
     }
 
     /// Records what a device's log source produced and re-evaluates the device.
@@ -262,11 +253,7 @@ impl DeviceEngine {
                 Signal::Event { .. } => {}
             }
         }
-        d.evaluate(now, wall)
-            .into_iter()
-            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
-            .map(|condition| ConditionChange { device: device.to_owned(), condition })
-            .collect()
+        d.reevaluate(now, wall)
     }
 
     fn device_mut(&mut self, id: &str) -> Result<&mut Device, OperatorError> {
@@ -347,14 +334,7 @@ impl DeviceEngine {
             r.clear();
             cleared.push("reconnect circuit (closed again)".to_owned());
         }
-        let id = d.config.id.clone();
-        let changes = d
-            .evaluate(now, wall)
-            .into_iter()
-            .filter_map(|kind| d.conditions.iter().find(|c| c.kind == kind).cloned())
-            .map(|condition| ConditionChange { device: id.clone(), condition })
-            .collect();
-        Ok((cleared, changes))
+        Ok((cleared, d.reevaluate(now, wall)))
     }
 
     /// Ends maintenance windows and manual throttles that have run out.
@@ -708,6 +688,17 @@ impl Device {
             .and_then(|p| p.offline_after)
             .unwrap_or(self.config.profile().offline_after)
             .max(1)
+    }
+
+    /// Runs the rules; returns the changed conditions as events for the journal.
+    fn reevaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+        let changed = self.evaluate(now, wall);
+        let id = &self.config.id;
+        changed
+            .into_iter()
+            .filter_map(|kind| self.conditions.iter().find(|c| c.kind == kind).cloned())
+            .map(|condition| ConditionChange { device: id.clone(), condition })
+            .collect()
     }
 
     /// Runs the rules; returns the conditions whose status changed.
