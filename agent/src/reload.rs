@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 use crate::actions::Actions;
 use crate::cli::Cli;
 use crate::control::{Live, ReloadRequest};
+use crate::daemon::ConfigSource;
 use crate::devices::DeviceEngine;
 use crate::events::Events;
 use crate::journal::{Event, Severity, kind};
@@ -116,12 +117,13 @@ pub async fn reload(
     shared: &Shared,
     shutdown: &CancellationToken,
 ) -> (Generation, Result<String, String>) {
-    let loaded = match &cli.config {
-        Some(_) => crate::daemon::load_config(cli).map_err(|e| format!("{e:#}")),
-        None if Path::new(config::DEFAULT_CONFIG_PATH).exists() => {
-            crate::daemon::load_config(cli).map_err(|e| format!("{e:#}"))
+    // The same lookup as at start: --config, else the default file if present, else nothing to reload.
+    let loaded = match crate::daemon::load_config(cli) {
+        Ok((_, ConfigSource::Embedded)) => {
+            Err("no config file to reload: the agent runs on the embedded default".to_owned())
         }
-        None => Err("no config file to reload: the agent runs on the embedded default".to_owned()),
+        Ok(loaded) => Ok(loaded),
+        Err(e) => Err(format!("{e:#}")),
     };
     let now = SystemTime::now();
     let new = match loaded {

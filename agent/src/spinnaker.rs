@@ -108,30 +108,12 @@ fn boards(config: &Config) -> Vec<Board> {
         .collect()
 }
 
-fn sub(a: ScpStats, b: ScpStats) -> ScpStats {
-    ScpStats {
-        sent: a.sent.saturating_sub(b.sent),
-        retries: a.retries.saturating_sub(b.retries),
-        timeouts: a.timeouts.saturating_sub(b.timeouts),
-        replies: a.replies.saturating_sub(b.replies),
-        error_replies: a.error_replies.saturating_sub(b.error_replies),
-        malformed: a.malformed.saturating_sub(b.malformed),
-        foreign: a.foreign.saturating_sub(b.foreign),
-        late_or_duplicate: a.late_or_duplicate.saturating_sub(b.late_or_duplicate),
+fn frames(boards: &[Board]) -> Vec<Frame> {
+    let mut frames: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
+    for b in boards {
+        frames.entry(b.bmp).or_default().push(b.board);
     }
-}
-
-fn add(a: ScpStats, b: ScpStats) -> ScpStats {
-    ScpStats {
-        sent: a.sent + b.sent,
-        retries: a.retries + b.retries,
-        timeouts: a.timeouts + b.timeouts,
-        replies: a.replies + b.replies,
-        error_replies: a.error_replies + b.error_replies,
-        malformed: a.malformed + b.malformed,
-        foreign: a.foreign + b.foreign,
-        late_or_duplicate: a.late_or_duplicate + b.late_or_duplicate,
-    }
+    frames.into_iter().map(|(addr, boards)| Frame { addr, boards }).collect()
 }
 
 /// Starts the poll loop when the config has boards; it stops with `shutdown`.
@@ -163,10 +145,12 @@ pub fn spawn(
                 return;
             }
         };
-        let mut poller = Poller { client, boards, spalloc, clients: HashMap::new(), where_is: HashMap::new() };
+        let frames = frames(&boards);
+        let mut poller = Poller { client, frames, boards, spalloc, clients: HashMap::new(), where_is: HashMap::new() };
+        // Counters go on from the previous config's poller: a reload is not a counter reset.
+        let base = state.snapshot().spinnaker.scp;
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut last_stats = ScpStats::default();
         loop {
             tokio::select! {
                 _ = ticks.tick() => {}
@@ -179,9 +163,7 @@ pub fn spawn(
                 s = poller.poll(deadline) => s,
                 _ = shutdown.cancelled() => break,
             };
-            let stats = poller.client.stats();
-            snap.scp = add(state.snapshot().spinnaker.scp, sub(stats, last_stats));
-            last_stats = stats;
+            snap.scp = base + poller.client.stats();
             snap.poll_duration = Some(started.elapsed());
             state.publish_spinnaker(snap);
             crate::schedule::evaluate_devices(&engine, &state, &events, &actions);
@@ -197,6 +179,8 @@ type DeadBoard = (String, u32, u32, u32);
 
 struct Poller {
     client: ScpClient,
+    /// The boards grouped by BMP, as every poll asks them.
+    frames: Vec<Frame>,
     boards: Vec<Board>,
     /// (machine, spalloc server)
     spalloc: Vec<(String, String)>,
@@ -208,13 +192,8 @@ struct Poller {
 
 impl Poller {
     async fn poll(&mut self, deadline: Duration) -> SpinnakerSnapshot {
-        let mut frames: BTreeMap<SocketAddr, Vec<u8>> = BTreeMap::new();
-        for b in &self.boards {
-            frames.entry(b.bmp).or_default().push(b.board);
-        }
-        let frames: Vec<Frame> = frames.into_iter().map(|(addr, boards)| Frame { addr, boards }).collect();
         let options = PollOptions { deadline: Some(deadline), ..PollOptions::default() };
-        let polls = self.client.poll_frames(&frames, &options).await;
+        let polls = self.client.poll_frames(&self.frames, &options).await;
         let mut by_board: HashMap<(SocketAddr, u8), BoardReading> = HashMap::new();
         for p in polls {
             let alive = p.alive();

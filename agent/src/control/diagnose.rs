@@ -123,9 +123,8 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             });
         }
         if d.maintenance {
-            let until = d.maintenance_until.map_or("until turned off".to_owned(), |t| {
-                format!("for {} more", crate::control::diagnose::remaining(t))
-            });
+            let until =
+                d.maintenance_until.map_or("until turned off".to_owned(), |t| format!("for {} more", remaining(t)));
             findings.push(Finding {
                 level: Level::Info,
                 device: Some(d.id.clone()),

@@ -204,6 +204,12 @@ impl Control {
             Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, format!("--for: {e}; write e.g. 30m, 2h")),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
+        if matches!(verb, "throttle" | "unthrottle" | "reconnect") && !self.actions.active() {
+            return failure(
+                StatusCode::CONFLICT,
+                "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
+            );
+        }
         let live = self.live.load_full();
         let outcome = {
             let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
@@ -218,12 +224,6 @@ impl Control {
                         }
                     })
                 }
-                "throttle" | "unthrottle" if !self.actions.active() => {
-                    return failure(
-                        StatusCode::CONFLICT,
-                        "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
-                    );
-                }
                 "throttle" => {
                     let Some(level) = body.level else {
                         return failure(StatusCode::BAD_REQUEST, "throttle needs a level");
@@ -235,12 +235,6 @@ impl Control {
                 "unthrottle" => engine
                     .set_manual_throttle(id, None, None)
                     .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned()),
-                "reconnect" if !self.actions.active() => {
-                    return failure(
-                        StatusCode::CONFLICT,
-                        "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
-                    );
-                }
                 "reconnect" => engine.manual_reconnect(id, Instant::now()).map(|step| {
                     self.actions.reconnect(id, &step);
                     format!("reconnect started with step {step}")

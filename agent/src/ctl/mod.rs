@@ -476,11 +476,12 @@ fn device_text(d: &Value, style: Style) -> String {
 
     let mut actions = Vec::new();
     if d["maintenance"].as_bool() == Some(true) {
-        let until = d["maintenance_until"].as_f64().map_or("until turned off".to_owned(), |t| {
-            let left =
-                t - std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-            format!("for {} more", humantime::format_duration(Duration::from_secs(left.max(0.0) as u64)))
-        });
+        let until = d["maintenance_until"]
+            .as_f64()
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .map_or("until turned off".to_owned(), |t| {
+                format!("for {} more", crate::control::diagnose::remaining(std::time::UNIX_EPOCH + t))
+            });
         actions.push(format!("maintenance {until}"));
     }
     if let Some(m) = d["manual_throttle"].as_object() {

@@ -98,6 +98,24 @@ pub struct ScpStats {
     pub late_or_duplicate: u64,
 }
 
+/// Counters of several clients (or of one client and those before it) added up.
+impl std::ops::Add for ScpStats {
+    type Output = ScpStats;
+
+    fn add(self, o: ScpStats) -> ScpStats {
+        ScpStats {
+            sent: self.sent + o.sent,
+            retries: self.retries + o.retries,
+            timeouts: self.timeouts + o.timeouts,
+            replies: self.replies + o.replies,
+            error_replies: self.error_replies + o.error_replies,
+            malformed: self.malformed + o.malformed,
+            foreign: self.foreign + o.foreign,
+            late_or_duplicate: self.late_or_duplicate + o.late_or_duplicate,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Counters {
     sent: AtomicU64,
