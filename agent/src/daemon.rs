@@ -112,6 +112,21 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
             .unwrap_or_else(|e| Events::without_journal(format!("opening the journal failed: {e}"))),
     );
     let actions = Actions::start(&config, dry_run, Arc::clone(&events));
+    // The control socket is bound before collection starts, so that by the time the agent says it is
+    // ready (/-/ready, READY=1 after the first collection) agentctl can connect; connections wait in the
+    // backlog until the control server below serves them.
+    let auth = Authorizer::resolve(&config.control.group);
+    if auth.gid.is_none() {
+        tracing::warn!(group = %auth.group, "control group not found on this host: only root may change things with agentctl");
+    }
+    let control_socket = match control::socket::bind(&config.socket, auth.gid) {
+        Ok(socket) => Some(socket),
+        Err(e) => {
+            // The metrics endpoint is the agent's first job; it goes on without agentctl.
+            tracing::error!("{e}; agentctl will not reach this agent");
+            None
+        }
+    };
     let shutdown = CancellationToken::new();
     let engine = Arc::new(Mutex::new(DeviceEngine::new(&config, Instant::now(), SystemTime::now())));
     let shared =
@@ -128,10 +143,6 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     };
     let (reload_tx, mut reloads) = mpsc::channel::<ReloadRequest>(8);
     let _watcher = reload::watch(config_path.clone(), reload_tx.clone());
-    let auth = Authorizer::resolve(&config.control.group);
-    if auth.gid.is_none() {
-        tracing::warn!(group = %auth.group, "control group not found on this host: only root may change things with agentctl");
-    }
     let control = Arc::new(Control {
         http,
         state: Arc::clone(&state),
@@ -146,17 +157,10 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
             (false, false) => "disabled",
         },
     });
-    let control_server = match control::socket::bind(&config.socket, auth.gid) {
-        Ok(socket) => {
-            tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");
-            Some(tokio::spawn(control::serve(socket, Arc::clone(&control), shutdown.clone())))
-        }
-        Err(e) => {
-            // The metrics endpoint is the agent's first job; it goes on without agentctl.
-            tracing::error!("{e}; agentctl will not reach this agent");
-            None
-        }
-    };
+    let control_server = control_socket.map(|socket| {
+        tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");
+        tokio::spawn(control::serve(socket, Arc::clone(&control), shutdown.clone()))
+    });
 
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
