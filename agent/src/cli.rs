@@ -26,8 +26,8 @@ pub struct Cli {
     /// Directory for durable state; overrides `state_dir`.
     #[arg(long, value_name = "DIR")]
     pub state_dir: Option<PathBuf>,
-    /// Control socket path; overrides `socket`.
-    #[arg(long, value_name = "PATH")]
+    /// Control socket path; overrides `socket` (for `npd`: the socket to ask, default /run/accel-agent/agent.sock).
+    #[arg(long, value_name = "PATH", global = true)]
     pub socket: Option<PathBuf>,
     /// TLS and basic auth for the HTTP endpoint: a web config in the YAML format of Prometheus'
     /// exporter-toolkit (tls_server_config, http_server_config, basic_auth_users); see docs/security.md.
@@ -66,6 +66,18 @@ pub enum Command {
     /// Collect and probe once, print each device's state, failing conditions and the next step; exit 0
     /// if every device is healthy, 1 if any is degraded or unknown, 2 if any is unhealthy.
     Scan,
+    /// One node-problem-detector custom-plugin check: ask the running agent whether a NodeCondition holds;
+    /// print one line (at most 80 bytes) and exit 0 if not, 1 if it does, 2 if that cannot be told (agent
+    /// down, slow or starting). See docs/kubernetes.md.
+    Npd {
+        /// The NodeCondition to answer.
+        #[arg(long, value_enum, value_name = "TYPE")]
+        condition: crate::npd::NodeCondition,
+        /// Answer "unknown" (exit 2) if the agent has not replied within this long; keep it below the
+        /// rule's timeout in the NPD config.
+        #[arg(long, value_name = "DUR", default_value = "3s", value_parser = humantime::parse_duration)]
+        timeout: std::time::Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

@@ -17,6 +17,7 @@ pub mod journal;
 pub mod landing;
 pub mod logging;
 pub mod logwatch;
+pub mod npd;
 pub mod probing;
 pub mod reload;
 pub mod scan;
@@ -38,6 +39,9 @@ pub fn main_with_args() -> ExitCode {
     match &cli.command {
         Some(Command::CheckConfig { file }) => check_config(file),
         Some(Command::Scan) => run_scan(&cli),
+        Some(Command::Npd { condition, timeout }) => {
+            npd::run(*condition, cli.socket.clone().unwrap_or_else(|| config::DEFAULT_SOCKET.into()), *timeout)
+        }
         // Section 8: a system daemon (the units' Documentation= says accel-agent(8)).
         Some(Command::Man) => generate(|cmd, out| clap_mangen::Man::new(cmd).section("8").render(out)),
         Some(Command::Completions { shell }) => generate(|mut cmd, out| {

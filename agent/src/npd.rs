@@ -1,0 +1,261 @@
+//! `accel-agent npd --condition TYPE`: one check in node-problem-detector's custom-plugin protocol, so that
+//! Kubernetes sees the agent's device states as NodeConditions.
+//!
+//! The protocol: exit 0 when the condition is false (OK), 1 when it is true (a problem), 2 when it cannot
+//! be told (the agent is down, slow or still starting); stdout is one line that becomes the condition's
+//! message, which NPD cuts at `max_output_length` (80 bytes by default), so it is kept within that here.
+//! agentctl's own exit codes (0 healthy, 1 degraded, 2 unhealthy) would be misread by NPD, hence this mode.
+//!
+//! The answer comes from the agent's snapshot over the control socket (a read: no group membership needed,
+//! only access to the socket file), within one overall deadline shorter than NPD's own timeout.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use clap::ValueEnum;
+use serde_json::Value;
+
+use crate::ctl::client::Client;
+
+/// NPD's default `max_output_length`.
+pub const MAX_MESSAGE: usize = 80;
+
+/// The NodeConditions this mode can answer; each is one rule in the custom-plugin-monitor config.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum NodeCondition {
+    /// A device is unhealthy (offline, critically hot, fatal log errors, SDK error).
+    #[value(name = "AcceleratorUnhealthy")]
+    Unhealthy,
+    /// A device is degraded, or its state is unknown (not yet read, or its data went stale).
+    #[value(name = "AcceleratorDegraded")]
+    Degraded,
+    /// A device's Overheating condition is true (above its warning or critical temperature).
+    #[value(name = "AcceleratorOverheating")]
+    Overheating,
+    /// A device's reconnects gave up: a person has to look at the hardware.
+    #[value(name = "AcceleratorNeedsInspection")]
+    NeedsInspection,
+}
+
+impl NodeCondition {
+    pub fn name(self) -> &'static str {
+        match self {
+            NodeCondition::Unhealthy => "AcceleratorUnhealthy",
+            NodeCondition::Degraded => "AcceleratorDegraded",
+            NodeCondition::Overheating => "AcceleratorOverheating",
+            NodeCondition::NeedsInspection => "AcceleratorNeedsInspection",
+        }
+    }
+
+    /// Why the device counts as having this problem, or `None` if it does not.
+    fn problem(self, d: &Value) -> Option<String> {
+        let state = d["state"].as_str().unwrap_or("unknown");
+        // Maintenance: a person is working on the device; it must not taint or drain the node.
+        if state == "maintenance" || d["maintenance"].as_bool() == Some(true) {
+            return None;
+        }
+        let failing: Vec<&str> =
+            d["failing"].as_array().into_iter().flatten().filter_map(|f| f["condition"].as_str()).collect();
+        match self {
+            NodeCondition::Unhealthy | NodeCondition::Degraded => {
+                let wanted: &[&str] =
+                    if self == NodeCondition::Unhealthy { &["unhealthy"] } else { &["degraded", "unknown"] };
+                wanted.contains(&state).then(|| {
+                    if failing.is_empty() { state.to_owned() } else { format!("{state} {}", failing.join("+")) }
+                })
+            }
+            NodeCondition::Overheating => failing.contains(&"Overheating").then(|| {
+                d["temperature_celsius"].as_f64().map_or_else(|| "overheating".to_owned(), |t| format!("{t:.1}C"))
+            }),
+            NodeCondition::NeedsInspection => {
+                (d["needs_hardware_inspection"].as_bool() == Some(true)).then(|| "reconnects gave up".to_owned())
+            }
+        }
+    }
+
+    fn ok_message(self, devices: usize) -> String {
+        let what = match self {
+            NodeCondition::Unhealthy => "none unhealthy",
+            NodeCondition::Degraded => "none degraded",
+            NodeCondition::Overheating => "none overheating",
+            NodeCondition::NeedsInspection => "none needs inspection",
+        };
+        format!("{devices} accelerator device(s), {what}")
+    }
+}
+
+/// NPD's plugin exit codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Ok = 0,
+    Problem = 1,
+    Unknown = 2,
+}
+
+/// What the check prints and how it exits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Answer {
+    pub verdict: Verdict,
+    pub message: String,
+}
+
+impl Answer {
+    fn new(verdict: Verdict, message: impl Into<String>) -> Answer {
+        Answer { verdict, message: one_line(&message.into(), MAX_MESSAGE) }
+    }
+}
+
+/// Judges one condition from the agent's /api/v1/status reply.
+pub fn judge(condition: NodeCondition, status: &Value) -> Answer {
+    if status["agent"]["ready"].as_bool() != Some(true) {
+        return Answer::new(Verdict::Unknown, "accel-agent is starting: first collection not done yet");
+    }
+    let devices = status["devices"].as_array().map(Vec::as_slice).unwrap_or_default();
+    let problems: Vec<(String, String)> = devices
+        .iter()
+        .filter_map(|d| Some((d["id"].as_str().unwrap_or("?").to_owned(), condition.problem(d)?)))
+        .collect();
+    if problems.is_empty() {
+        return Answer::new(Verdict::Ok, condition.ok_message(devices.len()));
+    }
+    // As many devices as fit, then how many more: the message must stay within NPD's limit.
+    let mut message = format!("{} of {}:", problems.len(), devices.len());
+    for (i, (id, why)) in problems.iter().enumerate() {
+        let item = format!(" {id} {why}{}", if i + 1 < problems.len() { "," } else { "" });
+        let rest = problems.len() - i;
+        let more = format!(" +{} more", rest);
+        let room = if i + 1 < problems.len() { MAX_MESSAGE.saturating_sub(more.len()) } else { MAX_MESSAGE };
+        if message.len() + item.len() > room {
+            if message.len() + more.len() <= MAX_MESSAGE {
+                message.push_str(&more);
+            }
+            break;
+        }
+        message.push_str(&item);
+    }
+    Answer::new(Verdict::Problem, message)
+}
+
+/// One line of at most `max` bytes, cut at a character boundary.
+pub fn one_line(s: &str, max: usize) -> String {
+    let line: String = s.split(['\r', '\n']).filter(|l| !l.trim().is_empty()).collect::<Vec<_>>().join("; ");
+    if line.len() <= max {
+        return line;
+    }
+    let mut end = max;
+    while !line.is_char_boundary(end) {
+        end -= 1;
+    }
+    line[..end].to_owned()
+}
+
+/// Asks the agent on `socket`, all within `timeout`.
+pub fn check(condition: NodeCondition, socket: PathBuf, timeout: Duration) -> Answer {
+    let (tx, rx) = mpsc::channel();
+    let shown = socket.display().to_string();
+    // The client's timeouts bound each read; this bounds the whole exchange, however the agent drips.
+    let spawned = std::thread::Builder::new().name("npd-request".into()).spawn(move || {
+        let client = Client { socket };
+        let _ = tx.send(client.request("GET", "/api/v1/status", None, timeout));
+    });
+    if let Err(e) = spawned {
+        return Answer::new(Verdict::Unknown, format!("cannot start the request: {e}"));
+    }
+    let reply = match rx.recv_timeout(timeout) {
+        Ok(Ok(reply)) => reply,
+        Ok(Err(crate::ctl::client::ClientError::Unreachable { .. })) => {
+            return Answer::new(Verdict::Unknown, format!("accel-agent not running at {shown}"));
+        }
+        Ok(Err(crate::ctl::client::ClientError::Denied { .. })) => {
+            return Answer::new(Verdict::Unknown, format!("permission denied on {shown}"));
+        }
+        // The client's own read deadline and this one are the same length: either may fire first.
+        Ok(Err(crate::ctl::client::ClientError::Timeout { .. })) | Err(_) => {
+            return Answer::new(
+                Verdict::Unknown,
+                format!("accel-agent did not answer within {}", humantime::format_duration(timeout)),
+            );
+        }
+        Ok(Err(e)) => return Answer::new(Verdict::Unknown, e.to_string()),
+    };
+    if reply.status != 200 {
+        return Answer::new(Verdict::Unknown, format!("accel-agent answered HTTP {}", reply.status));
+    }
+    match serde_json::from_slice::<Value>(&reply.body) {
+        Ok(v) => judge(condition, &v),
+        Err(e) => Answer::new(Verdict::Unknown, format!("unreadable reply from accel-agent: {e}")),
+    }
+}
+
+/// Runs the check, prints its line and exits with its code.
+pub fn run(condition: NodeCondition, socket: PathBuf, timeout: Duration) -> ExitCode {
+    let answer = check(condition, socket, timeout);
+    use std::io::Write;
+    // A closed stdout changes nothing about the verdict.
+    let _ = writeln!(std::io::stdout().lock(), "{}", answer.message);
+    ExitCode::from(answer.verdict as u8)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn device(id: &str, state: &str, failing: &[&str]) -> Value {
+        let failing: Vec<Value> =
+            failing.iter().map(|c| json!({"condition": c, "reason": "", "message": ""})).collect();
+        json!({"id": id, "state": state, "failing": failing, "maintenance": state == "maintenance",
+               "needs_hardware_inspection": false, "temperature_celsius": 86.04})
+    }
+
+    fn status(devices: Vec<Value>) -> Value {
+        json!({"status": "x", "agent": {"ready": true}, "devices": devices})
+    }
+
+    #[test]
+    fn each_condition_reads_its_own_evidence() {
+        let s = status(vec![
+            device("loihi0", "degraded", &["Overheating"]),
+            device("photon1", "unhealthy", &["Offline"]),
+            device("hl0", "maintenance", &["Offline"]),
+            device("photon0", "healthy", &[]),
+        ]);
+        let a = judge(NodeCondition::Unhealthy, &s);
+        assert_eq!((a.verdict, a.message.as_str()), (Verdict::Problem, "1 of 4: photon1 unhealthy Offline"));
+        let a = judge(NodeCondition::Degraded, &s);
+        assert_eq!((a.verdict, a.message.as_str()), (Verdict::Problem, "1 of 4: loihi0 degraded Overheating"));
+        let a = judge(NodeCondition::Overheating, &s);
+        assert_eq!((a.verdict, a.message.as_str()), (Verdict::Problem, "1 of 4: loihi0 86.0C"));
+        let a = judge(NodeCondition::NeedsInspection, &s);
+        assert_eq!((a.verdict, a.message.as_str()), (Verdict::Ok, "4 accelerator device(s), none needs inspection"));
+    }
+
+    #[test]
+    fn many_problems_still_fit_in_eighty_bytes() {
+        let devices: Vec<Value> = (0..40)
+            .map(|i| {
+                device(&format!("spinnaker-machine-with-a-long-name-b{i}"), "unhealthy", &["Offline", "DataStale"])
+            })
+            .collect();
+        let a = judge(NodeCondition::Unhealthy, &status(devices));
+        assert_eq!(a.verdict, Verdict::Problem);
+        assert!(a.message.len() <= MAX_MESSAGE, "{} bytes: {}", a.message.len(), a.message);
+        assert!(a.message.starts_with("40 of 40: spinnaker-machine-with-a-long-name-b0 unhealthy"), "{}", a.message);
+        assert!(a.message.ends_with(" +39 more"), "{}", a.message);
+        let devices: Vec<Value> = (0..3).map(|i| device(&format!("b{i}"), "unhealthy", &["Offline"])).collect();
+        let a = judge(NodeCondition::Unhealthy, &status(devices));
+        assert_eq!(a.message, "3 of 3: b0 unhealthy Offline, b1 unhealthy Offline, b2 unhealthy Offline");
+    }
+
+    #[test]
+    fn a_starting_agent_is_unknown_and_lines_are_cut_at_char_boundaries() {
+        let a = judge(NodeCondition::Unhealthy, &json!({"agent": {"ready": false}, "devices": []}));
+        assert_eq!(a.verdict, Verdict::Unknown);
+        assert_eq!(one_line("a\nb\n", 80), "a; b");
+        assert_eq!(one_line(&"é".repeat(50), 80), "é".repeat(40));
+        assert_eq!(one_line(&"é".repeat(50), 79), "é".repeat(39));
+    }
+}
