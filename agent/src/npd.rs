@@ -124,11 +124,15 @@ pub fn judge(condition: NodeCondition, status: &Value) -> Answer {
     let mut message = format!("{} of {}:", problems.len(), devices.len());
     for (i, (id, why)) in problems.iter().enumerate() {
         let item = format!(" {id} {why}{}", if i + 1 < problems.len() { "," } else { "" });
-        let rest = problems.len() - i;
-        let more = format!(" +{} more", rest);
+        // Shown when this item does not fit: the ones not named (this one too, unless it is the first).
+        let more = format!(" +{} more", problems.len() - i - usize::from(i == 0));
         let room = if i + 1 < problems.len() { MAX_MESSAGE.saturating_sub(more.len()) } else { MAX_MESSAGE };
         if message.len() + item.len() > room {
-            if message.len() + more.len() <= MAX_MESSAGE {
+            // The first device is always named, cut if it must be: a count alone says too little.
+            if i == 0 {
+                message.push_str(&one_line(item.trim_end_matches(','), room - message.len()));
+            }
+            if i > 0 || problems.len() > 1 {
                 message.push_str(&more);
             }
             break;
@@ -243,7 +247,7 @@ mod tests {
         let a = judge(NodeCondition::Unhealthy, &status(devices));
         assert_eq!(a.verdict, Verdict::Problem);
         assert!(a.message.len() <= MAX_MESSAGE, "{} bytes: {}", a.message.len(), a.message);
-        assert!(a.message.starts_with("40 of 40: spinnaker-machine-with-a-long-name-b0 unhealthy"), "{}", a.message);
+        assert_eq!(a.message, "40 of 40: spinnaker-machine-with-a-long-name-b0 unhealthy Offline+DataS +39 more");
         assert!(a.message.ends_with(" +39 more"), "{}", a.message);
         let devices: Vec<Value> = (0..3).map(|i| device(&format!("b{i}"), "unhealthy", &["Offline"])).collect();
         let a = judge(NodeCondition::Unhealthy, &status(devices));
