@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use agent::collect::Outcome;
-use agent::exposition::{Exposition, Format};
-use agent::state::AgentState;
+use agent::publish::exposition::{Exposition, Format};
+use agent::publish::state::AgentState;
+use agent::sources::collect::Outcome;
 use collectors::HostCollector;
 use collectors::sysfs::{Quarantine, ReadStats, ReadWatch, SysfsIo};
 use config::{CollectorKind, Config};

@@ -1,37 +1,20 @@
 //! accel-agent: reads this host's sysfs thermal and power data on background threads with deadlines and
 //! serves it as Prometheus metrics. The binary is a thin wrapper around [`main_with_args`].
 
-pub mod actions;
-pub mod api;
-pub mod cli;
-pub mod collect;
+pub mod app;
 pub mod control;
-pub mod ctl;
-pub mod daemon;
-pub mod demo;
-pub mod devices;
-pub mod events;
-pub mod exposition;
-pub mod http;
-pub mod journal;
-pub mod landing;
-pub mod logging;
-pub mod logwatch;
-pub mod npd;
-pub mod probing;
-pub mod reload;
-pub mod scan;
-pub mod schedule;
-pub mod sdnotify;
-pub mod spinnaker;
-pub mod state;
-pub mod webconfig;
+pub mod effects;
+pub mod model;
+pub mod publish;
+pub mod sources;
 
 use std::process::ExitCode;
 
 use clap::Parser;
 
-use crate::cli::{Cli, Command};
+use crate::app::cli::{Cli, Command};
+use crate::app::{daemon, demo, logging, scan};
+use crate::control::npd;
 
 /// Runs accel-agent with the process's arguments.
 pub fn main_with_args() -> ExitCode {

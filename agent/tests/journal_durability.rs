@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, UNIX_EPOCH};
 
-use agent::journal::{Event, EventFilter, Journal, Severity, kind};
+use agent::effects::journal::{Event, EventFilter, Journal, Severity, kind};
 
 const CHILD_DB: &str = "ACCEL_JOURNAL_DURABILITY_DB";
 /// Commits the parent waits for before killing the child.

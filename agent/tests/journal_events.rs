@@ -5,7 +5,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use agent::journal::{
+use agent::effects::journal::{
     Event, EventFilter, Journal, JournalError, JournalOptions, Retention, SCHEMA_VERSION, Severity, kind,
 };
 
@@ -463,5 +463,5 @@ fn journal_writers_drop_events_once_their_journal_is_dropped() {
 fn journal_and_writer_can_be_shared_across_threads() {
     fn shareable<T: Send + Sync>() {}
     shareable::<Journal>();
-    shareable::<agent::journal::JournalWriter>();
+    shareable::<agent::effects::journal::JournalWriter>();
 }

@@ -4,7 +4,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
 use accel_e2e::sysfs_tree::FakeSysfs;
-use agent::collect::{CollectError, Supervisor};
+use agent::sources::collect::{CollectError, Supervisor};
 use collectors::sysfs::ReadFailure;
 use collectors::{Families, HostReadings};
 use config::{CollectorKind, Config};

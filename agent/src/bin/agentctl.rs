@@ -1,3 +1,3 @@
 fn main() -> std::process::ExitCode {
-    agent::ctl::main_with_args()
+    agent::control::ctl::main_with_args()
 }

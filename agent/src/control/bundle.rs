@@ -8,8 +8,8 @@ use serde::Serialize;
 
 use super::Control;
 use super::redact::{redact_config, redact_table};
-use crate::exposition::Format;
-use crate::journal::EventFilter;
+use crate::effects::journal::EventFilter;
+use crate::publish::exposition::Format;
 
 /// Events included, newest first.
 const EVENTS: usize = 1000;
@@ -80,8 +80,8 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
     }
     let now = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
     let versions = Versions {
-        agent: crate::exposition::VERSION,
-        revision: crate::exposition::REVISION,
+        agent: crate::publish::exposition::VERSION,
+        revision: crate::publish::exposition::REVISION,
         kernel: read_trimmed("/proc/sys/kernel/osrelease"),
         os: os_release(),
         hostname: read_trimmed("/proc/sys/kernel/hostname"),

@@ -2,9 +2,9 @@
 
 use serde::Serialize;
 
-use crate::api::StatusReport;
-use crate::devices::{ConditionKind, DeviceView, State, Status};
-use crate::state::Snapshot;
+use crate::model::{ConditionKind, DeviceView, State, Status};
+use crate::publish::api::StatusReport;
+use crate::publish::state::Snapshot;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -67,7 +67,7 @@ fn condition_action(d: &DeviceView, kind: ConditionKind, latched: bool, throttle
             Some(_) => format!("check power and the link, then `agentctl reconnect {id}`"),
             None => "check power and the link; add a reconnect ladder to recover automatically".into(),
         },
-        _ => crate::scan::next_step(kind).to_owned(),
+        _ => crate::app::scan::next_step(kind).to_owned(),
     };
     if latched {
         action.push_str(&format!("; the condition is latched: once fixed, `agentctl set-healthy {id}`"));
@@ -81,8 +81,8 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
         let throttle = snap.throttle.iter().find(|t| t.device == d.id).map(|t| (t.level, t.max_level));
         for c in d.conditions.iter().filter(|c| c.status == Status::True) {
             let level = match c.impact {
-                crate::devices::health::Impact::Unhealthy => Level::Critical,
-                crate::devices::health::Impact::Degraded => Level::Warning,
+                crate::model::health::Impact::Unhealthy => Level::Critical,
+                crate::model::health::Impact::Degraded => Level::Warning,
             };
             findings.push(Finding {
                 level,
@@ -102,7 +102,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 replaces: "escalate to hardware inspection after repeated failed resets".into(),
                 action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
             });
-        } else if d.circuit == Some(crate::actions::reconnect::Circuit::Open) {
+        } else if d.circuit == Some(crate::effects::actions::reconnect::Circuit::Open) {
             findings.push(Finding {
                 level: Level::Warning,
                 device: Some(d.id.clone()),

@@ -6,7 +6,9 @@
 //! deadline). Every mutation and every refusal is an event in the journal, naming the peer.
 
 pub mod bundle;
+pub mod ctl;
 pub mod diagnose;
+pub mod npd;
 pub mod peer;
 pub mod redact;
 pub mod socket;
@@ -29,14 +31,14 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
-use crate::devices::DeviceEngine;
-use crate::devices::operator::OperatorError;
-use crate::events::Events;
-use crate::http::{Http, json};
-use crate::journal::{Event, Severity, kind};
-use crate::logwatch::LogHandle;
-use crate::state::AgentState;
+use crate::effects::actions::Actions;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::DeviceEngine;
+use crate::model::events::Events;
+use crate::model::operator::OperatorError;
+use crate::publish::http::{Http, json};
+use crate::publish::state::AgentState;
+use crate::sources::logwatch::LogHandle;
 use peer::{Authorizer, Peer};
 
 /// A request body larger than this is refused: mutations carry a few fields.
@@ -143,18 +145,18 @@ impl Control {
             "/api/v1/status" => json(StatusCode::OK, &self.status()),
             "/api/v1/logs/recent" => json(StatusCode::OK, &self.live.load().logs.recent()),
             "/api/v1/bundle" => match bundle::build(self).await {
-                Ok(bytes) => crate::http::respond(StatusCode::OK, "application/gzip", Bytes::from(bytes)),
+                Ok(bytes) => crate::publish::http::respond(StatusCode::OK, "application/gzip", Bytes::from(bytes)),
                 Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot build the bundle: {e}")),
             },
             _ => self.http.handle(&req).await,
         }
     }
 
-    pub fn status(&self) -> crate::api::StatusReport {
+    pub fn status(&self) -> crate::publish::api::StatusReport {
         let snap = self.state.snapshot();
-        let agent = crate::api::AgentStatus {
-            version: crate::exposition::VERSION,
-            revision: crate::exposition::REVISION,
+        let agent = crate::publish::api::AgentStatus {
+            version: crate::publish::exposition::VERSION,
+            revision: crate::publish::exposition::REVISION,
             uptime_seconds: self.state.started.elapsed().as_secs_f64(),
             ready: snap.ready(),
             actions: self.actions_mode,
@@ -162,14 +164,14 @@ impl Control {
                 .collectors
                 .iter()
                 .filter(|(_, c)| c.collections > 0 && !c.success)
-                .map(|(k, c)| crate::api::CollectorFailing {
+                .map(|(k, c)| crate::publish::api::CollectorFailing {
                     collector: k.name(),
                     error: c.error.clone().unwrap_or_else(|| "failed".into()),
                 })
                 .collect(),
             journal_unavailable: self.events.unavailable.clone(),
         };
-        crate::api::status(&snap, agent)
+        crate::publish::api::status(&snap, agent)
     }
 
     fn refuse(&self, peer: &Peer, path: &str) -> Response<Full<Bytes>> {
@@ -262,7 +264,7 @@ impl Control {
                         .on_device(id),
                 );
                 // Apply at once rather than at the next collection: the operator is watching.
-                crate::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
+                crate::sources::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
                 json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
             }
             Err(e) => operator_failure(e),
@@ -283,7 +285,7 @@ impl Control {
 
     async fn diagnose(&self) -> diagnose::Report {
         let live = self.live.load_full();
-        let results = crate::probing::run_all(&live.config).await;
+        let results = crate::sources::probing::run_all(&live.config).await;
         {
             let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
             let wall = SystemTime::now();
@@ -293,7 +295,7 @@ impl Control {
                 }
             }
         }
-        crate::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
+        crate::sources::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
         diagnose::diagnose(&self.state.snapshot(), &self.status(), &live.config, results.len())
     }
 }

@@ -25,8 +25,8 @@ use config::Config;
 use config::device::ThrottleLevel;
 use serde::Serialize;
 
-use crate::events::Events;
-use crate::journal::{Event, Severity, kind};
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::events::Events;
 use throttle::{all_files, plan};
 use write::{Originals, WriteError, confine, write_verified};
 
@@ -93,7 +93,7 @@ impl Settings {
                     Some((d.id.clone(), target))
                 })
                 .collect(),
-            scp_policy: crate::spinnaker::retry_policy(config),
+            scp_policy: crate::sources::spinnaker::retry_policy(config),
             root: config.sysfs_root.clone(),
             write: config.actions.enabled && !dry_run,
             dry_run,
@@ -487,7 +487,7 @@ impl Worker {
         let runtime = self.runtime.clone().ok_or("no async runtime for BMP commands")?;
         let (events, device, policy) = (Arc::clone(&self.events), device.to_owned(), self.scp_policy);
         runtime.spawn(async move {
-            let result = crate::spinnaker::power_cycle(policy, addr, board).await;
+            let result = crate::sources::spinnaker::power_cycle(policy, addr, board).await;
             let (severity, message) = match result {
                 Ok(()) => (Severity::Info, format!("power cycle through BMP {addr}: board {board} off and on again")),
                 Err(e) => (Severity::Critical, format!("power cycle through BMP {addr} failed: {e}")),

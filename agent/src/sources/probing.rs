@@ -15,11 +15,11 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::devices::DeviceEngine;
-use crate::devices::engine::ProbeResult;
-use crate::events::Events;
-use crate::journal::{Event, Severity, kind};
-use crate::state::AgentState;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::DeviceEngine;
+use crate::model::engine::ProbeResult;
+use crate::model::events::Events;
+use crate::publish::state::AgentState;
 
 /// A probe's default timeout when the config sets none (never longer than its interval).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

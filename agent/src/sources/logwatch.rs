@@ -16,11 +16,11 @@ use config::device::{LogRuleConfig, LogSourceConfig};
 use config::{Config, EventSeverity};
 use tokio_util::sync::CancellationToken;
 
-use crate::devices::DeviceEngine;
-use crate::devices::engine::LogUpdate;
-use crate::events::Events;
-use crate::journal::{Event, Severity};
-use crate::state::AgentState;
+use crate::effects::journal::{Event, Severity};
+use crate::model::DeviceEngine;
+use crate::model::engine::LogUpdate;
+use crate::model::events::Events;
+use crate::publish::state::AgentState;
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Matched lines kept for `agentctl bundle`, newest last.
@@ -31,7 +31,7 @@ const MAX_LINE: usize = 1024;
 /// A log line that matched a rule.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MatchedLine {
-    #[serde(with = "crate::devices::health::unix_time")]
+    #[serde(with = "crate::model::health::unix_time")]
     pub at: SystemTime,
     pub device: String,
     pub source: String,

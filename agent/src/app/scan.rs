@@ -10,10 +10,10 @@ use std::time::{Instant, SystemTime};
 use config::Config;
 use tokio::task::JoinSet;
 
-use crate::collect::Supervisor;
-use crate::devices::{ConditionKind, DeviceEngine, DeviceView, State, Status};
-use crate::schedule;
-use crate::state::AgentState;
+use crate::model::{ConditionKind, DeviceEngine, DeviceView, State, Status};
+use crate::publish::state::AgentState;
+use crate::sources::collect::Supervisor;
+use crate::sources::schedule;
 
 /// What an operator does about a condition, in runbook order.
 pub fn next_step(kind: ConditionKind) -> &'static str {
@@ -51,7 +51,7 @@ pub async fn scan(config: &Config) -> (String, u8) {
     }
     let mut engine = DeviceEngine::one_shot(config, Instant::now(), SystemTime::now());
     engine.evaluate(&state.snapshot(), Instant::now(), SystemTime::now());
-    crate::probing::run_all_once(config, &mut engine).await;
+    crate::sources::probing::run_all_once(config, &mut engine).await;
     let views = engine.views();
     let code = views.iter().map(|d| d.state.exit_code()).max().unwrap_or(0);
     (render(&views, &failed_collectors), code)
@@ -72,7 +72,7 @@ fn render(views: &[DeviceView], failed_collectors: &[String]) -> String {
             .map(|r| r.value)
             .max_by(f64::total_cmp)
             .map_or("-".to_owned(), |t| format!("{t:.1} °C"));
-        let failing: Vec<&crate::devices::health::Condition> =
+        let failing: Vec<&crate::model::health::Condition> =
             d.conditions.iter().filter(|c| c.status == Status::True).collect();
         let names: Vec<&str> = failing.iter().map(|c| c.kind.name()).collect();
         let _ = writeln!(

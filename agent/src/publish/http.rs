@@ -25,13 +25,13 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
-use crate::api;
-use crate::devices::State;
-use crate::events::Events;
-use crate::exposition::{Exposition, Format, accepts_gzip};
-use crate::landing;
-use crate::state::AgentState;
-use crate::webconfig::{Tls, WebConfig};
+use crate::model::State;
+use crate::model::events::Events;
+use crate::publish::api;
+use crate::publish::exposition::{Exposition, Format, accepts_gzip};
+use crate::publish::landing;
+use crate::publish::state::AgentState;
+use crate::publish::webconfig::{Tls, WebConfig};
 
 /// Open connections beyond this wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
@@ -74,7 +74,8 @@ impl Http {
         let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
             return json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices));
         };
-        let filter = crate::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
+        let filter =
+            crate::effects::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
         // Without a journal the device is still worth showing; the events are then just absent.
         let events = self.events.query(filter).await.unwrap_or_default();
         json(StatusCode::OK, &api::DeviceDetail { device, events })
@@ -115,7 +116,9 @@ impl Http {
                     let waiting: Vec<&str> = snap
                         .collectors
                         .iter()
-                        .filter(|(_, c)| !c.ever_read && c.consecutive_failures < crate::state::READY_AFTER_FAILURES)
+                        .filter(|(_, c)| {
+                            !c.ever_read && c.consecutive_failures < crate::publish::state::READY_AFTER_FAILURES
+                        })
                         .map(|(k, _)| k.name())
                         .collect();
                     text(
@@ -176,7 +179,7 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Serves until `shutdown` is cancelled, then drains in-flight requests for up to a second. `web` adds TLS,
-/// basic auth and response headers (see [`crate::webconfig`]); `WebConfig::default()` is plain HTTP.
+/// basic auth and response headers (see [`crate::publish::webconfig`]); `WebConfig::default()` is plain HTTP.
 pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, shutdown: CancellationToken) {
     if let Some(path) = &web.path {
         tracing::info!(web_config = %path.display(), "serving {}", web.describe());

@@ -9,15 +9,15 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
-use crate::actions::reconnect::Decision;
-use crate::collect::Supervisor;
-use crate::devices::DeviceEngine;
-use crate::devices::operator::Expired;
-use crate::events::Events;
-use crate::journal::{Event, Severity, kind};
-use crate::logwatch::{LogHandle, LogSources, LogThread};
-use crate::state::AgentState;
+use crate::effects::actions::Actions;
+use crate::effects::actions::reconnect::Decision;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::DeviceEngine;
+use crate::model::events::Events;
+use crate::model::operator::Expired;
+use crate::publish::state::AgentState;
+use crate::sources::collect::Supervisor;
+use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
 
 /// The enabled collectors with their interval and timeout, in report order.
 pub fn enabled(config: &Config) -> Vec<config::CollectorSettings> {
@@ -45,9 +45,9 @@ pub fn spawn_loops(
 ) -> Running {
     let sysfs_root: &Path = &config.sysfs_root;
     evaluate_devices(engine, state, events, actions);
-    crate::probing::spawn(config, engine, state, events, shutdown, tasks);
-    crate::spinnaker::spawn(config, engine, state, events, actions, shutdown, tasks);
-    let (logs, log_thread) = crate::logwatch::spawn(config, previous_logs, engine, state, events, shutdown);
+    crate::sources::probing::spawn(config, engine, state, events, shutdown, tasks);
+    crate::sources::spinnaker::spawn(config, engine, state, events, actions, shutdown, tasks);
+    let (logs, log_thread) = crate::sources::logwatch::spawn(config, previous_logs, engine, state, events, shutdown);
     for settings in enabled(config) {
         let engine = Arc::clone(engine);
         let events = Arc::clone(events);

@@ -10,9 +10,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-use crate::devices::health::Impact;
-use crate::devices::{ConditionChange, Status};
-use crate::journal::{Event, EventFilter, Journal, JournalError, JournalWriter, Severity, kind};
+use crate::effects::journal::{Event, EventFilter, Journal, JournalError, JournalWriter, Severity, kind};
+use crate::model::health::Impact;
+use crate::model::{ConditionChange, Status};
 
 pub struct Events {
     journal: Option<Arc<Journal>>,

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use crate::devices::State;
-use crate::state::AgentState;
+use crate::model::State;
+use crate::publish::state::AgentState;
 
 pub struct Notifier {
     socket: UnixDatagram,

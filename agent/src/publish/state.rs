@@ -10,10 +10,10 @@ use collectors::HostReadings;
 use collectors::sysfs::{ReadFailure, ReadStats};
 use config::CollectorKind;
 
-use crate::actions::ThrottleView;
-use crate::collect::Outcome;
-use crate::devices::DeviceView;
-use crate::journal::Severity;
+use crate::effects::actions::ThrottleView;
+use crate::effects::journal::Severity;
+use crate::model::DeviceView;
+use crate::sources::collect::Outcome;
 
 /// The latest state of one collector.
 #[derive(Debug, Clone, Default)]
@@ -57,7 +57,7 @@ pub struct Snapshot {
     pub throttle: Arc<Vec<ThrottleView>>,
     pub reload: ReloadStatus,
     /// SpiNNaker boards and machines, as of the last BMP and spalloc poll.
-    pub spinnaker: Arc<crate::spinnaker::SpinnakerSnapshot>,
+    pub spinnaker: Arc<crate::sources::spinnaker::SpinnakerSnapshot>,
 }
 
 /// The outcome of the last config load, for accel_config_last_reload_*.
@@ -165,7 +165,7 @@ impl AgentState {
     }
 
     /// Publishes a SpiNNaker poll.
-    pub fn publish_spinnaker(&self, spinnaker: crate::spinnaker::SpinnakerSnapshot) {
+    pub fn publish_spinnaker(&self, spinnaker: crate::sources::spinnaker::SpinnakerSnapshot) {
         let spinnaker = Arc::new(spinnaker);
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);

@@ -17,7 +17,7 @@ use prometheus_client::encoding::{
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::state::{AgentState, Snapshot};
+use crate::publish::state::{AgentState, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -62,8 +62,8 @@ impl Format {
 /// Everything the agent exports, as families.
 pub fn families(snap: &Snapshot) -> Families {
     let mut out = Families::new();
-    crate::devices::export(&snap.devices, &mut out);
-    crate::spinnaker::export(&snap.spinnaker, &mut out);
+    crate::model::export(&snap.devices, &mut out);
+    crate::sources::spinnaker::export(&snap.spinnaker, &mut out);
     for status in snap.collectors.values() {
         if let Some(r) = &status.readings {
             r.export(&mut out);
@@ -136,7 +136,7 @@ pub fn families(snap: &Snapshot) -> Families {
     // Pre-initialised for every device, so rate() works from the first event.
     let mut counts: std::collections::BTreeMap<(&str, &str), u64> = std::collections::BTreeMap::new();
     for d in snap.devices.iter() {
-        for s in crate::journal::Severity::ALL {
+        for s in crate::effects::journal::Severity::ALL {
             counts.insert((d.id.as_str(), s.as_str()), 0);
         }
     }

@@ -10,7 +10,7 @@ use std::time::Instant;
 
 use accel_e2e::demo_host::DemoHost;
 
-use crate::cli::Cli;
+use crate::app::cli::Cli;
 
 /// The demo listens on loopback only: it is a demo, not an exporter for the network.
 const DEFAULT_LISTEN: &str = "127.0.0.1:9860";
@@ -32,7 +32,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
     // The simulated host's own paths win over anything given on the command line.
     cli.config = Some(config_path.clone());
     (cli.sysfs_root, cli.state_dir, cli.socket) = (None, None, None);
-    let (config, source) = match crate::daemon::load_config(&cli) {
+    let (config, source) = match crate::app::daemon::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("accel-agent: the demo's config does not load: {e:#}");

@@ -1,6 +1,7 @@
 //! The device model: accelerators as devices with readings, named conditions and an overall state.
 
 pub mod engine;
+pub mod events;
 pub mod health;
 pub mod operator;
 pub mod view;

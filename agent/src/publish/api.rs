@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use crate::devices::{DeviceView, State, Status};
+use crate::model::{DeviceView, State, Status};
 
 /// /health: every device's state, and the worst of them.
 #[derive(Debug, Serialize)]
@@ -93,14 +93,14 @@ pub struct DeviceStatus {
     /// Present for devices with a throttle ladder.
     pub throttle_level: Option<usize>,
     pub throttle_max_level: Option<usize>,
-    pub manual_throttle: Option<crate::devices::operator::ManualThrottle>,
-    pub circuit: Option<crate::actions::reconnect::Circuit>,
+    pub manual_throttle: Option<crate::model::operator::ManualThrottle>,
+    pub circuit: Option<crate::effects::actions::reconnect::Circuit>,
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
     pub failing: Vec<Failing>,
 }
 
-pub fn status(snap: &crate::state::Snapshot, agent: AgentStatus) -> StatusReport {
+pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> StatusReport {
     let throttle = |id: &str| snap.throttle.iter().find(|t| t.device == id);
     let devices = snap
         .devices
@@ -138,7 +138,7 @@ fn failing(d: &DeviceView) -> Vec<Failing> {
 pub struct DeviceDetail<'a> {
     #[serde(flatten)]
     pub device: &'a DeviceView,
-    pub events: Vec<crate::journal::Event>,
+    pub events: Vec<crate::effects::journal::Event>,
 }
 
 #[derive(Debug, Serialize)]
@@ -152,8 +152,8 @@ pub fn unknown_device(id: &str, devices: &[DeviceView]) -> UnknownDevice {
 }
 
 /// Parses /api/v1/events?since=1h&device=ID&severity=warning&kind=condition_set&limit=100.
-pub fn event_filter(query: &str) -> Result<crate::journal::EventFilter, String> {
-    let mut f = crate::journal::EventFilter::default();
+pub fn event_filter(query: &str) -> Result<crate::effects::journal::EventFilter, String> {
+    let mut f = crate::effects::journal::EventFilter::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
@@ -199,7 +199,7 @@ fn percent_decode(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::Severity;
+    use crate::effects::journal::Severity;
 
     #[test]
     fn event_filters_from_query_strings() {

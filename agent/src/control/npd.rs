@@ -17,7 +17,7 @@ use std::time::Duration;
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::ctl::client::Client;
+use crate::control::ctl::client::Client;
 
 /// NPD's default `max_output_length`.
 pub const MAX_MESSAGE: usize = 80;
@@ -169,14 +169,14 @@ pub fn check(condition: NodeCondition, socket: PathBuf, timeout: Duration) -> An
     }
     let reply = match rx.recv_timeout(timeout) {
         Ok(Ok(reply)) => reply,
-        Ok(Err(crate::ctl::client::ClientError::Unreachable { .. })) => {
+        Ok(Err(crate::control::ctl::client::ClientError::Unreachable { .. })) => {
             return Answer::new(Verdict::Unknown, format!("accel-agent not running at {shown}"));
         }
-        Ok(Err(crate::ctl::client::ClientError::Denied { .. })) => {
+        Ok(Err(crate::control::ctl::client::ClientError::Denied { .. })) => {
             return Answer::new(Verdict::Unknown, format!("permission denied on {shown}"));
         }
         // The client's own read deadline and this one are the same length: either may fire first.
-        Ok(Err(crate::ctl::client::ClientError::Timeout { .. })) | Err(_) => {
+        Ok(Err(crate::control::ctl::client::ClientError::Timeout { .. })) | Err(_) => {
             return Answer::new(
                 Verdict::Unknown,
                 format!("accel-agent did not answer within {}", humantime::format_duration(timeout)),

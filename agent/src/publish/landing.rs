@@ -5,8 +5,8 @@ use std::fmt::Write as _;
 use collectors::HostReadings;
 use config::CollectorKind;
 
-use crate::exposition::{REVISION, VERSION};
-use crate::state::Snapshot;
+use crate::publish::exposition::{REVISION, VERSION};
+use crate::publish::state::Snapshot;
 
 /// Escapes text for HTML element content and attribute values.
 pub fn esc(s: &str) -> String {
@@ -45,8 +45,8 @@ pub fn render(snap: &Snapshot) -> String {
         h.push_str("<h2>Devices</h2><table><tr><th>device</th><th>kind</th><th>state</th><th>hottest</th><th>failing conditions</th><th>sources</th></tr>");
         for d in snap.devices.iter() {
             let class = match d.state {
-                crate::devices::State::Healthy => "ok",
-                crate::devices::State::Unhealthy | crate::devices::State::Degraded => "bad",
+                crate::model::State::Healthy => "ok",
+                crate::model::State::Unhealthy | crate::model::State::Degraded => "bad",
                 _ => "",
             };
             let hottest = d
@@ -58,7 +58,7 @@ pub fn render(snap: &Snapshot) -> String {
             let failing: Vec<String> = d
                 .conditions
                 .iter()
-                .filter(|c| c.status == crate::devices::Status::True)
+                .filter(|c| c.status == crate::model::Status::True)
                 .map(|c| format!("{}: {}", c.kind.name(), esc(&c.message)))
                 .collect();
             let _ = write!(

@@ -13,10 +13,10 @@ use collectors::probes::{CommandProbe, ProbeStatus};
 use config::Hook;
 use tokio_util::sync::CancellationToken;
 
-use crate::devices::State;
-use crate::events::Events;
-use crate::journal::{Event, Severity, kind};
-use crate::state::AgentState;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::State;
+use crate::model::events::Events;
+use crate::publish::state::AgentState;
 
 const CHECK_EVERY: Duration = Duration::from_millis(250);
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -14,16 +14,16 @@ use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
-use crate::cli::Cli;
+use crate::app::cli::Cli;
+use crate::app::daemon::ConfigSource;
 use crate::control::{Live, ReloadRequest};
-use crate::daemon::ConfigSource;
-use crate::devices::DeviceEngine;
-use crate::events::Events;
-use crate::journal::{Event, Severity, kind};
-use crate::logwatch::{LogHandle, LogSources, LogThread};
-use crate::schedule;
-use crate::state::AgentState;
+use crate::effects::actions::Actions;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::DeviceEngine;
+use crate::model::events::Events;
+use crate::publish::state::AgentState;
+use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
+use crate::sources::schedule;
 
 /// How long the old loops get to stop before the new ones start regardless.
 const STOP_TIMEOUT: Duration = Duration::from_secs(2);
@@ -68,7 +68,7 @@ impl Generation {
             &mut tasks,
         );
         let active = shared.actions.active();
-        crate::actions::hooks::spawn(
+        crate::effects::actions::hooks::spawn(
             if active { config.actions.hooks.clone() } else { Vec::new() },
             config.actions.enabled && !(shared.dry_run || config.actions.dry_run),
             Arc::clone(&shared.state),
@@ -118,7 +118,7 @@ pub async fn reload(
     shutdown: &CancellationToken,
 ) -> (Generation, Result<String, String>) {
     // The same lookup as at start: --config, else the default file if present, else nothing to reload.
-    let loaded = match crate::daemon::load_config(cli) {
+    let loaded = match crate::app::daemon::load_config(cli) {
         Ok((_, ConfigSource::Embedded)) => {
             Err("no config file to reload: the agent runs on the embedded default".to_owned())
         }

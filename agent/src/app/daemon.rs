@@ -13,18 +13,18 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
-use crate::cli::Cli;
+use crate::app::cli::Cli;
+use crate::app::reload::{self, Generation, Shared};
 use crate::control::peer::Authorizer;
 use crate::control::{self, Control, ReloadRequest};
-use crate::devices::DeviceEngine;
-use crate::events::Events;
-use crate::http::{self, Http};
-use crate::logwatch::LogSources;
-use crate::reload::{self, Generation, Shared};
-use crate::schedule;
-use crate::state::AgentState;
-use crate::webconfig::WebConfig;
+use crate::effects::actions::Actions;
+use crate::model::DeviceEngine;
+use crate::model::events::Events;
+use crate::publish::http::{self, Http};
+use crate::publish::state::AgentState;
+use crate::publish::webconfig::WebConfig;
+use crate::sources::logwatch::LogSources;
+use crate::sources::schedule;
 
 /// Where the config came from, for the startup log line.
 #[derive(Debug)]
@@ -96,8 +96,8 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     let listener = http::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
     let local = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(
-        version = crate::exposition::VERSION,
-        revision = crate::exposition::REVISION,
+        version = crate::publish::exposition::VERSION,
+        revision = crate::publish::exposition::REVISION,
         config = ?source,
         sysfs_root = %config.sysfs_root.display(),
         listen = %local,
@@ -133,7 +133,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
         Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), engine, dry_run };
     let config = Arc::new(config);
     let mut generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
-    let notifier = crate::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
+    let notifier = crate::app::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, Arc::clone(&http), web, shutdown.clone()));
 

@@ -15,7 +15,7 @@ use super::operator::{Expired, ManualThrottle, OperatorError, Overrides};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
 };
-use crate::state::Snapshot;
+use crate::publish::state::Snapshot;
 
 struct Device {
     config: DeviceConfig,
@@ -24,7 +24,7 @@ struct Device {
     /// The accel class device bound by PCI address, if any: (driver status, operational).
     accel_status: Option<(String, Option<bool>)>,
     /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
-    board: Option<crate::spinnaker::BoardReading>,
+    board: Option<crate::sources::spinnaker::BoardReading>,
     probes: Vec<ProbeView>,
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
     probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
@@ -41,8 +41,8 @@ struct Device {
     /// out once instead of re-reading (and re-compiling) the rules on every signal.
     log_rules: std::collections::BTreeMap<String, (bool, Impact)>,
     has_logs: bool,
-    throttle: Option<crate::actions::throttle::ThrottleController>,
-    reconnect: Option<crate::actions::reconnect::ReconnectController>,
+    throttle: Option<crate::effects::actions::throttle::ThrottleController>,
+    reconnect: Option<crate::effects::actions::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
     reconnect_attempts: std::collections::BTreeMap<(String, String), u64>,
     /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
@@ -329,7 +329,7 @@ impl DeviceEngine {
             c.latched = false;
         }
         if let Some(r) = &mut d.reconnect
-            && (r.escalated || r.circuit != crate::actions::reconnect::Circuit::Closed)
+            && (r.escalated || r.circuit != crate::effects::actions::reconnect::Circuit::Closed)
         {
             r.clear();
             cleared.push("reconnect circuit (closed again)".to_owned());
@@ -353,8 +353,8 @@ impl DeviceEngine {
         &mut self,
         now: Instant,
         wall: SystemTime,
-    ) -> Vec<(String, crate::actions::reconnect::Decision)> {
-        use crate::actions::reconnect::Decision;
+    ) -> Vec<(String, crate::effects::actions::reconnect::Decision)> {
+        use crate::effects::actions::reconnect::Decision;
         let mut out = Vec::new();
         for (i, d) in self.devices.iter_mut().enumerate() {
             let Some(cfg) = d.config.reconnect.clone() else { continue };
@@ -418,7 +418,7 @@ impl DeviceEngine {
             let controller = d.throttle.get_or_insert_with(|| {
                 let default =
                     if cfg.metric == "power" { t.power_max.unwrap_or(f64::INFINITY) } else { t.temperature_warn };
-                crate::actions::throttle::ThrottleController::new(
+                crate::effects::actions::throttle::ThrottleController::new(
                     cfg.threshold.unwrap_or(default),
                     cfg.hysteresis.unwrap_or(t.hysteresis),
                     cfg.hold.map_or(t.min_duration, |h| h.get()),
@@ -954,8 +954,8 @@ impl Device {
 fn reconnect_controller(
     cfg: &config::device::ReconnectConfig,
     index: usize,
-) -> crate::actions::reconnect::ReconnectController {
-    let policy = crate::actions::reconnect::Policy {
+) -> crate::effects::actions::reconnect::ReconnectController {
+    let policy = crate::effects::actions::reconnect::Policy {
         steps: cfg.steps.clone(),
         max_failures: cfg.max_failures,
         backoff_initial: cfg.backoff_initial.get(),
@@ -964,7 +964,7 @@ fn reconnect_controller(
         settle: cfg.settle.get(),
         escalate_after: cfg.escalate_after,
     };
-    crate::actions::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
+    crate::effects::actions::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
 }
 
 /// hwmon channels in base units, labelled by their `_label` when the chip has one.
@@ -1020,7 +1020,7 @@ fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, r: &mut R
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::devices::State;
+    use crate::model::State;
 
     #[test]
     fn maintenance_overrides_the_state_until_it_ends() {

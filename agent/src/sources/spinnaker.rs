@@ -21,10 +21,10 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::actions::Actions;
-use crate::devices::DeviceEngine;
-use crate::events::Events;
-use crate::state::AgentState;
+use crate::effects::actions::Actions;
+use crate::model::DeviceEngine;
+use crate::model::events::Events;
+use crate::publish::state::AgentState;
 
 /// Pause between power off and power on, so the board really loses power.
 const POWER_OFF_PAUSE: Duration = Duration::from_secs(1);
@@ -166,7 +166,7 @@ pub fn spawn(
             snap.scp = base + poller.client.stats();
             snap.poll_duration = Some(started.elapsed());
             state.publish_spinnaker(snap);
-            crate::schedule::evaluate_devices(&engine, &state, &events, &actions);
+            crate::sources::schedule::evaluate_devices(&engine, &state, &events, &actions);
         }
     });
 }

@@ -72,7 +72,7 @@ pub enum Command {
     Npd {
         /// The NodeCondition to answer.
         #[arg(long, value_enum, value_name = "TYPE")]
-        condition: crate::npd::NodeCondition,
+        condition: crate::control::npd::NodeCondition,
         /// Answer "unknown" (exit 2) if the agent has not replied within this long; keep it below the
         /// rule's timeout in the NPD config.
         #[arg(long, value_name = "DUR", default_value = "3s", value_parser = humantime::parse_duration)]

@@ -1,0 +1,10 @@
+//! The composition root: command line, logging, the daemon and its reload, `--demo`, `scan`, and the
+//! systemd notifications.
+
+pub mod cli;
+pub mod daemon;
+pub mod demo;
+pub mod logging;
+pub mod reload;
+pub mod scan;
+pub mod sdnotify;

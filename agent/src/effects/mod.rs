@@ -1,0 +1,4 @@
+//! What the agent does about its decisions: device actions (throttle, reconnect, hooks) and the journal.
+
+pub mod actions;
+pub mod journal;

@@ -1,0 +1,9 @@
+//! What the agent shows: the published snapshot and everything that reads it (metrics, JSON API, landing
+//! page, the HTTP listener and its TLS/auth config).
+
+pub mod api;
+pub mod exposition;
+pub mod http;
+pub mod landing;
+pub mod state;
+pub mod webconfig;
