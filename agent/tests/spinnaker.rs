@@ -40,10 +40,18 @@ fn board_readings_dead_boards_jobs_and_a_silent_bmp() {
         SimBoard { temp_top: 41.5, temp_ext0: Some(28.25), fan0: Some(2400), warning: 0x4, ..SimBoard::default() },
     );
     let spalloc = SpallocSim::start().unwrap();
-    spalloc.set_machines(vec![SimMachine::new("spin5", 1, 1)]);
+    let mut big = SimMachine::new("big", 2, 2);
+    big.tags = vec!["big".into()];
+    spalloc.set_machines(vec![SimMachine::new("spin5", 1, 1), big]);
     // The simulator places logical (0, 0, z) at cabinet 0, frame 0, board z.
     assert!(spalloc.add_dead_board("spin5", [0, 0, 1]));
-    spalloc.set_jobs(vec![SimJob::ready(7, "alice", "spin5", vec![[0, 0, 0]])]);
+    // Queued jobs have no machine yet: they count where their machine or tags put them in the queue.
+    spalloc.set_jobs(vec![
+        SimJob::ready(7, "alice", "spin5", vec![[0, 0, 0]]),
+        SimJob::queued(8, "bob", serde_json::json!({"tags": null})),
+        SimJob::queued(9, "bob", serde_json::json!({"machine": "spin5"})),
+        SimJob::queued(10, "carol", serde_json::json!({"tags": ["big"]})),
+    ]);
     let fs = FakeSysfs::new();
     let (agent, _cfg) =
         Agent::with_config(fs.root(), &config(&bmp.addr().to_string(), &spalloc.addr().to_string(), "", ""));
@@ -61,13 +69,21 @@ fn board_readings_dead_boards_jobs_and_a_silent_bmp() {
     assert!((supply - 12.0).abs() < 15.0 / 4096.0, "12 V within one ADC step: {supply}");
     assert_eq!(agent.metric("accel_spinnaker_board_warning_bits", &[b0]), Some(4.0));
     assert_eq!(agent.metric("accel_device_up", &[b0]), Some(1.0));
-    assert_eq!(agent.metric("accel_device_info", &[b0, ("kind", "spinnaker-board")]), Some(1.0));
+    assert_eq!(
+        agent.metric("accel_device_info", &[b0, ("kind", "spinnaker-board"), ("firmware", "BC&MP/SpiNN-5 2.1.0")]),
+        Some(1.0),
+        "the firmware its BMP's VER names"
+    );
 
     let m = ("machine", "spin5");
     agent.wait_for("spalloc read", || agent.metric("accel_spinnaker_machine_dead_boards", &[m]) == Some(1.0));
     assert_eq!(agent.metric("accel_spinnaker_machine_dead_links", &[m]), Some(0.0));
     assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "ready")]), Some(1.0));
-    assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "queued")]), Some(0.0));
+    assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "queued")]), Some(2.0), "job 8 and job 9");
+    assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", "power")]), Some(0.0));
+    for state in ["unknown", "destroyed"] {
+        assert_eq!(agent.metric("accel_spinnaker_jobs", &[m, ("state", state)]), None, "{state}: never listed");
+    }
     assert_eq!(agent.metric("accel_spinnaker_spalloc_up", &[m]), Some(1.0));
     let b1 = ("device", "spin5-c0-f0-b1");
     agent.wait_for("dead board marked", || {

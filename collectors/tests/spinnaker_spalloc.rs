@@ -75,6 +75,32 @@ async fn jobs_with_states_including_unknown_numbers() {
 }
 
 #[tokio::test]
+async fn a_queued_job_belongs_to_the_machines_its_machine_or_tags_select() {
+    let sim = SpallocSim::start().unwrap();
+    let mut big = SimMachine::new("big", 4, 4);
+    big.tags = vec!["default".into(), "big".into()];
+    let mut lab = SimMachine::new("lab", 1, 1);
+    lab.tags = vec!["lab".into()];
+    sim.set_machines(vec![SimMachine::new("spin5", 1, 1), big, lab]);
+    sim.set_jobs(vec![
+        SimJob::ready(1, "alice", "big", vec![[0, 0, 0]]),
+        SimJob::queued(2, "bob", json!({"tags": null})),
+        SimJob::queued(3, "bob", json!({"machine": "lab"})),
+        SimJob::queued(4, "bob", json!({"tags": ["big"]})),
+        SimJob::queued(5, "bob", json!({"tags": ["lab", "default"]})),
+    ]);
+    let mut c = client(&sim);
+    let machines = c.list_machines().await.unwrap();
+    let jobs = c.list_jobs().await.unwrap();
+    let on: Vec<Vec<&str>> = jobs.iter().map(|j| j.machines(&machines)).collect();
+    assert_eq!(on[0], ["big"], "allocated: its machine only");
+    assert_eq!(on[1], ["spin5", "big"], "no tags: every machine tagged default");
+    assert_eq!(on[2], ["lab"], "machine= names it, whatever its tags");
+    assert_eq!(on[3], ["big"]);
+    assert!(on[4].is_empty(), "no machine has both tags: {:?}", on[4]);
+}
+
+#[tokio::test]
 async fn notification_lines_are_skipped() {
     let sim = SpallocSim::start().unwrap();
     sim.set_machines(machines());

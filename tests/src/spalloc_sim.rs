@@ -56,6 +56,9 @@ pub struct SimJob {
     pub boards: Option<Vec<[u32; 3]>>,
     pub start_time: f64,
     pub keepalive: Option<f64>,
+    /// The keywords the job was created with, as spalloc-server lists them (`machine` or `tags` select
+    /// where a queued job waits).
+    pub kwargs: Value,
 }
 
 impl SimJob {
@@ -70,6 +73,20 @@ impl SimJob {
             boards: Some(boards),
             start_time: 1_700_000_000.0,
             keepalive: Some(60.0),
+            kwargs: json!({"tags": null}),
+        }
+    }
+
+    /// A job waiting for boards, created with `kwargs` (e.g. `{"machine": "m"}` or `{"tags": ["big"]}`);
+    /// like spalloc-server, it has no machine, no boards and no power state yet.
+    pub fn queued(job_id: u64, owner: &str, kwargs: Value) -> SimJob {
+        SimJob {
+            state: 1,
+            power: None,
+            machine: None,
+            boards: None,
+            kwargs,
+            ..SimJob::ready(job_id, owner, "", vec![])
         }
     }
 
@@ -77,7 +94,7 @@ impl SimJob {
         json!({
             "job_id": self.job_id, "owner": self.owner, "start_time": self.start_time,
             "keepalive": self.keepalive, "state": self.state, "power": self.power,
-            "args": [1], "kwargs": {"tags": null}, "allocated_machine_name": self.machine,
+            "args": [1], "kwargs": self.kwargs, "allocated_machine_name": self.machine,
             "boards": self.boards, "keepalivehost": "127.0.0.1",
         })
     }

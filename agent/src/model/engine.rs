@@ -917,7 +917,7 @@ impl Device {
             model: self.config.model.clone().unwrap_or_default(),
             driver: self.driver.clone().unwrap_or_default(),
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
-            firmware: String::new(),
+            firmware: self.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
             state: derive_state(&self.conditions, self.in_maintenance(SystemTime::now())),
             up: match (
                 self.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),

@@ -34,6 +34,8 @@ const POWER_OFF_PAUSE: Duration = Duration::from_secs(1);
 pub struct BoardReading {
     /// Its BMP answered VER as a BMP.
     pub bmp_alive: bool,
+    /// The BMP's firmware as VER names it, e.g. "BC&MP/SpiNN-5 2.1.0".
+    pub firmware: Option<String>,
     /// Why the BMP (or its ADC read) failed.
     pub error: Option<String>,
     pub status: Option<BoardStatus>,
@@ -146,7 +148,15 @@ pub fn spawn(
             }
         };
         let frames = frames(&boards);
-        let mut poller = Poller { client, frames, boards, spalloc, clients: HashMap::new(), where_is: HashMap::new() };
+        let mut poller = Poller {
+            client,
+            frames,
+            boards,
+            spalloc,
+            clients: HashMap::new(),
+            where_is: HashMap::new(),
+            firmware: HashMap::new(),
+        };
         // Counters go on from the previous config's poller: a reload is not a counter reset.
         let base = state.snapshot().spinnaker.scp;
         let mut ticks = tokio::time::interval(interval);
@@ -188,6 +198,8 @@ struct Poller {
     clients: HashMap<String, SpallocClient>,
     /// (machine, x, y, z) -> (cabinet, frame, board), from spalloc's where_is; positions do not move.
     where_is: HashMap<(String, u32, u32, u32), Option<Place>>,
+    /// The last firmware each board's BMP reported.
+    firmware: HashMap<(SocketAddr, u8), String>,
 }
 
 impl Poller {
@@ -197,12 +209,22 @@ impl Poller {
         let mut by_board: HashMap<(SocketAddr, u8), BoardReading> = HashMap::new();
         for p in polls {
             let alive = p.alive();
+            // The last firmware seen stays while the BMP is silent: the info series keeps its labels.
+            if let Ok(v) = &p.version
+                && v.is_bmp()
+            {
+                self.firmware.insert((p.addr, p.board), format!("{} {}", v.text, v.version));
+            }
+            let firmware = self.firmware.get(&(p.addr, p.board)).cloned();
             let (status, error) = match (p.version, p.status) {
                 (Err(e), _) => (None, Some(e.to_string())),
                 (Ok(_), Ok(s)) => (Some(s), None),
                 (Ok(_), Err(e)) => (None, Some(format!("ADC: {e}"))),
             };
-            by_board.insert((p.addr, p.board), BoardReading { bmp_alive: alive, error, status, ..Default::default() });
+            by_board.insert(
+                (p.addr, p.board),
+                BoardReading { bmp_alive: alive, firmware, error, status, ..Default::default() },
+            );
         }
         // SC&MP only where the BMP is up: a board behind a silent BMP is Offline anyway.
         let mut scamp = JoinSet::new();
@@ -289,11 +311,10 @@ async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(Ma
     let machines = client.list_machines().await.map_err(|e| e.to_string())?;
     let jobs = client.list_jobs().await.map_err(|e| e.to_string())?;
     let m = machines.iter().find(|m| m.name == machine);
-    let mut by_state: BTreeMap<&'static str, usize> = BTreeMap::new();
-    for s in [JobState::Unknown, JobState::Queued, JobState::Power, JobState::Ready, JobState::Destroyed] {
-        by_state.insert(s.as_str(), 0);
-    }
-    for j in jobs.iter().filter(|j| j.allocated_machine_name.as_deref() == Some(machine)) {
+    let mut by_state: BTreeMap<&'static str, usize> = JobState::LISTED.iter().map(|s| (s.as_str(), 0)).collect();
+    // A queued job has no machine yet: it counts under each machine the server queues it on. A state
+    // no server lists (see JobState::LISTED) is not counted.
+    for j in jobs.iter().filter(|j| JobState::LISTED.contains(&j.state) && j.machines(&machines).contains(&machine)) {
         *by_state.entry(j.state.as_str()).or_default() += 1;
     }
     let report = MachineReport {

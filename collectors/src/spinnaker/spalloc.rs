@@ -118,6 +118,38 @@ pub struct Job {
     pub keepalivehost: Option<String>,
 }
 
+impl JobState {
+    /// The states a job listed by a server can be in. spalloc-server's `list_jobs` lists only live jobs
+    /// (spalloc_server/controller.py drops a job from its table the moment it is destroyed, and jobs start
+    /// queued), and the Java service's `GET jobs?deleted=false` leaves destroyed jobs out likewise.
+    pub const LISTED: [JobState; 3] = [JobState::Queued, JobState::Power, JobState::Ready];
+}
+
+impl Job {
+    /// The machines this job belongs to for counting: the machine it was allocated, or while it waits
+    /// unallocated, every machine the server queues it on. spalloc-server (job_queue.py `_enqueue_job`)
+    /// queues a job on the machine its `machine` keyword names, or else on every machine whose tags
+    /// include all of the job's `tags` (`["default"]` when the job gave none). The server also skips a
+    /// machine that could never fit the request; that size check is not repeated here.
+    pub fn machines<'a>(&'a self, machines: &'a [Machine]) -> Vec<&'a str> {
+        if let Some(m) = &self.allocated_machine_name {
+            return vec![m.as_str()];
+        }
+        if let Some(name) = self.kwargs.get("machine").and_then(Value::as_str) {
+            return vec![name];
+        }
+        let tags: Vec<&str> = match self.kwargs.get("tags").and_then(Value::as_array) {
+            Some(tags) => tags.iter().filter_map(Value::as_str).collect(),
+            None => vec!["default"],
+        };
+        machines
+            .iter()
+            .filter(|m| tags.iter().all(|t| m.tags.iter().any(|mt| mt == t)))
+            .map(|m| m.name.as_str())
+            .collect()
+    }
+}
+
 /// Why a spalloc call failed; every variant names the server.
 #[derive(Debug, thiserror::Error)]
 pub enum SpallocError {
