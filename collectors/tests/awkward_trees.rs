@@ -270,3 +270,62 @@ fn accel_class_devices_by_driver() {
     );
     assert_eq!(io.take_stats().total(), 0);
 }
+
+#[test]
+fn implausible_values_are_dropped_and_counted_never_exported() {
+    let fs = FakeSysfs::new();
+    let chip = fs.hwmon(0, Some("board"), Some("devices/platform/board.0"));
+    chip.attr("temp1_input", "45000");
+    chip.attr("temp1_max", "9999999999999999999999");
+    chip.attr("temp2_input", "251000");
+    chip.attr("temp3_input", "-61000");
+    chip.attr("temp3_min", "-273150"); // the kernel's "no limit"
+    chip.attr("energy1_input", "-5");
+    chip.attr("power1_input", "-1000000");
+    let mut io = io();
+    let f = hwmon(&fs, &mut io);
+    let chip = ("chip", "platform_board_0");
+    assert_eq!(f.value("accel_hwmon_temp_celsius", &[chip, ("sensor", "temp1")]), Some(45.0));
+    assert_eq!(f.value("accel_hwmon_temp_max_celsius", &[chip, ("sensor", "temp1")]), None);
+    assert_eq!(f.value("accel_hwmon_temp_celsius", &[chip, ("sensor", "temp2")]), None);
+    assert_eq!(f.value("accel_hwmon_temp_celsius", &[chip, ("sensor", "temp3")]), None);
+    assert_eq!(f.value("accel_hwmon_temp_min_celsius", &[chip, ("sensor", "temp3")]), Some(-273_150.0 * 0.001));
+    assert_eq!(f.value("accel_hwmon_energy_joule_total", &[chip, ("sensor", "energy1")]), None);
+    assert_eq!(f.value("accel_hwmon_power_watt", &[chip, ("sensor", "power1")]), None);
+    assert_eq!(io.take_stats().get(ReadFailure::Implausible), 5);
+
+    // A thermal zone at 300 °C, a power supply at 26 °C with negative energy.
+    fs.thermal_zone(0, "x86_pkg_temp", 300_000).trip_point(0, 0, "critical", 105_000);
+    fs.power_supply("loihi2", &[("energy_now", "-1"), ("temp", "260")]);
+    let mut f = Families::new();
+    ThermalReader::new(fs.root(), Filter::default()).collect(&mut io).unwrap().export(&mut f);
+    PowerSupplyReader::new(fs.root(), Filter::default()).collect(&mut io).unwrap().export(&mut f);
+    assert_eq!(f.value("accel_thermal_zone_temp_celsius", &[("zone", "0")]), None);
+    assert_eq!(f.value("accel_thermal_zone_trip_point_celsius", &[("zone", "0"), ("trip", "0")]), Some(105.0));
+    let l = [("power_supply", "loihi2")];
+    assert_eq!(f.value("accel_power_supply_energy_watthour", &l), None);
+    assert_eq!(f.value("accel_power_supply_temp_celsius", &l), Some(26.0));
+    assert_eq!(io.take_stats().get(ReadFailure::Implausible), 2);
+}
+
+#[test]
+fn a_powercap_counter_beyond_its_range_does_not_inflate_the_total() {
+    let fs = FakeSysfs::new();
+    fs.powercap_zone("0", "package-0", 5_000_000, 1_000_000_000);
+    let mut io = io();
+    let mut reader = PowercapReader::new(fs.root(), Filter::default());
+    let mut energy = |io: &mut SysfsIo| {
+        let mut f = Families::new();
+        reader.collect(io).unwrap().export(&mut f);
+        f.value("accel_powercap_energy_joules_total", &[("zone", "intel-rapl:0"), ("name", "package-0")])
+    };
+    assert_eq!(energy(&mut io), Some(5.0));
+    let path = "devices/virtual/powercap/intel-rapl/intel-rapl:0/energy_uj";
+    fs.write(path, "100000000000000000000\n");
+    assert_eq!(energy(&mut io), None, "1e20 µJ is beyond the 1000 J range");
+    fs.write(path, "-7\n");
+    assert_eq!(energy(&mut io), None);
+    assert_eq!(io.take_stats().get(ReadFailure::Implausible), 2);
+    fs.write(path, "6000000\n");
+    assert_eq!(energy(&mut io), Some(6.0), "the total goes on from the last plausible reading");
+}

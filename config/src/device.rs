@@ -558,8 +558,10 @@ impl DeviceConfig {
                 message: format!("{a:?} is not a PCI address like \"0000:3b:00.0\""),
             });
         }
+        self.validate_quantities(index, out);
         let t = self.thresholds();
-        if t.temperature_warn >= t.temperature_crit {
+        if t.temperature_warn.is_finite() && t.temperature_crit.is_finite() && t.temperature_warn >= t.temperature_crit
+        {
             out.push(crate::model::Finding {
                 path: vec!["device".into(), index.into(), "thresholds".into(), "temperature_warn".into()],
                 message: format!(
@@ -568,14 +570,29 @@ impl DeviceConfig {
                 ),
             });
         }
-        if t.hysteresis < 0.0 {
-            out.push(crate::model::Finding {
-                path: vec!["device".into(), index.into(), "thresholds".into(), "hysteresis".into()],
-                message: "hysteresis must not be negative".into(),
-            });
-        }
+        let mut rule_names: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for (j, log) in self.logs.iter().enumerate() {
             for (k, r) in log.rules.iter().enumerate() {
+                let rule_at = |key: &str| -> Vec<crate::model::PathSeg> {
+                    vec!["device".into(), index.into(), "log".into(), j.into(), "rule".into(), k.into(), key.into()]
+                };
+                // Matches are counted and conditions kept per (device, rule name): two rules of one name
+                // would share (and reset) one another's counts.
+                if let Some((j0, k0)) = rule_names.insert(r.name.as_str(), (j, k)) {
+                    out.push(crate::model::Finding {
+                        path: rule_at("name"),
+                        message: format!(
+                            "rule name {:?} is already used by log[{j0}].rule[{k0}] of this device; rule names must be unique within a device",
+                            r.name
+                        ),
+                    });
+                }
+                if r.count == Some(0) {
+                    out.push(crate::model::Finding {
+                        path: rule_at("count"),
+                        message: "count must be at least 1 (a rule with count 0 could never set its condition)".into(),
+                    });
+                }
                 if !["event", "LogErrors", "SdkError"].contains(&r.action.as_str()) {
                     out.push(crate::model::Finding {
                         path: vec![
@@ -664,7 +681,51 @@ impl DeviceConfig {
                 }
             }
         }
+        let mut probe_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (j, p) in self.probes.iter().enumerate() {
+            let probe_at = |key: &str| -> Vec<crate::model::PathSeg> {
+                vec!["device".into(), index.into(), "probe".into(), j.into(), key.into()]
+            };
+            // Results are kept per (device, probe name): two probes of one name overwrite each other.
+            if let Some(first) = probe_names.insert(p.name.as_str(), j) {
+                out.push(crate::model::Finding {
+                    path: probe_at("name"),
+                    message: format!("probe name {:?} is already used by probe[{first}] of this device", p.name),
+                });
+            }
+            if let Some(hex) = &p.udp_payload_hex {
+                if p.udp.is_none() {
+                    out.push(crate::model::Finding {
+                        path: probe_at("udp_payload_hex"),
+                        message: "udp_payload_hex applies to udp probes only".into(),
+                    });
+                } else if let Err(e) = decode_hex(hex) {
+                    out.push(crate::model::Finding { path: probe_at("udp_payload_hex"), message: e.to_string() });
+                }
+            }
+            let format = p.format.as_deref().unwrap_or(if p.fields.is_empty() { "none" } else { "json" });
+            for (reading, field) in &p.fields {
+                let problem = match format {
+                    "regex" => field_regex_problem(field),
+                    "json" if !field.is_empty() && !field.starts_with('/') => {
+                        Some("is not a JSON pointer (it starts with \"/\", e.g. \"/boards/0/temp_c\")".to_owned())
+                    }
+                    _ => None,
+                };
+                if let Some(problem) = problem {
+                    out.push(crate::model::Finding {
+                        path: vec![
+                            "device".into(),
+                            index.into(),
+                            "probe".into(),
+                            j.into(),
+                            "fields".into(),
+                            reading.as_str().into(),
+                        ],
+                        message: format!("field {reading:?} {problem}"),
+                    });
+                }
+            }
             let kinds = [p.command.is_some(), p.tcp.is_some(), p.udp.is_some()].iter().filter(|b| **b).count();
             if kinds != 1 {
                 out.push(crate::model::Finding {
@@ -700,6 +761,135 @@ impl DeviceConfig {
             }
         }
     }
+}
+
+/// A bad `udp_payload_hex`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HexError {
+    #[error("udp_payload_hex has an odd number of hex digits")]
+    OddLength,
+    #[error("udp_payload_hex has a character that is not a hex digit at position {0}")]
+    NotHex(usize),
+}
+
+/// Decodes `udp_payload_hex`: pairs of hex digits, whitespace between them ignored ("00 ff 10").
+pub fn decode_hex(s: &str) -> Result<Vec<u8>, HexError> {
+    let digits: Vec<(usize, u8)> = s
+        .chars()
+        .enumerate()
+        .filter(|(_, c)| !c.is_whitespace())
+        .map(|(i, c)| c.to_digit(16).map(|d| (i, d as u8)).ok_or(HexError::NotHex(i + 1)))
+        .collect::<Result<_, _>>()?;
+    if !digits.len().is_multiple_of(2) {
+        return Err(HexError::OddLength);
+    }
+    Ok(digits.chunks(2).map(|pair| (pair[0].1 << 4) | pair[1].1).collect())
+}
+
+/// Why a probe's regex field pattern cannot work: it must compile and have exactly one capture group.
+fn field_regex_problem(pattern: &str) -> Option<String> {
+    match regex::Regex::new(pattern) {
+        Err(e) => Some(format!("is not a valid regular expression: {}", e.to_string().lines().last().unwrap_or(""))),
+        Ok(r) if r.captures_len() != 2 => {
+            Some(format!("needs exactly one capture group (the value), has {}", r.captures_len() - 1))
+        }
+        Ok(_) => None,
+    }
+}
+
+/// Physical bounds of configured quantities: a threshold outside what a sensor can report is never
+/// reached, and a NaN compares false with everything (a device at 95 °C would stay healthy).
+pub const TEMPERATURE_RANGE_C: std::ops::RangeInclusive<f64> = -60.0..=250.0;
+/// Watts a throttle level may write or a power threshold may name (1 MW: no accelerator card is near).
+pub const MAX_WATTS: f64 = 1e6;
+
+impl DeviceConfig {
+    fn validate_quantities(&self, index: usize, out: &mut Vec<crate::model::Finding>) {
+        let mut check = |path: Vec<crate::model::PathSeg>, value: f64, what: Quantity| {
+            let key = match path.last() {
+                Some(crate::model::PathSeg::Key(k)) => k.clone(),
+                _ => String::new(),
+            };
+            let problem = if !value.is_finite() {
+                Some(format!("{key} must be a finite number"))
+            } else {
+                match what {
+                    Quantity::Celsius if !TEMPERATURE_RANGE_C.contains(&value) => {
+                        Some(format!("{key} must be between -60 and 250 °C"))
+                    }
+                    Quantity::NonNegative if value < 0.0 => Some(format!("{key} must not be negative")),
+                    Quantity::Positive if value <= 0.0 => Some(format!("{key} must be greater than 0")),
+                    Quantity::Watts if value <= 0.0 || value > MAX_WATTS => {
+                        Some(format!("{key} must be greater than 0 and at most {MAX_WATTS} W"))
+                    }
+                    _ => None,
+                }
+            };
+            if let Some(message) = problem {
+                out.push(crate::model::Finding { path, message });
+            }
+        };
+        let at = |keys: &[&str]| -> Vec<crate::model::PathSeg> {
+            let mut p: Vec<crate::model::PathSeg> = vec!["device".into(), index.into()];
+            p.extend(keys.iter().map(|k| (*k).into()));
+            p
+        };
+        if let Some(t) = &self.thresholds {
+            for (key, value, what) in [
+                ("temperature_warn", t.temperature_warn, Quantity::Celsius),
+                ("temperature_crit", t.temperature_crit, Quantity::Celsius),
+                ("hysteresis", t.hysteresis, Quantity::NonNegative),
+                ("power_max", t.power_max, Quantity::Watts),
+                ("energy_per_inference_max", t.energy_per_inference_max, Quantity::Positive),
+            ] {
+                if let Some(v) = value {
+                    check(at(&["thresholds", key]), v, what);
+                }
+            }
+        }
+        if let Some(t) = &self.throttle {
+            let what = if t.metric == "power" { Quantity::Watts } else { Quantity::Celsius };
+            if let Some(v) = t.threshold {
+                check(at(&["throttle", "threshold"]), v, what);
+            }
+            if let Some(v) = t.hysteresis {
+                check(at(&["throttle", "hysteresis"]), v, Quantity::NonNegative);
+            }
+            for (j, l) in t.levels.iter().enumerate() {
+                let mut level = |step: &str, watts: f64| {
+                    let mut p = at(&["throttle", "level"]);
+                    p.extend([j.into(), step.into(), "watts".into()]);
+                    check(p, watts, Quantity::Watts);
+                };
+                if let Some(h) = &l.hwmon_power_cap {
+                    level("hwmon_power_cap", h.watts);
+                }
+                if let Some(p) = &l.powercap_limit {
+                    level("powercap_limit", p.watts);
+                }
+                if let Some(h) = &l.habanalabs_max_power {
+                    level("habanalabs_max_power", h.watts);
+                }
+            }
+        }
+        for (j, p) in self.probes.iter().enumerate() {
+            for (reading, factor) in &p.scale {
+                let mut path = at(&["probe"]);
+                path.extend([j.into(), "scale".into(), reading.as_str().into()]);
+                check(path, *factor, Quantity::Any);
+            }
+        }
+    }
+}
+
+/// What a configured number measures, for its bounds.
+#[derive(Clone, Copy)]
+enum Quantity {
+    Celsius,
+    Watts,
+    NonNegative,
+    Positive,
+    Any,
 }
 
 /// Whether `s` looks like "DDDD:BB:DD.F".

@@ -3,6 +3,7 @@
 
 pub mod device;
 pub mod duration;
+pub mod file;
 pub mod load;
 pub mod model;
 pub mod pattern;

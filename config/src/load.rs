@@ -7,12 +7,13 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::de::DeserializeOwned;
 use toml::Spanned;
 use toml::de::{DeArray, DeTable, DeValue, Deserializer};
 
+use crate::file::{MAX_CONFIG_BYTES, ReadError, read_text_bounded};
 use crate::model::{Config, Finding, PathSeg};
 
 /// Stop after this many errors: a file that is mostly wrong does not need every line listed.
@@ -24,18 +25,63 @@ pub struct ConfigError {
     pub file: String,
     pub line: usize,
     pub column: usize,
+    /// The dotted key path the error is about ("" for a syntax error).
+    pub key: String,
     pub message: String,
+}
+
+impl ConfigError {
+    /// `FILE:LINE:COL: key: <what kind of mistake>` with every quoted value replaced by `…` and nothing
+    /// past the first line (regex errors repeat the pattern below).
+    pub fn without_values(&self) -> String {
+        let first = self.message.lines().next().unwrap_or("");
+        let mut out = String::with_capacity(first.len());
+        let mut open: Option<char> = None;
+        for c in first.chars() {
+            match open {
+                Some(q) if c == q => {
+                    out.push('…');
+                    out.push(c);
+                    open = None;
+                }
+                Some(_) => {}
+                None if c == '"' || c == '`' => {
+                    out.push(c);
+                    open = Some(c);
+                }
+                None => out.push(c),
+            }
+        }
+        if open.is_some() {
+            out.push('…');
+        }
+        self.located(&out)
+    }
+
+    fn located(&self, message: &str) -> String {
+        match self.key.as_str() {
+            "" => format!("{}:{}:{}: {message}", self.file, self.line, self.column),
+            key => format!("{}:{}:{}: {key}: {message}", self.file, self.line, self.column),
+        }
+    }
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        f.write_str(&self.located(&self.message))
     }
 }
 
 /// Every problem found in one file, in file order.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl ConfigErrors {
+    /// Every error as [`ConfigError::without_values`], one a line.
+    pub fn without_values(&self) -> String {
+        self.0.iter().map(ConfigError::without_values).collect::<Vec<_>>().join("\n")
+    }
+}
 
 impl fmt::Display for ConfigErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -49,17 +95,30 @@ impl fmt::Display for ConfigErrors {
     }
 }
 
+/// Transparent both ways: the message is printed once, also by error chains (`{:#}`) that would otherwise
+/// repeat the source after the outer message.
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
-    #[error("{}: cannot read config: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{0}")]
+    #[error(transparent)]
+    Read(#[from] ReadError),
+    #[error(transparent)]
     Invalid(#[from] ConfigErrors),
 }
 
-/// Reads and validates a config file.
+impl LoadError {
+    /// The errors with every value left out: for logs, events and API replies, which must not quote a
+    /// line of the file (it may hold a token). `check-config` prints the full [`Display`](fmt::Display).
+    pub fn without_values(&self) -> String {
+        match self {
+            LoadError::Read(e) => e.to_string(),
+            LoadError::Invalid(e) => e.without_values(),
+        }
+    }
+}
+
+/// Reads and validates a config file: a regular file of at most [`MAX_CONFIG_BYTES`].
 pub fn load_file(path: &Path) -> Result<Config, LoadError> {
-    let text = std::fs::read_to_string(path).map_err(|source| LoadError::Read { path: path.to_owned(), source })?;
+    let text = read_text_bounded(path, MAX_CONFIG_BYTES)?;
     Ok(parse_str(&text, &path.display().to_string())?)
 }
 
@@ -83,8 +142,10 @@ pub fn deserialize_all<T: DeserializeOwned>(text: &str, at: &Locator<'_>) -> Res
     let (tree, syntax) = DeTable::parse_recoverable(text);
     if !syntax.is_empty() {
         // The recovered tree of a syntactically broken file would produce misleading schema errors.
-        let mut errors: Vec<ConfigError> =
-            syntax.iter().map(|e| at.error(e.span().map_or(0, |s| s.start), e.message().trim().to_owned())).collect();
+        let mut errors: Vec<ConfigError> = syntax
+            .iter()
+            .map(|e| at.error(e.span().map_or(0, |s| s.start), String::new(), e.message().trim().to_owned()))
+            .collect();
         errors.sort_by_key(|e| (e.line, e.column));
         errors.dedup();
         return Err(ConfigErrors(errors));
@@ -99,20 +160,15 @@ pub fn deserialize_all<T: DeserializeOwned>(text: &str, at: &Locator<'_>) -> Res
             Err(e) => {
                 let message = e.message().trim().to_owned();
                 let Some(span) = e.span() else {
-                    errors.push(at.error(0, humanize(&message)));
+                    errors.push(at.error(0, String::new(), humanize(&message)));
                     break;
                 };
                 let pruned = prune(work.get_mut(), &span, &mut Vec::new());
                 // Removing a bad required key makes serde also report it missing; that is the same mistake.
                 let echo = missing_field(&message).is_some_and(|k| pruned_keys.iter().any(|p| p == k));
                 if !echo {
-                    let key_path = pruned.as_ref().map(|(path, _)| path.as_str()).unwrap_or("");
-                    let text = if key_path.is_empty() {
-                        humanize(&message)
-                    } else {
-                        format!("{key_path}: {}", humanize(&message))
-                    };
-                    errors.push(at.error(span.start, text));
+                    let key_path = pruned.as_ref().map(|(path, _)| path.clone()).unwrap_or_default();
+                    errors.push(at.error(span.start, key_path, humanize(&message)));
                 }
                 match pruned {
                     Some((_, key)) if errors.len() < MAX_ERRORS => pruned_keys.push(key),
@@ -133,15 +189,15 @@ pub struct Locator<'a> {
 }
 
 impl Locator<'_> {
-    pub fn error(&self, offset: usize, message: String) -> ConfigError {
+    pub fn error(&self, offset: usize, key: String, message: String) -> ConfigError {
         let (line, column) = line_col(self.text, offset);
-        ConfigError { file: self.file.to_owned(), line, column, message }
+        ConfigError { file: self.file.to_owned(), line, column, key, message }
     }
 
     /// Locates a semantic finding at its value, or at the nearest enclosing table that exists in the file.
     pub fn finding(&self, tree: &Spanned<DeTable<'_>>, f: &Finding) -> ConfigError {
         let offset = span_of(tree, &f.path).map_or(0, |s| s.start);
-        self.error(offset, format!("{}: {}", display_path(&f.path), f.message))
+        self.error(offset, display_path(&f.path), f.message.clone())
     }
 }
 
@@ -484,5 +540,134 @@ tcp = \"h:1\"
                 "d.toml:14:8: device[2].probe[0].name: probe \"both\" needs exactly one of command, tcp or udp",
             ]
         );
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+
+    fn errors(text: &str) -> Vec<String> {
+        parse_str(text, "h.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn non_finite_and_negative_quantities_are_rejected() {
+        let text = "\
+[[device]]
+id = \"a\"
+kind = \"loihi\"
+[device.thresholds]
+temperature_warn = nan
+temperature_crit = inf
+hysteresis = -1.0
+power_max = -5.0
+[device.throttle]
+hysteresis = -2.0
+[[device.throttle.level]]
+hwmon_power_cap = { chip = \"loihi\", watts = -100.0 }
+[[device.throttle.level]]
+powercap_limit = { zone = \"intel-rapl:0\", watts = nan }
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "h.toml:5:20: device[0].thresholds.temperature_warn: temperature_warn must be a finite number",
+                "h.toml:6:20: device[0].thresholds.temperature_crit: temperature_crit must be a finite number",
+                "h.toml:7:14: device[0].thresholds.hysteresis: hysteresis must not be negative",
+                "h.toml:8:13: device[0].thresholds.power_max: power_max must be greater than 0 and at most 1000000 W",
+                "h.toml:10:14: device[0].throttle.hysteresis: hysteresis must not be negative",
+                "h.toml:12:45: device[0].throttle.level[0].hwmon_power_cap.watts: watts must be greater than 0 and at most 1000000 W",
+                "h.toml:14:51: device[0].throttle.level[1].powercap_limit.watts: watts must be a finite number",
+            ]
+        );
+    }
+
+    #[test]
+    fn rules_and_probes_that_could_never_work_are_rejected() {
+        let text = "\
+[[device]]
+id = \"a\"
+kind = \"generic\"
+[[device.log]]
+path = \"/var/log/a.log\"
+[[device.log.rule]]
+name = \"err\"
+pattern = \"error\"
+action = \"LogErrors\"
+count = 0
+[[device.log]]
+path = \"/var/log/b.log\"
+[[device.log.rule]]
+name = \"err\"
+pattern = \"fail\"
+[[device.probe]]
+name = \"sdk\"
+command = [\"sdk-status\"]
+format = \"regex\"
+fields = { temperature = \"Temp: (\", power = \"Power: \\\\d+\" }
+[[device.probe]]
+name = \"sdk\"
+udp = \"127.0.0.1:9\"
+udp_payload_hex = \"0g\"
+[[device.probe]]
+name = \"odd\"
+udp = \"127.0.0.1:9\"
+udp_payload_hex = \"abc\"
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "h.toml:10:9: device[0].log[0].rule[0].count: count must be at least 1 (a rule with count 0 could never set its condition)",
+                "h.toml:14:8: device[0].log[1].rule[0].name: rule name \"err\" is already used by log[0].rule[0] of this device; rule names must be unique within a device",
+                "h.toml:20:26: device[0].probe[0].fields.temperature: field \"temperature\" is not a valid regular expression: error: unclosed group",
+                "h.toml:20:45: device[0].probe[0].fields.power: field \"power\" needs exactly one capture group (the value), has 0",
+                "h.toml:22:8: device[0].probe[1].name: probe name \"sdk\" is already used by probe[0] of this device",
+                "h.toml:24:19: device[0].probe[1].udp_payload_hex: udp_payload_hex has a character that is not a hex digit at position 2",
+                "h.toml:28:19: device[0].probe[2].udp_payload_hex: udp_payload_hex has an odd number of hex digits",
+            ]
+        );
+    }
+
+    #[test]
+    fn hex_payloads_decode_with_whitespace() {
+        assert_eq!(crate::device::decode_hex("00 ff 10").unwrap(), vec![0, 255, 16]);
+        assert_eq!(crate::device::decode_hex("").unwrap(), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn without_values_keeps_place_and_key_and_drops_every_value() {
+        let semantic = "[[device]]\nid = \"a\"\nkind = \"generic\"\npci_address = \"--api-key s3cr3t\"\n";
+        let schema = "[[device]]\nid = \"a\"\nkind = \"generic\"\n\
+                      [[device.probe]]\nname = \"p\"\ncommand = [\"x\"]\ninterval = \"--token s3cr3t\"\n";
+        let mut safe = Vec::new();
+        for text in [semantic, schema] {
+            let err = LoadError::Invalid(parse_str(text, "h.toml").unwrap_err());
+            let full = err.to_string();
+            assert!(full.contains("s3cr3t"), "check-config shows the operator the value: {full}");
+            safe.push(err.without_values());
+        }
+        assert_eq!(
+            safe,
+            vec![
+                "h.toml:4:15: device[0].pci_address: \"…\" is not a PCI address like \"…\"",
+                "h.toml:7:12: device[0].probe[0].interval: invalid duration \"…\": expected number at 0; write a number with a unit, e.g. \"…\", \"…\", \"…\"",
+            ]
+        );
+    }
+
+    #[test]
+    fn a_load_error_is_printed_once_by_error_chains() {
+        use std::error::Error;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(&p, "listen = 5\n").unwrap();
+        let err = load_file(&p).unwrap_err();
+        assert!(err.source().is_none(), "a chain printer (anyhow's {{:#}}) would repeat the message");
+        assert_eq!(err.to_string().matches("agent.toml:1:10").count(), 1);
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", &p).unwrap();
+        let err = load_file(&p).unwrap_err();
+        assert!(err.to_string().ends_with("is a character device, not a regular file; refusing to read it"), "{err}");
     }
 }

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, is_pci_address, list_class, read_value};
+use super::{
+    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, is_pci_address, list_class, plausible, read_value,
+};
 use crate::export::{Families, LabelValue, lv};
 
 /// Numeric attributes and what they are.
@@ -36,6 +38,14 @@ pub enum Field {
 }
 
 impl Field {
+    /// The physical bounds of the raw value.
+    fn bounds(self) -> &'static plausible::Bounds {
+        match self {
+            Field::MaxPowerWatts => &plausible::POWER_MILLI_W,
+            _ => &plausible::COUNT,
+        }
+    }
+
     /// The kernel's unit to base units: milliwatts, megahertz and microseconds.
     fn to_base(self, raw: f64) -> f64 {
         match self {
@@ -212,10 +222,15 @@ impl SysfsReader for AccelReader {
             let values = d
                 .numeric
                 .iter()
-                .filter_map(|(field, a)| Some((*field, field.to_base(read_value(io, a, &mut self.rescan)?))))
+                .filter_map(|(field, a)| {
+                    Some((*field, field.to_base(read_value(io, a, &mut self.rescan, field.bounds())?)))
+                })
                 .collect();
-            let dbc_states =
-                d.dbc.iter().filter_map(|(n, a)| Some((*n, read_value(io, a, &mut self.rescan)?))).collect();
+            let dbc_states = d
+                .dbc
+                .iter()
+                .filter_map(|(n, a)| Some((*n, read_value(io, a, &mut self.rescan, &plausible::COUNT)?)))
+                .collect();
             devices.push(AccelDevice {
                 name: d.name.clone(),
                 pci_address: d.pci_address.clone(),

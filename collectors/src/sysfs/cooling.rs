@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
 use crate::export::{Families, LabelValue, lv};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -99,8 +99,8 @@ impl SysfsReader for CoolingReader {
             .map(|d| CoolingDevice {
                 name: d.name.clone(),
                 device_type: d.device_type.clone(),
-                cur_state: d.cur.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)),
-                max_state: d.max.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)),
+                cur_state: d.cur.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::COUNT)),
+                max_state: d.max.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::COUNT)),
             })
             .collect();
         Ok(CoolingReadings { devices })

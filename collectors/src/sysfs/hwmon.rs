@@ -16,8 +16,8 @@ use config::Filter;
 
 use super::io::{EntryKind, ReadFailure};
 use super::{
-    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor, read_value,
-    split_attr_name,
+    Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor, plausible,
+    read_value, split_attr_name,
 };
 use crate::export::{Families, LabelValue, MetricKind, lv};
 
@@ -137,6 +137,8 @@ pub struct HwmonReader {
     options: HwmonOptions,
     layout: Arc<HwmonLayout>,
     attrs: Vec<Attr>,
+    /// The physical bounds of each slot's raw value.
+    bounds: Vec<plausible::Bounds>,
     rescan: Rescan,
 }
 
@@ -147,6 +149,7 @@ impl HwmonReader {
             options,
             layout: Arc::default(),
             attrs: Vec::new(),
+            bounds: Vec::new(),
             rescan: Rescan::default(),
         }
     }
@@ -170,6 +173,13 @@ impl HwmonReader {
             let chip = b.build(&self.options.sensor_filter, chip_attrs, &mut attrs);
             chips.push(chip);
         }
+        let mut bounds = vec![plausible::ANY; attrs.len()];
+        for sensor in chips.iter().flat_map(|c| c.sensors.iter()) {
+            for e in &sensor.elements {
+                bounds[e.slot] = plausible::hwmon(&sensor.kind, &e.element);
+            }
+        }
+        self.bounds = bounds;
         self.layout = Arc::new(HwmonLayout { chips, slots: attrs.len() });
         self.attrs = attrs;
         self.rescan.done(entries);
@@ -185,7 +195,7 @@ impl SysfsReader for HwmonReader {
         if self.rescan.needed(&entries, io) {
             self.discover(io, entries);
         }
-        let values = self.attrs.iter().map(|a| read_value(io, a, &mut self.rescan)).collect();
+        let values = self.attrs.iter().zip(&self.bounds).map(|(a, b)| read_value(io, a, &mut self.rescan, b)).collect();
         Ok(HwmonReadings { layout: Arc::clone(&self.layout), values })
     }
 }

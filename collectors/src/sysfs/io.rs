@@ -39,12 +39,14 @@ pub enum ReadFailure {
     Hung,
     /// The content is not what the attribute's format says.
     Parse,
+    /// A number outside the physical bounds of its unit (see `plausible`).
+    Implausible,
     /// Any other I/O error.
     Io,
 }
 
 impl ReadFailure {
-    pub const ALL: [ReadFailure; 10] = [
+    pub const ALL: [ReadFailure; 11] = [
         ReadFailure::NoData,
         ReadFailure::Again,
         ReadFailure::NoDevice,
@@ -54,6 +56,7 @@ impl ReadFailure {
         ReadFailure::NotAFile,
         ReadFailure::Hung,
         ReadFailure::Parse,
+        ReadFailure::Implausible,
         ReadFailure::Io,
     ];
 
@@ -69,6 +72,7 @@ impl ReadFailure {
             ReadFailure::NotAFile => "not_a_file",
             ReadFailure::Hung => "hung",
             ReadFailure::Parse => "parse",
+            ReadFailure::Implausible => "implausible",
             ReadFailure::Io => "io",
         }
     }
@@ -115,6 +119,7 @@ impl fmt::Display for ReadFailure {
             ReadFailure::NotAFile => "not a regular file",
             ReadFailure::Hung => "quarantined: an earlier read hung",
             ReadFailure::Parse => "unparsable value",
+            ReadFailure::Implausible => "value outside the physical bounds of its unit",
             ReadFailure::Io => "I/O error",
         })
     }

@@ -6,6 +6,7 @@ pub mod cooling;
 pub mod hwmon;
 pub mod io;
 pub mod pci_aer;
+pub mod plausible;
 pub mod power_supply;
 pub mod powercap;
 pub mod thermal;
@@ -122,13 +123,20 @@ pub fn list_class(io: &mut SysfsIo, dir: &Path) -> Result<Vec<io::DirEntry>, Rea
     }
 }
 
-/// Reads a numeric attribute; when it fails because the file is gone, asks for a rescan.
-pub fn read_value(io: &mut SysfsIo, attr: &Attr, rescan: &mut Rescan) -> Option<f64> {
+/// Reads a numeric attribute; when it fails because the file is gone, asks for a rescan. A value outside
+/// `bounds` (raw kernel units) is dropped and counted as implausible.
+pub fn read_value(io: &mut SysfsIo, attr: &Attr, rescan: &mut Rescan, bounds: &plausible::Bounds) -> Option<f64> {
     let v = io.read_f64(attr);
     if v.is_none() && !attr.path().exists() {
         rescan.force();
     }
-    v
+    match v {
+        Some(raw) if !bounds.allows(raw) => {
+            io.fail(attr.path(), ReadFailure::Implausible);
+            None
+        }
+        v => v,
+    }
 }
 
 #[cfg(test)]

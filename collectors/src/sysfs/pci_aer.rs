@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use config::Filter;
 
 use super::io::ReadFailure;
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, list_class, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, list_class, plausible, read_value};
 use crate::export::{Families, LabelValue, lv};
 
 pub const SEVERITIES: [(&str, &str, &str); 3] = [
@@ -192,8 +192,11 @@ impl SysfsReader for PciAerReader {
                     Err(_) => {}
                 }
             }
-            let rootport =
-                d.rootport.iter().filter_map(|(sev, a)| Some((*sev, read_value(io, a, &mut self.rescan)?))).collect();
+            let rootport = d
+                .rootport
+                .iter()
+                .filter_map(|(sev, a)| Some((*sev, read_value(io, a, &mut self.rescan, &plausible::COUNT)?)))
+                .collect();
             devices.push(PciAerDevice { address: d.address.clone(), errors, rootport });
         }
         Ok(PciAerReadings { devices })

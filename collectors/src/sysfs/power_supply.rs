@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use config::Filter;
 
 use super::io::EntryKind;
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
 use crate::export::{Families, LabelValue, lv};
 
 /// (sysfs file, metric suffix, divisor) for every numeric attribute node_exporter exports. Values are
@@ -66,6 +66,17 @@ pub const NUMERIC: &[(&str, &str, f64)] = &[
     ("temp_max", "temp_max_celsius", 10.0),
     ("temp_min", "temp_min_celsius", 10.0),
 ];
+
+/// The physical bounds of a numeric attribute (temperatures in tenths of a degree, energy in µWh).
+fn numeric_bounds(file: &str) -> plausible::Bounds {
+    match file {
+        "temp" | "temp_ambient" => plausible::TEMP_DECI_C,
+        f if f.starts_with("temp") => plausible::Bounds(-2_731.5..=10_000.0),
+        f if f.starts_with("energy_") => plausible::ENERGY,
+        "cycle_count" => plausible::COUNT,
+        _ => plausible::ANY,
+    }
+}
 
 /// Text attributes exported as labels of `accel_power_supply_info`.
 pub const INFO: &[&str] = &[
@@ -187,8 +198,11 @@ impl SysfsReader for PowerSupplyReader {
         }
         let mut supplies = Vec::with_capacity(self.supplies.len());
         for s in &self.supplies {
-            let values =
-                s.numeric.iter().filter_map(|(i, a)| Some((*i, read_value(io, a, &mut self.rescan)?))).collect();
+            let values = s
+                .numeric
+                .iter()
+                .filter_map(|(i, a)| Some((*i, read_value(io, a, &mut self.rescan, &numeric_bounds(NUMERIC[*i].0))?)))
+                .collect();
             let info = s.info.iter().filter_map(|(k, a)| Some((*k, lv(io.read_text(a).ok()?)))).collect();
             supplies.push(PowerSupply { name: s.name.clone(), values, info });
         }

@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, read_value};
+use super::{Attr, ReadError, ReadFailure, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
 use crate::export::{Families, LabelValue, lv};
 
 /// Running total of a counter that wraps at a known range.
@@ -246,11 +246,20 @@ impl SysfsReader for PowercapReader {
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
-            let range_uj = z.range.as_ref().and_then(|a| read_value(io, a, &mut self.rescan));
-            let energy_uj = z.energy.as_ref().and_then(|a| read_value(io, a, &mut self.rescan));
+            let range_uj = z.range.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::ENERGY));
+            let mut energy_uj = z.energy.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::ENERGY));
+            // energy_uj wraps at max_energy_range_uj: a value beyond it (and so a step larger than the
+            // range) is no reading, and would inflate the running total for good.
+            if let (Some(raw), Some(range), Some(a)) = (energy_uj, range_uj, z.energy.as_ref())
+                && raw > range
+            {
+                io.fail(a.path(), ReadFailure::Implausible);
+                energy_uj = None;
+            }
             let energy_joules =
                 energy_uj.map(|raw| self.counters.entry(z.zone.to_string()).or_default().update(raw, range_uj) / 1e6);
-            let enabled = z.enabled.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)).map(|v| v != 0.0);
+            let enabled =
+                z.enabled.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::ANY)).map(|v| v != 0.0);
             let constraints = z
                 .constraints
                 .iter()
@@ -258,11 +267,11 @@ impl SysfsReader for PowercapReader {
                     name: name.clone(),
                     power_limit_watts: limit
                         .as_ref()
-                        .and_then(|a| read_value(io, a, &mut self.rescan))
+                        .and_then(|a| read_value(io, a, &mut self.rescan, &plausible::POWER_MICRO_W))
                         .map(|uw| uw / 1e6),
                     time_window_seconds: window
                         .as_ref()
-                        .and_then(|a| read_value(io, a, &mut self.rescan))
+                        .and_then(|a| read_value(io, a, &mut self.rescan, &plausible::COUNT))
                         .map(|us| us / 1e6),
                 })
                 .collect();

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
 use crate::export::{Families, LabelValue, lv};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -140,7 +140,11 @@ impl SysfsReader for ThermalReader {
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
-            let temp_celsius = z.temp.as_ref().and_then(|a| read_value(io, a, &mut self.rescan)).map(|m| m / 1000.0);
+            let temp_celsius = z
+                .temp
+                .as_ref()
+                .and_then(|a| read_value(io, a, &mut self.rescan, &plausible::TEMP_MILLI_C))
+                .map(|m| m / 1000.0);
             let enabled = z.mode.as_ref().and_then(|a| io.read(a).ok().map(|m| m == "enabled"));
             let trips = z
                 .trips
@@ -148,7 +152,8 @@ impl SysfsReader for ThermalReader {
                 .map(|(trip, trip_type, attr)| Trip {
                     trip: trip.clone(),
                     trip_type: trip_type.clone(),
-                    temp_celsius: read_value(io, attr, &mut self.rescan).map(|m| m / 1000.0),
+                    temp_celsius: read_value(io, attr, &mut self.rescan, &plausible::TEMP_LIMIT_MILLI_C)
+                        .map(|m| m / 1000.0),
                 })
                 .collect();
             zones.push(Zone { zone: z.zone.clone(), zone_type: z.zone_type.clone(), temp_celsius, trips, enabled });
