@@ -1,4 +1,4 @@
-//! The agent against the real captured sysfs tree (../shared/fixtures/real-sysfs), with node_exporter
+//! The agent against the real captured sysfs tree (tests/fixtures/real-sysfs.txt), with node_exporter
 //! and promtool as references.
 
 mod common;

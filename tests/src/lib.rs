@@ -1,5 +1,5 @@
 //! Simulators and helpers for accel-agent's tests and its `--demo`: fake sysfs trees (and the real captured
-//! one with its symlinks restored), a SpiNNaker BMP simulator on loopback UDP, a spalloc server on loopback
+//! one, unpacked from its text archive), a SpiNNaker BMP simulator on loopback UDP, a spalloc server on loopback
 //! TCP, and a whole simulated accelerator host built from them. This crate depends on none of the agent's
 //! crates, so each of them can use it.
 
@@ -7,4 +7,5 @@ pub mod bmp_sim;
 pub mod demo_host;
 pub mod large_tree;
 pub mod spalloc_sim;
+pub mod sysfs_archive;
 pub mod sysfs_tree;

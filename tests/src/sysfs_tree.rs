@@ -1,4 +1,4 @@
-//! Fake sysfs trees for tests and the demo, and the real captured tree with its symlinks restored.
+//! Fake sysfs trees for tests and the demo, and the real captured tree unpacked from its archive.
 //!
 //! Values are written in place (same inode), as the kernel does: the agent keeps attribute files open
 //! and re-reads them with pread, so a rename-over would leave it reading the old inode.
@@ -231,64 +231,20 @@ fn make_fifo(path: &Path) {
     assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
 }
 
-/// Where the real captured tree lives: `$ACCEL_REAL_SYSFS`, else ../shared/fixtures/real-sysfs/sys
-/// beside the repository.
-pub fn real_sysfs_source() -> PathBuf {
-    if let Some(p) = std::env::var_os("ACCEL_REAL_SYSFS") {
-        return PathBuf::from(p);
-    }
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures/real-sysfs/sys")
+/// The real captured tree, as a text archive in the repository (tests/fixtures/README.md).
+pub fn real_sysfs_archive() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real-sysfs.txt")
 }
 
-/// A copy of the real captured tree with its symlinks restored.
-///
-/// The capture stores each symlink as a plain file holding the link target (e.g. class/hwmon/hwmon0
-/// contains "../../devices/platform/coretemp.0/hwmon/hwmon0"). Neither node_exporter nor the agent can
-/// follow those, so the copy turns every file whose content is a relative path starting with "../" and
-/// resolving inside the tree back into a symlink.
+/// A fresh copy of the real captured tree (hwmon chips of real machines, thermal zones, RAPL, power
+/// supplies; from node_exporter's fixtures), unpacked with its symlinks into a temporary directory.
+/// Panics with the archive's line number on anything the unpacker does not understand.
 pub fn real_sysfs() -> tempfile::TempDir {
-    let src = real_sysfs_source();
-    assert!(src.is_dir(), "real sysfs fixture not found at {} (set ACCEL_REAL_SYSFS)", src.display());
+    let archive = real_sysfs_archive();
+    let text = fs::read_to_string(&archive).unwrap_or_else(|e| panic!("read {}: {e}", archive.display()));
     let dst = tempfile::Builder::new().prefix("real-sysfs-").tempdir().expect("temp dir");
-    copy_restoring_links(&src, dst.path(), dst.path());
+    if let Err(e) = crate::sysfs_archive::unpack(&text, dst.path()) {
+        panic!("{}: {e}", archive.display());
+    }
     dst
-}
-
-fn copy_restoring_links(src: &Path, dst: &Path, root: &Path) {
-    fs::create_dir_all(dst).expect("mkdir");
-    for entry in fs::read_dir(src).expect("read fixture dir") {
-        let entry = entry.expect("dir entry");
-        let from = entry.path();
-        let to = dst.join(entry.file_name());
-        let ty = entry.file_type().expect("file type");
-        if ty.is_dir() {
-            copy_restoring_links(&from, &to, root);
-            continue;
-        }
-        let bytes = fs::read(&from).unwrap_or_default();
-        let target =
-            std::str::from_utf8(&bytes).ok().map(str::trim).filter(|t| t.starts_with("../") && !t.contains('\n'));
-        match target {
-            Some(t) if stays_inside(root, dst, t) => std::os::unix::fs::symlink(t, &to).expect("symlink"),
-            _ => {
-                fs::write(&to, &bytes).expect("copy file");
-            }
-        }
-    }
-}
-
-/// Whether `target`, relative to `dir`, stays inside `root` (lexically).
-fn stays_inside(root: &Path, dir: &Path, target: &str) -> bool {
-    let mut depth = dir.strip_prefix(root).map(|r| r.components().count()).unwrap_or(0) as i64;
-    for part in target.trim_end_matches('/').split('/') {
-        match part {
-            ".." => depth -= 1,
-            "." | "" => {}
-            _ => depth += 1,
-        }
-        if depth < 0 {
-            return false;
-        }
-    }
-    true
 }
