@@ -1,7 +1,12 @@
-//! Records the git revision for accel_build_info and --version.
+//! Records the git revision for accel_build_info and --version, and sets the cfgs that ignore the tests
+//! whose tools are missing (see tests/external_tools.rs).
 use std::process::Command;
 
+#[path = "../tests/external_tools.rs"]
+mod external_tools;
+
 fn main() {
+    external_tools::emit_external_cfgs();
     let revision = Command::new("git")
         .args(["rev-parse", "--short=12", "HEAD"])
         .output()

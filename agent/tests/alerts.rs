@@ -178,10 +178,13 @@ fn notified(received: &[Value], name: &str, device: &str, status: &str) -> Optio
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_prometheus, has_alertmanager)),
+    ignore = "needs prometheus and prometheus-alertmanager (Debian packages of those names)"
+)]
 fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_resolves() {
-    if !require_tool("prometheus") || !require_tool("prometheus-alertmanager") {
-        return;
-    }
+    require_tool("prometheus");
+    require_tool("prometheus-alertmanager");
     let host = DemoHost::build().unwrap();
     let (agent, _cfg) = Agent::with_config(host.sysfs.root(), &host.config("127.0.0.1:0"));
     agent.wait_ready();

@@ -124,10 +124,9 @@ fn the_demo_host_story_as_an_operator_sees_it() {
 }
 
 #[test]
+#[cfg_attr(not(has_prometheus), ignore = "prometheus is not installed (Debian package prometheus)")]
 fn a_real_prometheus_scrapes_the_agent() {
-    if !require_tool("prometheus") {
-        return;
-    }
+    require_tool("prometheus");
     let host = DemoHost::build().unwrap();
     let (agent, _cfg) = start(&host);
     host.set_loihi_temp(61.5);

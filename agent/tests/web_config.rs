@@ -236,14 +236,6 @@ fn https_scrape_serves_metrics_and_plain_http_gets_told_to_use_https() {
     };
     let err = tls_get(agent.addr, stranger_roots, "/metrics", &[]).err().expect("untrusted server");
     assert!(err.starts_with("handshake:"), "{err}");
-
-    if common::require_tool("curl") {
-        let c = curl(&agent, &pki, "/metrics", &[]);
-        assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
-        assert!(c.body.contains("accel_build_info{"));
-        let c = curl(&agent, &pki, "/metrics", &["--http1.1"]);
-        assert_eq!(c.status, 200, "{}", c.stderr);
-    }
 }
 
 #[test]
@@ -280,18 +272,6 @@ fn basic_auth_guards_every_endpoint_over_https() {
         .expect("HTTPS")
         .response;
     assert_eq!(r.status, 200);
-
-    if common::require_tool("curl") {
-        let c = curl(&agent, &pki, "/metrics", &[]);
-        assert_eq!(c.status, 401, "{}", c.stderr);
-        let c = curl(&agent, &pki, "/metrics", &["-u", "prometheus:wrong"]);
-        assert_eq!(c.status, 401, "{}", c.stderr);
-        let c = curl(&agent, &pki, "/metrics", &["-u", "intruder:scrape-me"]);
-        assert_eq!(c.status, 401, "{}", c.stderr);
-        let c = curl(&agent, &pki, "/metrics", &["-u", "prometheus:scrape-me"]);
-        assert_eq!(c.status, 200, "{}", c.stderr);
-        assert!(c.body.contains("accel_build_info{"));
-    }
 }
 
 #[test]
@@ -319,18 +299,6 @@ fn require_and_verify_client_cert_accepts_only_certificates_from_the_ca() {
         let reply = tls_get(agent.addr, pki.client(Some("client"), versions), "/metrics", &[]).expect("CA's client");
         assert_eq!(reply.response.status, 200, "{versions:?}");
         assert!(reply.response.body.contains("accel_build_info{"));
-    }
-
-    if common::require_tool("curl") {
-        let c = curl(&agent, &pki, "/metrics", &[]);
-        assert_ne!(c.code, 0, "curl without a client certificate succeeded");
-        assert_ne!(c.status, 200);
-        let c = curl(&agent, &pki, "/metrics", &["--cert", "stranger.crt", "--key", "stranger.key"]);
-        assert_ne!(c.code, 0, "curl with a self-signed client certificate succeeded");
-        assert_ne!(c.status, 200);
-        let c = curl(&agent, &pki, "/metrics", &["--cert", "client.crt", "--key", "client.key"]);
-        assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
-        assert!(c.body.contains("accel_build_info{"));
     }
 }
 
@@ -361,14 +329,6 @@ fn min_version_tls13_refuses_a_tls12_client() {
     assert!(err.as_deref().is_some_and(|e| e.starts_with("handshake:")), "{err:?}");
     let ok = tls_get(agent.addr, pki.client(None, &[&rustls::version::TLS13]), "/metrics", &[]).expect("TLS 1.3");
     assert_eq!(ok.response.status, 200);
-
-    if common::require_tool("curl") {
-        let c = curl(&agent, &pki, "/metrics", &["--tls-max", "1.2"]);
-        assert_ne!(c.code, 0, "a TLS 1.2-only curl got through");
-        assert_eq!(c.status, 0);
-        let c = curl(&agent, &pki, "/metrics", &["--tlsv1.3"]);
-        assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
-    }
 }
 
 #[test]
@@ -522,4 +482,72 @@ fn invalid_web_configs_stop_the_agent_naming_the_file_and_the_key() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains(&format!("web config {web}: cannot read it: No such file")), "{stderr}");
+}
+
+// curl as a second, independent client (compiled ignored where curl is not installed).
+
+#[test]
+#[cfg_attr(not(has_curl), ignore = "curl is not installed")]
+fn curl_gets_metrics_over_https_with_http2_and_http1() {
+    common::require_tool("curl");
+    let pki = Pki::new();
+    let agent = pki.start(&format!(
+        "{TLS}http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n"
+    ));
+    let c = curl(&agent, &pki, "/metrics", &[]);
+    assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
+    assert!(c.body.contains("accel_build_info{"));
+    let c = curl(&agent, &pki, "/metrics", &["--http1.1"]);
+    assert_eq!(c.status, 200, "{}", c.stderr);
+}
+
+#[test]
+#[cfg_attr(not(has_curl), ignore = "curl is not installed")]
+fn curl_is_refused_without_the_right_basic_auth_credentials() {
+    common::require_tool("curl");
+    let pki = Pki::new();
+    let agent = pki.start(&format!(
+        "{TLS}http_server_config:\n  headers:\n    X-Frame-Options: sameorigin\nbasic_auth_users:\n  prometheus: '{}'\n  grafana: '{}'\n",
+        hash("scrape-me"),
+        hash("dashboards")
+    ));
+    let c = curl(&agent, &pki, "/metrics", &[]);
+    assert_eq!(c.status, 401, "{}", c.stderr);
+    let c = curl(&agent, &pki, "/metrics", &["-u", "prometheus:wrong"]);
+    assert_eq!(c.status, 401, "{}", c.stderr);
+    let c = curl(&agent, &pki, "/metrics", &["-u", "intruder:scrape-me"]);
+    assert_eq!(c.status, 401, "{}", c.stderr);
+    let c = curl(&agent, &pki, "/metrics", &["-u", "prometheus:scrape-me"]);
+    assert_eq!(c.status, 200, "{}", c.stderr);
+    assert!(c.body.contains("accel_build_info{"));
+}
+
+#[test]
+#[cfg_attr(not(has_curl), ignore = "curl is not installed")]
+fn curl_needs_a_client_certificate_from_the_ca() {
+    common::require_tool("curl");
+    let pki = Pki::new();
+    let agent = pki.start(&format!("{TLS}  client_auth_type: RequireAndVerifyClientCert\n  client_ca_file: ca.crt\n"));
+    let c = curl(&agent, &pki, "/metrics", &[]);
+    assert_ne!(c.code, 0, "curl without a client certificate succeeded");
+    assert_ne!(c.status, 200);
+    let c = curl(&agent, &pki, "/metrics", &["--cert", "stranger.crt", "--key", "stranger.key"]);
+    assert_ne!(c.code, 0, "curl with a self-signed client certificate succeeded");
+    assert_ne!(c.status, 200);
+    let c = curl(&agent, &pki, "/metrics", &["--cert", "client.crt", "--key", "client.key"]);
+    assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
+    assert!(c.body.contains("accel_build_info{"));
+}
+
+#[test]
+#[cfg_attr(not(has_curl), ignore = "curl is not installed")]
+fn curl_limited_to_tls12_is_refused_by_min_version_tls13() {
+    common::require_tool("curl");
+    let pki = Pki::new();
+    let agent = pki.start(&format!("{TLS}  min_version: TLS13\n"));
+    let c = curl(&agent, &pki, "/metrics", &["--tls-max", "1.2"]);
+    assert_ne!(c.code, 0, "a TLS 1.2-only curl got through");
+    assert_eq!(c.status, 0);
+    let c = curl(&agent, &pki, "/metrics", &["--tlsv1.3"]);
+    assert_eq!((c.code, c.status), (0, 200), "{}", c.stderr);
 }

@@ -10,10 +10,11 @@
 //! ACCEL_PACKAGES_DIR=target/packages cargo test -p accel-e2e --test packaging_deb -- --nocapture
 //! ```
 //!
-//! Installing needs root and dpkg; the rpm checks need `rpm` (Debian package `rpm`). When something is
-//! missing a test prints "SKIPPED: ..." and passes, unless ACCEL_REQUIRE_EXTERNAL is set, in which case
-//! it fails. A host that already has an accel-agent package, /etc/accel-agent or /var/lib/accel-agent
-//! is never touched: that test is skipped with a message.
+//! Installing needs root, dpkg and systemd-analyze; the rpm checks need `rpm` (Debian package `rpm`).
+//! When something is missing at build time the test is compiled ignored, with the reason (build.rs,
+//! tests/external_tools.rs), unless ACCEL_REQUIRE_EXTERNAL is set, in which case it runs and fails. A host
+//! that already has an accel-agent package, /etc/accel-agent or /var/lib/accel-agent is never touched:
+//! the install test fails, saying so, without changing anything.
 
 use std::collections::BTreeMap;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -34,16 +35,10 @@ fn repo_file(relative: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
-/// False (after saying so) when a precondition is missing; a failure under ACCEL_REQUIRE_EXTERNAL.
-fn require(present: bool, missing: &str) -> bool {
-    if present {
-        return true;
-    }
-    if std::env::var_os("ACCEL_REQUIRE_EXTERNAL").is_some() {
-        panic!("{missing}, and ACCEL_REQUIRE_EXTERNAL is set");
-    }
-    println!("SKIPPED: {missing}");
-    false
+/// Fails the test when a precondition is missing (the cfgs that ignore these tests are decided at build
+/// time; this catches a test run anyway, or a machine changed since).
+fn require(present: bool, missing: &str) {
+    assert!(present, "{missing}");
 }
 
 fn have(program: &str) -> bool {
@@ -74,8 +69,9 @@ fn ok(program: &str, args: &[&str]) -> String {
 }
 
 /// The one package file in ACCEL_PACKAGES_DIR whose name starts with `prefix` and ends with `suffix`.
-fn package_file(prefix: &str, suffix: &str) -> Option<PathBuf> {
-    let dir = PathBuf::from(std::env::var_os("ACCEL_PACKAGES_DIR")?);
+fn package_file(prefix: &str, suffix: &str) -> PathBuf {
+    require(std::env::var_os("ACCEL_PACKAGES_DIR").is_some(), PACKAGES_DIR_UNSET);
+    let dir = PathBuf::from(std::env::var_os("ACCEL_PACKAGES_DIR").unwrap_or_default());
     let dir = if dir.is_absolute() { dir } else { repo_root().join(dir) };
     let mut found: Vec<PathBuf> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("ACCEL_PACKAGES_DIR {}: {e}", dir.display()))
@@ -85,19 +81,14 @@ fn package_file(prefix: &str, suffix: &str) -> Option<PathBuf> {
         })
         .collect();
     assert!(found.len() <= 1, "several {prefix}*{suffix} in {}: {found:?}", dir.display());
-    let file = found.pop();
-    assert!(file.is_some(), "no {prefix}*{suffix} in {}; run packaging/build-packages.sh", dir.display());
-    file
+    found.pop().unwrap_or_else(|| panic!("no {prefix}*{suffix} in {}; run packaging/build-packages.sh", dir.display()))
 }
 
-fn the_deb() -> Option<PathBuf> {
-    if !require(
-        std::env::var_os("ACCEL_PACKAGES_DIR").is_some(),
-        "ACCEL_PACKAGES_DIR is not set (run packaging/build-packages.sh and point it at target/packages)",
-    ) || !require(have("dpkg-deb"), "dpkg-deb is not installed")
-    {
-        return None;
-    }
+const PACKAGES_DIR_UNSET: &str =
+    "ACCEL_PACKAGES_DIR is not set (run packaging/build-packages.sh and point it at target/packages)";
+
+fn the_deb() -> PathBuf {
+    require(have("dpkg-deb"), "dpkg-deb is not installed");
     package_file(&format!("{PACKAGE}_"), ".deb")
 }
 
@@ -196,8 +187,12 @@ fn deb_field(deb: &Path, field: &str) -> String {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_packages_dir, has_dpkg)),
+    ignore = "needs dpkg and ACCEL_PACKAGES_DIR (the packages from packaging/build-packages.sh)"
+)]
 fn deb_metadata_contents_and_conffiles() {
-    let Some(deb) = the_deb() else { return };
+    let deb = the_deb();
     let deb_str = deb.to_str().expect("UTF-8 path");
 
     assert_eq!(deb_field(&deb, "Package"), PACKAGE);
@@ -284,9 +279,7 @@ fn uid_of(user: &str) -> u32 {
 /// Runs the installed agent as the service user, on the installed config and the directories the package
 /// created (as accel-agent-readonly.service does), and asks the installed agentctl for its status.
 fn run_installed_agent_as_service_user() {
-    if !require(have("setpriv"), "setpriv (util-linux) is not installed; not running the installed agent") {
-        return;
-    }
+    require(have("setpriv"), "setpriv (util-linux) is not installed; cannot run the installed agent");
     let socket = format!("/run/accel-agent/package-test-{}.sock", std::process::id());
     // A file, not a pipe: nobody reads the log while the agent runs, and a full pipe would block it.
     let log = tempfile::NamedTempFile::new().expect("a log file");
@@ -341,22 +334,23 @@ fn run_installed_agent_as_service_user() {
 }
 
 #[test]
+#[cfg_attr(
+    not(all(has_packages_dir, has_dpkg, is_root, has_systemd_analyze)),
+    ignore = "needs root, dpkg, systemd-analyze and ACCEL_PACKAGES_DIR (the packages from packaging/build-packages.sh)"
+)]
 fn deb_installs_runs_removes_and_purges() {
-    let Some(deb) = the_deb() else { return };
-    if !require(is_root(), "not root: installing the .deb needs root")
-        || !require(have("dpkg") && have("dpkg-query"), "dpkg is not installed")
-    {
-        return;
-    }
+    let deb = the_deb();
+    require(is_root(), "not root: installing the .deb needs root");
+    require(have("dpkg") && have("dpkg-query"), "dpkg is not installed");
+    require(have("systemd-analyze"), "systemd-analyze is not installed; cannot verify the installed units");
+    // Never replace or purge what is already there; say so instead of passing without the work.
     if let Some(status) = dpkg_status() {
-        println!("SKIPPED: package {PACKAGE} is already on this machine ({status}); not replacing it");
-        return;
+        panic!(
+            "package {PACKAGE} is already on this machine ({status}); not replacing it (remove it to run this test)"
+        );
     }
     for dir in ["/etc/accel-agent", "/var/lib/accel-agent"] {
-        if Path::new(dir).exists() {
-            println!("SKIPPED: {dir} exists (an agent installed by hand?); a purge would delete it");
-            return;
-        }
+        assert!(!Path::new(dir).exists(), "{dir} exists (an agent installed by hand?); a purge would delete it");
     }
     let deb_str = deb.to_str().expect("UTF-8 path");
     let installed = Installed;
@@ -384,13 +378,11 @@ fn deb_installs_runs_removes_and_purges() {
     for f in shipped(DEB_ZSH).iter().filter(|f| f.path.contains("/examples/")) {
         ok("/usr/bin/accel-agent", &["check-config", &f.path]);
     }
-    if require(have("systemd-analyze"), "systemd-analyze is not installed; installed units not verified") {
-        // verify also checks that ExecStart's /usr/bin/accel-agent exists, which it now does.
-        for unit in ["accel-agent.service", "accel-agent-readonly.service"] {
-            let out = output("systemd-analyze", &["verify", "--man=no", &format!("/usr/lib/systemd/system/{unit}")]);
-            let text = String::from_utf8_lossy(&out.stderr);
-            assert!(out.status.success() && !text.contains("accel-agent"), "{unit}: {text}");
-        }
+    // verify also checks that ExecStart's /usr/bin/accel-agent exists, which it now does.
+    for unit in ["accel-agent.service", "accel-agent-readonly.service"] {
+        let out = output("systemd-analyze", &["verify", "--man=no", &format!("/usr/lib/systemd/system/{unit}")]);
+        let text = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() && !text.contains("accel-agent"), "{unit}: {text}");
     }
 
     // postinst: the service user, the control group and the directories from sysusers.d and tmpfiles.d.
@@ -432,18 +424,20 @@ fn deb_installs_runs_removes_and_purges() {
 // ------------------------------------------------------------------------------------------------ rpm
 
 #[test]
-fn rpm_metadata_contents_and_scripts() {
+fn rpm_scripts_are_valid_shell() {
     for script in ["post.sh", "preun.sh", "postun.sh"] {
         ok("sh", &["-n", &repo_root().join("packaging/rpm").join(script).display().to_string()]);
     }
-    if !require(
-        std::env::var_os("ACCEL_PACKAGES_DIR").is_some(),
-        "ACCEL_PACKAGES_DIR is not set (run packaging/build-packages.sh and point it at target/packages)",
-    ) || !require(have("rpm"), "rpm is not installed (Debian package: rpm); the .rpm is not checked")
-    {
-        return;
-    }
-    let Some(rpm) = package_file(&format!("{PACKAGE}-"), ".rpm") else { return };
+}
+
+#[test]
+#[cfg_attr(
+    not(all(has_packages_dir, has_rpm)),
+    ignore = "needs rpm and ACCEL_PACKAGES_DIR (the packages from packaging/build-packages.sh)"
+)]
+fn rpm_metadata_and_contents() {
+    require(have("rpm"), "rpm is not installed (Debian package: rpm)");
+    let rpm = package_file(&format!("{PACKAGE}-"), ".rpm");
     let rpm = rpm.to_str().expect("UTF-8 path");
     let query = |format: &str| ok("rpm", &["-qp", "--queryformat", format, rpm]);
 
