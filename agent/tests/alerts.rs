@@ -245,15 +245,15 @@ fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_reso
     };
 
     // The rules loaded, the agent is scraped, and Prometheus found its Alertmanager.
-    wait_for("the rules loaded", 60, &diagnose, || {
+    wait_for("the rules loaded", 60, diagnose, || {
         let v = get_json(prom_port, "/api/v1/rules")?;
         v.to_string().contains("AccelDeviceTemperatureHigh").then_some(())
     });
-    wait_for("the agent scraped", 60, &diagnose, || {
+    wait_for("the agent scraped", 60, diagnose, || {
         let v = get_json(prom_port, "/api/v1/query?query=up")?;
         (v["data"]["result"][0]["value"][1] == "1").then_some(())
     });
-    wait_for("alertmanager discovered", 60, &diagnose, || {
+    wait_for("alertmanager discovered", 60, diagnose, || {
         let v = get_json(prom_port, "/api/v1/alertmanagers")?;
         (!v["data"]["activeAlertmanagers"].as_array()?.is_empty()).then_some(())
     });
@@ -264,7 +264,7 @@ fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_reso
 
     // Scene 1 of the demo: loihi0 heats past its 80 °C warning threshold.
     host.set_loihi_temp(86.0);
-    let alert = wait_for("the firing notification", 90, &diagnose, || {
+    let alert = wait_for("the firing notification", 90, diagnose, || {
         notified(&receiver.all(), "AccelDeviceTemperatureHigh", "loihi0", "firing")
     });
     let labels = &alert["labels"];
@@ -284,7 +284,7 @@ fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_reso
 
     // It cools: the same alert arrives as resolved.
     host.set_loihi_temp(60.0);
-    let resolved = wait_for("the resolved notification", 90, &diagnose, || {
+    let resolved = wait_for("the resolved notification", 90, diagnose, || {
         notified(&receiver.all(), "AccelDeviceTemperatureHigh", "loihi0", "resolved")
     });
     assert_eq!(resolved["labels"], alert["labels"], "the same alert resolves");
