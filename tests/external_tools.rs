@@ -7,7 +7,10 @@
 //   has_promtool, has_prometheus, has_node_exporter, has_systemd_analyze, has_curl, has_dpkg, has_rpm,
 //   has_alertmanager, has_chromium: the programs are on PATH (TOOLS below);
 //   is_root: the build runs as root (installing the .deb, running agentctl as other users);
-//   has_packages_dir: ACCEL_PACKAGES_DIR is set (the .deb/.rpm built by packaging/build-packages.sh).
+//   has_packages_dir: ACCEL_PACKAGES_DIR is set (the .deb/.rpm built by packaging/build-packages.sh);
+//   has_spinnaker_venv: the Python venv scripts/spinnaker-venv.sh makes (pinned spalloc-server and
+//   SpiNNMan) is complete, at $ACCEL_SPINNAKER_VENV or target/spinnaker-venv. The script touches this
+//   file when it creates one, so the build scripts look again.
 //
 // With ACCEL_REQUIRE_EXTERNAL set (as `.ci/run` does) every cfg is set, so the tests run and fail with a
 // message naming what is missing. The script reruns when PATH, those variables or a PATH directory change
@@ -27,7 +30,7 @@ const TOOLS: &[(&str, &[&str])] = &[
 ];
 
 pub fn emit_external_cfgs() {
-    for var in ["PATH", "ACCEL_REQUIRE_EXTERNAL", "ACCEL_PACKAGES_DIR"] {
+    for var in ["PATH", "ACCEL_REQUIRE_EXTERNAL", "ACCEL_PACKAGES_DIR", "ACCEL_SPINNAKER_VENV"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -48,6 +51,17 @@ pub fn emit_external_cfgs() {
     }
     set("is_root", is_root());
     set("has_packages_dir", std::env::var_os("ACCEL_PACKAGES_DIR").is_some());
+    // The venv records its pins last, so a half-made one does not count. Watched only once it exists:
+    // a missing path would make cargo rerun this script on every build.
+    let venv = match std::env::var_os("ACCEL_SPINNAKER_VENV") {
+        Some(v) => std::path::PathBuf::from(v),
+        None => std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/spinnaker-venv"),
+    };
+    let pins = venv.join(".pins");
+    if pins.is_file() {
+        println!("cargo::rerun-if-changed={}", pins.display());
+    }
+    set("has_spinnaker_venv", pins.is_file() && venv.join("bin/python").is_file());
 }
 
 fn is_root() -> bool {

@@ -1,7 +1,7 @@
 //! A SpiNNaker frame's Board Management Processor on a loopback UDP socket, speaking real SCP.
 //!
-//! One thread per frame answers VER, BMP_INFO (ADC, CAN status), BMP_POWER and LED for boards 0..N from
-//! settable per-board readings, and can be told to misbehave (silent, slow, wrong seq, garbage, error
+//! One thread per frame answers VER, BMP_INFO (ADC, CAN status), BMP_POWER, LED and the FPGA register
+//! reads and writes (SCP 17 and 18) for boards 0..N from settable per-board readings, and can be told to misbehave (silent, slow, wrong seq, garbage, error
 //! codes, duplicates, short ADC replies) while running. The encoder here is written independently of
 //! the collectors crate on purpose: the client is tested against the wire format, not against itself.
 //!
@@ -10,8 +10,17 @@
 //!   reads 0 V on the switched rails (1v2a/b/c, 1v8, 3v3) while the supply and temperatures still read.
 //! - BMP_POWER acts only when addressed to board 0, like the real firmware; every one is recorded.
 //! - A request for a board the frame does not have gets no reply, as from a BMP that is not on the CAN bus.
+//! - FPGA registers, as the BMP firmware's `cmd_fpga_read`/`cmd_fpga_write` serve them (bmp_cmd.c in the
+//!   BMP sources; SpiNNMan's `ReadFPGARegister`/`WriteFPGARegister` send them): arg1 = register address,
+//!   arg2 = length in bytes (at most 256), arg3 = FPGA 0..=2, otherwise RC_ARG. A read returns the words
+//!   in place of the reply's arguments; a write takes them from the data. Each board's three FPGAs read
+//!   their own number in the FLAG register (0x40004, bits 1..0; spalloc-server checks it after every
+//!   power-on), remember what is written, and start afresh on power-on (the BMP reloads them then);
+//!   an unpowered FPGA reads 0. Every write is recorded.
+//! - It binds where it is told (`SimOptions::bind`): spalloc-server talks to BMPs only on UDP 17893, so
+//!   a frame for it binds a loopback address of its own at that port.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -20,12 +29,19 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 const CMD_VER: u16 = 0;
+const CMD_FPGA_READ: u16 = 17;
+const CMD_FPGA_WRITE: u16 = 18;
 const CMD_LED: u16 = 25;
 const CMD_BMP_INFO: u16 = 48;
 const CMD_BMP_POWER: u16 = 57;
 const RC_OK: u16 = 0x80;
 const RC_CMD: u16 = 0x83;
 const RC_ARG: u16 = 0x84;
+
+/// The FPGA register holding the FPGA's own number in bits 1..0 (spio's spinnaker_fpgas design).
+pub const FPGA_FLAG_REGISTER: u32 = 0x40004;
+/// The BMP firmware's SDP buffer: the most one FPGA request may move.
+const SDP_BUF_SIZE: u32 = 256;
 
 /// Requests remembered for [`BmpSim::recent_requests`].
 const RECENT: usize = 1024;
@@ -103,6 +119,15 @@ pub struct PowerCommand {
     pub at: Instant,
 }
 
+/// One FPGA register write as received.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FpgaWrite {
+    pub board: u8,
+    pub fpga: u8,
+    pub register: u32,
+    pub value: u32,
+}
+
 /// One request as received, for tests that check what went on the wire.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeenRequest {
@@ -125,11 +150,20 @@ pub struct SimOptions {
     pub text: String,
     /// Sent after the text's NUL with version field 0xFFFF.
     pub version: String,
+    /// Where to listen (default 127.0.0.1, a fresh port).
+    pub bind: SocketAddr,
 }
 
 impl Default for SimOptions {
     fn default() -> SimOptions {
-        SimOptions { boards: 24, frame: 0, code_block: 1, text: "BC&MP/SpiNN-5".into(), version: "2.1.0".into() }
+        SimOptions {
+            boards: 24,
+            frame: 0,
+            code_block: 1,
+            text: "BC&MP/SpiNN-5".into(),
+            version: "2.1.0".into(),
+            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
+        }
     }
 }
 
@@ -140,6 +174,9 @@ struct State {
     /// A fault for the next `n` requests, before `fault` applies again.
     fault_next: Option<(Fault, u32)>,
     power_log: Vec<PowerCommand>,
+    /// Per board, per FPGA: register -> value written since the board was last powered on.
+    fpga: Vec<[BTreeMap<u32, u32>; 3]>,
+    fpga_writes: Vec<FpgaWrite>,
     recent: VecDeque<SeenRequest>,
 }
 
@@ -177,7 +214,7 @@ impl BmpSim {
     }
 
     pub fn with_options(options: SimOptions) -> io::Result<BmpSim> {
-        let socket = UdpSocket::bind("127.0.0.1:0")?;
+        let socket = UdpSocket::bind(options.bind)?;
         let addr = socket.local_addr()?;
         let n = usize::from(options.boards);
         let shared = Arc::new(Shared {
@@ -187,6 +224,8 @@ impl BmpSim {
                 fault: Fault::None,
                 fault_next: None,
                 power_log: Vec::new(),
+                fpga: vec![Default::default(); n],
+                fpga_writes: Vec::new(),
                 recent: VecDeque::new(),
             }),
             options,
@@ -291,6 +330,18 @@ impl BmpSimHandle {
         state.power_log.clone()
     }
 
+    /// What a read of an FPGA register of a board returns now; None for a board or FPGA it lacks.
+    pub fn fpga_register(&self, board: u8, fpga: u8, register: u32) -> Option<u32> {
+        let state = self.shared.lock();
+        let b = usize::from(board);
+        (b < state.boards.len() && fpga < 3).then(|| fpga_read(&state, b, fpga, register))
+    }
+
+    /// Every FPGA register write received, oldest first.
+    pub fn fpga_writes(&self) -> Vec<FpgaWrite> {
+        self.shared.lock().fpga_writes.clone()
+    }
+
     /// Requests received, well-formed or not.
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
@@ -357,6 +408,8 @@ fn serve(socket: &Arc<UdpSocket>, shared: &Shared) {
 struct Request {
     header: [u8; 10],
     seen: SeenRequest,
+    /// What follows the three arguments.
+    data: Vec<u8>,
 }
 
 fn parse(buf: &[u8]) -> Option<Request> {
@@ -367,7 +420,7 @@ fn parse(buf: &[u8]) -> Option<Request> {
     let args = [word(14).unwrap_or(0), word(18).unwrap_or(0), word(22).unwrap_or(0)];
     let seen =
         SeenRequest { cmd, board: header[4] & 0x1F, seq, flags: header[2], tag: header[3], src: header[5], args };
-    Some(Request { header, seen })
+    Some(Request { header, seen, data: buf.get(26..).unwrap_or_default().to_vec() })
 }
 
 /// The reply datagram, or None for no reply.
@@ -415,18 +468,53 @@ fn answer(req: &Request, state: &mut State, options: &SimOptions, fault: Fault) 
                 at: Instant::now(),
             });
             if seen.board == 0 {
-                for (i, p) in state.powered.iter_mut().enumerate() {
-                    if i < 32 && mask & (1 << i) != 0 {
-                        *p = on;
+                for i in 0..state.powered.len().min(32) {
+                    if mask & (1 << i) != 0 {
+                        state.powered[i] = on;
+                        // Power-on reloads the FPGAs: whatever was written is gone.
+                        state.fpga[i] = Default::default();
                     }
                 }
             }
             Vec::new()
         }
+        CMD_FPGA_READ | CMD_FPGA_WRITE => {
+            let [register, len, fpga] = seen.args;
+            if len > SDP_BUF_SIZE || fpga > 2 {
+                return Some(reply(&req.header, RC_ARG, seq, &[]));
+            }
+            let fpga = fpga as u8;
+            let register = register & !3;
+            if seen.cmd == CMD_FPGA_READ {
+                let values: Vec<u32> =
+                    (0..len / 4).map(|i| fpga_read(state, board, fpga, register.wrapping_add(4 * i))).collect();
+                words(&values)
+            } else {
+                for (i, w) in req.data.chunks_exact(4).take((len / 4) as usize).enumerate() {
+                    let (register, value) =
+                        (register.wrapping_add(4 * i as u32), u32::from_le_bytes([w[0], w[1], w[2], w[3]]));
+                    state.fpga[board][usize::from(fpga)].insert(register, value);
+                    state.fpga_writes.push(FpgaWrite { board: seen.board, fpga, register, value });
+                }
+                Vec::new()
+            }
+        }
         CMD_LED => Vec::new(),
         _ => return Some(reply(&req.header, RC_CMD, seq, &[])),
     };
     Some(reply(&req.header, RC_OK, seq, &payload))
+}
+
+/// A register of a board's FPGA: 0 while unpowered, else what was written or, for FLAG, its number.
+fn fpga_read(state: &State, board: usize, fpga: u8, register: u32) -> u32 {
+    if !state.powered[board] {
+        return 0;
+    }
+    match state.fpga[board][usize::from(fpga)].get(&register) {
+        Some(v) => *v,
+        None if register == FPGA_FLAG_REGISTER => u32::from(fpga),
+        None => 0,
+    }
 }
 
 /// A reply to the request whose SDP header is `req`: source and destination swapped, no reply expected.
@@ -483,6 +571,55 @@ mod tests {
         let off = adc_block(&b, false);
         assert_eq!(&off[6..8], &[0, 0]);
         assert_eq!(&off[14..16], &block[14..16]);
+    }
+
+    /// One SCP request to `board` and its reply's (return code, payload after cmd_rc and seq).
+    fn ask(sim: &BmpSim, board: u8, cmd: u16, args: [u32; 3], data: &[u8]) -> (u16, Vec<u8>) {
+        let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+        socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut req = vec![0, 0, 0x87, 0xFF, board, 0xFF, 0, 0, 0, 0];
+        req.extend_from_slice(&cmd.to_le_bytes());
+        req.extend_from_slice(&7u16.to_le_bytes());
+        req.extend(words(&args));
+        req.extend_from_slice(data);
+        socket.send_to(&req, sim.addr()).unwrap();
+        let mut buf = [0u8; 512];
+        let n = socket.recv(&mut buf).unwrap();
+        (u16::from_le_bytes([buf[10], buf[11]]), buf[14..n].to_vec())
+    }
+
+    #[test]
+    fn fpga_registers_as_the_bmp_firmware_serves_them() {
+        let sim = BmpSim::start(2).unwrap();
+        // Each FPGA's FLAG register holds its number.
+        for fpga in 0..3 {
+            let (rc, data) = ask(&sim, 1, CMD_FPGA_READ, [FPGA_FLAG_REGISTER, 4, fpga], &[]);
+            assert_eq!((rc, data), (RC_OK, fpga.to_le_bytes().to_vec()));
+        }
+        // A write (the address rounded down to a word) reads back, two words at a time too.
+        let (rc, data) = ask(&sim, 1, CMD_FPGA_WRITE, [0x1005C + 2, 4, 2], &1u32.to_le_bytes());
+        assert_eq!((rc, data.len()), (RC_OK, 0));
+        let (rc, data) = ask(&sim, 1, CMD_FPGA_READ, [0x10058, 8, 2], &[]);
+        assert_eq!((rc, data), (RC_OK, words(&[0, 1])));
+        assert_eq!(sim.fpga_writes(), [FpgaWrite { board: 1, fpga: 2, register: 0x1005C, value: 1 }]);
+        assert_eq!(sim.fpga_register(0, 2, 0x1005C), Some(0), "board 0's FPGAs are its own");
+        // No fourth FPGA, and no more than the BMP's 256-byte buffer.
+        assert_eq!(ask(&sim, 1, CMD_FPGA_READ, [0, 4, 3], &[]).0, RC_ARG);
+        assert_eq!(ask(&sim, 1, CMD_FPGA_READ, [0, 260, 0], &[]).0, RC_ARG);
+        // Off, the FPGAs read 0; on again, they are reloaded: the write is gone.
+        assert_eq!(ask(&sim, 0, CMD_BMP_POWER, [0, 0b10, 0], &[]).0, RC_OK);
+        assert_eq!(sim.fpga_register(1, 0, FPGA_FLAG_REGISTER), Some(0));
+        assert_eq!(ask(&sim, 0, CMD_BMP_POWER, [1, 0b10, 0], &[]).0, RC_OK);
+        assert_eq!(sim.fpga_register(1, 2, 0x1005C), Some(0));
+        assert_eq!(sim.fpga_register(1, 2, FPGA_FLAG_REGISTER), Some(2));
+    }
+
+    #[test]
+    fn binds_where_it_is_told() {
+        let options = SimOptions { boards: 1, bind: SocketAddr::from(([127, 0, 0, 3], 0)), ..SimOptions::default() };
+        let sim = BmpSim::with_options(options).unwrap();
+        assert_eq!(sim.addr().ip(), std::net::IpAddr::from([127, 0, 0, 3]));
+        assert_eq!(ask(&sim, 0, CMD_VER, [0; 3], &[]).0, RC_OK);
     }
 
     #[test]
