@@ -79,3 +79,58 @@ severity = "info"
     assert!(events.contains("LogErrors cleared"), "{events}");
     assert!(events.contains("log rule reset matched"), "{events}");
 }
+
+/// A GET on the control socket (`/api/v1/logs/recent` is served only there).
+fn socket_get(agent: &Agent, path: &str) -> String {
+    use std::io::Read;
+    let mut s = std::os::unix::net::UnixStream::connect(agent.state_dir.path().join("agent.sock")).unwrap();
+    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out
+}
+
+/// Regression: a reload with the same config emptied the recent log matches (and so the bundle's) while
+/// LogErrors was still set.
+#[test]
+fn a_reload_keeps_the_recent_log_matches() {
+    let fs = FakeSysfs::new();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("photon0.log");
+    append(&log, &["start"]);
+    let cfg = format!(
+        r#"
+poll_interval = "100ms"
+[[device]]
+id = "photon0"
+kind = "photonic"
+[[device.log]]
+path = "{log}"
+[[device.log.rule]]
+name = "error-burst"
+pattern = "(?i)\\berror\\b"
+action = "LogErrors"
+count = 2
+window = "1m"
+"#,
+        log = log.display()
+    );
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let d = ("device", "photon0");
+    agent.wait_for("rule counters", || {
+        agent.metric("accel_log_matches_total", &[d, ("rule", "error-burst")]) == Some(0.0)
+    });
+    append(&log, &["tile 1: ERROR laser drift", "tile 2: error again"]);
+    agent.wait_for("LogErrors", || {
+        agent.metric("accel_device_condition", &[d, ("condition", "LogErrors")]) == Some(1.0)
+    });
+    let before = socket_get(&agent, "/api/v1/logs/recent");
+    assert!(before.contains("tile 1: ERROR laser drift") && before.contains("tile 2: error again"), "{before}");
+
+    agent.signal(libc::SIGHUP);
+    agent.wait_for("the reload", || agent.get("/api/v1/events?kind=operator").body.contains("config reloaded"));
+    let after = socket_get(&agent, "/api/v1/logs/recent");
+    assert!(after.contains("tile 1: ERROR laser drift") && after.contains("tile 2: error again"), "{after}");
+    assert_eq!(agent.metric("accel_device_condition", &[d, ("condition", "LogErrors")]), Some(1.0));
+}

@@ -106,3 +106,84 @@ fn a_device_that_never_comes_back_opens_the_circuit_and_escalates() {
     assert_eq!(std::fs::read_to_string(tool.path().join("vendor.log")).unwrap().lines().count(), 2);
     assert!(agent.get("/api/v1/devices/photon0").body.contains("\"needs_hardware_inspection\": true"));
 }
+
+/// Regression: decisions used to run only on a host collector's tick, so a device whose only evidence is a
+/// probe went Offline and was never reconnected when every host collector was off.
+#[test]
+fn a_probe_only_device_is_reconnected_with_every_host_collector_off() {
+    let tool = tempfile::tempdir().unwrap();
+    let collectors =
+        ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer", "accel", "resources"];
+    let collectors_off: String = collectors.iter().map(|c| format!("[collectors.{c}]\nenabled = false\n")).collect();
+    let toml = format!(
+        r#"
+poll_interval = "200ms"
+[actions]
+enabled = true
+dry_run = true
+[discovery]
+enabled = false
+{collectors_off}
+[[device]]
+id = "probe0"
+kind = "generic"
+[[device.probe]]
+name = "status"
+command = ["sh", "-c", "exit 3"]
+liveness = true
+offline_after = 1
+[device.reconnect]
+steps = ["vendor"]
+command = ["/bin/sh", "-c", "echo {{id}} >> '{dir}/vendor.log'"]
+"#,
+        dir = tool.path().display()
+    );
+    let fs = FakeSysfs::new();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &toml);
+    agent.wait_ready();
+    let started = Instant::now();
+    agent.wait_for("the dry-run reconnect", || {
+        agent.get("/api/v1/events?device=probe0&kind=action").body.contains("would run reconnect step vendor")
+    });
+    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}", started.elapsed());
+    assert!(!tool.path().join("vendor.log").exists(), "dry run: the vendor command did not run");
+    let device = agent.get("/api/v1/devices/probe0").body;
+    assert!(device.contains("\"state\": \"unhealthy\""), "{device}");
+}
+
+/// Regressions: "the circuit opened" and NeedsHardwareInspection were only in the journal, never in the
+/// daemon log; and a device that answered again after its ladder gave up was reported healthy.
+#[test]
+fn a_ladder_that_gave_up_is_logged_at_error_and_keeps_the_device_degraded_when_it_answers_again() {
+    let fs = FakeSysfs::new();
+    pci_device(&fs);
+    let tool = tempfile::tempdir().unwrap();
+    std::fs::write(tool.path().join("code"), "3").unwrap();
+    let extra = "max_failures = 2\ncooldown = \"1s\"\nescalate_after = 2";
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(tool.path(), "\"vendor\"", extra));
+    agent.wait_ready();
+    agent.wait_for("escalation", || {
+        agent.get("/api/v1/events?device=photon0&kind=action").body.contains("NeedsHardwareInspection")
+    });
+    // The board comes back by itself.
+    std::fs::write(tool.path().join("code"), "0").unwrap();
+    agent.wait_for("online again", || agent.metric("accel_device_up", &[("device", "photon0")]) == Some(1.0));
+    let health = agent.get("/health");
+    assert_eq!(health.status, 200, "degraded, not unhealthy: {}", health.body);
+    let v: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert_eq!(v["devices"][0]["state"], "degraded", "{v}");
+    let failing = &v["devices"][0]["failing"];
+    assert!(
+        failing
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|f| f["condition"] == "ReconnectCircuit" && f["reason"] == "NeedsHardwareInspection"),
+        "{failing}"
+    );
+
+    let errors: Vec<String> = agent.stderr.try_iter().filter(|l| l.contains("\"level\":\"ERROR\"")).collect();
+    assert!(errors.iter().any(|l| l.contains("the reconnect circuit opened")), "ERROR lines: {errors:#?}");
+    assert!(errors.iter().any(|l| l.contains("NeedsHardwareInspection")), "ERROR lines: {errors:#?}");
+}

@@ -2,7 +2,7 @@
 //! SIGINT within two seconds.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -14,6 +14,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::Cli;
+use crate::app::owner::{self, Effects};
 use crate::app::reload::{self, Generation, Shared};
 use crate::control::peer::Authorizer;
 use crate::control::{self, Control, ReloadRequest};
@@ -128,9 +129,12 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
         }
     };
     let shutdown = CancellationToken::new();
-    let engine = Arc::new(Mutex::new(DeviceEngine::new(&config, Instant::now(), SystemTime::now())));
+    let engine = DeviceEngine::new(&config, Instant::now(), SystemTime::now());
+    let (evidence, evidence_rx) = crate::model::evidence::channel();
+    let effects = Effects { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone() };
+    let owner = tokio::spawn(owner::run(engine, evidence_rx, effects, shutdown.clone()));
     let shared =
-        Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), engine, dry_run };
+        Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), evidence, dry_run };
     let config = Arc::new(config);
     let mut generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
     let notifier = crate::app::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
@@ -148,7 +152,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
         state: Arc::clone(&state),
         events: Arc::clone(&events),
         actions: actions.clone(),
-        live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.engine)),
+        live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.evidence)),
         auth: auth.clone(),
         reload: reload_tx,
         actions_mode: match (config.actions.enabled, dry_run || config.actions.dry_run) {
@@ -177,7 +181,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
         };
         let (next, outcome) = reload::reload(&cli, generation, &shared, &shutdown).await;
         generation = next;
-        control.live.store(Arc::new(reload::live(&generation, config_path.clone(), &shared.engine)));
+        control.live.store(Arc::new(reload::live(&generation, config_path.clone(), &shared.evidence)));
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
@@ -191,7 +195,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     // with the process.
     // The loops and both servers wind down at the same time, within one budget.
     let _ = tokio::time::timeout(Duration::from_millis(700), async {
-        tokio::join!(tokio::time::timeout(Duration::from_millis(500), generation.stop()), server, async {
+        tokio::join!(tokio::time::timeout(Duration::from_millis(500), generation.stop()), server, owner, async {
             if let Some(c) = control_server {
                 let _ = c.await;
             }

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod daemon;
 pub mod demo;
 pub mod logging;
+pub mod owner;
 pub mod reload;
 pub mod scan;
 pub mod sdnotify;

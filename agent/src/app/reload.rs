@@ -6,8 +6,8 @@
 //! load is rejected with its FILE:LINE:COL errors and the old one keeps running.
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use config::Config;
 use tokio::sync::mpsc;
@@ -19,8 +19,8 @@ use crate::app::daemon::ConfigSource;
 use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::Actions;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::DeviceEngine;
 use crate::model::events::Events;
+use crate::model::evidence::EvidenceTx;
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
 use crate::sources::schedule;
@@ -35,7 +35,8 @@ pub struct Shared {
     pub state: Arc<AgentState>,
     pub events: Arc<Events>,
     pub actions: Actions,
-    pub engine: Arc<Mutex<DeviceEngine>>,
+    /// To the device model's owner, which outlives every generation.
+    pub evidence: EvidenceTx,
     pub dry_run: bool,
 }
 
@@ -59,11 +60,10 @@ impl Generation {
         let mut tasks = JoinSet::new();
         let running = schedule::spawn_loops(
             &config,
-            &shared.engine,
+            &shared.evidence,
             previous_logs,
             &shared.state,
             &shared.events,
-            &shared.actions,
             &token,
             &mut tasks,
         );
@@ -85,9 +85,13 @@ impl Generation {
         if tokio::time::timeout(STOP_TIMEOUT, async { while tasks.join_next().await.is_some() {} }).await.is_err() {
             tracing::warn!("some loops of the old config did not stop within {STOP_TIMEOUT:?}");
         }
+        let logs = self.logs;
         match self.log_thread.take() {
-            Some(thread) => tokio::task::spawn_blocking(move || thread.join()).await.unwrap_or_default(),
-            None => LogSources::default(),
+            Some(thread) => {
+                let recent = logs.clone();
+                tokio::task::spawn_blocking(move || thread.join(&logs)).await.unwrap_or_else(|_| recent.into_sources())
+            }
+            None => logs.into_sources(),
         }
     }
 }
@@ -138,12 +142,15 @@ pub async fn reload(
     };
     let restart = needs_restart(&current.config, &new);
     let logs = current.stop().await;
-    shared.engine.lock().unwrap_or_else(PoisonError::into_inner).reconfigure(&new, Instant::now(), now);
+    let config = Arc::new(new);
+    let reconfigured = Arc::clone(&config);
+    shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
+    let new = config;
     shared.actions.reconfigure(&new, shared.dry_run);
     let settings = schedule::enabled(&new);
     let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
     shared.state.configure_collectors(&collectors);
-    let generation = Generation::start(Arc::new(new), logs, shared, shutdown);
+    let generation = Generation::start(new, logs, shared, shutdown);
     shared.state.record_reload(true);
     let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());
     if !restart.is_empty() {
@@ -196,11 +203,11 @@ pub fn watch(path: Option<PathBuf>, reloads: mpsc::Sender<ReloadRequest>) -> Opt
 }
 
 /// What the control socket sees of a generation.
-pub fn live(generation: &Generation, config_path: Option<PathBuf>, engine: &Arc<Mutex<DeviceEngine>>) -> Live {
+pub fn live(generation: &Generation, config_path: Option<PathBuf>, evidence: &EvidenceTx) -> Live {
     Live {
         config: Arc::clone(&generation.config),
         config_path,
-        engine: Arc::clone(engine),
+        evidence: evidence.clone(),
         logs: generation.logs.clone(),
     }
 }

@@ -15,8 +15,8 @@ pub mod socket;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, SystemTime};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -33,8 +33,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::effects::actions::Actions;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::DeviceEngine;
 use crate::model::events::Events;
+use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::model::operator::OperatorError;
 use crate::publish::http::{Http, json};
 use crate::publish::state::AgentState;
@@ -55,7 +55,8 @@ pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
 pub struct Live {
     pub config: Arc<Config>,
     pub config_path: Option<PathBuf>,
-    pub engine: Arc<Mutex<DeviceEngine>>,
+    /// To the device model's owner.
+    pub evidence: EvidenceTx,
     pub logs: LogHandle,
 }
 
@@ -69,6 +70,21 @@ pub struct Control {
     pub reload: mpsc::Sender<ReloadRequest>,
     /// "enabled", "dry-run" or "disabled", for status.
     pub actions_mode: &'static str,
+}
+
+/// An operator's change to one device, as the model's owner runs it.
+enum OperatorRequest {
+    Maintenance {
+        on: bool,
+        until: Option<SystemTime>,
+    },
+    /// `None`: release the manual level.
+    Throttle {
+        level: Option<usize>,
+        until: Option<SystemTime>,
+    },
+    Reconnect,
+    SetHealthy,
 }
 
 /// The JSON body of a mutation; each verb reads the fields it needs.
@@ -213,47 +229,68 @@ impl Control {
             );
         }
         let live = self.live.load_full();
-        let outcome = {
-            let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
-            match verb {
-                "maintenance" => {
-                    let on = body.on.unwrap_or(true);
-                    engine.set_maintenance(id, on, until).map(|()| {
+        let (device, actions, logs) = (id.to_owned(), self.actions.clone(), live.logs.clone());
+        let request = match verb {
+            "maintenance" => OperatorRequest::Maintenance { on: body.on.unwrap_or(true), until },
+            "throttle" => match body.level {
+                Some(level) => OperatorRequest::Throttle { level: Some(level), until },
+                None => return failure(StatusCode::BAD_REQUEST, "throttle needs a level"),
+            },
+            "unthrottle" => OperatorRequest::Throttle { level: None, until: None },
+            "reconnect" => OperatorRequest::Reconnect,
+            "set-healthy" => OperatorRequest::SetHealthy,
+            other => return failure(StatusCode::NOT_FOUND, format!("no such action {other:?}")),
+        };
+        // Runs on the model's owner; answered once the change is decided and published, so the operator's
+        // next look shows it.
+        let outcome = live
+            .evidence
+            .run(move |engine, now, wall| match request {
+                OperatorRequest::Maintenance { on, until } => {
+                    let message = engine.set_maintenance(&device, on, until).map(|()| {
                         if on {
-                            format!("maintenance on{}: automatic actions suspended", for_text)
+                            format!("maintenance on{for_text}: automatic actions suspended")
                         } else {
                             "maintenance off: automatic actions resume".to_owned()
                         }
-                    })
+                    });
+                    (message, Vec::new())
                 }
-                "throttle" => {
-                    let Some(level) = body.level else {
-                        return failure(StatusCode::BAD_REQUEST, "throttle needs a level");
-                    };
-                    engine
-                        .set_manual_throttle(id, Some(level), until)
-                        .map(|max| format!("throttle held at level {level} of {max}{for_text}"))
+                OperatorRequest::Throttle { level: Some(level), until } => {
+                    let message = engine
+                        .set_manual_throttle(&device, Some(level), until)
+                        .map(|max| format!("throttle held at level {level} of {max}{for_text}"));
+                    (message, Vec::new())
                 }
-                "unthrottle" => engine
-                    .set_manual_throttle(id, None, None)
-                    .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned()),
-                "reconnect" => engine.manual_reconnect(id, Instant::now()).map(|step| {
-                    self.actions.reconnect(id, &step);
-                    format!("reconnect started with step {step}")
-                }),
-                "set-healthy" => engine.set_healthy(id, Instant::now(), SystemTime::now()).map(|(cleared, changes)| {
-                    live.logs.clear_latched(id);
-                    for change in &changes {
-                        self.events.condition_changed(change, SystemTime::now());
+                OperatorRequest::Throttle { level: None, .. } => {
+                    let message = engine
+                        .set_manual_throttle(&device, None, None)
+                        .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned());
+                    (message, Vec::new())
+                }
+                OperatorRequest::Reconnect => {
+                    let message = engine.manual_reconnect(&device, now).map(|step| {
+                        actions.reconnect(&device, &step);
+                        format!("reconnect started with step {step}")
+                    });
+                    (message, Vec::new())
+                }
+                OperatorRequest::SetHealthy => match engine.set_healthy(&device, now, wall) {
+                    Ok((cleared, changes)) => {
+                        logs.clear_latched(&device);
+                        let message = if cleared.is_empty() {
+                            "nothing latched to clear".to_owned()
+                        } else {
+                            format!("cleared {}", cleared.join(", "))
+                        };
+                        (Ok(message), changes)
                     }
-                    if cleared.is_empty() {
-                        "nothing latched to clear".to_owned()
-                    } else {
-                        format!("cleared {}", cleared.join(", "))
-                    }
-                }),
-                other => return failure(StatusCode::NOT_FOUND, format!("no such action {other:?}")),
-            }
+                    Err(e) => (Err(e), Vec::new()),
+                },
+            })
+            .await;
+        let Some(outcome) = outcome else {
+            return failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down");
         };
         match outcome {
             Ok(message) => {
@@ -263,8 +300,6 @@ impl Control {
                     Event::new(now, Severity::Info, kind::OPERATOR, format!("{message} (by {})", peer.describe()))
                         .on_device(id),
                 );
-                // Apply at once rather than at the next collection: the operator is watching.
-                crate::sources::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
                 json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
             }
             Err(e) => operator_failure(e),
@@ -286,16 +321,10 @@ impl Control {
     async fn diagnose(&self) -> diagnose::Report {
         let live = self.live.load_full();
         let results = crate::sources::probing::run_all(&live.config).await;
-        {
-            let mut engine = live.engine.lock().unwrap_or_else(PoisonError::into_inner);
-            let wall = SystemTime::now();
-            for (device, result) in results.iter().cloned() {
-                for change in engine.apply_probe(&device, result, Instant::now(), wall) {
-                    self.events.condition_changed(&change, wall);
-                }
-            }
+        for (device, result) in results.iter().cloned() {
+            live.evidence.send(Evidence::Probe { device, result });
         }
-        crate::sources::schedule::evaluate_devices(&live.engine, &self.state, &self.events, &self.actions);
+        live.evidence.flush().await;
         diagnose::diagnose(&self.state.snapshot(), &self.status(), &live.config, results.len())
     }
 }

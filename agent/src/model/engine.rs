@@ -10,11 +10,12 @@ use collectors::HostReadings;
 use collectors::sysfs::hwmon::Chip;
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
-use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state};
+use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state, with_circuit};
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
 };
+use crate::effects::actions::reconnect::Circuit;
 use crate::publish::state::Snapshot;
 
 struct Device {
@@ -918,7 +919,10 @@ impl Device {
             driver: self.driver.clone().unwrap_or_default(),
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: self.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
-            state: derive_state(&self.conditions, self.in_maintenance(SystemTime::now())),
+            state: with_circuit(
+                derive_state(&self.conditions, self.in_maintenance(SystemTime::now())),
+                self.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
+            ),
             up: match (
                 self.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
                 &self.accel_status,

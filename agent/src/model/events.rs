@@ -56,7 +56,13 @@ impl Events {
         Events { journal: None, writer: None, counts: Mutex::new(BTreeMap::new()), unavailable: Some(reason) }
     }
 
+    /// Journals and counts an event. Critical and fatal ones also go to the daemon log at ERROR: an
+    /// operator reading `journalctl -u accel-agent` must see them, not only the WARN lines before them.
     pub fn record(&self, event: Event) {
+        if event.severity >= Severity::Critical {
+            let device = event.device.as_deref().unwrap_or("");
+            tracing::error!(device, kind = %event.kind, severity = event.severity.as_str(), "{}", event.message);
+        }
         let key = (event.device.clone().unwrap_or_default(), event.severity);
         *self.counts.lock().unwrap_or_else(PoisonError::into_inner).entry(key).or_default() += 1;
         if let Some(w) = &self.writer
@@ -70,18 +76,6 @@ impl Events {
     /// unhealthy), cleared is info.
     pub fn condition_changed(&self, change: &ConditionChange, now: SystemTime) {
         let c = &change.condition;
-        match c.status {
-            Status::True => {
-                tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
-            }
-            _ => tracing::info!(
-                device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message
-            ),
-        }
-        if c.first_evidence_ok() {
-            // Every start turns unknown conditions false; that is not news.
-            return;
-        }
         let (severity, kind, verb) = match (c.status, c.impact) {
             (Status::True, Impact::Unhealthy) => (Severity::Critical, kind::CONDITION_SET, "set"),
             (Status::True, Impact::Degraded) => (Severity::Warning, kind::CONDITION_SET, "set"),
@@ -89,6 +83,21 @@ impl Events {
             // Unknown after known: the evidence went away; worth a line, not an alarm.
             (Status::Unknown, _) => (Severity::Info, kind::CONDITION_CLEARED, "unknown"),
         };
+        // Every start turns unknown conditions false; that is not news.
+        let news = !c.first_evidence_ok();
+        match c.status {
+            // A critical one is logged at ERROR by `record`, once.
+            Status::True if news && severity >= Severity::Critical => {}
+            Status::True => {
+                tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
+            }
+            _ => tracing::info!(
+                device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message
+            ),
+        }
+        if !news {
+            return;
+        }
         let message = format!("{} {verb} ({}): {}", c.kind.name(), c.reason, c.message);
         self.record(Event::new(now, severity, kind, message).on_device(&change.device));
     }

@@ -169,6 +169,15 @@ pub fn derive_state(conditions: &[Condition], maintenance: bool) -> State {
     }
 }
 
+/// A device whose reconnect circuit is open, or whose ladder gave up, needs a person even when it answers
+/// again: it is at least degraded until it is reconnected or an operator runs `set-healthy`.
+pub fn with_circuit(state: State, circuit_open: bool) -> State {
+    match state {
+        State::Healthy | State::Unknown if circuit_open => State::Degraded,
+        other => other,
+    }
+}
+
 /// A level for a threshold tracker: which side of the threshold a value is on, with hysteresis.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Level {

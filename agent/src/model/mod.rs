@@ -2,6 +2,7 @@
 
 pub mod engine;
 pub mod events;
+pub mod evidence;
 pub mod health;
 pub mod operator;
 pub mod view;

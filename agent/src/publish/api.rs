@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::effects::actions::reconnect::Circuit;
 use crate::model::{DeviceView, State, Status};
 
 /// /health: every device's state, and the worst of them.
@@ -18,7 +19,7 @@ pub struct DeviceHealth {
     pub id: String,
     pub kind: &'static str,
     pub state: State,
-    /// The conditions that are true, with their reason.
+    /// The conditions that are true, with their reason (and the reconnect circuit, while it is open).
     pub failing: Vec<Failing>,
 }
 
@@ -125,12 +126,25 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
     StatusReport { status: health(&snap.devices).status, agent, devices }
 }
 
+/// The device's true conditions, and its reconnect circuit when that is what keeps it from healthy.
 fn failing(d: &DeviceView) -> Vec<Failing> {
-    d.conditions
+    let mut out: Vec<Failing> = d
+        .conditions
         .iter()
         .filter(|c| c.status == Status::True)
         .map(|c| Failing { condition: c.kind.name(), reason: c.reason.clone(), message: c.message.clone() })
-        .collect()
+        .collect();
+    let circuit = if d.needs_hardware_inspection {
+        Some(("NeedsHardwareInspection", "the reconnect ladder failed repeatedly; automatic reconnects stopped"))
+    } else if d.circuit == Some(Circuit::Open) {
+        Some(("CircuitOpen", "reconnects failed; the circuit waits out its cooldown"))
+    } else {
+        None
+    };
+    if let Some((reason, message)) = circuit {
+        out.push(Failing { condition: "ReconnectCircuit", reason: reason.to_owned(), message: message.to_owned() });
+    }
+    out
 }
 
 /// /api/v1/devices/{id}: the device view plus its latest events (newest first, at most 20).

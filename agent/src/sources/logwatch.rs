@@ -17,10 +17,9 @@ use config::{Config, EventSeverity};
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::journal::{Event, Severity};
-use crate::model::DeviceEngine;
 use crate::model::engine::LogUpdate;
 use crate::model::events::Events;
-use crate::publish::state::AgentState;
+use crate::model::evidence::{Evidence, EvidenceTx};
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Matched lines kept for `agentctl bundle`, newest last.
@@ -44,17 +43,30 @@ enum Command {
 }
 
 /// The sources a log thread followed, handed back when it stops so a reload keeps their read positions,
-/// line counts and rule state.
+/// line counts and rule state, and the recent matched lines (evidence a reload must not forget).
 #[derive(Default)]
-pub struct LogSources(Vec<Source>);
+pub struct LogSources {
+    sources: Vec<Source>,
+    recent: Recent,
+}
+
+type Recent = Arc<Mutex<VecDeque<MatchedLine>>>;
 
 /// The running log thread; joining it returns its sources.
 pub struct LogThread(std::thread::JoinHandle<Vec<Source>>);
 
 impl LogThread {
-    /// Waits for the thread to notice its cancellation (at most one poll interval).
-    pub fn join(self) -> LogSources {
-        LogSources(self.0.join().unwrap_or_default())
+    /// Waits for the thread to notice its cancellation (at most one poll interval); `handle` is the
+    /// thread's handle, whose recent lines go on.
+    pub fn join(self, handle: &LogHandle) -> LogSources {
+        LogSources { sources: self.0.join().unwrap_or_default(), recent: Arc::clone(&handle.recent) }
+    }
+}
+
+impl LogHandle {
+    /// The sources of a generation that had no log thread: nothing followed, the recent lines go on.
+    pub fn into_sources(self) -> LogSources {
+        LogSources { sources: Vec::new(), recent: self.recent }
     }
 }
 
@@ -79,7 +91,7 @@ fn carry_over(previous: &mut Vec<Source>, device: &str, s: &LogSourceConfig) -> 
 #[derive(Clone, Default)]
 pub struct LogHandle {
     commands: Option<Sender<Command>>,
-    recent: Arc<Mutex<VecDeque<MatchedLine>>>,
+    recent: Recent,
 }
 
 impl LogHandle {
@@ -99,7 +111,7 @@ impl LogHandle {
 /// One source's round: its update for the engine and the event-rule matches to journal.
 struct Polled {
     device: String,
-    update: LogUpdate,
+    update: Option<LogUpdate>,
     noted: Vec<(Severity, String)>,
 }
 
@@ -250,12 +262,11 @@ impl Source {
 pub fn spawn(
     config: &Config,
     previous: LogSources,
-    engine: &Arc<Mutex<DeviceEngine>>,
-    state: &Arc<AgentState>,
+    evidence: &EvidenceTx,
     events: &Arc<Events>,
     shutdown: &CancellationToken,
 ) -> (LogHandle, Option<LogThread>) {
-    let mut previous = previous.0;
+    let LogSources { sources: mut previous, recent } = previous;
     let mut sources = Vec::new();
     let mut adopted = Vec::new();
     for d in &config.devices {
@@ -272,30 +283,19 @@ pub fn spawn(
         }
     }
     if sources.is_empty() {
-        return (LogHandle::default(), None);
+        return (LogHandle { commands: None, recent }, None);
     }
     let (tx, commands) = channel();
-    let handle = LogHandle { commands: Some(tx), recent: Arc::default() };
-    let recent = Arc::clone(&handle.recent);
-    {
-        // Every rule's counter exists from the first scrape.
-        let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-        for (i, s) in sources.iter().enumerate() {
-            let signals = adopted.iter_mut().find(|(j, _)| *j == i).map(|(_, sig)| std::mem::take(sig));
-            for change in
-                engine.apply_log(&s.device, s.update(signals.unwrap_or_default()), Instant::now(), SystemTime::now())
-            {
-                events.condition_changed(&change, SystemTime::now());
-            }
-        }
-        state.publish_devices(engine.views(), events.counts());
+    let handle = LogHandle { commands: Some(tx), recent: Arc::clone(&recent) };
+    // Every rule's counter exists from the first scrape.
+    for (i, s) in sources.iter().enumerate() {
+        let signals = adopted.iter_mut().find(|(j, _)| *j == i).map(|(_, sig)| std::mem::take(sig));
+        evidence.send(Evidence::Log { device: s.device.clone(), update: s.update(signals.unwrap_or_default()) });
     }
-    let (engine, state, events, shutdown) =
-        (Arc::clone(engine), Arc::clone(state), Arc::clone(events), shutdown.clone());
+    let (evidence, events, shutdown) = (evidence.clone(), Arc::clone(events), shutdown.clone());
     let spawned = std::thread::Builder::new().name("logwatch".into()).spawn(move || {
         while !shutdown.is_cancelled() {
             let now = Instant::now();
-            let mut changed = false;
             let cleared = take_clears(&commands);
             let updates: Vec<Polled> = sources
                 .iter_mut()
@@ -313,26 +313,21 @@ pub fn spawn(
                             _ => None,
                         })
                         .collect();
-                    changed |= s.lines != s.published;
+                    let changed = s.lines != s.published || !signals.is_empty();
                     s.published = s.lines;
-                    Polled { device: s.device.clone(), update: s.update(signals), noted }
+                    Polled { device: s.device.clone(), update: changed.then(|| s.update(signals)), noted }
                 })
                 .collect();
             let wall = SystemTime::now();
-            let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
             for Polled { device, update, noted } in updates {
                 for (sev, msg) in noted {
                     events.record(Event::new(wall, sev, "log_match", msg).on_device(&device));
                 }
-                changed |= !update.signals.is_empty();
-                for change in engine.apply_log(&device, update, Instant::now(), wall) {
-                    events.condition_changed(&change, wall);
+                // Only news goes to the model: a quiet log is not evidence of anything.
+                if let Some(update) = update {
+                    evidence.send(Evidence::Log { device, update });
                 }
             }
-            if changed {
-                state.publish_devices(engine.views(), events.counts());
-            }
-            drop(engine);
             std::thread::sleep(POLL_EVERY);
         }
         sources

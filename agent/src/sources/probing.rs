@@ -3,7 +3,7 @@
 //! A probe never blocks anything but its own loop: commands and network checks carry their own deadline,
 //! and the engine is updated with the result in a short critical section.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use collectors::probes::{
@@ -19,7 +19,7 @@ use crate::effects::journal::{Event, Severity, kind};
 use crate::model::DeviceEngine;
 use crate::model::engine::ProbeResult;
 use crate::model::events::Events;
-use crate::publish::state::AgentState;
+use crate::model::evidence::{Evidence, EvidenceTx};
 
 /// A probe's default timeout when the config sets none (never longer than its interval).
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -168,8 +168,7 @@ pub async fn run_all(config: &Config) -> Vec<(String, ProbeResult)> {
 /// Starts one loop per configured probe of every declared device.
 pub fn spawn(
     config: &Config,
-    engine: &Arc<Mutex<DeviceEngine>>,
-    state: &Arc<AgentState>,
+    evidence: &EvidenceTx,
     events: &Arc<Events>,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
@@ -187,8 +186,7 @@ pub fn spawn(
                 }
             };
             let (device_id, name) = (device.id.clone(), p.name.clone());
-            let (engine, state, events, shutdown) =
-                (Arc::clone(engine), Arc::clone(state), Arc::clone(events), shutdown.clone());
+            let (evidence, events, shutdown) = (evidence.clone(), Arc::clone(events), shutdown.clone());
             tasks.spawn(async move {
                 let mut ticks = tokio::time::interval(interval);
                 ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -218,12 +216,7 @@ pub fn spawn(
                     } else if result.success {
                         failing_reported = false;
                     }
-                    let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-                    let changes = engine.apply_probe(&device_id, result, Instant::now(), wall);
-                    for change in &changes {
-                        events.condition_changed(change, wall);
-                    }
-                    state.publish_devices(engine.views(), events.counts());
+                    evidence.send(Evidence::Probe { device: device_id.clone(), result });
                 }
             });
         }

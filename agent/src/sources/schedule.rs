@@ -1,20 +1,15 @@
 //! One collection loop per enabled collector, each on its own interval.
 
 use std::path::Path;
-use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Instant, SystemTime};
+use std::sync::Arc;
 
 use config::{CollectorKind, Config};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::Actions;
-use crate::effects::actions::reconnect::Decision;
-use crate::effects::journal::{Event, Severity, kind};
-use crate::model::DeviceEngine;
 use crate::model::events::Events;
-use crate::model::operator::Expired;
+use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::publish::state::AgentState;
 use crate::sources::collect::Supervisor;
 use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
@@ -30,28 +25,25 @@ pub struct Running {
     pub log_thread: Option<LogThread>,
 }
 
-/// Starts the collection, probe and log loops of one config; they stop when `shutdown` is cancelled. The
-/// engine outlives them (a reload starts new loops on the same engine), and so do the log sources.
-#[allow(clippy::too_many_arguments)]
+/// Starts the collection, probe and log loops of one config; they stop when `shutdown` is cancelled. Each
+/// sends its evidence to the model's owner, which outlives them (a reload starts new loops that send to
+/// the same owner), and so do the log sources.
 pub fn spawn_loops(
     config: &Config,
-    engine: &Arc<Mutex<DeviceEngine>>,
+    evidence: &EvidenceTx,
     previous_logs: LogSources,
     state: &Arc<AgentState>,
     events: &Arc<Events>,
-    actions: &Actions,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) -> Running {
     let sysfs_root: &Path = &config.sysfs_root;
-    evaluate_devices(engine, state, events, actions);
-    crate::sources::probing::spawn(config, engine, state, events, shutdown, tasks);
-    crate::sources::spinnaker::spawn(config, engine, state, events, actions, shutdown, tasks);
-    let (logs, log_thread) = crate::sources::logwatch::spawn(config, previous_logs, engine, state, events, shutdown);
+    evidence.send(Evidence::Readings);
+    crate::sources::probing::spawn(config, evidence, events, shutdown, tasks);
+    crate::sources::spinnaker::spawn(config, evidence, state, shutdown, tasks);
+    let (logs, log_thread) = crate::sources::logwatch::spawn(config, previous_logs, evidence, events, shutdown);
     for settings in enabled(config) {
-        let engine = Arc::clone(engine);
-        let events = Arc::clone(events);
-        let actions = actions.clone();
+        let evidence = evidence.clone();
         let mut supervisor = Supervisor::new(settings, sysfs_root);
         let state = Arc::clone(state);
         let shutdown = shutdown.clone();
@@ -71,7 +63,7 @@ pub fn spawn_loops(
                     _ = shutdown.cancelled() => break,
                 };
                 state.record(kind, outcome, supervisor.stuck_threads(), supervisor.quarantined());
-                evaluate_devices(&engine, &state, &events, &actions);
+                evidence.send(Evidence::Readings);
                 // Log changes, not every failed round: a collector failing every 5 s is one line.
                 let snap = state.snapshot();
                 if let Some(c) = snap.collectors.get(&kind) {
@@ -92,59 +84,4 @@ pub fn spawn_loops(
         });
     }
     Running { logs, log_thread }
-}
-
-fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {
-    let (severity, message) = match decision {
-        Decision::Attempt { step } => {
-            actions.reconnect(device, &step);
-            return;
-        }
-        Decision::Failed { step } => (Severity::Warning, format!("still offline after reconnect step {step}")),
-        Decision::Recovered { step } => (Severity::Info, format!("back online after reconnect step {step}")),
-        Decision::Opened { step } => {
-            (Severity::Critical, format!("still offline after reconnect step {step}; the reconnect circuit opened"))
-        }
-        Decision::Escalate { step } => (
-            Severity::Critical,
-            format!(
-                "NeedsHardwareInspection: still offline after reconnect step {step}; the ladder failed repeatedly and automatic reconnects stopped"
-            ),
-        ),
-    };
-    events.record(Event::new(now, severity, kind::ACTION, message).on_device(device));
-}
-
-/// Re-evaluates every device against the latest snapshot and publishes the result. Cheap (no I/O), so it
-/// runs after every collection, and after an operator's change.
-pub fn evaluate_devices(engine: &Mutex<DeviceEngine>, state: &AgentState, events: &Events, actions: &Actions) {
-    let mut engine = engine.lock().unwrap_or_else(PoisonError::into_inner);
-    if !engine.has_work() {
-        return;
-    }
-    let now = SystemTime::now();
-    for (device, expired) in engine.expire_overrides(now) {
-        let message = match expired {
-            Expired::Maintenance => "maintenance ended (its time ran out)".to_owned(),
-            Expired::Throttle { level } => {
-                format!("manual throttle at level {level} ended (its time ran out); automatic throttling resumes")
-            }
-        };
-        events.record(Event::new(now, Severity::Info, kind::OPERATOR, message).on_device(&device));
-    }
-    let changes = engine.evaluate(&state.snapshot(), Instant::now(), now);
-    for change in &changes {
-        events.condition_changed(change, now);
-    }
-    if actions.active() {
-        // Decided here, applied in order on the actions thread: the async side never writes.
-        for (device, level) in engine.throttle_requests(|d| actions.level(d), Instant::now()) {
-            actions.set_level(&device, level);
-        }
-        for (device, decision) in engine.reconnect_decisions(Instant::now(), now) {
-            reconnect_decision(&device, decision, actions, events, now);
-        }
-    }
-    state.publish_devices(engine.views(), events.counts());
-    state.publish_throttle(actions.views());
 }

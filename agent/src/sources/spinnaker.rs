@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collectors::export::{Families, lv};
@@ -21,9 +21,7 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::Actions;
-use crate::model::DeviceEngine;
-use crate::model::events::Events;
+use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::publish::state::AgentState;
 
 /// Pause between power off and power on, so the board really loses power.
@@ -121,10 +119,8 @@ fn frames(boards: &[Board]) -> Vec<Frame> {
 /// Starts the poll loop when the config has boards; it stops with `shutdown`.
 pub fn spawn(
     config: &Config,
-    engine: &Arc<Mutex<DeviceEngine>>,
+    evidence: &EvidenceTx,
     state: &Arc<AgentState>,
-    events: &Arc<Events>,
-    actions: &Actions,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
@@ -137,8 +133,7 @@ pub fn spawn(
     let policy = retry_policy(config);
     let spalloc: Vec<(String, String)> =
         config.spinnaker.machines.iter().filter_map(|m| Some((m.name.clone(), m.spalloc.clone()?))).collect();
-    let (engine, state, events, actions, shutdown) =
-        (Arc::clone(engine), Arc::clone(state), Arc::clone(events), actions.clone(), shutdown.clone());
+    let (evidence, state, shutdown) = (evidence.clone(), Arc::clone(state), shutdown.clone());
     tasks.spawn(async move {
         let client = match ScpClient::new(policy).await {
             Ok(c) => c,
@@ -176,7 +171,7 @@ pub fn spawn(
             snap.scp = base + poller.client.stats();
             snap.poll_duration = Some(started.elapsed());
             state.publish_spinnaker(snap);
-            crate::sources::schedule::evaluate_devices(&engine, &state, &events, &actions);
+            evidence.send(Evidence::Readings);
         }
     });
 }

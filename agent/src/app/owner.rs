@@ -1,0 +1,126 @@
+//! The one owner of the device model: it takes evidence in arrival order, lets the model decide, and
+//! applies the decisions (journal, actions, published state) in one place.
+//!
+//! Decisions run whenever evidence arrives, and on a timer for the time-based rules (reconnect backoff,
+//! throttle hold, maintenance and manual-throttle expiry), so they never wait for some host collector's
+//! tick: a device whose only evidence is a probe is reconnected as promptly as one with a hwmon chip.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::time::MissedTickBehavior;
+use tokio_util::sync::CancellationToken;
+
+use crate::effects::actions::Actions;
+use crate::effects::actions::reconnect::Decision;
+use crate::effects::journal::{Event, Severity, kind};
+use crate::model::events::Events;
+use crate::model::evidence::{Evidence, EvidenceRx};
+use crate::model::operator::Expired;
+use crate::model::{ConditionChange, DeviceEngine};
+use crate::publish::state::AgentState;
+
+/// How often the time-based rules are looked at when no evidence arrives.
+pub const DECIDE_EVERY: Duration = Duration::from_secs(1);
+
+/// Where the decisions go.
+pub struct Effects {
+    pub state: Arc<AgentState>,
+    pub events: Arc<Events>,
+    pub actions: Actions,
+}
+
+/// Runs until `shutdown`: applies each batch of evidence, then decides once.
+pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
+    let mut ticks = tokio::time::interval(DECIDE_EVERY);
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
+    loop {
+        let mut batch = Vec::new();
+        tokio::select! {
+            e = evidence.recv() => match e {
+                Some(e) => batch.push(e),
+                None => break,
+            },
+            _ = ticks.tick() => {}
+            _ = shutdown.cancelled() => break,
+        }
+        while let Ok(e) = evidence.try_recv() {
+            batch.push(e);
+        }
+        let mut changes = Vec::new();
+        let mut flushed = Vec::new();
+        for e in batch {
+            let (now, wall) = (Instant::now(), SystemTime::now());
+            match e {
+                Evidence::Readings => {}
+                Evidence::Probe { device, result } => changes.extend(engine.apply_probe(&device, result, now, wall)),
+                Evidence::Log { device, update } => changes.extend(engine.apply_log(&device, update, now, wall)),
+                Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
+                Evidence::Flush(done) => flushed.push(done),
+            }
+        }
+        decide(&mut engine, changes, &effects, Instant::now(), SystemTime::now());
+        for done in flushed {
+            let _ = done.send(());
+        }
+    }
+}
+
+/// Re-evaluates every device against the latest snapshot, journals what changed, hands throttle and
+/// reconnect intents to the actions thread and publishes the result. Cheap (no I/O).
+pub fn decide(
+    engine: &mut DeviceEngine,
+    mut changes: Vec<ConditionChange>,
+    effects: &Effects,
+    now: Instant,
+    wall: SystemTime,
+) {
+    let Effects { state, events, actions } = effects;
+    if engine.has_work() {
+        for (device, expired) in engine.expire_overrides(wall) {
+            let message = match expired {
+                Expired::Maintenance => "maintenance ended (its time ran out)".to_owned(),
+                Expired::Throttle { level } => {
+                    format!("manual throttle at level {level} ended (its time ran out); automatic throttling resumes")
+                }
+            };
+            events.record(Event::new(wall, Severity::Info, kind::OPERATOR, message).on_device(&device));
+        }
+        changes.extend(engine.evaluate(&state.snapshot(), now, wall));
+    }
+    for change in &changes {
+        events.condition_changed(change, wall);
+    }
+    if actions.active() {
+        // Decided here, applied in order on the actions thread: the async side never writes.
+        for (device, level) in engine.throttle_requests(|d| actions.level(d), now) {
+            actions.set_level(&device, level);
+        }
+        for (device, decision) in engine.reconnect_decisions(now, wall) {
+            reconnect_decision(&device, decision, actions, events, wall);
+        }
+    }
+    state.publish_devices(engine.views(), events.counts());
+    state.publish_throttle(actions.views());
+}
+
+fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {
+    let (severity, message) = match decision {
+        Decision::Attempt { step } => {
+            actions.reconnect(device, &step);
+            return;
+        }
+        Decision::Failed { step } => (Severity::Warning, format!("still offline after reconnect step {step}")),
+        Decision::Recovered { step } => (Severity::Info, format!("back online after reconnect step {step}")),
+        Decision::Opened { step } => {
+            (Severity::Critical, format!("still offline after reconnect step {step}; the reconnect circuit opened"))
+        }
+        Decision::Escalate { step } => (
+            Severity::Critical,
+            format!(
+                "NeedsHardwareInspection: still offline after reconnect step {step}; the ladder failed repeatedly and automatic reconnects stopped"
+            ),
+        ),
+    };
+    events.record(Event::new(now, severity, kind::ACTION, message).on_device(device));
+}

@@ -1,0 +1,75 @@
+//! What sources tell the one owner of the device model. Sources (host collectors, probes, log followers,
+//! SpiNNaker pollers, the control socket) send evidence and never lock the model; the owner applies it in
+//! arrival order and then decides (see `app::owner`).
+
+use std::time::{Instant, SystemTime};
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::engine::{ConditionChange, DeviceEngine, LogUpdate, ProbeResult};
+
+/// An operator's request or a reload, run on the owner in order with the evidence; returns the condition
+/// changes it caused (they are journalled like any other).
+pub type Command = Box<dyn FnOnce(&mut DeviceEngine, Instant, SystemTime) -> Vec<ConditionChange> + Send>;
+
+pub enum Evidence {
+    /// A host collector round or a SpiNNaker poll was published: the devices' bound readings may differ.
+    Readings,
+    Probe {
+        device: String,
+        result: ProbeResult,
+    },
+    Log {
+        device: String,
+        update: LogUpdate,
+    },
+    Command(Command),
+    /// Answered once everything sent before it has been decided and published.
+    Flush(oneshot::Sender<()>),
+}
+
+/// The sending side, one clone per source. Unbounded so that the log thread (not async) never blocks;
+/// every source sends at most once per round of its own interval.
+#[derive(Clone)]
+pub struct EvidenceTx(mpsc::UnboundedSender<Evidence>);
+
+pub type EvidenceRx = mpsc::UnboundedReceiver<Evidence>;
+
+pub fn channel() -> (EvidenceTx, EvidenceRx) {
+    let (tx, rx) = mpsc::unbounded_channel();
+    (EvidenceTx(tx), rx)
+}
+
+impl EvidenceTx {
+    /// Sends evidence; false once the owner has stopped (shutdown).
+    pub fn send(&self, evidence: Evidence) -> bool {
+        self.0.send(evidence).is_ok()
+    }
+
+    /// Runs `f` on the model and waits until its effects are decided and published; None at shutdown.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut DeviceEngine, Instant, SystemTime) -> (T, Vec<ConditionChange>) + Send + 'static,
+    ) -> Option<T> {
+        let (reply, answer) = oneshot::channel();
+        let command: Command = Box::new(move |engine, now, wall| {
+            let (value, changes) = f(engine, now, wall);
+            let _ = reply.send(value);
+            changes
+        });
+        if !self.send(Evidence::Command(command)) {
+            return None;
+        }
+        let value = answer.await.ok()?;
+        self.flush().await;
+        Some(value)
+    }
+
+    /// Waits until everything sent so far has been decided and published.
+    pub async fn flush(&self) {
+        let (done, wait) = oneshot::channel();
+        if self.send(Evidence::Flush(done)) {
+            let _ = wait.await;
+        }
+    }
+}
