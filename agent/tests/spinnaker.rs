@@ -89,7 +89,38 @@ fn board_readings_dead_boards_jobs_and_a_silent_bmp() {
     agent.wait_for("dead board marked", || {
         agent.metric("accel_device_condition", &[b1, ("condition", "SdkError")]) == Some(1.0)
     });
-    assert_eq!(agent.metric("accel_device_condition", &[b0, ("condition", "SdkError")]), Some(0.0));
+    let sdk = |b: &str| agent.metric("accel_device_condition", &[("device", b), ("condition", "SdkError")]);
+    assert_eq!(sdk("spin5-c0-f0-b2"), Some(0.0));
+    // Board 0's BMP raised warning flag 0x4: its own alarm, with the flags in the reason's message.
+    assert_eq!(sdk("spin5-c0-f0-b0"), Some(1.0));
+    let detail = agent.get("/api/v1/devices/spin5-c0-f0-b0").body;
+    assert!(detail.contains("BmpWarning") && detail.contains("0x00000004"), "{detail}");
+
+    // Serial numbers, and which boards the frame's BMP sees on its CAN bus.
+    let serial = |b: u8| {
+        let [a, b_, c, d] = accel_e2e::bmp_sim::default_serial(0, b);
+        format!("{a:08x}-{b_:08x}-{c:08x}-{d:08x}")
+    };
+    for b in 0..3u8 {
+        let id = format!("spin5-c0-f0-b{b}");
+        agent.wait_for("serial read", || {
+            agent.metric("accel_spinnaker_board_info", &[("device", &id), ("serial", &serial(b))]) == Some(1.0)
+        });
+        assert_eq!(agent.metric("accel_spinnaker_board_on_can", &[("device", &id)]), Some(1.0));
+    }
+    // Board 2's BMP drops off the CAN bus: the frame's BMP says so, and the board is Offline.
+    bmp.set_on_can(2, false);
+    let b2 = ("device", "spin5-c0-f0-b2");
+    agent.wait_for("off the CAN bus", || agent.metric("accel_spinnaker_board_on_can", &[b2]) == Some(0.0));
+    agent.wait_for("board 2 offline", || agent.metric("accel_device_up", &[b2]) == Some(0.0));
+    assert_eq!(agent.metric("accel_spinnaker_board_on_can", &[("device", "spin5-c0-f0-b1")]), Some(1.0));
+    bmp.set_on_can(2, true);
+    agent.wait_for("back on the bus", || agent.metric("accel_device_up", &[b2]) == Some(1.0));
+    // The BMP shuts board 1 down: SdkError, unhealthy, with the shutdown flags.
+    bmp.update_board(1, |b| b.shutdown = 0x20);
+    agent.wait_for("shutdown flagged", || agent.get("/api/v1/devices/spin5-c0-f0-b1").body.contains("BmpShutdown"));
+    assert!(agent.get("/api/v1/devices/spin5-c0-f0-b1").body.contains("0x00000020"));
+    assert_eq!(sdk("spin5-c0-f0-b1"), Some(1.0));
     let detail = agent.get("/api/v1/devices/spin5-c0-f0-b1").body;
     assert!(detail.contains("SpallocListsDead"), "{detail}");
 

@@ -80,6 +80,7 @@ async fn adc_reads_the_simulated_board() {
             fan1: None,
             warning: 3,
             shutdown: 0,
+            serial: None,
         },
     );
     let s = client(3).await.adc(sim.addr(), 5).await.unwrap();
@@ -373,4 +374,26 @@ async fn led_is_acknowledged() {
     c.led(sim.addr(), 2, 1, collectors::spinnaker::LedAction::On).await.unwrap();
     let req = sim.recent_requests()[0];
     assert_eq!((req.cmd, req.board, req.args[0], req.args[1]), (25, 2, 3 << 2, 1 << 2));
+}
+
+#[tokio::test]
+async fn serial_numbers_and_can_status() {
+    let sim = BmpSim::start(4).unwrap();
+    sim.update_board(2, |b| b.serial = Some([0x1122_3344, 0x5566_7788, 0x99AA_BBCC, 0xDDEE_FF00]));
+    let c = client(3).await;
+    let s = c.serial(sim.addr(), 2).await.unwrap();
+    assert_eq!(s.serial, [0x1122_3344, 0x5566_7788, 0x99AA_BBCC, 0xDDEE_FF00]);
+    assert_eq!(s.serial_string(), "11223344-55667788-99aabbcc-ddeeff00");
+    assert_eq!(s.hardware_version, 0);
+    let other = c.serial(sim.addr(), 1).await.unwrap();
+    assert_eq!(other.serial, accel_e2e::bmp_sim::default_serial(0, 1));
+    assert_ne!(other.serial, c.serial(sim.addr(), 0).await.unwrap().serial, "one per board");
+
+    let can = c.can_status(sim.addr(), 0).await.unwrap();
+    assert_eq!(can.len(), 32, "the firmware sends every slot");
+    assert_eq!(&can[..5], [true, true, true, true, false]);
+    // Board 3's BMP drops off the CAN bus: the others no longer see it, and it no longer answers.
+    assert!(sim.set_on_can(3, false));
+    assert_eq!(&c.can_status(sim.addr(), 0).await.unwrap()[..5], [true, true, true, false, false]);
+    assert!(matches!(c.serial(sim.addr(), 3).await, Err(ScpError::Timeout { .. })));
 }

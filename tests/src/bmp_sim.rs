@@ -9,7 +9,11 @@
 //! - A board that is powered off still answers: each board's BMP runs on standby power. Its ADC then
 //!   reads 0 V on the switched rails (1v2a/b/c, 1v8, 3v3) while the supply and temperatures still read.
 //! - BMP_POWER acts only when addressed to board 0, like the real firmware; every one is recorded.
-//! - A request for a board the frame does not have gets no reply, as from a BMP that is not on the CAN bus.
+//! - A request for a board the frame does not have gets no reply, as from a BMP that is not on the CAN bus;
+//!   `set_on_can(board, false)` makes a board's BMP drop off the bus the same way, and the CAN status
+//!   (BMP_INFO 2, one byte per board slot) shows it as 0.
+//! - BMP_INFO 0 returns the 32-byte serial vector of `cmd_bmp_info`: hardware version 0, the board's
+//!   four-word serial number (`SimBoard::serial`, or `default_serial`), then three addresses.
 //! - FPGA registers, as the BMP firmware's `cmd_fpga_read`/`cmd_fpga_write` serve them (bmp_cmd.c in the
 //!   BMP sources; SpiNNMan's `ReadFPGARegister`/`WriteFPGARegister` send them): arg1 = register address,
 //!   arg2 = length in bytes (at most 256), arg3 = FPGA 0..=2, otherwise RC_ARG. A read returns the words
@@ -63,6 +67,8 @@ pub struct SimBoard {
     pub fan1: Option<u16>,
     pub warning: u32,
     pub shutdown: u32,
+    /// The LPC1768 serial number BMP_INFO 0 reports; None: one made from the frame and board numbers.
+    pub serial: Option<[u32; 4]>,
 }
 
 impl Default for SimBoard {
@@ -83,6 +89,7 @@ impl Default for SimBoard {
             fan1: None,
             warning: 0,
             shutdown: 0,
+            serial: None,
         }
     }
 }
@@ -170,6 +177,8 @@ impl Default for SimOptions {
 struct State {
     boards: Vec<SimBoard>,
     powered: Vec<bool>,
+    /// Boards whose BMP has dropped off the frame's CAN bus: they get no reply and CAN status shows 0.
+    off_can: Vec<bool>,
     fault: Fault,
     /// A fault for the next `n` requests, before `fault` applies again.
     fault_next: Option<(Fault, u32)>,
@@ -221,6 +230,7 @@ impl BmpSim {
             state: Mutex::new(State {
                 boards: vec![SimBoard::default(); n],
                 powered: vec![true; n],
+                off_can: vec![false; n],
                 fault: Fault::None,
                 fault_next: None,
                 power_log: Vec::new(),
@@ -303,6 +313,19 @@ impl BmpSimHandle {
     /// `fault` for the next `requests` requests, then back to the standing fault.
     pub fn set_fault_for(&self, fault: Fault, requests: u32) {
         self.shared.lock().fault_next = Some((fault, requests));
+    }
+
+    /// Takes a board's BMP off the frame's CAN bus (or puts it back): it stops answering, and the CAN
+    /// status the other BMPs report shows it absent. False if the frame has no such board.
+    pub fn set_on_can(&self, board: u8, on: bool) -> bool {
+        let mut state = self.shared.lock();
+        match state.off_can.get_mut(usize::from(board)) {
+            Some(off) => {
+                *off = !on;
+                true
+            }
+            None => false,
+        }
     }
 
     pub fn powered(&self, board: u8) -> Option<bool> {
@@ -427,7 +450,7 @@ fn parse(buf: &[u8]) -> Option<Request> {
 fn answer(req: &Request, state: &mut State, options: &SimOptions, fault: Fault) -> Option<Vec<u8>> {
     let seen = &req.seen;
     let board = usize::from(seen.board);
-    if board >= state.boards.len() {
+    if board >= state.boards.len() || state.off_can[board] {
         return None;
     }
     let seq = if fault == Fault::WrongSeq { seen.seq ^ 0x8000 } else { seen.seq };
@@ -454,7 +477,15 @@ fn answer(req: &Request, state: &mut State, options: &SimOptions, fault: Fault) 
                 }
                 p
             }
-            2 => (0..32).map(|i| u8::from(i < state.boards.len())).collect(),
+            // hw_ver, the four serial words, then flash buffer, board_stat and boot vector addresses.
+            0 => {
+                let serial = state.boards[board].serial.unwrap_or(default_serial(options.frame, seen.board));
+                let mut p = words(&[0]);
+                p.extend(words(&serial));
+                p.extend(words(&[0x1000_0000, 0x1000_1000 + 48 * board as u32, 0x0001_0000]));
+                p
+            }
+            2 => (0..32).map(|i| u8::from(i < state.boards.len() && !state.off_can[i])).collect(),
             _ => return Some(reply(&req.header, RC_ARG, seq, &[])),
         },
         CMD_BMP_POWER => {
@@ -503,6 +534,11 @@ fn answer(req: &Request, state: &mut State, options: &SimOptions, fault: Fault) 
         _ => return Some(reply(&req.header, RC_CMD, seq, &[])),
     };
     Some(reply(&req.header, RC_OK, seq, &payload))
+}
+
+/// The serial number of a board that was given none: distinct per frame and board, and never zero.
+pub fn default_serial(frame: u8, board: u8) -> [u32; 4] {
+    [0x0A01_C00F, 0x5350_0000 | (u32::from(frame) << 8) | u32::from(board), 0x4E4B_2F35, 0x0000_0005]
 }
 
 /// A register of a board's FPGA: 0 while unpowered, else what was written or, for FLAG, its number.

@@ -861,17 +861,50 @@ impl Device {
             changed.push(ConditionKind::SdkError);
         }
 
-        // A board spalloc lists as dead cannot be allocated: the allocation service reports a problem.
-        if let Some(dead) = self.board.as_ref().and_then(|b| b.dead_in_spalloc)
+        // A SpiNNaker board's management layer reporting a problem: its BMP's own shutdown flags (the BMP
+        // switched the board off for a reading past a limit in its EEPROM), then its warning flags, then
+        // spalloc listing the board as dead (no job can use it).
+        if let Some(board) = &self.board
             && self.sdk_problem.is_none()
             && !self.log_conditions.contains_key("SdkError")
         {
-            let (st, reason, msg) = if dead {
-                (Status::True, "SpallocListsDead", "spalloc lists the board as dead: no job can use it")
-            } else {
-                (Status::False, "SpallocListsAlive", "spalloc does not list the board as dead")
+            let flags = board.status.as_ref().map(|s| (s.warning, s.shutdown));
+            let verdict = match (flags, board.dead_in_spalloc) {
+                (Some((_, shutdown)), _) if shutdown != 0 => Some((
+                    Status::True,
+                    Impact::Unhealthy,
+                    "BmpShutdown",
+                    format!("the BMP shut the board down: shutdown flags {shutdown:#010x}"),
+                )),
+                (Some((warning, _)), _) if warning != 0 => Some((
+                    Status::True,
+                    Impact::Degraded,
+                    "BmpWarning",
+                    format!("the BMP reports warning flags {warning:#010x}"),
+                )),
+                (_, Some(true)) => Some((
+                    Status::True,
+                    Impact::Degraded,
+                    "SpallocListsDead",
+                    "spalloc lists the board as dead: no job can use it".to_owned(),
+                )),
+                (_, Some(false)) => Some((
+                    Status::False,
+                    Impact::Degraded,
+                    "SpallocListsAlive",
+                    "no BMP flags, and spalloc does not list the board as dead".to_owned(),
+                )),
+                (Some(_), None) => Some((
+                    Status::False,
+                    Impact::Degraded,
+                    "BmpFlagsClear",
+                    "no BMP warning or shutdown flags".to_owned(),
+                )),
+                (None, None) => None,
             };
-            if self.condition(ConditionKind::SdkError).set(st, Impact::Degraded, reason, msg.to_owned(), wall) {
+            if let Some((st, impact, reason, msg)) = verdict
+                && self.condition(ConditionKind::SdkError).set(st, impact, reason, msg, wall)
+            {
                 changed.push(ConditionKind::SdkError);
             }
         }

@@ -34,6 +34,11 @@ pub struct BoardReading {
     pub bmp_alive: bool,
     /// The BMP's firmware as VER names it, e.g. "BC&MP/SpiNN-5 2.1.0".
     pub firmware: Option<String>,
+    /// The board's serial number from its BMP (BMP_INFO 0), once read.
+    pub serial: Option<String>,
+    /// Whether the frame's first BMP sees this board's BMP on the CAN bus (BMP_INFO 2); None when that
+    /// BMP did not answer.
+    pub on_can: Option<bool>,
     /// Why the BMP (or its ADC read) failed.
     pub error: Option<String>,
     pub status: Option<BoardStatus>,
@@ -151,6 +156,7 @@ pub fn spawn(
             clients: HashMap::new(),
             where_is: HashMap::new(),
             firmware: HashMap::new(),
+            serials: HashMap::new(),
         };
         // Counters go on from the previous config's poller: a reload is not a counter reset.
         let base = state.snapshot().spinnaker.scp;
@@ -195,6 +201,8 @@ struct Poller {
     where_is: HashMap<(String, u32, u32, u32), Option<Place>>,
     /// The last firmware each board's BMP reported.
     firmware: HashMap<(SocketAddr, u8), String>,
+    /// Serial numbers read so far; a board's is asked for until its BMP gives it.
+    serials: HashMap<(SocketAddr, u8), String>,
 }
 
 impl Poller {
@@ -244,6 +252,7 @@ impl Poller {
         while let Some(Ok((id, r))) = scamp.join_next().await {
             scamp_results.insert(id, r);
         }
+        let can = self.ask_bmps(&by_board, deadline).await;
         let (machines, dead) = self.ask_spalloc().await;
         let mut snap = SpinnakerSnapshot { machines, ..Default::default() };
         for b in &self.boards {
@@ -251,6 +260,8 @@ impl Poller {
                 .remove(&(b.bmp, b.board))
                 .unwrap_or_else(|| BoardReading { error: Some("not polled".into()), ..Default::default() });
             r.scamp = scamp_results.remove(&b.id);
+            r.serial = self.serials.get(&(b.bmp, b.board)).cloned();
+            r.on_can = can.get(&b.bmp).map(|seen| seen.get(usize::from(b.board)).copied().unwrap_or(false));
             if let Some((machine, cabinet, frame)) = &b.place
                 && snap.machines.get(machine).is_some_and(|m| m.spalloc_up)
             {
@@ -259,6 +270,48 @@ impl Poller {
             snap.boards.insert(b.id.clone(), r);
         }
         snap
+    }
+
+    /// Serial numbers not yet known (once per board: they do not change), and from the first board of each
+    /// frame whose BMP answered, which boards are on the frame's CAN bus. Returns the CAN status by BMP.
+    async fn ask_bmps(
+        &mut self,
+        by_board: &HashMap<(SocketAddr, u8), BoardReading>,
+        deadline: Duration,
+    ) -> HashMap<SocketAddr, Vec<bool>> {
+        let alive = |addr: SocketAddr, board: u8| by_board.get(&(addr, board)).is_some_and(|r| r.bmp_alive);
+        // One serial request per frame and poll, on top of the poll's own: the frame's BMP forwards
+        // over CAN with few buffers, and the serials are only needed once.
+        let mut serials = JoinSet::new();
+        for f in &self.frames {
+            let missing = f.boards.iter().find(|b| !self.serials.contains_key(&(f.addr, **b)) && alive(f.addr, **b));
+            if let Some(&board) = missing {
+                let (client, addr) = (self.client.clone(), f.addr);
+                serials.spawn(async move {
+                    let serial = tokio::time::timeout(deadline, client.serial(addr, board)).await;
+                    ((addr, board), serial.ok().and_then(Result::ok))
+                });
+            }
+        }
+        let mut can = JoinSet::new();
+        for f in &self.frames {
+            if let Some(&board) = f.boards.iter().find(|b| alive(f.addr, **b)) {
+                let (client, addr) = (self.client.clone(), f.addr);
+                can.spawn(async move { (addr, tokio::time::timeout(deadline, client.can_status(addr, board)).await) });
+            }
+        }
+        while let Some(Ok((key, serial))) = serials.join_next().await {
+            if let Some(s) = serial {
+                self.serials.insert(key, s.serial_string());
+            }
+        }
+        let mut out = HashMap::new();
+        while let Some(Ok((addr, status))) = can.join_next().await {
+            if let Ok(Ok(seen)) = status {
+                out.insert(addr, seen);
+            }
+        }
+        out
     }
 
     /// Asks every machine's spalloc server; returns the reports and the dead boards' physical places.
@@ -325,6 +378,22 @@ async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(Ma
 /// The accel_spinnaker_* families.
 pub fn export(snap: &SpinnakerSnapshot, out: &mut Families) {
     for (id, b) in &snap.boards {
+        if let Some(serial) = &b.serial {
+            out.gauge(
+                "accel_spinnaker_board_info",
+                "1 for each board whose BMP has given its serial number (the LPC1768's, BMP_INFO 0)",
+                vec![("device", lv(id)), ("serial", lv(serial))],
+                1.0,
+            );
+        }
+        if let Some(on) = b.on_can {
+            out.gauge(
+                "accel_spinnaker_board_on_can",
+                "Whether the frame's BMP sees the board's BMP on the frame's CAN bus (BMP_INFO 2)",
+                vec![("device", lv(id))],
+                f64::from(u8::from(on)),
+            );
+        }
         if let Some(s) = &b.status {
             let d = vec![("device", lv(id))];
             out.gauge(

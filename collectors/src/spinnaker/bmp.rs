@@ -8,6 +8,10 @@ use super::scp::{Args, Command, Dest, ScpReply, ScpRequest, read_i16, read_u16, 
 /// The cpu field is five bits; a frame holds at most 24 boards anyway.
 const MAX_BOARD: u8 = 31;
 
+/// BMP_INFO type selecting the serial vector (hardware version, LPC1768 serial number, addresses).
+const BMP_INFO_SERIAL: u32 = 0;
+/// BMP_INFO type selecting the CAN status: one byte per BMP of the frame.
+const BMP_INFO_CAN_STATUS: u32 = 2;
 /// BMP_INFO type selecting the ADC / board status block.
 const BMP_INFO_ADC: u32 = 3;
 
@@ -205,6 +209,31 @@ impl BoardStatus {
 }
 
 /// LED actions as the BMP's LED command encodes them.
+/// BMP_INFO 0, the serial vector, as the firmware's `cmd_bmp_info` fills it (bmp_cmd.c; JavaSpiNNaker's
+/// `ReadSerialVector` reads the same 32 bytes): hardware version, the LPC1768's four-word serial number
+/// (from the chip's IAP "read device serial number"), then three firmware addresses this decoder skips.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BmpSerial {
+    pub hardware_version: u32,
+    pub serial: [u32; 4],
+}
+
+/// Bytes of the serial vector the decoder reads.
+pub const SERIAL_LEN: usize = 20;
+
+impl BmpSerial {
+    pub fn decode(data: &[u8]) -> Option<BmpSerial> {
+        let w = |i: usize| read_u32(data, 4 * i);
+        Some(BmpSerial { hardware_version: w(0)?, serial: [w(1)?, w(2)?, w(3)?, w(4)?] })
+    }
+
+    /// The serial number as four 8-digit hex words, e.g. "0a01c00f-4e4b2f35-3d3a0b01-ed9e1c5f".
+    pub fn serial_string(&self) -> String {
+        let [a, b, c, d] = self.serial;
+        format!("{a:08x}-{b:08x}-{c:08x}-{d:08x}")
+    }
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LedAction {
     Toggle = 1,
@@ -253,6 +282,27 @@ impl ScpClient {
 
     /// BMP_POWER for the boards in `boards_mask`, `delay_ms` between boards. Always addressed to board 0,
     /// which is the only one whose firmware acts on it. Power-on gets the policy's extra time per try.
+    /// The board's BMP serial vector (BMP_INFO 0).
+    pub async fn serial(&self, addr: SocketAddr, board: u8) -> Result<BmpSerial, ScpError> {
+        check_board(addr, board)?;
+        let req = ScpRequest::new(Dest::bmp(board), Command::BMP_INFO, Args::One(BMP_INFO_SERIAL));
+        let reply = self.call(addr, &req).await?;
+        BmpSerial::decode(&reply.payload).ok_or_else(|| {
+            self.count_malformed();
+            let reason = format!("board {board}: {} serial bytes, fewer than {SERIAL_LEN}", reply.payload.len());
+            ScpError::Malformed { addr, cmd: Command::BMP_INFO, reason }
+        })
+    }
+
+    /// Which BMPs of the frame the asked BMP sees on the CAN bus (BMP_INFO 2): entry i is board i. The
+    /// firmware sends its whole status array (one byte per board slot, non-zero when that BMP answers).
+    pub async fn can_status(&self, addr: SocketAddr, board: u8) -> Result<Vec<bool>, ScpError> {
+        check_board(addr, board)?;
+        let req = ScpRequest::new(Dest::bmp(board), Command::BMP_INFO, Args::One(BMP_INFO_CAN_STATUS));
+        let reply = self.call(addr, &req).await?;
+        Ok(reply.payload.iter().map(|b| *b != 0).collect())
+    }
+
     pub async fn power(&self, addr: SocketAddr, boards_mask: u32, on: bool, delay_ms: u16) -> Result<(), ScpError> {
         if boards_mask == 0 {
             return Err(ScpError::InvalidRequest { addr, what: "BMP_POWER with an empty board mask".into() });

@@ -16,8 +16,8 @@ mod spalloc;
 mod table;
 
 pub use bmp::{
-    ADC_LEN, BoardSensor, BoardStatus, Firmware, FirmwareVersion, LedAction, SensorKind, ShortAdc, VersionInfo,
-    board_mask,
+    ADC_LEN, BmpSerial, BoardSensor, BoardStatus, Firmware, FirmwareVersion, LedAction, SERIAL_LEN, SensorKind,
+    ShortAdc, VersionInfo, board_mask,
 };
 pub use client::{ClientOptions, RetryPolicy, ScpClient, ScpError, ScpStats};
 pub use poll::{BoardPoll, Frame, PollOptions};
