@@ -5,7 +5,7 @@
 // Each condition sets a cfg when it holds at build time:
 //
 //   has_promtool, has_prometheus, has_node_exporter, has_systemd_analyze, has_curl, has_dpkg, has_rpm,
-//   has_alertmanager, has_chromium: the programs are on PATH (TOOLS below);
+//   has_alertmanager, has_chromium, has_python3: the programs are on PATH (TOOLS below);
 //   is_root: the build runs as root (installing the .deb, running agentctl as other users);
 //   has_packages_dir: ACCEL_PACKAGES_DIR is set (the .deb/.rpm built by packaging/build-packages.sh);
 //   has_spinnaker_venv: the Python venv scripts/spinnaker-venv.sh makes (pinned spalloc-server and
@@ -27,6 +27,7 @@ const TOOLS: &[(&str, &[&str])] = &[
     ("has_rpm", &["rpm"]),
     ("has_alertmanager", &["prometheus-alertmanager"]),
     ("has_chromium", &["chromium"]),
+    ("has_python3", &["python3"]),
 ];
 
 pub fn emit_external_cfgs() {

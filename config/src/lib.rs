@@ -7,6 +7,7 @@ pub mod file;
 pub mod load;
 pub mod model;
 pub mod pattern;
+pub mod redact;
 pub mod spinnaker;
 
 pub use device::{DeviceConfig, DeviceKind, EventSeverity, Profile, Thresholds};

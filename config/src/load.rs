@@ -633,6 +633,7 @@ udp_payload_hex = \"abc\"
     fn hex_payloads_decode_with_whitespace() {
         assert_eq!(crate::device::decode_hex("00 ff 10").unwrap(), vec![0, 255, 16]);
         assert_eq!(crate::device::decode_hex("").unwrap(), Vec::<u8>::new());
+        assert!(crate::device::decode_hex("zz").is_err());
     }
 
     #[test]

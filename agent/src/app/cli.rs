@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-#[derive(Debug, Parser)]
+#[derive(Debug, Clone, Parser)]
 #[command(
     name = "accel-agent",
     version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("ACCEL_REVISION"), ")"),
@@ -49,7 +49,7 @@ pub struct Cli {
     pub command: Option<Command>,
 }
 
-#[derive(Debug, Subcommand)]
+#[derive(Debug, Clone, Subcommand)]
 pub enum Command {
     /// Validate a config file: exit 0 if valid, else print each error as FILE:LINE:COL: message and exit 1.
     CheckConfig {

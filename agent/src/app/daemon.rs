@@ -36,11 +36,17 @@ pub enum ConfigSource {
 
 /// Loads the config named on the command line, or the default file if present, or the embedded default;
 /// then applies command-line overrides.
-pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, ConfigSource)> {
+///
+/// Errors name file, line, column and key but no value of the file (it may hold a token in a command
+/// line); `accel-agent check-config FILE` shows the values to whoever may read the file.
+pub fn load_config(cli: &Cli) -> Result<(Config, ConfigSource), ConfigLoadError> {
     let default_file = Path::new(config::DEFAULT_CONFIG_PATH);
+    let load = |path: &Path| {
+        config::load_file(path).map_err(|e| ConfigLoadError { path: path.to_owned(), errors: e.without_values() })
+    };
     let (mut config, source) = match &cli.config {
-        Some(path) => (config::load_file(path)?, ConfigSource::File(path.clone())),
-        None if default_file.exists() => (config::load_file(default_file)?, ConfigSource::File(default_file.into())),
+        Some(path) => (load(path)?, ConfigSource::File(path.clone())),
+        None if default_file.exists() => (load(default_file)?, ConfigSource::File(default_file.into())),
         None => (Config::default(), ConfigSource::Embedded),
     };
     if let Some(v) = cli.listen {
@@ -56,6 +62,14 @@ pub fn load_config(cli: &Cli) -> anyhow::Result<(Config, ConfigSource)> {
         config.socket = v.clone();
     }
     Ok((config, source))
+}
+
+/// A config that did not load, described without its values.
+#[derive(Debug, thiserror::Error)]
+#[error("{errors}\n(values are left out here; `accel-agent check-config {}` shows them)", path.display())]
+pub struct ConfigLoadError {
+    pub path: PathBuf,
+    pub errors: String,
 }
 
 /// Raises the open-file soft limit to the hard limit: attribute files are kept open between reads, and a
@@ -136,7 +150,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     let shared =
         Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), evidence, dry_run };
     let config = Arc::new(config);
-    let mut generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
+    let generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
     let notifier = crate::app::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
     let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, Arc::clone(&http), web, shutdown.clone()));
@@ -169,6 +183,9 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
     let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    // The reload runs inside the select, so a signal that ends the agent is seen whatever the reload is
+    // doing (reading a file, stopping the old loops).
+    let mut current = Some(generation);
     let which = loop {
         let reply = tokio::select! {
             _ = term.recv() => break "SIGTERM",
@@ -179,9 +196,14 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
             }
             r = reloads.recv() => r,
         };
-        let (next, outcome) = reload::reload(&cli, generation, &shared, &shutdown).await;
-        generation = next;
-        control.live.store(Arc::new(reload::live(&generation, config_path.clone(), &shared.evidence)));
+        let outcome = tokio::select! {
+            _ = term.recv() => break "SIGTERM",
+            _ = int.recv() => break "SIGINT",
+            outcome = reload::reload(&cli, &mut current, &shared, &shutdown) => outcome,
+        };
+        if let Some(generation) = &current {
+            control.live.store(Arc::new(reload::live(generation, config_path.clone(), &shared.evidence)));
+        }
         if let Some(reply) = reply {
             let _ = reply.send(outcome);
         }
@@ -195,11 +217,20 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     // with the process.
     // The loops and both servers wind down at the same time, within one budget.
     let _ = tokio::time::timeout(Duration::from_millis(700), async {
-        tokio::join!(tokio::time::timeout(Duration::from_millis(500), generation.stop()), server, owner, async {
-            if let Some(c) = control_server {
-                let _ = c.await;
+        tokio::join!(
+            tokio::time::timeout(Duration::from_millis(500), async {
+                if let Some(generation) = current {
+                    generation.stop().await;
+                }
+            }),
+            server,
+            owner,
+            async {
+                if let Some(c) = control_server {
+                    let _ = c.await;
+                }
             }
-        })
+        )
     })
     .await;
     // Throttled devices get their original limits back before the agent goes.

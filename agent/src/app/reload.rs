@@ -114,34 +114,56 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     out
 }
 
-/// Loads the config again (with the command line's overrides) and, if it is valid, switches to it.
-pub async fn reload(
-    cli: &Cli,
-    current: Generation,
-    shared: &Shared,
-    shutdown: &CancellationToken,
-) -> (Generation, Result<String, String>) {
+/// How long reading and checking the new config may take. The read itself cannot hang on a FIFO or a
+/// device (those are refused), but a file on a stalled network filesystem could.
+const LOAD_DEADLINE: Duration = Duration::from_secs(5);
+
+/// Reads and checks the config again (with the command line's overrides) on a blocking thread, within
+/// [`LOAD_DEADLINE`]. Errors leave out every value of the file: they go to the log, the journal and the
+/// control socket.
+async fn load(cli: &Cli) -> Result<Config, String> {
+    let cli = cli.clone();
+    let read = tokio::task::spawn_blocking(move || crate::app::daemon::load_config(&cli));
     // The same lookup as at start: --config, else the default file if present, else nothing to reload.
-    let loaded = match crate::app::daemon::load_config(cli) {
-        Ok((_, ConfigSource::Embedded)) => {
+    match tokio::time::timeout(LOAD_DEADLINE, read).await {
+        Err(_) => {
+            Err(format!("reading the config took longer than {}s; the read was abandoned", LOAD_DEADLINE.as_secs()))
+        }
+        Ok(Err(e)) => Err(format!("reading the config failed: {e}")),
+        Ok(Ok(Ok((_, ConfigSource::Embedded)))) => {
             Err("no config file to reload: the agent runs on the embedded default".to_owned())
         }
-        Ok(loaded) => Ok(loaded),
-        Err(e) => Err(format!("{e:#}")),
-    };
+        Ok(Ok(Ok((config, _)))) => Ok(config),
+        Ok(Ok(Err(e))) => Err(e.to_string()),
+    }
+}
+
+/// Loads the config again and, if it is valid, switches `current` to it. Cancel-safe for shutdown: if the
+/// future is dropped while the old loops are being stopped, `current` is left empty and the shutdown
+/// token stops whatever is still running.
+pub async fn reload(
+    cli: &Cli,
+    current: &mut Option<Generation>,
+    shared: &Shared,
+    shutdown: &CancellationToken,
+) -> Result<String, String> {
+    let loaded = load(cli).await;
     let now = SystemTime::now();
     let new = match loaded {
-        Ok((config, _)) => config,
+        Ok(config) => config,
         Err(e) => {
             tracing::error!("config reload rejected, keeping the running config:\n{e}");
             shared.state.record_reload(false);
             let message = format!("config reload rejected, the running config is kept: {e}");
             shared.events.record(Event::new(now, Severity::Warning, kind::OPERATOR, message));
-            return (current, Err(e));
+            return Err(e);
         }
     };
-    let restart = needs_restart(&current.config, &new);
-    let logs = current.stop().await;
+    let Some(old) = current.take() else {
+        return Err("the agent is shutting down".to_owned());
+    };
+    let restart = needs_restart(&old.config, &new);
+    let logs = old.stop().await;
     let config = Arc::new(new);
     let reconfigured = Arc::clone(&config);
     shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
@@ -156,9 +178,10 @@ pub async fn reload(
     if !restart.is_empty() {
         message.push_str(&format!("; {} change(s) take effect at the next restart", restart.join(", ")));
     }
+    *current = Some(generation);
     tracing::info!("{message}");
     shared.events.record(Event::new(now, Severity::Info, kind::OPERATOR, message.clone()));
-    (generation, Ok(message))
+    Ok(message)
 }
 
 /// Watches the config file and asks for a reload when it changes. The directory is watched, not the file:

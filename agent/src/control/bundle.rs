@@ -7,9 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::Control;
-use super::redact::{redact_config, redact_table};
 use crate::effects::journal::EventFilter;
 use crate::publish::exposition::Format;
+use config::redact::{redact_config, redact_table};
 
 /// Events included, newest first.
 const EVENTS: usize = 1000;
@@ -89,10 +89,10 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
     };
     files.push(("versions.json", pretty(&versions)?));
     let file_text = match &live.config_path {
-        Some(path) => match std::fs::read_to_string(path) {
+        Some(path) => match config::file::read_text_bounded(path, config::file::MAX_CONFIG_BYTES) {
             Ok(text) => Some(redact_config(&text).map_err(|e| format!("{}: {e}", path.display()))?),
             Err(e) => {
-                readme.push_str(&format!("\nconfig.toml is absent: {}: {e}\n", path.display()));
+                readme.push_str(&format!("\nconfig.toml is absent: {e}\n"));
                 None
             }
         },

@@ -10,12 +10,11 @@ pub mod ctl;
 pub mod diagnose;
 pub mod npd;
 pub mod peer;
-pub mod redact;
 pub mod socket;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use arc_swap::ArcSwap;
@@ -47,6 +46,62 @@ const MAX_BODY: usize = 64 * 1024;
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// Connections held at once; agentctl opens one per command.
 const MAX_CONNECTIONS: usize = 64;
+/// Of those, the ones only root and the control group may take: a flood from anyone else who can reach
+/// the socket never locks them out.
+const RESERVED_FOR_PRIVILEGED: usize = 16;
+/// Connections one unprivileged uid may hold at once.
+const MAX_PER_UID: usize = 8;
+
+/// Who holds which connection slots.
+#[derive(Debug, Default)]
+struct Slots {
+    total: usize,
+    unprivileged: usize,
+    by_uid: std::collections::HashMap<u32, usize>,
+}
+
+/// A held slot, given back when the connection ends.
+struct Slot {
+    slots: Arc<Mutex<Slots>>,
+    uid: u32,
+    privileged: bool,
+}
+
+impl Slots {
+    /// Takes a slot for a new connection of `uid`, or None if its share is used up.
+    fn take(slots: &Arc<Mutex<Slots>>, uid: u32, privileged: bool) -> Option<Slot> {
+        let mut s = slots.lock().unwrap_or_else(PoisonError::into_inner);
+        if s.total >= MAX_CONNECTIONS {
+            return None;
+        }
+        if !privileged {
+            let mine = s.by_uid.get(&uid).copied().unwrap_or(0);
+            if mine >= MAX_PER_UID || s.unprivileged >= MAX_CONNECTIONS - RESERVED_FOR_PRIVILEGED {
+                return None;
+            }
+            s.unprivileged += 1;
+            *s.by_uid.entry(uid).or_default() += 1;
+        }
+        s.total += 1;
+        Some(Slot { slots: Arc::clone(slots), uid, privileged })
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        let mut s = self.slots.lock().unwrap_or_else(PoisonError::into_inner);
+        s.total -= 1;
+        if !self.privileged {
+            s.unprivileged -= 1;
+            if let Some(n) = s.by_uid.get_mut(&self.uid) {
+                *n -= 1;
+                if *n == 0 {
+                    s.by_uid.remove(&self.uid);
+                }
+            }
+        }
+    }
+}
 
 /// A reload asked for on the socket; the daemon answers with what happened.
 pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
@@ -146,7 +201,7 @@ impl Control {
             // still writing as a broken pipe instead of a 403.
             let body = read_body(req).await;
             if !self.auth.allows(peer) {
-                return self.refuse(peer, &path);
+                return self.refuse(peer, "POST", &path);
             }
             let body = match body {
                 Ok(b) => b,
@@ -156,6 +211,11 @@ impl Control {
         }
         if req.method() != Method::GET && req.method() != Method::HEAD {
             return failure(StatusCode::METHOD_NOT_ALLOWED, "use GET for reads and POST for changes");
+        }
+        // Matched log lines (and the bundle, which holds them) may quote anything a followed file holds:
+        // the same people as for changes may read them.
+        if matches!(path.as_str(), "/api/v1/logs/recent" | "/api/v1/bundle") && !self.auth.allows(peer) {
+            return self.refuse(peer, "GET", &path);
         }
         match path.as_str() {
             "/api/v1/status" => json(StatusCode::OK, &self.status()),
@@ -190,9 +250,9 @@ impl Control {
         crate::publish::api::status(&snap, agent)
     }
 
-    fn refuse(&self, peer: &Peer, path: &str) -> Response<Full<Bytes>> {
+    fn refuse(&self, peer: &Peer, method: &str, path: &str) -> Response<Full<Bytes>> {
         let message = format!(
-            "refused POST {path} from {}: not root and not in the control group {}",
+            "refused {method} {path} from {}: not root and not in the control group {}",
             peer.describe(),
             self.auth.group
         );
@@ -201,7 +261,10 @@ impl Control {
         json(
             StatusCode::FORBIDDEN,
             &Failure {
-                error: format!("not authorised: changes need root or membership of the group {}", self.auth.group),
+                error: format!(
+                    "not authorised: changes, log lines and the bundle need root or membership of the group {}",
+                    self.auth.group
+                ),
                 known: Vec::new(),
                 group: Some(self.auth.group.clone()),
             },
@@ -215,11 +278,10 @@ impl Control {
         let Some((id, verb)) = path.strip_prefix("/api/v1/devices/").and_then(|r| r.rsplit_once('/')) else {
             return failure(StatusCode::NOT_FOUND, format!("no such action {path}"));
         };
-        let until = match body.for_.as_deref().map(humantime::parse_duration) {
+        let until = match body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())) {
             None => None,
-            Some(Ok(d)) if !d.is_zero() => Some(SystemTime::now() + d),
-            Some(Ok(_)) => return failure(StatusCode::BAD_REQUEST, "--for must be longer than 0s"),
-            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, format!("--for: {e}; write e.g. 30m, 2h")),
+            Some(Ok(until)) => Some(until),
+            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
         if matches!(verb, "throttle" | "unthrottle" | "reconnect") && !self.actions.active() {
@@ -329,6 +391,21 @@ impl Control {
     }
 }
 
+/// The longest `--for` a mutation takes: a hold meant to outlast this is a config change.
+const MAX_HOLD: Duration = Duration::from_secs(366 * 24 * 3600);
+
+/// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
+fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, String> {
+    let d = humantime::parse_duration(text).map_err(|e| format!("--for: {e}; write e.g. 30m, 2h"))?;
+    if d.is_zero() {
+        return Err("--for must be longer than 0s".to_owned());
+    }
+    if d > MAX_HOLD {
+        return Err(format!("--for {text} is too long: at most {} days", MAX_HOLD.as_secs() / 86_400));
+    }
+    now.checked_add(d).ok_or_else(|| format!("--for {text} reaches past the end of the clock"))
+}
+
 async fn read_body(req: Request<Incoming>) -> Result<MutationBody, String> {
     let collected = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect())
         .await
@@ -343,13 +420,11 @@ async fn read_body(req: Request<Incoming>) -> Result<MutationBody, String> {
 
 /// Serves the control socket until `shutdown`, then removes the socket file.
 pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdown: CancellationToken) {
-    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    let slots = Arc::new(Mutex::new(Slots::default()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
+        // Accept at once and decide by the peer's credentials: waiting for a free slot before accepting
+        // would queue root behind whoever holds the slots.
         let stream = tokio::select! {
             r = socket.listener.accept() => match r {
                 Ok((s, _)) => s,
@@ -367,6 +442,10 @@ pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdow
                 tracing::warn!("cannot read the control peer's credentials, closing: {e}");
                 continue;
             }
+        };
+        let Some(permit) = Slots::take(&slots, peer.uid, control.auth.allows(&peer)) else {
+            tracing::debug!("control connection from {} refused: its share of connections is in use", peer.describe());
+            continue;
         };
         let control = Arc::clone(&control);
         let service = service_fn(move |req: Request<Incoming>| {
@@ -387,4 +466,47 @@ pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdow
     }
     socket.remove();
     let _ = tokio::time::timeout(Duration::from_millis(500), graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn holds_are_bounded_and_never_overflow_the_clock() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        assert_eq!(hold_until("30m", now), Ok(now + Duration::from_secs(1800)));
+        assert_eq!(hold_until("0s", now), Err("--for must be longer than 0s".to_owned()));
+        assert_eq!(
+            hold_until("300000000000y", now),
+            Err("--for 300000000000y is too long: at most 366 days".to_owned())
+        );
+        assert_eq!(hold_until("3000y", now), Err("--for 3000y is too long: at most 366 days".to_owned()));
+        assert!(hold_until("1000000000000000000000y", now).unwrap_err().starts_with("--for: "));
+        assert!(hold_until("1y", now).is_ok());
+    }
+
+    #[test]
+    fn a_flooding_uid_leaves_room_for_others_and_for_root() {
+        let slots = Arc::new(Mutex::new(Slots::default()));
+        let flood: Vec<Slot> = (0..MAX_PER_UID).map(|_| Slots::take(&slots, 1000, false).unwrap()).collect();
+        assert!(Slots::take(&slots, 1000, false).is_none(), "one uid's share is used up");
+        // Many unprivileged uids together stop short of the reserved slots.
+        let mut others = Vec::new();
+        for uid in 2000.. {
+            match Slots::take(&slots, uid, false) {
+                Some(s) => others.push(s),
+                None => break,
+            }
+        }
+        assert_eq!(flood.len() + others.len(), MAX_CONNECTIONS - RESERVED_FOR_PRIVILEGED);
+        let root: Vec<Slot> = (0..RESERVED_FOR_PRIVILEGED).map(|_| Slots::take(&slots, 0, true).unwrap()).collect();
+        assert!(Slots::take(&slots, 0, true).is_none(), "the total is bounded for everyone");
+        drop(flood);
+        drop(root);
+        let again = Slots::take(&slots, 1000, false);
+        assert!(again.is_some(), "slots come back when connections end");
+        let s = slots.lock().unwrap();
+        assert_eq!((s.total, s.unprivileged), (others.len() + 1, others.len() + 1));
+    }
 }

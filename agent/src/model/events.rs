@@ -56,9 +56,12 @@ impl Events {
         Events { journal: None, writer: None, counts: Mutex::new(BTreeMap::new()), unavailable: Some(reason) }
     }
 
-    /// Journals and counts an event. Critical and fatal ones also go to the daemon log at ERROR: an
-    /// operator reading `journalctl -u accel-agent` must see them, not only the WARN lines before them.
-    pub fn record(&self, event: Event) {
+    /// Journals and counts an event. Its message passes through the one redaction every output uses: a
+    /// command line quoted in it (a hook's, a vendor tool's) keeps its program and arguments but not its
+    /// secrets. Critical and fatal ones also go to the daemon log at ERROR: an operator reading
+    /// `journalctl -u accel-agent` must see them, not only the WARN lines before them.
+    pub fn record(&self, mut event: Event) {
+        event.message = config::redact::redact_text(&event.message);
         if event.severity >= Severity::Critical {
             let device = event.device.as_deref().unwrap_or("");
             tracing::error!(device, kind = %event.kind, severity = event.severity.as_str(), "{}", event.message);

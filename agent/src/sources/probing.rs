@@ -73,21 +73,11 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
         return Ok(Runner::Tcp(TcpProbe::new(addr.as_str(), timeout)));
     }
     if let Some(addr) = &p.udp {
-        let payload = decode_hex(p.udp_payload_hex.as_deref().unwrap_or(""))?;
+        let payload =
+            config::device::decode_hex(p.udp_payload_hex.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
         return Ok(Runner::Udp(UdpProbe::new(addr.as_str(), payload, p.expect_reply, timeout)));
     }
     Err("needs one of command, tcp or udp".into())
-}
-
-fn decode_hex(s: &str) -> Result<Vec<u8>, String> {
-    let s: String = s.chars().filter(|c| !c.is_whitespace()).collect();
-    if !s.len().is_multiple_of(2) {
-        return Err(format!("udp_payload_hex {s:?} has an odd number of digits"));
-    }
-    (0..s.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).map_err(|_| format!("udp_payload_hex {s:?} is not hex")))
-        .collect()
 }
 
 impl Runner {
@@ -220,17 +210,5 @@ pub fn spawn(
                 }
             });
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hex_payloads() {
-        assert_eq!(decode_hex("00 ff 10").unwrap(), vec![0, 255, 16]);
-        assert!(decode_hex("abc").is_err());
-        assert!(decode_hex("zz").is_err());
     }
 }

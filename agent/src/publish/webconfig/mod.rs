@@ -10,7 +10,6 @@ mod auth;
 mod tls;
 
 use std::collections::BTreeMap;
-use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -36,14 +35,14 @@ pub struct WebConfig {
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
     #[error("web config {}: cannot read it: {error}", path.display())]
-    Read { path: PathBuf, error: io::Error },
+    Read { path: PathBuf, error: config::file::ReadError },
     /// YAML syntax, a wrong type or an unknown key; serde_yaml's message names the key and its position.
     #[error("web config {}: {message}", path.display())]
     Syntax { path: PathBuf, message: String },
     #[error("web config {}: {key}: {message}", path.display())]
     Invalid { path: PathBuf, key: String, message: String },
     #[error("web config {}: {key}: cannot read {}: {error}", path.display(), file.display())]
-    ReadFile { path: PathBuf, key: String, file: PathBuf, error: io::Error },
+    ReadFile { path: PathBuf, key: String, file: PathBuf, error: config::file::ReadError },
     /// A certificate, key or CA that was read but is unusable; `what` is the file or "inline PEM".
     #[error("web config {}: {key}: {what}: {message}", path.display())]
     BadPem { path: PathBuf, key: String, what: String, message: String },
@@ -107,8 +106,8 @@ impl WebConfig {
     /// Reads and validates a web config file, including the certificate, key and CA it names and every
     /// bcrypt hash, so that every mistake is reported at startup rather than at the first scrape.
     pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|error| WebConfigError::Read { path: path.to_owned(), error })?;
+        let text = config::file::read_text_bounded(path, config::file::MAX_CONFIG_BYTES)
+            .map_err(|error| WebConfigError::Read { path: path.to_owned(), error })?;
         Self::parse(path, &text)
     }
 

@@ -18,6 +18,9 @@ use rustls::{
 
 use super::{RawTls, WebConfigError};
 
+/// Largest certificate, key or CA bundle file read (a system CA bundle is about 250 KiB).
+const MAX_PEM_BYTES: u64 = 4 << 20;
+
 /// exporter-toolkit's `client_auth_type`, with Go's `crypto/tls` meaning of each.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ClientAuth {
@@ -77,11 +80,9 @@ impl Pem {
 
     fn read(&self, web_config: &Path) -> Result<Vec<u8>, WebConfigError> {
         match self {
-            Pem::File { path, .. } => std::fs::read(path).map_err(|error| WebConfigError::ReadFile {
-                path: web_config.to_owned(),
-                key: self.key(),
-                file: path.clone(),
-                error,
+            // Certificates are a few KiB; a FIFO or a device at the path must not hang startup.
+            Pem::File { path, .. } => config::file::read_bounded(path, MAX_PEM_BYTES).map_err(|error| {
+                WebConfigError::ReadFile { path: web_config.to_owned(), key: self.key(), file: path.clone(), error }
             }),
             Pem::Inline { text, .. } => Ok(text.as_bytes().to_vec()),
         }
