@@ -91,7 +91,10 @@ fn a_bad_config_at_start_exits_nonzero_with_the_error() {
     let out = Command::new(BIN).args(["--config", bad.to_str().unwrap(), "--listen", "127.0.0.1:0"]).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains(&format!("{}:1:17: poll_interval: invalid duration \"fast\"", bad.display())), "{stderr}");
+    // The daemon's log never quotes the file (it may hold a token); check-config does.
+    assert!(stderr.contains(&format!("{}:1:17: poll_interval: invalid duration \"…\"", bad.display())), "{stderr}");
+    assert!(stderr.contains(&format!("`accel-agent check-config {}` shows them", bad.display())), "{stderr}");
+    assert!(!stderr.contains("fast"), "{stderr}");
 }
 
 #[test]

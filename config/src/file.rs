@@ -26,6 +26,18 @@ pub enum ReadError {
     NotUtf8 { path: PathBuf },
 }
 
+impl ReadError {
+    /// What went wrong, without the path (for messages that name the file already).
+    pub fn reason(&self) -> String {
+        match self {
+            ReadError::Io { source, .. } => source.to_string(),
+            ReadError::NotRegular { kind, .. } => format!("is a {kind}, not a regular file; refusing to read it"),
+            ReadError::TooLarge { limit, .. } => format!("is larger than {limit} bytes; refusing to read it"),
+            ReadError::NotUtf8 { .. } => "is not UTF-8 text".to_owned(),
+        }
+    }
+}
+
 /// The bytes of the regular file at `path` (symlinks followed), at most `limit` of them.
 pub fn read_bounded(path: &Path, limit: u64) -> Result<Vec<u8>, ReadError> {
     let io = |source| ReadError::Io { path: path.to_owned(), source };

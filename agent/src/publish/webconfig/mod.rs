@@ -34,14 +34,14 @@ pub struct WebConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebConfigError {
-    #[error("web config {}: cannot read it: {error}", path.display())]
+    #[error("web config {}: cannot read it: {}", path.display(), error.reason())]
     Read { path: PathBuf, error: config::file::ReadError },
     /// YAML syntax, a wrong type or an unknown key; serde_yaml's message names the key and its position.
     #[error("web config {}: {message}", path.display())]
     Syntax { path: PathBuf, message: String },
     #[error("web config {}: {key}: {message}", path.display())]
     Invalid { path: PathBuf, key: String, message: String },
-    #[error("web config {}: {key}: cannot read {}: {error}", path.display(), file.display())]
+    #[error("web config {}: {key}: cannot read {}: {}", path.display(), file.display(), error.reason())]
     ReadFile { path: PathBuf, key: String, file: PathBuf, error: config::file::ReadError },
     /// A certificate, key or CA that was read but is unusable; `what` is the file or "inline PEM".
     #[error("web config {}: {key}: {what}: {message}", path.display())]
