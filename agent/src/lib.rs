@@ -11,6 +11,7 @@ pub mod sources;
 use std::process::ExitCode;
 
 use clap::Parser;
+use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::{Cli, Command};
 use crate::app::{daemon, demo, logging, scan};
@@ -104,11 +105,11 @@ fn run_daemon(cli: Cli) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    run_with(cli, config, source)
+    run_with(cli, config, source, CancellationToken::new())
 }
 
-/// Runs the daemon on a loaded config until SIGTERM or SIGINT.
-fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource) -> ExitCode {
+/// Runs the daemon on a loaded config until SIGTERM or SIGINT, or until `stop` is cancelled.
+fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource, stop: CancellationToken) -> ExitCode {
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -116,7 +117,7 @@ fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource) -> E
             return ExitCode::FAILURE;
         }
     };
-    let result = runtime.block_on(daemon::run(cli, config, source));
+    let result = runtime.block_on(daemon::run(cli, config, source, stop));
     // Worker threads stuck in the kernel must not hold up exit.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {

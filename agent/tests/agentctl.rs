@@ -357,6 +357,38 @@ fn mutations_need_root_or_the_control_group() {
 }
 
 #[test]
+#[cfg_attr(not(is_root), ignore = "needs root to run agentctl as another user")]
+fn without_the_control_group_an_unprivileged_user_is_told_to_use_sudo_not_to_join_root() {
+    assert!(nix::unistd::getuid().is_root(), "this test runs agentctl as another user, which needs root");
+    let fs = host();
+    let logs = tempfile::tempdir().unwrap();
+    let group = "accel-no-such-group";
+    let (agent, _cfg) = Agent::with_config(
+        fs.root(),
+        &config(logs.path(), "").replace("[discovery]", &format!("[control]\ngroup = \"{group}\"\n[discovery]")),
+    );
+    agent.wait_ready();
+    let sock = socket(&agent);
+    std::fs::set_permissions(agent.state_dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    // No group to give it to: the socket stays root's.
+    assert_eq!(std::os::unix::fs::MetadataExt::gid(&std::fs::metadata(&sock).unwrap()), 0);
+
+    let r = ctl_as(&agent, &["status"], Some((65534, 65534)));
+    assert_eq!(r.code, 4, "{}", r.stderr);
+    assert!(!r.stderr.contains("join the group root") && !r.stderr.contains("usermod"), "{}", r.stderr);
+    assert!(r.stderr.contains("use sudo. Only root may use this agent's control socket"), "{}", r.stderr);
+    assert!(r.stderr.contains("sudo groupadd --system accel-agent"), "{}", r.stderr);
+
+    // Let the stranger connect: the change is refused, naming the missing group and not asking to join it.
+    std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
+    let r = ctl_as(&agent, &["maintenance", "loihi0", "on"], Some((65534, 65534)));
+    assert_eq!(r.code, 4, "{}{}", r.stdout, r.stderr);
+    assert!(r.stderr.contains(&format!("the control group {group} does not exist on this host")), "{}", r.stderr);
+    assert!(!r.stderr.contains(&format!("join the group {group}")), "{}", r.stderr);
+    assert!(r.stderr.contains("use sudo"), "{}", r.stderr);
+}
+
+#[test]
 fn status_answers_while_a_probe_hangs() {
     let fs = host();
     let logs = tempfile::tempdir().unwrap();

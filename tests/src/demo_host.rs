@@ -123,6 +123,8 @@ impl DemoHost {
     /// The agent's config for this host. `listen` is e.g. "127.0.0.1:9860" or "127.0.0.1:0".
     pub fn config(&self, listen: &str) -> String {
         let d = self.dir().display();
+        // SAFETY: getegid has no preconditions and cannot fail.
+        let gid = unsafe { libc::getegid() };
         format!(
             r#"# The simulated host of `accel-agent --demo`; everything below lives in {d}.
 listen = "{listen}"
@@ -130,6 +132,11 @@ sysfs_root = "{root}"
 state_dir = "{d}/state/agent"
 socket = "{d}/run/agent.sock"
 poll_interval = "1s"
+
+# The control group is the group of the user running the demo, so agentctl can change things without
+# sudo (and nothing warns that the packaged accel-agent group is missing on this host).
+[control]
+group = "{gid}"
 
 # Actions are on, confined to the simulated tree and scripts above.
 [actions]

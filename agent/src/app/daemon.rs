@@ -98,7 +98,8 @@ pub fn limit_malloc_arenas() {
     }
 }
 
-pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Result<()> {
+/// Runs until SIGTERM or SIGINT, or until `stop` is cancelled (the demo does when its output is gone).
+pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: CancellationToken) -> anyhow::Result<()> {
     let dry_run = cli.dry_run;
     // Before anything listens: a broken web config must not leave the endpoint open or half set up.
     let web = Arc::new(match cli.web_config.as_deref() {
@@ -108,7 +109,9 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
     raise_fd_limit();
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
-    let listener = http::bind(config.listen).await.with_context(|| format!("cannot listen on {}", config.listen))?;
+    let listener = http::bind(config.listen)
+        .await
+        .with_context(|| format!("cannot listen on {} (choose another address with --listen)", config.listen))?;
     let local = listener.local_addr().unwrap_or(config.listen);
     tracing::info!(
         version = crate::publish::exposition::VERSION,
@@ -190,6 +193,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource) -> anyhow::Resu
         let reply = tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
+            _ = stop.cancelled() => break "stop request",
             _ = hup.recv() => {
                 tracing::info!("SIGHUP received, reloading the config");
                 None

@@ -11,6 +11,9 @@ pub fn init(format: LogFormat, level: &str) -> anyhow::Result<()> {
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(|| Redacting(std::io::stderr()))
+        // A log line that cannot be written (stderr piped into `head`, which has exited) is dropped;
+        // reporting that on stderr would panic on the same broken pipe.
+        .log_internal_errors(false)
         .with_ansi(std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none());
     let result = match format {
         LogFormat::Text => builder.try_init(),

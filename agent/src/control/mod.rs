@@ -258,17 +258,25 @@ impl Control {
         );
         tracing::warn!("{message}");
         self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
-        json(
-            StatusCode::FORBIDDEN,
-            &Failure {
-                error: format!(
+        // A group that does not exist on this host cannot be joined: say so rather than name it.
+        let (error, group) = match self.auth.gid {
+            Some(_) => (
+                format!(
                     "not authorised: changes, log lines and the bundle need root or membership of the group {}",
                     self.auth.group
                 ),
-                known: Vec::new(),
-                group: Some(self.auth.group.clone()),
-            },
-        )
+                Some(self.auth.group.clone()),
+            ),
+            None => (
+                format!(
+                    "not authorised: changes, log lines and the bundle need root (the control group {} does not \
+                     exist on this host)",
+                    self.auth.group
+                ),
+                None,
+            ),
+        };
+        json(StatusCode::FORBIDDEN, &Failure { error, known: Vec::new(), group })
     }
 
     async fn mutate(&self, path: &str, body: MutationBody, peer: &Peer) -> Response<Full<Bytes>> {

@@ -12,7 +12,9 @@ pub enum SocketError {
     InUse { path: PathBuf },
     #[error("{path} exists and is not a socket; remove it or choose another --socket")]
     NotASocket { path: PathBuf },
-    #[error("cannot create the control socket {path}: {source}")]
+    #[error(
+        "cannot create the control socket {path}: {source} (run as root, or give a path this user can write with --socket)"
+    )]
     Io { path: PathBuf, source: std::io::Error },
 }
 

@@ -46,7 +46,10 @@ impl Events {
                 }
             }
             Err(e) => {
-                tracing::warn!("event journal unavailable, events are counted and logged but not kept: {e}");
+                tracing::warn!(
+                    "event journal unavailable, events are counted and logged but not kept: {e} \
+                     (run as root, or give a directory this user can write with --state-dir)"
+                );
                 Events::without_journal(e.to_string())
             }
         }
@@ -86,11 +89,15 @@ impl Events {
             // Unknown after known: the evidence went away; worth a line, not an alarm.
             (Status::Unknown, _) => (Severity::Info, kind::CONDITION_CLEARED, "unknown"),
         };
-        // Every start turns unknown conditions false; that is not news.
+        // Every start turns unknown conditions false, one per device and condition; that is not news
+        // (not an event, and not worth a log line each at the default level).
         let news = !c.first_evidence_ok();
         match c.status {
+            _ if !news => tracing::debug!(
+                device = %change.device, condition = c.kind.name(), reason = %c.reason, status = ?c.status, "{}", c.message
+            ),
             // A critical one is logged at ERROR by `record`, once.
-            Status::True if news && severity >= Severity::Critical => {}
+            Status::True if severity >= Severity::Critical => {}
             Status::True => {
                 tracing::warn!(device = %change.device, condition = c.kind.name(), reason = %c.reason, "{}", c.message)
             }

@@ -20,14 +20,7 @@ pub enum ClientError {
         socket.display()
     )]
     Unreachable { socket: PathBuf, source: std::io::Error },
-    #[error(
-        "permission denied on {}: {}",
-        socket.display(),
-        match group {
-            Some(g) => format!("join the group {g} (`sudo usermod -aG {g} $USER`, then log in again) or use sudo"),
-            None => "use sudo".to_owned(),
-        }
-    )]
+    #[error("permission denied on {}: {}", socket.display(), denied_hint(group.as_deref()))]
     Denied { socket: PathBuf, group: Option<String> },
     #[error("accel-agent did not answer on {} within {timeout:?}", socket.display())]
     Timeout { socket: PathBuf, timeout: Duration },
@@ -45,11 +38,28 @@ pub struct Client {
     pub socket: PathBuf,
 }
 
-/// The name of the group owning the socket: the group to join.
+/// The name of the group owning the socket: the group to join. None when that is root's group (the agent
+/// gives the socket to its control group only when the group exists) or the socket cannot be looked at.
 fn socket_group(socket: &Path) -> Option<String> {
     let gid = std::fs::metadata(socket).ok()?.gid();
+    if gid == 0 {
+        return None;
+    }
     let name = nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(gid)).ok().flatten().map(|g| g.name);
     Some(name.unwrap_or_else(|| gid.to_string()))
+}
+
+/// What to do about a refused connection or change: join the control group, or use sudo where there is
+/// none to join.
+pub fn denied_hint(group: Option<&str>) -> String {
+    match group {
+        Some(g) => format!("join the group {g} (`sudo usermod -aG {g} $USER`, then log in again) or use sudo"),
+        None => "use sudo. Only root may use this agent's control socket: the agent gives the socket to its \
+                 control group (`[control] group`, default accel-agent) only when that group exists; create it \
+                 with `sudo groupadd --system accel-agent`, restart the agent, and join the group to use \
+                 agentctl without sudo"
+            .to_owned(),
+    }
 }
 
 impl Client {

@@ -195,11 +195,8 @@ fn decode(reply: Reply) -> Result<Value, Failed> {
         v["known"].as_array().into_iter().flatten().filter_map(|k| k.as_str().map(str::to_owned)).collect();
     let code = match reply.status {
         403 => {
-            let group = v["group"].as_str().unwrap_or("accel-agent");
             return Err(Failed {
-                message: format!(
-                    "{message}\njoin the group {group} (`sudo usermod -aG {group} $USER`, then log in again) or use sudo"
-                ),
+                message: format!("{message}\n{}", client::denied_hint(v["group"].as_str())),
                 code: EXIT_REFUSED,
                 known,
             });
