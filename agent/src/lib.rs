@@ -4,6 +4,7 @@
 pub mod app;
 pub mod control;
 pub mod effects;
+pub mod man;
 pub mod model;
 pub mod publish;
 pub mod sources;
@@ -27,7 +28,7 @@ pub fn main_with_args() -> ExitCode {
             npd::run(*condition, cli.socket.clone().unwrap_or_else(|| config::DEFAULT_SOCKET.into()), *timeout)
         }
         // Section 8: a system daemon (the units' Documentation= says accel-agent(8)).
-        Some(Command::Man) => generate(|cmd, out| clap_mangen::Man::new(cmd).section("8").render(out)),
+        Some(Command::Man) => generate(|cmd, out| man::render(cmd, "8", out)),
         Some(Command::Completions { shell }) => generate(|mut cmd, out| {
             clap_complete::generate(*shell, &mut cmd, "accel-agent", out);
             Ok(())

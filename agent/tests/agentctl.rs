@@ -462,6 +462,16 @@ fn usage_errors_exit_64_and_man_and_completions_come_from_clap() {
     let man = run(&["man"]);
     let man = String::from_utf8_lossy(&man.stdout);
     assert!(man.contains(".TH agentctl") && man.contains("set\\-healthy"), "{}", &man[..man.len().min(300)]);
+    // Every subcommand is described in this page; none is sent to a page that is not installed.
+    assert!(
+        man.contains("\\fBagentctl throttle\\fR ID LEVEL") && man.contains("\\fB\\-\\-for\\fR=\\fIDUR\\fR"),
+        "{man}"
+    );
+    assert!(!man.contains("agentctl\\-status(1)") && !man.contains("(1)\n"), "{man}");
+    let daemon = Command::new(common::BIN).arg("man").output().unwrap();
+    let daemon = String::from_utf8_lossy(&daemon.stdout);
+    assert!(daemon.contains(".TH accel-agent 8") && daemon.contains("\\fBaccel\\-agent scan\\fR"), "{daemon}");
+    assert!(!daemon.contains("accel\\-agent\\-scan(8)") && !daemon.contains("(8)\n"), "{daemon}");
     let bash = run(&["completions", "bash"]);
     assert!(String::from_utf8_lossy(&bash.stdout).contains("maintenance"));
     let bad = tempfile::NamedTempFile::new().unwrap();

@@ -128,7 +128,8 @@ fn shipped(zsh_dir: &str) -> Vec<Shipped> {
     for (dir, ext, dest) in [
         ("systemd", "service", "/usr/lib/systemd/system"),
         ("config/examples", "toml", "/usr/share/doc/accel-agent/examples"),
-        ("docs", "md", "/usr/share/doc/accel-agent"),
+        // Under docs/, where the README installed beside it links to them.
+        ("docs", "md", "/usr/share/doc/accel-agent/docs"),
     ] {
         let mut names: Vec<String> = std::fs::read_dir(repo_root().join(dir))
             .unwrap_or_else(|e| panic!("{dir}: {e}"))

@@ -138,7 +138,7 @@ fn run(cli: &CtlCli, style: Style) -> Result<Outcome, Failed> {
         }
         Verb::Bundle { output } => bundle(&client, output.as_deref(), cli.json),
         Verb::CheckConfig { file } => Ok(check_config(file, cli.json)),
-        Verb::Man => Ok(generated(|cmd, out| clap_mangen::Man::new(cmd).render(out))),
+        Verb::Man => Ok(generated(|cmd, out| crate::man::render(cmd, "1", out))),
         Verb::Completions { shell } => Ok(generated(|mut cmd, out| {
             clap_complete::generate(*shell, &mut cmd, "agentctl", out);
             Ok(())
