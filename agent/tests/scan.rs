@@ -56,6 +56,25 @@ fn exit_code_follows_the_worst_device() {
 }
 
 #[test]
+fn an_empty_host_says_what_was_looked_at_and_what_to_configure() {
+    let fs = FakeSysfs::new();
+    // Host sensors only: a chip on the platform bus is not an accelerator.
+    fs.hwmon(0, Some("coretemp"), Some("devices/platform/coretemp.0")).attr("temp1_input", "45000");
+    let (code, out) = scan(&fs, "");
+    assert_eq!(code, 0, "{out}");
+    let root = fs.root().display();
+    assert!(out.starts_with("no devices: none declared in the config and none found by discovery\n"), "{out}");
+    assert!(out.contains(&format!("{root}/class/accel (accel class devices) and {root}/class/hwmon")), "{out}");
+    assert!(out.contains("host collectors read: hwmon, thermal_zone"), "{out}");
+    assert!(out.contains("declare it with [[device]] in the config"), "{out}");
+    assert!(out.contains("accel-agent check-config FILE"), "{out}");
+    assert!(out.ends_with("0 device(s); overall healthy\n"), "{out}");
+
+    let (_, out) = scan(&fs, "[discovery]\nenabled = false\n");
+    assert!(out.contains("discovery is off ([discovery] enabled = false)"), "{out}");
+}
+
+#[test]
 fn a_probe_that_fails_once_is_offline_in_a_scan() {
     let fs = FakeSysfs::new();
     let cfg = r#"

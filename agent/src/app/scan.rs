@@ -31,6 +31,7 @@ pub fn next_step(kind: ConditionKind) -> &'static str {
 pub async fn scan(config: &Config) -> (String, u8) {
     let settings = schedule::enabled(config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
+    let collectors: Vec<&'static str> = settings.iter().map(|s| s.kind.name()).collect();
     let mut rounds = JoinSet::new();
     for s in settings {
         let root = config.sysfs_root.clone();
@@ -54,16 +55,49 @@ pub async fn scan(config: &Config) -> (String, u8) {
     crate::sources::probing::run_all_once(config, &mut engine).await;
     let views = engine.views();
     let code = views.iter().map(|d| d.state.exit_code()).max().unwrap_or(0);
-    (render(&views, &failed_collectors), code)
+    let mut out = String::new();
+    if views.is_empty() {
+        out = nothing_found(config, &collectors);
+    }
+    out.push_str(&render(&views, &failed_collectors));
+    (out, code)
+}
+
+/// For a host with no devices: what was looked at, and what to configure.
+fn nothing_found(config: &Config, collectors: &[&str]) -> String {
+    let root = config.sysfs_root.display();
+    let mut out = String::from("no devices: none declared in the config and none found by discovery\n");
+    let _ = writeln!(out, "  looked at: [[device]] entries in the config (none)");
+    if config.discovery.enabled {
+        let _ = writeln!(
+            out,
+            "             {root}/class/accel (accel class devices) and {root}/class/hwmon (sensor chips of PCI\n\
+             \x20            processing accelerators): none found"
+        );
+    } else {
+        let _ = writeln!(out, "             discovery is off ([discovery] enabled = false)");
+    }
+    if !collectors.is_empty() {
+        let _ = writeln!(
+            out,
+            "  host collectors read: {} (their values are in /metrics; they are not devices)",
+            collectors.join(", ")
+        );
+    }
+    out.push_str(
+        "  to monitor an accelerator, declare it with [[device]] in the config: one example per kind in\n\
+         \x20 /usr/share/doc/accel-agent/examples/ (config/examples/ in the source), every key in\n\
+         \x20 docs/configuration.md; check the file with `accel-agent check-config FILE`, then scan again\n",
+    );
+    out
 }
 
 fn render(views: &[DeviceView], failed_collectors: &[String]) -> String {
     let mut out = String::new();
-    if views.is_empty() {
-        out.push_str("no devices: none declared in the config and none found by discovery\n");
-    }
     let width = views.iter().map(|d| d.id.len()).max().unwrap_or(6).max(6);
-    let _ = writeln!(out, "{:<width$}  {:<15}  {:<11}  {:<9}  FAILING", "DEVICE", "KIND", "STATE", "HOTTEST");
+    if !views.is_empty() {
+        let _ = writeln!(out, "{:<width$}  {:<15}  {:<11}  {:<9}  FAILING", "DEVICE", "KIND", "STATE", "HOTTEST");
+    }
     for d in views {
         let hottest = d
             .readings

@@ -308,7 +308,11 @@ fn status_text(v: &Value, style: Style) -> String {
     }
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     if devices.is_empty() {
-        out.push_str("no devices: none declared in the config and none found by discovery\n");
+        out.push_str(
+            "no devices: none declared in the config and none found by discovery\n\
+             declare accelerators with [[device]] in the agent's config (examples in\n\
+             /usr/share/doc/accel-agent/examples/); `agentctl diagnose` and `accel-agent scan` say what was looked at\n",
+        );
         return out;
     }
     let mut t = Table::new(&["DEVICE", "KIND", "STATE", "TEMP", "POWER", "THROTTLE", "CIRCUIT", "FAILING"]);
