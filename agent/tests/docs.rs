@@ -95,10 +95,10 @@ fn flags_given_to(program: &str, code: &str) -> Vec<String> {
     found
 }
 
-/// Flags of other programs that the docs quote on their own: `--password=X` is an argument the bundle
-/// redacts from any command line (docs/api.md); `--bind` is the test BMP simulator's (`bmp-sim`,
-/// docs/spinnaker.md).
-const OTHER_PROGRAMS_FLAGS: &[&str] = &["password", "bind"];
+/// Flags of other programs that the docs quote on their own: the secret-looking flags the redaction
+/// recognises in any command line (docs/security.md, docs/api.md), and the test BMP simulator's `--bind`
+/// (`bmp-sim`, docs/spinnaker.md).
+const OTHER_PROGRAMS_FLAGS: &[&str] = &["password", "token", "bearer", "api-key", "bind"];
 
 #[test]
 fn every_flag_in_the_docs_exists() {
