@@ -155,7 +155,12 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     let config = Arc::new(config);
     let generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
     let notifier = crate::app::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
-    let http = Http::new(Arc::clone(&state), Arc::clone(&events));
+    let actions_mode = match (config.actions.enabled, dry_run || config.actions.dry_run) {
+        (_, true) => "dry-run",
+        (true, false) => "enabled",
+        (false, false) => "disabled",
+    };
+    let http = Http::new(Arc::clone(&state), Arc::clone(&events), actions_mode);
     let server = tokio::spawn(http::serve(listener, Arc::clone(&http), web, shutdown.clone()));
 
     let config_path = match &source {
@@ -172,11 +177,6 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.evidence)),
         auth: auth.clone(),
         reload: reload_tx,
-        actions_mode: match (config.actions.enabled, dry_run || config.actions.dry_run) {
-            (_, true) => "dry-run",
-            (true, false) => "enabled",
-            (false, false) => "disabled",
-        },
     });
     let control_server = control_socket.map(|socket| {
         tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");

@@ -123,8 +123,6 @@ pub struct Control {
     pub live: ArcSwap<Live>,
     pub auth: Authorizer,
     pub reload: mpsc::Sender<ReloadRequest>,
-    /// "enabled", "dry-run" or "disabled", for status.
-    pub actions_mode: &'static str,
 }
 
 /// An operator's change to one device, as the model's owner runs it.
@@ -218,7 +216,6 @@ impl Control {
             return self.refuse(peer, "GET", &path);
         }
         match path.as_str() {
-            "/api/v1/status" => json(StatusCode::OK, &self.status()),
             "/api/v1/logs/recent" => json(StatusCode::OK, &self.live.load().logs.recent()),
             "/api/v1/bundle" => match bundle::build(self).await {
                 Ok(bytes) => crate::publish::http::respond(StatusCode::OK, "application/gzip", Bytes::from(bytes)),
@@ -229,25 +226,7 @@ impl Control {
     }
 
     pub fn status(&self) -> crate::publish::api::StatusReport {
-        let snap = self.state.snapshot();
-        let agent = crate::publish::api::AgentStatus {
-            version: crate::publish::exposition::VERSION,
-            revision: crate::publish::exposition::REVISION,
-            uptime_seconds: self.state.started.elapsed().as_secs_f64(),
-            ready: snap.ready(),
-            actions: self.actions_mode,
-            collectors_failing: snap
-                .collectors
-                .iter()
-                .filter(|(_, c)| c.collections > 0 && !c.success)
-                .map(|(k, c)| crate::publish::api::CollectorFailing {
-                    collector: k.name(),
-                    error: c.error.clone().unwrap_or_else(|| "failed".into()),
-                })
-                .collect(),
-            journal_unavailable: self.events.unavailable.clone(),
-        };
-        crate::publish::api::status(&snap, agent)
+        self.http.status()
     }
 
     fn refuse(&self, peer: &Peer, method: &str, path: &str) -> Response<Full<Bytes>> {

@@ -982,7 +982,15 @@ impl Device {
             temperature_crit_celsius: self.thresholds.temperature_crit,
             conditions: self.conditions.clone(),
             readings: self.readings.clone(),
-            sources: self.sources.clone(),
+            // Host sources bound from sysfs and the BMP, then the device's probes and logs: a photonic card
+            // read only through its vendor tool still says where its readings come from.
+            sources: self
+                .sources
+                .iter()
+                .cloned()
+                .chain(self.probes.iter().map(|p| format!("probe:{}", p.name)))
+                .chain(self.log_lines.keys().map(|path| format!("log:{path}")))
+                .collect(),
         }
     }
 }

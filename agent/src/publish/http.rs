@@ -29,9 +29,9 @@ use crate::model::State;
 use crate::model::events::Events;
 use crate::publish::api;
 use crate::publish::exposition::{Exposition, Format, accepts_gzip};
-use crate::publish::landing;
 use crate::publish::state::AgentState;
 use crate::publish::webconfig::{Tls, WebConfig};
+use crate::publish::{device_page, landing};
 
 /// Open connections beyond this wait in the kernel's accept queue.
 const MAX_CONNECTIONS: usize = 4096;
@@ -44,17 +44,45 @@ pub struct Http {
     pub state: Arc<AgentState>,
     pub exposition: Exposition,
     pub events: Arc<Events>,
+    /// "enabled", "dry-run" or "disabled", for /api/v1/status.
+    pub actions_mode: &'static str,
 }
 
 impl Http {
-    pub fn new(state: Arc<AgentState>, events: Arc<Events>) -> Arc<Self> {
-        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state, events })
+    pub fn new(state: Arc<AgentState>, events: Arc<Events>, actions_mode: &'static str) -> Arc<Self> {
+        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state, events, actions_mode })
+    }
+
+    /// What `agentctl status` shows: every device's state and key readings, and the agent's own health.
+    pub fn status(&self) -> api::StatusReport {
+        let snap = self.state.snapshot();
+        let agent = api::AgentStatus {
+            version: crate::publish::exposition::VERSION,
+            revision: crate::publish::exposition::REVISION,
+            uptime_seconds: self.state.started.elapsed().as_secs_f64(),
+            ready: snap.ready(),
+            actions: self.actions_mode,
+            collectors_failing: snap
+                .collectors
+                .iter()
+                .filter(|(_, c)| c.collections > 0 && !c.success)
+                .map(|(k, c)| api::CollectorFailing {
+                    collector: k.name(),
+                    error: c.error.clone().unwrap_or_else(|| "failed".into()),
+                })
+                .collect(),
+            journal_unavailable: self.events.unavailable.clone(),
+        };
+        api::status(&snap, agent)
     }
 
     pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
             return self.device(id).await;
+        }
+        if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/devices/")) {
+            return self.device_page(id).await;
         }
         if req.uri().path() == "/api/v1/events" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return match api::event_filter(req.uri().query().unwrap_or("")) {
@@ -79,6 +107,29 @@ impl Http {
         // Without a journal the device is still worth showing; the events are then just absent.
         let events = self.events.query(filter).await.unwrap_or_default();
         json(StatusCode::OK, &api::DeviceDetail { device, events })
+    }
+
+    /// One device as a page to read: the same data as /api/v1/devices/{id}.
+    async fn device_page(&self, id: &str) -> Response<Full<Bytes>> {
+        let snap = self.state.snapshot();
+        let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
+            let mut r = respond(
+                StatusCode::NOT_FOUND,
+                "text/html; charset=utf-8",
+                Bytes::from(device_page::unknown_device_page(id, &snap.devices)),
+            );
+            r.headers_mut().insert(hyper::header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            return r;
+        };
+        let filter =
+            crate::effects::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
+        let events = self.events.query(filter).await;
+        let throttle = snap.throttle.iter().find(|t| t.device == id);
+        respond(
+            StatusCode::OK,
+            "text/html; charset=utf-8",
+            Bytes::from(device_page::device_page(device, throttle, events.as_deref().map_err(|e| e.to_string()))),
+        )
     }
 
     /// Everything answered from the snapshot alone.
@@ -130,8 +181,9 @@ impl Http {
             "/" => respond(
                 StatusCode::OK,
                 "text/html; charset=utf-8",
-                Bytes::from(landing::render(&self.state.snapshot())),
+                Bytes::from(landing::render(&self.status(), &self.state.snapshot())),
             ),
+            "/api/v1/status" => json(StatusCode::OK, &self.status()),
             "/health" => {
                 let snap = self.state.snapshot();
                 let report = api::health(&snap.devices);
@@ -142,7 +194,7 @@ impl Http {
             "/api/v1/devices" => json(StatusCode::OK, &*self.state.snapshot().devices),
             _ => text(
                 StatusCode::NOT_FOUND,
-                "not found; try /metrics, /health, /api/v1/devices, /api/v1/events, /-/healthy, /-/ready or /\n",
+                "not found; try /metrics, /health, /api/v1/status, /api/v1/devices, /api/v1/events, /-/healthy, /-/ready or /\n",
             ),
         }
     }

@@ -2,6 +2,7 @@
 //! page, the HTTP listener and its TLS/auth config).
 
 pub mod api;
+pub mod device_page;
 pub mod exposition;
 pub mod http;
 pub mod landing;

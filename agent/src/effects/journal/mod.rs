@@ -20,6 +20,7 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use tokio::sync::mpsc;
 
+pub(crate) use event::rfc3339_utc_ms;
 pub use event::{Event, Severity, UnknownSeverity, kind};
 pub use schema::SCHEMA_VERSION;
 pub use writer::JournalWriter;
