@@ -98,7 +98,7 @@ fn a_board_heats_up_turns_unhealthy_and_recovers() {
     assert!(
         device
             .body
-            .contains("\"sources\": [\n    \"hwmon:0000:00:03_0_0000:5e:00_0\",\n    \"power_supply:loihi2\"\n  ]"),
+            .contains("\"sources\": [\n    \"hwmon:0000:00:03_0_0000:5e:00_0\",\n    \"power_supply:loihi2\",\n    \"log:/var/log/loihi2/system.log\"\n  ]"),
         "{}",
         device.body
     );

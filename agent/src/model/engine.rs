@@ -35,6 +35,8 @@ struct Device {
     energy_per_inference: Option<f64>,
     epi: Option<ThresholdTracker>,
     log_lines: std::collections::BTreeMap<String, u64>,
+    /// "log:PATH" of every log the device is read from (its configured or profile logs).
+    log_paths: Vec<String>,
     log_matches: std::collections::BTreeMap<String, u64>,
     /// Conditions set by log rules: condition -> (rule, message, latched).
     log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
@@ -455,8 +457,10 @@ impl Device {
                 message: String::new(),
             })
             .collect();
-        let log_rules = config
-            .log_sources()
+        let log_sources = config.log_sources();
+        // Shown among the device's sources from the start, whether or not the follower has read a line.
+        let log_paths = log_sources.iter().map(|l| format!("log:{}", l.path.replace("{id}", &config.id))).collect();
+        let log_rules = log_sources
             .iter()
             .flat_map(|s| s.rules.iter())
             .map(|r| {
@@ -480,6 +484,7 @@ impl Device {
             log_matches: Default::default(),
             log_conditions: Default::default(),
             log_rules,
+            log_paths,
             has_logs: false,
             throttle: None,
             reconnect: None,
@@ -989,7 +994,7 @@ impl Device {
                 .iter()
                 .cloned()
                 .chain(self.probes.iter().map(|p| format!("probe:{}", p.name)))
-                .chain(self.log_lines.keys().map(|path| format!("log:{path}")))
+                .chain(self.log_paths.iter().cloned())
                 .collect(),
         }
     }
