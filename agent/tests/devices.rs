@@ -191,3 +191,44 @@ fn accelerators_are_discovered_and_a_card_in_reset_is_offline() {
     fs.write("devices/pci0000:00/0000:00:02.0/0000:3b:00.0/status", "Operational\n");
     agent.wait_for("back", || agent.metric("accel_device_health", &[hl, ("state", "healthy")]) == Some(1.0));
 }
+
+/// Regression: two hwmon chips named `loihi` on two boards; each device binds only the chip at its own
+/// pci_address. The binding used to match name OR address, so both devices took both chips, exported
+/// duplicate series and both went Overheating (with actions on, the cool board would be throttled).
+#[test]
+fn same_named_chips_bind_only_to_the_device_at_their_address() {
+    let fs = FakeSysfs::new();
+    fs.hwmon(0, Some("loihi"), Some("devices/pci0000:00/0000:00:01.0")).attr("temp1_input", "95000");
+    fs.hwmon(1, Some("loihi"), Some("devices/pci0000:00/0000:00:02.0")).attr("temp1_input", "40000");
+    let config = r#"
+poll_interval = "100ms"
+[discovery]
+enabled = false
+[[device]]
+id = "loihi0"
+kind = "loihi"
+pci_address = "0000:00:01.0"
+[device.thresholds]
+min_duration = "1s"
+[[device]]
+id = "loihi1"
+kind = "loihi"
+pci_address = "0000:00:02.0"
+[device.thresholds]
+min_duration = "1s"
+"#;
+    let (agent, _cfg) = Agent::with_config(fs.root(), config);
+    agent.wait_ready();
+    let overheating = |id| agent.metric("accel_device_condition", &[("device", id), ("condition", "Overheating")]);
+    agent.wait_for("loihi0 overheating", || overheating("loihi0") == Some(1.0));
+    agent.wait_for("loihi1 judged", || overheating("loihi1") == Some(0.0));
+
+    let scrape = common::parse_metrics(&agent.get("/metrics").body);
+    let temps = |id: &str| -> Vec<f64> {
+        scrape.iter().filter(|s| s.is("accel_device_temperature_celsius", &[("device", id)])).map(|s| s.value).collect()
+    };
+    assert_eq!(temps("loihi0"), vec![95.0]);
+    assert_eq!(temps("loihi1"), vec![40.0]);
+    let device = agent.get("/api/v1/devices/loihi1").body;
+    assert_eq!(json_str(&device, "state"), Some("healthy"), "{device}");
+}

@@ -185,3 +185,26 @@ fn text_format_by_default_and_openmetrics_when_asked() {
     assert!(page.body.contains("<td>intel-rapl:0</td>"), "and the powercap zones");
     assert_eq!(agent.get("/nope").status, 404);
 }
+
+/// Regression: on the real tree, `hwmon = "coretemp"` matches both sockets' chips, whose sensors share
+/// names ("Core 0" on each); the device's series used to be duplicated. Each sensor now names its chip.
+#[test]
+fn a_name_matching_two_chips_gives_distinct_series() {
+    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let config = "[discovery]\nenabled = false\n[[device]]\nid = \"cpu\"\nkind = \"generic\"\nhwmon = \"coretemp\"\n";
+    let (agent, _cfg) = Agent::with_config(tree.path(), config);
+    agent.wait_ready();
+    agent.wait_for("the device's temperatures", || {
+        agent.get("/metrics").body.contains("accel_device_temperature_celsius{device=\"cpu\"")
+    });
+    let samples = parse_metrics(&agent.get("/metrics").body);
+    let sensors: Vec<&str> = samples
+        .iter()
+        .filter(|s| s.is("accel_device_temperature_celsius", &[("device", "cpu")]))
+        .filter_map(|s| s.label("sensor"))
+        .collect();
+    let distinct: HashSet<&str> = sensors.iter().copied().collect();
+    assert_eq!(sensors.len(), distinct.len(), "duplicate series: {sensors:?}");
+    assert!(sensors.iter().any(|s| s.starts_with("platform_coretemp_0/")), "{sensors:?}");
+    assert!(sensors.iter().any(|s| s.starts_with("platform_coretemp_1/")), "{sensors:?}");
+}

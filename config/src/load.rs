@@ -671,4 +671,36 @@ udp_payload_hex = \"abc\"
         let err = load_file(&p).unwrap_err();
         assert!(err.to_string().ends_with("is a character device, not a regular file; refusing to read it"), "{err}");
     }
+    #[test]
+    fn two_devices_without_an_address_binding_the_same_chip_name_are_an_error() {
+        let text = "\
+[[device]]
+id = \"loihi0\"
+kind = \"loihi\"
+[[device]]
+id = \"loihi1\"
+kind = \"loihi\"
+[[device]]
+id = \"x0\"
+kind = \"generic\"
+hwmon = \"xdma\"
+[[device]]
+id = \"x1\"
+kind = \"generic\"
+hwmon = \"xdma\"
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "h.toml:6:8: device[1].kind: device \"loihi1\" and device 0 both bind hwmon chips named \"loihi\" and neither has a pci_address, so each would take the other's chips; set pci_address on both",
+                "h.toml:14:9: device[3].hwmon: device \"x1\" and device 2 both bind hwmon chips named \"xdma\" and neither has a pci_address, so each would take the other's chips; set pci_address on both",
+            ]
+        );
+        // With an address each, every device binds only the chips at its own address.
+        let addressed = text
+            .replace("id = \"loihi0\"", "id = \"loihi0\"\npci_address = \"0000:00:01.0\"")
+            .replace("id = \"loihi1\"", "id = \"loihi1\"\npci_address = \"0000:00:02.0\"")
+            .replace("id = \"x1\"", "id = \"x1\"\npci_address = \"0000:00:03.0\"");
+        assert!(parse_str(&addressed, "h.toml").is_ok());
+    }
 }

@@ -363,7 +363,25 @@ impl Config {
             });
         }
         let mut seen = std::collections::HashMap::new();
+        // A device with a pci_address binds only the chips at that address; one without binds its hwmon
+        // chips by name, so two such devices naming the same chip would both bind every chip of that name.
+        let mut by_name: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
         for (i, d) in self.devices.iter().enumerate() {
+            if d.pci_address.is_none()
+                && let Some(name) = d.hwmon_name()
+                && let Some(first) = by_name.insert(name.clone(), i)
+            {
+                // The kind's default chip name when no hwmon key is written.
+                let key = if d.hwmon.is_some() { "hwmon" } else { "kind" };
+                out.push(Finding {
+                    path: vec!["device".into(), i.into(), key.into()],
+                    message: format!(
+                        "device {:?} and device {first} both bind hwmon chips named {name:?} and neither has a \
+                         pci_address, so each would take the other's chips; set pci_address on both",
+                        d.id
+                    ),
+                });
+            }
             if let Some(first) = seen.insert(d.id.as_str(), i) {
                 out.push(Finding {
                     path: vec!["device".into(), i.into(), "id".into()],

@@ -574,16 +574,21 @@ impl Device {
         if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
             let name = self.config.hwmon_name();
             let pci = self.config.pci_address.as_deref();
-            let chips = h.layout.chips.iter().filter(|c| {
-                name.as_deref().is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n)
-                    || pci.is_some_and(|p| c.pci_address.as_deref() == Some(p))
+            let chips = h.layout.chips.iter().filter(|c| match pci {
+                // Only the chips of that address: another board's chip may have the same name.
+                Some(p) => c.pci_address.as_deref() == Some(p),
+                None => name.as_deref().is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n),
             });
+            let chips: Vec<&Chip> = chips.collect();
+            // A name matching several chips (coretemp: one per socket) would repeat their sensor names
+            // ("Core 0" on each): then each sensor is named after its chip as well.
+            let qualify = chips.len() > 1;
             for chip in chips {
                 sources.push(format!("hwmon:{}", chip.chip));
                 if self.driver.is_none() {
                     self.driver = chip.raw_name.as_deref().map(str::to_owned);
                 }
-                bind_chip(h, chip, &mut r);
+                bind_chip(h, chip, qualify, &mut r);
             }
         }
         if let (Some(zone_type), Some(HostReadings::ThermalZone(t))) =
@@ -1017,10 +1022,12 @@ fn reconnect_controller(
     crate::effects::actions::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
 }
 
-/// hwmon channels in base units, labelled by their `_label` when the chip has one.
-fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, r: &mut Readings) {
+/// hwmon channels in base units, labelled by their `_label` when the chip has one (prefixed with the chip
+/// when `qualify`).
+fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, qualify: bool, r: &mut Readings) {
     for s in &chip.sensors {
         let sensor = s.label.as_deref().map(str::to_owned).unwrap_or_else(|| s.name.to_string());
+        let sensor = if qualify { format!("{}/{sensor}", chip.chip) } else { sensor };
         let value = |element: &str| h.si(s, element);
         match &*s.kind {
             "temp" => {
