@@ -321,3 +321,31 @@ fn raise_nofile() {
         }
     }
 }
+
+/// Regression: energy per inference used to combine an energy counter read by the power_supply collector
+/// with an inference count read by the status probe at another moment, so a constant 4 mJ workload showed
+/// e.g. 5.33 mJ and raised PowerAnomaly. Both counters now come from one probe result.
+#[test]
+fn energy_per_inference_of_a_steady_workload_is_steady() {
+    let host = DemoHost::build().unwrap();
+    let (agent, _cfg) = start(&host);
+    let loihi = ("device", "loihi0");
+    let (mut inferences, mut energy_uwh) = (0u64, 1_000_000u64);
+    let mut seen = Vec::new();
+    let until = Instant::now() + Duration::from_secs(9);
+    while Instant::now() < until {
+        // 900 inferences per 1000 µWh (3.6 J): 4 mJ each, in small steps between the probe's reads.
+        inferences += 90;
+        energy_uwh += 100;
+        host.loihi_work(inferences, energy_uwh).unwrap();
+        if let Some(epi) = agent.metric("accel_device_energy_per_inference_joules", &[loihi]) {
+            seen.push(epi);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(!seen.is_empty(), "no energy per inference within 9 s");
+    assert!(seen.iter().all(|epi| (epi - 0.004).abs() < 1e-9), "{seen:?}");
+    assert_eq!(agent.metric("accel_device_condition", &[loihi, ("condition", "PowerAnomaly")]), Some(0.0));
+    let detail = agent.get("/api/v1/devices/loihi0").body;
+    assert!(detail.contains("EnergyPerInferenceNormal"), "{detail}");
+}

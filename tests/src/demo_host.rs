@@ -58,10 +58,11 @@ echo 1 > "$state/$1.online"
 "#;
 
 const LOIHI_STATUS: &str = r#"#!/bin/sh
-# Stand-in for the NxSDK board status: online, inferences so far, chip utilisation.
+# Stand-in for the NxSDK board status: online, inferences and energy (µWh) so far, read together from
+# one file, and chip utilisation.
 state="$(dirname "$0")/../state"
-n=$(cat "$state/loihi0.inferences" 2>/dev/null || echo 0)
-printf '{"online": 1, "inferences": %s, "utilization": 0.62}\n' "$n"
+read -r n e < "$state/loihi0.work" || { n=0; e=0; }
+printf '{"online": 1, "inferences": %s, "energy_uwh": %s, "utilization": 0.62}\n' "$n" "$e"
 "#;
 
 impl DemoHost {
@@ -104,7 +105,7 @@ impl DemoHost {
         let scamp =
             BmpSim::with_options(SimOptions { boards: 1, text: "SC&MP/SpiNNaker".into(), ..SimOptions::default() })?;
         let host = DemoHost { dir, sysfs: fs, bmp, scamp };
-        host.set_state("loihi0.inferences", "0")?;
+        host.loihi_work(0, 1_000_000)?;
         Ok(host)
     }
 
@@ -175,7 +176,8 @@ cooling_device = {{ device = "cooling_device0", state = 7 }}
 name = "nxsdk-status"
 command = ["{d}/bin/loihi-status"]
 format = "json"
-fields = {{ online = "/online", inferences = "/inferences", utilization = "/utilization" }}
+fields = {{ online = "/online", inferences = "/inferences", energy = "/energy_uwh", utilization = "/utilization" }}
+scale = {{ energy = 0.0036 }}
 interval = "2s"
 timeout = "1s"
 [[device.log]]
@@ -221,8 +223,11 @@ backoff_initial = "2s"
     }
 
     /// Work done on the Loihi board: inferences and energy (power_supply energy_now, µWh) move together.
+    /// The status tool reads both counters from one file, replaced atomically, as a board reports them.
     pub fn loihi_work(&self, inferences: u64, energy_uwh: u64) -> std::io::Result<()> {
-        self.set_state("loihi0.inferences", &inferences.to_string())?;
+        let state = self.dir().join("state");
+        std::fs::write(state.join("loihi0.work.tmp"), format!("{inferences} {energy_uwh}\n"))?;
+        std::fs::rename(state.join("loihi0.work.tmp"), state.join("loihi0.work"))?;
         self.sysfs.write(ENERGY, &format!("{energy_uwh}\n"));
         Ok(())
     }

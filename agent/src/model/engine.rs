@@ -12,6 +12,7 @@ use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
 use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state, with_circuit};
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides};
+use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
 };
@@ -30,8 +31,8 @@ struct Device {
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
     probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
     sdk_problem: Option<(String, bool, String)>,
-    /// (energy J, inferences) at the previous probe result, for energy per inference.
-    epi_last: Option<(f64, f64)>,
+    /// The counters of the last probe result that advanced the inference count, for energy per inference.
+    epi_last: Option<WorkCounters>,
     energy_per_inference: Option<f64>,
     epi: Option<ThresholdTracker>,
     log_lines: std::collections::BTreeMap<String, u64>,
@@ -215,6 +216,16 @@ impl DeviceEngine {
         }
         if result.success || result.sdk_problem {
             d.sdk_problem = Some((result.probe.clone(), result.sdk_problem, result.message.clone()));
+        }
+        // Energy per inference only from a result that carries both counters: energy read by a host
+        // collector and inferences read by a probe seconds apart would not cover the same work.
+        let counter = |kind: &str| result.readings.iter().find(|(k, _)| k == kind).map(|(_, v)| *v);
+        if let (Some(energy_joules), Some(inferences)) = (counter("energy"), counter("inferences")) {
+            let (rate, kept) = energy_per_inference(d.epi_last, WorkCounters { energy_joules, inferences });
+            d.epi_last = Some(kept);
+            if rate.is_some() {
+                d.energy_per_inference = rate;
+            }
         }
         d.probe_readings.insert(result.probe, result.readings);
         d.merge_probe_readings();
@@ -747,45 +758,22 @@ impl Device {
             changed.push(ConditionKind::Overheating);
         }
 
-        // PowerAnomaly: total power above the configured maximum.
-        let total_power: Option<f64> =
+        // PowerAnomaly: total power above its maximum, or energy per inference above its maximum.
+        let watts: Option<f64> =
             (!self.readings.power_watts.is_empty()).then(|| self.readings.power_watts.iter().map(|r| r.value).sum());
-        let (status, reason, message) = match (&mut self.power, total_power) {
-            (Some(tracker), Some(p)) => match tracker.observe(p, now) {
-                Level::Above => {
-                    (Status::True, "PowerAboveMaximum", format!("{p:.1} W, above {:.1} W", tracker.threshold))
-                }
-                Level::Below => (Status::False, "PowerNormal", format!("{p:.1} W")),
-            },
-            (None, Some(p)) => (Status::False, "NoPowerLimit", format!("{p:.1} W; no power_max configured")),
-            (_, None) => (Status::Unknown, "NoPowerReading", "no power reading".to_owned()),
-        };
-        // Energy per inference between the last two results that advanced the inference count.
-        let energy: Option<f64> = (!self.readings.energy_joules.is_empty())
-            .then(|| self.readings.energy_joules.iter().map(|r| r.value).sum());
-        if let (Some(e), Some(i)) = (energy, self.probe_value("inferences")) {
-            match self.epi_last {
-                Some((e0, i0)) if i > i0 && e >= e0 => {
-                    self.energy_per_inference = Some((e - e0) / (i - i0));
-                    self.epi_last = Some((e, i));
-                }
-                Some((_, i0)) if i == i0 => {}
-                // First sample, or a counter reset: start again from here.
-                _ => self.epi_last = Some((e, i)),
+        let power = match (&mut self.power, watts) {
+            (Some(tracker), Some(w)) => {
+                Some(Judged { value: w, max: tracker.threshold, level: tracker.observe(w, now) })
             }
-        }
-        let epi_level = match (self.energy_per_inference, self.epi.as_mut()) {
-            (Some(epi), Some(tracker)) => Some((epi, tracker.threshold, tracker.observe(epi, now))),
             _ => None,
         };
-        let (status, reason, message) = match epi_level {
-            Some((epi, max, Level::Above)) => (
-                Status::True,
-                "EnergyPerInferenceAboveMaximum",
-                format!("{:.2} mJ per inference, above {:.2} mJ", epi * 1e3, max * 1e3),
-            ),
-            _ => (status, reason, message),
+        let per_inference = match (self.energy_per_inference, self.epi.as_mut()) {
+            (Some(epi), Some(tracker)) => {
+                Some(Judged { value: epi, max: tracker.threshold, level: tracker.observe(epi, now) })
+            }
+            _ => None,
         };
+        let (status, reason, message) = power_anomaly(PowerEvidence { watts, power, per_inference });
         if self.condition(ConditionKind::PowerAnomaly).set(status, Impact::Degraded, reason, message, wall) {
             changed.push(ConditionKind::PowerAnomaly);
         }

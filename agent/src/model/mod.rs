@@ -5,6 +5,7 @@ pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod operator;
+pub mod power;
 pub mod view;
 
 use collectors::export::{Families, lv};
