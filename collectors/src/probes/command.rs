@@ -163,9 +163,10 @@ impl CommandProbe {
             tokio::pin!(pipes);
             let mut pipes_done = false;
             // The pipes are drained while waiting, or a chatty tool would block on a full pipe and never exit.
+            let exit = ExitWatch::new(&child.0);
             let ended = loop {
                 tokio::select! {
-                    status = child.0.wait() => break match status {
+                    status = exit.wait(&mut child) => break match status {
                         Ok(status) => Ended::Exited(status),
                         Err(e) => Ended::WaitFailed(e),
                     },
@@ -256,6 +257,41 @@ fn classify(status: ExitStatus) -> (ProbeStatus, Option<i32>) {
     }
 }
 
+/// Waits for the tool to exit so that what it forked dies with it: the exit is seen through a pidfd,
+/// which reports it without reaping, so the tool's pid (and with it the group id) cannot be reused while
+/// the group is killed; only then is the tool reaped. A helper left running in the background (`sleep
+/// 300 &`) would otherwise outlive every run of the probe. Without pidfds (Linux < 5.3) the tool is reaped
+/// first and its group is left alone, as killing a group whose leader is gone could hit a reused id.
+struct ExitWatch(Option<tokio::io::unix::AsyncFd<std::os::fd::OwnedFd>>);
+
+impl ExitWatch {
+    fn new(child: &Child) -> ExitWatch {
+        let Some(pid) = child.id().and_then(|p| libc::pid_t::try_from(p).ok()) else { return ExitWatch(None) };
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let Ok(fd) = std::os::fd::RawFd::try_from(fd) else { return ExitWatch(None) };
+        if fd < 0 {
+            return ExitWatch(None);
+        }
+        // SAFETY: the kernel just returned this descriptor to us; nothing else owns it.
+        let owned = unsafe { <std::os::fd::OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+        // SAFETY: the AsyncFd owns the descriptor, so it stays open for as long as it is registered.
+        let registered =
+            unsafe { tokio::io::unix::AsyncFd::register_with_interest(owned, tokio::io::Interest::READABLE) };
+        ExitWatch(registered.ok())
+    }
+
+    /// The tool's exit status, after its process group was killed (with a pidfd).
+    async fn wait(&self, child: &mut GroupChild) -> std::io::Result<ExitStatus> {
+        if let Some(fd) = &self.0 {
+            // Readable once the tool has exited; it stays a zombie, holding its pid, until reaped below.
+            let _ = fd.readable().await?;
+            child.signal_group();
+        }
+        child.0.wait().await
+    }
+}
+
 /// A spawned tool whose whole process group is killed if it is dropped before being reaped.
 struct GroupChild(Child);
 
@@ -263,14 +299,20 @@ impl GroupChild {
     /// SIGKILLs the tool's process group. Only while the tool is unreaped: its pid, which is the group id,
     /// cannot have been reused until then, so the signal cannot reach an unrelated group.
     fn kill_group(&mut self) {
-        if let Some(pid) = self.0.id().and_then(|pid| i32::try_from(pid).ok()) {
-            // SAFETY: kill(2) has no memory-safety preconditions.
-            unsafe {
-                libc::kill(-pid, libc::SIGKILL);
-            }
+        if self.signal_group() {
             // The tool may have moved itself to another group; it must die in any case.
             let _ = self.0.start_kill();
         }
+    }
+
+    /// SIGKILLs the process group while the tool is unreaped (running or a zombie); false once reaped.
+    fn signal_group(&self) -> bool {
+        let Some(pid) = self.0.id().and_then(|pid| i32::try_from(pid).ok()) else { return false };
+        // SAFETY: kill(2) has no memory-safety preconditions.
+        unsafe {
+            libc::kill(-pid, libc::SIGKILL);
+        }
+        true
     }
 }
 
