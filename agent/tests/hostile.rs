@@ -304,3 +304,56 @@ command = ["/bin/echo", "--token", "s3cr3t-t", "--api-key=s3cr3t-k", "Authorizat
         assert!(!text.contains("s3cr3t"), "{place} leaks a secret:\n{text}");
     }
 }
+
+#[test]
+fn a_log_replaced_by_a_symlink_or_fifo_is_not_read_and_says_so_once() {
+    let fs = host();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("loihi0.log");
+    std::fs::write(&log, "").unwrap();
+    let secret = logs.path().join("shadow");
+    std::fs::write(&secret, "root:DMA-SECRET-HASH:19000::::::\n").unwrap();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path()));
+    agent.wait_ready();
+    let sock = socket(&agent);
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink(&secret, &log).unwrap();
+    wait("the warning", || agent.get("/api/v1/events?kind=log_source").body.contains("is a symbolic link"));
+    std::thread::sleep(Duration::from_millis(1500));
+    let events = agent.get("/api/v1/events?kind=log_source").body;
+    assert_eq!(events.matches("\"log_source\"").count(), 1, "said once: {events}");
+    assert!(events.contains("\"warning\""), "{events}");
+    assert!(!request(&sock, "GET", "/api/v1/logs/recent", "").1.contains("SECRET"));
+    assert_eq!(agent.metric("accel_log_matches_total", &[("device", "loihi0"), ("rule", "dma")]), Some(0.0));
+
+    // A FIFO in its place: refused as well, and nothing hangs.
+    std::fs::remove_file(&log).unwrap();
+    mkfifo(&log);
+    wait("the FIFO warning", || agent.get("/api/v1/events?kind=log_source").body.contains("not a regular file"));
+    // A regular file back: read again, and said so.
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, "DMA after\n").unwrap();
+    wait("read again", || {
+        agent.metric("accel_log_matches_total", &[("device", "loihi0"), ("rule", "dma")]) == Some(1.0)
+    });
+    assert!(agent.get("/api/v1/events?kind=log_source").body.contains("is a regular file again"));
+}
+
+#[test]
+fn a_flood_of_matching_lines_is_counted_in_full_and_journaled_as_bursts() {
+    let fs = host();
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("loihi0.log");
+    std::fs::write(&log, "").unwrap();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path()));
+    agent.wait_ready();
+    let mut f = std::fs::OpenOptions::new().append(true).open(&log).unwrap();
+    for i in 0..5000 {
+        writeln!(f, "DMA error {i}").unwrap();
+    }
+    let d = [("device", "loihi0"), ("rule", "dma")];
+    wait("every line counted", || agent.metric("accel_log_matches_total", &d) == Some(5000.0));
+    let events = agent.get("/api/v1/events?kind=log_match").body;
+    let n = events.matches("\"log_match\"").count();
+    assert!((1..=2).contains(&n), "one event for the burst (two if it spanned a poll window): {events}");
+}

@@ -9,19 +9,22 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
 
 use collectors::logs::{
-    FollowOptions, Follower, KmsgOptions, KmsgReader, RuleAction, RuleSet, RuleSpec, RuleTracker, Signal, StartAt,
-    Threshold,
+    FollowOptions, Follower, KmsgOptions, KmsgReader, LogError, RuleAction, RuleSet, RuleSpec, RuleTracker, Signal,
+    StartAt, Threshold,
 };
 use config::device::{LogRuleConfig, LogSourceConfig};
 use config::{Config, EventSeverity};
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::journal::{Event, Severity};
+use crate::effects::journal::{Event, Severity, kind};
 use crate::model::engine::LogUpdate;
 use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
+/// Log-rule match events per rule: the first match at once, then at most one event per this window
+/// with the count of the matches in it. A flood of matching lines must not flush the journal.
+const BURST: Duration = Duration::from_secs(10);
 /// Matched lines kept for `agentctl bundle`, newest last.
 const RECENT_LINES: usize = 200;
 /// Longer matched lines are cut here: a bundle is evidence, not a log archive.
@@ -112,7 +115,41 @@ impl LogHandle {
 struct Polled {
     device: String,
     update: Option<LogUpdate>,
-    noted: Vec<(Severity, String)>,
+    noted: Vec<(Severity, &'static str, String)>,
+}
+
+/// The match events of one rule: when the last one was recorded and the matches since.
+#[derive(Debug, Default)]
+struct Burst {
+    last_event: Option<Instant>,
+    pending: u64,
+}
+
+impl Burst {
+    /// A match: Some(count) if it is recorded now (1 for the first of a burst).
+    fn on_match(&mut self, now: Instant) -> Option<u64> {
+        match self.last_event {
+            Some(at) if now.duration_since(at) < BURST => {
+                self.pending += 1;
+                None
+            }
+            _ => {
+                self.last_event = Some(now);
+                self.pending = 0;
+                Some(1)
+            }
+        }
+    }
+
+    /// The matches held back, once the window since the last event is over.
+    fn flush(&mut self, now: Instant) -> Option<u64> {
+        let at = self.last_event?;
+        if self.pending == 0 || now.duration_since(at) < BURST {
+            return None;
+        }
+        self.last_event = Some(now);
+        Some(std::mem::take(&mut self.pending))
+    }
 }
 
 enum Reader {
@@ -132,6 +169,12 @@ struct Source {
     lines: u64,
     /// `lines` when last published, so a poll that read lines publishes new counts.
     published: u64,
+    /// Why the source cannot be read now (reported once, when it starts and when it ends).
+    problem: Option<String>,
+    /// Match events per rule name.
+    bursts: std::collections::HashMap<String, Burst>,
+    /// Events for the journal gathered by the last poll.
+    notes: Vec<(Severity, &'static str, String)>,
 }
 
 fn spec(r: &LogRuleConfig) -> RuleSpec {
@@ -176,6 +219,9 @@ fn open(device: &str, s: &LogSourceConfig) -> Result<Source, String> {
         tracker,
         lines: 0,
         published: 0,
+        problem: None,
+        bursts: Default::default(),
+        notes: Vec::new(),
     })
 }
 
@@ -195,8 +241,23 @@ impl Source {
         match &mut self.reader {
             Reader::File(f) => {
                 let mut lines = Vec::new();
-                if let Err(e) = f.poll(&mut lines) {
-                    tracing::debug!(device = %self.device, source = %self.name, "log poll: {e}");
+                match f.poll(&mut lines) {
+                    // Not a file to read any more: said once, as a warning event, until a file is back.
+                    Err(e @ (LogError::Symlink { .. } | LogError::NotAFile { .. })) => {
+                        let message = format!("log source {} is not read: {e}", self.name);
+                        if self.problem.as_deref() != Some(message.as_str()) {
+                            tracing::warn!(device = %self.device, "{message}");
+                            self.notes.push((Severity::Warning, kind::LOG_SOURCE, message.clone()));
+                            self.problem = Some(message);
+                        }
+                    }
+                    Err(e) => tracing::debug!(device = %self.device, source = %self.name, "log poll: {e}"),
+                    Ok(_) if f.is_open() && self.problem.take().is_some() => {
+                        let message = format!("log source {} is a regular file again and is read", self.name);
+                        tracing::info!(device = %self.device, "{message}");
+                        self.notes.push((Severity::Info, kind::LOG_SOURCE, message));
+                    }
+                    Ok(_) => {}
                 }
                 texts.extend(lines.into_iter().map(|l| l.text));
             }
@@ -303,16 +364,34 @@ pub fn spawn(
                     // Clear before reading: a line written after the operator's reset must count again.
                     let mut signals = if cleared.contains(&s.device) { s.clear_latched() } else { Vec::new() };
                     signals.extend(s.poll(now, &recent));
-                    let noted: Vec<(Severity, String)> = signals
-                        .iter()
-                        .filter_map(|sig| match sig {
-                            Signal::Event { rule } => {
-                                let i = s.rules.index_of(rule)?;
-                                Some((severity(s.rules.severity(i)?), format!("log rule {rule} matched in {}", s.name)))
-                            }
-                            _ => None,
-                        })
-                        .collect();
+                    let mut noted = std::mem::take(&mut s.notes);
+                    for sig in &signals {
+                        let Signal::Event { rule } = sig else { continue };
+                        let Some(sev) = s.rules.index_of(rule).and_then(|i| s.rules.severity(i)).map(severity) else {
+                            continue;
+                        };
+                        if s.bursts.entry(rule.to_string()).or_default().on_match(now).is_some() {
+                            noted.push((sev, kind::LOG_MATCH, format!("log rule {rule} matched in {}", s.name)));
+                        }
+                    }
+                    for (rule, burst) in &mut s.bursts {
+                        if let Some(n) = burst.flush(now) {
+                            let sev = s
+                                .rules
+                                .index_of(rule)
+                                .and_then(|i| s.rules.severity(i))
+                                .map_or(Severity::Warning, severity);
+                            noted.push((
+                                sev,
+                                kind::LOG_MATCH,
+                                format!(
+                                    "log rule {rule} matched {n} more time(s) in {} within {}s",
+                                    s.name,
+                                    BURST.as_secs()
+                                ),
+                            ));
+                        }
+                    }
                     let changed = s.lines != s.published || !signals.is_empty();
                     s.published = s.lines;
                     Polled { device: s.device.clone(), update: changed.then(|| s.update(signals)), noted }
@@ -320,8 +399,8 @@ pub fn spawn(
                 .collect();
             let wall = SystemTime::now();
             for Polled { device, update, noted } in updates {
-                for (sev, msg) in noted {
-                    events.record(Event::new(wall, sev, "log_match", msg).on_device(&device));
+                for (sev, kind, msg) in noted {
+                    events.record(Event::new(wall, sev, kind, msg).on_device(&device));
                 }
                 // Only news goes to the model: a quiet log is not evidence of anything.
                 if let Some(update) = update {
@@ -344,4 +423,23 @@ pub fn spawn(
 /// The devices whose latched rules an operator cleared since the last poll.
 fn take_clears(commands: &Receiver<Command>) -> Vec<String> {
     commands.try_iter().map(|Command::ClearLatched { device }| device).collect()
+}
+
+#[cfg(test)]
+mod burst_tests {
+    use super::*;
+
+    #[test]
+    fn a_burst_is_one_event_then_one_with_the_count_per_window() {
+        let t0 = Instant::now();
+        let mut b = Burst::default();
+        assert_eq!(b.on_match(t0), Some(1), "the first match is recorded at once");
+        for i in 1..=1000 {
+            assert_eq!(b.on_match(t0 + Duration::from_millis(i)), None);
+        }
+        assert_eq!(b.flush(t0 + Duration::from_secs(5)), None, "the window is not over");
+        assert_eq!(b.flush(t0 + BURST), Some(1000));
+        assert_eq!(b.flush(t0 + BURST * 3), None, "nothing pending");
+        assert_eq!(b.on_match(t0 + BURST * 3), Some(1), "a quiet window later, a new burst");
+    }
 }

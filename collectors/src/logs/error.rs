@@ -18,6 +18,10 @@ pub enum LogError {
     /// A directory, FIFO or device where a log file belongs: reading it could block or never end.
     #[error("{}: not a regular file", path.display())]
     NotAFile { path: PathBuf },
+    /// A symbolic link at the log path. A log replaced by a link (to /etc/shadow, say) must not be read
+    /// as if rotated: whoever can write the log directory could make the agent quote any file it can read.
+    #[error("{}: is a symbolic link; not followed (configure the file it points to)", path.display())]
+    Symlink { path: PathBuf },
 }
 
 impl LogError {
@@ -27,7 +31,8 @@ impl LogError {
             | LogError::Stat { path, .. }
             | LogError::Read { path, .. }
             | LogError::Seek { path, .. }
-            | LogError::NotAFile { path } => path,
+            | LogError::NotAFile { path }
+            | LogError::Symlink { path } => path,
         }
     }
 }

@@ -12,6 +12,10 @@
 //! - deletion: the old descriptor is drained, then closed (so the disk space is freed), and polls
 //!   return nothing until the path reappears, which is then read from its beginning.
 //!
+//! - replacement by a symbolic link, a FIFO or a device: the old file is drained, then nothing is read
+//!   (an error each poll, which the agent reports once) until a regular file is back at the path. A
+//!   link is never followed, also not at start: configure the file it points to.
+//!
 //! Lines a writer appends to the old file after we switched away from it are not seen; logrotate's
 //! `postrotate` signal normally makes the writer reopen before that matters.
 
@@ -218,7 +222,8 @@ impl Follower {
                 stats.more_pending = true;
                 break;
             }
-            match std::fs::metadata(&self.path) {
+            // lstat: a link put at the path is a replacement (refused when opened), not the same file.
+            match std::fs::symlink_metadata(&self.path) {
                 Ok(m) if FileId::of(&m) == open.id => break,
                 // Renamed away and replaced, or deleted and re-created: the old file is drained.
                 Ok(_) => {
@@ -273,9 +278,11 @@ fn drain(
 /// Opens a regular file for reading; `None` if it does not exist.
 fn open_regular(path: &Path) -> Result<Option<(OpenFile, Metadata)>, LogError> {
     // O_NONBLOCK: opening a FIFO put at the path must not block the worker; it is rejected below.
-    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK).open(path) {
+    // O_NOFOLLOW: a symbolic link at the path is refused, never read (ELOOP).
+    let file = match OpenOptions::new().read(true).custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW).open(path) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(LogError::Symlink { path: path.to_owned() }),
         Err(source) => return Err(LogError::Open { path: path.to_owned(), source }),
     };
     let meta = fstat(path, &file)?;
@@ -304,6 +311,55 @@ mod tests {
         let err = Follower::new(&p, FollowOptions::default()).unwrap_err();
         assert!(matches!(err, LogError::NotAFile { .. }), "{err}");
         assert_eq!(err.path(), p);
+    }
+
+    #[test]
+    fn a_log_replaced_by_a_symlink_is_not_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        let secret = dir.path().join("shadow");
+        std::fs::write(&secret, "root:SECRET-HASH:19000::::::\n").unwrap();
+        let mut w = std::fs::File::create(&p).unwrap();
+        let mut f = Follower::new(&p, FollowOptions { start: StartAt::Beginning, ..Default::default() }).unwrap();
+        writeln!(w, "last line").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&secret, &p).unwrap();
+        let mut out = Vec::new();
+        let err = f.poll(&mut out).unwrap_err();
+        assert!(matches!(err, LogError::Symlink { .. }), "{err}");
+        assert_eq!(
+            out,
+            [Line { text: "last line".into(), truncated: false }],
+            "the old file is drained, the link not read"
+        );
+        assert!(f.poll(&mut out).is_err(), "and not on the next poll either");
+        assert_eq!(out.len(), 1);
+        // A link at the start is refused too.
+        assert!(matches!(Follower::new(&p, FollowOptions::default()).unwrap_err(), LogError::Symlink { .. }));
+        // A regular file back at the path is followed again, from its beginning.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::write(&p, "back\n").unwrap();
+        f.poll(&mut out).unwrap();
+        assert_eq!(out.last().unwrap().text, "back");
+    }
+
+    #[test]
+    fn a_log_replaced_by_a_fifo_is_not_read_and_nothing_blocks() {
+        // A device node is the same case (not a regular file) but needs root to create; the check is
+        // on the opened descriptor's type, whatever it is.
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("log");
+        std::fs::write(&p, "").unwrap();
+        let mut f = Follower::new(&p, FollowOptions::default()).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        let c = std::ffi::CString::new(p.as_os_str().as_encoded_bytes()).unwrap();
+        // SAFETY: c is a valid NUL-terminated path.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let mut out = Vec::new();
+        let started = std::time::Instant::now();
+        let err = f.poll(&mut out).unwrap_err();
+        assert!(matches!(err, LogError::NotAFile { .. }), "{err}");
+        assert!(out.is_empty() && started.elapsed() < std::time::Duration::from_secs(1));
     }
 
     #[test]

@@ -73,6 +73,11 @@ pub mod kind {
     pub const OPERATOR: &str = "operator";
     /// A peer was refused a mutation on the control socket.
     pub const CONTROL_REFUSED: &str = "control_refused";
+    /// Log-rule matches: one event for the first match of a burst, then one per burst window with the
+    /// count of the matches since.
+    pub const LOG_MATCH: &str = "log_match";
+    /// A followed log that cannot be read as one (replaced by a symlink, FIFO or device), and its return.
+    pub const LOG_SOURCE: &str = "log_source";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
