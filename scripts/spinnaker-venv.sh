@@ -10,7 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${ACCEL_SPINNAKER_VENV:-$PWD/target/spinnaker-venv}"
-pins=("spalloc-server==1!7.0.0" "SpiNNMan==1!7.0.0")
+# SpiNNMan imports `packaging` (spinnman/spalloc/spalloc_client.py) without declaring it.
+pins=("spalloc-server==1!7.0.0" "SpiNNMan==1!7.0.0" "packaging==24.2")
 
 if [ -x "$venv/bin/python" ] && [ "$(cat "$venv/.pins" 2>/dev/null)" = "${pins[*]}" ]; then
     exit 0

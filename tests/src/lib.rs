@@ -7,6 +7,7 @@ pub mod bmp_sim;
 pub mod demo_host;
 pub mod large_tree;
 pub mod peers;
+pub mod spalloc_rest_sim;
 pub mod spalloc_sim;
 pub mod sysfs_archive;
 pub mod sysfs_tree;
