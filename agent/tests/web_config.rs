@@ -248,7 +248,18 @@ fn basic_auth_guards_every_endpoint_over_https() {
     ));
     let client = pki.default_client();
     let right = basic("prometheus", "scrape-me");
-    for path in ["/metrics", "/-/healthy", "/-/ready", "/", "/health", "/api/v1/devices", "/api/v1/events", "/nope"] {
+    for path in [
+        "/metrics",
+        "/-/healthy",
+        "/-/ready",
+        "/",
+        "/devices/loihi0",
+        "/health",
+        "/api/v1/status",
+        "/api/v1/devices",
+        "/api/v1/events",
+        "/nope",
+    ] {
         let anonymous = tls_get(agent.addr, client.clone(), path, &[]).expect("HTTPS").response;
         assert_eq!(anonymous.status, 401, "{path} without credentials");
         assert_eq!(anonymous.headers.get("www-authenticate").map(String::as_str), Some("Basic realm=\"accel-agent\""));
