@@ -187,4 +187,5 @@ fn an_empty_host_says_what_was_looked_at_and_what_to_configure() {
     assert!(note.contains("hwmon (1 found)"), "what was looked at: {note}");
     assert!(note.contains("[[device]]") && note.contains("agentctl reload"), "what to configure: {note}");
     assert!(page.contains("<h2>hwmon chips</h2>"), "the host sensors are still shown");
+    assert!(page.contains("<table id=\"devices\" hidden>"), "no empty device table");
 }

@@ -148,7 +148,8 @@ fn empty_note(snap: &Snapshot) -> String {
         .collect();
     format!(
         "<div id=\"empty\" class=\"note\"><p><b>No accelerator devices.</b> None is declared in the config, and \
-         discovery (accel class devices, hwmon chips of PCI accelerators, PCI devices with AER) found none.</p>\
+         discovery (when <code>[discovery] enabled</code>, as by default: accel class devices, hwmon chips of \
+         PCI accelerators, PCI devices with AER) found none.</p>\
          <p>Looked at: {}.</p><p>To monitor a device, declare it in the config with a <code>[[device]]</code> \
          section (<code>id</code>, <code>kind</code>, and the hwmon chip, PCI address, probe or log it is read \
          from; every key is in <code>config/agent.toml</code>), check it with <code>accel-agent check-config \
@@ -168,10 +169,12 @@ pub fn render(status: &StatusReport, snap: &Snapshot) -> String {
         agent_line(status),
         REFRESH_MS / 1000
     );
-    h.push_str(
-        "<h2>Devices</h2><table id=\"devices\"><thead><tr><th>device</th><th>kind</th><th>state</th>\
+    let _ = write!(
+        h,
+        "<h2>Devices</h2><table id=\"devices\"{}><thead><tr><th>device</th><th>kind</th><th>state</th>\
          <th>temperature</th><th>power</th><th>throttle</th><th>reconnect circuit</th><th>maintenance</th>\
          <th>failing conditions</th></tr></thead><tbody>",
+        if status.devices.is_empty() { " hidden" } else { "" }
     );
     for d in &status.devices {
         h.push_str(&device_row(d));
@@ -259,6 +262,7 @@ const LANDING_JS: &str = r#"(function () {
       document.querySelector('#devices tbody').innerHTML = st.devices.map(row).join('');
       var empty = document.getElementById('empty');
       if (empty) empty.hidden = st.devices.length > 0;
+      document.getElementById('devices').hidden = st.devices.length === 0;
       document.querySelector('#events tbody').innerHTML = Array.isArray(ev)
           ? (ev.length ? ev.map(eventRow).join('') : '<tr><td colspan="5" class="muted">no events yet</td></tr>')
           : '<tr><td colspan="5" class="bad">events unavailable: ' + esc(ev.error) + '</td></tr>';
