@@ -357,3 +357,45 @@ fn a_flood_of_matching_lines_is_counted_in_full_and_journaled_as_bursts() {
     let n = events.matches("\"log_match\"").count();
     assert!((1..=2).contains(&n), "one event for the burst (two if it spanned a poll window): {events}");
 }
+
+#[test]
+fn a_journal_that_cannot_store_is_shown_degraded_everywhere_and_its_losses_counted() {
+    let fs = host();
+    let logs = tempfile::tempdir().unwrap();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path()));
+    agent.wait_ready();
+    assert!(!agent.get("/health").body.contains("journal_degraded"), "a healthy journal is not mentioned");
+    let stored_before = agent.metric("accel_events_total", &[("device", "loihi0"), ("severity", "info")]);
+    // The disk refuses writes (full, or the file made immutable), as SQLite reports it.
+    let db = rusqlite::Connection::open(agent.state_dir.path().join("events.db")).unwrap();
+    db.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+    )
+    .unwrap();
+    let (code, _, stderr) = ctl(&agent, &["maintenance", "loihi0", "on"], None);
+    assert_eq!(code, 0, "{stderr}");
+    wait("the loss counted", || agent.metric("accel_events_dropped_total", &[]).is_some_and(|n| n >= 1.0));
+    let health = agent.get("/health");
+    assert_eq!(health.status, 200, "degraded, not unhealthy: {}", health.body);
+    let v: serde_json::Value = serde_json::from_str(&health.body).unwrap();
+    assert_eq!(v["status"], "degraded", "{v}");
+    assert!(v["journal_degraded"].as_str().unwrap().contains("database or disk is full"), "{v}");
+    let (_, out, _) = ctl(&agent, &["status"], None);
+    assert!(out.contains("event journal degraded: cannot store events in"), "{out}");
+    let events = agent.get("/api/v1/events");
+    assert_eq!(events.status, 200);
+    let note = events.headers.get("x-accel-journal-incomplete").cloned().unwrap_or_default();
+    assert!(note.contains("not stored since start"), "{:?}", events.headers);
+    assert!(!events.body.contains("maintenance on"), "the lost event is not in the journal");
+    assert_eq!(
+        agent.metric("accel_events_total", &[("device", "loihi0"), ("severity", "info")]),
+        stored_before,
+        "accel_events_total counts what was stored"
+    );
+    // Writes work again: the journal is no longer failing, but it stays incomplete since start.
+    db.execute_batch("DROP TRIGGER refuse").unwrap();
+    ctl(&agent, &["maintenance", "loihi0", "off"], None);
+    wait("stored again", || agent.get("/api/v1/events?kind=operator").body.contains("maintenance off"));
+    let health = agent.get("/health").body;
+    assert!(!health.contains("database or disk is full") && health.contains("incomplete"), "{health}");
+}

@@ -465,3 +465,50 @@ fn journal_and_writer_can_be_shared_across_threads() {
     shareable::<Journal>();
     shareable::<agent::effects::journal::JournalWriter>();
 }
+
+#[test]
+fn journal_a_flood_of_log_matches_does_not_push_out_the_audit_trail() {
+    let dir = tempfile::tempdir().unwrap();
+    let journal = open(&dir);
+    let audit = [
+        Event::new(at(1), Severity::Info, kind::OPERATOR, "maintenance on (by uid 0, pid 1)"),
+        Event::new(at(2), Severity::Warning, kind::ACTION, "throttle level 1"),
+        Event::new(at(3), Severity::Warning, kind::CONDITION_SET, "Overheating set"),
+    ];
+    let flood = (0..500).map(|i| Event::new(at(10 + i), Severity::Warning, kind::LOG_MATCH, format!("match {i}")));
+    store(&journal, audit.into_iter().chain(flood));
+    assert_eq!(journal.retain(365 * DAY, 100, at(5000)).unwrap(), 400, "log matches beyond their 100 go");
+    let left = all(&journal);
+    assert_eq!(left.iter().filter(|e| e.kind == kind::LOG_MATCH).count(), 100);
+    assert_eq!(messages(&left)[..1], ["match 499"], "the newest matches stay");
+    let kept: Vec<&str> = left.iter().filter(|e| e.kind != kind::LOG_MATCH).map(|e| e.kind.as_str()).collect();
+    assert_eq!(kept, [kind::CONDITION_SET, kind::ACTION, kind::OPERATOR], "every audit event stays");
+}
+
+#[test]
+fn journal_a_failing_write_is_reported_until_a_write_succeeds_and_its_events_counted_by_device() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Journal::path_in(dir.path());
+    let journal = Journal::open_with(&path, no_retention()).unwrap();
+    let writer = journal.writer();
+    // A disk that refuses writes (full, or the file made immutable), as SQLite reports it.
+    let other = rusqlite::Connection::open(&path).unwrap();
+    other
+        .execute_batch(
+            "CREATE TRIGGER refuse BEFORE INSERT ON events BEGIN SELECT RAISE(ABORT, 'database or disk is full'); END;",
+        )
+        .unwrap();
+    for i in 0..3 {
+        writer.record(Event::new(at(i), Severity::Critical, kind::CONDITION_SET, "lost").on_device("loihi0"));
+    }
+    assert!(writer.flush_blocking().is_err());
+    assert_eq!(writer.dropped(), 3);
+    assert_eq!(writer.dropped_by().get(&("loihi0".to_owned(), Severity::Critical)), Some(&3));
+    let why = writer.failing().expect("failing while writes fail");
+    assert!(why.contains("database or disk is full") && why.contains("events.db"), "{why}");
+    other.execute_batch("DROP TRIGGER refuse").unwrap();
+    writer.record(Event::new(at(9), Severity::Info, kind::ACTION, "stored"));
+    writer.flush_blocking().unwrap();
+    assert_eq!(writer.failing(), None, "a write that succeeds ends the failure");
+    assert_eq!(writer.dropped(), 3, "what was lost stays counted");
+}

@@ -100,7 +100,7 @@ pub fn decide(
             reconnect_decision(&device, decision, actions, events, wall);
         }
     }
-    state.publish_devices(engine.views(), events.counts());
+    state.publish_devices(engine.views(), events.counts(), events.dropped());
     state.publish_throttle(actions.views());
 }
 

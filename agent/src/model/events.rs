@@ -125,14 +125,50 @@ impl Events {
             .map_err(QueryError::Journal)
     }
 
-    /// Counts by device ("" for host-wide events) and severity.
+    /// Events stored in the journal, by device ("" for host-wide events) and severity: recorded minus
+    /// those that were not stored (queue full, failed commit). Without a journal nothing is stored.
     pub fn counts(&self) -> Vec<(String, Severity, u64)> {
+        let Some(w) = &self.writer else {
+            return self
+                .counts
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .keys()
+                .map(|(d, s)| (d.clone(), *s, 0))
+                .collect();
+        };
+        let lost = w.dropped_by();
         self.counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .iter()
-            .map(|((d, s), n)| (d.clone(), *s, *n))
+            .map(|(k, n)| (k.0.clone(), k.1, n.saturating_sub(lost.get(k).copied().unwrap_or(0))))
             .collect()
+    }
+
+    /// Events recorded since start that the journal does not hold: all of them without a journal.
+    pub fn dropped(&self) -> u64 {
+        match &self.writer {
+            Some(w) => w.dropped(),
+            None => self.counts.lock().unwrap_or_else(PoisonError::into_inner).values().sum(),
+        }
+    }
+
+    /// Why the journal is not a complete record, if it is not: unavailable, failing to store now, or
+    /// having lost events since start.
+    pub fn degraded(&self) -> Option<String> {
+        if let Some(why) = &self.unavailable {
+            return Some(format!("unavailable: {why}"));
+        }
+        let w = self.writer.as_ref()?;
+        let dropped = w.dropped();
+        match (w.failing(), dropped) {
+            (Some(why), n) => Some(format!("{why}; {n} event(s) not stored since start")),
+            (None, 0) => None,
+            (None, n) => {
+                Some(format!("incomplete: {n} event(s) not stored since start (queue full or a failed write)"))
+            }
+        }
     }
 
     /// Waits until every event recorded so far is committed (shutdown, tests).

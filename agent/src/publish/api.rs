@@ -9,8 +9,12 @@ use crate::model::{DeviceView, State, Status};
 /// /health: every device's state, and the worst of them.
 #[derive(Debug, Serialize)]
 pub struct HealthReport {
-    /// unhealthy if any device is, else degraded, else unknown, else healthy (maintenance is ignored).
+    /// unhealthy if any device is, else degraded, else unknown, else healthy (maintenance is ignored);
+    /// at least degraded while the event journal is.
     pub status: State,
+    /// Why the event journal is not a complete record; absent when it is.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub journal_degraded: Option<String>,
     pub devices: Vec<DeviceHealth>,
 }
 
@@ -30,7 +34,7 @@ pub struct Failing {
     pub message: String,
 }
 
-pub fn health(devices: &[DeviceView]) -> HealthReport {
+pub fn health(devices: &[DeviceView], journal_degraded: Option<String>) -> HealthReport {
     let rank = |s: State| match s {
         State::Unhealthy => 4,
         State::Degraded => 3,
@@ -42,8 +46,14 @@ pub fn health(devices: &[DeviceView]) -> HealthReport {
         .map(|d| d.state)
         .max_by_key(|s| rank(*s))
         .map_or(State::Healthy, |s| if s == State::Maintenance { State::Healthy } else { s });
+    // Evidence that cannot be kept is a problem of the agent's own: at least degraded.
+    let status = match (&journal_degraded, status) {
+        (Some(_), State::Healthy | State::Unknown) => State::Degraded,
+        (_, s) => s,
+    };
     HealthReport {
         status,
+        journal_degraded,
         devices: devices
             .iter()
             .map(|d| DeviceHealth { id: d.id.clone(), kind: d.kind, state: d.state, failing: failing(d) })
@@ -73,6 +83,8 @@ pub struct AgentStatus {
     pub collectors_failing: Vec<CollectorFailing>,
     /// Why the event journal is unavailable, if it is.
     pub journal_unavailable: Option<String>,
+    /// Why the journal is not a complete record (unavailable, failing to store, events lost), if so.
+    pub journal_degraded: Option<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -123,7 +135,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             failing: failing(d),
         })
         .collect();
-    StatusReport { status: health(&snap.devices).status, agent, devices }
+    StatusReport { status: health(&snap.devices, agent.journal_degraded.clone()).status, agent, devices }
 }
 
 /// The device's true conditions, and its reconnect circuit when that is what keeps it from healthy.

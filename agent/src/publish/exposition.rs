@@ -146,11 +146,17 @@ pub fn families(snap: &Snapshot) -> Families {
     for ((device, severity), n) in counts {
         out.counter(
             "accel_events_total",
-            "Events recorded in the journal, by device and severity",
+            "Events stored in the journal, by device and severity",
             vec![("device", lv(device)), ("severity", lv(severity))],
             n as f64,
         );
     }
+    out.counter(
+        "accel_events_dropped_total",
+        "Events recorded since start that the journal does not hold (queue full, failed write, no journal)",
+        vec![],
+        snap.events_dropped as f64,
+    );
     out.gauge(
         "accel_build_info",
         "Version and git revision of the running agent",

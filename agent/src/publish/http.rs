@@ -72,6 +72,7 @@ impl Http {
                 })
                 .collect(),
             journal_unavailable: self.events.unavailable.clone(),
+            journal_degraded: self.events.degraded(),
         };
         api::status(&snap, agent)
     }
@@ -87,7 +88,16 @@ impl Http {
         if req.uri().path() == "/api/v1/events" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return match api::event_filter(req.uri().query().unwrap_or("")) {
                 Ok(filter) => match self.events.query(filter).await {
-                    Ok(events) => json(StatusCode::OK, &events),
+                    Ok(events) => {
+                        let mut r = json(StatusCode::OK, &events);
+                        // The answer is what the journal holds; say so when that is not everything.
+                        if let Some(why) = self.events.degraded() {
+                            let v = HeaderValue::from_str(&why.replace(['\r', '\n'], " "))
+                                .unwrap_or_else(|_| HeaderValue::from_static("incomplete"));
+                            r.headers_mut().insert("x-accel-journal-incomplete", v);
+                        }
+                        r
+                    }
                     Err(e) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{e}\n")),
                 },
                 Err(e) => text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
@@ -186,7 +196,7 @@ impl Http {
             "/api/v1/status" => json(StatusCode::OK, &self.status()),
             "/health" => {
                 let snap = self.state.snapshot();
-                let report = api::health(&snap.devices);
+                let report = api::health(&snap.devices, self.events.degraded());
                 let status =
                     if report.status == State::Unhealthy { StatusCode::SERVICE_UNAVAILABLE } else { StatusCode::OK };
                 json(status, &report)

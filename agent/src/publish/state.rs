@@ -53,6 +53,8 @@ pub struct Snapshot {
     pub devices: Arc<Vec<DeviceView>>,
     /// Events recorded, by device ("" for host-wide) and severity.
     pub event_counts: Arc<Vec<(String, Severity, u64)>>,
+    /// Events recorded since start that the journal does not hold (accel_events_dropped_total).
+    pub events_dropped: u64,
     /// Throttle state of every device that has a throttle ladder.
     pub throttle: Arc<Vec<ThrottleView>>,
     pub reload: ReloadStatus,
@@ -152,7 +154,12 @@ impl AgentState {
     }
 
     /// Publishes the devices as the engine last evaluated them, with the event counts so far.
-    pub fn publish_devices(&self, views: Vec<DeviceView>, event_counts: Vec<(String, Severity, u64)>) {
+    pub fn publish_devices(
+        &self,
+        views: Vec<DeviceView>,
+        event_counts: Vec<(String, Severity, u64)>,
+        events_dropped: u64,
+    ) {
         let views = Arc::new(views);
         let counts = Arc::new(event_counts);
         self.snapshot.rcu(|old| {
@@ -160,6 +167,7 @@ impl AgentState {
             snap.generation += 1;
             snap.devices = Arc::clone(&views);
             snap.event_counts = Arc::clone(&counts);
+            snap.events_dropped = events_dropped;
             snap
         });
     }

@@ -305,6 +305,8 @@ fn status_text(v: &Value, style: Style) -> String {
     }
     if let Some(j) = agent["journal_unavailable"].as_str() {
         let _ = writeln!(out, "event journal unavailable: {j}");
+    } else if let Some(j) = agent["journal_degraded"].as_str() {
+        let _ = writeln!(out, "event journal degraded: {j}");
     }
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     if devices.is_empty() {

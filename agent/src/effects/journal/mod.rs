@@ -110,7 +110,7 @@ impl JournalError {
 pub struct Retention {
     /// Events older than this are deleted.
     pub max_age: Duration,
-    /// At most this many events are kept, the newest.
+    /// At most this many `log_match` events are kept, the newest, and as many of all other events.
     pub max_rows: u64,
     /// Retention runs when the journal opens and after every this many stored events.
     pub every_inserts: u64,

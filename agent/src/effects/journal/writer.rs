@@ -34,6 +34,25 @@ pub(super) struct Shared {
     dropped: AtomicU64,
     /// Set when the journal is dropped; a Shutdown command may not fit into a full queue.
     closed: AtomicBool,
+    /// The events counted in `dropped`, by device ("" host-wide) and severity, so that counts of stored
+    /// events can be told from counts of recorded ones.
+    lost_by: std::sync::Mutex<BTreeMap<(String, Severity), u64>>,
+    /// Why the last commit failed, until one succeeds.
+    failing: std::sync::Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn lose(&self, events: &[Event]) {
+        self.dropped.fetch_add(events.len() as u64, Ordering::Relaxed);
+        let mut by = self.lost_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        for e in events {
+            *by.entry((e.device.clone().unwrap_or_default(), e.severity)).or_default() += 1;
+        }
+    }
+
+    fn set_failing(&self, why: Option<String>) {
+        *self.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = why;
+    }
 }
 
 /// A cheap, cloneable handle for recording events from anywhere, including async tasks.
@@ -56,7 +75,13 @@ impl JournalWriter {
     pub(super) fn new(tx: mpsc::Sender<Command>, path: PathBuf) -> JournalWriter {
         JournalWriter {
             tx,
-            shared: Arc::new(Shared { path, dropped: AtomicU64::new(0), closed: AtomicBool::new(false) }),
+            shared: Arc::new(Shared {
+                path,
+                dropped: AtomicU64::new(0),
+                closed: AtomicBool::new(false),
+                lost_by: Default::default(),
+                failing: Default::default(),
+            }),
         }
     }
 
@@ -66,11 +91,30 @@ impl JournalWriter {
     /// a storm of events, and the agent must not stall on it) or the journal is closed. Dropped events are
     /// counted in [`JournalWriter::dropped`].
     pub fn record(&self, event: Event) -> bool {
-        let sent = !self.shared.closed.load(Ordering::Relaxed) && self.tx.try_send(Command::Record(event)).is_ok();
-        if !sent {
-            self.shared.dropped.fetch_add(1, Ordering::Relaxed);
+        if self.shared.closed.load(Ordering::Relaxed) {
+            self.shared.lose(std::slice::from_ref(&event));
+            return false;
         }
-        sent
+        match self.tx.try_send(Command::Record(event)) {
+            Ok(()) => true,
+            Err(e) => {
+                if let Command::Record(event) = e.into_inner() {
+                    self.shared.lose(std::slice::from_ref(&event));
+                }
+                false
+            }
+        }
+    }
+
+    /// [`dropped`](Self::dropped) by device ("" host-wide) and severity.
+    pub fn dropped_by(&self) -> BTreeMap<(String, Severity), u64> {
+        self.shared.lost_by.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
+    }
+
+    /// Why events cannot be stored right now (the last commit failed: disk full, file immutable), until a
+    /// commit succeeds again.
+    pub fn failing(&self) -> Option<String> {
+        self.shared.failing.lock().unwrap_or_else(std::sync::PoisonError::into_inner).clone()
     }
 
     /// Events that were recorded but will never be stored, since the journal was opened: dropped because
@@ -198,12 +242,14 @@ impl WriterThread {
         }
         match insert(&mut self.conn, pending) {
             Ok(()) => {
+                self.shared.set_failing(None);
                 self.inserted_since_retention += pending.len() as u64;
                 self.retain_periodically(false);
             }
             Err(e) => {
                 tracing::error!(path = %self.shared.path.display(), "cannot store {} event(s): {e}", pending.len());
-                self.shared.dropped.fetch_add(pending.len() as u64, Ordering::Relaxed);
+                self.shared.set_failing(Some(format!("cannot store events in {}: {e}", self.shared.path.display())));
+                self.shared.lose(pending);
                 self.unreported_failure = Some(Arc::new(e));
             }
         }
@@ -263,7 +309,8 @@ fn insert(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows`. Returns how
+/// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows` of log-rule
+/// matches and, separately, of all other events. Returns how
 /// many were deleted. Totals in `event_counts` are left alone: they count events ever stored.
 pub(super) fn delete_expired(
     conn: &mut Connection,
@@ -278,9 +325,17 @@ pub(super) fn delete_expired(
         deleted += tx.execute("DELETE FROM events WHERE time_ms < ?1", [unix_ms(cutoff)])?;
     }
     let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
+    // Log-rule matches and everything else (operator, action, condition events: the audit trail) are kept
+    // `max_rows` each: a flood of matching lines must not push the audit trail out.
     deleted += tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-        [keep],
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = ?2 \
+         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
+        params![keep, super::kind::LOG_MATCH],
+    )?;
+    deleted += tx.execute(
+        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind <> ?2 \
+         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
+        params![keep, super::kind::LOG_MATCH],
     )?;
     tx.commit()?;
     Ok(deleted as u64)
