@@ -126,18 +126,10 @@ impl Events {
     }
 
     /// Events stored in the journal, by device ("" for host-wide events) and severity: recorded minus
-    /// those that were not stored (queue full, failed commit). Without a journal nothing is stored.
+    /// those that were not stored (queue full, failed commit). Without a journal, the events recorded
+    /// (all of which [`dropped`](Self::dropped) counts as not kept).
     pub fn counts(&self) -> Vec<(String, Severity, u64)> {
-        let Some(w) = &self.writer else {
-            return self
-                .counts
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .keys()
-                .map(|(d, s)| (d.clone(), *s, 0))
-                .collect();
-        };
-        let lost = w.dropped_by();
+        let lost = self.writer.as_ref().map(JournalWriter::dropped_by).unwrap_or_default();
         self.counts
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
