@@ -165,6 +165,16 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: format!("make {} writable by the agent", config.state_dir.display()),
         });
     }
+    if let Some(why) = &status.agent.actions_stopped {
+        findings.push(Finding {
+            level: Level::Critical,
+            device: None,
+            check: "actions".into(),
+            finding: format!("the actions worker stopped ({why}): nothing is throttled, restored or reconnected"),
+            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
+            action: "systemctl restart accel-agent; report the panic in the log (journalctl -u accel-agent)".into(),
+        });
+    }
     let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
     if ladders > 0 && status.agent.actions == "disabled" {
         findings.push(Finding {

@@ -30,11 +30,11 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::Actions;
+use crate::effects::actions::{ActionError, Actions};
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
-use crate::model::operator::OperatorError;
+use crate::model::operator::{OperatorError, ThrottleOverride};
 use crate::publish::http::{Http, json};
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::LogHandle;
@@ -44,6 +44,9 @@ use peer::{Authorizer, Peer};
 const MAX_BODY: usize = 64 * 1024;
 /// Time for a client to send its request; agentctl sends it at once.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a throttle or reconnect request waits for the actions thread; agentctl waits 20 s for the
+/// answer. Vendor commands may take 10 s.
+const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections held at once; agentctl opens one per command.
 const MAX_CONNECTIONS: usize = 64;
 /// Of those, the ones only root and the control group may take: a flood from anyone else who can reach
@@ -271,11 +274,15 @@ impl Control {
             Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
-        if matches!(verb, "throttle" | "unthrottle" | "reconnect") && !self.actions.active() {
+        let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
+        if acts && !self.actions.active() {
             return failure(
                 StatusCode::CONFLICT,
                 "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
             );
+        }
+        if let (true, Some(why)) = (acts, self.actions.down()) {
+            return failure(StatusCode::SERVICE_UNAVAILABLE, ActionError::Down(why).to_string());
         }
         let live = self.live.load_full();
         let (device, actions, logs) = (id.to_owned(), self.actions.clone(), live.logs.clone());
@@ -290,69 +297,135 @@ impl Control {
             "set-healthy" => OperatorRequest::SetHealthy,
             other => return failure(StatusCode::NOT_FOUND, format!("no such action {other:?}")),
         };
-        // Runs on the model's owner; answered once the change is decided and published, so the operator's
-        // next look shows it.
+        // Runs on the model's owner; answered once the change is decided (its throttle level handed to the
+        // actions thread) and published, so the operator's next look shows it.
         let outcome = live
             .evidence
-            .run(move |engine, now, wall| match request {
-                OperatorRequest::Maintenance { on, until } => {
-                    let message = engine.set_maintenance(&device, on, until).map(|()| {
-                        if on {
-                            format!("maintenance on{for_text}: automatic actions suspended")
-                        } else {
-                            "maintenance off: automatic actions resume".to_owned()
-                        }
-                    });
-                    (message, Vec::new())
-                }
-                OperatorRequest::Throttle { level: Some(level), until } => {
-                    let message = engine
-                        .set_manual_throttle(&device, Some(level), until)
-                        .map(|max| format!("throttle held at level {level} of {max}{for_text}"));
-                    (message, Vec::new())
-                }
-                OperatorRequest::Throttle { level: None, .. } => {
-                    let message = engine
-                        .set_manual_throttle(&device, None, None)
-                        .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned());
-                    (message, Vec::new())
-                }
-                OperatorRequest::Reconnect => {
-                    let message = engine.manual_reconnect(&device, now).map(|step| {
-                        actions.reconnect(&device, &step);
-                        format!("reconnect started with step {step}")
-                    });
-                    (message, Vec::new())
-                }
-                OperatorRequest::SetHealthy => match engine.set_healthy(&device, now, wall) {
-                    Ok((cleared, changes)) => {
-                        logs.clear_latched(&device);
-                        let message = if cleared.is_empty() {
-                            "nothing latched to clear".to_owned()
-                        } else {
-                            format!("cleared {}", cleared.join(", "))
-                        };
-                        (Ok(message), changes)
+            .run(move |engine, now, wall| {
+                // The owner's next decision, right after this, asks the actions thread for the level this
+                // change calls for (if any): the first request numbered after the mark.
+                let mark = actions.mark();
+                let saved = match request {
+                    OperatorRequest::Throttle { .. } => engine.throttle_override(&device).ok(),
+                    _ => None,
+                };
+                let mut step = None;
+                let (message, changes) = match request {
+                    OperatorRequest::Maintenance { on, until } => {
+                        let message = engine.set_maintenance(&device, on, until).map(|()| {
+                            if on {
+                                format!("maintenance on{for_text}: automatic actions suspended")
+                            } else {
+                                "maintenance off: automatic actions resume".to_owned()
+                            }
+                        });
+                        (message, Vec::new())
                     }
-                    Err(e) => (Err(e), Vec::new()),
-                },
+                    OperatorRequest::Throttle { level: Some(level), until } => {
+                        let message = engine
+                            .set_manual_throttle(&device, Some(level), until)
+                            .map(|max| format!("throttle held at level {level} of {max}{for_text}"));
+                        (message, Vec::new())
+                    }
+                    OperatorRequest::Throttle { level: None, .. } => {
+                        let message = engine
+                            .set_manual_throttle(&device, None, None)
+                            .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned());
+                        (message, Vec::new())
+                    }
+                    OperatorRequest::Reconnect => {
+                        let message = engine.manual_reconnect(&device, now).map(|s| {
+                            step = Some(actions.request_reconnect(&device, &s));
+                            format!("reconnect started with step {s}")
+                        });
+                        (message, Vec::new())
+                    }
+                    OperatorRequest::SetHealthy => match engine.set_healthy(&device, now, wall) {
+                        Ok((cleared, changes)) => {
+                            logs.clear_latched(&device);
+                            let message = if cleared.is_empty() {
+                                "nothing latched to clear".to_owned()
+                            } else {
+                                format!("cleared {}", cleared.join(", "))
+                            };
+                            (Ok(message), changes)
+                        }
+                        Err(e) => (Err(e), Vec::new()),
+                    },
+                };
+                ((message, saved, step, mark), changes)
             })
             .await;
-        let Some(outcome) = outcome else {
+        let Some((outcome, saved, step, mark)) = outcome else {
             return failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down");
         };
-        match outcome {
-            Ok(message) => {
-                let now = SystemTime::now();
-                tracing::info!(device = id, "{message} (by {})", peer.describe());
-                self.events.record(
-                    Event::new(now, Severity::Info, kind::OPERATOR, format!("{message} (by {})", peer.describe()))
-                        .on_device(id),
-                );
-                json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
-            }
-            Err(e) => operator_failure(e),
+        let message = match outcome {
+            Ok(message) => message,
+            Err(e) => return operator_failure(e),
+        };
+        // The operator is told whether the machine did what was asked, not only that it was asked.
+        let applied = match (step, saved) {
+            (Some(step), _) => Some(step),
+            (None, Some(_)) => Some(self.actions.outcome_since(id, mark)),
+            (None, None) => None,
+        };
+        let result = match applied {
+            Some(Ok(pending)) => pending.wait(APPLY_TIMEOUT).await.map(|_| ()),
+            Some(Err(e)) => Err(e),
+            None => Ok(()),
+        };
+        // Published now, so that status right after this answer shows what was applied.
+        self.state.publish_throttle(self.actions.views());
+        if let Err(e) = result {
+            return self.not_applied(verb, id, peer, e, saved).await;
         }
+        tracing::info!(device = id, "{message} (by {})", peer.describe());
+        self.events.record(
+            Event::new(
+                SystemTime::now(),
+                Severity::Info,
+                kind::OPERATOR,
+                format!("{message} (by {})", peer.describe()),
+            )
+            .on_device(id),
+        );
+        json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
+    }
+
+    /// A throttle, unthrottle or reconnect the actions thread could not carry out: an error for the
+    /// operator and a warning in the journal. A throttle change that failed on the machine is undone in
+    /// the model too, so the engine does not hold a level that was never applied.
+    async fn not_applied(
+        &self,
+        verb: &str,
+        id: &str,
+        peer: &Peer,
+        e: ActionError,
+        saved: Option<ThrottleOverride>,
+    ) -> Response<Full<Bytes>> {
+        let mut why = e.to_string();
+        if let Some(saved) = saved
+            && matches!(e, ActionError::Failed(_) | ActionError::Down(_))
+        {
+            let device = id.to_owned();
+            let live = self.live.load_full();
+            live.evidence
+                .run(move |engine, _, _| {
+                    engine.restore_throttle_override(&device, saved);
+                    ((), Vec::new())
+                })
+                .await;
+            why.push_str("; the previous throttle setting stays in force");
+        }
+        let refused = format!("{verb} asked by {} failed: {why}", peer.describe());
+        tracing::warn!(device = id, "{refused}");
+        self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::OPERATOR, refused).on_device(id));
+        let status = match e {
+            ActionError::Down(_) => StatusCode::SERVICE_UNAVAILABLE,
+            ActionError::NoAnswer(_) => StatusCode::GATEWAY_TIMEOUT,
+            ActionError::Failed(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        failure(status, why)
     }
 
     async fn reload(&self) -> Response<Full<Bytes>> {

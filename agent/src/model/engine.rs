@@ -11,7 +11,7 @@ use collectors::sysfs::hwmon::Chip;
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
 use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state, with_circuit};
-use super::operator::{Expired, ManualThrottle, OperatorError, Overrides};
+use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
@@ -310,6 +310,18 @@ impl DeviceEngine {
             }
         }
         Ok(max)
+    }
+
+    /// The device's manual-throttle state, to put back with [`DeviceEngine::restore_throttle_override`].
+    pub fn throttle_override(&mut self, device: &str) -> Result<ThrottleOverride, OperatorError> {
+        Ok(self.device_mut(device)?.overrides.throttle_override())
+    }
+
+    /// Puts back a manual-throttle state after applying an operator's change to it failed.
+    pub fn restore_throttle_override(&mut self, device: &str, saved: ThrottleOverride) {
+        if let Ok(d) = self.device_mut(device) {
+            d.overrides.restore_throttle(saved);
+        }
     }
 
     /// Starts the device's reconnect ladder now, from its mildest step, whatever its circuit says (an

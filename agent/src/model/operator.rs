@@ -49,7 +49,30 @@ pub struct Overrides {
     pub throttle_requested: Option<usize>,
 }
 
+/// A device's manual-throttle state as it was before an operator's change, to put back when applying the
+/// change failed (the operator was told it failed; the engine must not hold the level anyway).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ThrottleOverride {
+    throttle: Option<ManualThrottle>,
+    released: bool,
+    requested: Option<usize>,
+}
+
 impl Overrides {
+    pub fn throttle_override(&self) -> ThrottleOverride {
+        ThrottleOverride {
+            throttle: self.throttle,
+            released: self.throttle_released,
+            requested: self.throttle_requested,
+        }
+    }
+
+    pub fn restore_throttle(&mut self, saved: ThrottleOverride) {
+        self.throttle = saved.throttle;
+        self.throttle_released = saved.released;
+        self.throttle_requested = saved.requested;
+    }
+
     pub fn in_maintenance(&self, now: SystemTime) -> bool {
         self.maintenance.is_some_and(|until| until.is_none_or(|u| now < u))
     }

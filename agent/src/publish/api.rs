@@ -85,6 +85,8 @@ pub struct AgentStatus {
     pub journal_unavailable: Option<String>,
     /// Why the journal is not a complete record (unavailable, failing to store, events lost), if so.
     pub journal_degraded: Option<String>,
+    /// Why the actions worker stopped, once it has: nothing is throttled, restored or reconnected.
+    pub actions_stopped: Option<String>,
 }
 
 #[derive(Debug, Serialize)]

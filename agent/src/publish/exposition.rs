@@ -115,6 +115,12 @@ pub fn families(snap: &Snapshot) -> Families {
             );
         }
     }
+    out.gauge(
+        "accel_actions_up",
+        "1 while the actions worker (throttle, restore, reconnect) runs; 0 once it stopped",
+        Vec::new(),
+        if snap.actions_stopped.is_some() { 0.0 } else { 1.0 },
+    );
     for t in snap.throttle.iter() {
         let d = || vec![("device", lv(&t.device))];
         out.gauge(

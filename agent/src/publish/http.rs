@@ -40,6 +40,21 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// What `/-/healthy` reports: every collection loop making progress and the actions worker running; else
+/// what is wrong, one line each.
+pub fn healthy(snap: &crate::publish::state::Snapshot, now: Instant, started: Instant) -> Result<(), String> {
+    let stalled = snap.stalled(now, started);
+    let mut problems = Vec::new();
+    if !stalled.is_empty() {
+        let names: Vec<&str> = stalled.iter().map(|k| k.name()).collect();
+        problems.push(format!("collection loops stalled: {}", names.join(", ")));
+    }
+    if let Some(why) = &snap.actions_stopped {
+        problems.push(format!("the actions worker stopped: {why}"));
+    }
+    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+}
+
 pub struct Http {
     pub state: Arc<AgentState>,
     pub exposition: Exposition,
@@ -73,6 +88,7 @@ impl Http {
                 .collect(),
             journal_unavailable: self.events.unavailable.clone(),
             journal_degraded: self.events.degraded(),
+            actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
         };
         api::status(&snap, agent)
     }
@@ -159,16 +175,10 @@ impl Http {
                 }
                 r
             }
-            "/-/healthy" => {
-                let snap = self.state.snapshot();
-                let stalled = snap.stalled(Instant::now(), self.state.started);
-                if stalled.is_empty() {
-                    text(StatusCode::OK, "OK\n")
-                } else {
-                    let names: Vec<&str> = stalled.iter().map(|k| k.name()).collect();
-                    text(StatusCode::SERVICE_UNAVAILABLE, &format!("collection loops stalled: {}\n", names.join(", ")))
-                }
-            }
+            "/-/healthy" => match healthy(&self.state.snapshot(), Instant::now(), self.state.started) {
+                Ok(()) => text(StatusCode::OK, "OK\n"),
+                Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{problems}\n")),
+            },
             "/-/ready" => {
                 let snap = self.state.snapshot();
                 if snap.ready() {

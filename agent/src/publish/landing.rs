@@ -103,6 +103,9 @@ fn agent_line(s: &StatusReport) -> String {
     if let Some(j) = &s.agent.journal_unavailable {
         let _ = write!(line, " · <span class=\"bad\">event journal unavailable: {}</span>", esc(j));
     }
+    if let Some(why) = &s.agent.actions_stopped {
+        let _ = write!(line, " · <span class=\"bad\">actions worker stopped: {}</span>", esc(why));
+    }
     line
 }
 
@@ -224,6 +227,7 @@ const LANDING_JS: &str = r#"(function () {
       line += ' \u00b7 <span class="bad">collector ' + esc(c.collector) + ' failing: ' + esc(c.error) + '</span>';
     });
     if (a.journal_unavailable) line += ' \u00b7 <span class="bad">event journal unavailable: ' + esc(a.journal_unavailable) + '</span>';
+    if (a.actions_stopped) line += ' \u00b7 <span class="bad">actions worker stopped: ' + esc(a.actions_stopped) + '</span>';
     return line;
   }
   function row(d) {

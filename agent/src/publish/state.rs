@@ -60,6 +60,8 @@ pub struct Snapshot {
     pub reload: ReloadStatus,
     /// SpiNNaker boards and machines, as of the last BMP and spalloc poll.
     pub spinnaker: Arc<crate::sources::spinnaker::SpinnakerSnapshot>,
+    /// Why the actions thread stopped, once it has: nothing is written, restored or reconnected any more.
+    pub actions_stopped: Option<Arc<str>>,
 }
 
 /// The outcome of the last config load, for accel_config_last_reload_*.
@@ -179,6 +181,17 @@ impl AgentState {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
             snap.spinnaker = Arc::clone(&spinnaker);
+            snap
+        });
+    }
+
+    /// Publishes that the actions thread stopped, and why.
+    pub fn publish_actions_stopped(&self, why: String) {
+        let why: Arc<str> = Arc::from(why);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.actions_stopped = Some(Arc::clone(&why));
             snap
         });
     }

@@ -308,6 +308,9 @@ fn status_text(v: &Value, style: Style) -> String {
     } else if let Some(j) = agent["journal_degraded"].as_str() {
         let _ = writeln!(out, "event journal degraded: {j}");
     }
+    if let Some(why) = agent["actions_stopped"].as_str() {
+        let _ = writeln!(out, "{}: the actions worker stopped ({why}); restart the agent", style.state("critical"));
+    }
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     if devices.is_empty() {
         out.push_str(

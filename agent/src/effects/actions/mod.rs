@@ -2,20 +2,25 @@
 //!
 //! Off unless `[actions] enabled = true` (or `--dry-run`, which records what would be done and writes
 //! nothing). One thread applies every change in order, so two decisions never race on a file; the
-//! async side only sends requests. Every write is confined to the files the config names, read back,
-//! and preceded by saving the original value on disk; originals are restored when a device comes down
-//! to level 0, at shutdown, and at the next start after a crash.
+//! async side only sends requests, and the control socket waits for their outcome. Every write goes to a
+//! target resolved once beneath the sysfs root and opened without following symlinks ([`beneath`]), is
+//! read back, and is preceded by saving the original value on disk ([`originals`]); originals are
+//! restored when a device comes down to level 0, at shutdown, and at the next start after a crash. If the
+//! thread ever stops, that is an event, `/-/healthy` and `accel_actions_up` say so, and every request
+//! gets an error.
 
+pub mod beneath;
 pub mod hooks;
+pub mod originals;
 pub mod reconnect;
 pub mod throttle;
 pub mod write;
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -24,12 +29,18 @@ use collectors::spinnaker::RetryPolicy;
 use config::Config;
 use config::device::ThrottleLevel;
 use serde::Serialize;
+use tokio::sync::oneshot;
 
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::events::Events;
+use crate::publish::state::AgentState;
+use beneath::{SysfsRoot, Target};
+use originals::{LoadReport, Originals};
 use throttle::{all_files, plan};
-use write::{Originals, WriteError, confine, write_verified};
+use write::{WriteError, write_verified};
 
+/// Outcomes of throttle requests kept per device for [`Actions::outcome_since`].
+const KEPT_OUTCOMES: usize = 16;
 /// How long a vendor throttle command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -48,11 +59,59 @@ pub struct ThrottleView {
     pub dry_run: bool,
 }
 
+/// Why a request to the actions layer did not do what was asked.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ActionError {
+    #[error("the actions worker is not running ({0}); nothing was changed; restart the agent")]
+    Down(String),
+    #[error("{0}")]
+    Failed(String),
+    #[error("the actions worker did not answer within {0:?}; the change may still be applied, see `agentctl events`")]
+    NoAnswer(Duration),
+}
+
+/// What a request did, or why it did not.
+type Outcome = Result<String, String>;
+/// The outcome of one request, sent back by the actions thread.
+type Reply = oneshot::Sender<Outcome>;
+
+/// A request whose outcome someone waits for.
+pub struct Pending(oneshot::Receiver<Result<String, String>>);
+
+impl Pending {
+    /// Waits for the outcome: what was done, or why it was not.
+    pub async fn wait(self, timeout: Duration) -> Result<String, ActionError> {
+        match tokio::time::timeout(timeout, self.0).await {
+            Ok(Ok(Ok(done))) => Ok(done),
+            Ok(Ok(Err(e))) => Err(ActionError::Failed(e)),
+            Ok(Err(_)) => Err(ActionError::Down("it stopped while handling the request".into())),
+            Err(_) => Err(ActionError::NoAnswer(timeout)),
+        }
+    }
+}
+
 enum Request {
-    SetLevel { device: String, level: usize },
+    /// `seq` numbers the request, for [`Actions::outcome_since`].
+    SetLevel {
+        device: String,
+        level: usize,
+        seq: u64,
+    },
+    /// The outcome of the first SetLevel of `device` numbered above `after`.
+    Outcome {
+        device: String,
+        after: u64,
+        reply: Reply,
+    },
     Reconfigure(Box<Settings>),
-    Reconnect { device: String, step: String },
-    RestoreAll { done: Sender<()> },
+    Reconnect {
+        device: String,
+        step: String,
+        reply: Option<Reply>,
+    },
+    RestoreAll {
+        done: Sender<()>,
+    },
 }
 
 /// What a device's reconnect steps act on.
@@ -108,6 +167,20 @@ impl Settings {
     fn active(&self) -> bool {
         self.write || self.dry_run
     }
+
+    /// Every file the config lets the agent write, relative to the root as the config names them.
+    fn files(&self) -> BTreeSet<String> {
+        let mut files: BTreeSet<String> = self.ladders.values().flat_map(|l| all_files(l)).collect();
+        for pci in self.reconnects.values().filter_map(|r| r.pci.as_deref()) {
+            for attr in ["hard_reset", "reset", "remove"] {
+                files.insert(format!("bus/pci/devices/{pci}/{attr}"));
+            }
+        }
+        if !self.reconnects.is_empty() {
+            files.insert("bus/pci/rescan".into());
+        }
+        files
+    }
 }
 
 /// The async side's handle.
@@ -117,41 +190,77 @@ pub struct Actions {
     views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
     /// Whether anything is decided at all (enabled, or dry-run); a reload may change it.
     active: Arc<AtomicBool>,
+    /// Set once the agent is shutting down: the thread ending then is no failure.
+    stopping: Arc<AtomicBool>,
+    /// Numbers SetLevel requests.
+    seq: Arc<AtomicU64>,
+    state: Arc<AgentState>,
 }
 
 impl Actions {
     /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
-    /// even with actions disabled now: undoing the agent's own writes is always safe.
-    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>) -> Actions {
+    /// even with actions disabled now: undoing the agent's own writes to files the config names is safe.
+    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>, state: Arc<AgentState>) -> Actions {
+        Actions::start_with(config, dry_run_flag, events, state, Box::new(write_verified))
+    }
+
+    fn start_with(
+        config: &Config,
+        dry_run_flag: bool,
+        events: Arc<Events>,
+        state: Arc<AgentState>,
+        writer: WriteFn,
+    ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
         let active = Arc::new(AtomicBool::new(settings.active()));
+        let stopping = Arc::new(AtomicBool::new(false));
         let views = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, rx) = channel();
         let mut worker = Worker {
-            writer: Box::new(write_verified),
+            writer,
             // Power commands to BMPs are async; they run on the agent's runtime, not on this thread.
             runtime: tokio::runtime::Handle::try_current().ok(),
             scp_policy: settings.scp_policy,
             reconnects: BTreeMap::new(),
-            root: settings.root.clone(),
+            root: Err("not opened yet".into()),
+            root_path: PathBuf::new(),
+            targets: BTreeMap::new(),
             state_dir: config.state_dir.clone(),
             write: false,
             dry_run: false,
             ladders: BTreeMap::new(),
             views: Arc::clone(&views),
-            events,
+            events: Arc::clone(&events),
             locked: BTreeSet::new(),
         };
         worker.adopt(settings);
-        let spawned = std::thread::Builder::new().name("actions".into()).spawn(move || worker.run(rx));
+        let (watch_events, watch_state, watch_stopping) =
+            (Arc::clone(&events), Arc::clone(&state), Arc::clone(&stopping));
+        let spawned = std::thread::Builder::new().name("actions".into()).spawn(move || {
+            // The thread must not end unnoticed: a panic anywhere in it is caught here and reported.
+            let ended = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| worker.run(rx)));
+            let why = match ended {
+                Ok(()) if watch_stopping.load(Ordering::SeqCst) => return,
+                Ok(()) => "it returned".to_owned(),
+                Err(panic) => {
+                    let what = panic
+                        .downcast_ref::<&str>()
+                        .map(|s| (*s).to_owned())
+                        .or_else(|| panic.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "unknown".into());
+                    format!("it panicked: {what}")
+                }
+            };
+            stopped(&watch_state, &watch_events, &why);
+        });
         let requests = match spawned {
             Ok(_) => Some(tx),
             Err(e) => {
-                tracing::error!("cannot start the actions thread; no actions will be taken: {e}");
+                stopped(&state, &events, &format!("cannot start the actions thread: {e}"));
                 None
             }
         };
-        Actions { requests, views, active }
+        Actions { requests, views, active, stopping, seq: Arc::new(AtomicU64::new(0)), state }
     }
 
     /// Whether anything is decided at all (enabled, or dry-run).
@@ -159,13 +268,25 @@ impl Actions {
         self.active.load(Ordering::Relaxed)
     }
 
+    /// Why the actions thread is not running, if it is not.
+    pub fn down(&self) -> Option<String> {
+        self.state.snapshot().actions_stopped.as_deref().map(str::to_owned)
+    }
+
+    fn send(&self, request: Request) -> Result<(), ActionError> {
+        let down = || ActionError::Down(self.down().unwrap_or_else(|| "it stopped".into()));
+        let tx = self.requests.as_ref().ok_or_else(down)?;
+        tx.send(request).map_err(|_| down())
+    }
+
     /// Takes a reloaded config. A device whose ladder changed or went is first brought back to its
-    /// original values under the old ladder; levels of unchanged ladders stay as they are.
+    /// original values under the old ladder; levels of unchanged ladders stay as they are. Targets are
+    /// resolved anew under the new config.
     pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) {
         let settings = Settings::of(config, dry_run_flag);
         self.active.store(settings.active(), Ordering::Relaxed);
-        if let Some(tx) = &self.requests {
-            let _ = tx.send(Request::Reconfigure(Box::new(settings)));
+        if let Err(e) = self.send(Request::Reconfigure(Box::new(settings))) {
+            tracing::error!("{e}");
         }
     }
 
@@ -174,44 +295,89 @@ impl Actions {
         self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level)
     }
 
-    /// Runs one reconnect step for a device (its ladder and PCI address come from the config).
+    /// Runs one reconnect step for a device (its PCI address and command come from the config); the
+    /// outcome is an event.
     pub fn reconnect(&self, device: &str, step: &str) {
-        if let Some(tx) = &self.requests {
-            let _ = tx.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned() });
+        if let Err(e) = self.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned(), reply: None })
+        {
+            tracing::error!(device, "reconnect step {step} not run: {e}");
         }
     }
 
+    /// Runs one reconnect step and hands back its outcome to wait for.
+    pub fn request_reconnect(&self, device: &str, step: &str) -> Result<Pending, ActionError> {
+        let (reply, pending) = oneshot::channel();
+        self.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned(), reply: Some(reply) })?;
+        Ok(Pending(pending))
+    }
+
+    /// Asks for a throttle level; the outcome is an event (and, for whoever took a [`Actions::mark`]
+    /// before, the answer of [`Actions::outcome_since`]).
     pub fn set_level(&self, device: &str, level: usize) {
-        if let Some(tx) = &self.requests {
-            let _ = tx.send(Request::SetLevel { device: device.to_owned(), level });
+        let seq = self.seq.fetch_add(1, Ordering::SeqCst) + 1;
+        if let Err(e) = self.send(Request::SetLevel { device: device.to_owned(), level, seq }) {
+            tracing::error!(device, "throttle level {level} not applied: {e}");
         }
+    }
+
+    /// Marks the throttle requests asked so far, for [`Actions::outcome_since`].
+    pub fn mark(&self) -> u64 {
+        self.seq.load(Ordering::SeqCst)
+    }
+
+    /// The outcome of the first throttle level asked for `device` after `mark` (or "nothing to apply"
+    /// when none was). Requests are handled in order, so one asked before this call is answered.
+    pub fn outcome_since(&self, device: &str, mark: u64) -> Result<Pending, ActionError> {
+        let (reply, pending) = oneshot::channel();
+        self.send(Request::Outcome { device: device.to_owned(), after: mark, reply })?;
+        Ok(Pending(pending))
     }
 
     pub fn views(&self) -> Vec<ThrottleView> {
         self.views.lock().unwrap_or_else(PoisonError::into_inner).values().cloned().collect()
     }
 
-    /// Restores every original value; returns when done or after `timeout`.
+    /// Restores every original value; returns when done or after `timeout`. The agent is shutting down:
+    /// the thread ending from here on is expected.
     pub fn restore_all(&self, timeout: Duration) {
-        if let Some(tx) = &self.requests {
-            let (done, wait) = channel();
-            if tx.send(Request::RestoreAll { done }).is_ok() && wait.recv_timeout(timeout).is_err() {
+        self.stopping.store(true, Ordering::SeqCst);
+        let (done, wait) = channel();
+        match self.send(Request::RestoreAll { done }) {
+            Ok(()) if wait.recv_timeout(timeout).is_err() => {
                 tracing::warn!("restoring throttled devices did not finish within {timeout:?}");
             }
+            Ok(()) => {}
+            Err(e) => tracing::error!("cannot restore throttled devices at shutdown: {e}"),
         }
     }
 }
 
+/// Records that the actions thread is gone: an event, the log, and the published state behind
+/// `/-/healthy` and `accel_actions_up`.
+fn stopped(state: &AgentState, events: &Events, why: &str) {
+    let message = format!(
+        "the actions worker stopped ({why}): no throttle, restore or reconnect will be applied until the agent restarts"
+    );
+    tracing::error!("{message}");
+    events.record(Event::new(SystemTime::now(), Severity::Critical, kind::ACTION, message));
+    state.publish_actions_stopped(why.to_owned());
+}
+
 /// Writes and verifies one value. A seam for tests: kernels answer ENODATA for locked limits, regular
 /// files cannot.
-type WriteFn = Box<dyn Fn(&Path, &str) -> Result<(), WriteError> + Send>;
+type WriteFn = Box<dyn Fn(&SysfsRoot, &Target, &str) -> Result<(), WriteError> + Send>;
 
 struct Worker {
     writer: WriteFn,
     runtime: Option<tokio::runtime::Handle>,
     scp_policy: RetryPolicy,
     reconnects: BTreeMap<String, ReconnectTarget>,
-    root: PathBuf,
+    /// The sysfs root, held open; every target is opened relative to it.
+    root: Result<Arc<SysfsRoot>, String>,
+    root_path: PathBuf,
+    /// Files as the config names them -> their canonical target, resolved when the config was taken
+    /// (or, for a file missing then, when it first appears).
+    targets: BTreeMap<String, Result<Target, String>>,
     state_dir: PathBuf,
     /// Writes really happen (enabled and not dry-run).
     write: bool,
@@ -220,22 +386,33 @@ struct Worker {
     views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
     events: Arc<Events>,
     /// Files the firmware locked.
-    locked: BTreeSet<PathBuf>,
+    locked: BTreeSet<Target>,
 }
 
 impl Worker {
     fn run(mut self, rx: Receiver<Request>) {
-        let mut originals = match Originals::load(&self.state_dir) {
-            Ok(o) => o,
-            Err(e) => {
-                self.event(None, Severity::Critical, format!("cannot read saved originals, actions disabled: {e}"));
-                return;
-            }
-        };
+        let allowed = self.allowed();
+        let (mut originals, report) = Originals::load(&self.state_dir, &self.root_path, &allowed);
+        self.report_load(&originals, &report, &allowed);
         self.restore(&mut originals, None, "restored after a restart");
+        let mut outcomes: BTreeMap<String, VecDeque<(u64, Outcome)>> = BTreeMap::new();
         while let Ok(req) = rx.recv() {
             match req {
-                Request::SetLevel { device, level } => self.set_level(&mut originals, &device, level),
+                Request::SetLevel { device, level, seq } => {
+                    let outcome = self.set_level(&mut originals, &device, level);
+                    let kept = outcomes.entry(device).or_default();
+                    if kept.len() == KEPT_OUTCOMES {
+                        kept.pop_front();
+                    }
+                    kept.push_back((seq, outcome));
+                }
+                Request::Outcome { device, after, reply } => {
+                    let outcome = outcomes
+                        .get(&device)
+                        .and_then(|kept| kept.iter().find(|(seq, _)| *seq > after))
+                        .map_or_else(|| Ok("nothing to apply".to_owned()), |(_, o)| o.clone());
+                    let _ = reply.send(outcome);
+                }
                 Request::Reconfigure(settings) => {
                     let changed: Vec<String> = self
                         .ladders
@@ -244,11 +421,16 @@ impl Worker {
                         .map(|(id, _)| id.clone())
                         .collect();
                     for device in changed {
-                        self.set_level(&mut originals, &device, 0);
+                        let _ = self.set_level(&mut originals, &device, 0);
                     }
                     self.adopt(*settings);
                 }
-                Request::Reconnect { device, step } => self.reconnect(&device, &step),
+                Request::Reconnect { device, step, reply } => {
+                    let outcome = self.reconnect(&device, &step);
+                    if let Some(reply) = reply {
+                        let _ = reply.send(outcome);
+                    }
+                }
                 Request::RestoreAll { done } => {
                     for v in self.views.lock().unwrap_or_else(PoisonError::into_inner).values_mut() {
                         v.level = 0;
@@ -260,7 +442,8 @@ impl Worker {
         }
     }
 
-    /// Switches to new settings; throttle views of unchanged ladders keep their level and counts.
+    /// Switches to new settings; throttle views of unchanged ladders keep their level and counts. Opens
+    /// the root and resolves every file the config names, once.
     fn adopt(&mut self, s: Settings) {
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
         let mut kept = BTreeMap::new();
@@ -278,12 +461,106 @@ impl Worker {
         }
         *views = kept;
         drop(views);
+        let files = s.files();
+        self.root = SysfsRoot::open(&s.root).map(Arc::new).map_err(|e| format!("cannot open the sysfs root: {e}"));
+        self.root_path = s.root;
+        self.targets = files
+            .into_iter()
+            .map(|f| {
+                let resolved = match &self.root {
+                    Ok(root) => root.resolve(&f).map_err(|e| e.to_string()),
+                    Err(e) => Err(e.clone()),
+                };
+                (f, resolved)
+            })
+            .collect();
         self.reconnects = s.reconnects;
         self.scp_policy = s.scp_policy;
-        self.root = s.root;
         self.write = s.write;
         self.dry_run = s.dry_run;
         self.ladders = s.ladders;
+    }
+
+    /// The canonical target of a file the config names: resolved when the config was taken, or now if
+    /// it could not be then (its device may have appeared since).
+    fn target(&mut self, rel: &str) -> Result<(Arc<SysfsRoot>, Target), String> {
+        let root = self.root.clone()?;
+        if let Some(Ok(t)) = self.targets.get(rel) {
+            return Ok((root, t.clone()));
+        }
+        let resolved = root.resolve(rel).map_err(|e| e.to_string());
+        self.targets.insert(rel.to_owned(), resolved.clone());
+        resolved.map(|t| (root, t))
+    }
+
+    /// Every target a throttle ladder of the current config writes, with its device: all that an
+    /// originals file may name.
+    fn allowed(&self) -> BTreeMap<Target, String> {
+        let mut out = BTreeMap::new();
+        for (device, ladder) in &self.ladders {
+            for file in all_files(ladder) {
+                if let Some(Ok(t)) = self.targets.get(&file) {
+                    out.insert(t.clone(), device.clone());
+                }
+            }
+        }
+        out
+    }
+
+    /// Says what reading the originals file found: damage, entries set aside, and throttle values that
+    /// nothing can restore any more.
+    fn report_load(&self, originals: &Originals, report: &LoadReport, allowed: &BTreeMap<Target, String>) {
+        let file = self.state_dir.join(originals::ORIGINALS_FILE);
+        let aside =
+            report.moved_to.as_ref().map(|p| format!("; the file was moved to {}", p.display())).unwrap_or_default();
+        if let Some(why) = &report.damaged {
+            self.event(
+                None,
+                Severity::Critical,
+                format!("{}: damaged ({why}); {} saved originals recovered{aside}", file.display(), report.recovered),
+            );
+        }
+        for r in &report.rejected {
+            self.event(
+                None,
+                Severity::Critical,
+                format!(
+                    "{}: ignored the entry {:?} = {:?}: {}; nothing is written there{aside}",
+                    file.display(),
+                    r.path,
+                    r.value,
+                    r.why
+                ),
+            );
+        }
+        if report.damaged.is_none() {
+            return;
+        }
+        // Entries lost with the damage: a configured file holding one of its ladder's throttle values
+        // now, with no original saved, may stay throttled. Say so; guessing an original would be worse.
+        let Ok(root) = &self.root else { return };
+        for (target, device) in allowed.iter().filter(|(t, _)| !originals.entries.contains_key(*t)) {
+            let Ok(now) = write::read_value(root, target) else { continue };
+            let throttle_values: BTreeSet<String> = self
+                .ladders
+                .get(device)
+                .into_iter()
+                .flatten()
+                .flat_map(|l| l.writes())
+                .filter(|(f, _)| matches!(self.targets.get(f), Some(Ok(t)) if t == target))
+                .map(|(_, v)| v)
+                .collect();
+            if throttle_values.contains(&now) {
+                self.event(
+                    Some(device),
+                    Severity::Critical,
+                    format!(
+                        "cannot restore {}: it holds {now}, a throttle value, and its original was lost with the damaged originals file; set it back by hand",
+                        root.display(target).display()
+                    ),
+                );
+            }
+        }
     }
 
     fn event(&self, device: Option<&str>, severity: Severity, message: String) {
@@ -298,18 +575,27 @@ impl Worker {
         self.events.record(e);
     }
 
-    /// Writes back saved originals (of one device, or all), forgetting each that is restored.
+    /// Writes back saved originals (of one device, or all), forgetting each that is restored. Only
+    /// targets of the current config are in `originals` (checked when the file was read).
     fn restore(&mut self, originals: &mut Originals, device: Option<&str>, why: &str) {
-        let entries: Vec<(PathBuf, write::Original)> = originals
+        let entries: Vec<(Target, originals::Original)> = originals
             .entries
             .iter()
             .filter(|(_, o)| device.is_none_or(|d| o.device == d))
             .map(|(p, o)| (p.clone(), o.clone()))
             .collect();
-        for (path, original) in entries {
-            match write_verified(&path, &original.value) {
-                Ok(()) => {
-                    let _ = originals.forget(&path);
+        for (target, original) in entries {
+            let result = match &self.root {
+                Ok(root) => (self.writer)(root, &target, &original.value)
+                    .map(|()| root.display(&target))
+                    .map_err(|e| e.to_string()),
+                Err(e) => Err(format!("{target}: {e}")),
+            };
+            match result {
+                Ok(path) => {
+                    if let Err(e) = originals.forget(&target) {
+                        self.event(Some(&original.device), Severity::Critical, e.to_string());
+                    }
                     self.event(
                         Some(&original.device),
                         Severity::Info,
@@ -321,27 +607,31 @@ impl Worker {
         }
     }
 
-    fn set_level(&mut self, originals: &mut Originals, device: &str, target: usize) {
-        let Some(levels) = self.ladders.get(device).cloned() else { return };
+    /// Applies a level; says what was written, or why the level was not reached.
+    fn set_level(&mut self, originals: &mut Originals, device: &str, target: usize) -> Result<String, String> {
+        let Some(levels) = self.ladders.get(device).cloned() else {
+            return Err(format!("{device} has no throttle ladder"));
+        };
         let target = target.min(levels.len());
         let current = self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level);
         if target == current {
-            return;
+            return Ok(format!("already at level {target}"));
         }
         let want = plan(&levels, target);
         let mut done = Vec::new();
         let mut failed: Option<String> = None;
         for file in all_files(&levels) {
-            let path = match confine(&self.root, &file) {
-                Ok(p) => p,
+            let (root, path) = match self.target(&file) {
+                Ok(t) => t,
                 Err(e) => {
-                    failed = Some(e.to_string());
+                    failed = Some(e);
                     break;
                 }
             };
             if self.locked.contains(&path) {
                 continue;
             }
+            let shown = root.display(&path);
             let value = match want.get(&file) {
                 Some(v) => v.clone(),
                 // Not throttled at this level: back to the original, if we ever changed it.
@@ -351,11 +641,11 @@ impl Worker {
                 },
             };
             if !self.write {
-                done.push(format!("would write {} = {value}", path.display()));
+                done.push(format!("would write {} = {value}", shown.display()));
                 continue;
             }
-            match self.write_one(originals, &path, device, &value, want.contains_key(&file)) {
-                Ok(()) => done.push(format!("{} = {value}", path.display())),
+            match self.write_one(originals, &root, &path, device, &value, want.contains_key(&file)) {
+                Ok(()) => done.push(format!("{} = {value}", shown.display())),
                 Err(e) if e.is_locked() => {
                     self.locked.insert(path.clone());
                     self.event(Some(device), Severity::Critical, format!("{e}; throttling continues without it"));
@@ -370,14 +660,20 @@ impl Worker {
             failed = self.run_command(&levels, device, target).err();
         }
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(view) = views.get_mut(device) else { return };
-        view.locked = self.locked.iter().map(|p| p.display().to_string()).collect();
+        let Some(view) = views.get_mut(device) else { return Err(format!("{device} has no throttle ladder")) };
+        view.locked = match &self.root {
+            Ok(root) => self.locked.iter().map(|t| root.display(t).display().to_string()).collect(),
+            Err(_) => self.locked.iter().map(ToString::to_string).collect(),
+        };
         match failed {
             Some(e) => {
                 view.last_error = Some(e.clone());
                 drop(views);
                 // A failed or unverified write is not a state change: the level stays where it was.
-                self.event(Some(device), Severity::Critical, format!("throttle {current} -> {target} failed: {e}"));
+                let message =
+                    format!("throttle {current} -> {target} failed: {e}; the device stays at level {current}");
+                self.event(Some(device), Severity::Critical, message.clone());
+                Err(message)
             }
             None => {
                 view.level = target;
@@ -390,11 +686,9 @@ impl Worker {
                 drop(views);
                 let how = if self.dry_run { "dry run: " } else { "" };
                 let severity = if target > current { Severity::Warning } else { Severity::Info };
-                self.event(
-                    Some(device),
-                    severity,
-                    format!("{how}throttle level {current} -> {target}: {}", done.join(", ")),
-                );
+                let message = format!("{how}throttle level {current} -> {target}: {}", done.join(", "));
+                self.event(Some(device), severity, message.clone());
+                Ok(message)
             }
         }
     }
@@ -402,24 +696,28 @@ impl Worker {
     fn write_one(
         &mut self,
         originals: &mut Originals,
-        path: &Path,
+        root: &SysfsRoot,
+        target: &Target,
         device: &str,
         value: &str,
         throttling: bool,
     ) -> Result<(), WriteError> {
         if throttling {
-            originals.save_first(path, device)?;
+            originals.save_first(root, target, device)?;
         }
-        (self.writer)(path, value)?;
+        (self.writer)(root, target, value)?;
         if !throttling {
-            originals.forget(path)?;
+            originals.forget(target)?;
         }
         Ok(())
     }
 
-    /// One reconnect step. Whether it worked is judged later, by the device coming back.
-    fn reconnect(&mut self, device: &str, step: &str) {
-        let Some(target) = self.reconnects.get(device).cloned() else { return };
+    /// One reconnect step. Whether it worked is judged later, by the device coming back; what is
+    /// returned is whether the step itself ran.
+    fn reconnect(&mut self, device: &str, step: &str) -> Result<String, String> {
+        let Some(target) = self.reconnects.get(device).cloned() else {
+            return Err(format!("{device} has no reconnect ladder"));
+        };
         let outcome = if !self.write {
             Ok(format!("dry run: would run reconnect step {step}"))
         } else if step == "power_cycle" {
@@ -428,22 +726,31 @@ impl Worker {
             self.run_step(device, step, target.command.as_deref(), target.pci.as_deref())
         };
         match outcome {
-            Ok(what) => self.event(Some(device), Severity::Warning, format!("reconnect step {step}: {what}")),
-            Err(e) => self.event(Some(device), Severity::Critical, format!("reconnect step {step} failed: {e}")),
+            Ok(what) => {
+                self.event(Some(device), Severity::Warning, format!("reconnect step {step}: {what}"));
+                Ok(what)
+            }
+            Err(e) => {
+                let message = format!("reconnect step {step} failed: {e}");
+                self.event(Some(device), Severity::Critical, message.clone());
+                Err(message)
+            }
         }
     }
 
+    /// Writes a write-only attribute beneath the root.
+    fn poke(&mut self, rel: &str, value: &str) -> Result<(), String> {
+        let (root, target) = self.target(rel)?;
+        write::write_once(&root, &target, value).map_err(|e| e.to_string())
+    }
+
     fn run_step(
-        &self,
+        &mut self,
         device: &str,
         step: &str,
         command: Option<&[String]>,
         pci: Option<&str>,
     ) -> Result<String, String> {
-        let poke = |rel: &str, value: &str| -> Result<(), String> {
-            let path = confine(&self.root, rel).map_err(|e| e.to_string())?;
-            write::write_once(&path, value).map_err(|e| e.to_string())
-        };
         let pci = || pci.ok_or_else(|| format!("step {step} needs the device's pci_address"));
         match step {
             "vendor" => {
@@ -452,30 +759,42 @@ impl Worker {
                 Ok(format!("ran {}", argv.join(" ")))
             }
             "driver_reset" => {
-                poke(&format!("bus/pci/devices/{}/hard_reset", pci()?), "1")?;
+                self.poke(&format!("bus/pci/devices/{}/hard_reset", pci()?), "1")?;
                 Ok("wrote 1 to hard_reset".into())
             }
             "function_reset" => {
-                poke(&format!("bus/pci/devices/{}/reset", pci()?), "1")?;
+                self.poke(&format!("bus/pci/devices/{}/reset", pci()?), "1")?;
                 Ok("wrote 1 to reset".into())
             }
             "rebind" => {
                 let addr = pci()?;
-                let driver_link = self.root.join(format!("bus/pci/devices/{addr}/driver"));
-                let driver = std::fs::read_link(&driver_link)
-                    .ok()
-                    .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-                    .ok_or_else(|| format!("{}: no driver bound", driver_link.display()))?;
-                poke(&format!("bus/pci/drivers/{driver}/unbind"), addr)?;
-                poke(&format!("bus/pci/drivers/{driver}/bind"), addr)?;
+                let driver = self.driver_of(addr)?;
+                self.poke(&format!("bus/pci/drivers/{driver}/unbind"), addr)?;
+                self.poke(&format!("bus/pci/drivers/{driver}/bind"), addr)?;
                 Ok(format!("unbound and bound {driver}"))
             }
             "remove_rescan" => {
-                poke(&format!("bus/pci/devices/{}/remove", pci()?), "1")?;
-                poke("bus/pci/rescan", "1")?;
+                self.poke(&format!("bus/pci/devices/{}/remove", pci()?), "1")?;
+                self.poke("bus/pci/rescan", "1")?;
                 Ok("removed the function and rescanned the bus".into())
             }
             other => Err(format!("unknown step {other}")),
+        }
+    }
+
+    /// The name of the driver bound to a PCI function: the last component of its `driver` link, which
+    /// must be a plain name (it becomes part of the unbind and bind paths).
+    fn driver_of(&mut self, addr: &str) -> Result<String, String> {
+        let rel = format!("bus/pci/devices/{addr}/driver");
+        let (root, link) = self.target(&rel)?;
+        let shown = root.display(&link);
+        let name = std::fs::read_link(&shown)
+            .ok()
+            .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+            .ok_or_else(|| format!("{}: no driver bound", shown.display()))?;
+        match Target::parse(&name) {
+            Ok(t) if !t.as_str().contains('/') => Ok(name),
+            _ => Err(format!("{}: driver name {name:?} is not a plain name", shown.display())),
         }
     }
 
@@ -546,7 +865,40 @@ impl Worker {
 mod tests {
     use super::*;
     use config::device::{CoolingStep, PowercapStep};
+    use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn worker(root: &Path, state: &Path, ladders: BTreeMap<String, Vec<ThrottleLevel>>, writer: WriteFn) -> Worker {
+        let views = ladders
+            .iter()
+            .map(|(id, l)| (id.clone(), ThrottleView { device: id.clone(), max_level: l.len(), ..Default::default() }))
+            .collect();
+        let mut w = Worker {
+            writer,
+            runtime: None,
+            scp_policy: RetryPolicy::default(),
+            reconnects: BTreeMap::new(),
+            root: Err("not opened".into()),
+            root_path: PathBuf::new(),
+            targets: BTreeMap::new(),
+            state_dir: state.to_owned(),
+            write: true,
+            dry_run: false,
+            ladders: BTreeMap::new(),
+            views: Arc::new(Mutex::new(views)),
+            events: Arc::new(Events::without_journal("test".into())),
+            locked: BTreeSet::new(),
+        };
+        w.adopt(Settings {
+            reconnects: BTreeMap::new(),
+            scp_policy: RetryPolicy::default(),
+            root: root.to_owned(),
+            write: true,
+            dry_run: false,
+            ladders,
+        });
+        w
+    }
 
     #[test]
     fn a_locked_powercap_is_skipped_from_then_on_and_throttling_goes_on() {
@@ -571,46 +923,74 @@ mod tests {
         ];
         let limit_writes = Arc::new(AtomicUsize::new(0));
         let counter = Arc::clone(&limit_writes);
-        let events = Arc::new(Events::without_journal("test".into()));
-        let views = Arc::new(Mutex::new(BTreeMap::from([(
-            "d0".to_owned(),
-            ThrottleView { device: "d0".into(), max_level: 2, ..Default::default() },
-        )])));
-        let mut w = Worker {
-            writer: Box::new(move |p: &Path, v: &str| {
-                if p.ends_with("constraint_0_power_limit_uw") {
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    return Err(WriteError::Locked { path: p.to_owned() });
-                }
-                write_verified(p, v)
-            }),
-            runtime: None,
-            scp_policy: RetryPolicy::default(),
-            reconnects: BTreeMap::new(),
-            root: root.path().to_owned(),
-            state_dir: state.path().to_owned(),
-            write: true,
-            dry_run: false,
-            ladders: BTreeMap::from([("d0".to_owned(), levels)]),
-            views: Arc::clone(&views),
-            events: Arc::clone(&events),
-            locked: BTreeSet::new(),
-        };
-        let mut originals = Originals::load(state.path()).unwrap();
-        w.set_level(&mut originals, "d0", 1);
-        let v = views.lock().unwrap().get("d0").cloned().unwrap();
+        let writer: WriteFn = Box::new(move |r: &SysfsRoot, t: &Target, v: &str| {
+            if t.as_str().ends_with("constraint_0_power_limit_uw") {
+                counter.fetch_add(1, Ordering::SeqCst);
+                return Err(WriteError::Locked { path: r.display(t) });
+            }
+            write_verified(r, t, v)
+        });
+        let mut w = worker(root.path(), state.path(), BTreeMap::from([("d0".to_owned(), levels)]), writer);
+        let (mut originals, _) = Originals::load(state.path(), root.path(), &w.allowed());
+        assert!(w.set_level(&mut originals, "d0", 1).is_ok());
+        let v = w.views.lock().unwrap().get("d0").cloned().unwrap();
         assert_eq!(v.level, 1, "the rest of the level still applied");
         assert_eq!(v.locked.len(), 1);
         assert!(v.locked[0].ends_with("constraint_0_power_limit_uw"));
         assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "2\n");
         assert_eq!(std::fs::read_to_string(&limit).unwrap(), "150000000\n", "untouched");
         let critical =
-            events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum::<u64>();
+            w.events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum::<u64>();
         assert_eq!(critical, 1, "said once");
         // Up and down again: the locked limit is not tried again.
-        w.set_level(&mut originals, "d0", 2);
-        w.set_level(&mut originals, "d0", 0);
+        assert!(w.set_level(&mut originals, "d0", 2).is_ok());
+        assert!(w.set_level(&mut originals, "d0", 0).is_ok());
         assert_eq!(limit_writes.load(Ordering::SeqCst), 1);
         assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "0\n", "the original state is back");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_worker_that_dies_is_reported_everywhere_and_requests_get_an_error() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let toml = format!(
+            "sysfs_root = {:?}\nstate_dir = {:?}\n[actions]\nenabled = true\n[discovery]\nenabled = false\n\
+             [[device]]\nid = \"d0\"\nkind = \"loihi\"\n[device.throttle]\nthreshold = 80.0\n\
+             [[device.throttle.level]]\ncooling_device = {{ device = \"cooling_device0\", state = 2 }}\n",
+            root.path(),
+            state_dir.path()
+        );
+        let config = config::parse_str(&toml, "test.toml").unwrap();
+        let state = AgentState::new([]);
+        let events = Arc::new(Events::without_journal("test".into()));
+        let writer: WriteFn = Box::new(|_: &SysfsRoot, _: &Target, _: &str| panic!("a bug in the writer"));
+        std::fs::create_dir_all(root.path().join("class/thermal/cooling_device0")).unwrap();
+        std::fs::write(root.path().join("class/thermal/cooling_device0/cur_state"), "0\n").unwrap();
+        let actions = Actions::start_with(&config, false, Arc::clone(&events), Arc::clone(&state), writer);
+        assert_eq!(crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started), Ok(()));
+
+        let mark = actions.mark();
+        actions.set_level("d0", 1);
+        let e = actions.outcome_since("d0", mark).unwrap().wait(Duration::from_secs(10)).await.unwrap_err();
+        assert!(matches!(e, ActionError::Down(_)), "{e}");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while actions.down().is_none() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let why = actions.down().expect("the stop is published");
+        assert_eq!(why, "it panicked: a bug in the writer");
+        let e = actions.outcome_since("d0", actions.mark()).err().expect("no request is taken any more");
+        assert_eq!(e, ActionError::Down(why.clone()));
+        assert!(e.to_string().contains("restart the agent"), "{e}");
+        let critical: u64 =
+            events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum();
+        assert_eq!(critical, 1, "one event says it");
+        let healthy = crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started);
+        assert_eq!(healthy, Err(format!("the actions worker stopped: {why}")));
+        let scrape = crate::publish::exposition::Exposition::new(Arc::clone(&state))
+            .render(crate::publish::exposition::Format::Text004, false);
+        let scrape = String::from_utf8_lossy(&scrape);
+        let up = scrape.lines().find_map(|l| l.strip_prefix("accel_actions_up ")).and_then(|v| v.parse::<f64>().ok());
+        assert_eq!(up, Some(0.0), "{scrape}");
     }
 }
