@@ -15,7 +15,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::{Cli, Command};
-use crate::app::{daemon, demo, logging, scan};
+use crate::app::{daemon, logging, scan};
 use crate::control::npd;
 
 /// Runs accel-agent with the process's arguments.
@@ -97,7 +97,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
         return ExitCode::FAILURE;
     }
     if cli.demo {
-        return demo::run(cli);
+        return run_demo(cli);
     }
     let (config, source) = match daemon::load_config(&cli) {
         Ok(c) => c,
@@ -107,6 +107,21 @@ fn run_daemon(cli: Cli) -> ExitCode {
         }
     };
     run_with(cli, config, source, CancellationToken::new())
+}
+
+#[cfg(feature = "demo")]
+fn run_demo(cli: Cli) -> ExitCode {
+    app::demo::run(cli)
+}
+
+/// Packaged builds leave the simulators out (the `demo` feature is off).
+#[cfg(not(feature = "demo"))]
+fn run_demo(_: Cli) -> ExitCode {
+    eprintln!(
+        "accel-agent: this build has no --demo (it was built without the `demo` feature, as packages are); \
+         from a source checkout run: cargo run --release --bin accel-agent -- --demo"
+    );
+    ExitCode::from(64)
 }
 
 /// Runs the daemon on a loaded config until SIGTERM or SIGINT, or until `stop` is cancelled.

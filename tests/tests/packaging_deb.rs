@@ -240,8 +240,13 @@ fn deb_metadata_contents_and_conffiles() {
         assert!(packaged == repo_file(source), "{} in the .deb is not {source}: rebuild the package", f.path);
     }
     check_generated_files(tree.path(), DEB_ZSH);
-    let binaries = ok(&tree.path().join("usr/bin/accel-agent").display().to_string(), &["--version"]);
+    let agent = tree.path().join("usr/bin/accel-agent").display().to_string();
+    let binaries = ok(&agent, &["--version"]);
     assert!(binaries.starts_with(&format!("accel-agent {VERSION} (")), "{binaries}");
+    // Built without the `demo` feature: the simulators are not in the package, and --demo says so.
+    let demo = output(&agent, &["--demo"]);
+    assert_eq!(demo.status.code(), Some(64), "{demo:?}");
+    assert!(String::from_utf8_lossy(&demo.stderr).contains("without the `demo` feature"), "{demo:?}");
 }
 
 /// dpkg's view of the package: "install ok installed", "deinstall ok config-files", or None.

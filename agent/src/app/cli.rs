@@ -37,7 +37,8 @@ pub struct Cli {
     #[arg(long)]
     pub dry_run: bool,
     /// Run on a simulated accelerator host in a temporary directory (Loihi, photonic, SpiNNaker and PCIe
-    /// devices with scripted incidents); nothing outside it is touched, and it is removed on exit.
+    /// devices with scripted incidents); nothing outside it is touched, and it is removed on exit. Not in
+    /// packaged builds (built without the `demo` feature).
     #[arg(long)]
     pub demo: bool,
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub mod daemon;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod logging;
 pub mod owner;
