@@ -6,6 +6,7 @@ pub mod control;
 pub mod effects;
 pub mod man;
 pub mod model;
+pub mod policy;
 pub mod publish;
 pub mod sources;
 

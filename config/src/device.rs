@@ -56,7 +56,7 @@ pub struct DeviceConfig {
     pub power_supply: Option<String>,
     /// A SpiNNaker board's BMP (set for every board of a `[[spinnaker.machine]]`).
     #[serde(default)]
-    pub bmp: Option<crate::spinnaker::BmpBinding>,
+    pub bmp: Option<crate::bmp::BmpBinding>,
     #[serde(default)]
     pub thresholds: Option<ThresholdsConfig>,
     #[serde(default, rename = "log")]
@@ -522,29 +522,29 @@ impl DeviceConfig {
     }
 
     /// Checks within one device; `index` locates the findings.
-    pub fn validate(&self, index: usize, out: &mut Vec<crate::model::Finding>) {
+    pub fn validate(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let at = |key: &str| vec!["device".into(), index.into(), key.into()];
         if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
-            out.push(crate::model::Finding {
+            out.push(crate::finding::Finding {
                 path: at("id"),
                 message: format!("device id {:?} must be non-empty and use only letters, digits and - _ . :", self.id),
             });
         }
         if let Some(b) = &self.bmp {
             if b.bmp_addr().is_none() {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "bmp".into(), "address".into()],
                     message: format!("{:?} is not an IP address (\"10.11.192.0\" or \"10.11.192.0:17893\")", b.address),
                 });
             }
             if b.scamp.is_some() && b.scamp_addr().is_none() {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "bmp".into(), "scamp".into()],
                     message: format!("{:?} is not an IP address", b.scamp.as_deref().unwrap_or("")),
                 });
             }
             if b.board >= 32 {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "bmp".into(), "board".into()],
                     message: "board must be 0..=31".into(),
                 });
@@ -553,7 +553,7 @@ impl DeviceConfig {
         if let Some(a) = &self.pci_address
             && !is_pci_address(a)
         {
-            out.push(crate::model::Finding {
+            out.push(crate::finding::Finding {
                 path: at("pci_address"),
                 message: format!("{a:?} is not a PCI address like \"0000:3b:00.0\""),
             });
@@ -562,7 +562,7 @@ impl DeviceConfig {
         let t = self.thresholds();
         if t.temperature_warn.is_finite() && t.temperature_crit.is_finite() && t.temperature_warn >= t.temperature_crit
         {
-            out.push(crate::model::Finding {
+            out.push(crate::finding::Finding {
                 path: vec!["device".into(), index.into(), "thresholds".into(), "temperature_warn".into()],
                 message: format!(
                     "temperature_warn ({}) must be below temperature_crit ({})",
@@ -573,13 +573,13 @@ impl DeviceConfig {
         let mut rule_names: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for (j, log) in self.logs.iter().enumerate() {
             for (k, r) in log.rules.iter().enumerate() {
-                let rule_at = |key: &str| -> Vec<crate::model::PathSeg> {
+                let rule_at = |key: &str| -> Vec<crate::finding::PathSeg> {
                     vec!["device".into(), index.into(), "log".into(), j.into(), "rule".into(), k.into(), key.into()]
                 };
                 // Matches are counted and conditions kept per (device, rule name): two rules of one name
                 // would share (and reset) one another's counts.
                 if let Some((j0, k0)) = rule_names.insert(r.name.as_str(), (j, k)) {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: rule_at("name"),
                         message: format!(
                             "rule name {:?} is already used by log[{j0}].rule[{k0}] of this device; rule names must be unique within a device",
@@ -588,13 +588,13 @@ impl DeviceConfig {
                     });
                 }
                 if r.count == Some(0) {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: rule_at("count"),
                         message: "count must be at least 1 (a rule with count 0 could never set its condition)".into(),
                     });
                 }
                 if !["event", "LogErrors", "SdkError"].contains(&r.action.as_str()) {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: vec![
                             "device".into(),
                             index.into(),
@@ -610,7 +610,7 @@ impl DeviceConfig {
                 if r.action == "event"
                     && (r.count.is_some() || r.clear_pattern.is_some() || r.quiet_period.is_some() || r.latch)
                 {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: vec!["device".into(), index.into(), "log".into(), j.into(), "rule".into(), k.into(), "name".into()],
                         message: format!("rule {:?} is an event: count, clear_pattern, quiet_period and latch apply to conditions only", r.name),
                     });
@@ -621,30 +621,30 @@ impl DeviceConfig {
             let at = |k: &str| vec!["device".into(), index.into(), "reconnect".into(), k.into()];
             for s in &r.steps {
                 if !RECONNECT_STEPS.contains(&s.as_str()) {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: at("steps"),
                         message: format!("unknown step {s:?}; use {}", RECONNECT_STEPS.join(", ")),
                     });
                 } else if s == "vendor" && r.command.as_ref().is_none_or(|c| c.is_empty()) {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: at("steps"),
                         message: "step \"vendor\" needs `command`".into(),
                     });
                 } else if s == "power_cycle" && self.bmp.is_none() {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: at("steps"),
                         message: "step \"power_cycle\" needs the board's BMP (`bmp`, or a [[spinnaker.machine]])"
                             .into(),
                     });
                 } else if s != "vendor" && s != "power_cycle" && self.pci_address.is_none() {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: at("steps"),
                         message: format!("step {s:?} needs the device's pci_address"),
                     });
                 }
             }
             if r.steps.is_empty() || r.max_failures == 0 || r.escalate_after == 0 {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: at("steps"),
                     message: "a reconnect needs at least one step, max_failures >= 1 and escalate_after >= 1".into(),
                 });
@@ -653,27 +653,27 @@ impl DeviceConfig {
         if let Some(t) = &self.throttle {
             let at = |k: &str| vec!["device".into(), index.into(), "throttle".into(), k.into()];
             if !["temperature", "power"].contains(&t.metric.as_str()) {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: at("metric"),
                     message: format!("unknown metric {:?}; use temperature or power", t.metric),
                 });
             }
             if t.levels.is_empty() {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: at("metric"),
                     message: "a throttle needs at least one [[device.throttle.level]]".into(),
                 });
             }
             for (j, l) in t.levels.iter().enumerate() {
                 if l.writes().is_empty() && l.command.is_none() {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: vec!["device".into(), index.into(), "throttle".into(), "level".into(), j.into()],
                         message: format!("throttle level {} writes nothing and runs nothing", j + 1),
                     });
                 }
                 for (path, _) in l.writes() {
                     if path.split('/').any(|c| c == ".." || c.is_empty()) {
-                        out.push(crate::model::Finding {
+                        out.push(crate::finding::Finding {
                             path: vec!["device".into(), index.into(), "throttle".into(), "level".into(), j.into()],
                             message: format!("{path:?} must stay inside the sysfs root"),
                         });
@@ -683,24 +683,24 @@ impl DeviceConfig {
         }
         let mut probe_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (j, p) in self.probes.iter().enumerate() {
-            let probe_at = |key: &str| -> Vec<crate::model::PathSeg> {
+            let probe_at = |key: &str| -> Vec<crate::finding::PathSeg> {
                 vec!["device".into(), index.into(), "probe".into(), j.into(), key.into()]
             };
             // Results are kept per (device, probe name): two probes of one name overwrite each other.
             if let Some(first) = probe_names.insert(p.name.as_str(), j) {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: probe_at("name"),
                     message: format!("probe name {:?} is already used by probe[{first}] of this device", p.name),
                 });
             }
             if let Some(hex) = &p.udp_payload_hex {
                 if p.udp.is_none() {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: probe_at("udp_payload_hex"),
                         message: "udp_payload_hex applies to udp probes only".into(),
                     });
                 } else if let Err(e) = decode_hex(hex) {
-                    out.push(crate::model::Finding { path: probe_at("udp_payload_hex"), message: e.to_string() });
+                    out.push(crate::finding::Finding { path: probe_at("udp_payload_hex"), message: e.to_string() });
                 }
             }
             let format = p.format.as_deref().unwrap_or(if p.fields.is_empty() { "none" } else { "json" });
@@ -713,7 +713,7 @@ impl DeviceConfig {
                     _ => None,
                 };
                 if let Some(problem) = problem {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: vec![
                             "device".into(),
                             index.into(),
@@ -728,13 +728,13 @@ impl DeviceConfig {
             }
             let kinds = [p.command.is_some(), p.tcp.is_some(), p.udp.is_some()].iter().filter(|b| **b).count();
             if kinds != 1 {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "probe".into(), j.into(), "name".into()],
                     message: format!("probe {:?} needs exactly one of command, tcp or udp", p.name),
                 });
             }
             if p.command.as_ref().is_some_and(|c| c.is_empty()) {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "probe".into(), j.into(), "command".into()],
                     message: "command must name a program".into(),
                 });
@@ -742,7 +742,7 @@ impl DeviceConfig {
             if let Some(f) = p.format.as_deref()
                 && !["none", "json", "regex"].contains(&f)
             {
-                out.push(crate::model::Finding {
+                out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "probe".into(), j.into(), "format".into()],
                     message: format!("unknown format {f:?}; use none, json or regex"),
                 });
@@ -751,7 +751,7 @@ impl DeviceConfig {
                 if !["temperature", "power", "energy", "inferences", "utilization", "online"]
                     .contains(&reading.as_str())
                 {
-                    out.push(crate::model::Finding {
+                    out.push(crate::finding::Finding {
                         path: vec!["device".into(), index.into(), "probe".into(), j.into(), "fields".into()],
                         message: format!(
                             "unknown reading {reading:?}; use temperature, power, energy, inferences, utilization or online"
@@ -804,10 +804,10 @@ pub const TEMPERATURE_RANGE_C: std::ops::RangeInclusive<f64> = -60.0..=250.0;
 pub const MAX_WATTS: f64 = 1e6;
 
 impl DeviceConfig {
-    fn validate_quantities(&self, index: usize, out: &mut Vec<crate::model::Finding>) {
-        let mut check = |path: Vec<crate::model::PathSeg>, value: f64, what: Quantity| {
+    fn validate_quantities(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
+        let mut check = |path: Vec<crate::finding::PathSeg>, value: f64, what: Quantity| {
             let key = match path.last() {
-                Some(crate::model::PathSeg::Key(k)) => k.clone(),
+                Some(crate::finding::PathSeg::Key(k)) => k.clone(),
                 _ => String::new(),
             };
             let problem = if !value.is_finite() {
@@ -826,11 +826,11 @@ impl DeviceConfig {
                 }
             };
             if let Some(message) = problem {
-                out.push(crate::model::Finding { path, message });
+                out.push(crate::finding::Finding { path, message });
             }
         };
-        let at = |keys: &[&str]| -> Vec<crate::model::PathSeg> {
-            let mut p: Vec<crate::model::PathSeg> = vec!["device".into(), index.into()];
+        let at = |keys: &[&str]| -> Vec<crate::finding::PathSeg> {
+            let mut p: Vec<crate::finding::PathSeg> = vec!["device".into(), index.into()];
             p.extend(keys.iter().map(|k| (*k).into()));
             p
         };

@@ -1,9 +1,11 @@
 //! accel-agent configuration: the TOML schema, its defaults, and a loader that reports every error in a
 //! file as `FILE:LINE:COL: message`.
 
+pub mod bmp;
 pub mod device;
 pub mod duration;
 pub mod file;
+pub mod finding;
 pub mod load;
 pub mod model;
 pub mod pattern;

@@ -9,6 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceConfig;
 use crate::duration::{Interval, Timeout};
+pub use crate::finding::{Finding, PathSeg};
 use crate::pattern::{Filter, Pattern};
 
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/accel-agent/agent.toml";
@@ -419,31 +420,6 @@ impl Config {
                 }
             }
         }
-    }
-}
-
-/// A semantic problem found after parsing, located by its key path (e.g. ["collectors", "hwmon", "timeout"]).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Finding {
-    pub path: Vec<PathSeg>,
-    pub message: String,
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub enum PathSeg {
-    Key(String),
-    Index(usize),
-}
-
-impl From<&str> for PathSeg {
-    fn from(s: &str) -> Self {
-        PathSeg::Key(s.to_owned())
-    }
-}
-
-impl From<usize> for PathSeg {
-    fn from(i: usize) -> Self {
-        PathSeg::Index(i)
     }
 }
 

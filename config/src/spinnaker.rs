@@ -1,16 +1,13 @@
 //! SpiNNaker machines: frames of boards behind Board Management Processors, and the spalloc server that
 //! shares them. Each board becomes a device of kind `spinnaker-board` bound to its BMP.
 
-use std::net::{IpAddr, SocketAddr};
-
 use serde::{Deserialize, Serialize};
 
+pub use crate::bmp::{BmpBinding, SCP_PORT, socket_addr};
 use crate::device::{DeviceConfig, DeviceKind, ReconnectConfig, ThresholdsConfig};
 use crate::duration::{Interval, Timeout};
-use crate::model::{Finding, PathSeg};
+use crate::finding::{Finding, PathSeg};
 
-/// The SCP port of BMPs and SC&MP.
-pub const SCP_PORT: u16 = 17893;
 /// The spalloc server's port.
 pub const SPALLOC_PORT: u16 = 22244;
 
@@ -68,39 +65,6 @@ pub struct FrameConfig {
     /// The SC&MP address of each board, by board number, to tell "BMP up, board not booted" apart.
     #[serde(default)]
     pub scamp: Vec<String>,
-}
-
-/// A board's place: its BMP and, for matching spalloc's dead boards, its machine and physical position.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct BmpBinding {
-    /// The frame's BMP: "ip" or "ip:port".
-    pub address: String,
-    pub board: u8,
-    /// The board's SC&MP address ("ip" or "ip:port"), probed with VER while its BMP answers.
-    #[serde(default)]
-    pub scamp: Option<String>,
-    #[serde(default)]
-    pub machine: Option<String>,
-    #[serde(default)]
-    pub cabinet: u32,
-    #[serde(default)]
-    pub frame: u32,
-}
-
-/// "ip" or "ip:port" with the default port.
-pub fn socket_addr(s: &str, default_port: u16) -> Option<SocketAddr> {
-    s.parse::<SocketAddr>().ok().or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, default_port)))
-}
-
-impl BmpBinding {
-    pub fn bmp_addr(&self) -> Option<SocketAddr> {
-        socket_addr(&self.address, SCP_PORT)
-    }
-
-    pub fn scamp_addr(&self) -> Option<SocketAddr> {
-        socket_addr(self.scamp.as_deref()?, SCP_PORT)
-    }
 }
 
 impl Machine {

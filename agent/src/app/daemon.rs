@@ -19,8 +19,8 @@ use crate::app::reload::{self, Generation, Shared};
 use crate::control::peer::Authorizer;
 use crate::control::{self, Control, ReloadRequest};
 use crate::effects::actions::Actions;
+use crate::effects::events::Events;
 use crate::model::DeviceEngine;
-use crate::model::events::Events;
 use crate::publish::http::{self, Http};
 use crate::publish::state::AgentState;
 use crate::publish::webconfig::WebConfig;
@@ -129,7 +129,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
             .await
             .unwrap_or_else(|e| Events::without_journal(format!("opening the journal failed: {e}"))),
     );
-    let actions = Actions::start(&config, dry_run, Arc::clone(&events), Arc::clone(&state));
+    let actions = Actions::start(&config, dry_run, Arc::clone(&events), state.clone());
     // The control socket is bound before collection starts, so that by the time the agent says it is
     // ready (/-/ready, READY=1 after the first collection) agentctl can connect; connections wait in the
     // backlog until the control server below serves them.

@@ -5,6 +5,7 @@ pub mod cli;
 pub mod daemon;
 #[cfg(feature = "demo")]
 pub mod demo;
+pub mod hooks;
 pub mod logging;
 pub mod owner;
 pub mod reload;

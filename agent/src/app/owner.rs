@@ -12,12 +12,12 @@ use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::actions::Actions;
-use crate::effects::actions::reconnect::Decision;
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceRx};
 use crate::model::operator::Expired;
 use crate::model::{ConditionChange, DeviceEngine};
+use crate::policy::reconnect::Decision;
 use crate::publish::state::AgentState;
 
 /// How often the time-based rules are looked at when no evidence arrives.
@@ -86,7 +86,7 @@ pub fn decide(
             };
             events.record(Event::new(wall, Severity::Info, kind::OPERATOR, message).on_device(&device));
         }
-        changes.extend(engine.evaluate(&state.snapshot(), now, wall));
+        changes.extend(engine.evaluate(&state.snapshot().host(), now, wall));
     }
     for change in &changes {
         events.condition_changed(change, wall);

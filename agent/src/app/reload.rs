@@ -18,8 +18,8 @@ use crate::app::cli::Cli;
 use crate::app::daemon::ConfigSource;
 use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::Actions;
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::events::Events;
 use crate::model::evidence::EvidenceTx;
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
@@ -68,7 +68,7 @@ impl Generation {
             &mut tasks,
         );
         let active = shared.actions.active();
-        crate::effects::actions::hooks::spawn(
+        crate::app::hooks::spawn(
             if active { config.actions.hooks.clone() } else { Vec::new() },
             config.actions.enabled && !(shared.dry_run || config.actions.dry_run),
             Arc::clone(&shared.state),

@@ -10,22 +10,11 @@ use std::time::{Instant, SystemTime};
 use config::Config;
 use tokio::task::JoinSet;
 
-use crate::model::{ConditionKind, DeviceEngine, DeviceView, State, Status};
+use crate::model::health::next_step;
+use crate::model::{DeviceEngine, DeviceView, State, Status};
 use crate::publish::state::AgentState;
 use crate::sources::collect::Supervisor;
 use crate::sources::schedule;
-
-/// What an operator does about a condition, in runbook order.
-pub fn next_step(kind: ConditionKind) -> &'static str {
-    match kind {
-        ConditionKind::Overheating => "check cooling and airflow; reduce the load or throttle the device",
-        ConditionKind::Offline => "check power and the link; reconnect or reset the device",
-        ConditionKind::SdkError => "run the vendor status tool by hand and read the SDK's log",
-        ConditionKind::LogErrors => "read the device log around the matching lines",
-        ConditionKind::PowerAnomaly => "compare power with the workload; look for runaway or stuck jobs",
-        ConditionKind::DataStale => "check that the driver is loaded and its sysfs files are readable",
-    }
-}
 
 /// Runs the scan and returns the table and the exit code (0 healthy, 1 degraded or unknown, 2 unhealthy).
 pub async fn scan(config: &Config) -> (String, u8) {
@@ -51,7 +40,7 @@ pub async fn scan(config: &Config) -> (String, u8) {
         }
     }
     let mut engine = DeviceEngine::one_shot(config, Instant::now(), SystemTime::now());
-    engine.evaluate(&state.snapshot(), Instant::now(), SystemTime::now());
+    engine.evaluate(&state.snapshot().host(), Instant::now(), SystemTime::now());
     crate::sources::probing::run_all_once(config, &mut engine).await;
     let views = engine.views();
     let code = views.iter().map(|d| d.state.exit_code()).max().unwrap_or(0);

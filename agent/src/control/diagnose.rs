@@ -67,7 +67,7 @@ fn condition_action(d: &DeviceView, kind: ConditionKind, latched: bool, throttle
             Some(_) => format!("check power and the link, then `agentctl reconnect {id}`"),
             None => "check power and the link; add a reconnect ladder to recover automatically".into(),
         },
-        _ => crate::app::scan::next_step(kind).to_owned(),
+        _ => crate::model::health::next_step(kind).to_owned(),
     };
     if latched {
         action.push_str(&format!("; the condition is latched: once fixed, `agentctl set-healthy {id}`"));
@@ -102,7 +102,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 replaces: "escalate to hardware inspection after repeated failed resets".into(),
                 action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
             });
-        } else if d.circuit == Some(crate::effects::actions::reconnect::Circuit::Open) {
+        } else if d.circuit == Some(crate::policy::reconnect::Circuit::Open) {
             findings.push(Finding {
                 level: Level::Warning,
                 device: Some(d.id.clone()),

@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::actions::{ActionError, Actions};
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::model::operator::{OperatorError, ThrottleOverride};
 use crate::publish::http::{Http, json};

@@ -1,4 +1,5 @@
 //! What the agent does about its decisions: device actions (throttle, reconnect, hooks) and the journal.
 
 pub mod actions;
+pub mod events;
 pub mod journal;

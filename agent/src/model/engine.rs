@@ -10,14 +10,14 @@ use collectors::HostReadings;
 use collectors::sysfs::hwmon::Chip;
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
+use super::evidence::HostEvidence;
 use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state, with_circuit};
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{
     ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
 };
-use crate::effects::actions::reconnect::Circuit;
-use crate::publish::state::Snapshot;
+use crate::policy::reconnect::Circuit;
 
 struct Device {
     config: DeviceConfig,
@@ -26,7 +26,7 @@ struct Device {
     /// The accel class device bound by PCI address, if any: (driver status, operational).
     accel_status: Option<(String, Option<bool>)>,
     /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
-    board: Option<crate::sources::spinnaker::BoardReading>,
+    board: Option<crate::model::spinnaker::BoardReading>,
     probes: Vec<ProbeView>,
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
     probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
@@ -45,8 +45,8 @@ struct Device {
     /// out once instead of re-reading (and re-compiling) the rules on every signal.
     log_rules: std::collections::BTreeMap<String, (bool, Impact)>,
     has_logs: bool,
-    throttle: Option<crate::effects::actions::throttle::ThrottleController>,
-    reconnect: Option<crate::effects::actions::reconnect::ReconnectController>,
+    throttle: Option<crate::policy::throttle::ThrottleController>,
+    reconnect: Option<crate::policy::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
     reconnect_attempts: std::collections::BTreeMap<(String, String), u64>,
     /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
@@ -94,7 +94,7 @@ impl DeviceEngine {
 
     /// Adds accelerators nobody declared: accel class devices, and hwmon chips on PCI accelerators. A
     /// device once found stays (if it vanishes, its conditions say so).
-    fn discover(&mut self, snap: &Snapshot, now: Instant, wall: SystemTime) {
+    fn discover(&mut self, snap: &HostEvidence<'_>, now: Instant, wall: SystemTime) {
         let mut found: Vec<(String, String)> = Vec::new();
         if let Some(HostReadings::Accel(a)) = snap.readings(CollectorKind::Accel) {
             for d in &a.devices {
@@ -174,7 +174,7 @@ impl DeviceEngine {
     }
 
     /// Re-reads every device's bound sources from the snapshot and re-evaluates its conditions.
-    pub fn evaluate(&mut self, snap: &Snapshot, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+    pub fn evaluate(&mut self, snap: &HostEvidence<'_>, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
         if self.discovery {
             self.discover(snap, now, wall);
         }
@@ -355,7 +355,7 @@ impl DeviceEngine {
             c.latched = false;
         }
         if let Some(r) = &mut d.reconnect
-            && (r.escalated || r.circuit != crate::effects::actions::reconnect::Circuit::Closed)
+            && (r.escalated || r.circuit != crate::policy::reconnect::Circuit::Closed)
         {
             r.clear();
             cleared.push("reconnect circuit (closed again)".to_owned());
@@ -379,8 +379,8 @@ impl DeviceEngine {
         &mut self,
         now: Instant,
         wall: SystemTime,
-    ) -> Vec<(String, crate::effects::actions::reconnect::Decision)> {
-        use crate::effects::actions::reconnect::Decision;
+    ) -> Vec<(String, crate::policy::reconnect::Decision)> {
+        use crate::policy::reconnect::Decision;
         let mut out = Vec::new();
         for (i, d) in self.devices.iter_mut().enumerate() {
             let Some(cfg) = d.config.reconnect.clone() else { continue };
@@ -444,7 +444,7 @@ impl DeviceEngine {
             let controller = d.throttle.get_or_insert_with(|| {
                 let default =
                     if cfg.metric == "power" { t.power_max.unwrap_or(f64::INFINITY) } else { t.temperature_warn };
-                crate::effects::actions::throttle::ThrottleController::new(
+                crate::policy::throttle::ThrottleController::new(
                     cfg.threshold.unwrap_or(default),
                     cfg.hysteresis.unwrap_or(t.hysteresis),
                     cfg.hold.map_or(t.min_duration, |h| h.get()),
@@ -591,7 +591,7 @@ impl Device {
     }
 
     /// Collects this device's readings from the host collectors' latest results.
-    fn bind(&mut self, snap: &Snapshot) {
+    fn bind(&mut self, snap: &HostEvidence<'_>) {
         let mut r = Readings::default();
         let mut sources = Vec::new();
         if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
@@ -673,7 +673,7 @@ impl Device {
         }
         self.board = None;
         if let Some(b) = &self.config.bmp
-            && let Some(reading) = snap.spinnaker.boards.get(&self.config.id)
+            && let Some(reading) = snap.board(&self.config.id)
         {
             sources.push(format!("bmp:{}/{}", b.address, b.board));
             if let Some(status) = &reading.status {
@@ -1009,8 +1009,8 @@ impl Device {
 fn reconnect_controller(
     cfg: &config::device::ReconnectConfig,
     index: usize,
-) -> crate::effects::actions::reconnect::ReconnectController {
-    let policy = crate::effects::actions::reconnect::Policy {
+) -> crate::policy::reconnect::ReconnectController {
+    let policy = crate::policy::reconnect::Policy {
         steps: cfg.steps.clone(),
         max_failures: cfg.max_failures,
         backoff_initial: cfg.backoff_initial.get(),
@@ -1019,7 +1019,7 @@ fn reconnect_controller(
         settle: cfg.settle.get(),
         escalate_after: cfg.escalate_after,
     };
-    crate::effects::actions::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
+    crate::policy::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
 }
 
 /// hwmon channels in base units, labelled by their `_label` when the chip has one (prefixed with the chip

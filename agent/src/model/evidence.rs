@@ -2,11 +2,35 @@
 //! SpiNNaker pollers, the control socket) send evidence and never lock the model; the owner applies it in
 //! arrival order and then decides (see `app::owner`).
 
-use std::time::{Instant, SystemTime};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
 
+use collectors::HostReadings;
+use collectors::sysfs::ReadStats;
+use config::CollectorKind;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{ConditionChange, DeviceEngine, LogUpdate, ProbeResult};
+use super::spinnaker::BoardReading;
+
+/// The host collectors' latest readings and the SpiNNaker pollers' latest boards: what devices bind.
+#[derive(Debug, Default)]
+pub struct HostEvidence<'a> {
+    pub readings: BTreeMap<CollectorKind, &'a HostReadings>,
+    /// By device id.
+    pub boards: Option<&'a BTreeMap<String, BoardReading>>,
+}
+
+impl<'a> HostEvidence<'a> {
+    pub fn readings(&self, kind: CollectorKind) -> Option<&'a HostReadings> {
+        self.readings.get(&kind).copied()
+    }
+
+    pub fn board(&self, device: &str) -> Option<&'a BoardReading> {
+        self.boards?.get(device)
+    }
+}
 
 /// An operator's request or a reload, run on the owner in order with the evidence; returns the condition
 /// changes it caused (they are journalled like any other).
@@ -72,4 +96,27 @@ impl EvidenceTx {
             let _ = wait.await;
         }
     }
+}
+
+/// What one collection produced.
+#[derive(Debug)]
+pub struct Outcome {
+    pub result: Result<HostReadings, CollectError>,
+    /// Failed reads of this collection, by reason.
+    pub stats: ReadStats,
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum CollectError {
+    #[error("{0}")]
+    Read(#[from] collectors::sysfs::ReadError),
+    #[error("a read of {} did not return within {timeout:?}; the file is skipped until it answers or is replaced", path.display())]
+    Hung { path: PathBuf, timeout: Duration },
+    #[error("the collection did not finish within {0:?} although no single read hung")]
+    TooSlow(Duration),
+    #[error("{0} reads are hung in the kernel; not starting another worker until one returns")]
+    TooManyStuck(usize),
+    #[error("collector panicked: {0}")]
+    Panicked(String),
 }

@@ -169,6 +169,18 @@ pub fn derive_state(conditions: &[Condition], maintenance: bool) -> State {
     }
 }
 
+/// What an operator does about a condition, in runbook order.
+pub fn next_step(kind: ConditionKind) -> &'static str {
+    match kind {
+        ConditionKind::Overheating => "check cooling and airflow; reduce the load or throttle the device",
+        ConditionKind::Offline => "check power and the link; reconnect or reset the device",
+        ConditionKind::SdkError => "run the vendor status tool by hand and read the SDK's log",
+        ConditionKind::LogErrors => "read the device log around the matching lines",
+        ConditionKind::PowerAnomaly => "compare power with the workload; look for runaway or stuck jobs",
+        ConditionKind::DataStale => "check that the driver is loaded and its sysfs files are readable",
+    }
+}
+
 /// A device whose reconnect circuit is open, or whose ladder gave up, needs a person even when it answers
 /// again: it is at least degraded until it is reconnected or an operator runs `set-healthy`.
 pub fn with_circuit(state: State, circuit_open: bool) -> State {

@@ -1,11 +1,11 @@
 //! The device model: accelerators as devices with readings, named conditions and an overall state.
 
 pub mod engine;
-pub mod events;
 pub mod evidence;
 pub mod health;
 pub mod operator;
 pub mod power;
+pub mod spinnaker;
 pub mod view;
 
 use collectors::export::{Families, lv};

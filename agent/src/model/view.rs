@@ -132,7 +132,7 @@ pub struct DeviceView {
     /// A throttle level an operator holds the device at (`agentctl throttle`).
     pub manual_throttle: Option<super::operator::ManualThrottle>,
     /// The reconnect circuit, when the device has a reconnect ladder.
-    pub circuit: Option<crate::effects::actions::reconnect::Circuit>,
+    pub circuit: Option<crate::policy::reconnect::Circuit>,
     /// The ladder gave up: a person has to look at the hardware.
     pub needs_hardware_inspection: bool,
     /// (step, result, attempts) with result "recovered" or "failed".

@@ -3,8 +3,8 @@
 
 use serde::Serialize;
 
-use crate::effects::actions::reconnect::Circuit;
 use crate::model::{DeviceView, State, Status};
+use crate::policy::reconnect::Circuit;
 
 /// /health: every device's state, and the worst of them.
 #[derive(Debug, Serialize)]
@@ -109,7 +109,7 @@ pub struct DeviceStatus {
     pub throttle_level: Option<usize>,
     pub throttle_max_level: Option<usize>,
     pub manual_throttle: Option<crate::model::operator::ManualThrottle>,
-    pub circuit: Option<crate::effects::actions::reconnect::Circuit>,
+    pub circuit: Option<crate::policy::reconnect::Circuit>,
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
     pub failing: Vec<Failing>,

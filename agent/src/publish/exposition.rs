@@ -63,7 +63,7 @@ impl Format {
 pub fn families(snap: &Snapshot) -> Families {
     let mut out = Families::new();
     crate::model::export(&snap.devices, &mut out);
-    crate::sources::spinnaker::export(&snap.spinnaker, &mut out);
+    crate::publish::spinnaker::export(&snap.spinnaker, &mut out);
     for status in snap.collectors.values() {
         if let Some(r) = &status.readings {
             r.export(&mut out);

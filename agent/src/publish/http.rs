@@ -25,8 +25,8 @@ use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::events::Events;
 use crate::model::State;
-use crate::model::events::Events;
 use crate::publish::api;
 use crate::publish::exposition::{Exposition, Format, accepts_gzip};
 use crate::publish::state::AgentState;

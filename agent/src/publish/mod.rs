@@ -6,5 +6,6 @@ pub mod device_page;
 pub mod exposition;
 pub mod http;
 pub mod landing;
+pub mod spinnaker;
 pub mod state;
 pub mod webconfig;

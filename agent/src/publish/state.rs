@@ -10,10 +10,10 @@ use collectors::HostReadings;
 use collectors::sysfs::{ReadFailure, ReadStats};
 use config::CollectorKind;
 
-use crate::effects::actions::ThrottleView;
+use crate::effects::actions::{ActionsStatus, ThrottleView};
 use crate::effects::journal::Severity;
 use crate::model::DeviceView;
-use crate::sources::collect::Outcome;
+use crate::model::evidence::{HostEvidence, Outcome};
 
 /// The latest state of one collector.
 #[derive(Debug, Clone, Default)]
@@ -59,7 +59,7 @@ pub struct Snapshot {
     pub throttle: Arc<Vec<ThrottleView>>,
     pub reload: ReloadStatus,
     /// SpiNNaker boards and machines, as of the last BMP and spalloc poll.
-    pub spinnaker: Arc<crate::sources::spinnaker::SpinnakerSnapshot>,
+    pub spinnaker: Arc<crate::model::spinnaker::SpinnakerSnapshot>,
     /// Why the actions thread stopped, once it has: nothing is written, restored or reconnected any more.
     pub actions_stopped: Option<Arc<str>>,
 }
@@ -98,6 +98,14 @@ impl Snapshot {
 
     pub fn readings(&self, kind: CollectorKind) -> Option<&HostReadings> {
         self.collectors.get(&kind)?.readings.as_deref()
+    }
+
+    /// What devices bind: the collectors' latest readings and the SpiNNaker boards.
+    pub fn host(&self) -> HostEvidence<'_> {
+        HostEvidence {
+            readings: self.collectors.iter().filter_map(|(k, c)| Some((*k, c.readings.as_deref()?))).collect(),
+            boards: Some(&self.spinnaker.boards),
+        }
     }
 }
 
@@ -175,7 +183,7 @@ impl AgentState {
     }
 
     /// Publishes a SpiNNaker poll.
-    pub fn publish_spinnaker(&self, spinnaker: crate::sources::spinnaker::SpinnakerSnapshot) {
+    pub fn publish_spinnaker(&self, spinnaker: crate::model::spinnaker::SpinnakerSnapshot) {
         let spinnaker = Arc::new(spinnaker);
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
@@ -245,5 +253,15 @@ impl AgentState {
             c.progress = Some(Instant::now());
             snap
         });
+    }
+}
+
+impl ActionsStatus for AgentState {
+    fn publish_actions_stopped(&self, why: String) {
+        AgentState::publish_actions_stopped(self, why);
+    }
+
+    fn actions_stopped(&self) -> Option<String> {
+        self.snapshot().actions_stopped.as_deref().map(str::to_owned)
     }
 }

@@ -21,28 +21,7 @@ use tokio::sync::oneshot;
 /// Stuck threads one collector may leave behind before it stops starting new workers.
 pub const MAX_STUCK_THREADS: usize = 8;
 
-/// What one collection produced.
-#[derive(Debug)]
-pub struct Outcome {
-    pub result: Result<HostReadings, CollectError>,
-    /// Failed reads of this collection, by reason.
-    pub stats: ReadStats,
-    pub duration: Duration,
-}
-
-#[derive(Debug, Clone, thiserror::Error)]
-pub enum CollectError {
-    #[error("{0}")]
-    Read(#[from] collectors::sysfs::ReadError),
-    #[error("a read of {} did not return within {timeout:?}; the file is skipped until it answers or is replaced", path.display())]
-    Hung { path: PathBuf, timeout: Duration },
-    #[error("the collection did not finish within {0:?} although no single read hung")]
-    TooSlow(Duration),
-    #[error("{0} reads are hung in the kernel; not starting another worker until one returns")]
-    TooManyStuck(usize),
-    #[error("collector panicked: {0}")]
-    Panicked(String),
-}
+pub use crate::model::evidence::{CollectError, Outcome};
 
 type Reply = oneshot::Sender<(Result<HostReadings, CollectError>, ReadStats, Duration)>;
 

@@ -16,9 +16,9 @@ use config::device::{LogRuleConfig, LogSourceConfig};
 use config::{Config, EventSeverity};
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::engine::LogUpdate;
-use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
 
 const POLL_EVERY: Duration = Duration::from_millis(500);

@@ -15,10 +15,10 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::DeviceEngine;
 use crate::model::engine::ProbeResult;
-use crate::model::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
 
 /// A probe's default timeout when the config sets none (never longer than its interval).

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::model::events::Events;
+use crate::effects::events::Events;
 use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::publish::state::AgentState;
 use crate::sources::collect::Supervisor;

@@ -10,81 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collectors::export::{Families, lv};
-use collectors::spinnaker::{
-    BoardStatus, Frame, JobState, PollOptions, RetryPolicy, ScpClient, ScpStats, SpallocClient, SpallocOptions,
-    board_mask,
-};
+use collectors::spinnaker::{Frame, JobState, PollOptions, ScpClient, SpallocClient, SpallocOptions};
 use config::Config;
 use config::spinnaker::{SPALLOC_PORT, socket_addr};
 use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::actions::bmp::retry_policy;
 use crate::model::evidence::{Evidence, EvidenceTx};
+pub use crate::model::spinnaker::{BoardReading, MachineReport, SpinnakerSnapshot};
 use crate::publish::state::AgentState;
-
-/// Pause between power off and power on, so the board really loses power.
-const POWER_OFF_PAUSE: Duration = Duration::from_secs(1);
-
-/// What the last poll learnt about one board.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct BoardReading {
-    /// Its BMP answered VER as a BMP.
-    pub bmp_alive: bool,
-    /// The BMP's firmware as VER names it, e.g. "BC&MP/SpiNN-5 2.1.0".
-    pub firmware: Option<String>,
-    /// The board's serial number from its BMP (BMP_INFO 0), once read.
-    pub serial: Option<String>,
-    /// Whether the frame's first BMP sees this board's BMP on the CAN bus (BMP_INFO 2); None when that
-    /// BMP did not answer.
-    pub on_can: Option<bool>,
-    /// Why the BMP (or its ADC read) failed.
-    pub error: Option<String>,
-    pub status: Option<BoardStatus>,
-    /// The SC&MP probe: None when not configured or the BMP is down; Some(Err) when the board did not
-    /// answer (not booted).
-    pub scamp: Option<Result<String, String>>,
-    /// spalloc lists the board among its machine's dead boards; None when spalloc was not asked.
-    pub dead_in_spalloc: Option<bool>,
-}
-
-/// What spalloc said about a machine.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct MachineReport {
-    pub spalloc_up: bool,
-    pub error: Option<String>,
-    pub dead_boards: Option<usize>,
-    pub dead_links: Option<usize>,
-    /// Jobs on this machine by state.
-    pub jobs: BTreeMap<&'static str, usize>,
-}
-
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct SpinnakerSnapshot {
-    /// By device id.
-    pub boards: BTreeMap<String, BoardReading>,
-    /// By machine name, for machines with a spalloc server.
-    pub machines: BTreeMap<String, MachineReport>,
-    /// SCP counters since the agent started.
-    pub scp: ScpStats,
-    pub poll_duration: Option<Duration>,
-}
-
-/// The SCP timing the config asks for.
-pub fn retry_policy(config: &Config) -> RetryPolicy {
-    RetryPolicy { timeout: config.spinnaker.timeout.get(), attempts: config.spinnaker.tries, ..RetryPolicy::default() }
-}
-
-/// Off, a pause, then on; each command to board 0 of the frame with the board's bit set.
-pub async fn power_cycle(policy: RetryPolicy, bmp: SocketAddr, board: u8) -> Result<(), String> {
-    let client = ScpClient::new(policy).await.map_err(|e| e.to_string())?;
-    let mask = board_mask(&[board]);
-    client.power(bmp, mask, false, 0).await.map_err(|e| format!("power off: {e}"))?;
-    tokio::time::sleep(POWER_OFF_PAUSE).await;
-    client.power(bmp, mask, true, 0).await.map_err(|e| format!("power on: {e}"))?;
-    Ok(())
-}
 
 /// One board as the poller sees it.
 struct Board {
@@ -373,96 +309,4 @@ async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(Ma
         jobs: by_state,
     };
     Ok((report, m.map(|m| m.dead_boards.clone()).unwrap_or_default()))
-}
-
-/// The accel_spinnaker_* families.
-pub fn export(snap: &SpinnakerSnapshot, out: &mut Families) {
-    for (id, b) in &snap.boards {
-        if let Some(serial) = &b.serial {
-            out.gauge(
-                "accel_spinnaker_board_info",
-                "1 for each board whose BMP has given its serial number (the LPC1768's, BMP_INFO 0)",
-                vec![("device", lv(id)), ("serial", lv(serial))],
-                1.0,
-            );
-        }
-        if let Some(on) = b.on_can {
-            out.gauge(
-                "accel_spinnaker_board_on_can",
-                "Whether the frame's BMP sees the board's BMP on the frame's CAN bus (BMP_INFO 2)",
-                vec![("device", lv(id))],
-                f64::from(u8::from(on)),
-            );
-        }
-        if let Some(s) = &b.status {
-            let d = vec![("device", lv(id))];
-            out.gauge(
-                "accel_spinnaker_board_warning_bits",
-                "The BMP's warning word for the board, as reported (bits per the BMP firmware)",
-                d.clone(),
-                f64::from(s.warning),
-            );
-            out.gauge(
-                "accel_spinnaker_board_shutdown_bits",
-                "The BMP's shutdown word for the board, as reported (bits per the BMP firmware)",
-                d,
-                f64::from(s.shutdown),
-            );
-        }
-    }
-    for (name, m) in &snap.machines {
-        let machine = vec![("machine", lv(name))];
-        out.gauge(
-            "accel_spinnaker_spalloc_up",
-            "Whether the machine's spalloc server answered the last poll",
-            machine.clone(),
-            f64::from(u8::from(m.spalloc_up)),
-        );
-        if let Some(n) = m.dead_boards {
-            out.gauge("accel_spinnaker_machine_dead_boards", "Boards spalloc lists as dead", machine.clone(), n as f64);
-        }
-        if let Some(n) = m.dead_links {
-            out.gauge("accel_spinnaker_machine_dead_links", "Links spalloc lists as dead", machine.clone(), n as f64);
-        }
-        if m.spalloc_up {
-            for (state, n) in &m.jobs {
-                out.gauge(
-                    "accel_spinnaker_jobs",
-                    "spalloc jobs on the machine by state",
-                    vec![("machine", lv(name)), ("state", lv(state))],
-                    *n as f64,
-                );
-            }
-        }
-    }
-    if snap.boards.is_empty() {
-        return;
-    }
-    let s = snap.scp;
-    for (kind, n) in [
-        ("sent", s.sent),
-        ("retry", s.retries),
-        ("timeout", s.timeouts),
-        ("reply", s.replies),
-        ("error_reply", s.error_replies),
-        ("malformed", s.malformed),
-        ("foreign", s.foreign),
-        ("late_or_duplicate", s.late_or_duplicate),
-    ] {
-        out.counter(
-            "accel_spinnaker_scp_packets_total",
-            "SCP datagrams by what happened to them: sent (with retries), timeouts, and received (replies, \
-             error replies, malformed, foreign, late or duplicate; all but replies are dropped)",
-            vec![("kind", lv(kind))],
-            n as f64,
-        );
-    }
-    if let Some(d) = snap.poll_duration {
-        out.gauge(
-            "accel_spinnaker_poll_duration_seconds",
-            "How long the last poll of every BMP, SC&MP and spalloc server took",
-            vec![],
-            d.as_secs_f64(),
-        );
-    }
 }

@@ -10,10 +10,8 @@
 //! gets an error.
 
 pub mod beneath;
-pub mod hooks;
+pub mod bmp;
 pub mod originals;
-pub mod reconnect;
-pub mod throttle;
 pub mod write;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -31,12 +29,11 @@ use config::device::ThrottleLevel;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::events::Events;
-use crate::publish::state::AgentState;
+use crate::policy::throttle::{all_files, plan};
 use beneath::{SysfsRoot, Target};
 use originals::{LoadReport, Originals};
-use throttle::{all_files, plan};
 use write::{WriteError, write_verified};
 
 /// Outcomes of throttle requests kept per device for [`Actions::outcome_since`].
@@ -152,7 +149,7 @@ impl Settings {
                     Some((d.id.clone(), target))
                 })
                 .collect(),
-            scp_policy: crate::sources::spinnaker::retry_policy(config),
+            scp_policy: crate::effects::actions::bmp::retry_policy(config),
             root: config.sysfs_root.clone(),
             write: config.actions.enabled && !dry_run,
             dry_run,
@@ -194,13 +191,20 @@ pub struct Actions {
     stopping: Arc<AtomicBool>,
     /// Numbers SetLevel requests.
     seq: Arc<AtomicU64>,
-    state: Arc<AgentState>,
+    state: Arc<dyn ActionsStatus>,
+}
+
+/// Where the actions thread says that it stopped, and reads back why (the published state implements
+/// it; a trait so that effects do not depend on what publishes them).
+pub trait ActionsStatus: Send + Sync {
+    fn publish_actions_stopped(&self, why: String);
+    fn actions_stopped(&self) -> Option<String>;
 }
 
 impl Actions {
     /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
     /// even with actions disabled now: undoing the agent's own writes to files the config names is safe.
-    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>, state: Arc<AgentState>) -> Actions {
+    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>, state: Arc<dyn ActionsStatus>) -> Actions {
         Actions::start_with(config, dry_run_flag, events, state, Box::new(write_verified))
     }
 
@@ -208,7 +212,7 @@ impl Actions {
         config: &Config,
         dry_run_flag: bool,
         events: Arc<Events>,
-        state: Arc<AgentState>,
+        state: Arc<dyn ActionsStatus>,
         writer: WriteFn,
     ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
@@ -251,12 +255,12 @@ impl Actions {
                     format!("it panicked: {what}")
                 }
             };
-            stopped(&watch_state, &watch_events, &why);
+            stopped(&*watch_state, &watch_events, &why);
         });
         let requests = match spawned {
             Ok(_) => Some(tx),
             Err(e) => {
-                stopped(&state, &events, &format!("cannot start the actions thread: {e}"));
+                stopped(&*state, &events, &format!("cannot start the actions thread: {e}"));
                 None
             }
         };
@@ -270,7 +274,7 @@ impl Actions {
 
     /// Why the actions thread is not running, if it is not.
     pub fn down(&self) -> Option<String> {
-        self.state.snapshot().actions_stopped.as_deref().map(str::to_owned)
+        self.state.actions_stopped()
     }
 
     fn send(&self, request: Request) -> Result<(), ActionError> {
@@ -354,7 +358,7 @@ impl Actions {
 
 /// Records that the actions thread is gone: an event, the log, and the published state behind
 /// `/-/healthy` and `accel_actions_up`.
-fn stopped(state: &AgentState, events: &Events, why: &str) {
+fn stopped(state: &dyn ActionsStatus, events: &Events, why: &str) {
     let message = format!(
         "the actions worker stopped ({why}): no throttle, restore or reconnect will be applied until the agent restarts"
     );
@@ -806,7 +810,7 @@ impl Worker {
         let runtime = self.runtime.clone().ok_or("no async runtime for BMP commands")?;
         let (events, device, policy) = (Arc::clone(&self.events), device.to_owned(), self.scp_policy);
         runtime.spawn(async move {
-            let result = crate::sources::spinnaker::power_cycle(policy, addr, board).await;
+            let result = crate::effects::actions::bmp::power_cycle(policy, addr, board).await;
             let (severity, message) = match result {
                 Ok(()) => (Severity::Info, format!("power cycle through BMP {addr}: board {board} off and on again")),
                 Err(e) => (Severity::Critical, format!("power cycle through BMP {addr} failed: {e}")),
@@ -961,12 +965,12 @@ mod tests {
             state_dir.path()
         );
         let config = config::parse_str(&toml, "test.toml").unwrap();
-        let state = AgentState::new([]);
+        let state = crate::publish::state::AgentState::new([]);
         let events = Arc::new(Events::without_journal("test".into()));
         let writer: WriteFn = Box::new(|_: &SysfsRoot, _: &Target, _: &str| panic!("a bug in the writer"));
         std::fs::create_dir_all(root.path().join("class/thermal/cooling_device0")).unwrap();
         std::fs::write(root.path().join("class/thermal/cooling_device0/cur_state"), "0\n").unwrap();
-        let actions = Actions::start_with(&config, false, Arc::clone(&events), Arc::clone(&state), writer);
+        let actions = Actions::start_with(&config, false, Arc::clone(&events), state.clone(), writer);
         assert_eq!(crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started), Ok(()));
 
         let mark = actions.mark();

@@ -13,9 +13,9 @@ use collectors::probes::{CommandProbe, ProbeStatus};
 use config::Hook;
 use tokio_util::sync::CancellationToken;
 
+use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::State;
-use crate::model::events::Events;
 use crate::publish::state::AgentState;
 
 const CHECK_EVERY: Duration = Duration::from_millis(250);
