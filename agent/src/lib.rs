@@ -4,9 +4,9 @@
 pub mod app;
 pub mod control;
 pub mod effects;
-pub mod man;
-pub mod model;
-pub mod policy;
+pub(crate) mod man;
+pub(crate) mod model;
+pub(crate) mod policy;
 pub mod publish;
 pub mod sources;
 

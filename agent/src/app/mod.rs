@@ -2,12 +2,12 @@
 //! systemd notifications.
 
 pub mod cli;
-pub mod daemon;
+pub(crate) mod daemon;
 #[cfg(feature = "demo")]
-pub mod demo;
-pub mod hooks;
-pub mod logging;
-pub mod owner;
-pub mod reload;
-pub mod scan;
-pub mod sdnotify;
+pub(crate) mod demo;
+pub(crate) mod hooks;
+pub(crate) mod logging;
+pub(crate) mod owner;
+pub(crate) mod reload;
+pub(crate) mod scan;
+pub(crate) mod sdnotify;

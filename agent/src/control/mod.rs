@@ -5,12 +5,12 @@
 //! Nothing here waits on hardware except `diagnose`, which runs the probes on purpose (each with its own
 //! deadline). Every mutation and every refusal is an event in the journal, naming the peer.
 
-pub mod bundle;
+pub(crate) mod bundle;
 pub mod ctl;
-pub mod diagnose;
-pub mod npd;
-pub mod peer;
-pub mod socket;
+pub(crate) mod diagnose;
+pub(crate) mod npd;
+pub(crate) mod peer;
+pub(crate) mod socket;
 
 use std::convert::Infallible;
 use std::path::PathBuf;

@@ -1,5 +1,5 @@
 //! What the agent does about its decisions: device actions (throttle, reconnect, hooks) and the journal.
 
 pub mod actions;
-pub mod events;
+pub(crate) mod events;
 pub mod journal;

@@ -214,10 +214,6 @@ impl ThresholdTracker {
         ThresholdTracker { threshold, hysteresis, min_duration, level: Level::Below, pending: None }
     }
 
-    pub fn level(&self) -> Level {
-        self.level
-    }
-
     /// Feeds a value observed at `now`; returns the (possibly new) level.
     pub fn observe(&mut self, value: f64, now: Instant) -> Level {
         let wants = match self.level {

@@ -1,12 +1,12 @@
 //! The device model: accelerators as devices with readings, named conditions and an overall state.
 
-pub mod engine;
-pub mod evidence;
-pub mod health;
-pub mod operator;
-pub mod power;
-pub mod spinnaker;
-pub mod view;
+pub(crate) mod engine;
+pub(crate) mod evidence;
+pub(crate) mod health;
+pub(crate) mod operator;
+pub(crate) mod power;
+pub(crate) mod spinnaker;
+pub(crate) mod view;
 
 use collectors::export::{Families, lv};
 

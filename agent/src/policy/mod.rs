@@ -1,5 +1,5 @@
 //! Decision policies the model runs per device, with time passed in: when to throttle, and the reconnect
 //! ladder with its backoff and circuit.
 
-pub mod reconnect;
-pub mod throttle;
+pub(crate) mod reconnect;
+pub(crate) mod throttle;

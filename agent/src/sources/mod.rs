@@ -2,7 +2,7 @@
 //! SpiNNaker pollers.
 
 pub mod collect;
-pub mod logwatch;
-pub mod probing;
-pub mod schedule;
-pub mod spinnaker;
+pub(crate) mod logwatch;
+pub(crate) mod probing;
+pub(crate) mod schedule;
+pub(crate) mod spinnaker;

@@ -2,8 +2,8 @@
 //! hardware); changes go through the control socket, which checks who is asking.
 
 pub mod cli;
-pub mod client;
-pub mod render;
+pub(crate) mod client;
+pub(crate) mod render;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;

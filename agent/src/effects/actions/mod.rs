@@ -9,10 +9,12 @@
 //! thread ever stops, that is an event, `/-/healthy` and `accel_actions_up` say so, and every request
 //! gets an error.
 
+// Public (with effects::actions) while beneath's open_with, path and mechanism have no caller in the
+// crate: issue 12's work, left for its owner to use or trim.
 pub mod beneath;
-pub mod bmp;
-pub mod originals;
-pub mod write;
+pub(crate) mod bmp;
+pub(crate) mod originals;
+pub(crate) mod write;
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;

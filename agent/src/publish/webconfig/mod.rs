@@ -16,8 +16,12 @@ use std::sync::Arc;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-pub use auth::{AuthCache, BasicAuth, cache_key};
-pub use tls::{ClientAuth, Tls};
+pub use auth::BasicAuth;
+#[cfg(test)]
+use auth::cache_key;
+#[cfg(test)]
+use tls::ClientAuth;
+pub use tls::Tls;
 
 /// The web config in force: plain HTTP with no auth unless the file asks for more.
 #[derive(Debug, Default)]

@@ -165,6 +165,8 @@ struct Settings {
 /// A built config and the certificate it serves.
 struct Loaded {
     config: Arc<ServerConfig>,
+    /// For tests that check what is served after a rotation.
+    #[cfg(test)]
     leaf: CertificateDer<'static>,
 }
 
@@ -387,6 +389,7 @@ impl Tls {
     }
 
     /// The end-entity certificate currently served.
+    #[cfg(test)]
     pub fn certificate(&self) -> CertificateDer<'static> {
         self.current.load().leaf.clone()
     }
@@ -415,6 +418,7 @@ impl Tls {
     }
 
     /// The synchronous core of [`Tls::server_config`], for callers without a runtime.
+    #[cfg(test)]
     pub fn refresh_blocking(&self) -> bool {
         let mut seen = self.seen.blocking_lock();
         self.refresh(&mut seen)
@@ -431,6 +435,7 @@ impl Settings {
     fn build(&self) -> Result<Loaded, WebConfigError> {
         let path = &self.web_config;
         let certs = self.cert.certs(path)?;
+        #[cfg(test)]
         let leaf = certs[0].clone();
         let key = self.key.private_key(path)?;
         let verifier: Arc<dyn ClientCertVerifier> = match self.client_auth {
@@ -470,7 +475,11 @@ impl Settings {
             })?;
         // As Go's server does with HTTP/2 off; clients that offer ALPN then know what they get.
         config.alpn_protocols = vec![b"http/1.1".to_vec()];
-        Ok(Loaded { config: Arc::new(config), leaf })
+        Ok(Loaded {
+            config: Arc::new(config),
+            #[cfg(test)]
+            leaf,
+        })
     }
 }
 
