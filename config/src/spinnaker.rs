@@ -121,7 +121,14 @@ impl Machine {
                 ),
             });
         }
-        if self.spalloc.as_deref().is_some_and(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
+        if self.spalloc.as_deref().is_some_and(|s| s.contains("://")) {
+            out.push(Finding {
+                path: at(&["spalloc".into()]),
+                message: "the Java spalloc service's REST API (a URL) is not supported yet; enable its v1 \
+                          listener (compat.enable in its application.yml) and give \"host:22244\""
+                    .into(),
+            });
+        } else if self.spalloc.as_deref().is_some_and(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
             out.push(Finding {
                 path: at(&["spalloc".into()]),
                 message: "spalloc needs \"host\" or \"host:port\"".into(),
@@ -216,6 +223,21 @@ boards = 2
         let d = cfg.devices.iter().find(|d| d.id == "m-c0-f0-b1").unwrap();
         assert_eq!(d.model.as_deref(), Some("SpiNN-5 rev B"));
         assert_eq!(d.bmp.as_ref().unwrap().board, 1, "the binding comes from the machine");
+    }
+
+    #[test]
+    fn a_rest_url_for_spalloc_is_refused_with_the_way_out() {
+        let errors = crate::parse_str(
+            "[[spinnaker.machine]]\nname = \"m\"\nspalloc = \"https://spalloc.example.org/spalloc/\"\n[[spinnaker.machine.frame]]\nbmp = \"10.0.0.1\"\nboards = 1\n",
+            "t.toml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            errors.contains("t.toml:3:11: spinnaker.machine[0].spalloc: the Java spalloc service's REST API"),
+            "{errors}"
+        );
+        assert!(errors.contains("compat.enable"), "{errors}");
     }
 
     #[test]
