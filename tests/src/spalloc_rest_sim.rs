@@ -225,6 +225,11 @@ impl SpallocRestSim {
         self.shared.lock().jobs.clone()
     }
 
+    /// Forgets every session, as a restarted service does: clients must log in again.
+    pub fn expire_sessions(&self) {
+        self.shared.lock().sessions.clear();
+    }
+
     /// Keepalives received (`PUT jobs/{id}/keepalive`).
     pub fn keepalives(&self) -> u64 {
         self.shared.lock().keepalives

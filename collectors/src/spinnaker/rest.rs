@@ -1,0 +1,581 @@
+//! A read-only client of the Java spalloc service's REST API (SpiNNaker-allocserv in
+//! SpiNNakerManchester/JavaSpiNNaker), for monitoring: the machines with their dead boards and links, and
+//! the live jobs with their state and machine. It logs in as SpiNNMan's `spinnman/spalloc/session.py`
+//! does (the form with its `_csrf` field and the `JSESSIONID` cookie, or a bearer token), reads
+//! `GET srv/spalloc/` (`machines-ref`, `jobs-ref`, the CSRF header and token), `GET machines`
+//! (`MachinesResponse`), `GET jobs?deleted=false` page by page (`ListJobsResponse`), each job
+//! (`JobStateResponse`) and `jobs/{id}/machine` (`JobMachineInfo`; 204 while it has no boards). It never
+//! creates a job or sends a keepalive, so it keeps nothing alive.
+//!
+//! HTTPS only, verified against a CA file; one request per connection (`Connection: close`). The
+//! password or token never appears in an error, a `Debug` or a log line.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::timeout;
+use tokio_rustls::TlsConnector;
+
+use super::spalloc::JobState;
+
+/// How the monitor logs in. The secret is redacted from `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub enum RestAuth {
+    Password { username: String, password: String },
+    Token(String),
+}
+
+impl std::fmt::Debug for RestAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            RestAuth::Password { username, .. } => {
+                write!(f, "Password {{ username: {username:?}, password: <redacted> }}")
+            }
+            RestAuth::Token(_) => f.write_str("Token(<redacted>)"),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RestOptions {
+    /// The CA certificates (PEM) the service's certificate must chain to.
+    pub ca_file: PathBuf,
+    /// Connect, TLS handshake and one request, together.
+    pub request_timeout: Duration,
+    /// Longest response accepted.
+    pub max_body: usize,
+}
+
+impl Default for RestOptions {
+    fn default() -> RestOptions {
+        RestOptions {
+            ca_file: PathBuf::from("/etc/ssl/certs/ca-certificates.crt"),
+            request_timeout: Duration::from_secs(10),
+            max_body: 8 << 20,
+        }
+    }
+}
+
+/// Why a call failed; every variant names the service (never a credential).
+#[derive(Debug, thiserror::Error)]
+pub enum RestError {
+    #[error("spalloc {0:?}: not an https:// URL")]
+    Url(String),
+    #[error("spalloc {service}: CA file {path}: {reason}")]
+    Ca { service: String, path: PathBuf, reason: String },
+    #[error("spalloc {service}: {url}: {reason}")]
+    Http { service: String, url: String, reason: String },
+    #[error("spalloc {service}: {url}: HTTP {status}")]
+    Status { service: String, url: String, status: u16 },
+    #[error("spalloc {service}: login refused ({how})")]
+    Login { service: String, how: &'static str },
+    #[error("spalloc {service}: {url}: malformed reply: {reason}")]
+    Malformed { service: String, url: String, reason: String },
+}
+
+/// A board as `dead-boards` lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct RestBoard {
+    pub x: u32,
+    pub y: u32,
+    pub z: u32,
+    #[serde(default)]
+    pub cabinet: Option<u32>,
+    #[serde(default)]
+    pub frame: Option<u32>,
+    #[serde(default)]
+    pub board: Option<u32>,
+    #[serde(default)]
+    pub address: Option<String>,
+}
+
+/// A machine as `GET machines` describes it.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct RestMachine {
+    pub name: String,
+    #[serde(default)]
+    pub tags: Vec<String>,
+    pub width: u32,
+    pub height: u32,
+    #[serde(default)]
+    pub dead_boards: Vec<RestBoard>,
+    #[serde(default)]
+    pub dead_links: Vec<Value>,
+}
+
+/// A live job: its state, and where it counts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RestJob {
+    pub url: String,
+    pub state: JobState,
+    pub owner: Option<String>,
+    /// The machine its boards are on (from `jobs/{id}/machine`); None while it has none.
+    pub machine: Option<String>,
+    /// What it asked for (`original-request`): a machine by name, or tags.
+    pub requested_machine: Option<String>,
+    pub requested_tags: Option<Vec<String>>,
+}
+
+impl RestJob {
+    /// The machines it counts under: its machine, or while it has none the one its request named, or
+    /// every machine carrying all the tags it asked for (`["default"]` when it gave neither, as
+    /// SpiNNMan's client sends).
+    pub fn machines<'a>(&'a self, machines: &'a [RestMachine]) -> Vec<&'a str> {
+        if let Some(m) = self.machine.as_deref().or(self.requested_machine.as_deref()) {
+            return vec![m];
+        }
+        let default = vec!["default".to_owned()];
+        let tags = self.requested_tags.as_ref().unwrap_or(&default);
+        machines.iter().filter(|m| tags.iter().all(|t| m.tags.contains(t))).map(|m| m.name.as_str()).collect()
+    }
+}
+
+fn job_state(name: &str) -> JobState {
+    match name {
+        "QUEUED" => JobState::Queued,
+        "POWER" => JobState::Power,
+        "READY" => JobState::Ready,
+        "DESTROYED" => JobState::Destroyed,
+        _ => JobState::Unknown,
+    }
+}
+
+/// `https://host[:port]/path/`, split.
+#[derive(Debug, Clone)]
+struct Url {
+    host: String,
+    port: u16,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Option<Url> {
+    let rest = url.strip_prefix("https://")?;
+    let (authority, path) = rest.split_once('/').map_or((rest, "/".to_owned()), |(a, p)| (a, format!("/{p}")));
+    let (host, port) = match authority.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => (h, p.parse().ok()?),
+        _ => (authority, 443),
+    };
+    (!host.is_empty()).then(|| Url { host: host.trim_matches(['[', ']']).to_owned(), port, path })
+}
+
+struct Response {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Response {
+    fn header(&self, name: &str) -> impl Iterator<Item = &str> {
+        self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
+    }
+
+    fn session_cookie(&self) -> Option<String> {
+        self.header("set-cookie")
+            .find_map(|c| c.split(';').next()?.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
+    }
+}
+
+/// The logged-in session: its cookie and the service's links.
+#[derive(Clone)]
+struct Session {
+    cookie: Option<String>,
+    machines_ref: String,
+    jobs_ref: String,
+}
+
+/// A monitor of one Java spalloc service.
+pub struct SpallocRestClient {
+    service: String,
+    url: Url,
+    auth: RestAuth,
+    options: RestOptions,
+    tls: Option<TlsConnector>,
+    session: Option<Session>,
+    version: Option<String>,
+}
+
+impl std::fmt::Debug for SpallocRestClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SpallocRestClient").field("service", &self.service).field("auth", &self.auth).finish()
+    }
+}
+
+impl SpallocRestClient {
+    /// `service` is the service's URL, e.g. `https://spalloc.example.org/spalloc/`; nothing is read or
+    /// connected until the first call.
+    pub fn new(service: &str, auth: RestAuth, options: RestOptions) -> Result<SpallocRestClient, RestError> {
+        let mut url = parse_url(service).ok_or_else(|| RestError::Url(service.to_owned()))?;
+        if !url.path.ends_with('/') {
+            url.path.push('/');
+        }
+        Ok(SpallocRestClient {
+            service: service.to_owned(),
+            url,
+            auth,
+            options,
+            tls: None,
+            session: None,
+            version: None,
+        })
+    }
+
+    /// The service's version as its root reports it, once logged in.
+    pub fn version(&self) -> Option<&str> {
+        self.version.as_deref()
+    }
+
+    fn connector(&mut self) -> Result<TlsConnector, RestError> {
+        if let Some(c) = &self.tls {
+            return Ok(c.clone());
+        }
+        let c = connector(&self.options.ca_file).map_err(|reason| RestError::Ca {
+            service: self.service.clone(),
+            path: self.options.ca_file.clone(),
+            reason,
+        })?;
+        self.tls = Some(c.clone());
+        Ok(c)
+    }
+
+    fn http_err(&self, url: &str, reason: impl Into<String>) -> RestError {
+        RestError::Http { service: self.service.clone(), url: url.to_owned(), reason: reason.into() }
+    }
+
+    /// One request on its own connection.
+    async fn request(
+        &mut self,
+        method: &str,
+        url: &str,
+        headers: &[(&str, String)],
+        body: &[u8],
+    ) -> Result<Response, RestError> {
+        let target = parse_url(url).ok_or_else(|| self.http_err(url, "not an https:// URL"))?;
+        if (target.host.as_str(), target.port) != (self.url.host.as_str(), self.url.port) {
+            // The service's links point back at itself; anything else is not followed with our cookie.
+            return Err(self.http_err(url, "points away from the service"));
+        }
+        let connector = self.connector()?;
+        let name = ServerName::try_from(target.host.clone()).map_err(|e| self.http_err(url, e.to_string()))?;
+        let max = self.options.max_body;
+        let mut head = format!(
+            "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nAccept: application/json, text/html\r\nUser-Agent: accel-agent\r\n",
+            target.path, target.host, target.port
+        );
+        for (k, v) in headers {
+            head += &format!("{k}: {v}\r\n");
+        }
+        if !body.is_empty() || method == "POST" {
+            head += &format!("Content-Length: {}\r\n", body.len());
+        }
+        head += "\r\n";
+        let exchange = async {
+            let tcp = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
+            let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
+            tls.write_all(body).await.map_err(|e| e.to_string())?;
+            tls.flush().await.map_err(|e| e.to_string())?;
+            let mut raw = Vec::new();
+            let mut buf = [0u8; 16384];
+            loop {
+                match tls.read(&mut buf).await {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        raw.extend_from_slice(&buf[..n]);
+                        if raw.len() > max + 65536 {
+                            return Err(format!("response over {max} bytes"));
+                        }
+                    }
+                    // A server that closes without close_notify has still sent a whole response when
+                    // its length adds up; parse() checks that.
+                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                    Err(e) => return Err(e.to_string()),
+                }
+            }
+            parse(&raw)
+        };
+        match timeout(self.options.request_timeout, exchange).await {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(reason)) => Err(self.http_err(url, reason)),
+            Err(_) => Err(self.http_err(url, format!("no answer within {:?}", self.options.request_timeout))),
+        }
+    }
+
+    fn page(&self, rel: &str) -> String {
+        format!("https://{}:{}{}{rel}", self.url.host, self.url.port, self.url.path)
+    }
+
+    /// Logs in and reads the service's root.
+    async fn login(&mut self) -> Result<Session, RestError> {
+        let form_url = self.page("system/login.html");
+        let cookie = match self.auth.clone() {
+            RestAuth::Token(token) => {
+                let r = self.request("GET", &form_url, &[("Authorization", format!("Bearer {token}"))], &[]).await?;
+                if r.status >= 400 {
+                    return Err(RestError::Login { service: self.service.clone(), how: "bearer token" });
+                }
+                r.session_cookie()
+            }
+            RestAuth::Password { username, password } => {
+                let r = self.request("GET", &form_url, &[], &[]).await?;
+                let (Some(anon), Some(csrf)) = (r.session_cookie(), csrf_field(&String::from_utf8_lossy(&r.body)))
+                else {
+                    return Err(RestError::Malformed {
+                        service: self.service.clone(),
+                        url: form_url,
+                        reason: "no session cookie or _csrf field on the login form".into(),
+                    });
+                };
+                let body = format!(
+                    "_csrf={}&username={}&password={}&submit=submit",
+                    form_escape(&csrf),
+                    form_escape(&username),
+                    form_escape(&password)
+                );
+                let headers = [
+                    ("Cookie", format!("JSESSIONID={anon}")),
+                    ("Content-Type", "application/x-www-form-urlencoded".to_owned()),
+                ];
+                let submit = self.page("system/perform_login");
+                let r = self.request("POST", &submit, &headers, body.as_bytes()).await?;
+                let to_error_page = r.header("location").any(|l| l.contains("error"));
+                match r.session_cookie() {
+                    Some(c) if !to_error_page => Some(c),
+                    _ => return Err(RestError::Login { service: self.service.clone(), how: "username and password" }),
+                }
+            }
+        };
+        let root_url = self.page("srv/spalloc/");
+        let root: Value = self
+            .get_json_with(&root_url, cookie.as_deref())
+            .await?
+            .ok_or_else(|| self.malformed(&root_url, "no content"))?;
+        let text = |k: &str| root.get(k).and_then(Value::as_str).map(str::to_owned);
+        let (Some(machines_ref), Some(jobs_ref)) = (text("machines-ref"), text("jobs-ref")) else {
+            return Err(self.malformed(&root_url, "no machines-ref or jobs-ref"));
+        };
+        let v = &root["version"];
+        self.version = match (v["major-version"].as_u64(), v["minor-version"].as_u64(), v["revision"].as_u64()) {
+            (Some(a), Some(b), Some(c)) => Some(format!("{a}.{b}.{c}")),
+            _ => v.as_str().map(str::to_owned),
+        };
+        Ok(Session { cookie, machines_ref, jobs_ref })
+    }
+
+    fn malformed(&self, url: &str, reason: &str) -> RestError {
+        RestError::Malformed { service: self.service.clone(), url: url.to_owned(), reason: reason.to_owned() }
+    }
+
+    /// GET with the session's cookie (and the bearer token, where that is how we log in); None for 204.
+    async fn get_json_with(&mut self, url: &str, cookie: Option<&str>) -> Result<Option<Value>, RestError> {
+        let mut headers = Vec::new();
+        if let Some(c) = cookie {
+            headers.push(("Cookie", format!("JSESSIONID={c}")));
+        }
+        if let RestAuth::Token(t) = &self.auth {
+            headers.push(("Authorization", format!("Bearer {t}")));
+        }
+        let r = self.request("GET", url, &headers, &[]).await?;
+        match r.status {
+            204 => Ok(None),
+            200 => serde_json::from_slice(&r.body).map(Some).map_err(|e| self.malformed(url, &e.to_string())),
+            status => Err(RestError::Status { service: self.service.clone(), url: url.to_owned(), status }),
+        }
+    }
+
+    /// GET in the session, logging in first or again (once) when the session has lapsed.
+    async fn get(&mut self, url: &str) -> Result<Option<Value>, RestError> {
+        let session = match self.session.clone() {
+            Some(s) => s,
+            None => {
+                let s = self.login().await?;
+                self.session = Some(s.clone());
+                s
+            }
+        };
+        match self.get_json_with(url, session.cookie.as_deref()).await {
+            Err(RestError::Status { status: 401, .. }) => {
+                self.session = None;
+                let s = self.login().await?;
+                self.session = Some(s.clone());
+                self.get_json_with(url, s.cookie.as_deref()).await
+            }
+            other => other,
+        }
+    }
+
+    async fn session(&mut self) -> Result<Session, RestError> {
+        if self.session.is_none() {
+            let s = self.login().await?;
+            self.session = Some(s);
+        }
+        self.session.clone().ok_or_else(|| RestError::Login { service: self.service.clone(), how: "session" })
+    }
+
+    pub async fn list_machines(&mut self) -> Result<Vec<RestMachine>, RestError> {
+        let url = self.session().await?.machines_ref;
+        let v = self.get(&url).await?.ok_or_else(|| self.malformed(&url, "no content"))?;
+        serde_json::from_value(v.get("machines").cloned().unwrap_or(Value::Null))
+            .map_err(|e| self.malformed(&url, &e.to_string()))
+    }
+
+    /// Every live job (`deleted=false`, every page), each with its state and machine.
+    pub async fn list_jobs(&mut self) -> Result<Vec<RestJob>, RestError> {
+        let jobs_ref = self.session().await?.jobs_ref;
+        let mut next = Some(format!("{jobs_ref}?deleted=false"));
+        let mut urls = Vec::new();
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > 10_000 {
+                return Err(self.malformed(&url, "more than 10,000 pages of jobs"));
+            }
+            let page = self.get(&url).await?.ok_or_else(|| self.malformed(&url, "no content"))?;
+            let listed =
+                page.get("jobs").and_then(Value::as_array).ok_or_else(|| self.malformed(&url, "no jobs list"))?;
+            urls.extend(listed.iter().filter_map(Value::as_str).map(str::to_owned));
+            next = page.get("next").and_then(Value::as_str).filter(|_| !listed.is_empty()).map(str::to_owned);
+        }
+        let mut jobs = Vec::with_capacity(urls.len());
+        for url in urls {
+            let Some(state) = self.get(&url).await? else { continue };
+            let text = |k: &str| state.get(k).and_then(Value::as_str).map(str::to_owned);
+            let request = state.get("original-request");
+            let machine_url = text("machine-ref").unwrap_or_else(|| format!("{}/machine", url.trim_end_matches('/')));
+            let job_state = job_state(state.get("state").and_then(Value::as_str).unwrap_or(""));
+            let machine = match job_state {
+                JobState::Power | JobState::Ready => self
+                    .get(&machine_url)
+                    .await?
+                    .and_then(|m| m.get("machine-name").and_then(Value::as_str).map(str::to_owned)),
+                _ => None,
+            };
+            jobs.push(RestJob {
+                url,
+                state: job_state,
+                owner: text("owner"),
+                machine,
+                requested_machine: request
+                    .and_then(|r| r.get("machine-name"))
+                    .and_then(Value::as_str)
+                    .map(str::to_owned),
+                requested_tags: request
+                    .and_then(|r| r.get("tags"))
+                    .and_then(Value::as_array)
+                    .map(|t| t.iter().filter_map(Value::as_str).map(str::to_owned).collect()),
+            });
+        }
+        Ok(jobs)
+    }
+}
+
+fn connector(ca_file: &Path) -> Result<TlsConnector, String> {
+    let bytes = std::fs::read(ca_file).map_err(|e| e.to_string())?;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in CertificateDer::pem_slice_iter(&bytes) {
+        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+    }
+    if roots.is_empty() {
+        return Err("no certificates in it".into());
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(TlsConnector::from(Arc::new(config)))
+}
+
+/// The value of the login form's hidden `_csrf` input.
+fn csrf_field(html: &str) -> Option<String> {
+    let at = html.find("name=\"_csrf\"")?;
+    let tag_start = html[..at].rfind('<')?;
+    let tag_end = at + html[at..].find('>')?;
+    let tag = &html[tag_start..tag_end];
+    let v = tag.find("value=\"")? + 7;
+    Some(tag[v..v + tag[v..].find('"')?].to_owned())
+}
+
+/// application/x-www-form-urlencoded.
+fn form_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => (b as char).to_string(),
+            b' ' => "+".to_owned(),
+            b => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// An HTTP/1.1 response read to the end of the connection: Content-Length or chunked bodies.
+fn parse(raw: &[u8]) -> Result<Response, String> {
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
+    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "headers are not UTF-8")?;
+    let mut lines = head.split("\r\n");
+    let status =
+        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).ok_or("no status line")?;
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    let rest = &raw[split + 4..];
+    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
+    let body = if chunked {
+        dechunk(rest)?
+    } else if let Some(len) =
+        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok())
+    {
+        rest.get(..len).ok_or("the body is shorter than its Content-Length")?.to_vec()
+    } else {
+        rest.to_vec()
+    };
+    Ok(Response { status, headers, body })
+}
+
+fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
+    let mut out = Vec::new();
+    loop {
+        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk size")?;
+        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
+        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
+            .map_err(|_| "bad chunk size")?;
+        data = &data[line_end + 2..];
+        if size == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
+        data = data.get(size + 2..).ok_or("truncated chunk")?;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_forms_and_chunks() {
+        let u = parse_url("https://spalloc.example.org/spalloc/").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("spalloc.example.org", 443, "/spalloc/"));
+        let u = parse_url("https://127.0.0.1:8443/spalloc").unwrap();
+        assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("127.0.0.1", 8443, "/spalloc"));
+        assert!(parse_url("http://x/").is_none());
+        assert_eq!(form_escape("s3cret pass&=%"), "s3cret+pass%26%3D%25");
+        let html = "<form><input type=\"hidden\" name=\"_csrf\" value=\"ab-12\" /></form>";
+        assert_eq!(csrf_field(html).as_deref(), Some("ab-12"));
+        let r = parse(
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"a\":1}"[..]));
+        let secret = RestAuth::Password { username: "u".into(), password: "hunter2".into() };
+        assert!(!format!("{secret:?}").contains("hunter2"));
+        assert!(!format!("{:?}", RestAuth::Token("tok".into())).contains("tok\""));
+    }
+}
