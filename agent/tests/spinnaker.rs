@@ -173,3 +173,85 @@ fn a_board_that_does_not_boot_is_power_cycled_through_its_bmp() {
     assert_eq!(agent.metric("accel_spinnaker_spalloc_up", &[("machine", "spin5")]), Some(0.0));
     assert_eq!(agent.metric("accel_spinnaker_machine_dead_boards", &[("machine", "spin5")]), None);
 }
+
+#[test]
+fn the_java_spalloc_service_over_rest() {
+    use accel_e2e::spalloc_rest_sim::{
+        RestBoard, RestJobState, RestMachine, RestOptions as RestSimOptions, SpallocRestSim,
+    };
+    let board = |z: u32| RestBoard { xyz: [0, 0, z], physical: [0, 0, z], address: format!("10.11.193.{}", z + 1) };
+    let bmp = BmpSim::start(3).unwrap();
+    let sim = SpallocRestSim::start(RestSimOptions {
+        users: vec![("monitor".into(), "pw-Zq81!x".into())],
+        tokens: Vec::new(),
+        page: 2,
+    })
+    .unwrap();
+    sim.set_machines(vec![
+        RestMachine {
+            name: "spin5".into(),
+            tags: vec!["default".into()],
+            width: 1,
+            height: 1,
+            dead_boards: vec![board(1)],
+            dead_links: vec![(board(0), "north".into()), (board(2), "south".into())],
+        },
+        RestMachine {
+            name: "lab".into(),
+            tags: vec!["lab".into()],
+            width: 1,
+            height: 1,
+            dead_boards: vec![],
+            dead_links: vec![],
+        },
+    ]);
+    sim.add_job("alice", RestJobState::Ready, Some(("spin5", vec![board(0)])), serde_json::json!({"num-boards": 1}));
+    let bob =
+        sim.add_job("bob", RestJobState::Power, Some(("spin5", vec![board(2)])), serde_json::json!({"num-boards": 1}));
+    // Queued: by machine name, by the default tag, and one for another machine's tag.
+    sim.add_job("carol", RestJobState::Queued, None, serde_json::json!({"machine-name": "spin5"}));
+    sim.add_job("dave", RestJobState::Queued, None, serde_json::json!({"tags": ["default"]}));
+    sim.add_job("erin", RestJobState::Queued, None, serde_json::json!({"tags": ["lab"]}));
+    let gone = sim.add_job("frank", RestJobState::Ready, Some(("spin5", vec![board(0)])), serde_json::json!({}));
+    sim.set_job(gone, RestJobState::Destroyed, None);
+
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("spalloc.cred");
+    std::fs::write(&creds, "monitor:pw-Zq81!x\n").unwrap();
+    let machine_extra = format!(
+        "spalloc_ca_file = \"{}\"\nspalloc_credentials_file = \"{}\"",
+        sim.ca_file().display(),
+        creds.display()
+    );
+    let fs = FakeSysfs::new();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(&bmp.addr().to_string(), &sim.url(), "", &machine_extra));
+    agent.wait_ready();
+    let m = ("machine", "spin5");
+    agent.wait_for("REST spalloc read", || agent.metric("accel_spinnaker_spalloc_up", &[m]) == Some(1.0));
+    assert_eq!(agent.metric("accel_spinnaker_machine_dead_boards", &[m]), Some(1.0));
+    assert_eq!(agent.metric("accel_spinnaker_machine_dead_links", &[m]), Some(2.0));
+    let jobs = |s: &str| agent.metric("accel_spinnaker_jobs", &[m, ("state", s)]);
+    assert_eq!((jobs("ready"), jobs("power"), jobs("queued")), (Some(1.0), Some(1.0), Some(2.0)));
+    assert_eq!(jobs("destroyed"), None);
+    // The service lists the dead board with its cabinet, frame and board: that device, and only it.
+    let sdk = |b: &str| agent.metric("accel_device_condition", &[("device", b), ("condition", "SdkError")]);
+    agent.wait_for("dead board marked", || sdk("spin5-c0-f0-b1") == Some(1.0));
+    assert_eq!(sdk("spin5-c0-f0-b0"), Some(0.0));
+    assert!(agent.get("/api/v1/devices/spin5-c0-f0-b1").body.contains("SpallocListsDead"));
+    // A monitor keeps nothing alive and creates nothing; the password is nowhere the agent shows.
+    assert_eq!((sim.keepalives(), sim.jobs_created()), (0, 0));
+    for path in ["/metrics", "/api/v1/devices", "/api/v1/devices/spin5-c0-f0-b1", "/api/v1/events"] {
+        assert!(!agent.get(path).body.contains("pw-Zq81"), "{path}");
+    }
+    let logs: Vec<String> = agent.stderr.try_iter().collect();
+    assert!(!logs.iter().any(|l| l.contains("pw-Zq81")), "the password in the log");
+
+    // The service forgets the session: the agent logs in again and keeps counting.
+    sim.expire_sessions();
+    sim.set_job(bob, RestJobState::Ready, Some(("spin5", vec![board(2)])));
+    agent.wait_for("bob's job ready, seen after a new login", || {
+        jobs("ready") == Some(2.0) && jobs("power") == Some(0.0)
+    });
+    let logins = sim.requests().iter().filter(|r| r.ends_with("/system/perform_login")).count();
+    assert!(logins >= 2, "logged in again: {logins}");
+}

@@ -36,9 +36,20 @@ impl Default for Spinnaker {
 #[serde(deny_unknown_fields)]
 pub struct Machine {
     pub name: String,
-    /// The spalloc server ("host" or "host:port") that lists this machine's dead boards and jobs.
+    /// The spalloc server that lists this machine's dead boards and jobs: "host" or "host:port" for the
+    /// v1 protocol, or the Java spalloc service's URL ("https://host/spalloc/") for its REST API.
     #[serde(default)]
     pub spalloc: Option<String>,
+    /// REST only: the CA certificates (PEM) the service's certificate must chain to (default: the
+    /// system's bundle, /etc/ssl/certs/ca-certificates.crt).
+    #[serde(default)]
+    pub spalloc_ca_file: Option<std::path::PathBuf>,
+    /// REST only: a file whose first line is "username:password" or "Bearer TOKEN".
+    #[serde(default)]
+    pub spalloc_credentials_file: Option<std::path::PathBuf>,
+    /// REST only: an environment variable holding the same, instead of a file.
+    #[serde(default)]
+    pub spalloc_credentials_env: Option<String>,
     #[serde(rename = "frame")]
     pub frames: Vec<FrameConfig>,
     /// Thresholds for every board of the machine (over the spinnaker-board profile).
@@ -121,12 +132,25 @@ impl Machine {
                 ),
             });
         }
-        if self.spalloc.as_deref().is_some_and(|s| s.contains("://")) {
+        let rest = self.spalloc.as_deref().is_some_and(|s| s.contains("://"));
+        let creds =
+            usize::from(self.spalloc_credentials_file.is_some()) + usize::from(self.spalloc_credentials_env.is_some());
+        if rest && !self.spalloc.as_deref().is_some_and(|s| s.starts_with("https://") && s.len() > "https://".len()) {
             out.push(Finding {
                 path: at(&["spalloc".into()]),
-                message: "the Java spalloc service's REST API (a URL) is not supported yet; enable its v1 \
-                          listener (compat.enable in its application.yml) and give \"host:22244\""
+                message: "the Java spalloc service is reached over HTTPS: \"https://host/spalloc/\"".into(),
+            });
+        } else if rest && creds != 1 {
+            out.push(Finding {
+                path: at(&["spalloc".into()]),
+                message: "a REST spalloc needs exactly one of spalloc_credentials_file and spalloc_credentials_env \
+                          (the credentials never go in this file)"
                     .into(),
+            });
+        } else if !rest && (creds > 0 || self.spalloc_ca_file.is_some()) {
+            out.push(Finding {
+                path: at(&["spalloc".into()]),
+                message: "spalloc_ca_file and spalloc_credentials_* are for a REST spalloc (\"https://...\")".into(),
             });
         } else if self.spalloc.as_deref().is_some_and(|s| s.trim().is_empty() || s.contains(char::is_whitespace)) {
             out.push(Finding {
@@ -226,18 +250,38 @@ boards = 2
     }
 
     #[test]
-    fn a_rest_url_for_spalloc_is_refused_with_the_way_out() {
-        let errors = crate::parse_str(
-            "[[spinnaker.machine]]\nname = \"m\"\nspalloc = \"https://spalloc.example.org/spalloc/\"\n[[spinnaker.machine.frame]]\nbmp = \"10.0.0.1\"\nboards = 1\n",
-            "t.toml",
-        )
-        .unwrap_err()
-        .to_string();
+    fn a_rest_spalloc_needs_credentials_from_outside_the_config() {
+        let machine = |extra: &str| {
+            format!(
+                "[[spinnaker.machine]]\nname = \"m\"\n{extra}\n[[spinnaker.machine.frame]]\nbmp = \"10.0.0.1\"\nboards = 1\n"
+            )
+        };
+        let errors = crate::parse_str(&machine("spalloc = \"https://spalloc.example.org/spalloc/\""), "t.toml")
+            .unwrap_err()
+            .to_string();
         assert!(
-            errors.contains("t.toml:3:11: spinnaker.machine[0].spalloc: the Java spalloc service's REST API"),
+            errors.contains("t.toml:3:11: spinnaker.machine[0].spalloc: a REST spalloc needs exactly one"),
             "{errors}"
         );
-        assert!(errors.contains("compat.enable"), "{errors}");
+        let errors =
+            crate::parse_str(&machine("spalloc = \"http://spalloc/\"\nspalloc_credentials_env = \"X\""), "t.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(errors.contains("over HTTPS"), "{errors}");
+        let errors =
+            crate::parse_str(&machine("spalloc = \"spalloc:22244\"\nspalloc_credentials_env = \"X\""), "t.toml")
+                .unwrap_err()
+                .to_string();
+        assert!(errors.contains("are for a REST spalloc"), "{errors}");
+        let cfg = crate::parse_str(
+            &machine(
+                "spalloc = \"https://spalloc.example.org/spalloc/\"\nspalloc_credentials_file = \"/etc/accel-agent/spalloc.cred\"\nspalloc_ca_file = \"/etc/ssl/spalloc-ca.pem\"",
+            ),
+            "t.toml",
+        )
+        .unwrap();
+        let m = &cfg.spinnaker.machines[0];
+        assert_eq!(m.spalloc_credentials_file.as_deref(), Some(std::path::Path::new("/etc/accel-agent/spalloc.cred")));
     }
 
     #[test]

@@ -7,10 +7,14 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use collectors::spinnaker::{Frame, JobState, PollOptions, ScpClient, SpallocClient, SpallocOptions};
+use collectors::spinnaker::{
+    Frame, JobState, PollOptions, RestAuth, RestError, RestOptions, ScpClient, SpallocClient, SpallocOptions,
+    SpallocRestClient,
+};
 use config::Config;
 use config::spinnaker::{SPALLOC_PORT, socket_addr};
 use serde_json::json;
@@ -72,8 +76,7 @@ pub fn spawn(
     }
     let interval = config.spinnaker.interval.unwrap_or(config.poll_interval).get();
     let policy = retry_policy(config);
-    let spalloc: Vec<(String, String)> =
-        config.spinnaker.machines.iter().filter_map(|m| Some((m.name.clone(), m.spalloc.clone()?))).collect();
+    let spalloc: Vec<Spalloc> = config.spinnaker.machines.iter().filter_map(Spalloc::of).collect();
     let (evidence, state, shutdown) = (evidence.clone(), Arc::clone(state), shutdown.clone());
     tasks.spawn(async move {
         let client = match ScpClient::new(policy).await {
@@ -93,6 +96,7 @@ pub fn spawn(
             where_is: HashMap::new(),
             firmware: HashMap::new(),
             serials: HashMap::new(),
+            rest: HashMap::new(),
         };
         // Counters go on from the previous config's poller: a reload is not a counter reset.
         let base = state.snapshot().spinnaker.scp;
@@ -129,8 +133,10 @@ struct Poller {
     /// The boards grouped by BMP, as every poll asks them.
     frames: Vec<Frame>,
     boards: Vec<Board>,
-    /// (machine, spalloc server)
-    spalloc: Vec<(String, String)>,
+    spalloc: Vec<Spalloc>,
+    /// One REST client (its session) per machine, kept between polls; made again after an error that
+    /// may mean the credentials changed.
+    rest: HashMap<String, SpallocRestClient>,
     /// One connection per spalloc server, kept between polls.
     clients: HashMap<String, SpallocClient>,
     /// (machine, x, y, z) -> (cabinet, frame, board), from spalloc's where_is; positions do not move.
@@ -254,7 +260,21 @@ impl Poller {
     async fn ask_spalloc(&mut self) -> (BTreeMap<String, MachineReport>, std::collections::HashSet<DeadBoard>) {
         let mut reports = BTreeMap::new();
         let mut dead = std::collections::HashSet::new();
-        for (machine, server) in self.spalloc.clone() {
+        for source in self.spalloc.clone() {
+            let (machine, server) = match source {
+                Spalloc::V1 { machine, server } => (machine, server),
+                Spalloc::Rest { machine, url, ca_file, credentials } => {
+                    let report = match self.ask_rest(&machine, &url, ca_file, &credentials).await {
+                        Ok((report, places)) => {
+                            dead.extend(places.into_iter().map(|(c, f, b)| (machine.clone(), c, f, b)));
+                            report
+                        }
+                        Err(e) => MachineReport { spalloc_up: false, error: Some(e), ..Default::default() },
+                    };
+                    reports.insert(machine, report);
+                    continue;
+                }
+            };
             let server = match socket_addr(&server, SPALLOC_PORT) {
                 Some(a) => a.to_string(),
                 None if server.contains(':') => server,
@@ -288,6 +308,112 @@ impl Poller {
             reports.insert(machine, report);
         }
         (reports, dead)
+    }
+}
+
+impl Poller {
+    /// One machine from the Java spalloc service: the report, and the dead boards' (cabinet, frame,
+    /// board), which the service lists with each dead board.
+    async fn ask_rest(
+        &mut self,
+        machine: &str,
+        url: &str,
+        ca_file: Option<PathBuf>,
+        credentials: &Credentials,
+    ) -> Result<(MachineReport, Vec<Place>), String> {
+        if !self.rest.contains_key(machine) {
+            let auth = credentials.read()?;
+            let mut options = RestOptions::default();
+            if let Some(ca) = ca_file {
+                options.ca_file = ca;
+            }
+            let client = SpallocRestClient::new(url, auth, options).map_err(|e| e.to_string())?;
+            self.rest.insert(machine.to_owned(), client);
+        }
+        let Some(client) = self.rest.get_mut(machine) else { return Err("no client".into()) };
+        let result = async {
+            let machines = client.list_machines().await?;
+            let jobs = client.list_jobs().await?;
+            Ok::<_, RestError>((machines, jobs))
+        }
+        .await;
+        let (machines, jobs) = match result {
+            Ok(r) => r,
+            Err(e) => {
+                // A refused login may be fixed by new credentials: read them again next poll.
+                if matches!(e, RestError::Login { .. } | RestError::Ca { .. }) {
+                    self.rest.remove(machine);
+                }
+                return Err(e.to_string());
+            }
+        };
+        let m = machines.iter().find(|m| m.name == machine);
+        let mut by_state: BTreeMap<&'static str, usize> = JobState::LISTED.iter().map(|s| (s.as_str(), 0)).collect();
+        for j in jobs.iter().filter(|j| JobState::LISTED.contains(&j.state) && j.machines(&machines).contains(&machine))
+        {
+            *by_state.entry(j.state.as_str()).or_default() += 1;
+        }
+        let places = m
+            .map(|m| m.dead_boards.iter().filter_map(|b| Some((b.cabinet?, b.frame?, b.board?))).collect())
+            .unwrap_or_default();
+        let report = MachineReport {
+            spalloc_up: true,
+            error: m.is_none().then(|| format!("spalloc does not list a machine named {machine:?}")),
+            dead_boards: m.map(|m| m.dead_boards.len()),
+            dead_links: m.map(|m| m.dead_links.len()),
+            jobs: by_state,
+        };
+        Ok((report, places))
+    }
+}
+
+/// Where a machine's spalloc is, and how to speak to it.
+#[derive(Debug, Clone)]
+enum Spalloc {
+    V1 { machine: String, server: String },
+    Rest { machine: String, url: String, ca_file: Option<PathBuf>, credentials: Credentials },
+}
+
+impl Spalloc {
+    fn of(m: &config::spinnaker::Machine) -> Option<Spalloc> {
+        let server = m.spalloc.clone()?;
+        if !server.starts_with("https://") {
+            return Some(Spalloc::V1 { machine: m.name.clone(), server });
+        }
+        // Validation guarantees exactly one source of credentials for a URL.
+        let credentials = match (&m.spalloc_credentials_file, &m.spalloc_credentials_env) {
+            (Some(f), _) => Credentials::File(f.clone()),
+            (None, Some(v)) => Credentials::Env(v.clone()),
+            (None, None) => Credentials::Env(String::new()),
+        };
+        Some(Spalloc::Rest { machine: m.name.clone(), url: server, ca_file: m.spalloc_ca_file.clone(), credentials })
+    }
+}
+
+/// Where the REST credentials are kept; never the credentials themselves.
+#[derive(Debug, Clone)]
+enum Credentials {
+    File(PathBuf),
+    Env(String),
+}
+
+impl Credentials {
+    /// Reads and parses them; an error says where they are and what is wrong, never what they say.
+    fn read(&self) -> Result<RestAuth, String> {
+        let (text, place) = match self {
+            Credentials::File(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| format!("spalloc credentials file {}: {e}", path.display()))?;
+                (text, format!("spalloc credentials file {}", path.display()))
+            }
+            Credentials::Env(name) => {
+                let text =
+                    std::env::var(name).map_err(|_| format!("spalloc credentials variable {name} is not set"))?;
+                (text, format!("spalloc credentials variable {name}"))
+            }
+        };
+        RestAuth::parse(&text)
+            .ok_or_else(|| format!("{place}: its first line is neither \"username:password\" nor \"Bearer TOKEN\""))
     }
 }
 

@@ -32,6 +32,21 @@ pub enum RestAuth {
     Token(String),
 }
 
+impl RestAuth {
+    /// The first non-empty line of a credentials file or variable: "Bearer TOKEN" or "username:password"
+    /// (split at the first colon). None for anything else; the caller says where, never what.
+    pub fn parse(text: &str) -> Option<RestAuth> {
+        let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+        if let Some(token) = line.strip_prefix("Bearer ") {
+            let token = token.trim();
+            return (!token.is_empty()).then(|| RestAuth::Token(token.to_owned()));
+        }
+        let (username, password) = line.split_once(':')?;
+        (!username.is_empty() && !password.is_empty())
+            .then(|| RestAuth::Password { username: username.to_owned(), password: password.to_owned() })
+    }
+}
+
 impl std::fmt::Debug for RestAuth {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
@@ -574,6 +589,13 @@ mod tests {
         )
         .unwrap();
         assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"a\":1}"[..]));
+        assert_eq!(
+            RestAuth::parse("\n  monitor:pa:ss word \n"),
+            Some(RestAuth::Password { username: "monitor".into(), password: "pa:ss word".into() })
+        );
+        assert_eq!(RestAuth::parse("Bearer abc.def\n"), Some(RestAuth::Token("abc.def".into())));
+        assert_eq!(RestAuth::parse("just-a-word"), None);
+        assert_eq!(RestAuth::parse(":nouser"), None);
         let secret = RestAuth::Password { username: "u".into(), password: "hunter2".into() };
         assert!(!format!("{secret:?}").contains("hunter2"));
         assert!(!format!("{:?}", RestAuth::Token("tok".into())).contains("tok\""));
