@@ -176,3 +176,58 @@ fn without_actions_enabled_nothing_is_written() {
     assert_eq!(read(&fs, COOLING), "0");
     assert_eq!(agent.metric("accel_throttle_level", &[("device", "loihi0")]), Some(0.0));
 }
+
+/// Regression: throttle requests and the expiry of an operator's override ran only on a host collector's
+/// tick. With every host collector off, a device whose temperature comes from a probe is throttled, and
+/// a maintenance window with `--for` ends on time.
+#[test]
+fn throttling_and_override_expiry_need_no_host_collector() {
+    let fs = FakeSysfs::new();
+    fs.cooling_device(0, "Processor", 0, 7);
+    let collectors =
+        ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer", "accel", "resources"];
+    let collectors_off: String = collectors.iter().map(|c| format!("[collectors.{c}]\nenabled = false\n")).collect();
+    let toml = format!(
+        r#"
+poll_interval = "200ms"
+[actions]
+enabled = true
+[discovery]
+enabled = false
+{collectors_off}
+[[device]]
+id = "probe0"
+kind = "generic"
+[device.thresholds]
+temperature_warn = 80.0
+temperature_crit = 95.0
+[device.throttle]
+threshold = 80.0
+hold = "1s"
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 3 }}
+[[device.probe]]
+name = "status"
+command = ["sh", "-c", "echo '{{\"t\": 90}}'"]
+format = "json"
+fields = {{ temperature = "/t" }}
+interval = "200ms"
+"#
+    );
+    let (agent, _cfg) = Agent::with_config(fs.root(), &toml);
+    agent.wait_ready();
+    let d = ("device", "probe0");
+    agent.wait_for("throttled", || agent.metric("accel_throttle_level", &[d]) == Some(1.0));
+    assert_eq!(std::fs::read_to_string(fs.path("class/thermal/cooling_device0/cur_state")).unwrap().trim(), "3");
+
+    let ctl = std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
+        .arg("--socket")
+        .arg(agent.state_dir.path().join("agent.sock"))
+        .args(["maintenance", "probe0", "on", "--for", "1s"])
+        .output()
+        .unwrap();
+    assert!(ctl.status.success(), "{ctl:?}");
+    agent.wait_for("maintenance ended", || {
+        agent.get("/api/v1/events?device=probe0&kind=operator").body.contains("maintenance ended")
+    });
+}
