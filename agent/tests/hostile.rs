@@ -399,3 +399,52 @@ fn a_journal_that_cannot_store_is_shown_degraded_everywhere_and_its_losses_count
     let health = agent.get("/health").body;
     assert!(!health.contains("database or disk is full") && health.contains("incomplete"), "{health}");
 }
+
+/// Raises this process's open-file soft limit to at least `want` (up to the hard limit); returns it.
+fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    lim.rlim_cur
+}
+
+#[test]
+fn a_scrape_answers_within_a_second_with_10000_idle_connections_open() {
+    const IDLE: usize = 10_000;
+    let limit = raise_nofile(IDLE as u64 + 512);
+    assert!(limit >= IDLE as u64 + 512, "RLIMIT_NOFILE's hard limit ({limit}) is too low for {IDLE} connections");
+    let fs = host();
+    let logs = tempfile::tempdir().unwrap();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path()));
+    agent.wait_ready();
+    let started = Instant::now();
+    // Opened from several threads: a connect beyond the kernel's backlog waits for a SYN retry.
+    let addr = agent.addr;
+    let openers: Vec<_> = (0..10)
+        .map(|t| {
+            std::thread::spawn(move || {
+                (0..IDLE / 10)
+                    .map(|i| {
+                        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                            .unwrap_or_else(|e| panic!("connection {t}/{i}: {e}"))
+                    })
+                    .collect::<Vec<_>>()
+            })
+        })
+        .collect();
+    let idle: Vec<std::net::TcpStream> = openers.into_iter().flat_map(|t| t.join().unwrap()).collect();
+    assert_eq!(idle.len(), IDLE);
+    eprintln!("{IDLE} idle connections opened in {:?}", started.elapsed());
+    for _ in 0..3 {
+        let r = agent.get("/metrics");
+        assert_eq!(r.status, 200);
+        assert!(r.elapsed < Duration::from_secs(1), "a scrape took {:?} behind {IDLE} idle connections", r.elapsed);
+    }
+    drop(idle);
+}

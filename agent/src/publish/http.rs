@@ -20,7 +20,6 @@ use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::Semaphore;
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
@@ -33,8 +32,49 @@ use crate::publish::state::AgentState;
 use crate::publish::webconfig::{Tls, WebConfig};
 use crate::publish::{device_page, landing};
 
-/// Open connections beyond this wait in the kernel's accept queue.
+/// Open connections held at once. Past this, a new connection sheds the oldest idle one (one not in the
+/// middle of a request): waiting in the kernel's accept queue behind thousands of idle connections, a
+/// scrape would miss Prometheus's timeout.
 const MAX_CONNECTIONS: usize = 4096;
+
+/// One open connection, as the shedder sees it.
+struct Conn {
+    /// Requests being answered on it now.
+    busy: std::sync::atomic::AtomicUsize,
+    /// Cancelled to shed the connection.
+    shed: CancellationToken,
+}
+
+/// The open connections, oldest first (ids grow with each accept).
+#[derive(Default)]
+struct Conns {
+    next_id: u64,
+    open: std::collections::BTreeMap<u64, Arc<Conn>>,
+}
+
+impl Conns {
+    /// Registers a new connection, shedding the oldest idle one if the cap is reached. None when every
+    /// open connection is busy: then the new one is refused.
+    fn admit(conns: &std::sync::Mutex<Conns>) -> Option<(u64, Arc<Conn>)> {
+        use std::sync::atomic::Ordering;
+        let mut c = conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        if c.open.len() >= MAX_CONNECTIONS {
+            let idle = c.open.iter().find(|(_, conn)| conn.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id)?;
+            if let Some(conn) = c.open.remove(&idle) {
+                conn.shed.cancel();
+            }
+        }
+        let id = c.next_id;
+        c.next_id += 1;
+        let conn = Arc::new(Conn { busy: Default::default(), shed: CancellationToken::new() });
+        c.open.insert(id, Arc::clone(&conn));
+        Some((id, conn))
+    }
+
+    fn close(conns: &std::sync::Mutex<Conns>, id: u64) {
+        conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open.remove(&id);
+    }
+}
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
@@ -260,12 +300,8 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
         }
     }
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let conns = Arc::new(std::sync::Mutex::new(Conns::default()));
     loop {
-        let permit = tokio::select! {
-            p = Arc::clone(&slots).acquire_owned() => match p { Ok(p) => p, Err(_) => break },
-            _ = shutdown.cancelled() => break,
-        };
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
                 Ok(s) => s,
@@ -278,28 +314,23 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
             },
             _ = shutdown.cancelled() => break,
         };
+        let Some((id, conn)) = Conns::admit(&conns) else {
+            tracing::debug!(%peer, "refused: all {MAX_CONNECTIONS} connections are answering requests");
+            continue;
+        };
         let _ = stream.set_nodelay(true);
         let (http, web, shutdown) = (Arc::clone(&http), Arc::clone(&web), shutdown.clone());
         // Taken now, so that shutdown waits for this connection once it is past the handshake.
         let watcher = graceful.watcher();
+        let conns = Arc::clone(&conns);
         tokio::spawn(async move {
-            let _permit = permit;
-            let Some(tls) = web.tls.clone() else {
-                return serve_connection(stream, http, web, peer, watcher).await;
-            };
-            let stream = tokio::select! {
-                r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls_handshake(&tls, stream, peer)) => match r {
-                    Ok(Some(s)) => s,
-                    Ok(None) => return,
-                    Err(_) => {
-                        tracing::debug!(%peer, "TLS handshake timed out");
-                        return;
-                    }
-                },
-                // Not yet a request in flight: nothing to drain.
-                _ = shutdown.cancelled() => return,
-            };
-            serve_connection(stream, http, web, peer, watcher).await
+            let shed = conn.shed.clone();
+            tokio::select! {
+                () = serve_one(stream, http, web, peer, watcher, shutdown, conn) => {}
+                // Dropping the connection's future closes it.
+                () = shed.cancelled() => tracing::debug!(%peer, "idle connection shed for a new one"),
+            }
+            Conns::close(&conns, id);
         });
     }
     drop(listener);
@@ -308,14 +339,55 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
     }
 }
 
+/// One accepted connection: the TLS handshake if configured, then HTTP/1.1.
+async fn serve_one(
+    stream: tokio::net::TcpStream,
+    http: Arc<Http>,
+    web: Arc<WebConfig>,
+    peer: SocketAddr,
+    watcher: Watcher,
+    shutdown: CancellationToken,
+    conn: Arc<Conn>,
+) {
+    let Some(tls) = web.tls.clone() else {
+        return serve_connection(stream, http, web, peer, watcher, conn).await;
+    };
+    let stream = tokio::select! {
+        r = tokio::time::timeout(HANDSHAKE_TIMEOUT, tls_handshake(&tls, stream, peer)) => match r {
+            Ok(Some(s)) => s,
+            Ok(None) => return,
+            Err(_) => {
+                tracing::debug!(%peer, "TLS handshake timed out");
+                return;
+            }
+        },
+        // Not yet a request in flight: nothing to drain.
+        _ = shutdown.cancelled() => return,
+    };
+    serve_connection(stream, http, web, peer, watcher, conn).await
+}
+
 /// HTTP/1.1 on one connection, plain or TLS.
-async fn serve_connection<I>(io: I, http: Arc<Http>, web: Arc<WebConfig>, peer: SocketAddr, watcher: Watcher)
-where
+async fn serve_connection<I>(
+    io: I,
+    http: Arc<Http>,
+    web: Arc<WebConfig>,
+    peer: SocketAddr,
+    watcher: Watcher,
+    conn: Arc<Conn>,
+) where
     I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let service = service_fn(move |req: Request<Incoming>| {
-        let (http, web) = (Arc::clone(&http), Arc::clone(&web));
-        async move { Ok::<_, Infallible>(respond_to(&http, &web, req, peer).await) }
+        let (http, web, conn) = (Arc::clone(&http), Arc::clone(&web), Arc::clone(&conn));
+        async move {
+            use std::sync::atomic::Ordering;
+            // Busy while answering: a connection in the middle of a request is never shed.
+            conn.busy.fetch_add(1, Ordering::AcqRel);
+            let response = respond_to(&http, &web, req, peer).await;
+            conn.busy.fetch_sub(1, Ordering::AcqRel);
+            Ok::<_, Infallible>(response)
+        }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
