@@ -32,6 +32,7 @@ const KNOWN_METRICS: &[&str] = &[
     "accel_maintenance_mode",
     "accel_events_total",
     "accel_collector_success",
+    "accel_actions_up",
     "accel_config_last_reload_successful",
     "up",
 ];
@@ -55,6 +56,7 @@ const ALERTS: &[(&str, &str, &str)] = &[
     ("AccelDeviceDataStale", "warning", "10m"),
     ("AccelAgentDown", "critical", "5m"),
     ("AccelAgentConfigReloadFailed", "warning", "5m"),
+    ("AccelActionsDown", "critical", "1m"),
     ("AccelCollectorFailing", "warning", "10m"),
     // The runbooks' host thresholds (shared/reference/devices.md): memory 80/95 %, disk 80/90 %, CPU 70/90 %.
     ("AccelHostMemoryHigh", "warning", "10m"),
