@@ -112,9 +112,7 @@ fn a_device_that_never_comes_back_opens_the_circuit_and_escalates() {
 #[test]
 fn a_probe_only_device_is_reconnected_with_every_host_collector_off() {
     let tool = tempfile::tempdir().unwrap();
-    let collectors =
-        ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer", "accel", "resources"];
-    let collectors_off: String = collectors.iter().map(|c| format!("[collectors.{c}]\nenabled = false\n")).collect();
+    let collectors_off = common::host_collectors_off();
     let toml = format!(
         r#"
 poll_interval = "200ms"

@@ -184,9 +184,7 @@ fn without_actions_enabled_nothing_is_written() {
 fn throttling_and_override_expiry_need_no_host_collector() {
     let fs = FakeSysfs::new();
     fs.cooling_device(0, "Processor", 0, 7);
-    let collectors =
-        ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer", "accel", "resources"];
-    let collectors_off: String = collectors.iter().map(|c| format!("[collectors.{c}]\nenabled = false\n")).collect();
+    let collectors_off = common::host_collectors_off();
     let toml = format!(
         r#"
 poll_interval = "200ms"

@@ -293,3 +293,11 @@ pub fn parse_http_response(raw: &[u8], started: Instant) -> Option<Response> {
         elapsed: started.elapsed(),
     })
 }
+
+/// Config sections that turn every host collector off (for devices whose only evidence is a probe).
+pub fn host_collectors_off() -> String {
+    ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer", "accel", "resources"]
+        .iter()
+        .map(|c| format!("[collectors.{c}]\nenabled = false\n"))
+        .collect()
+}
