@@ -402,7 +402,7 @@ async fn serve_connection<I>(
 /// Basic auth, when configured, in front of every endpoint; the configured headers on every response.
 async fn respond_to(http: &Http, web: &WebConfig, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
     let allowed = match &web.auth {
-        Some(auth) => auth.check(req.headers().get(AUTHORIZATION)).await,
+        Some(auth) => auth.check(req.headers().get(AUTHORIZATION), peer.ip()).await,
         None => true,
     };
     let mut response = if allowed {

@@ -30,6 +30,10 @@ pub struct BasicAuth {
     /// Bounds the CPU that failed logins can take: a flood of wrong passwords waits here, while
     /// scrapers whose credentials are cached never do.
     verifying: Arc<Semaphore>,
+    /// One bcrypt at a time per client address, taken before `verifying`: a client sending a hundred
+    /// wrong passwords at once queues behind itself, so another client's first login waits for at most
+    /// one of its checks, not for all hundred.
+    per_client: Mutex<HashMap<std::net::IpAddr, Arc<Semaphore>>>,
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -71,6 +75,7 @@ impl BasicAuth {
             cache: Mutex::new(AuthCache::new(CACHE_ENTRIES)),
             // Half the cores: a login flood must leave room for collection and for cached scrapes.
             verifying: Arc::new(Semaphore::new((parallel / 2).max(1))),
+            per_client: Mutex::new(HashMap::new()),
         })
     }
 
@@ -79,7 +84,7 @@ impl BasicAuth {
     }
 
     /// Whether an `Authorization` header carries the credentials of a configured user.
-    pub async fn check(&self, header: Option<&HeaderValue>) -> bool {
+    pub async fn check(&self, header: Option<&HeaderValue>, client: std::net::IpAddr) -> bool {
         let Some((user, password)) = header.and_then(|h| parse_basic(h.as_bytes())) else {
             return false;
         };
@@ -91,6 +96,16 @@ impl BasicAuth {
         if self.cached(&key) {
             return known;
         }
+        let lane = Arc::clone(
+            self.per_client
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .entry(client)
+                .or_insert_with(|| Arc::new(Semaphore::new(1))),
+        );
+        let Ok(own_turn) = Arc::clone(&lane).acquire_owned().await else {
+            return false;
+        };
         let Ok(permit) = Arc::clone(&self.verifying).acquire_owned().await else {
             return false;
         };
@@ -101,6 +116,15 @@ impl BasicAuth {
         })
         .await
         .unwrap_or(false);
+        drop(own_turn);
+        {
+            // The lane goes once nobody holds or waits for it: the map stays as small as the set of
+            // clients checking right now.
+            let mut lanes = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
+            if Arc::strong_count(&lane) == 2 {
+                lanes.remove(&client);
+            }
+        }
         let ok = verified && known;
         if ok {
             self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key);

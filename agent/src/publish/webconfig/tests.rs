@@ -3,6 +3,8 @@ use std::path::{Path, PathBuf};
 use hyper::header::HeaderValue;
 use rcgen::{CertificateParams, KeyPair};
 
+const LOCAL: std::net::IpAddr = std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
 use super::auth::AuthCache;
 use super::*;
 
@@ -310,25 +312,25 @@ async fn basic_auth_checks_and_caches_only_successes() {
     let d = Dir::new();
     let c = d.load(&format!("basic_auth_users:\n  prometheus: '{}'\n", hash("s3cret"))).expect("valid");
     let auth = c.auth.expect("auth");
-    assert!(!auth.check(None).await, "no header");
-    assert!(!auth.check(Some(&HeaderValue::from_static("Bearer abc"))).await);
-    assert!(!auth.check(Some(&HeaderValue::from_static("Basic !!!notbase64"))).await);
-    assert!(!auth.check(Some(&basic("prometheus", "wrong"))).await);
-    assert!(!auth.check(Some(&basic("nobody", "s3cret"))).await);
-    assert!(!auth.check(Some(&basic("Prometheus", "s3cret"))).await, "user names are case-sensitive");
+    assert!(!auth.check(None, LOCAL).await, "no header");
+    assert!(!auth.check(Some(&HeaderValue::from_static("Bearer abc")), LOCAL).await);
+    assert!(!auth.check(Some(&HeaderValue::from_static("Basic !!!notbase64")), LOCAL).await);
+    assert!(!auth.check(Some(&basic("prometheus", "wrong")), LOCAL).await);
+    assert!(!auth.check(Some(&basic("nobody", "s3cret")), LOCAL).await);
+    assert!(!auth.check(Some(&basic("Prometheus", "s3cret")), LOCAL).await, "user names are case-sensitive");
     assert_eq!(auth.cached_logins(), 0, "failures are not remembered");
-    assert!(auth.check(Some(&basic("prometheus", "s3cret"))).await);
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
     assert_eq!(auth.cached_logins(), 1);
     // The second check is answered from the cache, which does not grow.
-    assert!(auth.check(Some(&basic("prometheus", "s3cret"))).await);
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
     assert_eq!(auth.cached_logins(), 1);
     // A cached success says nothing about another password.
-    assert!(!auth.check(Some(&basic("prometheus", "s3cret2"))).await);
+    assert!(!auth.check(Some(&basic("prometheus", "s3cret2")), LOCAL).await);
     // The scheme is case-insensitive; a password may contain ':'.
     let c = d.load(&format!("basic_auth_users:\n  u: '{}'\n", hash("a:b"))).expect("valid");
     let auth = c.auth.expect("auth");
     let lower = basic("u", "a:b").to_str().expect("ascii").replacen("Basic", "basic", 1);
-    assert!(auth.check(Some(&HeaderValue::from_str(&lower).expect("value"))).await);
+    assert!(auth.check(Some(&HeaderValue::from_str(&lower).expect("value")), LOCAL).await);
 }
 
 #[test]
@@ -404,5 +406,41 @@ async fn the_example_in_the_security_doc_is_valid() {
     let c = d.load(example).expect("the documented example loads");
     assert_eq!(c.tls.expect("tls").client_auth(), ClientAuth::RequireAndVerifyClientCert);
     assert_eq!(c.headers.len(), 3);
-    assert!(c.auth.expect("auth").check(Some(&basic("prometheus", "change-me"))).await, "the documented password");
+    assert!(
+        c.auth.expect("auth").check(Some(&basic("prometheus", "change-me")), LOCAL).await,
+        "the documented password"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_wrong_passwords_delays_another_clients_first_login_by_at_most_one_check() {
+    let d = Dir::new();
+    // Cost 10, the documented default: 50-100 ms per check.
+    let hash = bcrypt::hash("s3cret", 10).expect("bcrypt");
+    let c = d.load(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("valid");
+    let auth = Arc::new(c.auth.expect("auth"));
+    let attacker: std::net::IpAddr = "192.0.2.66".parse().expect("ip");
+    let started = std::time::Instant::now();
+    let one = {
+        let t = std::time::Instant::now();
+        assert!(!auth.check(Some(&basic("prometheus", "calibrate")), LOCAL).await);
+        t.elapsed()
+    };
+    let flood: Vec<_> = (0..100)
+        .map(|i| {
+            let auth = Arc::clone(&auth);
+            tokio::spawn(async move { auth.check(Some(&basic("prometheus", &format!("guess{i}"))), attacker).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let t = std::time::Instant::now();
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
+    let waited = t.elapsed();
+    // The valid login waits for the attacker's check in progress and does its own: about two checks,
+    // while the hundred queued ones would take a hundred.
+    assert!(waited < one * 4 + std::time::Duration::from_millis(200), "valid login took {waited:?}; one check {one:?}");
+    for f in flood {
+        assert!(!f.await.expect("task"));
+    }
+    eprintln!("one check {one:?}; valid login during the flood {waited:?}; flood done after {:?}", started.elapsed());
 }
