@@ -209,6 +209,13 @@ fn https_scrape_serves_metrics_and_plain_http_gets_told_to_use_https() {
     let agent = pki.start(&format!(
         "{TLS}http_server_config:\n  http2: true\n  headers:\n    X-Frame-Options: deny\n    X-Content-Type-Options: nosniff\n"
     ));
+    // The hwmon series exist once the first collection is done; a scrape before that is (rightly) without
+    // them, and the test raced the agent under load.
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while tls_get(agent.addr, pki.default_client(), "/-/ready", &[]).map(|r| r.response.status).ok() != Some(200) {
+        assert!(std::time::Instant::now() < deadline, "the agent never became ready over HTTPS");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 
     let reply = tls_get(agent.addr, pki.default_client(), "/metrics", &[]).expect("HTTPS scrape");
     assert_eq!(reply.response.status, 200);
