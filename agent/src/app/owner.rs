@@ -93,14 +93,14 @@ pub fn decide(
     }
     if actions.active() {
         // Decided here, applied in order on the actions thread: the async side never writes.
-        for (device, level) in engine.throttle_requests(|d| actions.level(d), now) {
+        for (device, level) in engine.throttle_requests(|d| actions.level(d), now, wall) {
             actions.set_level(&device, level);
         }
         for (device, decision) in engine.reconnect_decisions(now, wall) {
             reconnect_decision(&device, decision, actions, events, wall);
         }
     }
-    state.publish_devices(engine.views(), events.counts(), events.dropped());
+    state.publish_devices(engine.views(wall), events.counts(), events.dropped());
     state.publish_throttle(actions.views());
 }
 

@@ -42,7 +42,7 @@ pub async fn scan(config: &Config) -> (String, u8) {
     let mut engine = DeviceEngine::one_shot(config, Instant::now(), SystemTime::now());
     engine.evaluate(&state.snapshot().host(), Instant::now(), SystemTime::now());
     crate::sources::probing::run_all_once(config, &mut engine).await;
-    let views = engine.views();
+    let views = engine.views(SystemTime::now());
     let code = views.iter().map(|d| d.state.exit_code()).max().unwrap_or(0);
     let mut out = String::new();
     if views.is_empty() {

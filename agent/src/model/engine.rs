@@ -409,7 +409,12 @@ impl DeviceEngine {
     /// The throttle level each throttled device should have now, where it differs from what is applied.
     /// An operator's level wins; when it is released the device goes back to 0 and the controller
     /// starts afresh.
-    pub fn throttle_requests(&mut self, applied: impl Fn(&str) -> usize, now: Instant) -> Vec<(String, usize)> {
+    pub fn throttle_requests(
+        &mut self,
+        applied: impl Fn(&str) -> usize,
+        now: Instant,
+        wall: SystemTime,
+    ) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
             let Some(cfg) = d.config.throttle.clone() else { continue };
@@ -429,7 +434,7 @@ impl DeviceEngine {
                 }
                 continue;
             }
-            if d.in_maintenance(SystemTime::now()) {
+            if d.in_maintenance(wall) {
                 continue;
             }
             let value = match cfg.metric.as_str() {
@@ -458,8 +463,10 @@ impl DeviceEngine {
         out
     }
 
-    pub fn views(&self) -> Vec<DeviceView> {
-        self.devices.iter().map(Device::view).collect()
+    /// What each device looks like at `wall` (a maintenance window that has ended by then no longer
+    /// counts, even before `expire_overrides` has removed it).
+    pub fn views(&self, wall: SystemTime) -> Vec<DeviceView> {
+        self.devices.iter().map(|d| d.view(wall)).collect()
     }
 }
 
@@ -954,7 +961,7 @@ impl Device {
         changed
     }
 
-    fn view(&self) -> DeviceView {
+    fn view(&self, wall: SystemTime) -> DeviceView {
         DeviceView {
             id: self.config.id.clone(),
             kind: self.config.kind.name(),
@@ -963,7 +970,7 @@ impl Device {
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: self.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
             state: with_circuit(
-                derive_state(&self.conditions, self.in_maintenance(SystemTime::now())),
+                derive_state(&self.conditions, self.in_maintenance(wall)),
                 self.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
             ),
             up: match (
@@ -982,7 +989,7 @@ impl Device {
             energy_per_inference_joules: self.energy_per_inference,
             log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            maintenance: self.in_maintenance(SystemTime::now()),
+            maintenance: self.in_maintenance(wall),
             maintenance_until: self.overrides.maintenance_until(),
             manual_throttle: self.overrides.throttle,
             circuit: self.reconnect.as_ref().map(|r| r.circuit),
@@ -1082,19 +1089,58 @@ mod tests {
     #[test]
     fn maintenance_overrides_the_state_until_it_ends() {
         let cfg = config::parse_str("[[device]]\nid = \"d0\"\nkind = \"generic\"\n", "t.toml").unwrap();
-        let wall = SystemTime::now();
+        let wall = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
         let mut e = DeviceEngine::new(&cfg, Instant::now(), wall);
-        assert_eq!(e.views()[0].state, State::Unknown);
+        assert_eq!(e.views(wall)[0].state, State::Unknown);
         e.set_maintenance("d0", true, Some(wall + std::time::Duration::from_secs(3600))).unwrap();
-        let v = &e.views()[0];
+        let v = &e.views(wall)[0];
         assert_eq!((v.state, v.maintenance), (State::Maintenance, true));
         e.set_maintenance("d0", true, Some(wall - std::time::Duration::from_secs(1))).unwrap();
-        assert_eq!(e.views()[0].state, State::Unknown, "an end in the past");
+        assert_eq!(e.views(wall)[0].state, State::Unknown, "an end in the past");
         e.set_maintenance("d0", true, None).unwrap();
-        assert_eq!(e.views()[0].state, State::Maintenance, "no end: until turned off");
+        assert_eq!(e.views(wall)[0].state, State::Maintenance, "no end: until turned off");
         e.set_maintenance("d0", false, None).unwrap();
-        assert_eq!(e.views()[0].state, State::Unknown);
+        assert_eq!(e.views(wall)[0].state, State::Unknown);
         let err = e.set_maintenance("nope", true, None).unwrap_err();
         assert_eq!(err.to_string(), "no device \"nope\"; known devices: d0");
+    }
+
+    /// The model reads no clock: what a device looks like, and whether it may be throttled, depend only on
+    /// the times its caller passes in. A maintenance window ending at T holds at T-1s and not at T+1s,
+    /// however far the real clock is from T.
+    #[test]
+    fn maintenance_is_judged_at_the_time_passed_in() {
+        let cfg = config::parse_str(
+            "[[device]]\nid = \"d0\"\nkind = \"generic\"\n\
+             [device.thresholds]\ntemperature_warn = 100.0\ntemperature_crit = 110.0\n\
+             [device.throttle]\nthreshold = 80.0\nhold = \"0s\"\n\
+             [[device.throttle.level]]\ncooling_device = { device = \"cooling_device0\", state = 1 }\n",
+            "t.toml",
+        )
+        .unwrap();
+        // Far from the real clock on purpose: a hidden SystemTime::now() would see the window long over.
+        let t = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        let second = std::time::Duration::from_secs(1);
+        let t0 = Instant::now();
+        let mut e = DeviceEngine::new(&cfg, t0, t - 10 * second);
+        e.set_maintenance("d0", true, Some(t)).unwrap();
+        let hot = ProbeResult {
+            probe: "status".into(),
+            status: "ok".into(),
+            success: true,
+            sdk_problem: false,
+            duration: std::time::Duration::ZERO,
+            message: String::new(),
+            readings: vec![("temperature".into(), 95.0)],
+        };
+        e.apply_probe("d0", hot, t0, t - 2 * second);
+
+        let before = &e.views(t - second)[0];
+        assert_eq!((before.state, before.maintenance), (State::Maintenance, true), "at T-1s");
+        assert_eq!(e.throttle_requests(|_| 0, t0, t - second), vec![], "no throttling in maintenance");
+
+        let after = &e.views(t + second)[0];
+        assert_eq!((after.state, after.maintenance), (State::Healthy, false), "at T+1s");
+        assert_eq!(e.throttle_requests(|_| 0, t0 + second, t + second), vec![("d0".to_owned(), 1)]);
     }
 }
