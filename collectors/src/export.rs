@@ -2,10 +2,13 @@
 //!
 //! Readers know which names, units and labels their values have; the agent turns [`Families`] into
 //! Prometheus text with the prometheus-client crate. Keeping the mapping next to the parsing keeps each
-//! reader testable on its own.
+//! reader testable on its own. Every family is declared in [`crate::catalogue`]; samples are added
+//! through its declarations, never by a name made up at the call site.
 
 use std::collections::HashMap;
 use std::sync::Arc;
+
+use crate::catalogue::{Pattern, Spec};
 
 /// A label value. Shared so that building families does not copy names read at discovery time.
 pub type LabelValue = Arc<str>;
@@ -51,7 +54,7 @@ impl Families {
     }
 
     /// The family `name`, created on first use. The first caller's help text and kind win.
-    pub fn family(&mut self, name: &str, help: &str, kind: MetricKind) -> &mut Family {
+    fn family(&mut self, name: &str, help: &str, kind: MetricKind) -> &mut Family {
         debug_assert!(kind != MetricKind::Counter || name.ends_with("_total"), "counter {name} must end in _total");
         let i = match self.index.get(name) {
             Some(&i) => i,
@@ -64,12 +67,39 @@ impl Families {
         &mut self.families[i]
     }
 
-    pub fn gauge(&mut self, name: &str, help: &str, labels: Vec<(&'static str, LabelValue)>, value: f64) {
-        self.family(name, help, MetricKind::Gauge).samples.push(Sample { labels, value });
+    /// Adds a sample of the catalogue family `spec`. Debug builds check that the label names are the
+    /// declared ones, in order.
+    pub fn sample(&mut self, spec: &'static Spec, labels: Vec<(&'static str, LabelValue)>, value: f64) {
+        debug_assert!(
+            spec.accepts(labels.iter().map(|(k, _)| *k)),
+            "{}: labels {:?} are not the declared {:?} (then optionally {:?})",
+            spec.name,
+            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            spec.labels,
+            spec.optional_labels,
+        );
+        self.family(spec.name, spec.help, spec.kind).samples.push(Sample { labels, value });
     }
 
-    pub fn counter(&mut self, name: &str, help: &str, labels: Vec<(&'static str, LabelValue)>, value: f64) {
-        self.family(name, help, MetricKind::Counter).samples.push(Sample { labels, value });
+    /// Adds a sample to the family `name` of the catalogue group `pattern` (a name built from a sysfs file
+    /// name, with its help text). Debug builds check the name and the label names against the pattern.
+    pub fn sample_in(
+        &mut self,
+        pattern: &'static Pattern,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        labels: Vec<(&'static str, LabelValue)>,
+        value: f64,
+    ) {
+        debug_assert!(pattern.matches(name), "{name} is not a family of {}", pattern.doc);
+        debug_assert!(
+            pattern.accepts(labels.iter().map(|(k, _)| *k)),
+            "{name}: labels {:?} are not the declared {:?}",
+            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+            pattern.labels,
+        );
+        self.family(name, help, kind).samples.push(Sample { labels, value });
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &Family> {

@@ -4,6 +4,7 @@
 //! Readers are synchronous and may block in the kernel; the agent runs each on its own thread with a
 //! deadline (see `sysfs::watch`).
 
+pub mod catalogue;
 pub mod export;
 pub mod host;
 pub mod logs;

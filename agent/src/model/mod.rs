@@ -8,6 +8,7 @@ pub(crate) mod power;
 pub(crate) mod spinnaker;
 pub(crate) mod view;
 
+use collectors::catalogue::{self as c, Spec};
 use collectors::export::{Families, lv};
 
 pub use engine::{ConditionChange, DeviceEngine, DeviceView};
@@ -18,9 +19,8 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
     for d in views {
         let id = lv(&d.id);
         let kind = lv(d.kind);
-        out.gauge(
-            "accel_device_info",
-            "Static facts of a device",
+        out.sample(
+            &c::DEVICE_INFO,
             vec![
                 ("device", id.clone()),
                 ("kind", kind.clone()),
@@ -32,40 +32,32 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
             1.0,
         );
         if let Some(up) = d.up {
-            out.gauge(
-                "accel_device_up",
-                "1 if the device is reachable/online, 0 if not",
-                vec![("device", id.clone()), ("kind", kind.clone())],
-                f64::from(u8::from(up)),
-            );
+            out.sample(&c::DEVICE_UP, vec![("device", id.clone()), ("kind", kind.clone())], f64::from(u8::from(up)));
         }
         for s in State::ALL {
-            out.gauge(
-                "accel_device_health",
-                "1 on the device's current state (healthy, degraded, unhealthy, unknown, maintenance)",
+            out.sample(
+                &c::DEVICE_HEALTH,
                 vec![("device", id.clone()), ("state", lv(s.name()))],
                 f64::from(u8::from(d.state == s)),
             );
         }
         for c in &d.conditions {
-            out.gauge(
-                "accel_device_condition",
-                "1 while the condition is true, 0 while false or unknown",
+            out.sample(
+                &c::DEVICE_CONDITION,
                 vec![("device", id.clone()), ("condition", lv(c.kind.name()))],
                 f64::from(u8::from(c.status == Status::True)),
             );
         }
         let r = &d.readings;
-        let sensor_family = |out: &mut Families, name: &str, help: &str, readings: &[engine::Reading]| {
+        let sensor_family = |out: &mut Families, spec: &'static Spec, readings: &[engine::Reading]| {
             for x in readings {
-                out.gauge(name, help, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
+                out.sample(spec, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
             }
         };
-        sensor_family(out, "accel_device_temperature_celsius", "Device temperature", &r.temperature_celsius);
+        sensor_family(out, &c::DEVICE_TEMPERATURE, &r.temperature_celsius);
         for t in &r.temperature_threshold_celsius {
-            out.gauge(
-                "accel_device_temperature_threshold_celsius",
-                "Temperature threshold of a device sensor, by level",
+            out.sample(
+                &c::DEVICE_TEMPERATURE_THRESHOLD,
                 vec![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
                 t.value,
             );
@@ -73,102 +65,55 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
         // The thresholds the agent judges by, as sensor "configured", so alerts and dashboards compare
         // readings against the same numbers.
         for (level, v) in [("warn", d.temperature_warn_celsius), ("crit", d.temperature_crit_celsius)] {
-            out.gauge(
-                "accel_device_temperature_threshold_celsius",
-                "Temperature threshold of a device sensor, by level",
+            out.sample(
+                &c::DEVICE_TEMPERATURE_THRESHOLD,
                 vec![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
                 v,
             );
         }
-        sensor_family(out, "accel_device_power_watts", "Device power draw", &r.power_watts);
-        sensor_family(out, "accel_device_voltage_volts", "Device voltage", &r.voltage_volts);
-        sensor_family(out, "accel_device_current_amperes", "Device current", &r.current_amperes);
-        sensor_family(out, "accel_device_fan_rpm", "Device fan speed", &r.fan_rpm);
+        sensor_family(out, &c::DEVICE_POWER, &r.power_watts);
+        sensor_family(out, &c::DEVICE_VOLTAGE, &r.voltage_volts);
+        sensor_family(out, &c::DEVICE_CURRENT, &r.current_amperes);
+        sensor_family(out, &c::DEVICE_FAN, &r.fan_rpm);
         if let Some(u) = d.utilization_ratio {
-            out.gauge("accel_device_utilization_ratio", "Device utilization, 0..1", vec![("device", id.clone())], u);
+            out.sample(&c::DEVICE_UTILIZATION, vec![("device", id.clone())], u);
         }
         if let Some(n) = d.inferences_total {
-            out.counter(
-                "accel_device_inferences_total",
-                "Inferences completed by the device",
-                vec![("device", id.clone())],
-                n,
-            );
+            out.sample(&c::DEVICE_INFERENCES, vec![("device", id.clone())], n);
         }
         if let Some(e) = d.energy_per_inference_joules {
-            out.gauge(
-                "accel_device_energy_per_inference_joules",
-                "Energy used between the last two probe results divided by the inferences completed between them",
-                vec![("device", id.clone())],
-                e,
-            );
+            out.sample(&c::DEVICE_ENERGY_PER_INFERENCE, vec![("device", id.clone())], e);
         }
-        out.gauge(
-            "accel_maintenance_mode",
-            "1 while the device is in maintenance (no automatic actions; alerts may be inhibited)",
-            vec![("device", id.clone())],
-            f64::from(u8::from(d.maintenance)),
-        );
-        if let Some(c) = d.circuit {
-            out.gauge(
-                "accel_reconnect_circuit_state",
-                "Reconnect circuit breaker: 0 closed, 1 half-open, 2 open",
-                vec![("device", id.clone())],
-                c.gauge(),
-            );
+        out.sample(&c::MAINTENANCE_MODE, vec![("device", id.clone())], f64::from(u8::from(d.maintenance)));
+        if let Some(circuit) = d.circuit {
+            out.sample(&c::RECONNECT_CIRCUIT_STATE, vec![("device", id.clone())], circuit.gauge());
         }
         for (step, result, n) in &d.reconnect_attempts {
-            out.counter(
-                "accel_reconnect_attempts_total",
-                "Reconnect attempts by ladder step and result",
+            out.sample(
+                &c::RECONNECT_ATTEMPTS,
                 vec![("device", id.clone()), ("step", lv(step)), ("result", lv(result))],
                 *n as f64,
             );
         }
         for (rule, n) in &d.log_matches {
-            out.counter(
-                "accel_log_matches_total",
-                "Log lines that matched the rule",
-                vec![("device", id.clone()), ("rule", lv(rule))],
-                *n as f64,
-            );
+            out.sample(&c::LOG_MATCHES, vec![("device", id.clone()), ("rule", lv(rule))], *n as f64);
         }
         for (source, n) in &d.log_lines {
-            out.counter(
-                "accel_log_lines_total",
-                "Log lines read from the source",
-                vec![("device", id.clone()), ("source", lv(source))],
-                *n as f64,
-            );
+            out.sample(&c::LOG_LINES, vec![("device", id.clone()), ("source", lv(source))], *n as f64);
         }
         for p in &d.probes {
             if p.status == "pending" {
                 continue;
             }
             let l = || vec![("device", id.clone()), ("probe", lv(&p.name))];
-            out.gauge(
-                "accel_probe_success",
-                "Whether the probe's last run succeeded",
-                l(),
-                f64::from(u8::from(p.success)),
-            );
-            out.gauge("accel_probe_duration_seconds", "Duration of the probe's last run", l(), p.duration_seconds);
+            out.sample(&c::PROBE_SUCCESS, l(), f64::from(u8::from(p.success)));
+            out.sample(&c::PROBE_DURATION, l(), p.duration_seconds);
             if let Some(t) = p.last_success.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
-                out.gauge(
-                    "accel_probe_last_success_timestamp_seconds",
-                    "Unix time of the probe's last success",
-                    l(),
-                    t.as_secs_f64(),
-                );
+                out.sample(&c::PROBE_LAST_SUCCESS, l(), t.as_secs_f64());
             }
         }
         for x in &r.energy_joules {
-            out.counter(
-                "accel_device_energy_joules_total",
-                "Energy used by the device",
-                vec![("device", id.clone()), ("sensor", lv(&x.sensor))],
-                x.value,
-            );
+            out.sample(&c::DEVICE_ENERGY, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
         }
     }
 }

@@ -9,6 +9,7 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
+use collectors::catalogue;
 use collectors::export::{Families, LabelValue, MetricKind, lv};
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{
@@ -72,68 +73,31 @@ pub fn families(snap: &Snapshot) -> Families {
     for (kind, c) in &snap.collectors {
         let name = lv(kind.name());
         let l = || vec![("collector", name.clone())];
-        out.gauge(
-            "accel_collector_success",
-            "Whether the collector's last collection read everything it should (1) or not (0)",
-            l(),
-            f64::from(u8::from(c.success)),
-        );
+        out.sample(&catalogue::COLLECTOR_SUCCESS, l(), f64::from(u8::from(c.success)));
         if let Some(d) = c.duration {
-            out.gauge(
-                "accel_collector_duration_seconds",
-                "Duration of the collector's last collection",
-                l(),
-                d.as_secs_f64(),
-            );
+            out.sample(&catalogue::COLLECTOR_DURATION, l(), d.as_secs_f64());
         }
         if let Some(t) = c.last_success_unix {
-            out.gauge(
-                "accel_collector_last_success_timestamp_seconds",
-                "Unix time of the collector's last successful collection",
-                l(),
-                t,
-            );
+            out.sample(&catalogue::COLLECTOR_LAST_SUCCESS, l(), t);
         }
-        out.counter(
-            "accel_collector_collections_total",
-            "Collections the collector has run, successful or not",
-            l(),
-            c.collections as f64,
-        );
-        out.gauge(
-            "accel_collector_stuck_threads",
-            "Worker threads of the collector still blocked in a read that hung",
-            l(),
-            c.stuck_threads as f64,
-        );
+        out.sample(&catalogue::COLLECTOR_COLLECTIONS, l(), c.collections as f64);
+        out.sample(&catalogue::COLLECTOR_STUCK_THREADS, l(), c.stuck_threads as f64);
         for (reason, n) in c.read_errors.iter() {
-            out.counter(
-                "accel_sysfs_read_errors_total",
-                "Reads that produced no value, by reason (enodata, eagain, enodev and einval are expected)",
+            out.sample(
+                &catalogue::SYSFS_READ_ERRORS,
                 vec![("collector", name.clone()), ("reason", lv(reason.label()))],
                 n as f64,
             );
         }
     }
-    out.gauge(
-        "accel_actions_up",
-        "1 while the actions worker (throttle, restore, reconnect) runs; 0 once it stopped",
-        Vec::new(),
-        if snap.actions_stopped.is_some() { 0.0 } else { 1.0 },
-    );
+    out.sample(&catalogue::ACTIONS_UP, Vec::new(), if snap.actions_stopped.is_some() { 0.0 } else { 1.0 });
     for t in snap.throttle.iter() {
         let d = || vec![("device", lv(&t.device))];
-        out.gauge(
-            "accel_throttle_level",
-            "Throttle level applied to the device; 0 = not throttled",
-            d(),
-            t.level as f64,
-        );
-        out.gauge("accel_throttle_max_level", "Highest throttle level of the device's ladder", d(), t.max_level as f64);
+        out.sample(&catalogue::THROTTLE_LEVEL, d(), t.level as f64);
+        out.sample(&catalogue::THROTTLE_MAX_LEVEL, d(), t.max_level as f64);
         for (direction, n) in [("up", t.transitions_up), ("down", t.transitions_down)] {
-            out.counter(
-                "accel_throttle_transitions_total",
-                "Throttle level changes applied, by direction",
+            out.sample(
+                &catalogue::THROTTLE_TRANSITIONS,
                 vec![("device", lv(&t.device)), ("direction", lv(direction))],
                 n as f64,
             );
@@ -150,37 +114,12 @@ pub fn families(snap: &Snapshot) -> Families {
         counts.insert((device.as_str(), severity.as_str()), *n);
     }
     for ((device, severity), n) in counts {
-        out.counter(
-            "accel_events_total",
-            "Events stored in the journal, by device and severity",
-            vec![("device", lv(device)), ("severity", lv(severity))],
-            n as f64,
-        );
+        out.sample(&catalogue::EVENTS, vec![("device", lv(device)), ("severity", lv(severity))], n as f64);
     }
-    out.counter(
-        "accel_events_dropped_total",
-        "Events recorded since start that the journal does not hold (queue full, failed write, no journal)",
-        vec![],
-        snap.events_dropped as f64,
-    );
-    out.gauge(
-        "accel_build_info",
-        "Version and git revision of the running agent",
-        vec![("version", lv(VERSION)), ("revision", lv(REVISION))],
-        1.0,
-    );
-    out.gauge(
-        "accel_config_last_reload_successful",
-        "Whether the last config reload succeeded (1) or was rejected (0); 1 after the start",
-        vec![],
-        f64::from(u8::from(snap.reload.successful)),
-    );
-    out.gauge(
-        "accel_config_last_reload_success_timestamp_seconds",
-        "When the config was last loaded successfully (the start counts), Unix time",
-        vec![],
-        snap.reload.success_unix,
-    );
+    out.sample(&catalogue::EVENTS_DROPPED, vec![], snap.events_dropped as f64);
+    out.sample(&catalogue::BUILD_INFO, vec![("version", lv(VERSION)), ("revision", lv(REVISION))], 1.0);
+    out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESSFUL, vec![], f64::from(u8::from(snap.reload.successful)));
+    out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, vec![], snap.reload.success_unix);
     out
 }
 

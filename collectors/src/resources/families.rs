@@ -2,6 +2,7 @@
 //! where it has an equivalent, and the Prometheus client libraries' `process_*` for the agent itself.
 
 use super::{ResourceReadings, SourceFile};
+use crate::catalogue::{self as c, Spec};
 use crate::export::{Families, LabelValue, lv};
 
 /// Adds the families of `r` to `out`. A value that was not read has no sample.
@@ -13,68 +14,43 @@ pub fn export(r: &ResourceReadings, out: &mut Families) {
     network(r, out);
     process(r, out);
     for file in SourceFile::ALL {
-        out.counter(
-            "accel_resources_parse_errors_total",
-            "Malformed lines skipped in a procfs file by the resources collector since the agent started",
-            vec![("file", lv(file.name()))],
-            r.parse_errors(file) as f64,
-        );
+        out.sample(&c::RESOURCES_PARSE_ERRORS, vec![("file", lv(file.name()))], r.parse_errors(file) as f64);
     }
 }
 
-fn gauge(out: &mut Families, name: &str, help: &str, v: Option<f64>) {
+/// A sample without labels, if the value was read.
+fn single(out: &mut Families, spec: &'static Spec, v: Option<f64>) {
     if let Some(v) = v {
-        out.gauge(name, help, Vec::new(), v);
-    }
-}
-
-fn counter(out: &mut Families, name: &str, help: &str, v: Option<f64>) {
-    if let Some(v) = v {
-        out.counter(name, help, Vec::new(), v);
+        out.sample(spec, Vec::new(), v);
     }
 }
 
 fn cpu(r: &ResourceReadings, out: &mut Families) {
     for (mode, secs) in r.cpu.modes() {
         if let Some(s) = secs {
-            out.counter(
-                "accel_cpu_seconds_total",
-                "Seconds all CPUs together spent in each mode, from /proc/stat",
-                vec![("mode", lv(mode))],
-                s,
-            );
+            out.sample(&c::CPU_SECONDS, vec![("mode", lv(mode))], s);
         }
     }
-    gauge(out, "accel_cpus", "Number of online CPUs", r.cpu.count.map(f64::from));
-    gauge(
-        out,
-        "accel_cpu_utilization_ratio",
-        "Share of CPU time not idle or in iowait over the last collection interval, 0 to 1",
-        r.cpu.utilization_ratio,
-    );
+    single(out, &c::CPUS, r.cpu.count.map(f64::from));
+    single(out, &c::CPU_UTILIZATION, r.cpu.utilization_ratio);
     if let Some(l) = &r.load {
-        gauge(out, "accel_load1", "1-minute load average", Some(l.load1));
-        gauge(out, "accel_load5", "5-minute load average", Some(l.load5));
-        gauge(out, "accel_load15", "15-minute load average", Some(l.load15));
+        single(out, &c::LOAD1, Some(l.load1));
+        single(out, &c::LOAD5, Some(l.load5));
+        single(out, &c::LOAD15, Some(l.load15));
     }
 }
 
 fn memory(r: &ResourceReadings, out: &mut Families) {
     let m = &r.memory;
     let b = |v: Option<u64>| v.map(|v| v as f64);
-    gauge(out, "accel_memory_total_bytes", "Usable RAM in bytes (MemTotal)", b(m.total_bytes));
-    gauge(
-        out,
-        "accel_memory_available_bytes",
-        "Memory available for new work without swapping, in bytes (MemAvailable)",
-        b(m.available_bytes),
-    );
-    gauge(out, "accel_memory_free_bytes", "Unused RAM in bytes (MemFree)", b(m.free_bytes));
-    gauge(out, "accel_memory_buffers_bytes", "Block device buffers in bytes (Buffers)", b(m.buffers_bytes));
-    gauge(out, "accel_memory_cached_bytes", "Page cache in bytes (Cached)", b(m.cached_bytes));
-    gauge(out, "accel_memory_used_ratio", "1 - MemAvailable / MemTotal, 0 to 1", m.used_ratio());
-    gauge(out, "accel_swap_total_bytes", "Swap space in bytes (SwapTotal)", b(m.swap_total_bytes));
-    gauge(out, "accel_swap_free_bytes", "Unused swap space in bytes (SwapFree)", b(m.swap_free_bytes));
+    single(out, &c::MEMORY_TOTAL, b(m.total_bytes));
+    single(out, &c::MEMORY_AVAILABLE, b(m.available_bytes));
+    single(out, &c::MEMORY_FREE, b(m.free_bytes));
+    single(out, &c::MEMORY_BUFFERS, b(m.buffers_bytes));
+    single(out, &c::MEMORY_CACHED, b(m.cached_bytes));
+    single(out, &c::MEMORY_USED_RATIO, m.used_ratio());
+    single(out, &c::SWAP_TOTAL, b(m.swap_total_bytes));
+    single(out, &c::SWAP_FREE, b(m.swap_free_bytes));
 }
 
 fn filesystems(r: &ResourceReadings, out: &mut Families) {
@@ -82,80 +58,54 @@ fn filesystems(r: &ResourceReadings, out: &mut Families) {
         let labels = || -> Vec<(&'static str, LabelValue)> {
             vec![("device", fs.device.clone()), ("mountpoint", fs.mount_point.clone()), ("fstype", fs.fs_type.clone())]
         };
-        let mut g = |name: &str, help: &str, v: Option<f64>| {
+        let mut g = |spec: &'static Spec, v: Option<f64>| {
             if let Some(v) = v {
-                out.gauge(name, help, labels(), v);
+                out.sample(spec, labels(), v);
             }
         };
-        g("accel_filesystem_size_bytes", "Filesystem size in bytes", fs.size_bytes.map(|v| v as f64));
-        g(
-            "accel_filesystem_free_bytes",
-            "Free space in bytes, including root-reserved blocks",
-            fs.free_bytes.map(|v| v as f64),
-        );
-        g(
-            "accel_filesystem_avail_bytes",
-            "Space available to unprivileged users in bytes",
-            fs.avail_bytes.map(|v| v as f64),
-        );
-        g("accel_filesystem_used_ratio", "Used share as df's Use%: used / (used + avail), 0 to 1", fs.used_ratio());
-        g(
-            "accel_filesystem_readonly",
-            "1 if the filesystem is mounted read-only",
-            Some(f64::from(u8::from(fs.read_only))),
-        );
-        g(
-            "accel_filesystem_device_error",
-            "1 if statvfs failed for this filesystem, so its sizes are absent",
-            Some(f64::from(u8::from(fs.error))),
-        );
+        g(&c::FILESYSTEM_SIZE, fs.size_bytes.map(|v| v as f64));
+        g(&c::FILESYSTEM_FREE, fs.free_bytes.map(|v| v as f64));
+        g(&c::FILESYSTEM_AVAIL, fs.avail_bytes.map(|v| v as f64));
+        g(&c::FILESYSTEM_USED_RATIO, fs.used_ratio());
+        g(&c::FILESYSTEM_READONLY, Some(f64::from(u8::from(fs.read_only))));
+        g(&c::FILESYSTEM_DEVICE_ERROR, Some(f64::from(u8::from(fs.error))));
     }
 }
 
 fn disks(r: &ResourceReadings, out: &mut Families) {
     for d in &r.disks {
         let l = || vec![("device", d.device.clone())];
-        out.counter("accel_disk_reads_completed_total", "Reads completed", l(), d.reads_completed as f64);
-        out.counter("accel_disk_writes_completed_total", "Writes completed", l(), d.writes_completed as f64);
-        out.counter("accel_disk_read_bytes_total", "Bytes read", l(), d.read_bytes as f64);
-        out.counter("accel_disk_written_bytes_total", "Bytes written", l(), d.written_bytes as f64);
-        out.counter("accel_disk_io_time_seconds_total", "Seconds the device had I/O in flight", l(), d.io_time_seconds);
+        out.sample(&c::DISK_READS_COMPLETED, l(), d.reads_completed as f64);
+        out.sample(&c::DISK_WRITES_COMPLETED, l(), d.writes_completed as f64);
+        out.sample(&c::DISK_READ_BYTES, l(), d.read_bytes as f64);
+        out.sample(&c::DISK_WRITTEN_BYTES, l(), d.written_bytes as f64);
+        out.sample(&c::DISK_IO_TIME, l(), d.io_time_seconds);
     }
 }
 
 fn network(r: &ResourceReadings, out: &mut Families) {
     for n in &r.network {
         let l = || vec![("device", n.device.clone())];
-        let mut c = |name: &str, help: &str, v: u64| out.counter(name, help, l(), v as f64);
-        c("accel_network_receive_bytes_total", "Bytes received", n.receive_bytes);
-        c("accel_network_receive_packets_total", "Packets received", n.receive_packets);
-        c("accel_network_receive_errs_total", "Receive errors", n.receive_errs);
-        c("accel_network_receive_drop_total", "Received packets dropped", n.receive_drop);
-        c("accel_network_transmit_bytes_total", "Bytes transmitted", n.transmit_bytes);
-        c("accel_network_transmit_packets_total", "Packets transmitted", n.transmit_packets);
-        c("accel_network_transmit_errs_total", "Transmit errors", n.transmit_errs);
-        c("accel_network_transmit_drop_total", "Transmitted packets dropped", n.transmit_drop);
+        let mut counter = |spec: &'static Spec, v: u64| out.sample(spec, l(), v as f64);
+        counter(&c::NETWORK_RECEIVE_BYTES, n.receive_bytes);
+        counter(&c::NETWORK_RECEIVE_PACKETS, n.receive_packets);
+        counter(&c::NETWORK_RECEIVE_ERRS, n.receive_errs);
+        counter(&c::NETWORK_RECEIVE_DROP, n.receive_drop);
+        counter(&c::NETWORK_TRANSMIT_BYTES, n.transmit_bytes);
+        counter(&c::NETWORK_TRANSMIT_PACKETS, n.transmit_packets);
+        counter(&c::NETWORK_TRANSMIT_ERRS, n.transmit_errs);
+        counter(&c::NETWORK_TRANSMIT_DROP, n.transmit_drop);
     }
 }
 
 fn process(r: &ResourceReadings, out: &mut Families) {
     let p = &r.process;
     let f = |v: Option<u64>| v.map(|v| v as f64);
-    gauge(out, "accel_process_resident_memory_bytes", "Agent resident memory in bytes", f(p.resident_memory_bytes));
-    gauge(out, "accel_process_virtual_memory_bytes", "Agent virtual memory in bytes", f(p.virtual_memory_bytes));
-    counter(out, "accel_process_cpu_seconds_total", "Agent user and system CPU time in seconds", p.cpu_seconds);
-    gauge(out, "accel_process_open_fds", "Agent open file descriptors", f(p.open_fds));
-    gauge(
-        out,
-        "accel_process_max_fds",
-        "Agent soft limit on open file descriptors (+Inf if unlimited)",
-        p.max_fds.map(|v| if v == u64::MAX { f64::INFINITY } else { v as f64 }),
-    );
-    gauge(out, "accel_process_threads", "Agent threads", f(p.threads));
-    gauge(
-        out,
-        "accel_process_start_time_seconds",
-        "Agent start time in seconds since the Unix epoch",
-        p.start_time_seconds,
-    );
+    single(out, &c::PROCESS_RESIDENT_MEMORY, f(p.resident_memory_bytes));
+    single(out, &c::PROCESS_VIRTUAL_MEMORY, f(p.virtual_memory_bytes));
+    single(out, &c::PROCESS_CPU_SECONDS, p.cpu_seconds);
+    single(out, &c::PROCESS_OPEN_FDS, f(p.open_fds));
+    single(out, &c::PROCESS_MAX_FDS, p.max_fds.map(|v| if v == u64::MAX { f64::INFINITY } else { v as f64 }));
+    single(out, &c::PROCESS_THREADS, f(p.threads));
+    single(out, &c::PROCESS_START_TIME, p.start_time_seconds);
 }

@@ -11,6 +11,7 @@ use config::Filter;
 use super::{
     Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, is_pci_address, list_class, plausible, read_value,
 };
+use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
 /// Numeric attributes and what they are.
@@ -96,9 +97,8 @@ impl AccelReadings {
     pub fn export(&self, out: &mut Families) {
         for d in &self.devices {
             let a = || vec![("accel", d.name.clone())];
-            out.gauge(
-                "accel_class_device_info",
-                "An accel class device with its PCI address and driver",
+            out.sample(
+                &catalogue::CLASS_DEVICE_INFO,
                 vec![
                     ("accel", d.name.clone()),
                     ("pci_address", d.pci_address.clone().unwrap_or_else(|| lv(""))),
@@ -109,45 +109,29 @@ impl AccelReadings {
             if let Some(s) = &d.status {
                 let mut l = a();
                 l.push(("status", lv(s)));
-                out.gauge(
-                    "accel_class_status",
-                    "The driver's device status (habanalabs), 1 on the current one",
-                    l,
-                    1.0,
-                );
+                out.sample(&catalogue::CLASS_STATUS, l, 1.0);
             }
             for (field, v) in &d.values {
-                let (name, help, extra): (&str, &str, Option<(&'static str, &str)>) = match field {
-                    Field::HardResets => ("accel_class_hard_resets_total", "Hard resets of the device", None),
-                    Field::MaxPowerWatts => ("accel_class_max_power_watts", "Power cap of the device", None),
-                    Field::ClockCurrentHz => ("accel_class_clock_hertz", "Device clock", Some(("clock", "current"))),
-                    Field::ClockMaxHz => ("accel_class_clock_hertz", "Device clock", Some(("clock", "max"))),
-                    Field::BusySeconds => ("accel_class_busy_seconds_total", "Time the NPU was busy", None),
-                    Field::CorrectableErrors => ("accel_class_ras_errors_total", "RAS errors", Some(("type", "ce"))),
-                    Field::UncorrectableErrors => ("accel_class_ras_errors_total", "RAS errors", Some(("type", "ue"))),
-                    Field::UncorrectableNonfatalErrors => {
-                        ("accel_class_ras_errors_total", "RAS errors", Some(("type", "ue_nonfatal")))
-                    }
+                let (spec, extra): (_, Option<(&'static str, &str)>) = match field {
+                    Field::HardResets => (&catalogue::CLASS_HARD_RESETS, None),
+                    Field::MaxPowerWatts => (&catalogue::CLASS_MAX_POWER, None),
+                    Field::ClockCurrentHz => (&catalogue::CLASS_CLOCK, Some(("clock", "current"))),
+                    Field::ClockMaxHz => (&catalogue::CLASS_CLOCK, Some(("clock", "max"))),
+                    Field::BusySeconds => (&catalogue::CLASS_BUSY, None),
+                    Field::CorrectableErrors => (&catalogue::CLASS_RAS_ERRORS, Some(("type", "ce"))),
+                    Field::UncorrectableErrors => (&catalogue::CLASS_RAS_ERRORS, Some(("type", "ue"))),
+                    Field::UncorrectableNonfatalErrors => (&catalogue::CLASS_RAS_ERRORS, Some(("type", "ue_nonfatal"))),
                 };
                 let mut l = a();
                 if let Some((k, val)) = extra {
                     l.push((k, lv(val)));
                 }
-                if name.ends_with("_total") {
-                    out.counter(name, help, l, *v);
-                } else {
-                    out.gauge(name, help, l, *v);
-                }
+                out.sample(spec, l, *v);
             }
             for (n, state) in &d.dbc_states {
                 let mut l = a();
                 l.push(("dbc", lv(n.to_string())));
-                out.gauge(
-                    "accel_class_dbc_state",
-                    "DMA bridge channel state (qaic): 0 idle .. 5 after power-up",
-                    l,
-                    *state,
-                );
+                out.sample(&catalogue::CLASS_DBC_STATE, l, *state);
             }
         }
     }

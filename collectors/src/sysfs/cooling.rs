@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use config::Filter;
 
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
+use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -27,20 +28,10 @@ impl CoolingReadings {
         for d in &self.devices {
             let labels = || vec![("name", d.name.clone()), ("type", d.device_type.clone())];
             if let Some(v) = d.cur_state {
-                out.gauge(
-                    "accel_cooling_device_cur_state",
-                    "Current throttle state of the cooling device",
-                    labels(),
-                    v,
-                );
+                out.sample(&catalogue::COOLING_DEVICE_CUR_STATE, labels(), v);
             }
             if let Some(v) = d.max_state {
-                out.gauge(
-                    "accel_cooling_device_max_state",
-                    "Maximum throttle state of the cooling device",
-                    labels(),
-                    v,
-                );
+                out.sample(&catalogue::COOLING_DEVICE_MAX_STATE, labels(), v);
             }
         }
     }

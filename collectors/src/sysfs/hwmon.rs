@@ -19,6 +19,7 @@ use super::{
     Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor, plausible,
     read_value, split_attr_name,
 };
+use crate::catalogue;
 use crate::export::{Families, LabelValue, MetricKind, lv};
 
 /// Full rediscovery at least this often (in collections), to pick up attributes that appear on a chip
@@ -450,9 +451,8 @@ impl HwmonReadings {
     pub fn export(&self, out: &mut Families) {
         for chip in &self.layout.chips {
             if let Some(n) = &chip.chip_name {
-                out.gauge(
-                    "accel_hwmon_chip_names",
-                    "Annotation metric for human-readable chip names",
+                out.sample(
+                    &catalogue::HWMON_CHIP_NAMES,
                     vec![("chip", chip.chip.clone()), ("chip_name", n.clone())],
                     1.0,
                 );
@@ -462,7 +462,7 @@ impl HwmonReadings {
                 if let Some(label) = &sensor.label {
                     let mut l = labels();
                     l.push(("label", label.clone()));
-                    out.gauge("accel_hwmon_sensor_label", "Label for given chip and sensor", l, 1.0);
+                    out.sample(&catalogue::HWMON_SENSOR_LABEL, l, 1.0);
                 }
                 let has_bare = sensor.element("").is_some();
                 for e in &sensor.elements {
@@ -478,7 +478,7 @@ impl HwmonReadings {
                         (metric_name(&sensor.kind, &e.element, has_bare), u.apply(raw), u.kind)
                     };
                     let help = help_for(&sensor.kind, &e.element);
-                    out.family(&name, &help, kind).samples.push(crate::export::Sample { labels: labels(), value });
+                    out.sample_in(&catalogue::HWMON, &name, &help, kind, labels(), value);
                 }
             }
         }

@@ -12,6 +12,7 @@ use config::Filter;
 
 use super::io::ReadFailure;
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, list_class, plausible, read_value};
+use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
 pub const SEVERITIES: [(&str, &str, &str); 3] = [
@@ -55,17 +56,15 @@ impl PciAerReadings {
     pub fn export(&self, out: &mut Families) {
         for d in &self.devices {
             for e in &d.errors {
-                out.counter(
-                    "accel_pci_aer_errors_total",
-                    "PCIe AER errors reported by the device, by severity and error",
+                out.sample(
+                    &catalogue::PCI_AER_ERRORS,
                     vec![("pci_address", d.address.clone()), ("severity", lv(e.severity)), ("error", e.error.clone())],
                     e.count,
                 );
             }
             for (sev, n) in &d.rootport {
-                out.counter(
-                    "accel_pci_aer_rootport_errors_total",
-                    "PCIe AER errors reported to the root port from its hierarchy",
+                out.sample(
+                    &catalogue::PCI_AER_ROOTPORT_ERRORS,
                     vec![("pci_address", d.address.clone()), ("severity", lv(*sev))],
                     *n,
                 );

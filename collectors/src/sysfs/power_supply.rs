@@ -11,7 +11,8 @@ use config::Filter;
 
 use super::io::EntryKind;
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
-use crate::export::{Families, LabelValue, lv};
+use crate::catalogue;
+use crate::export::{Families, LabelValue, MetricKind, lv};
 
 /// (sysfs file, metric suffix, divisor) for every numeric attribute node_exporter exports. Values are
 /// divided (not multiplied by a reciprocal) so they are bit-identical to node_exporter's.
@@ -124,16 +125,18 @@ impl PowerSupplyReadings {
         for s in &self.supplies {
             for &(i, raw) in &s.values {
                 let (file, suffix, divisor) = NUMERIC[i];
-                out.gauge(
+                out.sample_in(
+                    &catalogue::POWER_SUPPLY,
                     &format!("accel_power_supply_{suffix}"),
                     &format!("Power supply attribute {file}"),
+                    MetricKind::Gauge,
                     vec![("power_supply", s.name.clone())],
                     raw / divisor,
                 );
             }
             let mut labels = vec![("power_supply", s.name.clone())];
             labels.extend(s.info.iter().filter(|(_, v)| !v.is_empty()).cloned());
-            out.gauge("accel_power_supply_info", "Text attributes of the power supply", labels, 1.0);
+            out.sample(&catalogue::POWER_SUPPLY_INFO, labels, 1.0);
         }
     }
 }

@@ -11,7 +11,8 @@ use std::path::{Path, PathBuf};
 use config::Filter;
 
 use super::{Attr, ReadError, ReadFailure, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
-use crate::export::{Families, LabelValue, lv};
+use crate::catalogue;
+use crate::export::{Families, LabelValue, MetricKind, lv};
 
 /// Running total of a counter that wraps at a known range.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -74,15 +75,12 @@ impl PowercapReadings {
     pub fn export(&self, out: &mut Families) {
         for z in &self.zones {
             let Some(j) = z.energy_joules else { continue };
-            out.counter(
-                "accel_powercap_energy_joules_total",
-                "Energy used by the powercap zone, corrected for wraparound",
-                vec![("zone", z.zone.clone()), ("name", z.name.clone())],
-                j,
-            );
-            out.counter(
+            out.sample(&catalogue::POWERCAP_ENERGY, vec![("zone", z.zone.clone()), ("name", z.name.clone())], j);
+            out.sample_in(
+                &catalogue::RAPL,
                 &format!("accel_rapl_{}_joules_total", z.rapl_name),
                 &format!("Current RAPL {} value in joules", z.rapl_name),
+                MetricKind::Counter,
                 vec![("index", z.rapl_index.clone()), ("path", z.path.clone())],
                 j,
             );
@@ -92,20 +90,10 @@ impl PowercapReadings {
                 let labels =
                     || vec![("zone", z.zone.clone()), ("name", z.name.clone()), ("constraint", c.name.clone())];
                 if let Some(w) = c.power_limit_watts {
-                    out.gauge(
-                        "accel_powercap_power_limit_watts",
-                        "Power limit of the powercap constraint",
-                        labels(),
-                        w,
-                    );
+                    out.sample(&catalogue::POWERCAP_POWER_LIMIT, labels(), w);
                 }
                 if let Some(s) = c.time_window_seconds {
-                    out.gauge(
-                        "accel_powercap_time_window_seconds",
-                        "Time window of the powercap constraint",
-                        labels(),
-                        s,
-                    );
+                    out.sample(&catalogue::POWERCAP_TIME_WINDOW, labels(), s);
                 }
             }
         }

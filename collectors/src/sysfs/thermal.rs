@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use config::Filter;
 
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
+use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
 #[derive(Debug, Clone, PartialEq)]
@@ -45,18 +46,16 @@ impl ThermalReadings {
     pub fn export(&self, out: &mut Families) {
         for z in &self.zones {
             if let Some(t) = z.temp_celsius {
-                out.gauge(
-                    "accel_thermal_zone_temp_celsius",
-                    "Zone temperature in Celsius",
+                out.sample(
+                    &catalogue::THERMAL_ZONE_TEMP,
                     vec![("zone", z.zone.clone()), ("type", z.zone_type.clone())],
                     t,
                 );
             }
             for trip in &z.trips {
                 let Some(t) = trip.temp_celsius else { continue };
-                out.gauge(
-                    "accel_thermal_zone_trip_point_celsius",
-                    "Trip point temperature of the zone in Celsius",
+                out.sample(
+                    &catalogue::THERMAL_ZONE_TRIP_POINT,
                     vec![
                         ("zone", z.zone.clone()),
                         ("type", z.zone_type.clone()),
