@@ -77,7 +77,7 @@ pub struct DeviceConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ReconnectConfig {
-    pub steps: Vec<String>,
+    pub steps: Vec<ReconnectStep>,
     /// For the "vendor" step; `{id}` is replaced, e.g. ["photon-debug", "--reconnect-device", "{id}"].
     #[serde(default)]
     pub command: Option<Vec<String>>,
@@ -118,9 +118,87 @@ fn default_settle() -> Period {
     Period::from_millis(10_000)
 }
 
-/// The reconnect steps that exist.
-pub const RECONNECT_STEPS: [&str; 6] =
-    ["vendor", "driver_reset", "function_reset", "rebind", "remove_rescan", "power_cycle"];
+/// A step of a reconnect ladder, as written in the config (`steps = ["vendor", "function_reset"]`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReconnectStep {
+    /// The vendor's own command (`command`).
+    Vendor,
+    /// habanalabs `hard_reset`.
+    DriverReset,
+    /// The PCI function's `reset`.
+    FunctionReset,
+    /// Unbind and bind the driver.
+    Rebind,
+    /// Remove the PCI function and rescan the bus.
+    RemoveRescan,
+    /// A SpiNNaker board off and on through its frame's BMP.
+    PowerCycle,
+}
+
+impl ReconnectStep {
+    pub const ALL: [ReconnectStep; 6] = [
+        ReconnectStep::Vendor,
+        ReconnectStep::DriverReset,
+        ReconnectStep::FunctionReset,
+        ReconnectStep::Rebind,
+        ReconnectStep::RemoveRescan,
+        ReconnectStep::PowerCycle,
+    ];
+
+    /// The name in the config, in events and in the `step` label.
+    pub fn name(self) -> &'static str {
+        match self {
+            ReconnectStep::Vendor => "vendor",
+            ReconnectStep::DriverReset => "driver_reset",
+            ReconnectStep::FunctionReset => "function_reset",
+            ReconnectStep::Rebind => "rebind",
+            ReconnectStep::RemoveRescan => "remove_rescan",
+            ReconnectStep::PowerCycle => "power_cycle",
+        }
+    }
+}
+
+impl std::fmt::Display for ReconnectStep {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What a throttle ladder watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ThrottleMetric {
+    /// The hottest sensor, in Celsius.
+    #[default]
+    Temperature,
+    /// The device's total power, in watts.
+    Power,
+}
+
+/// What a log rule does with a matching line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub enum RuleAction {
+    /// Counted, and journalled as an event.
+    #[default]
+    #[serde(rename = "event")]
+    Event,
+    /// Sets the LogErrors condition.
+    LogErrors,
+    /// Sets the SdkError condition.
+    SdkError,
+}
+
+impl RuleAction {
+    /// The condition the rule sets, if it sets one.
+    pub fn condition(self) -> Option<&'static str> {
+        match self {
+            RuleAction::Event => None,
+            RuleAction::LogErrors => Some("LogErrors"),
+            RuleAction::SdkError => Some("SdkError"),
+        }
+    }
+}
 
 /// A ladder of throttle levels. The level rises one step when the watched value stays above
 /// `threshold` for `hold`, and falls one step when it stays below `threshold - hysteresis` as long.
@@ -128,8 +206,8 @@ pub const RECONNECT_STEPS: [&str; 6] =
 #[serde(deny_unknown_fields)]
 pub struct ThrottleConfig {
     /// "temperature" (the hottest sensor, Celsius) or "power" (total watts).
-    #[serde(default = "default_throttle_metric")]
-    pub metric: String,
+    #[serde(default)]
+    pub metric: ThrottleMetric,
     /// Default: the device's temperature_warn (or power_max for "power").
     #[serde(default)]
     pub threshold: Option<f64>,
@@ -143,10 +221,6 @@ pub struct ThrottleConfig {
     /// one that names it; at level 0 every file has its original value back.
     #[serde(rename = "level")]
     pub levels: Vec<ThrottleLevel>,
-}
-
-fn default_throttle_metric() -> String {
-    "temperature".into()
 }
 
 /// What one level writes. Every field is optional; a level needs at least one.
@@ -298,8 +372,8 @@ pub struct LogRuleConfig {
     /// A regular expression matched against each line.
     pub pattern: crate::Pattern,
     /// "event" (counted) or a condition name (set by the rule, e.g. "LogErrors").
-    #[serde(default = "default_rule_action")]
-    pub action: String,
+    #[serde(default)]
+    pub action: RuleAction,
     #[serde(default)]
     pub severity: EventSeverity,
     /// Set the condition only after this many matches within `window`.
@@ -316,10 +390,6 @@ pub struct LogRuleConfig {
     /// Stays set until `agentctl set-healthy`.
     #[serde(default)]
     pub latch: bool,
-}
-
-fn default_rule_action() -> String {
-    "event".to_owned()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
@@ -356,7 +426,7 @@ pub struct ProbeConfig {
     pub timeout: Option<Timeout>,
     /// "none", "json" or "regex": how the command's output maps to readings.
     #[serde(default)]
-    pub format: Option<String>,
+    pub format: Option<ProbeFormat>,
     /// reading -> JSON pointer (format "json") or regex with one capture group (format "regex").
     /// Readings: temperature, power, energy, inferences, utilization, online.
     #[serde(default)]
@@ -376,6 +446,25 @@ fn yes() -> bool {
     true
 }
 
+/// How a probe command's output maps to readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeFormat {
+    /// Only the exit code counts.
+    None,
+    /// `fields` are JSON pointers into the output.
+    Json,
+    /// `fields` are regular expressions with one capture group.
+    Regex,
+}
+
+impl ProbeConfig {
+    /// The format: the file's, else "json" when fields are given and "none" when not.
+    pub fn format(&self) -> ProbeFormat {
+        self.format.unwrap_or(if self.fields.is_empty() { ProbeFormat::None } else { ProbeFormat::Json })
+    }
+}
+
 /// What a profile fills in for a kind.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {
@@ -386,7 +475,7 @@ pub struct Profile {
     /// Log file template; `{id}` is the device id.
     pub log_path: Option<&'static str>,
     /// Default rules for that log: (name, pattern, condition or "event", severity).
-    pub log_rules: &'static [(&'static str, &'static str, &'static str, EventSeverity)],
+    pub log_rules: &'static [(&'static str, &'static str, RuleAction, EventSeverity)],
     pub offline_after: u32,
 }
 
@@ -401,10 +490,10 @@ const BASE: Thresholds = Thresholds {
 };
 
 /// Lines every vendor log uses for trouble; a burst of them is LogErrors.
-const COMMON_RULES: &[(&str, &str, &str, EventSeverity)] = &[
-    ("error", r"(?i)\b(error|fatal|exception)\b", "LogErrors", EventSeverity::Warning),
-    ("reset", r"(?i)\b(device|board|card) reset\b", "event", EventSeverity::Warning),
-    ("thermal", r"(?i)\b(thermal throttl|over-?temperature|overheat)", "event", EventSeverity::Warning),
+const COMMON_RULES: &[(&str, &str, RuleAction, EventSeverity)] = &[
+    ("error", r"(?i)\b(error|fatal|exception)\b", RuleAction::LogErrors, EventSeverity::Warning),
+    ("reset", r"(?i)\b(device|board|card) reset\b", RuleAction::Event, EventSeverity::Warning),
+    ("thermal", r"(?i)\b(thermal throttl|over-?temperature|overheat)", RuleAction::Event, EventSeverity::Warning),
 ];
 
 impl Profile {
@@ -504,16 +593,17 @@ impl DeviceConfig {
         let rules = p
             .log_rules
             .iter()
-            .filter_map(|(name, pattern, action, severity)| {
+            .filter_map(|&(name, pattern, action, severity)| {
+                let condition = action != RuleAction::Event;
                 Some(LogRuleConfig {
-                    name: (*name).to_owned(),
+                    name: name.to_owned(),
                     pattern: crate::Pattern::new(pattern).ok()?,
-                    action: (*action).to_owned(),
-                    severity: *severity,
-                    count: (*action != "event").then_some(5),
-                    window: (*action != "event").then(|| Period::from_millis(60_000)),
+                    action,
+                    severity,
+                    count: condition.then_some(5),
+                    window: condition.then(|| Period::from_millis(60_000)),
                     clear_pattern: None,
-                    quiet_period: (*action != "event").then(|| Period::from_millis(300_000)),
+                    quiet_period: condition.then(|| Period::from_millis(300_000)),
                     latch: false,
                 })
             })
@@ -593,21 +683,7 @@ impl DeviceConfig {
                         message: "count must be at least 1 (a rule with count 0 could never set its condition)".into(),
                     });
                 }
-                if !["event", "LogErrors", "SdkError"].contains(&r.action.as_str()) {
-                    out.push(crate::finding::Finding {
-                        path: vec![
-                            "device".into(),
-                            index.into(),
-                            "log".into(),
-                            j.into(),
-                            "rule".into(),
-                            k.into(),
-                            "action".into(),
-                        ],
-                        message: format!("unknown action {:?}; use \"event\", \"LogErrors\" or \"SdkError\"", r.action),
-                    });
-                }
-                if r.action == "event"
+                if r.action == RuleAction::Event
                     && (r.count.is_some() || r.clear_pattern.is_some() || r.quiet_period.is_some() || r.latch)
                 {
                     out.push(crate::finding::Finding {
@@ -619,28 +695,20 @@ impl DeviceConfig {
         }
         if let Some(r) = &self.reconnect {
             let at = |k: &str| vec!["device".into(), index.into(), "reconnect".into(), k.into()];
-            for s in &r.steps {
-                if !RECONNECT_STEPS.contains(&s.as_str()) {
-                    out.push(crate::finding::Finding {
-                        path: at("steps"),
-                        message: format!("unknown step {s:?}; use {}", RECONNECT_STEPS.join(", ")),
-                    });
-                } else if s == "vendor" && r.command.as_ref().is_none_or(|c| c.is_empty()) {
-                    out.push(crate::finding::Finding {
-                        path: at("steps"),
-                        message: "step \"vendor\" needs `command`".into(),
-                    });
-                } else if s == "power_cycle" && self.bmp.is_none() {
-                    out.push(crate::finding::Finding {
-                        path: at("steps"),
-                        message: "step \"power_cycle\" needs the board's BMP (`bmp`, or a [[spinnaker.machine]])"
-                            .into(),
-                    });
-                } else if s != "vendor" && s != "power_cycle" && self.pci_address.is_none() {
-                    out.push(crate::finding::Finding {
-                        path: at("steps"),
-                        message: format!("step {s:?} needs the device's pci_address"),
-                    });
+            for &s in &r.steps {
+                let problem = match s {
+                    ReconnectStep::Vendor if r.command.as_ref().is_none_or(|c| c.is_empty()) => {
+                        Some("step \"vendor\" needs `command`".to_owned())
+                    }
+                    ReconnectStep::PowerCycle if self.bmp.is_none() => Some(
+                        "step \"power_cycle\" needs the board's BMP (`bmp`, or a [[spinnaker.machine]])".to_owned(),
+                    ),
+                    ReconnectStep::Vendor | ReconnectStep::PowerCycle => None,
+                    _ if self.pci_address.is_none() => Some(format!("step \"{s}\" needs the device's pci_address")),
+                    _ => None,
+                };
+                if let Some(message) = problem {
+                    out.push(crate::finding::Finding { path: at("steps"), message });
                 }
             }
             if r.steps.is_empty() || r.max_failures == 0 || r.escalate_after == 0 {
@@ -652,12 +720,6 @@ impl DeviceConfig {
         }
         if let Some(t) = &self.throttle {
             let at = |k: &str| vec!["device".into(), index.into(), "throttle".into(), k.into()];
-            if !["temperature", "power"].contains(&t.metric.as_str()) {
-                out.push(crate::finding::Finding {
-                    path: at("metric"),
-                    message: format!("unknown metric {:?}; use temperature or power", t.metric),
-                });
-            }
             if t.levels.is_empty() {
                 out.push(crate::finding::Finding {
                     path: at("metric"),
@@ -703,11 +765,10 @@ impl DeviceConfig {
                     out.push(crate::finding::Finding { path: probe_at("udp_payload_hex"), message: e.to_string() });
                 }
             }
-            let format = p.format.as_deref().unwrap_or(if p.fields.is_empty() { "none" } else { "json" });
             for (reading, field) in &p.fields {
-                let problem = match format {
-                    "regex" => field_regex_problem(field),
-                    "json" if !field.is_empty() && !field.starts_with('/') => {
+                let problem = match p.format() {
+                    ProbeFormat::Regex => field_regex_problem(field),
+                    ProbeFormat::Json if !field.is_empty() && !field.starts_with('/') => {
                         Some("is not a JSON pointer (it starts with \"/\", e.g. \"/boards/0/temp_c\")".to_owned())
                     }
                     _ => None,
@@ -737,14 +798,6 @@ impl DeviceConfig {
                 out.push(crate::finding::Finding {
                     path: vec!["device".into(), index.into(), "probe".into(), j.into(), "command".into()],
                     message: "command must name a program".into(),
-                });
-            }
-            if let Some(f) = p.format.as_deref()
-                && !["none", "json", "regex"].contains(&f)
-            {
-                out.push(crate::finding::Finding {
-                    path: vec!["device".into(), index.into(), "probe".into(), j.into(), "format".into()],
-                    message: format!("unknown format {f:?}; use none, json or regex"),
                 });
             }
             for reading in p.fields.keys() {
@@ -848,7 +901,10 @@ impl DeviceConfig {
             }
         }
         if let Some(t) = &self.throttle {
-            let what = if t.metric == "power" { Quantity::Watts } else { Quantity::Celsius };
+            let what = match t.metric {
+                ThrottleMetric::Power => Quantity::Watts,
+                ThrottleMetric::Temperature => Quantity::Celsius,
+            };
             if let Some(v) = t.threshold {
                 check(at(&["throttle", "threshold"]), v, what);
             }
@@ -947,7 +1003,7 @@ mod tests {
         d.id = "photon1".into();
         let logs = d.log_sources();
         assert_eq!(logs[0].path, "/var/log/photon-mlir/device-photon1.log");
-        assert!(logs[0].rules.iter().any(|r| r.action == "LogErrors" && r.count == Some(5)));
+        assert!(logs[0].rules.iter().any(|r| r.action == RuleAction::LogErrors && r.count == Some(5)));
         assert!(device(DeviceKind::PciAccel).log_sources().is_empty());
     }
 }

@@ -551,6 +551,45 @@ mod hostile {
         parse_str(text, "h.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
     }
 
+    /// Every choice written as a string is parsed once, here: an unknown value is an error at its place,
+    /// naming the key and the values that exist, and the agent never meets the string again.
+    #[test]
+    fn an_unknown_choice_is_located_and_lists_the_valid_values() {
+        let text = "\
+[[device]]
+id = \"a\"
+kind = \"generic\"
+pci_address = \"0000:3b:00.0\"
+[[device.log]]
+path = \"/var/log/a.log\"
+[[device.log.rule]]
+name = \"err\"
+pattern = \"error\"
+action = \"LogError\"
+severity = \"critcal\"
+[[device.probe]]
+name = \"sdk\"
+command = [\"sdk-status\"]
+format = \"yaml\"
+[device.throttle]
+metric = \"temprature\"
+[[device.throttle.level]]
+cooling_device = { device = \"cooling_device0\", state = 1 }
+[device.reconnect]
+steps = [\"function_reset\", \"reboot\"]
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "h.toml:10:10: device[0].log[0].rule[0].action: unknown value `LogError` (did you mean `LogErrors`?); valid values: event, LogErrors, SdkError",
+                "h.toml:11:12: device[0].log[0].rule[0].severity: unknown value `critcal` (did you mean `critical`?); valid values: info, warning, critical, fatal",
+                "h.toml:15:10: device[0].probe[0].format: unknown value `yaml`; valid values: none, json, regex",
+                "h.toml:17:10: device[0].throttle.metric: unknown value `temprature` (did you mean `temperature`?); valid values: temperature, power",
+                "h.toml:21:28: device[0].reconnect.steps: unknown value `reboot`; valid values: vendor, driver_reset, function_reset, rebind, remove_rescan, power_cycle",
+            ]
+        );
+    }
+
     #[test]
     fn non_finite_and_negative_quantities_are_rejected() {
         let text = "\

@@ -222,7 +222,7 @@ boards = 2
         assert_eq!(b.scamp_addr(), Some("10.11.193.3:17894".parse().unwrap()));
         assert_eq!(cfg.devices[1].bmp.as_ref().unwrap().scamp, None);
         assert_eq!(cfg.devices[3].bmp.as_ref().unwrap().bmp_addr(), Some("10.11.194.0:17000".parse().unwrap()));
-        assert_eq!(cfg.devices[4].reconnect.as_ref().unwrap().steps, ["power_cycle"]);
+        assert_eq!(cfg.devices[4].reconnect.as_ref().unwrap().steps, [crate::device::ReconnectStep::PowerCycle]);
         assert_eq!(cfg.spinnaker.timeout.get(), std::time::Duration::from_millis(250));
     }
 

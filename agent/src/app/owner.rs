@@ -107,7 +107,7 @@ pub fn decide(
 fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {
     let (severity, message) = match decision {
         Decision::Attempt { step } => {
-            actions.reconnect(device, &step);
+            actions.reconnect(device, step);
             return;
         }
         Decision::Failed { step } => (Severity::Warning, format!("still offline after reconnect step {step}")),

@@ -112,7 +112,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
             });
         }
-        for p in d.probes.iter().filter(|p| !p.success && p.status != "pending") {
+        for p in d.probes.iter().filter(|p| !p.success && p.status != crate::model::engine::ProbeState::Pending) {
             findings.push(Finding {
                 level: Level::Warning,
                 device: Some(d.id.clone()),

@@ -335,7 +335,7 @@ impl Control {
                     }
                     OperatorRequest::Reconnect => {
                         let message = engine.manual_reconnect(&device, now).map(|s| {
-                            step = Some(actions.request_reconnect(&device, &s));
+                            step = Some(actions.request_reconnect(&device, s));
                             format!("reconnect started with step {s}")
                         });
                         (message, Vec::new())

@@ -7,7 +7,9 @@
 use std::time::{Instant, SystemTime};
 
 use collectors::HostReadings;
+use collectors::probes::ReadingKind;
 use collectors::sysfs::hwmon::Chip;
+use config::device::{ReconnectStep, ThrottleMetric};
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
 use super::evidence::HostEvidence;
@@ -15,7 +17,7 @@ use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTr
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{
-    ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeView, Reading, Readings, ThresholdReading,
+    ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings, ThresholdReading,
 };
 use crate::policy::reconnect::Circuit;
 
@@ -29,7 +31,7 @@ struct Device {
     board: Option<crate::model::spinnaker::BoardReading>,
     probes: Vec<ProbeView>,
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
-    probe_readings: std::collections::BTreeMap<String, Vec<(String, f64)>>,
+    probe_readings: std::collections::BTreeMap<String, Vec<(ReadingKind, f64)>>,
     sdk_problem: Option<(String, bool, String)>,
     /// The counters of the last probe result that advanced the inference count, for energy per inference.
     epi_last: Option<WorkCounters>,
@@ -39,16 +41,16 @@ struct Device {
     /// "log:PATH" of every log the device is read from (its configured or profile logs).
     log_paths: Vec<String>,
     log_matches: std::collections::BTreeMap<String, u64>,
-    /// Conditions set by log rules: condition -> (rule, message, latched).
-    log_conditions: std::collections::BTreeMap<String, (String, String, bool, Impact)>,
+    /// Conditions set by log rules.
+    log_conditions: std::collections::BTreeMap<ConditionKind, LogCondition>,
     /// Per log rule: whether it latches and the impact of its condition. Fixed by the config, so worked
     /// out once instead of re-reading (and re-compiling) the rules on every signal.
-    log_rules: std::collections::BTreeMap<String, (bool, Impact)>,
+    log_rules: std::collections::BTreeMap<String, LogRule>,
     has_logs: bool,
     throttle: Option<crate::policy::throttle::ThrottleController>,
     reconnect: Option<crate::policy::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
-    reconnect_attempts: std::collections::BTreeMap<(String, String), u64>,
+    reconnect_attempts: std::collections::BTreeMap<(ReconnectStep, &'static str), u64>,
     /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
     overrides: Overrides,
     thresholds: Thresholds,
@@ -61,6 +63,22 @@ struct Device {
     driver: Option<String>,
     last_reading: Option<Instant>,
     created: Instant,
+}
+
+/// A condition set by a log rule, until the rule clears it (or, latched, an operator does).
+#[derive(Debug, Clone, PartialEq)]
+struct LogCondition {
+    rule: String,
+    message: String,
+    latched: bool,
+    impact: Impact,
+}
+
+/// What a log rule's condition is like: fixed by the config, so worked out once.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+struct LogRule {
+    latched: bool,
+    impact: Impact,
 }
 
 pub struct DeviceEngine {
@@ -200,7 +218,7 @@ impl DeviceEngine {
         let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
         let offline_after = d.offline_after(&result.probe);
         if let Some(p) = d.probes.iter_mut().find(|p| p.name == result.probe) {
-            p.status = result.status.clone();
+            p.status = result.status;
             p.success = result.success;
             p.duration_seconds = result.duration.as_secs_f64();
             p.message = result.message.clone();
@@ -219,8 +237,10 @@ impl DeviceEngine {
         }
         // Energy per inference only from a result that carries both counters: energy read by a host
         // collector and inferences read by a probe seconds apart would not cover the same work.
-        let counter = |kind: &str| result.readings.iter().find(|(k, _)| k == kind).map(|(_, v)| *v);
-        if let (Some(energy_joules), Some(inferences)) = (counter("energy"), counter("inferences")) {
+        let counter = |kind: ReadingKind| result.readings.iter().find(|(k, _)| *k == kind).map(|(_, v)| *v);
+        if let (Some(energy_joules), Some(inferences)) =
+            (counter(ReadingKind::Energy), counter(ReadingKind::Inferences))
+        {
             let (rate, kept) = energy_per_inference(d.epi_last, WorkCounters { energy_joules, inferences });
             d.epi_last = Some(kept);
             if rate.is_some() {
@@ -250,19 +270,26 @@ impl DeviceEngine {
         for signal in update.signals {
             match signal {
                 Signal::ConditionSet { rule, condition, count_in_window } => {
-                    let (latched, impact) = d.log_rules.get(&*rule).copied().unwrap_or((false, Impact::Degraded));
+                    // The config admits only the conditions log rules may set; any other name is ignored.
+                    let Some(kind) = ConditionKind::parse(&condition) else { continue };
+                    let LogRule { latched, impact } = d.log_rules.get(&*rule).copied().unwrap_or_default();
                     d.log_conditions.insert(
-                        condition.to_string(),
-                        (
-                            rule.to_string(),
-                            format!("log rule {rule}: {count_in_window} matching line(s) in {}", update.source),
+                        kind,
+                        LogCondition {
+                            rule: rule.to_string(),
+                            message: format!(
+                                "log rule {rule}: {count_in_window} matching line(s) in {}",
+                                update.source
+                            ),
                             latched,
                             impact,
-                        ),
+                        },
                     );
                 }
                 Signal::ConditionCleared { condition, .. } => {
-                    d.log_conditions.remove(&*condition);
+                    if let Some(kind) = ConditionKind::parse(&condition) {
+                        d.log_conditions.remove(&kind);
+                    }
                 }
                 Signal::Event { .. } => {}
             }
@@ -326,7 +353,7 @@ impl DeviceEngine {
 
     /// Starts the device's reconnect ladder now, from its mildest step, whatever its circuit says (an
     /// operator asked). Returns the step to run.
-    pub fn manual_reconnect(&mut self, device: &str, now: Instant) -> Result<String, OperatorError> {
+    pub fn manual_reconnect(&mut self, device: &str, now: Instant) -> Result<ReconnectStep, OperatorError> {
         let d = self.device_mut(device)?;
         let id = d.config.id.clone();
         let cfg = d.config.reconnect.clone().filter(|r| !r.steps.is_empty());
@@ -345,11 +372,11 @@ impl DeviceEngine {
     ) -> Result<(Vec<String>, Vec<ConditionChange>), OperatorError> {
         let d = self.device_mut(device)?;
         let mut cleared = Vec::new();
-        d.log_conditions.retain(|condition, (rule, _, latched, _)| {
-            if *latched {
-                cleared.push(format!("{condition} (log rule {rule})"));
+        d.log_conditions.retain(|condition, c| {
+            if c.latched {
+                cleared.push(format!("{} (log rule {})", condition.name(), c.rule));
             }
-            !*latched
+            !c.latched
         });
         for c in d.conditions.iter_mut().filter(|c| c.latched) {
             c.latched = false;
@@ -390,15 +417,15 @@ impl DeviceEngine {
             let offline = d.conditions.iter().any(|c| c.kind == ConditionKind::Offline && c.status == Status::True);
             let controller = d.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, i));
             if let Some(decision) = controller.tick(offline, now) {
-                let (step, result) = match &decision {
+                let (step, result) = match decision {
                     Decision::Failed { step } | Decision::Opened { step } | Decision::Escalate { step } => {
-                        (Some(step.clone()), "failed")
+                        (Some(step), "failed")
                     }
-                    Decision::Recovered { step } => (Some(step.clone()), "recovered"),
-                    _ => (None, ""),
+                    Decision::Recovered { step } => (Some(step), "recovered"),
+                    Decision::Attempt { .. } => (None, ""),
                 };
                 if let Some(step) = step {
-                    *d.reconnect_attempts.entry((step, result.to_owned())).or_default() += 1;
+                    *d.reconnect_attempts.entry((step, result)).or_default() += 1;
                 }
                 out.push((d.config.id.clone(), decision));
             }
@@ -437,18 +464,20 @@ impl DeviceEngine {
             if d.in_maintenance(wall) {
                 continue;
             }
-            let value = match cfg.metric.as_str() {
-                "power" if !d.readings.power_watts.is_empty() => {
+            let value = match cfg.metric {
+                ThrottleMetric::Power if !d.readings.power_watts.is_empty() => {
                     Some(d.readings.power_watts.iter().map(|r| r.value).sum())
                 }
-                "power" => None,
-                _ => d.readings.max_temperature().map(|r| r.value),
+                ThrottleMetric::Power => None,
+                ThrottleMetric::Temperature => d.readings.max_temperature().map(|r| r.value),
             };
             let Some(value) = value else { continue };
             let t = &d.thresholds;
             let controller = d.throttle.get_or_insert_with(|| {
-                let default =
-                    if cfg.metric == "power" { t.power_max.unwrap_or(f64::INFINITY) } else { t.temperature_warn };
+                let default = match cfg.metric {
+                    ThrottleMetric::Power => t.power_max.unwrap_or(f64::INFINITY),
+                    ThrottleMetric::Temperature => t.temperature_warn,
+                };
                 crate::policy::throttle::ThrottleController::new(
                     cfg.threshold.unwrap_or(default),
                     cfg.hysteresis.unwrap_or(t.hysteresis),
@@ -479,7 +508,7 @@ impl Device {
             .map(|p| ProbeView {
                 name: p.name.clone(),
                 liveness: p.liveness,
-                status: "pending".into(),
+                status: ProbeState::Pending,
                 success: false,
                 duration_seconds: 0.0,
                 last_success: None,
@@ -496,7 +525,7 @@ impl Device {
             .map(|r| {
                 let impact =
                     if r.severity >= config::EventSeverity::Critical { Impact::Unhealthy } else { Impact::Degraded };
-                (r.name.clone(), (r.latch, impact))
+                (r.name.clone(), LogRule { latched: r.latch, impact })
             })
             .collect();
         Device {
@@ -556,8 +585,7 @@ impl Device {
         if d.config.throttle.is_none() {
             d.overrides.throttle = None;
         }
-        d.log_conditions =
-            self.log_conditions.into_iter().filter(|(_, (rule, ..))| d.log_rules.contains_key(rule)).collect();
+        d.log_conditions = self.log_conditions.into_iter().filter(|(_, c)| d.log_rules.contains_key(&c.rule)).collect();
         d.conditions = self.conditions;
         d.accel_status = self.accel_status;
         d.board = self.board;
@@ -705,10 +733,10 @@ impl Device {
     fn merge_probe_readings(&mut self) {
         for (probe, values) in &self.probe_readings {
             for (kind, v) in values {
-                let target = match kind.as_str() {
-                    "temperature" => &mut self.readings.temperature_celsius,
-                    "power" => &mut self.readings.power_watts,
-                    "energy" => &mut self.readings.energy_joules,
+                let target = match kind {
+                    ReadingKind::Temperature => &mut self.readings.temperature_celsius,
+                    ReadingKind::Power => &mut self.readings.power_watts,
+                    ReadingKind::Energy => &mut self.readings.energy_joules,
                     _ => continue,
                 };
                 target.retain(|r| &r.sensor != probe);
@@ -717,8 +745,8 @@ impl Device {
         }
     }
 
-    fn probe_value(&self, kind: &str) -> Option<f64> {
-        self.probe_readings.values().flatten().find(|(k, _)| k == kind).map(|(_, v)| *v)
+    fn probe_value(&self, kind: ReadingKind) -> Option<f64> {
+        self.probe_readings.values().flatten().find(|(k, _)| *k == kind).map(|(_, v)| *v)
     }
 
     fn offline_after(&self, probe: &str) -> u32 {
@@ -808,7 +836,7 @@ impl Device {
                 _ => up = Some(("DriverStatusOperational", format!("driver status: {status}"))),
             }
         }
-        for p in self.probes.iter().filter(|p| p.liveness && p.status != "pending") {
+        for p in self.probes.iter().filter(|p| p.liveness && p.status != ProbeState::Pending) {
             let limit = self.offline_after(&p.name);
             if p.consecutive_failures >= limit {
                 down.get_or_insert((
@@ -836,7 +864,7 @@ impl Device {
                 }
             }
         }
-        match self.probe_value("online") {
+        match self.probe_value(ReadingKind::Online) {
             Some(0.0) => {
                 down.get_or_insert(("SdkReportsOffline", "the SDK reports the device offline".into()));
             }
@@ -858,8 +886,8 @@ impl Device {
 
         // LogErrors: set and cleared by log rules.
         if self.has_logs {
-            let (st, reason, msg, latched, impact) = match self.log_conditions.get("LogErrors") {
-                Some((rule, msg, latched, impact)) => (Status::True, rule.clone(), msg.clone(), *latched, *impact),
+            let (st, reason, msg, latched, impact) = match self.log_conditions.get(&ConditionKind::LogErrors) {
+                Some(c) => (Status::True, c.rule.clone(), c.message.clone(), c.latched, c.impact),
                 None => {
                     (Status::False, "NoMatchingLines".to_owned(), "no error lines".to_owned(), false, Impact::Degraded)
                 }
@@ -872,8 +900,8 @@ impl Device {
         }
 
         // A log rule may also report an SDK error (e.g. calibration drift in the vendor's log).
-        if let Some((rule, msg, _, _)) = self.log_conditions.get("SdkError").cloned()
-            && self.condition(ConditionKind::SdkError).set(Status::True, Impact::Degraded, &rule, msg, wall)
+        if let Some(LogCondition { rule, message, .. }) = self.log_conditions.get(&ConditionKind::SdkError).cloned()
+            && self.condition(ConditionKind::SdkError).set(Status::True, Impact::Degraded, &rule, message, wall)
         {
             changed.push(ConditionKind::SdkError);
         }
@@ -883,7 +911,7 @@ impl Device {
         // spalloc listing the board as dead (no job can use it).
         if let Some(board) = &self.board
             && self.sdk_problem.is_none()
-            && !self.log_conditions.contains_key("SdkError")
+            && !self.log_conditions.contains_key(&ConditionKind::SdkError)
         {
             let flags = board.status.as_ref().map(|s| (s.warning, s.shutdown));
             let verdict = match (flags, board.dead_in_spalloc) {
@@ -928,7 +956,7 @@ impl Device {
 
         // SdkError: the status tool ran and reported a problem (exit 1).
         if let Some((probe, problem, msg)) = self.sdk_problem.clone()
-            && !self.log_conditions.contains_key("SdkError")
+            && !self.log_conditions.contains_key(&ConditionKind::SdkError)
         {
             let (st, reason) = if problem { (Status::True, "SdkReportsProblem") } else { (Status::False, "SdkOk") };
             let message = if msg.is_empty() { format!("probe {probe}") } else { format!("probe {probe}: {msg}") };
@@ -984,8 +1012,8 @@ impl Device {
             },
             discovered: self.discovered,
             probes: self.probes.clone(),
-            utilization_ratio: self.probe_value("utilization"),
-            inferences_total: self.probe_value("inferences"),
+            utilization_ratio: self.probe_value(ReadingKind::Utilization),
+            inferences_total: self.probe_value(ReadingKind::Inferences),
             energy_per_inference_joules: self.energy_per_inference,
             log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
@@ -994,7 +1022,11 @@ impl Device {
             manual_throttle: self.overrides.throttle,
             circuit: self.reconnect.as_ref().map(|r| r.circuit),
             needs_hardware_inspection: self.reconnect.as_ref().is_some_and(|r| r.escalated),
-            reconnect_attempts: self.reconnect_attempts.iter().map(|((s, r), n)| (s.clone(), r.clone(), *n)).collect(),
+            reconnect_attempts: self
+                .reconnect_attempts
+                .iter()
+                .map(|((s, r), n)| (s.name().to_owned(), (*r).to_owned(), *n))
+                .collect(),
             temperature_warn_celsius: self.thresholds.temperature_warn,
             temperature_crit_celsius: self.thresholds.temperature_crit,
             conditions: self.conditions.clone(),
@@ -1126,12 +1158,12 @@ mod tests {
         e.set_maintenance("d0", true, Some(t)).unwrap();
         let hot = ProbeResult {
             probe: "status".into(),
-            status: "ok".into(),
+            status: ProbeState::Ok,
             success: true,
             sdk_problem: false,
             duration: std::time::Duration::ZERO,
             message: String::new(),
-            readings: vec![("temperature".into(), 95.0)],
+            readings: vec![(ReadingKind::Temperature, 95.0)],
         };
         e.apply_probe("d0", hot, t0, t - 2 * second);
 

@@ -54,9 +54,10 @@ pub enum Status {
 }
 
 /// How bad a true condition is for the device's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Impact {
+    #[default]
     Degraded,
     Unhealthy,
 }

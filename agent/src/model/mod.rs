@@ -102,7 +102,7 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
             out.sample(&c::LOG_LINES, vec![("device", id.clone()), ("source", lv(source))], *n as f64);
         }
         for p in &d.probes {
-            if p.status == "pending" {
+            if p.status == engine::ProbeState::Pending {
                 continue;
             }
             let l = || vec![("device", id.clone()), ("probe", lv(&p.name))];

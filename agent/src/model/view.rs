@@ -57,14 +57,51 @@ pub struct ProbeView {
     pub name: String,
     /// Whether its failures mean the device is offline.
     pub liveness: bool,
-    /// ok, problem, unknown, or the failure (timeout, spawn, signal, exit code, unreachable).
-    pub status: String,
+    pub status: ProbeState,
     pub success: bool,
     pub duration_seconds: f64,
     #[serde(serialize_with = "opt_unix")]
     pub last_success: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub message: String,
+}
+
+/// Where a probe stands: not run yet, or the verdict of its last run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProbeState {
+    /// Not run yet since the agent started.
+    Pending,
+    /// The tool ran and said the device is fine (exit 0), or the address answered.
+    Ok,
+    /// The tool ran and said the device has a problem (exit 1).
+    Problem,
+    /// The tool ran and could not tell (exit 2).
+    Unknown,
+    /// The tool gave no verdict (timed out, could not start, killed, another exit code).
+    Failed,
+    /// A network check got no answer.
+    Unreachable,
+}
+
+impl ProbeState {
+    /// The name in the API, the device page and events.
+    pub fn name(self) -> &'static str {
+        match self {
+            ProbeState::Pending => "pending",
+            ProbeState::Ok => "ok",
+            ProbeState::Problem => "problem",
+            ProbeState::Unknown => "unknown",
+            ProbeState::Failed => "failed",
+            ProbeState::Unreachable => "unreachable",
+        }
+    }
+}
+
+impl std::fmt::Display for ProbeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 pub(super) fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
@@ -78,14 +115,14 @@ pub(super) fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Re
 #[derive(Debug, Clone)]
 pub struct ProbeResult {
     pub probe: String,
-    pub status: String,
+    pub status: ProbeState,
     pub success: bool,
     /// The tool ran and said the device has a problem (exit 1): SdkError.
     pub sdk_problem: bool,
     pub duration: std::time::Duration,
     pub message: String,
     /// Readings in base units: temperature, power, energy, inferences, utilization, online.
-    pub readings: Vec<(String, f64)>,
+    pub readings: Vec<(collectors::probes::ReadingKind, f64)>,
 }
 
 /// What one log source of a device produced since the last update.

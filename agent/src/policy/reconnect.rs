@@ -8,6 +8,7 @@
 
 use std::time::{Duration, Instant};
 
+use config::device::ReconnectStep;
 use serde::Serialize;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -31,7 +32,7 @@ impl Circuit {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Policy {
-    pub steps: Vec<String>,
+    pub steps: Vec<ReconnectStep>,
     pub max_failures: u32,
     pub backoff_initial: Duration,
     pub backoff_max: Duration,
@@ -44,15 +45,15 @@ pub struct Policy {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Decision {
     /// Run this step now.
-    Attempt { step: String },
+    Attempt { step: ReconnectStep },
     /// The last attempt failed (the device is still offline after `settle`).
-    Failed { step: String },
+    Failed { step: ReconnectStep },
     /// The device came back after this step.
-    Recovered { step: String },
+    Recovered { step: ReconnectStep },
     /// The attempt with this step failed and the circuit opened.
-    Opened { step: String },
+    Opened { step: ReconnectStep },
     /// The attempt with this step failed once too often: stop and call a human.
-    Escalate { step: String },
+    Escalate { step: ReconnectStep },
 }
 
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ pub struct ReconnectController {
     backoff: Duration,
     not_before: Option<Instant>,
     /// The attempt in progress: its step and when it was started.
-    in_flight: Option<(String, Instant)>,
+    in_flight: Option<(ReconnectStep, Instant)>,
     pub escalated: bool,
     /// Deterministic jitter source, so tests are reproducible.
     jitter_state: u64,
@@ -103,7 +104,7 @@ impl ReconnectController {
         if self.escalated || self.policy.steps.is_empty() {
             return None;
         }
-        if let Some((step, started)) = self.in_flight.clone() {
+        if let Some((step, started)) = self.in_flight {
             if !offline {
                 self.reset();
                 return Some(Decision::Recovered { step });
@@ -142,17 +143,17 @@ impl ReconnectController {
         if self.circuit == Circuit::Open {
             self.circuit = Circuit::HalfOpen;
         }
-        let step = self.policy.steps[self.next_step].clone();
-        self.in_flight = Some((step.clone(), now));
+        let step = self.policy.steps[self.next_step];
+        self.in_flight = Some((step, now));
         Some(Decision::Attempt { step })
     }
 
     /// An operator's reconnect: the circuit closes, escalation is forgotten, and the mildest step runs
     /// now; its outcome is judged like any attempt's. None when the ladder is empty.
-    pub fn start_manual(&mut self, now: Instant) -> Option<String> {
+    pub fn start_manual(&mut self, now: Instant) -> Option<ReconnectStep> {
         self.clear();
-        let step = self.policy.steps.first()?.clone();
-        self.in_flight = Some((step.clone(), now));
+        let step = *self.policy.steps.first()?;
+        self.in_flight = Some((step, now));
         Some(step)
     }
 
@@ -181,7 +182,7 @@ mod tests {
 
     fn policy() -> Policy {
         Policy {
-            steps: vec!["vendor".into(), "driver_reset".into(), "function_reset".into()],
+            steps: vec![ReconnectStep::Vendor, ReconnectStep::DriverReset, ReconnectStep::FunctionReset],
             max_failures: 3,
             backoff_initial: 2 * S,
             backoff_max: 60 * S,
@@ -195,15 +196,15 @@ mod tests {
     fn comes_back_on_the_second_step() {
         let t0 = Instant::now();
         let mut c = ReconnectController::new(policy(), 7);
-        assert_eq!(c.tick(true, t0), Some(Decision::Attempt { step: "vendor".into() }));
+        assert_eq!(c.tick(true, t0), Some(Decision::Attempt { step: ReconnectStep::Vendor }));
         assert_eq!(c.tick(true, t0 + S), None, "settling");
-        assert_eq!(c.tick(true, t0 + 5 * S), Some(Decision::Failed { step: "vendor".into() }));
+        assert_eq!(c.tick(true, t0 + 5 * S), Some(Decision::Failed { step: ReconnectStep::Vendor }));
         assert_eq!(c.tick(true, t0 + 6 * S), None, "backing off");
-        assert_eq!(c.tick(true, t0 + 8 * S), Some(Decision::Attempt { step: "driver_reset".into() }));
-        assert_eq!(c.tick(false, t0 + 9 * S), Some(Decision::Recovered { step: "driver_reset".into() }));
+        assert_eq!(c.tick(true, t0 + 8 * S), Some(Decision::Attempt { step: ReconnectStep::DriverReset }));
+        assert_eq!(c.tick(false, t0 + 9 * S), Some(Decision::Recovered { step: ReconnectStep::DriverReset }));
         assert_eq!(c.circuit, Circuit::Closed);
         // The next outage starts from the mildest step again.
-        assert_eq!(c.tick(true, t0 + 20 * S), Some(Decision::Attempt { step: "vendor".into() }));
+        assert_eq!(c.tick(true, t0 + 20 * S), Some(Decision::Attempt { step: ReconnectStep::Vendor }));
     }
 
     #[test]
@@ -220,7 +221,7 @@ mod tests {
         }
         let attempts = decisions.iter().filter(|d| matches!(d, Decision::Attempt { .. })).count();
         assert_eq!(decisions.iter().filter(|d| matches!(d, Decision::Opened { .. })).count(), 1);
-        assert_eq!(decisions.last(), Some(&Decision::Escalate { step: "vendor".into() }));
+        assert_eq!(decisions.last(), Some(&Decision::Escalate { step: ReconnectStep::Vendor }));
         // Three attempts close the circuit's first run, one half-open try after the cooldown, then stop.
         assert_eq!(attempts, 4);
         assert_eq!(c.circuit, Circuit::Open);

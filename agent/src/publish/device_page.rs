@@ -160,7 +160,7 @@ pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Resu
         for p in &d.probes {
             let class = if p.success {
                 "ok"
-            } else if p.status == "pending" {
+            } else if p.status == crate::model::engine::ProbeState::Pending {
                 "muted"
             } else {
                 "bad"
@@ -171,7 +171,7 @@ pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Resu
                  <td class=\"num\">{}</td><td>{}</td></tr>",
                 esc(&p.name),
                 if p.liveness { " (liveness)" } else { "" },
-                esc(&p.status),
+                esc(p.status.name()),
                 time(p.last_success),
                 p.duration_seconds * 1e3,
                 p.consecutive_failures,

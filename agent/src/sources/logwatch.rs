@@ -178,20 +178,23 @@ struct Source {
 }
 
 fn spec(r: &LogRuleConfig) -> RuleSpec {
-    let condition = r.action != "event";
+    let condition = r.action.condition();
     RuleSpec {
         name: r.name.clone(),
         pattern: r.pattern.as_str().to_owned(),
-        action: if condition { RuleAction::Condition { condition: r.action.clone() } } else { RuleAction::Event },
+        action: match condition {
+            Some(condition) => RuleAction::Condition { condition: condition.to_owned() },
+            None => RuleAction::Event,
+        },
         severity: r.severity,
-        threshold: match (condition, r.count, r.window) {
+        threshold: match (condition.is_some(), r.count, r.window) {
             (true, Some(count), Some(window)) => Some(Threshold { count, window: window.get() }),
             (true, Some(count), None) => Some(Threshold { count, window: Duration::from_secs(60) }),
             _ => None,
         },
-        clear_pattern: r.clear_pattern.as_ref().filter(|_| condition).map(|p| p.as_str().to_owned()),
-        quiet_period: r.quiet_period.filter(|_| condition).map(|p| p.get()),
-        latch: condition && r.latch,
+        clear_pattern: r.clear_pattern.as_ref().filter(|_| condition.is_some()).map(|p| p.as_str().to_owned()),
+        quiet_period: r.quiet_period.filter(|_| condition.is_some()).map(|p| p.get()),
+        latch: condition.is_some() && r.latch,
     }
 }
 

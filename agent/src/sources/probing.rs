@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 use collectors::probes::{
     CommandProbe, FieldMap, OutputFormat, ProbeStatus, ReadingKind, RegexField, TcpProbe, UdpProbe,
 };
-use config::device::ProbeConfig;
+use config::device::{ProbeConfig, ProbeFormat};
 use config::{Config, DeviceConfig};
 use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::DeviceEngine;
-use crate::model::engine::ProbeResult;
+use crate::model::engine::{ProbeResult, ProbeState};
 use crate::model::evidence::{Evidence, EvidenceTx};
 
 /// A probe's default timeout when the config sets none (never longer than its interval).
@@ -47,8 +47,8 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
     if let Some(argv) = &p.command {
         let argv: Vec<String> = argv.iter().map(|a| a.replace("{id}", &device.id)).collect();
         let scale = |r: &str| p.scale.get(r).copied().unwrap_or(1.0);
-        let format = match p.format.as_deref().unwrap_or(if p.fields.is_empty() { "none" } else { "json" }) {
-            "json" => OutputFormat::Json {
+        let format = match p.format() {
+            ProbeFormat::Json => OutputFormat::Json {
                 fields: p
                     .fields
                     .iter()
@@ -57,7 +57,7 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
                     })
                     .collect(),
             },
-            "regex" => OutputFormat::Regex {
+            ProbeFormat::Regex => OutputFormat::Regex {
                 fields: p
                     .fields
                     .iter()
@@ -65,7 +65,7 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
                     .map(|(k, pat, s)| RegexField::new(k, pat, s).map_err(|e| e.to_string()))
                     .collect::<Result<_, _>>()?,
             },
-            _ => OutputFormat::None,
+            ProbeFormat::None => OutputFormat::None,
         };
         return Ok(Runner::Command(CommandProbe::new(argv, timeout).with_output(format)));
     }
@@ -91,18 +91,18 @@ impl Runner {
                 }
                 ProbeResult {
                     probe: name.to_owned(),
-                    status: o.status.label().to_owned(),
+                    status: match o.status {
+                        ProbeStatus::Ok => ProbeState::Ok,
+                        ProbeStatus::Problem => ProbeState::Problem,
+                        ProbeStatus::Unknown => ProbeState::Unknown,
+                        ProbeStatus::Failed(_) => ProbeState::Failed,
+                    },
                     // The tool answered, even if the answer is "problem": the device is reachable.
                     success: matches!(o.status, ProbeStatus::Ok | ProbeStatus::Problem),
                     sdk_problem: matches!(o.status, ProbeStatus::Problem),
                     duration: o.duration,
                     message,
-                    readings: o
-                        .readings
-                        .into_iter()
-                        .filter(|(k, _)| !matches!(k, ReadingKind::Custom(_)))
-                        .map(|(k, v)| (k.name().to_owned(), v))
-                        .collect(),
+                    readings: o.readings.into_iter().filter(|(k, _)| !matches!(k, ReadingKind::Custom(_))).collect(),
                 }
             }
             Runner::Tcp(t) => net_result(name, t.run().await),
@@ -114,7 +114,7 @@ impl Runner {
 fn net_result(name: &str, o: collectors::probes::NetOutcome) -> ProbeResult {
     ProbeResult {
         probe: name.to_owned(),
-        status: if o.ok { "ok".into() } else { "unreachable".into() },
+        status: if o.ok { ProbeState::Ok } else { ProbeState::Unreachable },
         success: o.ok,
         sdk_problem: false,
         duration: o.duration,

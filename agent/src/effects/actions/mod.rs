@@ -27,7 +27,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use collectors::spinnaker::RetryPolicy;
 use config::Config;
-use config::device::ThrottleLevel;
+use config::device::{ReconnectStep, ThrottleLevel};
 use serde::Serialize;
 use tokio::sync::oneshot;
 
@@ -105,7 +105,7 @@ enum Request {
     Reconfigure(Box<Settings>),
     Reconnect {
         device: String,
-        step: String,
+        step: ReconnectStep,
         reply: Option<Reply>,
     },
     RestoreAll {
@@ -303,17 +303,16 @@ impl Actions {
 
     /// Runs one reconnect step for a device (its PCI address and command come from the config); the
     /// outcome is an event.
-    pub fn reconnect(&self, device: &str, step: &str) {
-        if let Err(e) = self.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned(), reply: None })
-        {
+    pub fn reconnect(&self, device: &str, step: ReconnectStep) {
+        if let Err(e) = self.send(Request::Reconnect { device: device.to_owned(), step, reply: None }) {
             tracing::error!(device, "reconnect step {step} not run: {e}");
         }
     }
 
     /// Runs one reconnect step and hands back its outcome to wait for.
-    pub fn request_reconnect(&self, device: &str, step: &str) -> Result<Pending, ActionError> {
+    pub fn request_reconnect(&self, device: &str, step: ReconnectStep) -> Result<Pending, ActionError> {
         let (reply, pending) = oneshot::channel();
-        self.send(Request::Reconnect { device: device.to_owned(), step: step.to_owned(), reply: Some(reply) })?;
+        self.send(Request::Reconnect { device: device.to_owned(), step, reply: Some(reply) })?;
         Ok(Pending(pending))
     }
 
@@ -432,7 +431,7 @@ impl Worker {
                     self.adopt(*settings);
                 }
                 Request::Reconnect { device, step, reply } => {
-                    let outcome = self.reconnect(&device, &step);
+                    let outcome = self.reconnect(&device, step);
                     if let Some(reply) = reply {
                         let _ = reply.send(outcome);
                     }
@@ -720,16 +719,14 @@ impl Worker {
 
     /// One reconnect step. Whether it worked is judged later, by the device coming back; what is
     /// returned is whether the step itself ran.
-    fn reconnect(&mut self, device: &str, step: &str) -> Result<String, String> {
+    fn reconnect(&mut self, device: &str, step: ReconnectStep) -> Result<String, String> {
         let Some(target) = self.reconnects.get(device).cloned() else {
             return Err(format!("{device} has no reconnect ladder"));
         };
         let outcome = if !self.write {
             Ok(format!("dry run: would run reconnect step {step}"))
-        } else if step == "power_cycle" {
-            self.power_cycle(device, target.bmp)
         } else {
-            self.run_step(device, step, target.command.as_deref(), target.pci.as_deref())
+            self.run_step(device, step, &target)
         };
         match outcome {
             Ok(what) => {
@@ -750,41 +747,36 @@ impl Worker {
         write::write_once(&root, &target, value).map_err(|e| e.to_string())
     }
 
-    fn run_step(
-        &mut self,
-        device: &str,
-        step: &str,
-        command: Option<&[String]>,
-        pci: Option<&str>,
-    ) -> Result<String, String> {
-        let pci = || pci.ok_or_else(|| format!("step {step} needs the device's pci_address"));
+    fn run_step(&mut self, device: &str, step: ReconnectStep, target: &ReconnectTarget) -> Result<String, String> {
+        let pci = || target.pci.as_deref().ok_or_else(|| format!("step {step} needs the device's pci_address"));
         match step {
-            "vendor" => {
-                let argv: Vec<String> = command.unwrap_or_default().iter().map(|a| a.replace("{id}", device)).collect();
+            ReconnectStep::PowerCycle => self.power_cycle(device, target.bmp),
+            ReconnectStep::Vendor => {
+                let argv: Vec<String> =
+                    target.command.as_deref().unwrap_or_default().iter().map(|a| a.replace("{id}", device)).collect();
                 self.run_argv(&argv)?;
                 Ok(format!("ran {}", argv.join(" ")))
             }
-            "driver_reset" => {
+            ReconnectStep::DriverReset => {
                 self.poke(&format!("bus/pci/devices/{}/hard_reset", pci()?), "1")?;
                 Ok("wrote 1 to hard_reset".into())
             }
-            "function_reset" => {
+            ReconnectStep::FunctionReset => {
                 self.poke(&format!("bus/pci/devices/{}/reset", pci()?), "1")?;
                 Ok("wrote 1 to reset".into())
             }
-            "rebind" => {
+            ReconnectStep::Rebind => {
                 let addr = pci()?;
                 let driver = self.driver_of(addr)?;
                 self.poke(&format!("bus/pci/drivers/{driver}/unbind"), addr)?;
                 self.poke(&format!("bus/pci/drivers/{driver}/bind"), addr)?;
                 Ok(format!("unbound and bound {driver}"))
             }
-            "remove_rescan" => {
+            ReconnectStep::RemoveRescan => {
                 self.poke(&format!("bus/pci/devices/{}/remove", pci()?), "1")?;
                 self.poke("bus/pci/rescan", "1")?;
                 Ok("removed the function and rescanned the bus".into())
             }
-            other => Err(format!("unknown step {other}")),
         }
     }
 
