@@ -116,13 +116,14 @@ fn known_values_of_the_real_tree() {
         v("accel_powercap_power_limit_watts", &[("zone", "intel-rapl:0"), ("constraint", "long_term")]),
         Some(4090.0)
     );
-    assert_eq!(
-        v(
-            "accel_pci_aer_errors_total",
-            &[("pci_address", "0000:01:00.0"), ("severity", "correctable"), ("error", "RxErr")]
-        ),
-        Some(0.0)
-    );
+    // An NVMe drive and a NIC with AER, both at 0 and neither an accelerator: totals only by default.
+    for address in ["0000:01:00.0", "0000:45:00.0"] {
+        for severity in ["correctable", "nonfatal", "fatal"] {
+            let total = v("accel_pci_aer_device_errors_total", &[("pci_address", address), ("severity", severity)]);
+            assert_eq!(total, Some(0.0), "{address} {severity}");
+        }
+    }
+    assert_eq!(v("accel_pci_aer_errors_total", &[]), None, "no per-error series for quiet non-accelerators");
     for c in ["hwmon", "thermal_zone", "cooling_device", "power_supply", "powercap", "pci_aer"] {
         assert_eq!(v("accel_collector_success", &[("collector", c)]), Some(1.0), "collector {c}");
         assert!(v("accel_collector_last_success_timestamp_seconds", &[("collector", c)]).unwrap() > 1.7e9);
@@ -160,14 +161,14 @@ fn text_format_by_default_and_openmetrics_when_asked() {
     agent.wait_ready();
     let text = agent.get("/metrics");
     assert_eq!(text.headers["content-type"], "text/plain; version=0.0.4; charset=utf-8");
-    assert!(text.body.contains("# TYPE accel_pci_aer_errors_total counter\n"));
+    assert!(text.body.contains("# TYPE accel_pci_aer_device_errors_total counter\n"));
     assert!(!text.body.contains("# EOF"));
     let om = agent.get_with(
         "/metrics",
         &[("Accept", "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5,*/*;q=0.1")],
     );
     assert_eq!(om.headers["content-type"], "application/openmetrics-text; version=1.0.0; charset=utf-8");
-    assert!(om.body.contains("# TYPE accel_pci_aer_errors counter\n"));
+    assert!(om.body.contains("# TYPE accel_pci_aer_device_errors counter\n"));
     assert!(om.body.ends_with("# EOF\n"));
     // Same samples either way.
     assert_eq!(parse_metrics(&text.body).len(), parse_metrics(om.body.trim_end_matches("# EOF\n")).len());

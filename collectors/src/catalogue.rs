@@ -143,6 +143,11 @@ pub const PCI_AER_ERRORS: Spec = counter(
     "PCIe AER errors reported by the device, by severity and error",
     &["pci_address", "severity", "error"],
 );
+pub const PCI_AER_DEVICE_ERRORS: Spec = counter(
+    "accel_pci_aer_device_errors_total",
+    "PCIe AER error reports of the device by severity (the kernel's TOTAL_ERR_* counts)",
+    &["pci_address", "severity"],
+);
 pub const PCI_AER_ROOTPORT_ERRORS: Spec = counter(
     "accel_pci_aer_rootport_errors_total",
     "PCIe AER errors reported to the root port from its hierarchy",
@@ -412,6 +417,7 @@ pub const ALL: &[&Spec] = &[
     &POWERCAP_POWER_LIMIT,
     &POWERCAP_TIME_WINDOW,
     &PCI_AER_ERRORS,
+    &PCI_AER_DEVICE_ERRORS,
     &PCI_AER_ROOTPORT_ERRORS,
     &CLASS_DEVICE_INFO,
     &CLASS_STATUS,

@@ -81,7 +81,10 @@ impl HostCollector {
             CollectorKind::CoolingDevice => boxed(CoolingReader::new(sysfs_root, f), HostReadings::CoolingDevice),
             CollectorKind::PowerSupply => boxed(PowerSupplyReader::new(sysfs_root, f), HostReadings::PowerSupply),
             CollectorKind::Powercap => boxed(PowercapReader::new(sysfs_root, f), HostReadings::Powercap),
-            CollectorKind::PciAer => boxed(PciAerReader::new(sysfs_root, f), HostReadings::PciAer),
+            CollectorKind::PciAer => {
+                let o = settings.pci_aer.clone().unwrap_or_default();
+                boxed(PciAerReader::with_options(sysfs_root, f, o.per_error, o.device_addresses), HostReadings::PciAer)
+            }
             CollectorKind::Accel => boxed(AccelReader::new(sysfs_root, f), HostReadings::Accel),
             CollectorKind::Resources => resources(settings.resources.clone().unwrap_or_default()),
         };

@@ -430,6 +430,29 @@ interval = \"10ms\"
     }
 
     #[test]
+    fn aer_per_error_is_a_choice_and_declared_addresses_reach_the_collector() {
+        let cfg = parse_str(
+            "[collectors.pci_aer]\nper_error = \"all\"\n[[device]]\nid = \"a0\"\nkind = \"pci-accel\"\npci_address = \"0000:3b:00.0\"\n",
+            "agent.toml",
+        )
+        .unwrap();
+        let settings = cfg.collector(crate::CollectorKind::PciAer).pci_aer.expect("pci_aer settings");
+        assert_eq!(settings.per_error, crate::AerPerError::All);
+        assert_eq!(settings.device_addresses, vec!["0000:3b:00.0".to_owned()]);
+        assert_eq!(
+            Config::default().collector(crate::CollectorKind::PciAer).pci_aer.unwrap().per_error,
+            crate::AerPerError::Relevant
+        );
+        let got = errors("[collectors.pci_aer]\nper_error = \"some\"\n");
+        assert_eq!(
+            got,
+            vec![
+                "agent.toml:2:13: collectors.pci_aer.per_error: unknown value `some`; valid values: relevant, all, none"
+            ]
+        );
+    }
+
+    #[test]
     fn line_col_counts_characters() {
         assert_eq!(line_col("a\nbµc", 5), (2, 3));
         assert_eq!(line_col("", 0), (1, 1));

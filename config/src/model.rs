@@ -106,7 +106,7 @@ pub struct Collectors {
     pub cooling_device: Section,
     pub power_supply: Section,
     pub powercap: Section,
-    pub pci_aer: Section,
+    pub pci_aer: PciAerSection,
     pub accel: Section,
     pub resources: ResourcesSection,
 }
@@ -163,6 +163,55 @@ impl Default for Section {
     fn default() -> Self {
         Section { enabled: true, interval: None, timeout: None, include: None, exclude: None }
     }
+}
+
+/// PCIe AER takes the common keys (`include`/`exclude` match the PCI address) and how much per-error
+/// detail to export.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PciAerSection {
+    pub enabled: bool,
+    pub interval: Option<Interval>,
+    pub timeout: Option<Timeout>,
+    pub include: Option<Pattern>,
+    pub exclude: Option<Pattern>,
+    pub per_error: AerPerError,
+}
+
+impl Default for PciAerSection {
+    fn default() -> Self {
+        PciAerSection {
+            enabled: true,
+            interval: None,
+            timeout: None,
+            include: None,
+            exclude: None,
+            per_error: AerPerError::default(),
+        }
+    }
+}
+
+/// Which PCI devices get the per-error AER breakdown (`accel_pci_aer_errors_total`); every device always
+/// has its per-severity totals (`accel_pci_aer_device_errors_total`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AerPerError {
+    /// Accelerators (PCI class 0x12, the accel class, configured `pci_address`es), the bridges above
+    /// them, and any device once one of its counters is non-zero.
+    #[default]
+    Relevant,
+    /// Every device.
+    All,
+    /// No device.
+    None,
+}
+
+/// What the PCI AER reader needs beyond the common settings.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PciAerSettings {
+    pub per_error: AerPerError,
+    /// The `pci_address`es of declared devices: accelerators whatever their PCI class.
+    pub device_addresses: Vec<String>,
 }
 
 /// hwmon filters by chip label (e.g. "platform_coretemp_0") and by "chip;sensor" (e.g.
@@ -271,6 +320,8 @@ pub struct CollectorSettings {
     pub sensor_filter: Filter,
     /// resources only: where to read and what to skip.
     pub resources: Option<ResourcesSection>,
+    /// pci_aer only: which devices get the per-error breakdown.
+    pub pci_aer: Option<PciAerSettings>,
 }
 
 impl Config {
@@ -291,6 +342,11 @@ impl Config {
                 let r = &c.resources;
                 (r.enabled, r.interval, r.timeout, Filter::default(), Filter::default())
             }
+            CollectorKind::PciAer => {
+                let a = &c.pci_aer;
+                let filter = Filter::new(a.include.clone(), a.exclude.clone());
+                (a.enabled, a.interval, a.timeout, filter, Filter::default())
+            }
             other => {
                 let s = self.section(other);
                 (s.enabled, s.interval, s.timeout, Filter::new(s.include.clone(), s.exclude.clone()), Filter::default())
@@ -300,7 +356,11 @@ impl Config {
         // A read may not outlive its poll: otherwise a slow source would always be in flight.
         let timeout = timeout.map(Timeout::get).unwrap_or(DEFAULT_READ_TIMEOUT).min(interval);
         let resources = (kind == CollectorKind::Resources).then(|| c.resources.clone());
-        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter, resources }
+        let pci_aer = (kind == CollectorKind::PciAer).then(|| PciAerSettings {
+            per_error: c.pci_aer.per_error,
+            device_addresses: self.devices.iter().filter_map(|d| d.pci_address.clone()).collect(),
+        });
+        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter, resources, pci_aer }
     }
 
     fn section(&self, kind: CollectorKind) -> &Section {
@@ -310,9 +370,10 @@ impl Config {
             CollectorKind::CoolingDevice => &c.cooling_device,
             CollectorKind::PowerSupply => &c.power_supply,
             CollectorKind::Powercap => &c.powercap,
-            CollectorKind::PciAer => &c.pci_aer,
             CollectorKind::Accel => &c.accel,
-            CollectorKind::Hwmon | CollectorKind::Resources => unreachable!("these have their own section types"),
+            CollectorKind::Hwmon | CollectorKind::Resources | CollectorKind::PciAer => {
+                unreachable!("these have their own section types")
+            }
         }
     }
 
@@ -324,6 +385,7 @@ impl Config {
             let (interval, timeout) = match kind {
                 CollectorKind::Hwmon => (self.collectors.hwmon.interval, self.collectors.hwmon.timeout),
                 CollectorKind::Resources => (self.collectors.resources.interval, self.collectors.resources.timeout),
+                CollectorKind::PciAer => (self.collectors.pci_aer.interval, self.collectors.pci_aer.timeout),
                 k => (self.section(k).interval, self.section(k).timeout),
             };
             let interval = interval.unwrap_or(self.poll_interval);
