@@ -25,6 +25,20 @@ struct Device {
     config: DeviceConfig,
     /// Found by discovery rather than declared.
     discovered: bool,
+    /// "log:PATH" of every log the device is read from (its configured or profile logs).
+    log_paths: Vec<String>,
+    /// Per log rule: whether it latches and the impact of its condition. Fixed by the config, so worked
+    /// out once instead of re-reading (and re-compiling) the rules on every signal.
+    log_rules: std::collections::BTreeMap<String, LogRule>,
+    thresholds: Thresholds,
+    /// Everything learnt about the device since the agent started. A reload carries it across whole.
+    learnt: Learnt,
+}
+
+/// What the agent has learnt about one device from its evidence and its operator: kept in one place so
+/// that a reload carries all of it across (`Learnt::carried_to`) and a new field cannot be forgotten.
+#[derive(Debug, Clone)]
+struct Learnt {
     /// The accel class device bound by PCI address, if any: (driver status, operational).
     accel_status: Option<(String, Option<bool>)>,
     /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
@@ -36,16 +50,12 @@ struct Device {
     /// The counters of the last probe result that advanced the inference count, for energy per inference.
     epi_last: Option<WorkCounters>,
     energy_per_inference: Option<f64>,
-    epi: Option<ThresholdTracker>,
+    /// The threshold trackers of the conditions judged on values (their pending transitions).
+    trackers: Trackers,
     log_lines: std::collections::BTreeMap<String, u64>,
-    /// "log:PATH" of every log the device is read from (its configured or profile logs).
-    log_paths: Vec<String>,
     log_matches: std::collections::BTreeMap<String, u64>,
     /// Conditions set by log rules.
     log_conditions: std::collections::BTreeMap<ConditionKind, LogCondition>,
-    /// Per log rule: whether it latches and the impact of its condition. Fixed by the config, so worked
-    /// out once instead of re-reading (and re-compiling) the rules on every signal.
-    log_rules: std::collections::BTreeMap<String, LogRule>,
     has_logs: bool,
     throttle: Option<crate::policy::throttle::ThrottleController>,
     reconnect: Option<crate::policy::reconnect::ReconnectController>,
@@ -53,16 +63,109 @@ struct Device {
     reconnect_attempts: std::collections::BTreeMap<(ReconnectStep, &'static str), u64>,
     /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
     overrides: Overrides,
-    thresholds: Thresholds,
     conditions: Vec<Condition>,
-    warn: ThresholdTracker,
-    crit: ThresholdTracker,
-    power: Option<ThresholdTracker>,
     readings: Readings,
     sources: Vec<String>,
     driver: Option<String>,
     last_reading: Option<Instant>,
     created: Instant,
+}
+
+/// The trackers that turn a noisy value into a level, built from the device's thresholds.
+#[derive(Debug, Clone)]
+struct Trackers {
+    warn: ThresholdTracker,
+    crit: ThresholdTracker,
+    power: Option<ThresholdTracker>,
+    epi: Option<ThresholdTracker>,
+}
+
+impl Trackers {
+    fn new(t: &Thresholds) -> Trackers {
+        Trackers {
+            warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
+            crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
+            power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
+            epi: t.energy_per_inference_max.map(|m| ThresholdTracker::new(m, 0.0, t.min_duration)),
+        }
+    }
+
+    fn all_mut(&mut self) -> impl Iterator<Item = &mut ThresholdTracker> {
+        [Some(&mut self.warn), Some(&mut self.crit), self.power.as_mut(), self.epi.as_mut()].into_iter().flatten()
+    }
+}
+
+impl Learnt {
+    /// Nothing learnt yet about a device under `config`.
+    fn new(config: &DeviceConfig, thresholds: &Thresholds, now: Instant, wall: SystemTime) -> Learnt {
+        let probes = config
+            .probes
+            .iter()
+            .map(|p| ProbeView {
+                name: p.name.clone(),
+                liveness: p.liveness,
+                status: ProbeState::Pending,
+                success: false,
+                duration_seconds: 0.0,
+                last_success: None,
+                consecutive_failures: 0,
+                message: String::new(),
+            })
+            .collect();
+        Learnt {
+            accel_status: None,
+            board: None,
+            probes,
+            probe_readings: Default::default(),
+            sdk_problem: None,
+            epi_last: None,
+            energy_per_inference: None,
+            trackers: Trackers::new(thresholds),
+            log_lines: Default::default(),
+            log_matches: Default::default(),
+            log_conditions: Default::default(),
+            has_logs: false,
+            throttle: None,
+            reconnect: None,
+            reconnect_attempts: Default::default(),
+            overrides: Overrides::default(),
+            conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
+            readings: Readings::default(),
+            sources: Vec::new(),
+            driver: None,
+            last_reading: None,
+            created: now,
+        }
+    }
+
+    /// What was learnt under the device's old config, carried to its new one (`fresh`: the same device
+    /// under the new config, knowing nothing). Everything is kept except what the new config makes
+    /// meaningless, which takes the fresh value: results of probes no longer configured, conditions of
+    /// log rules that are gone, trackers and controllers whose settings changed, a manual throttle on a
+    /// device that has no throttle ladder any more.
+    fn carried_to(mut self, old_config: &DeviceConfig, old_thresholds: &Thresholds, fresh: &Device) -> Learnt {
+        let probes = fresh.learnt.probes.iter().map(|p| match self.probes.iter().find(|o| o.name == p.name) {
+            Some(o) => ProbeView { liveness: p.liveness, ..o.clone() },
+            None => p.clone(),
+        });
+        self.probes = probes.collect();
+        let probes = &self.probes;
+        self.probe_readings.retain(|name, _| probes.iter().any(|p| &p.name == name));
+        self.log_conditions.retain(|_, c| fresh.log_rules.contains_key(&c.rule));
+        if fresh.thresholds != *old_thresholds {
+            self.trackers = fresh.learnt.trackers.clone();
+        }
+        if fresh.config.throttle != old_config.throttle {
+            self.throttle = fresh.learnt.throttle.clone();
+        }
+        if fresh.config.reconnect != old_config.reconnect {
+            self.reconnect = fresh.learnt.reconnect.clone();
+        }
+        if fresh.config.throttle.is_none() {
+            self.overrides.throttle = None;
+        }
+        self
+    }
 }
 
 /// A condition set by a log rule, until the rule clears it (or, latched, an operator does).
@@ -199,8 +302,8 @@ impl DeviceEngine {
         let mut changes = Vec::new();
         for d in &mut self.devices {
             d.bind(snap);
-            if !d.readings.is_empty() {
-                d.last_reading = Some(now);
+            if !d.learnt.readings.is_empty() {
+                d.learnt.last_reading = Some(now);
             }
             changes.extend(d.reevaluate(now, wall));
         }
@@ -217,7 +320,7 @@ impl DeviceEngine {
     ) -> Vec<ConditionChange> {
         let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
         let offline_after = d.offline_after(&result.probe);
-        if let Some(p) = d.probes.iter_mut().find(|p| p.name == result.probe) {
+        if let Some(p) = d.learnt.probes.iter_mut().find(|p| p.name == result.probe) {
             p.status = result.status;
             p.success = result.success;
             p.duration_seconds = result.duration.as_secs_f64();
@@ -233,7 +336,7 @@ impl DeviceEngine {
             }
         }
         if result.success || result.sdk_problem {
-            d.sdk_problem = Some((result.probe.clone(), result.sdk_problem, result.message.clone()));
+            d.learnt.sdk_problem = Some((result.probe.clone(), result.sdk_problem, result.message.clone()));
         }
         // Energy per inference only from a result that carries both counters: energy read by a host
         // collector and inferences read by a probe seconds apart would not cover the same work.
@@ -241,13 +344,13 @@ impl DeviceEngine {
         if let (Some(energy_joules), Some(inferences)) =
             (counter(ReadingKind::Energy), counter(ReadingKind::Inferences))
         {
-            let (rate, kept) = energy_per_inference(d.epi_last, WorkCounters { energy_joules, inferences });
-            d.epi_last = Some(kept);
+            let (rate, kept) = energy_per_inference(d.learnt.epi_last, WorkCounters { energy_joules, inferences });
+            d.learnt.epi_last = Some(kept);
             if rate.is_some() {
-                d.energy_per_inference = rate;
+                d.learnt.energy_per_inference = rate;
             }
         }
-        d.probe_readings.insert(result.probe, result.readings);
+        d.learnt.probe_readings.insert(result.probe, result.readings);
         d.merge_probe_readings();
         d.reevaluate(now, wall)
     }
@@ -262,10 +365,10 @@ impl DeviceEngine {
     ) -> Vec<ConditionChange> {
         use collectors::logs::Signal;
         let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
-        d.has_logs = true;
-        d.log_lines.insert(update.source.clone(), update.lines);
+        d.learnt.has_logs = true;
+        d.learnt.log_lines.insert(update.source.clone(), update.lines);
         for (rule, n) in update.matches {
-            d.log_matches.insert(rule, n);
+            d.learnt.log_matches.insert(rule, n);
         }
         for signal in update.signals {
             match signal {
@@ -273,7 +376,7 @@ impl DeviceEngine {
                     // The config admits only the conditions log rules may set; any other name is ignored.
                     let Some(kind) = ConditionKind::parse(&condition) else { continue };
                     let LogRule { latched, impact } = d.log_rules.get(&*rule).copied().unwrap_or_default();
-                    d.log_conditions.insert(
+                    d.learnt.log_conditions.insert(
                         kind,
                         LogCondition {
                             rule: rule.to_string(),
@@ -288,7 +391,7 @@ impl DeviceEngine {
                 }
                 Signal::ConditionCleared { condition, .. } => {
                     if let Some(kind) = ConditionKind::parse(&condition) {
-                        d.log_conditions.remove(&kind);
+                        d.learnt.log_conditions.remove(&kind);
                     }
                 }
                 Signal::Event { .. } => {}
@@ -309,7 +412,7 @@ impl DeviceEngine {
 
     /// Puts a device in maintenance (until `until`, or until turned off) or takes it out.
     pub fn set_maintenance(&mut self, device: &str, on: bool, until: Option<SystemTime>) -> Result<(), OperatorError> {
-        self.device_mut(device)?.overrides.maintenance = on.then_some(until);
+        self.device_mut(device)?.learnt.overrides.maintenance = on.then_some(until);
         Ok(())
     }
 
@@ -327,13 +430,13 @@ impl DeviceEngine {
         match level {
             Some(level) if level > max => return Err(OperatorError::LevelOutOfRange { id, level, max }),
             Some(level) => {
-                d.overrides.throttle = Some(ManualThrottle { level, until });
-                d.overrides.throttle_released = false;
-                d.overrides.throttle_requested = None;
+                d.learnt.overrides.throttle = Some(ManualThrottle { level, until });
+                d.learnt.overrides.throttle_released = false;
+                d.learnt.overrides.throttle_requested = None;
             }
             None => {
-                d.overrides.throttle = None;
-                d.overrides.throttle_released = true;
+                d.learnt.overrides.throttle = None;
+                d.learnt.overrides.throttle_released = true;
             }
         }
         Ok(max)
@@ -341,13 +444,13 @@ impl DeviceEngine {
 
     /// The device's manual-throttle state, to put back with [`DeviceEngine::restore_throttle_override`].
     pub fn throttle_override(&mut self, device: &str) -> Result<ThrottleOverride, OperatorError> {
-        Ok(self.device_mut(device)?.overrides.throttle_override())
+        Ok(self.device_mut(device)?.learnt.overrides.throttle_override())
     }
 
     /// Puts back a manual-throttle state after applying an operator's change to it failed.
     pub fn restore_throttle_override(&mut self, device: &str, saved: ThrottleOverride) {
         if let Ok(d) = self.device_mut(device) {
-            d.overrides.restore_throttle(saved);
+            d.learnt.overrides.restore_throttle(saved);
         }
     }
 
@@ -358,7 +461,7 @@ impl DeviceEngine {
         let id = d.config.id.clone();
         let cfg = d.config.reconnect.clone().filter(|r| !r.steps.is_empty());
         let cfg = cfg.ok_or(OperatorError::NoReconnectLadder { id: id.clone() })?;
-        let controller = d.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, 0));
+        let controller = d.learnt.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, 0));
         controller.start_manual(now).ok_or(OperatorError::NoReconnectLadder { id })
     }
 
@@ -372,16 +475,16 @@ impl DeviceEngine {
     ) -> Result<(Vec<String>, Vec<ConditionChange>), OperatorError> {
         let d = self.device_mut(device)?;
         let mut cleared = Vec::new();
-        d.log_conditions.retain(|condition, c| {
+        d.learnt.log_conditions.retain(|condition, c| {
             if c.latched {
                 cleared.push(format!("{} (log rule {})", condition.name(), c.rule));
             }
             !c.latched
         });
-        for c in d.conditions.iter_mut().filter(|c| c.latched) {
+        for c in d.learnt.conditions.iter_mut().filter(|c| c.latched) {
             c.latched = false;
         }
-        if let Some(r) = &mut d.reconnect
+        if let Some(r) = &mut d.learnt.reconnect
             && (r.escalated || r.circuit != crate::policy::reconnect::Circuit::Closed)
         {
             r.clear();
@@ -394,7 +497,7 @@ impl DeviceEngine {
     pub fn expire_overrides(&mut self, wall: SystemTime) -> Vec<(String, Expired)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
-            for e in d.overrides.expire(wall) {
+            for e in d.learnt.overrides.expire(wall) {
                 out.push((d.config.id.clone(), e));
             }
         }
@@ -414,8 +517,9 @@ impl DeviceEngine {
             if d.in_maintenance(wall) {
                 continue;
             }
-            let offline = d.conditions.iter().any(|c| c.kind == ConditionKind::Offline && c.status == Status::True);
-            let controller = d.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, i));
+            let offline =
+                d.learnt.conditions.iter().any(|c| c.kind == ConditionKind::Offline && c.status == Status::True);
+            let controller = d.learnt.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, i));
             if let Some(decision) = controller.tick(offline, now) {
                 let (step, result) = match decision {
                     Decision::Failed { step } | Decision::Opened { step } | Decision::Escalate { step } => {
@@ -425,7 +529,7 @@ impl DeviceEngine {
                     Decision::Attempt { .. } => (None, ""),
                 };
                 if let Some(step) = step {
-                    *d.reconnect_attempts.entry((step, result)).or_default() += 1;
+                    *d.learnt.reconnect_attempts.entry((step, result)).or_default() += 1;
                 }
                 out.push((d.config.id.clone(), decision));
             }
@@ -446,16 +550,16 @@ impl DeviceEngine {
         for d in &mut self.devices {
             let Some(cfg) = d.config.throttle.clone() else { continue };
             let current = applied(&d.config.id);
-            if let Some(manual) = d.overrides.throttle {
-                if current != manual.level && d.overrides.throttle_requested != Some(manual.level) {
-                    d.overrides.throttle_requested = Some(manual.level);
+            if let Some(manual) = d.learnt.overrides.throttle {
+                if current != manual.level && d.learnt.overrides.throttle_requested != Some(manual.level) {
+                    d.learnt.overrides.throttle_requested = Some(manual.level);
                     out.push((d.config.id.clone(), manual.level));
                 }
                 continue;
             }
-            d.overrides.throttle_requested = None;
-            if std::mem::take(&mut d.overrides.throttle_released) {
-                d.throttle = None;
+            d.learnt.overrides.throttle_requested = None;
+            if std::mem::take(&mut d.learnt.overrides.throttle_released) {
+                d.learnt.throttle = None;
                 if current != 0 {
                     out.push((d.config.id.clone(), 0));
                 }
@@ -465,15 +569,15 @@ impl DeviceEngine {
                 continue;
             }
             let value = match cfg.metric {
-                ThrottleMetric::Power if !d.readings.power_watts.is_empty() => {
-                    Some(d.readings.power_watts.iter().map(|r| r.value).sum())
+                ThrottleMetric::Power if !d.learnt.readings.power_watts.is_empty() => {
+                    Some(d.learnt.readings.power_watts.iter().map(|r| r.value).sum())
                 }
                 ThrottleMetric::Power => None,
-                ThrottleMetric::Temperature => d.readings.max_temperature().map(|r| r.value),
+                ThrottleMetric::Temperature => d.learnt.readings.max_temperature().map(|r| r.value),
             };
             let Some(value) = value else { continue };
             let t = &d.thresholds;
-            let controller = d.throttle.get_or_insert_with(|| {
+            let controller = d.learnt.throttle.get_or_insert_with(|| {
                 let default = match cfg.metric {
                     ThrottleMetric::Power => t.power_max.unwrap_or(f64::INFINITY),
                     ThrottleMetric::Temperature => t.temperature_warn,
@@ -501,21 +605,7 @@ impl DeviceEngine {
 
 impl Device {
     fn new(config: DeviceConfig, discovered: bool, now: Instant, wall: SystemTime) -> Device {
-        let t = config.thresholds();
-        let probes = config
-            .probes
-            .iter()
-            .map(|p| ProbeView {
-                name: p.name.clone(),
-                liveness: p.liveness,
-                status: ProbeState::Pending,
-                success: false,
-                duration_seconds: 0.0,
-                last_success: None,
-                consecutive_failures: 0,
-                message: String::new(),
-            })
-            .collect();
+        let thresholds = config.thresholds();
         let log_sources = config.log_sources();
         // Shown among the device's sources from the start, whether or not the follower has read a line.
         let log_paths = log_sources.iter().map(|l| format!("log:{}", l.path.replace("{id}", &config.id))).collect();
@@ -528,90 +618,23 @@ impl Device {
                 (r.name.clone(), LogRule { latched: r.latch, impact })
             })
             .collect();
-        Device {
-            epi: t.energy_per_inference_max.map(|m| ThresholdTracker::new(m, 0.0, t.min_duration)),
-            config,
-            discovered,
-            accel_status: None,
-            board: None,
-            probes,
-            probe_readings: Default::default(),
-            sdk_problem: None,
-            epi_last: None,
-            energy_per_inference: None,
-            log_lines: Default::default(),
-            log_matches: Default::default(),
-            log_conditions: Default::default(),
-            log_rules,
-            log_paths,
-            has_logs: false,
-            throttle: None,
-            reconnect: None,
-            reconnect_attempts: Default::default(),
-            overrides: Overrides::default(),
-            conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
-            warn: ThresholdTracker::new(t.temperature_warn, t.hysteresis, t.min_duration),
-            crit: ThresholdTracker::new(t.temperature_crit, t.hysteresis, t.min_duration),
-            power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
-            thresholds: t,
-            readings: Readings::default(),
-            sources: Vec::new(),
-            driver: None,
-            last_reading: None,
-            created: now,
-        }
+        let learnt = Learnt::new(&config, &thresholds, now, wall);
+        Device { config, discovered, log_paths, log_rules, thresholds, learnt }
     }
 
     /// This device under a changed config, keeping what was learnt about it.
     fn reconfigured(self, config: DeviceConfig, now: Instant, wall: SystemTime) -> Device {
-        let mut d = Device::new(config, self.discovered, now, wall);
-        for p in &mut d.probes {
-            if let Some(old) = self.probes.iter().find(|o| o.name == p.name) {
-                *p = ProbeView { liveness: p.liveness, ..old.clone() };
-            }
-        }
-        d.probe_readings =
-            self.probe_readings.into_iter().filter(|(k, _)| d.probes.iter().any(|p| &p.name == k)).collect();
-        if d.thresholds == self.thresholds {
-            (d.warn, d.crit, d.power, d.epi) = (self.warn, self.crit, self.power, self.epi);
-        }
-        if d.config.throttle == self.config.throttle {
-            d.throttle = self.throttle;
-        }
-        if d.config.reconnect == self.config.reconnect {
-            d.reconnect = self.reconnect;
-        }
-        d.overrides = self.overrides;
-        if d.config.throttle.is_none() {
-            d.overrides.throttle = None;
-        }
-        d.log_conditions = self.log_conditions.into_iter().filter(|(_, c)| d.log_rules.contains_key(&c.rule)).collect();
-        d.conditions = self.conditions;
-        d.accel_status = self.accel_status;
-        d.board = self.board;
-        d.sdk_problem = self.sdk_problem;
-        d.epi_last = self.epi_last;
-        d.energy_per_inference = self.energy_per_inference;
-        d.log_lines = self.log_lines;
-        d.log_matches = self.log_matches;
-        d.has_logs = self.has_logs;
-        d.reconnect_attempts = self.reconnect_attempts;
-        d.readings = self.readings;
-        d.sources = self.sources;
-        d.driver = self.driver;
-        d.last_reading = self.last_reading;
-        d.created = self.created;
-        d
+        let fresh = Device::new(config, self.discovered, now, wall);
+        let Device { config: old_config, thresholds: old_thresholds, learnt, .. } = self;
+        Device { learnt: learnt.carried_to(&old_config, &old_thresholds, &fresh), ..fresh }
     }
 
     fn in_maintenance(&self, now: SystemTime) -> bool {
-        self.overrides.in_maintenance(now)
+        self.learnt.overrides.in_maintenance(now)
     }
 
     fn make_one_shot(&mut self) {
-        for t in
-            [Some(&mut self.warn), Some(&mut self.crit), self.power.as_mut(), self.epi.as_mut()].into_iter().flatten()
-        {
+        for t in self.learnt.trackers.all_mut() {
             t.min_duration = std::time::Duration::ZERO;
         }
         self.thresholds.min_duration = std::time::Duration::ZERO;
@@ -622,7 +645,7 @@ impl Device {
 
     fn condition(&mut self, kind: ConditionKind) -> &mut Condition {
         let i = ConditionKind::ALL.iter().position(|k| *k == kind).expect("every kind has a slot");
-        &mut self.conditions[i]
+        &mut self.learnt.conditions[i]
     }
 
     /// Collects this device's readings from the host collectors' latest results.
@@ -643,8 +666,8 @@ impl Device {
             let qualify = chips.len() > 1;
             for chip in chips {
                 sources.push(format!("hwmon:{}", chip.chip));
-                if self.driver.is_none() {
-                    self.driver = chip.raw_name.as_deref().map(str::to_owned);
+                if self.learnt.driver.is_none() {
+                    self.learnt.driver = chip.raw_name.as_deref().map(str::to_owned);
                 }
                 bind_chip(h, chip, qualify, &mut r);
             }
@@ -690,23 +713,23 @@ impl Device {
                 r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
             }
         }
-        self.accel_status = None;
+        self.learnt.accel_status = None;
         if let (Some(pci), Some(HostReadings::Accel(a))) =
             (&self.config.pci_address, snap.readings(CollectorKind::Accel))
             && let Some(dev) = a.by_pci(pci)
         {
             sources.push(format!("accel:{}", dev.name));
             if let Some(driver) = &dev.driver {
-                self.driver = Some(driver.to_string());
+                self.learnt.driver = Some(driver.to_string());
             }
             if let Some(status) = &dev.status {
-                self.accel_status = Some((status.clone(), dev.operational()));
+                self.learnt.accel_status = Some((status.clone(), dev.operational()));
             }
             if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
                 r.power_limit_watts = Some(w);
             }
         }
-        self.board = None;
+        self.learnt.board = None;
         if let Some(b) = &self.config.bmp
             && let Some(reading) = snap.board(&self.config.id)
         {
@@ -722,21 +745,21 @@ impl Device {
                     target.push(Reading { sensor: s.name.to_owned(), value: s.value });
                 }
             }
-            self.board = Some(reading.clone());
+            self.learnt.board = Some(reading.clone());
         }
-        self.readings = r;
-        self.sources = sources;
+        self.learnt.readings = r;
+        self.learnt.sources = sources;
         self.merge_probe_readings();
     }
 
     /// Adds the probes' temperature, power and energy to the readings (labelled by probe name).
     fn merge_probe_readings(&mut self) {
-        for (probe, values) in &self.probe_readings {
+        for (probe, values) in &self.learnt.probe_readings {
             for (kind, v) in values {
                 let target = match kind {
-                    ReadingKind::Temperature => &mut self.readings.temperature_celsius,
-                    ReadingKind::Power => &mut self.readings.power_watts,
-                    ReadingKind::Energy => &mut self.readings.energy_joules,
+                    ReadingKind::Temperature => &mut self.learnt.readings.temperature_celsius,
+                    ReadingKind::Power => &mut self.learnt.readings.power_watts,
+                    ReadingKind::Energy => &mut self.learnt.readings.energy_joules,
                     _ => continue,
                 };
                 target.retain(|r| &r.sensor != probe);
@@ -746,7 +769,7 @@ impl Device {
     }
 
     fn probe_value(&self, kind: ReadingKind) -> Option<f64> {
-        self.probe_readings.values().flatten().find(|(k, _)| *k == kind).map(|(_, v)| *v)
+        self.learnt.probe_readings.values().flatten().find(|(k, _)| *k == kind).map(|(_, v)| *v)
     }
 
     fn offline_after(&self, probe: &str) -> u32 {
@@ -765,7 +788,7 @@ impl Device {
         let id = &self.config.id;
         changed
             .into_iter()
-            .filter_map(|kind| self.conditions.iter().find(|c| c.kind == kind).cloned())
+            .filter_map(|kind| self.learnt.conditions.iter().find(|c| c.kind == kind).cloned())
             .map(|condition| ConditionChange { device: id.clone(), condition })
             .collect()
     }
@@ -777,12 +800,12 @@ impl Device {
 
         // Overheating: the hottest sensor against warn (degraded) and crit (unhealthy), each with
         // hysteresis and a minimum duration so a noisy sensor does not flap.
-        let hottest = self.readings.max_temperature().cloned();
+        let hottest = self.learnt.readings.max_temperature().cloned();
         let (status, impact, reason, message) = match hottest {
             None => (Status::Unknown, Impact::Degraded, "NoTemperature", "no temperature reading".to_owned()),
             Some(h) => {
-                let warn = self.warn.observe(h.value, now);
-                let crit = self.crit.observe(h.value, now);
+                let warn = self.learnt.trackers.warn.observe(h.value, now);
+                let crit = self.learnt.trackers.crit.observe(h.value, now);
                 let at = format!("{} at {:.1} °C", h.sensor, h.value);
                 match (warn, crit) {
                     (_, Level::Above) => (
@@ -806,15 +829,15 @@ impl Device {
         }
 
         // PowerAnomaly: total power above its maximum, or energy per inference above its maximum.
-        let watts: Option<f64> =
-            (!self.readings.power_watts.is_empty()).then(|| self.readings.power_watts.iter().map(|r| r.value).sum());
-        let power = match (&mut self.power, watts) {
+        let watts: Option<f64> = (!self.learnt.readings.power_watts.is_empty())
+            .then(|| self.learnt.readings.power_watts.iter().map(|r| r.value).sum());
+        let power = match (&mut self.learnt.trackers.power, watts) {
             (Some(tracker), Some(w)) => {
                 Some(Judged { value: w, max: tracker.threshold, level: tracker.observe(w, now) })
             }
             _ => None,
         };
-        let per_inference = match (self.energy_per_inference, self.epi.as_mut()) {
+        let per_inference = match (self.learnt.energy_per_inference, self.learnt.trackers.epi.as_mut()) {
             (Some(epi), Some(tracker)) => {
                 Some(Judged { value: epi, max: tracker.threshold, level: tracker.observe(epi, now) })
             }
@@ -830,13 +853,13 @@ impl Device {
         // the device offline. Any one saying offline wins; otherwise any saying online clears it.
         let mut down: Option<(&str, String)> = None;
         let mut up: Option<(&str, String)> = None;
-        if let Some((status, operational)) = &self.accel_status {
+        if let Some((status, operational)) = &self.learnt.accel_status {
             match operational {
                 Some(false) => down = Some(("DriverStatusNotOperational", format!("driver status: {status}"))),
                 _ => up = Some(("DriverStatusOperational", format!("driver status: {status}"))),
             }
         }
-        for p in self.probes.iter().filter(|p| p.liveness && p.status != ProbeState::Pending) {
+        for p in self.learnt.probes.iter().filter(|p| p.liveness && p.status != ProbeState::Pending) {
             let limit = self.offline_after(&p.name);
             if p.consecutive_failures >= limit {
                 down.get_or_insert((
@@ -847,7 +870,7 @@ impl Device {
                 up.get_or_insert(("ProbeSucceeding", format!("probe {} succeeded", p.name)));
             }
         }
-        if let Some(board) = &self.board {
+        if let Some(board) = &self.learnt.board {
             match (&board.bmp_alive, &board.scamp) {
                 (false, _) => {
                     let why = board.error.as_deref().unwrap_or("no answer");
@@ -885,8 +908,8 @@ impl Device {
         }
 
         // LogErrors: set and cleared by log rules.
-        if self.has_logs {
-            let (st, reason, msg, latched, impact) = match self.log_conditions.get(&ConditionKind::LogErrors) {
+        if self.learnt.has_logs {
+            let (st, reason, msg, latched, impact) = match self.learnt.log_conditions.get(&ConditionKind::LogErrors) {
                 Some(c) => (Status::True, c.rule.clone(), c.message.clone(), c.latched, c.impact),
                 None => {
                     (Status::False, "NoMatchingLines".to_owned(), "no error lines".to_owned(), false, Impact::Degraded)
@@ -900,7 +923,8 @@ impl Device {
         }
 
         // A log rule may also report an SDK error (e.g. calibration drift in the vendor's log).
-        if let Some(LogCondition { rule, message, .. }) = self.log_conditions.get(&ConditionKind::SdkError).cloned()
+        if let Some(LogCondition { rule, message, .. }) =
+            self.learnt.log_conditions.get(&ConditionKind::SdkError).cloned()
             && self.condition(ConditionKind::SdkError).set(Status::True, Impact::Degraded, &rule, message, wall)
         {
             changed.push(ConditionKind::SdkError);
@@ -909,9 +933,9 @@ impl Device {
         // A SpiNNaker board's management layer reporting a problem: its BMP's own shutdown flags (the BMP
         // switched the board off for a reading past a limit in its EEPROM), then its warning flags, then
         // spalloc listing the board as dead (no job can use it).
-        if let Some(board) = &self.board
-            && self.sdk_problem.is_none()
-            && !self.log_conditions.contains_key(&ConditionKind::SdkError)
+        if let Some(board) = &self.learnt.board
+            && self.learnt.sdk_problem.is_none()
+            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
         {
             let flags = board.status.as_ref().map(|s| (s.warning, s.shutdown));
             let verdict = match (flags, board.dead_in_spalloc) {
@@ -955,8 +979,8 @@ impl Device {
         }
 
         // SdkError: the status tool ran and reported a problem (exit 1).
-        if let Some((probe, problem, msg)) = self.sdk_problem.clone()
-            && !self.log_conditions.contains_key(&ConditionKind::SdkError)
+        if let Some((probe, problem, msg)) = self.learnt.sdk_problem.clone()
+            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
         {
             let (st, reason) = if problem { (Status::True, "SdkReportsProblem") } else { (Status::False, "SdkOk") };
             let message = if msg.is_empty() { format!("probe {probe}") } else { format!("probe {probe}: {msg}") };
@@ -973,11 +997,11 @@ impl Device {
             || self.config.thermal_zone.is_some()
             || self.config.power_supply_name().is_some();
         if has_sources {
-            let since = self.last_reading.unwrap_or(self.created);
+            let since = self.learnt.last_reading.unwrap_or(self.learnt.created);
             let age = now.duration_since(since);
             let (status, reason, message) = if age > t.stale_after {
                 (Status::True, "NoFreshReadings", format!("no reading from its sources for {}s", age.as_secs()))
-            } else if self.last_reading.is_some() {
+            } else if self.learnt.last_reading.is_some() {
                 (Status::False, "ReadingsFresh", format!("last reading {}s ago", age.as_secs()))
             } else {
                 (Status::Unknown, "WaitingForFirstReading", "no reading yet".to_owned())
@@ -994,50 +1018,52 @@ impl Device {
             id: self.config.id.clone(),
             kind: self.config.kind.name(),
             model: self.config.model.clone().unwrap_or_default(),
-            driver: self.driver.clone().unwrap_or_default(),
+            driver: self.learnt.driver.clone().unwrap_or_default(),
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
-            firmware: self.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
+            firmware: self.learnt.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
             state: with_circuit(
-                derive_state(&self.conditions, self.in_maintenance(wall)),
-                self.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
+                derive_state(&self.learnt.conditions, self.in_maintenance(wall)),
+                self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
             ),
             up: match (
-                self.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
-                &self.accel_status,
+                self.learnt.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
+                &self.learnt.accel_status,
             ) {
                 (Some(Status::True), _) => Some(false),
                 (Some(Status::False), _) => Some(true),
                 (_, Some((_, Some(operational)))) => Some(*operational),
-                _ => (!self.sources.is_empty()).then_some(true),
+                _ => (!self.learnt.sources.is_empty()).then_some(true),
             },
             discovered: self.discovered,
-            probes: self.probes.clone(),
+            probes: self.learnt.probes.clone(),
             utilization_ratio: self.probe_value(ReadingKind::Utilization),
             inferences_total: self.probe_value(ReadingKind::Inferences),
-            energy_per_inference_joules: self.energy_per_inference,
-            log_lines: self.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            log_matches: self.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            energy_per_inference_joules: self.learnt.energy_per_inference,
+            log_lines: self.learnt.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
+            log_matches: self.learnt.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             maintenance: self.in_maintenance(wall),
-            maintenance_until: self.overrides.maintenance_until(),
-            manual_throttle: self.overrides.throttle,
-            circuit: self.reconnect.as_ref().map(|r| r.circuit),
-            needs_hardware_inspection: self.reconnect.as_ref().is_some_and(|r| r.escalated),
+            maintenance_until: self.learnt.overrides.maintenance_until(),
+            manual_throttle: self.learnt.overrides.throttle,
+            circuit: self.learnt.reconnect.as_ref().map(|r| r.circuit),
+            needs_hardware_inspection: self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated),
             reconnect_attempts: self
+                .learnt
                 .reconnect_attempts
                 .iter()
                 .map(|((s, r), n)| (s.name().to_owned(), (*r).to_owned(), *n))
                 .collect(),
             temperature_warn_celsius: self.thresholds.temperature_warn,
             temperature_crit_celsius: self.thresholds.temperature_crit,
-            conditions: self.conditions.clone(),
-            readings: self.readings.clone(),
+            conditions: self.learnt.conditions.clone(),
+            readings: self.learnt.readings.clone(),
             // Host sources bound from sysfs and the BMP, then the device's probes and logs: a photonic card
             // read only through its vendor tool still says where its readings come from.
             sources: self
+                .learnt
                 .sources
                 .iter()
                 .cloned()
-                .chain(self.probes.iter().map(|p| format!("probe:{}", p.name)))
+                .chain(self.learnt.probes.iter().map(|p| format!("probe:{}", p.name)))
                 .chain(self.log_paths.iter().cloned())
                 .collect(),
         }
@@ -1174,5 +1200,108 @@ mod tests {
         let after = &e.views(t + second)[0];
         assert_eq!((after.state, after.maintenance), (State::Healthy, false), "at T+1s");
         assert_eq!(e.throttle_requests(|_| 0, t0 + second, t + second), vec![("d0".to_owned(), 1)]);
+    }
+
+    /// A reload carries everything learnt about a device across, whole: the learnt state is compared as
+    /// a whole (Debug of `Learnt`), so a field added to it later is covered without touching this test.
+    #[test]
+    fn a_reload_keeps_everything_learnt() {
+        let toml = "[[device]]\nid = \"d0\"\nkind = \"generic\"\nmodel = \"A\"\n\
+             [device.thresholds]\ntemperature_warn = 80.0\ntemperature_crit = 95.0\npower_max = 100.0\n\
+             energy_per_inference_max = 0.005\n\
+             [[device.probe]]\nname = \"sdk\"\ncommand = [\"sdk-status\"]\noffline_after = 1\n\
+             [[device.log]]\npath = \"/var/log/d0.log\"\n\
+             [[device.log.rule]]\nname = \"err\"\npattern = \"error\"\naction = \"LogErrors\"\nlatch = true\n\
+             [device.throttle]\nthreshold = 80.0\nhold = \"10s\"\n\
+             [[device.throttle.level]]\ncooling_device = { device = \"cooling_device0\", state = 1 }\n\
+             [device.reconnect]\nsteps = [\"vendor\"]\ncommand = [\"vendor-reconnect\"]\nsettle = \"5s\"\n";
+        let cfg = config::parse_str(toml, "t.toml").unwrap();
+        let s = std::time::Duration::from_secs(1);
+        let (t0, w0) = (Instant::now(), SystemTime::UNIX_EPOCH + 1_700_000_000 * s);
+        let at = |t: u32| (t0 + t * s, w0 + t * s);
+        let mut e = DeviceEngine::new(&cfg, t0, w0);
+        let probe = |status: ProbeState, readings: Vec<(ReadingKind, f64)>| ProbeResult {
+            probe: "sdk".into(),
+            status,
+            success: status == ProbeState::Ok,
+            sdk_problem: false,
+            duration: std::time::Duration::from_millis(30),
+            message: String::new(),
+            readings,
+        };
+        // Readings, counters and an energy per inference; a burst of log lines; a pending throttle step.
+        for (t, joules, inferences) in [(1, 100.0, 1000.0), (2, 106.0, 2000.0)] {
+            let readings = vec![
+                (ReadingKind::Temperature, 90.0),
+                (ReadingKind::Power, 120.0),
+                (ReadingKind::Energy, joules),
+                (ReadingKind::Inferences, inferences),
+            ];
+            let (now, wall) = at(t);
+            e.apply_probe("d0", probe(ProbeState::Ok, readings), now, wall);
+            e.evaluate(&HostEvidence::default(), now, wall);
+            e.throttle_requests(|_| 0, now, wall);
+        }
+        let burst = collectors::logs::Signal::ConditionSet {
+            rule: "err".into(),
+            condition: "LogErrors".into(),
+            count_in_window: 5,
+        };
+        let update = LogUpdate {
+            source: "log:/var/log/d0.log".into(),
+            lines: 40,
+            matches: vec![("err".into(), 7)],
+            signals: vec![burst],
+        };
+        e.apply_log("d0", update, at(3).0, at(3).1);
+        // Offline, one reconnect attempt that failed, a second one in flight.
+        for t in [4, 9, 20] {
+            let (now, wall) = at(t);
+            e.apply_probe("d0", probe(ProbeState::Failed, Vec::new()), now, wall);
+            e.reconnect_decisions(now, wall);
+        }
+        e.set_maintenance("d0", true, Some(at(3600).1)).unwrap();
+        e.set_manual_throttle("d0", Some(1), Some(at(7200).1)).unwrap();
+
+        let learnt = |e: &DeviceEngine| format!("{:#?}", e.devices[0].learnt);
+        let before = learnt(&e);
+        for (what, needle) in [
+            ("a log match count", "\"err\": 7"),
+            ("a latched log condition", "latched: true"),
+            ("a throttle controller", "ThrottleController"),
+            ("a reconnect attempt", "Vendor"),
+            ("an energy per inference", "energy_per_inference: Some("),
+            ("maintenance", "maintenance: Some("),
+        ] {
+            assert!(before.contains(needle), "the test must have learnt {what}:\n{before}");
+        }
+        let views_before = e.views(at(21).1);
+
+        let (now, wall) = at(21);
+        e.reconfigure(&cfg, now, wall);
+        assert_eq!(learnt(&e), before, "a reload with the same config");
+
+        // A changed config that does not touch what was learnt goes through the rebuild, and still keeps it.
+        let renamed = config::parse_str(&toml.replace("model = \"A\"", "model = \"B\""), "t.toml").unwrap();
+        e.reconfigure(&renamed, now, wall);
+        assert_eq!(learnt(&e), before, "a reload with a changed model");
+        let views_after = e.views(at(21).1);
+        assert_eq!(views_after[0].model, "B");
+        let (b, a) = (&views_before[0], &views_after[0]);
+        assert_eq!(
+            (&a.conditions, &a.log_matches, &a.probes, &a.reconnect_attempts, a.state, a.circuit),
+            (&b.conditions, &b.log_matches, &b.probes, &b.reconnect_attempts, b.state, b.circuit)
+        );
+
+        // New thresholds: the trackers start afresh (their pending transitions were against the old
+        // numbers); everything else is kept.
+        let warmer =
+            config::parse_str(&toml.replace("temperature_warn = 80.0", "temperature_warn = 85.0"), "t.toml").unwrap();
+        let old = e.devices[0].learnt.clone();
+        e.reconfigure(&warmer, now, wall);
+        let mut kept = e.devices[0].learnt.clone();
+        assert_ne!(format!("{:?}", kept.trackers), format!("{:?}", old.trackers), "fresh trackers");
+        kept.trackers = old.trackers;
+        assert_eq!(format!("{kept:#?}"), before, "everything but the trackers is kept");
     }
 }
