@@ -989,6 +989,24 @@ impl Device {
             }
         }
 
+        // SdkError set by a log rule on a device nothing else reports SDK errors for: it ends with the rule's
+        // condition (quiet period, clear pattern, or set-healthy for a latched rule). Without this it would
+        // stay true for ever, though set-healthy says it cleared it.
+        if self.learnt.board.is_none()
+            && self.learnt.sdk_problem.is_none()
+            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
+            && self.condition(ConditionKind::SdkError).status == Status::True
+            && self.condition(ConditionKind::SdkError).set(
+                Status::False,
+                Impact::Degraded,
+                "NoMatchingLines",
+                "no matching lines".to_owned(),
+                wall,
+            )
+        {
+            changed.push(ConditionKind::SdkError);
+        }
+
         // DataStale: bound sources stopped producing readings. A device with no host source at all is
         // judged by its probes instead.
         let has_sources = self.config.hwmon_name().is_some()

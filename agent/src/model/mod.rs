@@ -1,5 +1,7 @@
 //! The device model: accelerators as devices with readings, named conditions and an overall state.
 
+#[cfg(test)]
+mod decision_tables;
 pub(crate) mod engine;
 pub(crate) mod evidence;
 pub(crate) mod health;
