@@ -36,6 +36,9 @@ pub enum Refusal {
     NotRegular,
     /// The file has other names: it may be a hard link to a file outside the root.
     HardLinked { links: u64 },
+    /// The file opened has no name any more: something was renamed over it (or removed it) between
+    /// the open and the check, which is what swapping in a symlink looks like.
+    Replaced,
     /// A component is on another filesystem than the root (a mount beneath it).
     OtherFilesystem,
     /// More than [`MAX_LINKS`] symlinks.
@@ -51,6 +54,9 @@ impl fmt::Display for Refusal {
             }
             Refusal::NotRegular => write!(f, "not a regular file"),
             Refusal::HardLinked { links } => write!(f, "the file has {links} hard links"),
+            Refusal::Replaced => {
+                write!(f, "the file was replaced while it was opened (renamed over, as in a symlink swap)")
+            }
             Refusal::OtherFilesystem => write!(f, "a path component is on another filesystem than the sysfs root"),
             Refusal::TooManyLinks => write!(f, "more than {MAX_LINKS} symlinks"),
         }
@@ -360,6 +366,8 @@ impl SysfsRoot {
         let st = fstat(fd.as_raw_fd()).map_err(|source| BeneathError::Io { path: path.clone(), source })?;
         let why = if st.st_mode & libc::S_IFMT != libc::S_IFREG {
             Some(Refusal::NotRegular)
+        } else if st.st_nlink == 0 {
+            Some(Refusal::Replaced)
         } else if st.st_nlink != 1 {
             Some(Refusal::HardLinked { links: st.st_nlink })
         } else if st.st_dev != self.dev {
