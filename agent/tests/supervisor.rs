@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use accel_e2e::sysfs_tree::FakeSysfs;
 use agent::sources::collect::{CollectError, Supervisor};
-use collectors::sysfs::ReadFailure;
+use collectors::sysfs::{OpenFiles, ReadFailure};
 use collectors::{Families, HostReadings};
 use config::{CollectorKind, Config};
 
@@ -23,7 +23,7 @@ async fn a_hung_read_that_returns_frees_its_thread_and_the_collector_recovers() 
     fs.fifo(fifo);
     let mut cfg = Config::default();
     cfg.collectors.hwmon.timeout = Some("50ms".parse().unwrap());
-    let mut sup = Supervisor::new(cfg.collector(CollectorKind::Hwmon), fs.root());
+    let mut sup = Supervisor::new(cfg.collector(CollectorKind::Hwmon), fs.root(), OpenFiles::new(usize::MAX));
 
     // Round 1 blocks opening the FIFO: that read, and only it, is blamed.
     let out = sup.collect().await;

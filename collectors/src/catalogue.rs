@@ -391,6 +391,13 @@ pub const SYSFS_READ_ERRORS: Spec = counter(
     "Reads that produced no value, by reason (enodata, eagain, enodev and einval are expected)",
     &["collector", "reason"],
 );
+pub const SYSFS_OPEN_FILES: Spec =
+    gauge("accel_sysfs_open_files", "Attribute files the collectors keep open to re-read with one pread each", &[]);
+pub const SYSFS_OPEN_FILES_LIMIT: Spec = gauge(
+    "accel_sysfs_open_files_limit",
+    "How many attribute files may stay open ([collectors] max_open_files, within RLIMIT_NOFILE); beyond it files are opened per read",
+    &[],
+);
 pub const BUILD_INFO: Spec =
     gauge("accel_build_info", "Version and git revision of the running agent", &["version", "revision"]);
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: Spec = gauge(
@@ -512,6 +519,8 @@ pub const ALL: &[&Spec] = &[
     &COLLECTOR_COLLECTIONS,
     &COLLECTOR_STUCK_THREADS,
     &SYSFS_READ_ERRORS,
+    &SYSFS_OPEN_FILES,
+    &SYSFS_OPEN_FILES_LIMIT,
     &BUILD_INFO,
     &CONFIG_LAST_RELOAD_SUCCESSFUL,
     &CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,

@@ -8,7 +8,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use crate::device::DeviceConfig;
-use crate::duration::{Interval, Timeout};
+use crate::duration::{Interval, Period, Timeout};
 pub use crate::finding::{Finding, PathSeg};
 use crate::pattern::{Filter, Pattern};
 
@@ -97,10 +97,22 @@ impl Default for Config {
     }
 }
 
-/// The host sysfs collectors, one section each.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// How often collectors re-discover their objects unless `[collectors] rediscover_interval` says otherwise.
+pub const DEFAULT_REDISCOVER_INTERVAL: Period = Period::from_millis(60_000);
+/// Attribute files kept open for re-reading unless `[collectors] max_open_files` says otherwise.
+pub const DEFAULT_MAX_OPEN_FILES: u32 = 4096;
+
+/// The host sysfs collectors, one section each, and what they share.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Collectors {
+    /// How often each collector lists and opens its objects again and re-reads the attributes that change
+    /// only on hot-plug or a driver reload (names, labels, limits such as `temp1_crit`). A change in a
+    /// class directory's listing triggers it at once.
+    pub rediscover_interval: Period,
+    /// Attribute files all collectors together keep open to re-read with one `pread` each. Beyond it a
+    /// file is opened and closed on every read (slower, same values); 0 keeps none open.
+    pub max_open_files: u32,
     pub hwmon: HwmonSection,
     pub thermal_zone: Section,
     pub cooling_device: Section,
@@ -109,6 +121,23 @@ pub struct Collectors {
     pub pci_aer: PciAerSection,
     pub accel: Section,
     pub resources: ResourcesSection,
+}
+
+impl Default for Collectors {
+    fn default() -> Self {
+        Collectors {
+            rediscover_interval: DEFAULT_REDISCOVER_INTERVAL,
+            max_open_files: DEFAULT_MAX_OPEN_FILES,
+            hwmon: HwmonSection::default(),
+            thermal_zone: Section::default(),
+            cooling_device: Section::default(),
+            power_supply: Section::default(),
+            powercap: Section::default(),
+            pci_aer: PciAerSection::default(),
+            accel: Section::default(),
+            resources: ResourcesSection::default(),
+        }
+    }
 }
 
 /// Host resources (CPU, memory, load, filesystems, disks, network) and the agent's own process, from
@@ -322,6 +351,8 @@ pub struct CollectorSettings {
     pub resources: Option<ResourcesSection>,
     /// pci_aer only: which devices get the per-error breakdown.
     pub pci_aer: Option<PciAerSettings>,
+    /// How often objects are re-discovered and static attributes re-read.
+    pub rediscover_interval: Duration,
 }
 
 impl Config {
@@ -360,7 +391,18 @@ impl Config {
             per_error: c.pci_aer.per_error,
             device_addresses: self.devices.iter().filter_map(|d| d.pci_address.clone()).collect(),
         });
-        CollectorSettings { kind, enabled, interval, timeout, filter, sensor_filter, resources, pci_aer }
+        let rediscover_interval = c.rediscover_interval.get();
+        CollectorSettings {
+            kind,
+            enabled,
+            interval,
+            timeout,
+            filter,
+            sensor_filter,
+            resources,
+            pci_aer,
+            rediscover_interval,
+        }
     }
 
     fn section(&self, kind: CollectorKind) -> &Section {

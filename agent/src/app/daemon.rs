@@ -72,21 +72,6 @@ pub struct ConfigLoadError {
     pub errors: String,
 }
 
-/// Raises the open-file soft limit to the hard limit: attribute files are kept open between reads, and a
-/// host with many sensors needs more than the usual 1024.
-fn raise_fd_limit() {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit write/read the struct we own.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
-            lim.rlim_cur = lim.rlim_max;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &lim) != 0 {
-                tracing::debug!("could not raise RLIMIT_NOFILE: {}", std::io::Error::last_os_error());
-            }
-        }
-    }
-}
-
 /// One malloc arena instead of glibc's default of one per thread and core: the agent's threads allocate
 /// little and briefly, and per-thread arenas cost it a third of its resident memory in fragmentation
 /// (13.8 -> 10.6 MB peak on the large benchmark tree). Must run before any thread is started.
@@ -106,7 +91,6 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         Some(path) => WebConfig::load(path)?,
         None => WebConfig::default(),
     });
-    raise_fd_limit();
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
     let listener = http::bind(config.listen)

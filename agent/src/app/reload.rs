@@ -58,6 +58,7 @@ impl Generation {
     ) -> Self {
         let token = shutdown.child_token();
         let mut tasks = JoinSet::new();
+        shared.state.open_files.set_limit(crate::app::fdlimit::apply(config.collectors.max_open_files));
         let running = schedule::spawn_loops(
             &config,
             &shared.evidence,

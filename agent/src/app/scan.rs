@@ -5,6 +5,7 @@
 //! a burst needs time to be one. Nothing is written: no journal, no actions.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use config::Config;
@@ -24,8 +25,9 @@ pub async fn scan(config: &Config) -> (String, u8) {
     let mut rounds = JoinSet::new();
     for s in settings {
         let root = config.sysfs_root.clone();
+        let open_files = Arc::clone(&state.open_files);
         rounds.spawn(async move {
-            let mut sup = Supervisor::new(s, &root);
+            let mut sup = Supervisor::new(s, &root, open_files);
             let outcome = sup.collect().await;
             (sup.settings().kind, outcome, sup.stuck_threads(), sup.quarantined())
         });

@@ -93,6 +93,8 @@ pub fn families(snap: &Snapshot) -> Families {
             );
         }
     }
+    out.sample(&catalogue::SYSFS_OPEN_FILES, Vec::new(), snap.open_files.open as f64);
+    out.sample(&catalogue::SYSFS_OPEN_FILES_LIMIT, Vec::new(), snap.open_files.limit as f64);
     out.sample(&catalogue::ACTIONS_UP, Vec::new(), if snap.actions_stopped.is_some() { 0.0 } else { 1.0 });
     for t in snap.throttle.iter() {
         let d = || vec![("device", lv(&t.device))];

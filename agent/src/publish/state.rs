@@ -7,7 +7,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
 use collectors::HostReadings;
-use collectors::sysfs::{ReadFailure, ReadStats};
+use collectors::sysfs::{OpenFiles, ReadFailure, ReadStats};
 use config::CollectorKind;
 
 use crate::effects::actions::{ActionsStatus, ThrottleView};
@@ -62,6 +62,15 @@ pub struct Snapshot {
     pub spinnaker: Arc<crate::model::spinnaker::SpinnakerSnapshot>,
     /// Why the actions thread stopped, once it has: nothing is written, restored or reconnected any more.
     pub actions_stopped: Option<Arc<str>>,
+    /// Attribute files the collectors held open after the last collection, and their budget.
+    pub open_files: OpenFilesView,
+}
+
+/// accel_sysfs_open_files and its limit, as of the last collection.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct OpenFilesView {
+    pub open: usize,
+    pub limit: usize,
 }
 
 /// The outcome of the last config load, for accel_config_last_reload_*.
@@ -114,6 +123,8 @@ impl Snapshot {
 pub struct AgentState {
     snapshot: ArcSwap<Snapshot>,
     pub started: Instant,
+    /// Attribute files the collectors keep open, against their budget (set at start and on reload).
+    pub open_files: Arc<OpenFiles>,
 }
 
 impl AgentState {
@@ -124,7 +135,11 @@ impl AgentState {
         }
         // The config read at startup is the first successful load.
         snap.reload = ReloadStatus { successful: true, success_unix: unix_now() };
-        Arc::new(AgentState { snapshot: ArcSwap::from_pointee(snap), started: Instant::now() })
+        Arc::new(AgentState {
+            snapshot: ArcSwap::from_pointee(snap),
+            started: Instant::now(),
+            open_files: OpenFiles::new(config::DEFAULT_MAX_OPEN_FILES as usize),
+        })
     }
 
     /// After a reload: collectors still enabled keep their history and counters, with the new interval and
@@ -242,6 +257,7 @@ impl AgentState {
             }
             c.read_errors.add(&outcome.stats);
             c.stuck_threads = stuck_threads;
+            snap.open_files = OpenFilesView { open: self.open_files.open(), limit: self.open_files.limit() };
             c.error = error.clone();
             c.collections += 1;
             if readings.is_some() {

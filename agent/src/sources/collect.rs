@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use collectors::HostCollector;
 use collectors::HostReadings;
-use collectors::sysfs::{Quarantine, ReadFailure, ReadStats, ReadWatch, SysfsIo};
+use collectors::sysfs::{OpenFiles, Quarantine, ReadFailure, ReadStats, ReadWatch, SysfsIo};
 use config::CollectorSettings;
 use tokio::sync::oneshot;
 
@@ -25,8 +25,12 @@ pub use crate::model::evidence::{CollectError, Outcome};
 
 type Reply = oneshot::Sender<(Result<HostReadings, CollectError>, ReadStats, Duration)>;
 
+/// A request for one collection: when it started (readers time their rediscovery by it) and where to
+/// send the result.
+type Request = (Instant, Reply);
+
 struct Worker {
-    requests: SyncSender<Reply>,
+    requests: SyncSender<Request>,
     watch: Arc<ReadWatch>,
 }
 
@@ -35,12 +39,20 @@ pub struct Supervisor {
     settings: CollectorSettings,
     sysfs_root: PathBuf,
     quarantine: Arc<Quarantine>,
+    /// The open-files budget shared with every other collector.
+    open_files: Arc<OpenFiles>,
     worker: Option<Worker>,
 }
 
 impl Supervisor {
-    pub fn new(settings: CollectorSettings, sysfs_root: &Path) -> Self {
-        Supervisor { settings, sysfs_root: sysfs_root.to_owned(), quarantine: Quarantine::new(), worker: None }
+    pub fn new(settings: CollectorSettings, sysfs_root: &Path, open_files: Arc<OpenFiles>) -> Self {
+        Supervisor {
+            settings,
+            sysfs_root: sysfs_root.to_owned(),
+            quarantine: Quarantine::new(),
+            open_files,
+            worker: None,
+        }
     }
 
     pub fn settings(&self) -> &CollectorSettings {
@@ -76,9 +88,9 @@ impl Supervisor {
                 self.worker = Some(self.spawn());
             }
             let worker = self.worker.as_ref().expect("worker was just ensured");
-            match worker.requests.try_send(request.take().expect("request is sent once")) {
+            match worker.requests.try_send((started, request.take().expect("request is sent once"))) {
                 Ok(()) => break,
-                Err(TrySendError::Disconnected(r) | TrySendError::Full(r)) => {
+                Err(TrySendError::Disconnected((_, r)) | TrySendError::Full((_, r))) => {
                     request = Some(r);
                     self.worker = None;
                 }
@@ -135,16 +147,20 @@ impl Supervisor {
     }
 
     fn spawn(&self) -> Worker {
-        let (requests, inbox) = sync_channel::<Reply>(1);
+        let (requests, inbox) = sync_channel::<Request>(1);
         let watch = ReadWatch::new(Arc::clone(&self.quarantine));
         let settings = self.settings.clone();
         let root = self.sysfs_root.clone();
         let thread_watch = Arc::clone(&watch);
+        let open_files = Arc::clone(&self.open_files);
         let spawned = std::thread::Builder::new().name(format!("collect-{}", settings.kind.name())).spawn(move || {
-            let mut io = SysfsIo::new(thread_watch);
+            let mut io = SysfsIo::new(thread_watch)
+                .with_open_files(open_files)
+                .with_rediscover_every(settings.rediscover_interval);
             let mut collector = HostCollector::new(&settings, &root);
             // Ends when the supervisor drops the sender: after abandoning this worker, or at shutdown.
-            while let Ok(reply) = inbox.recv() {
+            while let Ok((requested, reply)) = inbox.recv() {
+                io.begin(requested);
                 let started = Instant::now();
                 let result = catch_unwind(AssertUnwindSafe(|| collector.collect(&mut io)));
                 let stats = io.take_stats();

@@ -44,7 +44,7 @@ pub fn spawn_loops(
     let (logs, log_thread) = crate::sources::logwatch::spawn(config, previous_logs, evidence, events, shutdown);
     for settings in enabled(config) {
         let evidence = evidence.clone();
-        let mut supervisor = Supervisor::new(settings, sysfs_root);
+        let mut supervisor = Supervisor::new(settings, sysfs_root, Arc::clone(&state.open_files));
         let state = Arc::clone(state);
         let shutdown = shutdown.clone();
         tasks.spawn(async move {

@@ -198,7 +198,7 @@ impl SysfsReader for AccelReader {
         let names: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&names, io) {
             self.discover(io, &class, &names);
-            self.rescan.done(names);
+            self.rescan.done(names, io);
         }
         let mut devices = Vec::with_capacity(self.devices.len());
         for d in &self.devices {

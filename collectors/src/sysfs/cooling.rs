@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_static, read_value};
 use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
@@ -41,7 +41,8 @@ struct Layout {
     name: LabelValue,
     device_type: LabelValue,
     cur: Option<Attr>,
-    max: Option<Attr>,
+    /// Read at discovery: the number of states changes only with the driver.
+    max: Option<f64>,
 }
 
 pub struct CoolingReader {
@@ -79,10 +80,10 @@ impl SysfsReader for CoolingReader {
                     name: lv(name.trim_start_matches("cooling_device")),
                     device_type: lv(device_type),
                     cur: io.open(dir.join("cur_state").as_path()).ok(),
-                    max: io.open(dir.join("max_state").as_path()).ok(),
+                    max: read_static(io, &dir.join("max_state"), &plausible::COUNT),
                 });
             }
-            self.rescan.done(names);
+            self.rescan.done(names, io);
         }
         let devices = self
             .devices
@@ -91,7 +92,7 @@ impl SysfsReader for CoolingReader {
                 name: d.name.clone(),
                 device_type: d.device_type.clone(),
                 cur_state: d.cur.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::COUNT)),
-                max_state: d.max.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::COUNT)),
+                max_state: d.max,
             })
             .collect();
         Ok(CoolingReadings { devices })

@@ -1,8 +1,11 @@
 //! hwmon chips: /sys/class/hwmon/hwmonN and their device directories.
 //!
-//! Discovery (listing, naming, opening attribute files) happens when the set of chips changes, when a
-//! file vanished, and every [`RESCAN_EVERY`] collections; a collection in between is one `pread` per
-//! value. Values are kept as the kernel wrote them; [`unit`] converts to base units.
+//! Discovery (listing, naming, opening attribute files, reading limits and labels) happens when the set of
+//! chips changes, when a file vanished, and every `rediscover_interval` (a minute by default); a collection
+//! in between is one `pread` per value that changes between polls (inputs, alarms, averages). Limits
+//! (`*_min`, `*_max`, `*_crit`, ...) are read at discovery only: they change on a driver reload or an
+//! operator's write, and on real hardware each hwmon read can cost milliseconds of I2C/SMBus time.
+//! Values are kept as the kernel wrote them; [`unit`] converts to base units.
 //!
 //! Metric names mirror node_exporter's `node_hwmon_*` so dashboards port by changing the prefix. Where
 //! node_exporter scales a value against the kernel ABI (alarm flags as Celsius, power accuracy and
@@ -17,14 +20,10 @@ use config::Filter;
 use super::io::{EntryKind, ReadFailure};
 use super::{
     Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, clean_name, list_class, pci_ancestor, plausible,
-    read_value, split_attr_name,
+    read_static, read_value, split_attr_name,
 };
 use crate::catalogue;
 use crate::export::{Families, LabelValue, MetricKind, lv};
-
-/// Full rediscovery at least this often (in collections), to pick up attributes that appear on a chip
-/// that is already known.
-pub const RESCAN_EVERY: u32 = 12;
 
 /// Sensor types read, as node_exporter 1.5 plus `freq` (GPU/accelerator clocks, in Hz).
 const SENSOR_TYPES: [&str; 14] = [
@@ -133,11 +132,43 @@ pub struct HwmonOptions {
     pub sensor_filter: Filter,
 }
 
+/// Where a slot's value comes from.
+#[derive(Debug)]
+enum Source {
+    /// Read every collection.
+    Live(Attr),
+    /// Read at discovery (a limit or other static attribute); None when that read failed.
+    Static(Option<f64>),
+}
+
+/// Elements that change only when a driver reloads or an operator writes them: limits and their
+/// hysteresis, rated ranges, sensor types. Read at discovery, not every poll. Settings the agent or an
+/// operator adjusts while running (`power*_cap`, `pwm*`, `fan*_target`) stay live.
+fn is_static(element: &str) -> bool {
+    matches!(
+        element,
+        "min"
+            | "max"
+            | "lcrit"
+            | "crit"
+            | "emergency"
+            | "lowest_possible"
+            | "highest_possible"
+            | "rated_min"
+            | "rated_max"
+            | "type"
+            | "cap_min"
+            | "cap_max"
+            | "average_interval_min"
+            | "average_interval_max"
+    ) || element.ends_with("_hyst")
+}
+
 pub struct HwmonReader {
     root: PathBuf,
     options: HwmonOptions,
     layout: Arc<HwmonLayout>,
-    attrs: Vec<Attr>,
+    sources: Vec<Source>,
     /// The physical bounds of each slot's raw value.
     bounds: Vec<plausible::Bounds>,
     rescan: Rescan,
@@ -149,15 +180,17 @@ impl HwmonReader {
             root: sysfs_root.to_owned(),
             options,
             layout: Arc::default(),
-            attrs: Vec::new(),
+            sources: Vec::new(),
             bounds: Vec::new(),
             rescan: Rescan::default(),
         }
     }
 
     fn discover(&mut self, io: &mut SysfsIo, entries: Vec<String>) {
+        // Dropping the old sources first gives their descriptors back to the budget before new ones open.
+        self.sources.clear();
         let class = class_dir(&self.root, "hwmon");
-        let mut found: Vec<(ChipBuilder, Vec<Attr>)> = Vec::new();
+        let mut found: Vec<(ChipBuilder, Vec<Source>)> = Vec::new();
         for name in &entries {
             if let Some(chip) = discover_chip(io, &class.join(name), name) {
                 found.push(chip);
@@ -166,24 +199,24 @@ impl HwmonReader {
         disambiguate(&mut found);
 
         let mut chips = Vec::new();
-        let mut attrs = Vec::new();
-        for (b, chip_attrs) in found {
+        let mut sources = Vec::new();
+        for (b, chip_sources) in found {
             if !self.options.chip_filter.allows(&b.chip) {
                 continue;
             }
-            let chip = b.build(&self.options.sensor_filter, chip_attrs, &mut attrs);
+            let chip = b.build(&self.options.sensor_filter, chip_sources, &mut sources);
             chips.push(chip);
         }
-        let mut bounds = vec![plausible::ANY; attrs.len()];
+        let mut bounds = vec![plausible::ANY; sources.len()];
         for sensor in chips.iter().flat_map(|c| c.sensors.iter()) {
             for e in &sensor.elements {
                 bounds[e.slot] = plausible::hwmon(&sensor.kind, &e.element);
             }
         }
         self.bounds = bounds;
-        self.layout = Arc::new(HwmonLayout { chips, slots: attrs.len() });
-        self.attrs = attrs;
-        self.rescan.done(entries);
+        self.layout = Arc::new(HwmonLayout { chips, slots: sources.len() });
+        self.sources = sources;
+        self.rescan.done(entries, io);
     }
 }
 
@@ -196,7 +229,15 @@ impl SysfsReader for HwmonReader {
         if self.rescan.needed(&entries, io) {
             self.discover(io, entries);
         }
-        let values = self.attrs.iter().zip(&self.bounds).map(|(a, b)| read_value(io, a, &mut self.rescan, b)).collect();
+        let values = self
+            .sources
+            .iter()
+            .zip(&self.bounds)
+            .map(|(source, b)| match source {
+                Source::Live(a) => read_value(io, a, &mut self.rescan, b),
+                Source::Static(v) => *v,
+            })
+            .collect();
         Ok(HwmonReadings { layout: Arc::clone(&self.layout), values })
     }
 }
@@ -221,8 +262,8 @@ struct SensorDraft {
 }
 
 impl ChipBuilder {
-    fn build(self, sensor_filter: &Filter, chip_attrs: Vec<Attr>, all: &mut Vec<Attr>) -> Chip {
-        let mut chip_attrs: Vec<Option<Attr>> = chip_attrs.into_iter().map(Some).collect();
+    fn build(self, sensor_filter: &Filter, chip_sources: Vec<Source>, all: &mut Vec<Source>) -> Chip {
+        let mut chip_attrs: Vec<Option<Source>> = chip_sources.into_iter().map(Some).collect();
         let mut sensors = Vec::new();
         let mut names: Vec<&String> = self.sensors.keys().collect();
         names.sort_by(|a, b| super::io::natural_cmp(a, b));
@@ -259,7 +300,7 @@ impl ChipBuilder {
     }
 }
 
-fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(ChipBuilder, Vec<Attr>)> {
+fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(ChipBuilder, Vec<Source>)> {
     // class/hwmon/hwmonN is a symlink on real systems and may be a plain directory in captured trees.
     let dir = super::resolve(entry)?;
     if !dir.is_dir() {
@@ -299,7 +340,7 @@ fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(Ch
     Some((b, attrs))
 }
 
-fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec<Attr>) {
+fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec<Source>) {
     let Ok(entries) = io.list_dir(dir) else {
         return;
     };
@@ -329,8 +370,13 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             draft.label = io.read_optional(&path);
             continue;
         }
-        let Ok(attr) = io.open(path.as_path()) else {
-            continue;
+        let attr = if is_static(element) {
+            Source::Static(read_static(io, &path, &plausible::hwmon(kind, element)))
+        } else {
+            let Ok(attr) = io.open(path.as_path()) else {
+                continue;
+            };
+            Source::Live(attr)
         };
         match draft.elements.get(element) {
             Some(&i) => attrs[i] = attr,
@@ -344,7 +390,7 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
 
 /// Two chips with one name would produce duplicate series; suffix them with their `name` content if that
 /// tells them apart, else with their hwmonN.
-fn disambiguate(found: &mut [(ChipBuilder, Vec<Attr>)]) {
+fn disambiguate(found: &mut [(ChipBuilder, Vec<Source>)]) {
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, (b, _)) in found.iter().enumerate() {
         groups.entry(b.chip.clone()).or_default().push(i);

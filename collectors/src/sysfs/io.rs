@@ -1,9 +1,12 @@
 //! Reading sysfs attribute files cheaply and safely.
 //!
-//! Attribute files are opened once and re-read with `pread(fd, buf, 0)`: sysfs regenerates the value on
-//! every read at offset 0, so this costs one syscall per value instead of three (open/read/close). Every
-//! potentially blocking syscall is reported to a [`ReadWatch`] so that a hung one can be identified and
-//! quarantined by the supervisor. Failures are classified and counted, never turned into a zero.
+//! Attribute files that change between polls are opened once and re-read with `pread(fd, buf, 0)`: sysfs
+//! regenerates the value on every read at offset 0, so this costs one syscall per value instead of three
+//! (open/read/close). How many stay open is bounded by an [`OpenFiles`] budget shared by all collectors;
+//! beyond it a file is opened per read. Attributes that change only on hot-plug or a driver reload
+//! (limits, labels) are read at discovery and hold no descriptor. Every potentially blocking syscall is
+//! reported to a [`ReadWatch`] so that a hung one can be identified and quarantined by the supervisor.
+//! Failures are classified and counted, never turned into a zero.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -12,6 +15,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
 
 use super::watch::ReadWatch;
 
@@ -163,13 +168,66 @@ impl ReadStats {
     }
 }
 
-/// An attribute file kept open for re-reading.
+/// How many attribute files all collectors together may keep open, and how many they do. Shared by every
+/// collector's worker; a file beyond the budget is opened per read instead.
+#[derive(Debug)]
+pub struct OpenFiles {
+    limit: AtomicUsize,
+    open: AtomicUsize,
+}
+
+impl OpenFiles {
+    pub fn new(limit: usize) -> Arc<OpenFiles> {
+        Arc::new(OpenFiles { limit: AtomicUsize::new(limit), open: AtomicUsize::new(0) })
+    }
+
+    /// Attribute files currently held open.
+    pub fn open(&self) -> usize {
+        self.open.load(Ordering::Relaxed)
+    }
+
+    pub fn limit(&self) -> usize {
+        self.limit.load(Ordering::Relaxed)
+    }
+
+    /// A new budget (after a reload). Files already open stay open until their collector re-discovers.
+    pub fn set_limit(&self, limit: usize) {
+        self.limit.store(limit, Ordering::Relaxed);
+    }
+
+    fn take(self: &Arc<Self>) -> Option<OpenSlot> {
+        let limit = self.limit();
+        self.open.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| (n < limit).then_some(n + 1)).ok()?;
+        Some(OpenSlot(Arc::clone(self)))
+    }
+}
+
+/// One unit of the budget, given back when the attribute is dropped.
+#[derive(Debug)]
+struct OpenSlot(Arc<OpenFiles>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+/// An attribute file, kept open for re-reading when the budget allows.
 #[derive(Debug)]
 pub struct Attr {
     path: Arc<Path>,
-    /// None when the process ran out of file descriptors at discovery: then the file is re-opened on
-    /// each read, slower but still correct.
-    file: Option<File>,
+    handle: Handle,
+}
+
+#[derive(Debug)]
+enum Handle {
+    /// Open for re-reading, counted against the budget (the slot is given back on drop).
+    Kept { file: File, _slot: OpenSlot },
+    /// Opened for one read (a static attribute at discovery); closed when the `Attr` is dropped.
+    Transient(File),
+    /// Beyond the open-files budget, or the process ran out of descriptors at discovery: the file is
+    /// re-opened on each read, slower but still correct.
+    Reopen,
 }
 
 impl Attr {
@@ -193,9 +251,17 @@ pub enum EntryKind {
     Other,
 }
 
-/// The I/O context of one collector's worker thread: its watch, its scratch buffer, its failure counts.
+/// How often a reader re-discovers unless told otherwise.
+pub const DEFAULT_REDISCOVER: Duration = Duration::from_secs(60);
+
+/// The I/O context of one collector's worker thread: its watch, its scratch buffer, its failure counts,
+/// the open-files budget, and the time the current collection started (passed in by the worker).
 pub struct SysfsIo {
     watch: Arc<ReadWatch>,
+    open_files: Arc<OpenFiles>,
+    rediscover_every: Duration,
+    /// When the current collection started; None until the first [`begin`](Self::begin).
+    now: Option<Instant>,
     buf: Box<[u8; ATTR_BUF]>,
     stats: ReadStats,
     /// (path, reason) pairs already logged: a broken sensor read every 5 s must not flood the journal.
@@ -209,11 +275,40 @@ impl SysfsIo {
         let seen_releases = watch.quarantine().releases();
         SysfsIo {
             watch,
+            open_files: OpenFiles::new(usize::MAX),
+            rediscover_every: DEFAULT_REDISCOVER,
+            now: None,
             buf: Box::new([0; ATTR_BUF]),
             stats: ReadStats::default(),
             logged: HashSet::new(),
             seen_releases,
         }
+    }
+
+    /// Shares an open-files budget with other collectors (the default is unbounded).
+    pub fn with_open_files(mut self, budget: Arc<OpenFiles>) -> Self {
+        self.open_files = budget;
+        self
+    }
+
+    /// How often readers re-discover their objects and re-read static attributes.
+    pub fn with_rediscover_every(mut self, every: Duration) -> Self {
+        self.rediscover_every = every;
+        self
+    }
+
+    /// Starts a collection at `now`.
+    pub fn begin(&mut self, now: Instant) {
+        self.now = Some(now);
+    }
+
+    /// When the current collection started, if the worker said.
+    pub fn now(&self) -> Option<Instant> {
+        self.now
+    }
+
+    pub fn rediscover_every(&self) -> Duration {
+        self.rediscover_every
     }
 
     /// Whether a quarantined file was lifted since the last call: readers then re-discover, to pick the
@@ -264,10 +359,17 @@ impl SysfsIo {
         let opened = File::open(&path);
         self.watch.end();
         match opened {
-            Ok(file) => Ok(Attr { path, file: Some(file) }),
+            // Over the budget the descriptor is closed again: opening checked that the file is there.
+            Ok(file) => {
+                let handle = match self.open_files.take() {
+                    Some(slot) => Handle::Kept { file, _slot: slot },
+                    None => Handle::Reopen,
+                };
+                Ok(Attr { path, handle })
+            }
             // Out of descriptors: degrade to open-per-read instead of losing the sensor.
             Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE)) => {
-                Ok(Attr { path, file: None })
+                Ok(Attr { path, handle: Handle::Reopen })
             }
             Err(e) => Err(self.fail(&path, ReadFailure::from_io(&e))),
         }
@@ -276,9 +378,11 @@ impl SysfsIo {
     /// Reads the attribute into the scratch buffer; returns the length.
     fn read_into_buf(&mut self, attr: &Attr) -> Result<usize, ReadFailure> {
         let buf = &mut self.buf[..];
-        let n = match &attr.file {
-            Some(file) => watched(&self.watch, &attr.path, || file.read_at(buf, 0)),
-            None => watched(&self.watch, &attr.path, || File::open(&attr.path)?.read_at(buf, 0)),
+        let n = match &attr.handle {
+            Handle::Kept { file, .. } | Handle::Transient(file) => {
+                watched(&self.watch, &attr.path, || file.read_at(buf, 0))
+            }
+            Handle::Reopen => watched(&self.watch, &attr.path, || File::open(&attr.path)?.read_at(buf, 0)),
         };
         n.map_err(|f| self.fail(&attr.path, f))
     }
@@ -314,15 +418,31 @@ impl SysfsIo {
 
     /// Opens, reads and closes a file whose content does not change (names, labels, types).
     pub fn read_once(&mut self, path: &Path) -> Result<String, ReadFailure> {
-        let attr = self.open(path)?;
+        let attr = self.transient(path)?;
         self.read_text(&attr)
+    }
+
+    /// Opens, reads and closes a numeric attribute that changes only on hot-plug or a driver reload
+    /// (limits such as `temp1_crit`, `max_energy_range_uj`): read at discovery, it holds no descriptor.
+    pub fn read_once_f64(&mut self, path: &Path) -> Option<f64> {
+        let attr = self.transient(path).ok()?;
+        self.read_f64(&attr)
+    }
+
+    /// An attribute opened outside the budget, closed when dropped.
+    fn transient(&mut self, path: &Path) -> Result<Attr, ReadFailure> {
+        let arc: Arc<Path> = path.into();
+        match self.guarded(&arc, || File::open(&arc)) {
+            Ok(file) => Ok(Attr { path: arc, handle: Handle::Transient(file) }),
+            Err(f) => Err(self.fail(&arc, f)),
+        }
     }
 
     /// Like [`read_once`](Self::read_once) but a missing file is not a failure: many attributes are optional.
     pub fn read_optional(&mut self, path: &Path) -> Option<String> {
         let arc: Arc<Path> = path.into();
         match self.guarded(&arc, || File::open(&arc)) {
-            Ok(file) => self.read_text(&Attr { path: arc, file: Some(file) }).ok(),
+            Ok(file) => self.read_text(&Attr { path: arc, handle: Handle::Transient(file) }).ok(),
             Err(ReadFailure::NotFound) => None,
             Err(f) => {
                 self.fail(&arc, f);

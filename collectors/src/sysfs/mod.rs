@@ -13,8 +13,9 @@ pub mod thermal;
 pub mod watch;
 
 use std::path::{Component, Path, PathBuf};
+use std::time::Instant;
 
-pub use io::{Attr, ReadError, ReadFailure, ReadStats, SysfsIo};
+pub use io::{Attr, OpenFiles, ReadError, ReadFailure, ReadStats, SysfsIo};
 pub use watch::{Quarantine, ReadWatch};
 
 /// What every sysfs reader does: (re)discover its objects when needed, read their values, describe them
@@ -86,32 +87,48 @@ pub fn split_attr_name(name: &str) -> Option<(&str, Option<u32>, &str)> {
     Some((ty, index, element))
 }
 
-/// When a reader re-discovers its objects: when the listing of its class directory changed, when a
-/// file vanished, and every [`RESCAN_EVERY`](hwmon::RESCAN_EVERY) collections regardless.
+/// When a reader re-discovers its objects (and re-reads their static attributes): when the listing of its
+/// class directory changed, when a file vanished, when a quarantined file was lifted, and every
+/// [`SysfsIo::rediscover_every`] regardless, measured from the collections' start times.
 #[derive(Debug, Default)]
 pub struct Rescan {
     listed: Option<Vec<String>>,
-    since: u32,
+    at: Option<Instant>,
     forced: bool,
 }
 
 impl Rescan {
     /// Whether discovery must run before reading, given the current listing.
     pub fn needed(&mut self, listing: &[String], io: &mut SysfsIo) -> bool {
-        self.since += 1;
         let lifted = io.quarantine_lifted();
-        lifted || self.forced || self.listed.as_deref() != Some(listing) || self.since >= hwmon::RESCAN_EVERY
+        let due = match (self.at, io.now()) {
+            (Some(at), Some(now)) => now.saturating_duration_since(at) >= io.rediscover_every(),
+            _ => false,
+        };
+        lifted || self.forced || self.listed.as_deref() != Some(listing) || due
     }
 
-    pub fn done(&mut self, listing: Vec<String>) {
+    pub fn done(&mut self, listing: Vec<String>, io: &SysfsIo) {
         self.listed = Some(listing);
-        self.since = 0;
+        self.at = io.now();
         self.forced = false;
     }
 
     /// Something vanished: look again at the next collection.
     pub fn force(&mut self) {
         self.forced = true;
+    }
+}
+
+/// Reads a numeric attribute that changes only on hot-plug or a driver reload, at discovery: opened, read
+/// and closed, so it holds no descriptor. A value outside `bounds` is dropped and counted as implausible.
+pub fn read_static(io: &mut SysfsIo, path: &Path, bounds: &plausible::Bounds) -> Option<f64> {
+    match io.read_once_f64(path) {
+        Some(raw) if !bounds.allows(raw) => {
+            io.fail(&std::sync::Arc::from(path), ReadFailure::Implausible);
+            None
+        }
+        v => v,
     }
 }
 

@@ -265,7 +265,7 @@ impl SysfsReader for PciAerReader {
         let names: Vec<String> = list_class(io, &bus)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&names, io) {
             self.discover(io, &bus, &names);
-            self.rescan.done(names);
+            self.rescan.done(names, io);
         }
         let mut devices = Vec::with_capacity(self.devices.len());
         for d in &self.devices {

@@ -197,7 +197,7 @@ impl SysfsReader for PowerSupplyReader {
         let names: Vec<String> = list_class(io, &class)?.into_iter().map(|e| e.name).collect();
         if self.rescan.needed(&names, io) {
             self.discover(io, &class, &names);
-            self.rescan.done(names);
+            self.rescan.done(names, io);
         }
         let mut supplies = Vec::with_capacity(self.supplies.len());
         for s in &self.supplies {

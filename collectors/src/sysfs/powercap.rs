@@ -10,7 +10,10 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, ReadFailure, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
+use super::{
+    Attr, ReadError, ReadFailure, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_static,
+    read_value,
+};
 use crate::catalogue;
 use crate::export::{Families, LabelValue, MetricKind, lv};
 
@@ -107,7 +110,8 @@ struct ZoneLayout {
     rapl_index: LabelValue,
     path: LabelValue,
     energy: Option<Attr>,
-    range: Option<Attr>,
+    /// max_energy_range_uj, read at discovery: fixed by the hardware.
+    range_uj: Option<f64>,
     enabled: Option<Attr>,
     /// (name, power_limit_uw, time_window_us)
     constraints: Vec<(LabelValue, Option<Attr>, Option<Attr>)>,
@@ -173,7 +177,10 @@ impl PowercapReader {
                 rapl_index: lv(rapl_index.to_string()),
                 path: lv(dir.to_string_lossy()),
                 energy: open(io, "energy_uj"),
-                range: open(io, "max_energy_range_uj"),
+                range_uj: {
+                    let p = dir.join("max_energy_range_uj");
+                    if p.exists() { read_static(io, &p, &plausible::ENERGY) } else { None }
+                },
                 enabled: open(io, "enabled"),
                 constraints,
             });
@@ -230,11 +237,11 @@ impl SysfsReader for PowercapReader {
         if self.rescan.needed(&dirs, io) {
             self.discover(io, &class, &dirs);
             self.counters.retain(|k, _| dirs.contains(k));
-            self.rescan.done(dirs);
+            self.rescan.done(dirs, io);
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
-            let range_uj = z.range.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::ENERGY));
+            let range_uj = z.range_uj;
             let mut energy_uj = z.energy.as_ref().and_then(|a| read_value(io, a, &mut self.rescan, &plausible::ENERGY));
             // energy_uj wraps at max_energy_range_uj: a value beyond it (and so a step larger than the
             // range) is no reading, and would inflate the running total for good.

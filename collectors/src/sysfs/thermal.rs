@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use config::Filter;
 
-use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
+use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_static, read_value};
 use crate::catalogue;
 use crate::export::{Families, LabelValue, lv};
 
@@ -74,7 +74,9 @@ struct ZoneLayout {
     zone_type: LabelValue,
     temp: Option<Attr>,
     mode: Option<Attr>,
-    trips: Vec<(LabelValue, LabelValue, Attr)>,
+    /// (trip, trip type, temperature in Celsius): trip points are read at discovery only, they change on
+    /// a driver reload or an operator's write.
+    trips: Vec<(LabelValue, LabelValue, Option<f64>)>,
 }
 
 pub struct ThermalReader {
@@ -110,8 +112,10 @@ impl ThermalReader {
                 let Some(trip_type) = io.read_optional(&ty) else {
                     break;
                 };
-                if let Ok(attr) = io.open(dir.join(format!("trip_point_{m}_temp")).as_path()) {
-                    trips.push((lv(m.to_string()), lv(trip_type), attr));
+                let temp = dir.join(format!("trip_point_{m}_temp"));
+                if temp.exists() {
+                    let celsius = read_static(io, &temp, &plausible::TEMP_LIMIT_MILLI_C).map(|m| m / 1000.0);
+                    trips.push((lv(m.to_string()), lv(trip_type), celsius));
                 }
             }
             let mode = dir.join("mode");
@@ -135,7 +139,7 @@ impl SysfsReader for ThermalReader {
             list_class(io, &class)?.into_iter().map(|e| e.name).filter(|n| n.starts_with("thermal_zone")).collect();
         if self.rescan.needed(&names, io) {
             self.discover(io, &class, &names);
-            self.rescan.done(names);
+            self.rescan.done(names, io);
         }
         let mut zones = Vec::with_capacity(self.zones.len());
         for z in &self.zones {
@@ -148,11 +152,10 @@ impl SysfsReader for ThermalReader {
             let trips = z
                 .trips
                 .iter()
-                .map(|(trip, trip_type, attr)| Trip {
+                .map(|(trip, trip_type, celsius)| Trip {
                     trip: trip.clone(),
                     trip_type: trip_type.clone(),
-                    temp_celsius: read_value(io, attr, &mut self.rescan, &plausible::TEMP_LIMIT_MILLI_C)
-                        .map(|m| m / 1000.0),
+                    temp_celsius: *celsius,
                 })
                 .collect();
             zones.push(Zone { zone: z.zone.clone(), zone_type: z.zone_type.clone(), temp_celsius, trips, enabled });
