@@ -86,6 +86,11 @@ pub fn limit_malloc_arenas() {
 /// Runs until SIGTERM or SIGINT, or until `stop` is cancelled (the demo does when its output is gone).
 pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: CancellationToken) -> anyhow::Result<()> {
     let dry_run = cli.dry_run;
+    // First of all: a SIGTERM that arrives while the agent starts (systemd stopping it, a test done with
+    // it) must take the orderly path that restores throttled devices, not the default action that kills.
+    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
+    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
     // Before anything listens: a broken web config must not leave the endpoint open or half set up.
     let web = Arc::new(match cli.web_config.as_deref() {
         Some(path) => WebConfig::load(path)?,
@@ -167,9 +172,6 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         tokio::spawn(control::serve(socket, Arc::clone(&control), shutdown.clone()))
     });
 
-    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
     // The reload runs inside the select, so a signal that ends the agent is seen whatever the reload is
     // doing (reading a file, stopping the old loops).
     let mut current = Some(generation);
