@@ -173,7 +173,11 @@ fn a_real_prometheus_scrapes_the_agent() {
 #[test]
 fn faults_are_contained_and_nothing_is_lost() {
     let host = DemoHost::build().unwrap();
-    let (agent, cfg) = start(&host);
+    // The test replaces a file with a FIFO; sysfs never swaps an attribute's inode under an open
+    // descriptor, so the agent sees the new one at its next rediscovery: every second here, not every minute.
+    let config = format!("{}\n[collectors]\nrediscover_interval = \"1s\"\n", host.config("127.0.0.1:0"));
+    let (agent, cfg) = Agent::with_config(host.sysfs.root(), &config);
+    agent.wait_ready();
     wait("healthy", 20, || status(&agent)["status"] == "healthy");
     let hl = ("device", "hl0");
     assert_eq!(agent.metric("accel_device_temperature_celsius", &[hl, ("sensor", "temp1")]), Some(52.0));
