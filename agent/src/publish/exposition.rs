@@ -6,7 +6,9 @@
 //! are cached per snapshot generation, so any number of scrapes between two collections costs one encode.
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, OnceLock};
+
+use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use collectors::catalogue;
@@ -176,62 +178,125 @@ fn encode_value(m: &mut MetricEncoder, kind: MetricKind, value: f64) -> Result<(
     }
 }
 
-struct Cached {
+/// One snapshot generation, encoded. The compressed forms are made on first request: Prometheus always
+/// asks for gzip, and a scrape of a large host shrinks ~15x, which is most of what a busy scrape costs.
+struct Rendered {
     generation: u64,
     openmetrics: Bytes,
     text: Bytes,
-    /// Compressed on first request per generation: Prometheus always asks for gzip, and a scrape of a
-    /// large host shrinks ~15x, which is most of what a busy scrape costs.
-    openmetrics_gz: Option<Bytes>,
-    text_gz: Option<Bytes>,
+    openmetrics_gz: OnceLock<Bytes>,
+    text_gz: OnceLock<Bytes>,
 }
 
-/// The registry and the encoded-output cache.
+impl Rendered {
+    fn get(&self, format: Format, gzip: bool) -> Bytes {
+        let (plain, gz) = match format {
+            Format::OpenMetrics => (&self.openmetrics, &self.openmetrics_gz),
+            Format::Text004 => (&self.text, &self.text_gz),
+        };
+        if gzip { gz.get_or_init(|| compress(plain)).clone() } else { plain.clone() }
+    }
+
+    fn ready(&self, format: Format, gzip: bool) -> bool {
+        !gzip
+            || match format {
+                Format::OpenMetrics => self.openmetrics_gz.get().is_some(),
+                Format::Text004 => self.text_gz.get().is_some(),
+            }
+    }
+}
+
+/// The registry and the encoded output of the latest generation a scrape asked for.
 pub struct Exposition {
     registry: Registry,
     state: Arc<AgentState>,
-    cache: Mutex<Option<Cached>>,
+    latest: ArcSwapOption<Rendered>,
+    /// Held by the one request that encodes a new generation.
+    encoding: tokio::sync::Mutex<()>,
 }
 
 impl Exposition {
     pub fn new(state: Arc<AgentState>) -> Self {
         let mut registry = Registry::default();
         registry.register_collector(Box::new(SnapshotCollector { state: Arc::clone(&state) }));
-        Exposition { registry, state, cache: Mutex::new(None) }
+        Exposition { registry, state, latest: ArcSwapOption::empty(), encoding: tokio::sync::Mutex::new(()) }
     }
 
     /// The current exposition in `format`, encoded (and compressed, if `gzip`) at most once per snapshot
-    /// generation.
+    /// generation. Blocks while encoding; the HTTP server uses [`serve`](Self::serve).
     pub fn render(&self, format: Format, gzip: bool) -> Bytes {
         let generation = self.state.snapshot().generation;
-        // Holding the lock while encoding makes concurrent scrapers of a new generation wait for one
-        // encode instead of each doing it.
-        let mut cache = self.cache.lock().unwrap_or_else(PoisonError::into_inner);
-        let fresh = cache.as_ref().is_some_and(|c| c.generation == generation);
-        if !fresh {
-            let mut om = String::with_capacity(cache.as_ref().map_or(64 * 1024, |c| c.openmetrics.len() + 4096));
-            if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
-                // Writing to a String cannot fail; a failure would be a bug in an encoder.
-                tracing::error!("encoding metrics failed: {e}");
+        match self.latest.load_full() {
+            Some(r) if r.generation == generation => r.get(format, gzip),
+            _ => {
+                let r = Arc::new(self.encode(generation));
+                self.latest.store(Some(Arc::clone(&r)));
+                r.get(format, gzip)
             }
-            let text = to_text_004(&om);
-            *cache = Some(Cached {
-                generation,
-                openmetrics: Bytes::from(om),
-                text: Bytes::from(text),
-                openmetrics_gz: None,
-                text_gz: None,
-            });
         }
-        let c = cache.as_mut().expect("cache was just filled");
-        let (plain, gz) = match format {
-            Format::OpenMetrics => (&c.openmetrics, &mut c.openmetrics_gz),
-            Format::Text004 => (&c.text, &mut c.text_gz),
+    }
+
+    /// Like [`render`](Self::render), without ever blocking an async worker, and without making
+    /// concurrent scrapers queue behind one encode: encoding and compressing (a few milliseconds on a
+    /// large host) run on a blocking thread, one request encodes a new generation, and requests that
+    /// arrive meanwhile get the previous generation at once, as if they had come those milliseconds
+    /// earlier. A request with nothing encoded yet waits for the first encode.
+    pub async fn serve(self: &Arc<Self>, format: Format, gzip: bool) -> Bytes {
+        let generation = self.state.snapshot().generation;
+        let latest = self.latest.load_full();
+        let rendered = match latest {
+            Some(r) if r.generation == generation => r,
+            stale => {
+                let guard = match (self.encoding.try_lock(), stale) {
+                    (Ok(guard), _) => guard,
+                    (Err(_), Some(previous)) => return self.finish(previous, format, gzip).await,
+                    (Err(_), None) => self.encoding.lock().await,
+                };
+                let r = match self.latest.load_full() {
+                    // Encoded by another request while this one waited for the lock.
+                    Some(r) if r.generation >= generation => r,
+                    _ => {
+                        let this = Arc::clone(self);
+                        let encoded = tokio::task::spawn_blocking(move || Arc::new(this.encode(generation))).await;
+                        let Ok(r) = encoded else {
+                            tracing::error!("encoding metrics panicked");
+                            return Bytes::new();
+                        };
+                        self.latest.store(Some(Arc::clone(&r)));
+                        r
+                    }
+                };
+                drop(guard);
+                r
+            }
         };
-        if !gzip {
-            return plain.clone();
+        self.finish(rendered, format, gzip).await
+    }
+
+    async fn finish(&self, r: Arc<Rendered>, format: Format, gzip: bool) -> Bytes {
+        if r.ready(format, gzip) {
+            return r.get(format, gzip);
         }
-        gz.get_or_insert_with(|| compress(plain)).clone()
+        // Compressing takes milliseconds: off the async workers. Concurrent first requests for the same
+        // form wait for one compression (OnceLock), on blocking threads.
+        tokio::task::spawn_blocking(move || r.get(format, gzip)).await.unwrap_or_default()
+    }
+
+    fn encode(&self, generation: u64) -> Rendered {
+        let capacity = self.latest.load().as_ref().map_or(64 * 1024, |c| c.openmetrics.len() + 4096);
+        let mut om = String::with_capacity(capacity);
+        if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
+            // Writing to a String cannot fail; a failure would be a bug in an encoder.
+            tracing::error!("encoding metrics failed: {e}");
+        }
+        let text = to_text_004(&om);
+        Rendered {
+            generation,
+            openmetrics: Bytes::from(om),
+            text: Bytes::from(text),
+            openmetrics_gz: OnceLock::new(),
+            text_gz: OnceLock::new(),
+        }
     }
 }
 
@@ -309,6 +374,33 @@ mod tests {
             Format::negotiate(Some("text/plain;version=0.0.4;q=1,application/openmetrics-text;q=0.5")),
             Format::Text004
         );
+    }
+
+    fn gunzip(b: &[u8]) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(b).read_to_string(&mut out).expect("valid gzip");
+        out
+    }
+
+    #[tokio::test]
+    async fn serve_encodes_each_generation_once_and_never_queues_behind_an_encode() {
+        let state = AgentState::new([]);
+        let expo = Arc::new(Exposition::new(Arc::clone(&state)));
+        let first = expo.serve(Format::Text004, false).await;
+        assert!(std::str::from_utf8(&first).unwrap().contains("\naccel_config_last_reload_successful 1"));
+        assert_eq!(gunzip(&expo.serve(Format::Text004, true).await), std::str::from_utf8(&first).unwrap());
+        // Same generation: the very same bytes, not a new encode.
+        assert_eq!(expo.serve(Format::Text004, false).await.as_ptr(), first.as_ptr());
+
+        state.record_reload(false);
+        // While another request encodes the new generation, this one gets the previous at once.
+        let busy = expo.encoding.try_lock().expect("free");
+        assert_eq!(expo.serve(Format::Text004, false).await, first);
+        drop(busy);
+        let second = expo.serve(Format::Text004, false).await;
+        assert!(std::str::from_utf8(&second).unwrap().contains("\naccel_config_last_reload_successful 0"));
+        assert_eq!(expo.render(Format::Text004, false), second, "render and serve share the cache");
     }
 
     #[test]

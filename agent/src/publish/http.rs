@@ -97,7 +97,7 @@ pub fn healthy(snap: &crate::publish::state::Snapshot, now: Instant, started: In
 
 pub struct Http {
     pub state: Arc<AgentState>,
-    pub exposition: Exposition,
+    pub exposition: Arc<Exposition>,
     pub events: Arc<Events>,
     /// "enabled", "dry-run" or "disabled", for /api/v1/status.
     pub actions_mode: &'static str,
@@ -105,7 +105,7 @@ pub struct Http {
 
 impl Http {
     pub fn new(state: Arc<AgentState>, events: Arc<Events>, actions_mode: &'static str) -> Arc<Self> {
-        Arc::new(Http { exposition: Exposition::new(Arc::clone(&state)), state, events, actions_mode })
+        Arc::new(Http { exposition: Arc::new(Exposition::new(Arc::clone(&state))), state, events, actions_mode })
     }
 
     /// What `agentctl status` shows: every device's state and key readings, and the agent's own health.
@@ -135,6 +135,9 @@ impl Http {
 
     pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
         let get = req.method() == Method::GET || req.method() == Method::HEAD;
+        if get && req.uri().path() == "/metrics" {
+            return self.metrics(req).await;
+        }
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
             return self.device(id).await;
         }
@@ -160,6 +163,19 @@ impl Http {
             };
         }
         self.handle_snapshot(req)
+    }
+
+    /// The exposition, encoded once per snapshot generation, off the async workers.
+    async fn metrics(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let header = |h| req.headers().get(h).and_then(|v: &HeaderValue| v.to_str().ok());
+        let format = Format::negotiate(header(ACCEPT));
+        let gzip = accepts_gzip(header(ACCEPT_ENCODING));
+        let mut r = respond(StatusCode::OK, format.content_type(), self.exposition.serve(format, gzip).await);
+        r.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
+        if gzip {
+            r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+        }
+        r
     }
 
     /// One device with its most recent events.
@@ -204,17 +220,6 @@ impl Http {
             return text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are served here\n");
         }
         match req.uri().path() {
-            "/metrics" => {
-                let header = |h| req.headers().get(h).and_then(|v: &HeaderValue| v.to_str().ok());
-                let format = Format::negotiate(header(ACCEPT));
-                let gzip = accepts_gzip(header(ACCEPT_ENCODING));
-                let mut r = respond(StatusCode::OK, format.content_type(), self.exposition.render(format, gzip));
-                r.headers_mut().insert(VARY, HeaderValue::from_static("Accept, Accept-Encoding"));
-                if gzip {
-                    r.headers_mut().insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                }
-                r
-            }
             "/-/healthy" => match healthy(&self.state.snapshot(), Instant::now(), self.state.started) {
                 Ok(()) => text(StatusCode::OK, "OK\n"),
                 Err(problems) => text(StatusCode::SERVICE_UNAVAILABLE, &format!("{problems}\n")),
