@@ -5,8 +5,11 @@
 #
 # Measures, per exporter: CPU seconds per 1000 collections (utime+stime from /proc/PID/stat),
 # peak RSS (VmHWM from /proc/PID/status), and scrape latency under load (wrk, 50 connections).
+# Each run measures node_exporter and the agent side by side; the summary gives the median of RUNS runs
+# with the spread (min-max), and the ratios are the medians of each run's own ratio.
 #
 # Environment:
+#   RUNS            side-by-side runs (default 3)
 #   BENCH_SECONDS   length of the accel-agent measurement window per config (default 20)
 #   NE_SCRAPES      sequential node_exporter scrapes to measure (default 1000)
 #   WRK_SECONDS     duration of each wrk run (default 10)
@@ -15,6 +18,7 @@
 # Needs root (or the tools already installed) on Debian: installs prometheus-node-exporter and wrk.
 set -euo pipefail
 
+RUNS=${RUNS:-3}
 BENCH_SECONDS=${BENCH_SECONDS:-20}
 NE_SCRAPES=${NE_SCRAPES:-1000}
 WRK_SECONDS=${WRK_SECONDS:-10}
@@ -152,38 +156,41 @@ run_wrk() {
     W_SOCKERR[$name]=${W_SOCKERR[$name]:-0}
 }
 
-declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES SUSPECT
+declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES SUSPECT RUN_NOTES
 
 # --- node_exporter -----------------------------------------------------------------------------
 
-ne_port=$(free_port)
-log "starting node_exporter on 127.0.0.1:$ne_port"
-"$NE_BIN" --path.sysfs="$tmp/sys" --collector.disable-defaults --collector.hwmon --collector.thermal_zone \
-    --collector.powersupplyclass --collector.rapl --web.listen-address="127.0.0.1:$ne_port" \
-    >"$tmp/node-exporter.log" 2>&1 &
-ne_pid=$!
-pids+=("$ne_pid")
-wait_http "http://127.0.0.1:$ne_port/metrics" "$ne_pid" 10 || { cat "$tmp/node-exporter.log" >&2; die "node_exporter did not come up"; }
-SERIES[ne]=$(curl -sf "http://127.0.0.1:$ne_port/metrics" | grep -vc '^#')
+bench_ne() {
+    local ne_port ne_pid cpu0 cpu1 t0 t1 codes ne_ok
+    ne_port=$(free_port)
+    log "starting node_exporter on 127.0.0.1:$ne_port"
+    "$NE_BIN" --path.sysfs="$tmp/sys" --collector.disable-defaults --collector.hwmon --collector.thermal_zone \
+        --collector.powersupplyclass --collector.rapl --web.listen-address="127.0.0.1:$ne_port" \
+        >"$tmp/node-exporter.log" 2>&1 &
+    ne_pid=$!
+    pids+=("$ne_pid")
+    wait_http "http://127.0.0.1:$ne_port/metrics" "$ne_pid" 10 || { cat "$tmp/node-exporter.log" >&2; die "node_exporter did not come up"; }
+    SERIES[ne]=$(curl -sf "http://127.0.0.1:$ne_port/metrics" | grep -vc '^#')
 
-log "node_exporter: $NE_SCRAPES sequential scrapes"
-cpu0=$(cpu_seconds "$ne_pid")
-t0=$(date +%s.%N)
-# URL globbing: one curl process, one keep-alive connection, scrapes strictly one after another.
-codes=$(curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$ne_port/metrics?n=[1-$NE_SCRAPES]")
-t1=$(date +%s.%N)
-cpu1=$(cpu_seconds "$ne_pid")
-ne_ok=$(grep -c '^200$' <<<"$codes" || true)
-((ne_ok == NE_SCRAPES)) || NOTE[ne]="only $ne_ok of $NE_SCRAPES scrapes returned 200"
-CPU_PER_1000[ne]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ne_ok" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
-RSS[ne]=$(peak_rss_mib "$ne_pid")
-ne_wall=$(awk -v a="$t0" -v b="$t1" -v n="$ne_ok" 'BEGIN { printf "%.1f ms/scrape", (b - a) * 1000 / n }')
-log "node_exporter: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $ne_ok scrapes ($ne_wall)"
-run_wrk ne "$ne_port"
-run_wrk ne_gz "$ne_port" gzip
-RSS_AFTER_WRK[ne]=$(peak_rss_mib "$ne_pid")
-ne_version=$("$NE_BIN" --version 2>&1 | head -n1)
-stop "$ne_pid"
+    log "node_exporter: $NE_SCRAPES sequential scrapes"
+    cpu0=$(cpu_seconds "$ne_pid")
+    t0=$(date +%s.%N)
+    # URL globbing: one curl process, one keep-alive connection, scrapes strictly one after another.
+    codes=$(curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$ne_port/metrics?n=[1-$NE_SCRAPES]")
+    t1=$(date +%s.%N)
+    cpu1=$(cpu_seconds "$ne_pid")
+    ne_ok=$(grep -c '^200$' <<<"$codes" || true)
+    ((ne_ok == NE_SCRAPES)) || NOTE[ne]="only $ne_ok of $NE_SCRAPES scrapes returned 200"
+    CPU_PER_1000[ne]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ne_ok" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
+    RSS[ne]=$(peak_rss_mib "$ne_pid")
+    ne_wall=$(awk -v a="$t0" -v b="$t1" -v n="$ne_ok" 'BEGIN { printf "%.1f ms/scrape", (b - a) * 1000 / n }')
+    log "node_exporter: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $ne_ok scrapes ($ne_wall)"
+    run_wrk ne "$ne_port"
+    run_wrk ne_gz "$ne_port" gzip
+    RSS_AFTER_WRK[ne]=$(peak_rss_mib "$ne_pid")
+    ne_version=$("$NE_BIN" --version 2>&1 | head -n1)
+    stop "$ne_pid"
+}
 
 # --- accel-agent -------------------------------------------------------------------------------
 
@@ -259,57 +266,94 @@ bench_agent() {
     fi
 }
 
-bench_agent same "$tmp/same.toml"
-bench_agent all "$tmp/all.toml"
+# record RUN: appends this run's figures to the results file, one "exporter<TAB>figure<TAB>value" per line.
+results=$tmp/results.tsv
+record() {
+    local run=$1 k
+    for k in ne same all; do
+        printf '%s\t%s\t%s\n' "$k" cpu "${CPU_PER_1000[$k]}" "$k" rss "${RSS[$k]}" "$k" rss_wrk "${RSS_AFTER_WRK[$k]}" >>"$results"
+    done
+    for k in ne same all ne_gz same_gz all_gz; do
+        printf '%s\t%s\t%s\n' "$k" p50 "${W_P50[$k]}" "$k" p99 "${W_P99[$k]}" "$k" rps "${W_RPS[$k]}" \
+            "$k" kib "${W_KIB[$k]}" "$k" non2xx "${W_NON2XX[$k]}" "$k" sockerr "${W_SOCKERR[$k]}" >>"$results"
+    done
+    awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" \
+        'BEGIN { printf "ratio\tcpu\t%.3f\nratio\trss\t%.3f\n", a / b, r / s }' >>"$results"
+    log "run $run: CPU/1000 ne ${CPU_PER_1000[ne]} same ${CPU_PER_1000[same]} all ${CPU_PER_1000[all]}; RSS ne ${RSS[ne]} same ${RSS[same]} all ${RSS[all]} MiB; gzip p99 ne ${W_P99[ne_gz]} same ${W_P99[same_gz]} all ${W_P99[all_gz]} ms"
+}
+
+for run in $(seq "$RUNS"); do
+    log "run $run of $RUNS"
+    NOTE=()
+    bench_ne
+    bench_agent same "$tmp/same.toml"
+    bench_agent all "$tmp/all.toml"
+    record "$run"
+    for k in ne same all; do
+        [[ -z ${NOTE[$k]:-} ]] || RUN_NOTES[$k]+="run $run: ${NOTE[$k]}; "
+    done
+done
 agent_version=$("$agent_bin" --version)
 
 # --- summary -----------------------------------------------------------------------------------
 
-row() {
-    printf '%-30s %10s %9s %9s %8s %8s %7s %8s %8s %7s\n' "$@"
+# med EXPORTER FIGURE: "median (min-max)" over the runs, or "median" when all runs agree.
+med() {
+    awk -F'\t' -v k="$1" -v f="$2" '$1 == k && $2 == f && $3 != "" { v[n++] = $3 + 0 }
+        END {
+            if (n == 0) { print "-"; exit }
+            for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
+            m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
+            fmt = (m >= 100) ? "%.0f" : (m >= 10) ? "%.1f" : "%.2f"
+            out = sprintf(fmt, m)
+            if (v[0] != v[n - 1]) out = out sprintf(" (" fmt "-" fmt ")", v[0], v[n - 1])
+            print out
+        }' "$results"
 }
-cell() { # name
-    row "$2" "${CPU_PER_1000[$1]}" "${RSS[$1]}" "${RSS_AFTER_WRK[$1]}" "${W_P50[$1]}" "${W_P99[$1]}" \
-        "${W_RPS[$1]}" "${W_KIB[$1]}" "${W_NON2XX[$1]}" "${W_SOCKERR[$1]}"
+
+row() {
+    printf '%-30s %-20s %-20s %-20s %-24s %-24s %-22s %-9s %-14s %s\n' "$@"
+}
+cell() { # key label
+    row "$2" "$(med "$1" cpu)" "$(med "$1" rss)" "$(med "$1" rss_wrk)" "$(med "$1" p50)" "$(med "$1" p99)" \
+        "$(med "$1" rps)" "$(med "$1" kib)" "$(med "$1" non2xx)" "$(med "$1" sockerr)"
 }
 
 echo
-echo "== accel-agent vs node_exporter: large benchmark tree =="
+echo "== accel-agent vs node_exporter: large benchmark tree, median of $RUNS side-by-side runs (min-max) =="
 echo "machine:       $(nproc) CPUs, $(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo), $(uname -sr)"
 echo "node_exporter: $ne_version (collectors hwmon, thermal_zone, powersupplyclass, rapl; default --web.max-requests=40)"
 echo "accel-agent:   $agent_version (poll_interval 100ms)"
 echo "tree:          64 hwmon chips x 24 sensors, 64 thermal zones, 32 cooling devices, 16 powercap zones, 128 PCI devices with AER"
-echo "method:        node_exporter: $NE_SCRAPES sequential scrapes (1 scrape = 1 collection, $ne_wall);"
+echo "method:        node_exporter: $NE_SCRAPES sequential scrapes per run (1 scrape = 1 collection);"
 echo "               accel-agent: ${BENCH_SECONDS}s of background collection at 100ms, scraped every 100ms;"
 echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine; latency includes non-2xx responses"
 echo
-row "" "CPU s /" "peak RSS" "peak RSS" "p50" "p99" "" "KiB per" "" "socket"
-row "exporter" "1000 coll." "MiB" "+wrk MiB" "ms" "ms" "req/s" "response" "non-2xx" "errors"
+row "exporter" "CPU s/1000 coll." "peak RSS MiB" "peak RSS +wrk MiB" "p50 ms" "p99 ms" "req/s" "KiB/resp" "non-2xx" "socket errors"
 cell ne "node_exporter"
 cell same "accel-agent (same collectors)"
 cell all "accel-agent (all collectors)"
 echo
 echo "the same load with Accept-Encoding: gzip (as Prometheus scrapes):"
-row "exporter" "" "" "" "p50 ms" "p99 ms" "req/s" "KiB/resp" "non-2xx" "errors"
+row "exporter" "" "" "" "p50 ms" "p99 ms" "req/s" "KiB/resp" "non-2xx" "socket errors"
 for k in ne same all; do
     label=$([[ $k == ne ]] && echo node_exporter || echo "accel-agent ($k collectors)")
-    row "$label" "" "" "" "${W_P50[${k}_gz]}" "${W_P99[${k}_gz]}" "${W_RPS[${k}_gz]}" "${W_KIB[${k}_gz]}" \
-        "${W_NON2XX[${k}_gz]}" "${W_SOCKERR[${k}_gz]}"
+    row "$label" "" "" "" "$(med "${k}_gz" p50)" "$(med "${k}_gz" p99)" "$(med "${k}_gz" rps)" "$(med "${k}_gz" kib)" \
+        "$(med "${k}_gz" non2xx)" "$(med "${k}_gz" sockerr)"
 done
 echo
-awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" 'BEGIN {
-    printf "ratio agent(same)/node_exporter: CPU %.3f (%.1fx less), peak RSS %.2f (%.1fx less)\n", a / b, b / a, r / s, s / r }'
+echo "ratio agent(same)/node_exporter, median of the runs' own ratios: CPU $(med ratio cpu), peak RSS $(med ratio rss)"
 echo
 echo "series per scrape: node_exporter ${SERIES[ne]}, agent(same) ${SERIES[same]}, agent(all) ${SERIES[all]}"
 for k in ne same all ne_gz same_gz all_gz; do
-    if [[ -n ${W_SOCKDETAIL[$k]:-} ]]; then echo "wrk socket errors ($k): ${W_SOCKDETAIL[$k]}"; fi
+    if [[ -n ${W_SOCKDETAIL[$k]:-} ]]; then echo "wrk socket errors ($k, last run): ${W_SOCKDETAIL[$k]}"; fi
 done
 for k in same all; do
     if [[ -n ${SUSPECT[$k]:-} ]]; then
-        echo "WARNING: accel-agent ($k) was unhealthy during the run (see notes): its row may not be representative"
+        echo "WARNING: accel-agent ($k) was unhealthy during a run (see notes): its row may not be representative"
     fi
 done
-note() { local n; n=$(sed 's/[; ]*$//; s/ *; */; /g' <<<"${NOTE[$1]:-}"); echo "${n:-none}"; }
+note() { local n; n=$(sed 's/[; ]*$//; s/ *; */; /g' <<<"${RUN_NOTES[$1]:-}"); echo "${n:-none}"; }
 echo "notes node_exporter: $(note ne)"
 echo "notes agent(same):   $(note same)"
 echo "notes agent(all):    $(note all)"
