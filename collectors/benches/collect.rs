@@ -1,10 +1,13 @@
 //! One full collection (all six host collectors) of issue 2's large tree: 64 hwmon chips x 24 sensors,
 //! 64 thermal zones, 32 cooling devices, 16 powercap zones, 128 PCI devices with AER.
 //!
-//! `steady` is what the agent does every poll (discovery already done, one pread per value);
-//! `discovery` is the first collection, or one after the set of devices changed.
+//! `steady` is what the agent does every poll (discovery already done, one pread per value that changes
+//! between polls; limits and labels were read at discovery); `steady_no_open_files` is the same with
+//! `[collectors] max_open_files = 0` (every value opened, read and closed), the cost of running beyond
+//! the budget; `discovery` is the first collection, one after the set of devices changed, and the one
+//! every `rediscover_interval`.
 
-use collectors::sysfs::{Quarantine, ReadWatch, SysfsIo};
+use collectors::sysfs::{OpenFiles, Quarantine, ReadWatch, SysfsIo};
 use collectors::{Families, HostCollector};
 use config::{CollectorKind, Config};
 use criterion::{Criterion, criterion_group, criterion_main};
@@ -43,6 +46,18 @@ fn bench(c: &mut Criterion) {
                 col.collect(&mut io).expect("collect").export(&mut f);
             }
             std::hint::black_box(f);
+        })
+    });
+    let mut closed_io = SysfsIo::new(ReadWatch::new(Quarantine::new())).with_open_files(OpenFiles::new(0));
+    let mut closed = collectors(dir.path());
+    for col in &mut closed {
+        col.collect(&mut closed_io).expect("collect");
+    }
+    g.bench_function("steady_no_open_files", |b| {
+        b.iter(|| {
+            for col in &mut closed {
+                std::hint::black_box(col.collect(&mut closed_io).expect("collect"));
+            }
         })
     });
     g.sample_size(20);
