@@ -65,8 +65,10 @@ fn full_scrape_matches_the_golden_file() {
 
     // One collection per collector within the test: the first tick is immediate, the next an hour away.
     // Host resources read the real /proc, whose values change from run to run.
-    let (agent, _cfg) =
-        Agent::with_config(fs.root(), "poll_interval = \"1h\"\n[collectors.resources]\nenabled = false\n");
+    let (agent, _cfg) = Agent::with_config(
+        fs.root(),
+        "poll_interval = \"1h\"\n[collectors]\nmax_open_files = 64\n[collectors.resources]\nenabled = false\n",
+    );
     agent.wait_ready();
     let got = normalize(&agent.get("/metrics").body, fs.root().to_str().unwrap());
     let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden/scrape.prom");

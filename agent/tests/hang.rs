@@ -8,8 +8,13 @@ use std::time::Duration;
 use accel_e2e::sysfs_tree::FakeSysfs;
 use common::Agent;
 
+// The test swaps a file for a FIFO, which sysfs never does to an open attribute (a real hung read blocks
+// on the descriptor the agent already holds); the agent sees the new file at its next rediscovery,
+// every second here.
 const CONFIG: &str = r#"
 poll_interval = "200ms"
+[collectors]
+rediscover_interval = "1s"
 [collectors.hwmon]
 timeout = "100ms"
 "#;
