@@ -141,9 +141,10 @@ fn restores_at_shutdown_and_after_a_restart_never_follow_a_symlink() {
 
     plant_symlink(&fs, COOLING, &victim.path);
     agent.signal(libc::SIGTERM);
-    assert!(agent.child.wait().unwrap().success());
-    assert!(victim.untouched(), "the restore at shutdown followed the symlink");
+    let status = agent.child.wait().unwrap();
     let log = logged(&agent);
+    assert!(status.success(), "SIGTERM ended the agent with {status}; its log:\n{log}");
+    assert!(victim.untouched(), "the restore at shutdown followed the symlink");
     assert!(log.contains("restored at shutdown failed") && log.contains("symlink"), "{log}");
 
     // The original is still owed; the next start tries again, and refuses again.
