@@ -183,7 +183,8 @@ fn encode_value(m: &mut MetricEncoder, kind: MetricKind, value: f64) -> Result<(
 struct Rendered {
     generation: u64,
     openmetrics: Bytes,
-    text: Bytes,
+    /// Converted from `openmetrics` on first request: Prometheus asks for OpenMetrics, curl for text.
+    text: OnceLock<Bytes>,
     openmetrics_gz: OnceLock<Bytes>,
     text_gz: OnceLock<Bytes>,
 }
@@ -192,17 +193,26 @@ impl Rendered {
     fn get(&self, format: Format, gzip: bool) -> Bytes {
         let (plain, gz) = match format {
             Format::OpenMetrics => (&self.openmetrics, &self.openmetrics_gz),
-            Format::Text004 => (&self.text, &self.text_gz),
+            Format::Text004 => (self.text(), &self.text_gz),
         };
         if gzip { gz.get_or_init(|| compress(plain)).clone() } else { plain.clone() }
     }
 
+    fn text(&self) -> &Bytes {
+        self.text.get_or_init(|| {
+            // The encoder writes UTF-8 into a String; the bytes are that String's.
+            Bytes::from(to_text_004(std::str::from_utf8(&self.openmetrics).unwrap_or_default()))
+        })
+    }
+
+    /// Whether `get` would return at once, without converting or compressing.
     fn ready(&self, format: Format, gzip: bool) -> bool {
-        !gzip
-            || match format {
-                Format::OpenMetrics => self.openmetrics_gz.get().is_some(),
-                Format::Text004 => self.text_gz.get().is_some(),
-            }
+        match (format, gzip) {
+            (Format::OpenMetrics, false) => true,
+            (Format::OpenMetrics, true) => self.openmetrics_gz.get().is_some(),
+            (Format::Text004, false) => self.text.get().is_some(),
+            (Format::Text004, true) => self.text_gz.get().is_some(),
+        }
     }
 }
 
@@ -289,11 +299,10 @@ impl Exposition {
             // Writing to a String cannot fail; a failure would be a bug in an encoder.
             tracing::error!("encoding metrics failed: {e}");
         }
-        let text = to_text_004(&om);
         Rendered {
             generation,
             openmetrics: Bytes::from(om),
-            text: Bytes::from(text),
+            text: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
             text_gz: OnceLock::new(),
         }
