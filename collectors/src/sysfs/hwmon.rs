@@ -49,6 +49,10 @@ pub struct Element {
     pub element: Arc<str>,
     /// Index into [`HwmonReadings::values`].
     pub slot: usize,
+    /// The metric family, help text and unit, worked out once at discovery rather than per scrape.
+    pub metric: Arc<str>,
+    pub help: Arc<str>,
+    pub unit: Unit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -272,10 +276,17 @@ impl ChipBuilder {
                 continue;
             }
             let SensorDraft { kind, label, elements } = &self.sensors[name];
+            let has_bare = elements.contains_key("");
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
-                    els.push(Element { element: Arc::from(element.as_str()), slot: all.len() });
+                    els.push(Element {
+                        element: Arc::from(element.as_str()),
+                        slot: all.len(),
+                        metric: Arc::from(metric_name(kind, element, has_bare)),
+                        help: Arc::from(help_for(kind, element)),
+                        unit: unit(kind, element),
+                    });
                     all.push(attr);
                 }
             }
@@ -510,21 +521,14 @@ impl HwmonReadings {
                     l.push(("label", label.clone()));
                     out.sample(&catalogue::HWMON_SENSOR_LABEL, l, 1.0);
                 }
-                let has_bare = sensor.element("").is_some();
                 for e in &sensor.elements {
                     let Some(raw) = self.raw(e) else { continue };
-                    let (name, value, kind) = if &*sensor.kind == "beep_enable" {
-                        (
-                            metric_name(&sensor.kind, &e.element, has_bare),
-                            if raw == 1.0 { 1.0 } else { 0.0 },
-                            MetricKind::Gauge,
-                        )
+                    let (value, kind) = if &*sensor.kind == "beep_enable" {
+                        (if raw == 1.0 { 1.0 } else { 0.0 }, MetricKind::Gauge)
                     } else {
-                        let u = unit(&sensor.kind, &e.element);
-                        (metric_name(&sensor.kind, &e.element, has_bare), u.apply(raw), u.kind)
+                        (e.unit.apply(raw), e.unit.kind)
                     };
-                    let help = help_for(&sensor.kind, &e.element);
-                    out.sample_in(&catalogue::HWMON, &name, &help, kind, labels(), value);
+                    out.sample_in(&catalogue::HWMON, &e.metric, &e.help, kind, labels(), value);
                 }
             }
         }
