@@ -127,7 +127,14 @@ fn run_demo(_: Cli) -> ExitCode {
 
 /// Runs the daemon on a loaded config until SIGTERM or SIGINT, or until `stop` is cancelled.
 fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource, stop: CancellationToken) -> ExitCode {
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    // Blocking work (encoding and compressing scrapes, journal queries, password checks) queues for 16
+    // threads rather than growing the pool to tokio's default of 512 under a burst of scrapes.
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(16)
+        .enable_all()
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("accel-agent: cannot start the async runtime: {e}");

@@ -267,7 +267,14 @@ impl Exposition {
                     Some(r) if r.generation >= generation => r,
                     _ => {
                         let this = Arc::clone(self);
-                        let encoded = tokio::task::spawn_blocking(move || Arc::new(this.encode(generation))).await;
+                        // The form this request wants is made in the same blocking task, before the generation
+                        // is published, so the requests that follow find it ready.
+                        let encoded = tokio::task::spawn_blocking(move || {
+                            let r = Arc::new(this.encode(generation));
+                            r.get(format, gzip);
+                            r
+                        })
+                        .await;
                         let Ok(r) = encoded else {
                             tracing::error!("encoding metrics panicked");
                             return Bytes::new();
