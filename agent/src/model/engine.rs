@@ -1,8 +1,9 @@
 //! Devices: what each is bound to, what its readings are, and how healthy it is.
 //!
 //! The engine runs after each host collection. It reads the latest snapshot (never the hardware), binds
-//! each device's sources, and feeds the values through the threshold trackers that set and clear its
-//! conditions. Condition changes come back as events for the journal.
+//! each device's sources, feeds the values through the threshold trackers, and judges each condition on
+//! its evidence (one function each, in `conditions`). Condition changes come back as events for the
+//! journal.
 
 use std::time::{Instant, SystemTime};
 
@@ -12,8 +13,12 @@ use collectors::sysfs::hwmon::Chip;
 use config::device::{ReconnectStep, ThrottleMetric};
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
+use super::conditions::{
+    self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
+    LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
+};
 use super::evidence::HostEvidence;
-use super::health::{Condition, ConditionKind, Impact, Level, Status, ThresholdTracker, derive_state, with_circuit};
+use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, derive_state, with_circuit};
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{
@@ -39,14 +44,15 @@ struct Device {
 /// that a reload carries all of it across (`Learnt::carried_to`) and a new field cannot be forgotten.
 #[derive(Debug, Clone)]
 struct Learnt {
-    /// The accel class device bound by PCI address, if any: (driver status, operational).
-    accel_status: Option<(String, Option<bool>)>,
+    /// The driver's status of the accel class device bound by PCI address, if any.
+    driver_status: Option<DriverStatus>,
     /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
     board: Option<crate::model::spinnaker::BoardReading>,
     probes: Vec<ProbeView>,
     /// Readings from probes, by probe name; merged into `readings` at each evaluation.
     probe_readings: std::collections::BTreeMap<String, Vec<(ReadingKind, f64)>>,
-    sdk_problem: Option<(String, bool, String)>,
+    /// The status tool's last verdict (a probe that ran and said fine or problem), for SdkError.
+    sdk_report: Option<SdkReport>,
     /// The counters of the last probe result that advanced the inference count, for energy per inference.
     epi_last: Option<WorkCounters>,
     energy_per_inference: Option<f64>,
@@ -113,11 +119,11 @@ impl Learnt {
             })
             .collect();
         Learnt {
-            accel_status: None,
+            driver_status: None,
             board: None,
             probes,
             probe_readings: Default::default(),
-            sdk_problem: None,
+            sdk_report: None,
             epi_last: None,
             energy_per_inference: None,
             trackers: Trackers::new(thresholds),
@@ -166,15 +172,6 @@ impl Learnt {
         }
         self
     }
-}
-
-/// A condition set by a log rule, until the rule clears it (or, latched, an operator does).
-#[derive(Debug, Clone, PartialEq)]
-struct LogCondition {
-    rule: String,
-    message: String,
-    latched: bool,
-    impact: Impact,
 }
 
 /// What a log rule's condition is like: fixed by the config, so worked out once.
@@ -336,7 +333,11 @@ impl DeviceEngine {
             }
         }
         if result.success || result.sdk_problem {
-            d.learnt.sdk_problem = Some((result.probe.clone(), result.sdk_problem, result.message.clone()));
+            d.learnt.sdk_report = Some(SdkReport {
+                probe: result.probe.clone(),
+                problem: result.sdk_problem,
+                message: result.message.clone(),
+            });
         }
         // Energy per inference only from a result that carries both counters: energy read by a host
         // collector and inferences read by a probe seconds apart would not cover the same work.
@@ -713,7 +714,7 @@ impl Device {
                 r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
             }
         }
-        self.learnt.accel_status = None;
+        self.learnt.driver_status = None;
         if let (Some(pci), Some(HostReadings::Accel(a))) =
             (&self.config.pci_address, snap.readings(CollectorKind::Accel))
             && let Some(dev) = a.by_pci(pci)
@@ -723,7 +724,9 @@ impl Device {
                 self.learnt.driver = Some(driver.to_string());
             }
             if let Some(status) = &dev.status {
-                self.learnt.accel_status = Some((status.clone(), dev.operational()));
+                // A status the driver publishes is operational or not; an unknown one does not say offline.
+                let operational = dev.operational() != Some(false);
+                self.learnt.driver_status = Some(DriverStatus { status: status.clone(), operational });
             }
             if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
                 r.power_limit_watts = Some(w);
@@ -793,242 +796,136 @@ impl Device {
             .collect()
     }
 
-    /// Runs the rules; returns the conditions whose status changed.
+    /// Runs the rules: gathers each condition's evidence (feeding the threshold trackers the values seen
+    /// at `now`), judges it and applies the verdict. Returns the conditions whose status changed, in the
+    /// order judged.
     fn evaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<ConditionKind> {
         let mut changed = Vec::new();
-        let t = self.thresholds.clone();
-
-        // Overheating: the hottest sensor against warn (degraded) and crit (unhealthy), each with
-        // hysteresis and a minimum duration so a noisy sensor does not flap.
-        let hottest = self.learnt.readings.max_temperature().cloned();
-        let (status, impact, reason, message) = match hottest {
-            None => (Status::Unknown, Impact::Degraded, "NoTemperature", "no temperature reading".to_owned()),
-            Some(h) => {
-                let warn = self.learnt.trackers.warn.observe(h.value, now);
-                let crit = self.learnt.trackers.crit.observe(h.value, now);
-                let at = format!("{} at {:.1} °C", h.sensor, h.value);
-                match (warn, crit) {
-                    (_, Level::Above) => (
-                        Status::True,
-                        Impact::Unhealthy,
-                        "TemperatureAboveCritical",
-                        format!("{at}, above the critical {:.1} °C", t.temperature_crit),
-                    ),
-                    (Level::Above, _) => (
-                        Status::True,
-                        Impact::Degraded,
-                        "TemperatureAboveWarning",
-                        format!("{at}, above the warning {:.1} °C", t.temperature_warn),
-                    ),
-                    _ => (Status::False, Impact::Degraded, "TemperatureNormal", at),
-                }
-            }
-        };
-        if self.condition(ConditionKind::Overheating).set(status, impact, reason, message, wall) {
-            changed.push(ConditionKind::Overheating);
+        let overheating = conditions::overheating(self.overheating_evidence(now));
+        self.apply(ConditionKind::Overheating, Some(overheating), wall, &mut changed);
+        let (status, reason, message) = power_anomaly(self.power_evidence(now));
+        let power = Verdict { status, impact: Impact::Degraded, reason: reason.into(), message };
+        self.apply(ConditionKind::PowerAnomaly, Some(power), wall, &mut changed);
+        let offline = conditions::offline(self.offline_evidence());
+        self.apply(ConditionKind::Offline, offline, wall, &mut changed);
+        if let Some(LogErrorsVerdict { verdict, latches }) = conditions::log_errors(self.log_errors_evidence()) {
+            let c = self.condition(ConditionKind::LogErrors);
+            c.latched = c.latched || latches;
+            self.apply(ConditionKind::LogErrors, Some(verdict), wall, &mut changed);
         }
+        let sdk_error = conditions::sdk_error(self.sdk_error_evidence());
+        self.apply(ConditionKind::SdkError, sdk_error, wall, &mut changed);
+        let data_stale = conditions::data_stale(self.data_stale_evidence(now));
+        self.apply(ConditionKind::DataStale, data_stale, wall, &mut changed);
+        changed
+    }
 
-        // PowerAnomaly: total power above its maximum, or energy per inference above its maximum.
-        let watts: Option<f64> = (!self.learnt.readings.power_watts.is_empty())
-            .then(|| self.learnt.readings.power_watts.iter().map(|r| r.value).sum());
-        let power = match (&mut self.learnt.trackers.power, watts) {
+    /// Applies a verdict (None: no evidence speaks to the condition, which stays as it is) and records the
+    /// condition in `changed` when its status changed.
+    fn apply(
+        &mut self,
+        kind: ConditionKind,
+        verdict: Option<Verdict>,
+        wall: SystemTime,
+        changed: &mut Vec<ConditionKind>,
+    ) {
+        let Some(Verdict { status, impact, reason, message }) = verdict else { return };
+        if self.condition(kind).set(status, impact, &reason, message, wall) {
+            changed.push(kind);
+        }
+    }
+
+    /// The hottest sensor, fed to the warning and critical trackers at `now`.
+    fn overheating_evidence(&mut self, now: Instant) -> OverheatingEvidence<'_> {
+        let learnt = &mut self.learnt;
+        let hottest = learnt.readings.max_temperature().map(|h| Hottest {
+            sensor: &h.sensor,
+            celsius: h.value,
+            warn: learnt.trackers.warn.observe(h.value, now),
+            crit: learnt.trackers.crit.observe(h.value, now),
+        });
+        let t = &self.thresholds;
+        OverheatingEvidence { hottest, warn_celsius: t.temperature_warn, crit_celsius: t.temperature_crit }
+    }
+
+    /// The device's total power and its latest energy per inference, each fed to its tracker at `now`
+    /// when a maximum is configured.
+    fn power_evidence(&mut self, now: Instant) -> PowerEvidence {
+        let learnt = &mut self.learnt;
+        let watts: Option<f64> = (!learnt.readings.power_watts.is_empty())
+            .then(|| learnt.readings.power_watts.iter().map(|r| r.value).sum());
+        let power = match (&mut learnt.trackers.power, watts) {
             (Some(tracker), Some(w)) => {
                 Some(Judged { value: w, max: tracker.threshold, level: tracker.observe(w, now) })
             }
             _ => None,
         };
-        let per_inference = match (self.learnt.energy_per_inference, self.learnt.trackers.epi.as_mut()) {
+        let per_inference = match (learnt.energy_per_inference, learnt.trackers.epi.as_mut()) {
             (Some(epi), Some(tracker)) => {
                 Some(Judged { value: epi, max: tracker.threshold, level: tracker.observe(epi, now) })
             }
             _ => None,
         };
-        let (status, reason, message) = power_anomaly(PowerEvidence { watts, power, per_inference });
-        if self.condition(ConditionKind::PowerAnomaly).set(status, Impact::Degraded, reason, message, wall) {
-            changed.push(ConditionKind::PowerAnomaly);
-        }
+        PowerEvidence { watts, power, per_inference }
+    }
 
-        // Offline, from every piece of evidence: the driver's status (habanalabs: "In reset", "Needs
-        // reset", "Disabled"), liveness probes failing `offline_after` times in a row, an SDK reporting
-        // the device offline. Any one saying offline wins; otherwise any saying online clears it.
-        let mut down: Option<(&str, String)> = None;
-        let mut up: Option<(&str, String)> = None;
-        if let Some((status, operational)) = &self.learnt.accel_status {
-            match operational {
-                Some(false) => down = Some(("DriverStatusNotOperational", format!("driver status: {status}"))),
-                _ => up = Some(("DriverStatusOperational", format!("driver status: {status}"))),
-            }
+    /// The driver's status, the liveness probes that have run, the board's BMP and the SDK's `online`.
+    fn offline_evidence(&self) -> OfflineEvidence<'_> {
+        let probes = self.learnt.probes.iter().filter(|p| p.liveness && p.status != ProbeState::Pending);
+        let probes = probes.map(|p| LivenessProbe {
+            name: &p.name,
+            success: p.success,
+            consecutive_failures: p.consecutive_failures,
+            offline_after: self.offline_after(&p.name),
+            message: &p.message,
+        });
+        OfflineEvidence {
+            driver: self.learnt.driver_status.as_ref(),
+            probes: probes.collect(),
+            board: self.learnt.board.as_ref(),
+            sdk_online: self.probe_value(ReadingKind::Online),
         }
-        for p in self.learnt.probes.iter().filter(|p| p.liveness && p.status != ProbeState::Pending) {
-            let limit = self.offline_after(&p.name);
-            if p.consecutive_failures >= limit {
-                down.get_or_insert((
-                    "ProbeFailing",
-                    format!("probe {} failed {} times: {}", p.name, p.consecutive_failures, p.message),
-                ));
-            } else if p.success {
-                up.get_or_insert(("ProbeSucceeding", format!("probe {} succeeded", p.name)));
-            }
-        }
-        if let Some(board) = &self.learnt.board {
-            match (&board.bmp_alive, &board.scamp) {
-                (false, _) => {
-                    let why = board.error.as_deref().unwrap_or("no answer");
-                    down.get_or_insert(("BmpNotAnswering", format!("the frame's BMP does not answer: {why}")));
-                }
-                (true, Some(Err(e))) => {
-                    down.get_or_insert((
-                        "BoardNotBooted",
-                        format!("the BMP answers but the board's SC&MP does not: {e}"),
-                    ));
-                }
-                (true, _) => {
-                    up.get_or_insert(("BmpAnswering", "the frame's BMP answers for the board".into()));
-                }
-            }
-        }
-        match self.probe_value(ReadingKind::Online) {
-            Some(0.0) => {
-                down.get_or_insert(("SdkReportsOffline", "the SDK reports the device offline".into()));
-            }
-            Some(_) => {
-                up.get_or_insert(("SdkReportsOnline", "the SDK reports the device online".into()));
-            }
-            None => {}
-        }
-        let offline = match (down, up) {
-            (Some((reason, msg)), _) => Some((Status::True, reason, msg)),
-            (None, Some((reason, msg))) => Some((Status::False, reason, msg)),
-            (None, None) => None,
-        };
-        if let Some((st, reason, msg)) = offline
-            && self.condition(ConditionKind::Offline).set(st, Impact::Unhealthy, reason, msg, wall)
-        {
-            changed.push(ConditionKind::Offline);
-        }
+    }
 
-        // LogErrors: set and cleared by log rules.
-        if self.learnt.has_logs {
-            let (st, reason, msg, latched, impact) = match self.learnt.log_conditions.get(&ConditionKind::LogErrors) {
-                Some(c) => (Status::True, c.rule.clone(), c.message.clone(), c.latched, c.impact),
-                None => {
-                    (Status::False, "NoMatchingLines".to_owned(), "no error lines".to_owned(), false, Impact::Degraded)
-                }
-            };
-            let c = self.condition(ConditionKind::LogErrors);
-            c.latched = c.latched || latched;
-            if c.set(st, impact, &reason, msg, wall) {
-                changed.push(ConditionKind::LogErrors);
-            }
+    fn log_errors_evidence(&self) -> LogErrorsEvidence<'_> {
+        LogErrorsEvidence {
+            has_logs: self.learnt.has_logs,
+            set_by_rule: self.learnt.log_conditions.get(&ConditionKind::LogErrors),
         }
+    }
 
-        // A log rule may also report an SDK error (e.g. calibration drift in the vendor's log).
-        if let Some(LogCondition { rule, message, .. }) =
-            self.learnt.log_conditions.get(&ConditionKind::SdkError).cloned()
-            && self.condition(ConditionKind::SdkError).set(Status::True, Impact::Degraded, &rule, message, wall)
-        {
-            changed.push(ConditionKind::SdkError);
+    /// A log rule's SdkError, the status tool's last verdict, the board's BMP flags and spalloc's word.
+    fn sdk_error_evidence(&self) -> SdkErrorEvidence<'_> {
+        let board = self.learnt.board.as_ref().map(|b| BoardManagement {
+            flags: b.status.as_ref().map(|s| BmpFlags { warning: s.warning, shutdown: s.shutdown }),
+            dead_in_spalloc: b.dead_in_spalloc,
+        });
+        SdkErrorEvidence {
+            set_by_rule: self.learnt.log_conditions.get(&ConditionKind::SdkError),
+            sdk: self.learnt.sdk_report.as_ref(),
+            board,
+            is_true: self.status(ConditionKind::SdkError) == Some(Status::True),
         }
+    }
 
-        // A SpiNNaker board's management layer reporting a problem: its BMP's own shutdown flags (the BMP
-        // switched the board off for a reading past a limit in its EEPROM), then its warning flags, then
-        // spalloc listing the board as dead (no job can use it).
-        if let Some(board) = &self.learnt.board
-            && self.learnt.sdk_problem.is_none()
-            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
-        {
-            let flags = board.status.as_ref().map(|s| (s.warning, s.shutdown));
-            let verdict = match (flags, board.dead_in_spalloc) {
-                (Some((_, shutdown)), _) if shutdown != 0 => Some((
-                    Status::True,
-                    Impact::Unhealthy,
-                    "BmpShutdown",
-                    format!("the BMP shut the board down: shutdown flags {shutdown:#010x}"),
-                )),
-                (Some((warning, _)), _) if warning != 0 => Some((
-                    Status::True,
-                    Impact::Degraded,
-                    "BmpWarning",
-                    format!("the BMP reports warning flags {warning:#010x}"),
-                )),
-                (_, Some(true)) => Some((
-                    Status::True,
-                    Impact::Degraded,
-                    "SpallocListsDead",
-                    "spalloc lists the board as dead: no job can use it".to_owned(),
-                )),
-                (_, Some(false)) => Some((
-                    Status::False,
-                    Impact::Degraded,
-                    "SpallocListsAlive",
-                    "no BMP flags, and spalloc does not list the board as dead".to_owned(),
-                )),
-                (Some(_), None) => Some((
-                    Status::False,
-                    Impact::Degraded,
-                    "BmpFlagsClear",
-                    "no BMP warning or shutdown flags".to_owned(),
-                )),
-                (None, None) => None,
-            };
-            if let Some((st, impact, reason, msg)) = verdict
-                && self.condition(ConditionKind::SdkError).set(st, impact, reason, msg, wall)
-            {
-                changed.push(ConditionKind::SdkError);
-            }
-        }
-
-        // SdkError: the status tool ran and reported a problem (exit 1).
-        if let Some((probe, problem, msg)) = self.learnt.sdk_problem.clone()
-            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
-        {
-            let (st, reason) = if problem { (Status::True, "SdkReportsProblem") } else { (Status::False, "SdkOk") };
-            let message = if msg.is_empty() { format!("probe {probe}") } else { format!("probe {probe}: {msg}") };
-            if self.condition(ConditionKind::SdkError).set(st, Impact::Degraded, reason, message, wall) {
-                changed.push(ConditionKind::SdkError);
-            }
-        }
-
-        // SdkError set by a log rule on a device nothing else reports SDK errors for: it ends with the rule's
-        // condition (quiet period, clear pattern, or set-healthy for a latched rule). Without this it would
-        // stay true for ever, though set-healthy says it cleared it.
-        if self.learnt.board.is_none()
-            && self.learnt.sdk_problem.is_none()
-            && !self.learnt.log_conditions.contains_key(&ConditionKind::SdkError)
-            && self.condition(ConditionKind::SdkError).status == Status::True
-            && self.condition(ConditionKind::SdkError).set(
-                Status::False,
-                Impact::Degraded,
-                "NoMatchingLines",
-                "no matching lines".to_owned(),
-                wall,
-            )
-        {
-            changed.push(ConditionKind::SdkError);
-        }
-
-        // DataStale: bound sources stopped producing readings. A device with no host source at all is
-        // judged by its probes instead.
-        let has_sources = self.config.hwmon_name().is_some()
+    /// How long the device's host sources have been silent at `now`.
+    fn data_stale_evidence(&self, now: Instant) -> DataStaleEvidence {
+        let has_host_sources = self.config.hwmon_name().is_some()
             || self.config.bmp.is_some()
             || self.config.pci_address.is_some()
             || self.config.thermal_zone.is_some()
             || self.config.power_supply_name().is_some();
-        if has_sources {
-            let since = self.learnt.last_reading.unwrap_or(self.learnt.created);
-            let age = now.duration_since(since);
-            let (status, reason, message) = if age > t.stale_after {
-                (Status::True, "NoFreshReadings", format!("no reading from its sources for {}s", age.as_secs()))
-            } else if self.learnt.last_reading.is_some() {
-                (Status::False, "ReadingsFresh", format!("last reading {}s ago", age.as_secs()))
-            } else {
-                (Status::Unknown, "WaitingForFirstReading", "no reading yet".to_owned())
-            };
-            if self.condition(ConditionKind::DataStale).set(status, Impact::Degraded, reason, message, wall) {
-                changed.push(ConditionKind::DataStale);
-            }
+        let since = self.learnt.last_reading.unwrap_or(self.learnt.created);
+        DataStaleEvidence {
+            has_host_sources,
+            ever_read: self.learnt.last_reading.is_some(),
+            silent_for: now.duration_since(since),
+            stale_after: self.thresholds.stale_after,
         }
-        changed
+    }
+
+    fn status(&self, kind: ConditionKind) -> Option<Status> {
+        self.learnt.conditions.iter().find(|c| c.kind == kind).map(|c| c.status)
     }
 
     fn view(&self, wall: SystemTime) -> DeviceView {
@@ -1043,13 +940,10 @@ impl Device {
                 derive_state(&self.learnt.conditions, self.in_maintenance(wall)),
                 self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
             ),
-            up: match (
-                self.learnt.conditions.iter().find(|c| c.kind == ConditionKind::Offline).map(|c| c.status),
-                &self.learnt.accel_status,
-            ) {
+            up: match (self.status(ConditionKind::Offline), &self.learnt.driver_status) {
                 (Some(Status::True), _) => Some(false),
                 (Some(Status::False), _) => Some(true),
-                (_, Some((_, Some(operational)))) => Some(*operational),
+                (_, Some(driver)) => Some(driver.operational),
                 _ => (!self.learnt.sources.is_empty()).then_some(true),
             },
             discovered: self.discovered,
