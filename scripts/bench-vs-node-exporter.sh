@@ -290,7 +290,8 @@ for run in $(seq "$RUNS"); do
     bench_agent all "$tmp/all.toml"
     record "$run"
     for k in ne same all; do
-        [[ -z ${NOTE[$k]:-} ]] || RUN_NOTES[$k]+="run $run: ${NOTE[$k]}; "
+        n=$(sed 's/[; ]*$//; s/ *; *\(; *\)*/; /g' <<<"${NOTE[$k]:-}")
+        [[ -z $n ]] || RUN_NOTES[$k]+="run $run: $n; "
     done
 done
 agent_version=$("$agent_bin" --version)

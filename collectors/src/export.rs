@@ -6,6 +6,7 @@
 //! through its declarations, never by a name made up at the call site.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
 use crate::catalogue::{Pattern, Spec};
@@ -41,11 +42,30 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
+/// FNV-1a. Every sample of a scrape looks its family up by name; the names are our own (not attacker
+/// chosen), so the DoS resistance of the standard SipHash buys nothing and costs 3% of a scrape's CPU.
+#[derive(Default)]
+struct Fnv(u64);
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// An ordered set of families, each name at most once.
 #[derive(Debug, Clone, Default)]
 pub struct Families {
     families: Vec<Family>,
-    index: HashMap<String, usize>,
+    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
 }
 
 impl Families {
