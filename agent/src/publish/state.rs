@@ -197,6 +197,22 @@ impl AgentState {
         });
     }
 
+    /// Publishes the event counts alone, when they changed.
+    pub fn publish_event_counts(&self, event_counts: Vec<(String, Severity, u64)>, events_dropped: u64) {
+        let snap = self.snapshot();
+        if *snap.event_counts == event_counts && snap.events_dropped == events_dropped {
+            return;
+        }
+        let counts = Arc::new(event_counts);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.event_counts = Arc::clone(&counts);
+            snap.events_dropped = events_dropped;
+            snap
+        });
+    }
+
     /// Publishes a SpiNNaker poll.
     pub fn publish_spinnaker(&self, spinnaker: crate::model::spinnaker::SpinnakerSnapshot) {
         let spinnaker = Arc::new(spinnaker);
