@@ -7,8 +7,12 @@ FRAMES=${FRAMES:-50}
 SECONDS_TO_RUN=${SECONDS_TO_RUN:-60}
 INTERVAL_S=5
 cd "$(dirname "$0")/.."
-cargo build --release -q --bin accel-agent -p agent
-cargo build --release -q --bin bmp-sim -p accel-e2e
+# One cargo call for both packages, as bench-vs-node-exporter.sh does: with fat LTO, building the agent
+# alone after building them together (or the other way round) relinks it, which takes minutes.
+# SKIP_BUILD=1 uses the binaries already in target/release.
+if [[ ${SKIP_BUILD:-0} != 1 ]]; then
+    cargo build --release -q -p agent -p accel-e2e
+fi
 work=$(mktemp -d)
 trap 'kill $agent_pid 2>/dev/null || true; exec 3>&-; rm -rf "$work"' EXIT
 
