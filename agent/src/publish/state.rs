@@ -185,14 +185,19 @@ impl AgentState {
         event_counts: Vec<(String, Severity, u64)>,
         events_dropped: u64,
     ) {
-        let views = Arc::new(views);
-        let counts = Arc::new(event_counts);
+        self.publish(Some(Arc::new(views)), Arc::new(event_counts), events_dropped);
+    }
+
+    /// One snapshot update for the devices (when given) and the event counts.
+    fn publish(&self, views: Option<Arc<Vec<DeviceView>>>, counts: Arc<Vec<(String, Severity, u64)>>, dropped: u64) {
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
-            snap.devices = Arc::clone(&views);
+            if let Some(views) = &views {
+                snap.devices = Arc::clone(views);
+            }
             snap.event_counts = Arc::clone(&counts);
-            snap.events_dropped = events_dropped;
+            snap.events_dropped = dropped;
             snap
         });
     }
@@ -203,14 +208,7 @@ impl AgentState {
         if *snap.event_counts == event_counts && snap.events_dropped == events_dropped {
             return;
         }
-        let counts = Arc::new(event_counts);
-        self.snapshot.rcu(|old| {
-            let mut snap = Snapshot::clone(old);
-            snap.generation += 1;
-            snap.event_counts = Arc::clone(&counts);
-            snap.events_dropped = events_dropped;
-            snap
-        });
+        self.publish(None, Arc::new(event_counts), events_dropped);
     }
 
     /// Publishes a SpiNNaker poll.
