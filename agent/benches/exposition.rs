@@ -1,6 +1,6 @@
 //! Encoding a scrape of issue 2's large tree: the families from one collection of every host collector,
-//! through prometheus-client (OpenMetrics) and the derived text format 0.0.4. This is paid once per
-//! collection (the result is cached until the next one), not once per scrape.
+//! written as text format 0.0.4 (what a plain scrape asks for). This is paid once per collection and
+//! format (the result is cached until the next one), not once per scrape.
 
 use std::time::Duration;
 

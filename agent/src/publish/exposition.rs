@@ -1,25 +1,18 @@
-//! /metrics: the snapshot encoded with the prometheus-client crate.
+//! /metrics: the snapshot's families, encoded by [`crate::publish::encode`] in the format a scrape asks for.
 //!
-//! prometheus-client writes the OpenMetrics text format. Prometheus' classic text format 0.0.4 (the
-//! default, and what most tools expect) differs in a few lines only, so it is derived from the OpenMetrics
-//! output: no `# EOF` or `# UNIT`, and counters are described under their `_total` name. Both encodings
-//! are cached per snapshot generation, so any number of scrapes between two collections costs one encode.
+//! Prometheus asks for OpenMetrics, most other tools for the classic text format 0.0.4. Each format is
+//! encoded (and compressed) only when first asked for, and cached per snapshot generation, so any number
+//! of scrapes between two collections costs one encode per format.
 
-use std::fmt::Write as _;
 use std::sync::{Arc, OnceLock};
 
 use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use collectors::catalogue;
-use collectors::export::{Families, LabelValue, MetricKind, lv};
-use prometheus_client::collector::Collector;
-use prometheus_client::encoding::{
-    DescriptorEncoder, EncodeLabel, EncodeLabelSet, LabelSetEncoder, MetricEncoder, NoLabelSet,
-};
-use prometheus_client::metrics::MetricType;
-use prometheus_client::registry::Registry;
+use collectors::export::{Families, lv};
 
+use crate::publish::encode;
 use crate::publish::state::{AgentState, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -130,85 +123,68 @@ pub fn families(snap: &Snapshot) -> Families {
     out
 }
 
-/// Encodes the snapshot through prometheus-client. Registered once in the agent's registry.
-#[derive(Debug)]
-struct SnapshotCollector {
-    state: Arc<AgentState>,
-}
-
-struct Labels<'a>(&'a [(&'static str, LabelValue)]);
-
-impl EncodeLabelSet for Labels<'_> {
-    fn encode(&self, encoder: &mut LabelSetEncoder) -> Result<(), std::fmt::Error> {
-        for (k, v) in self.0 {
-            EncodeLabel::encode(&(*k, &**v), encoder.encode_label())?;
-        }
-        Ok(())
-    }
-}
-
-impl Collector for SnapshotCollector {
-    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let fams = families(&self.state.snapshot());
-        for f in fams.iter().filter(|f| !f.samples.is_empty()) {
-            let (name, ty) = match f.kind {
-                MetricKind::Gauge => (f.name.as_str(), MetricType::Gauge),
-                // prometheus-client appends `_total` to counter samples itself.
-                MetricKind::Counter => (f.name.strip_suffix("_total").unwrap_or(&f.name), MetricType::Counter),
-            };
-            let mut family = encoder.encode_descriptor(name, &f.help, None, ty)?;
-            for s in &f.samples {
-                let labels = Labels(&s.labels);
-                // A sample without labels is written as `name value`, not `name{} value`.
-                if s.labels.is_empty() {
-                    encode_value(&mut family, f.kind, s.value)?;
-                } else {
-                    encode_value(&mut family.encode_family(&labels)?, f.kind, s.value)?;
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-fn encode_value(m: &mut MetricEncoder, kind: MetricKind, value: f64) -> Result<(), std::fmt::Error> {
-    match kind {
-        MetricKind::Gauge => m.encode_gauge(&value),
-        MetricKind::Counter => m.encode_counter::<NoLabelSet, _, f64>(&value, None),
-    }
-}
-
-/// One snapshot generation, encoded. The compressed forms are made on first request: Prometheus always
-/// asks for gzip, and a scrape of a large host shrinks ~15x, which is most of what a busy scrape costs.
+/// One snapshot generation and its encodings, each made on first request: Prometheus asks for
+/// OpenMetrics, curl and most other tools for text 0.0.4, and Prometheus always asks for gzip (a scrape of
+/// a large host shrinks ~15x, which is most of what a busy scrape costs).
 struct Rendered {
     generation: u64,
-    openmetrics: Bytes,
-    /// Converted from `openmetrics` on first request: Prometheus asks for OpenMetrics, curl for text.
+    /// What is encoded. Held (shared with the state, not copied) until the next generation replaces this.
+    snapshot: Arc<Snapshot>,
+    /// The previous generation's encoded sizes (0 if unknown): the next encode's buffers are sized from
+    /// them, so a scrape never grows its buffer.
+    openmetrics_len: usize,
+    text_len: usize,
+    openmetrics: OnceLock<Bytes>,
     text: OnceLock<Bytes>,
     openmetrics_gz: OnceLock<Bytes>,
     text_gz: OnceLock<Bytes>,
 }
 
 impl Rendered {
+    fn new(snapshot: Arc<Snapshot>, previous: Option<&Rendered>) -> Self {
+        let len =
+            |plain: fn(&Rendered) -> &OnceLock<Bytes>| previous.and_then(|p| plain(p).get()).map_or(0, Bytes::len);
+        Rendered {
+            generation: snapshot.generation,
+            snapshot,
+            openmetrics_len: len(|r| &r.openmetrics),
+            text_len: len(|r| &r.text),
+            openmetrics: OnceLock::new(),
+            text: OnceLock::new(),
+            openmetrics_gz: OnceLock::new(),
+            text_gz: OnceLock::new(),
+        }
+    }
+
     fn get(&self, format: Format, gzip: bool) -> Bytes {
         let (plain, gz) = match format {
             Format::OpenMetrics => (&self.openmetrics, &self.openmetrics_gz),
-            Format::Text004 => (self.text(), &self.text_gz),
+            Format::Text004 => (&self.text, &self.text_gz),
         };
+        let plain = plain.get_or_init(|| self.encode(format));
         if gzip { gz.get_or_init(|| compress(plain)).clone() } else { plain.clone() }
     }
 
-    fn text(&self) -> &Bytes {
-        self.text.get_or_init(|| {
-            // The encoder writes UTF-8 into a String; the bytes are that String's.
-            Bytes::from(to_text_004(std::str::from_utf8(&self.openmetrics).unwrap_or_default()))
-        })
+    fn encode(&self, format: Format) -> Bytes {
+        let families = families(&self.snapshot);
+        let previous = match format {
+            Format::OpenMetrics => self.openmetrics_len,
+            Format::Text004 => self.text_len,
+        };
+        // Some room for a few more series than last time.
+        let capacity = if previous > 0 { previous + 4096 } else { encode::estimated_len(&families) };
+        let mut out = Vec::with_capacity(capacity);
+        match format {
+            Format::OpenMetrics => encode::openmetrics(&families, &mut out),
+            Format::Text004 => encode::text_004(&families, &mut out),
+        }
+        Bytes::from(out)
     }
 
-    /// Whether `get` would return at once, without converting or compressing.
+    /// Whether `get` would return at once, without encoding or compressing.
     fn ready(&self, format: Format, gzip: bool) -> bool {
         match (format, gzip) {
-            (Format::OpenMetrics, false) => true,
+            (Format::OpenMetrics, false) => self.openmetrics.get().is_some(),
             (Format::OpenMetrics, true) => self.openmetrics_gz.get().is_some(),
             (Format::Text004, false) => self.text.get().is_some(),
             (Format::Text004, true) => self.text_gz.get().is_some(),
@@ -216,9 +192,8 @@ impl Rendered {
     }
 }
 
-/// The registry and the encoded output of the latest generation a scrape asked for.
+/// The encoded output of the latest generation a scrape asked for.
 pub struct Exposition {
-    registry: Registry,
     state: Arc<AgentState>,
     latest: ArcSwapOption<Rendered>,
     /// Held by the one request that encodes a new generation.
@@ -227,19 +202,17 @@ pub struct Exposition {
 
 impl Exposition {
     pub fn new(state: Arc<AgentState>) -> Self {
-        let mut registry = Registry::default();
-        registry.register_collector(Box::new(SnapshotCollector { state: Arc::clone(&state) }));
-        Exposition { registry, state, latest: ArcSwapOption::empty(), encoding: tokio::sync::Mutex::new(()) }
+        Exposition { state, latest: ArcSwapOption::empty(), encoding: tokio::sync::Mutex::new(()) }
     }
 
     /// The current exposition in `format`, encoded (and compressed, if `gzip`) at most once per snapshot
     /// generation. Blocks while encoding; the HTTP server uses [`serve`](Self::serve).
     pub fn render(&self, format: Format, gzip: bool) -> Bytes {
-        let generation = self.state.snapshot().generation;
+        let snapshot = self.state.snapshot();
         match self.latest.load_full() {
-            Some(r) if r.generation == generation => r.get(format, gzip),
+            Some(r) if r.generation == snapshot.generation => r.get(format, gzip),
             _ => {
-                let r = Arc::new(self.encode(generation));
+                let r = Arc::new(self.next(snapshot));
                 self.latest.store(Some(Arc::clone(&r)));
                 r.get(format, gzip)
             }
@@ -252,7 +225,8 @@ impl Exposition {
     /// arrive meanwhile get the previous generation at once, as if they had come those milliseconds
     /// earlier. A request with nothing encoded yet waits for the first encode.
     pub async fn serve(self: &Arc<Self>, format: Format, gzip: bool) -> Bytes {
-        let generation = self.state.snapshot().generation;
+        let snapshot = self.state.snapshot();
+        let generation = snapshot.generation;
         let latest = self.latest.load_full();
         let rendered = match latest {
             Some(r) if r.generation == generation => r,
@@ -270,7 +244,7 @@ impl Exposition {
                         // The form this request wants is made in the same blocking task, before the generation
                         // is published, so the requests that follow find it ready.
                         let encoded = tokio::task::spawn_blocking(move || {
-                            let r = Arc::new(this.encode(generation));
+                            let r = Arc::new(this.next(snapshot));
                             r.get(format, gzip);
                             r
                         })
@@ -299,20 +273,9 @@ impl Exposition {
         tokio::task::spawn_blocking(move || r.get(format, gzip)).await.unwrap_or_default()
     }
 
-    fn encode(&self, generation: u64) -> Rendered {
-        let capacity = self.latest.load().as_ref().map_or(64 * 1024, |c| c.openmetrics.len() + 4096);
-        let mut om = String::with_capacity(capacity);
-        if let Err(e) = prometheus_client::encoding::text::encode(&mut om, &self.registry) {
-            // Writing to a String cannot fail; a failure would be a bug in an encoder.
-            tracing::error!("encoding metrics failed: {e}");
-        }
-        Rendered {
-            generation,
-            openmetrics: Bytes::from(om),
-            text: OnceLock::new(),
-            openmetrics_gz: OnceLock::new(),
-            text_gz: OnceLock::new(),
-        }
+    /// A new generation, to be encoded on demand.
+    fn next(&self, snapshot: Arc<Snapshot>) -> Rendered {
+        Rendered::new(snapshot, self.latest.load().as_deref())
     }
 }
 
@@ -337,44 +300,8 @@ pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     })
 }
 
-/// Converts prometheus-client's OpenMetrics text to Prometheus text format 0.0.4.
-pub fn to_text_004(om: &str) -> String {
-    let mut out = String::with_capacity(om.len());
-    let mut pending_help: Option<&str> = None;
-    for line in om.lines() {
-        if line == "# EOF" || line.starts_with("# UNIT ") {
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# HELP ") {
-            if let Some(h) = pending_help.take() {
-                let _ = writeln!(out, "# HELP {h}");
-            }
-            pending_help = Some(rest);
-            continue;
-        }
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, ty) = rest.rsplit_once(' ').unwrap_or((rest, "untyped"));
-            let (name, ty) = match ty {
-                "counter" => (format!("{name}_total"), "counter"),
-                "unknown" => (name.to_owned(), "untyped"),
-                "info" => (format!("{name}_info"), "gauge"),
-                other => (name.to_owned(), other),
-            };
-            if let Some(h) = pending_help.take() {
-                let help = h.split_once(' ').map_or("", |(_, text)| text);
-                let _ = writeln!(out, "# HELP {name} {help}");
-            }
-            let _ = writeln!(out, "# TYPE {name} {ty}");
-            continue;
-        }
-        if let Some(h) = pending_help.take() {
-            let _ = writeln!(out, "# HELP {h}");
-        }
-        out.push_str(line);
-        out.push('\n');
-    }
-    out
-}
+#[cfg(test)]
+mod oracle;
 
 #[cfg(test)]
 mod tests {
@@ -426,14 +353,5 @@ mod tests {
         assert!(!accepts_gzip(Some("gzip;q=0")));
         assert!(!accepts_gzip(Some("identity")));
         assert!(!accepts_gzip(None));
-    }
-
-    #[test]
-    fn openmetrics_to_text_004() {
-        let om = "# HELP a_errors Errors.\n# TYPE a_errors counter\na_errors_total{x=\"1\"} 3\n# HELP b Temp.\n# TYPE b gauge\nb 1.5\n# EOF\n";
-        assert_eq!(
-            to_text_004(om),
-            "# HELP a_errors_total Errors.\n# TYPE a_errors_total counter\na_errors_total{x=\"1\"} 3\n# HELP b Temp.\n# TYPE b gauge\nb 1.5\n"
-        );
     }
 }

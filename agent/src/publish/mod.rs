@@ -3,6 +3,7 @@
 
 pub(crate) mod api;
 pub(crate) mod device_page;
+pub(crate) mod encode;
 pub mod exposition;
 pub(crate) mod http;
 pub(crate) mod landing;
