@@ -47,7 +47,8 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
         while let Ok(e) = evidence.try_recv() {
             batch.push(e);
         }
-        let evidence_count = batch.len();
+        // Readings are looked at by evaluating; what else arrived changed the model by itself.
+        let quiet = batch.iter().all(|e| matches!(e, Evidence::Readings | Evidence::Flush(_)));
         let mut changes = Vec::new();
         let mut flushed = Vec::new();
         for e in batch {
@@ -60,7 +61,6 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
-        let quiet = evidence_count == 0;
         decide(&mut engine, changes, &effects, quiet, Instant::now(), SystemTime::now());
         for done in flushed {
             let _ = done.send(());
@@ -69,10 +69,11 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
 }
 
 /// Re-evaluates every device against the latest snapshot, journals what changed, hands throttle and
-/// reconnect intents to the actions thread and publishes the result. Cheap (no I/O). `quiet` means the
-/// timer woke it and no evidence arrived: then the devices' views are republished only if the round
-/// changed something, since building them for every device every second is most of what a host with many
-/// devices (a SpiNNaker machine of 1,200 boards) would otherwise spend.
+/// reconnect intents to the actions thread and publishes the result. Cheap (no I/O). `quiet` means nothing
+/// but the timer or newly published readings woke it: then the devices' views are republished only if the
+/// round changed something (a device bound new readings, a condition, an intent), since building them for
+/// every device on every round is most of what a host with many devices (a SpiNNaker machine of 1,200
+/// boards, whose devices no host collector's round concerns) would otherwise spend.
 pub fn decide(
     engine: &mut DeviceEngine,
     mut changes: Vec<ConditionChange>,
@@ -94,7 +95,9 @@ pub fn decide(
             };
             events.record(Event::new(wall, Severity::Info, kind::OPERATOR, message).on_device(&device));
         }
-        changes.extend(engine.evaluate(&state.snapshot().host(), now, wall));
+        let evaluation = engine.evaluate(&state.snapshot().host(), now, wall);
+        moved |= evaluation.rebound > 0;
+        changes.extend(evaluation.changes);
     }
     for change in &changes {
         events.condition_changed(change, wall);

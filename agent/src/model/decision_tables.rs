@@ -189,6 +189,27 @@ fn overheating() {
                 state: State::Unhealthy,
             },
             Case {
+                // The timer's rounds bring no new evidence; the held value still sets the condition.
+                name: "set: above warn for min_duration, seen out by timer rounds",
+                events: &[(0, Temp(85.0)), (5, Ev::HostRound), (10, Ev::HostRound)],
+                status: t,
+                reason: "TemperatureAboveWarning",
+                state: State::Degraded,
+            },
+            Case {
+                name: "clear: below warn - hysteresis for min_duration, seen out by timer rounds",
+                events: &[
+                    (0, Temp(85.0)),
+                    (10, Temp(85.0)),
+                    (20, Temp(74.0)),
+                    (21, Ev::HostRound),
+                    (30, Ev::HostRound),
+                ],
+                status: f,
+                reason: "TemperatureNormal",
+                state: State::Healthy,
+            },
+            Case {
                 name: "a spike shorter than min_duration changes nothing",
                 events: &[(0, Temp(85.0)), (5, Temp(70.0)), (10, Temp(85.0))],
                 status: f,

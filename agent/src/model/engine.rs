@@ -38,6 +38,56 @@ struct Device {
     thresholds: Thresholds,
     /// Everything learnt about the device since the agent started. A reload carries it across whole.
     learnt: Learnt,
+    /// The host evidence the device binds, worked out once from its config.
+    inputs: HostInputs,
+    /// Whether `learnt.readings` and `learnt.sources` come from the engine's last host evidence. False for
+    /// a device just created or reconfigured, which must bind even when nothing new was published.
+    bound: bool,
+}
+
+/// Which host evidence a device binds: the collectors whose readings it takes, and whether it takes a
+/// SpiNNaker board. A publication of anything else cannot change the device.
+#[derive(Debug, Clone, PartialEq)]
+struct HostInputs {
+    hwmon_name: Option<String>,
+    power_supply: Option<String>,
+    collectors: Vec<CollectorKind>,
+    board: bool,
+}
+
+impl HostInputs {
+    fn of(config: &DeviceConfig) -> HostInputs {
+        let hwmon_name = config.hwmon_name();
+        let power_supply = config.power_supply_name();
+        let by_pci = config.pci_address.is_some();
+        let collectors = [
+            (CollectorKind::Hwmon, hwmon_name.is_some() || by_pci),
+            (CollectorKind::ThermalZone, config.thermal_zone.is_some()),
+            (CollectorKind::PowerSupply, power_supply.is_some()),
+            (CollectorKind::Accel, by_pci),
+        ];
+        let collectors = collectors.into_iter().filter(|(_, binds)| *binds).map(|(kind, _)| kind).collect();
+        HostInputs { hwmon_name, power_supply, collectors, board: config.bmp.is_some() }
+    }
+
+    /// Whether the device has any host source (else DataStale does not apply).
+    fn any(&self) -> bool {
+        !self.collectors.is_empty() || self.board
+    }
+
+    /// Whether anything the device binds was published between `before` and `now`.
+    fn changed(&self, before: &HostEvidence, now: &HostEvidence) -> bool {
+        self.collectors.iter().any(|kind| !now.same_readings(before, *kind)) || (self.board && !now.same_boards(before))
+    }
+}
+
+/// What one evaluation round found.
+#[derive(Debug, Default)]
+pub struct Evaluation {
+    /// Conditions whose status changed, in the order judged.
+    pub changes: Vec<ConditionChange>,
+    /// Devices bound to newly published readings: their views changed even when no condition did.
+    pub rebound: usize,
 }
 
 /// What the agent has learnt about one device from its evidence and its operator: kept in one place so
@@ -94,6 +144,10 @@ impl Trackers {
             power: t.power_max.map(|p| ThresholdTracker::new(p, t.hysteresis, t.min_duration)),
             epi: t.energy_per_inference_max.map(|m| ThresholdTracker::new(m, 0.0, t.min_duration)),
         }
+    }
+
+    fn all(&self) -> impl Iterator<Item = &ThresholdTracker> {
+        [Some(&self.warn), Some(&self.crit), self.power.as_ref(), self.epi.as_ref()].into_iter().flatten()
     }
 
     fn all_mut(&mut self) -> impl Iterator<Item = &mut ThresholdTracker> {
@@ -185,6 +239,10 @@ pub struct DeviceEngine {
     devices: Vec<Device>,
     discovery: bool,
     one_shot: bool,
+    /// The host evidence the devices were last bound to. A round that brings the same publications (a
+    /// timer round, a probe or a log line of one device) does not re-bind every device: on a SpiNNaker
+    /// machine of 1,200 boards re-binding on every round was most of the agent's CPU.
+    host: HostEvidence,
 }
 
 /// PCI class codes of devices discovery treats as accelerators: processing accelerators (0x12xxxx) and
@@ -196,7 +254,7 @@ pub fn is_accelerator_class(class: u32) -> bool {
 impl DeviceEngine {
     pub fn new(config: &Config, now: Instant, wall: SystemTime) -> Self {
         let devices = config.devices.iter().map(|d| Device::new(d.clone(), false, now, wall)).collect();
-        DeviceEngine { devices, discovery: config.discovery.enabled, one_shot: false }
+        DeviceEngine { devices, discovery: config.discovery.enabled, one_shot: false, host: HostEvidence::default() }
     }
 
     /// For `scan`: one look, so a value beyond a threshold counts at once (no minimum duration) and a
@@ -212,7 +270,7 @@ impl DeviceEngine {
 
     /// Adds accelerators nobody declared: accel class devices, and hwmon chips on PCI accelerators. A
     /// device once found stays (if it vanishes, its conditions say so).
-    fn discover(&mut self, snap: &HostEvidence<'_>, now: Instant, wall: SystemTime) {
+    fn discover(&mut self, snap: &HostEvidence, now: Instant, wall: SystemTime) {
         let mut found: Vec<(String, String)> = Vec::new();
         if let Some(HostReadings::Accel(a)) = snap.readings(CollectorKind::Accel) {
             for d in &a.devices {
@@ -291,20 +349,33 @@ impl DeviceEngine {
         !self.devices.is_empty() || self.discovery
     }
 
-    /// Re-reads every device's bound sources from the snapshot and re-evaluates its conditions.
-    pub fn evaluate(&mut self, snap: &HostEvidence<'_>, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+    /// Binds every device to the host evidence and judges it again. A device is re-bound when something
+    /// it binds was published since the last round, or it is new or reconfigured; it is judged again when
+    /// it was re-bound or its verdicts depend on the time (`waits_on_time`): judging the same inputs again
+    /// at another moment could not change anything else.
+    pub fn evaluate(&mut self, snap: &HostEvidence, now: Instant, wall: SystemTime) -> Evaluation {
         if self.discovery {
             self.discover(snap, now, wall);
         }
-        let mut changes = Vec::new();
+        let mut out = Evaluation::default();
         for d in &mut self.devices {
-            d.bind(snap);
+            let rebind = !d.bound || d.inputs.changed(&self.host, snap);
+            if rebind {
+                d.bind(snap);
+                d.bound = true;
+                out.rebound += 1;
+            }
+            // Asked before a reading is counted, so a device that was stale is judged fresh again.
+            let waits = d.waits_on_time(now);
             if !d.learnt.readings.is_empty() {
                 d.learnt.last_reading = Some(now);
             }
-            changes.extend(d.reevaluate(now, wall));
+            if rebind || waits {
+                out.changes.extend(d.reevaluate(now, wall));
+            }
         }
-        changes
+        self.host = snap.clone();
+        out
     }
 
     /// Records a probe result and re-evaluates that device.
@@ -620,7 +691,8 @@ impl Device {
             })
             .collect();
         let learnt = Learnt::new(&config, &thresholds, now, wall);
-        Device { config, discovered, log_paths, log_rules, thresholds, learnt }
+        let inputs = HostInputs::of(&config);
+        Device { config, discovered, log_paths, log_rules, thresholds, learnt, inputs, bound: false }
     }
 
     /// This device under a changed config, keeping what was learnt about it.
@@ -650,16 +722,16 @@ impl Device {
     }
 
     /// Collects this device's readings from the host collectors' latest results.
-    fn bind(&mut self, snap: &HostEvidence<'_>) {
+    fn bind(&mut self, snap: &HostEvidence) {
         let mut r = Readings::default();
         let mut sources = Vec::new();
         if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
-            let name = self.config.hwmon_name();
+            let name = self.inputs.hwmon_name.as_deref();
             let pci = self.config.pci_address.as_deref();
             let chips = h.layout.chips.iter().filter(|c| match pci {
                 // Only the chips of that address: another board's chip may have the same name.
                 Some(p) => c.pci_address.as_deref() == Some(p),
-                None => name.as_deref().is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n),
+                None => name.is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n),
             });
             let chips: Vec<&Chip> = chips.collect();
             // A name matching several chips (coretemp: one per socket) would repeat their sensor names
@@ -693,8 +765,8 @@ impl Device {
             }
         }
         if let (Some(name), Some(HostReadings::PowerSupply(p))) =
-            (self.config.power_supply_name(), snap.readings(CollectorKind::PowerSupply))
-            && let Some(s) = p.get(&name)
+            (&self.inputs.power_supply, snap.readings(CollectorKind::PowerSupply))
+            && let Some(s) = p.get(name)
         {
             sources.push(format!("power_supply:{name}"));
             // energy_now is in microwatt-hours: 1 µWh = 3.6e-3 J.
@@ -783,6 +855,15 @@ impl Device {
             .and_then(|p| p.offline_after)
             .unwrap_or(self.config.profile().offline_after)
             .max(1)
+    }
+
+    /// Whether judging the same inputs again at `now` could come out differently: a threshold tracker is
+    /// waiting out its minimum duration, or the host sources have been silent for longer than
+    /// `stale_after` (DataStale sets, and its message counts the seconds).
+    fn waits_on_time(&self, now: Instant) -> bool {
+        let pending = self.learnt.trackers.all().any(ThresholdTracker::is_pending);
+        let stale = self.data_stale_evidence(now);
+        pending || (stale.has_host_sources && stale.silent_for > stale.stale_after)
     }
 
     /// Runs the rules; returns the changed conditions as events for the journal.
@@ -910,11 +991,7 @@ impl Device {
 
     /// How long the device's host sources have been silent at `now`.
     fn data_stale_evidence(&self, now: Instant) -> DataStaleEvidence {
-        let has_host_sources = self.config.hwmon_name().is_some()
-            || self.config.bmp.is_some()
-            || self.config.pci_address.is_some()
-            || self.config.thermal_zone.is_some()
-            || self.config.power_supply_name().is_some();
+        let has_host_sources = self.inputs.any();
         let since = self.learnt.last_reading.unwrap_or(self.learnt.created);
         DataStaleEvidence {
             has_host_sources,

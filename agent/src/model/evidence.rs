@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use collectors::HostReadings;
@@ -12,23 +13,44 @@ use config::CollectorKind;
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{ConditionChange, DeviceEngine, LogUpdate, ProbeResult};
-use super::spinnaker::BoardReading;
+use super::spinnaker::{BoardReading, SpinnakerSnapshot};
 
 /// The host collectors' latest readings and the SpiNNaker pollers' latest boards: what devices bind.
-#[derive(Debug, Default)]
-pub struct HostEvidence<'a> {
-    pub readings: BTreeMap<CollectorKind, &'a HostReadings>,
-    /// By device id.
-    pub boards: Option<&'a BTreeMap<String, BoardReading>>,
+/// It holds the published values themselves (shared, not copied), so the engine can keep the evidence it
+/// last bound and tell, by identity, whether anything was published since.
+#[derive(Debug, Default, Clone)]
+pub struct HostEvidence {
+    pub readings: BTreeMap<CollectorKind, Arc<HostReadings>>,
+    pub spinnaker: Option<Arc<SpinnakerSnapshot>>,
 }
 
-impl<'a> HostEvidence<'a> {
-    pub fn readings(&self, kind: CollectorKind) -> Option<&'a HostReadings> {
-        self.readings.get(&kind).copied()
+impl HostEvidence {
+    pub fn readings(&self, kind: CollectorKind) -> Option<&HostReadings> {
+        self.readings.get(&kind).map(|r| &**r)
     }
 
-    pub fn board(&self, device: &str) -> Option<&'a BoardReading> {
-        self.boards?.get(device)
+    /// The board bound to `device`, by device id.
+    pub fn board(&self, device: &str) -> Option<&BoardReading> {
+        self.spinnaker.as_ref()?.boards.get(device)
+    }
+
+    /// Whether `kind`'s readings are the same publication in both (compared by identity, which is sound
+    /// because both sides hold them alive), or absent in both.
+    pub fn same_readings(&self, other: &HostEvidence, kind: CollectorKind) -> bool {
+        match (self.readings.get(&kind), other.readings.get(&kind)) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+
+    /// Whether the SpiNNaker boards are the same poll in both.
+    pub fn same_boards(&self, other: &HostEvidence) -> bool {
+        match (&self.spinnaker, &other.spinnaker) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
     }
 }
 

@@ -115,7 +115,9 @@ impl Condition {
         }
         self.status = status;
         self.impact = impact;
-        self.reason = reason.to_owned();
+        if self.reason != reason {
+            self.reason = reason.to_owned();
+        }
         self.message = message;
         changed
     }
@@ -234,6 +236,12 @@ impl ThresholdTracker {
             (Some(_), Some(_)) => {}
         }
         self.level
+    }
+
+    /// Whether the value is on the other side and the tracker waits out `min_duration` before flipping:
+    /// observing the same value later may change the level.
+    pub fn is_pending(&self) -> bool {
+        self.pending.is_some()
     }
 
     fn flip(&mut self) {

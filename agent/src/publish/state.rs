@@ -110,10 +110,10 @@ impl Snapshot {
     }
 
     /// What devices bind: the collectors' latest readings and the SpiNNaker boards.
-    pub fn host(&self) -> HostEvidence<'_> {
+    pub fn host(&self) -> HostEvidence {
         HostEvidence {
-            readings: self.collectors.iter().filter_map(|(k, c)| Some((*k, c.readings.as_deref()?))).collect(),
-            boards: Some(&self.spinnaker.boards),
+            readings: self.collectors.iter().filter_map(|(k, c)| Some((*k, c.readings.clone()?))).collect(),
+            spinnaker: Some(Arc::clone(&self.spinnaker)),
         }
     }
 }
