@@ -1,8 +1,8 @@
 //! Metric families as readers describe them, independent of the exposition library.
 //!
-//! Readers know which names, units and labels their values have; the agent turns [`Families`] into
-//! Prometheus text with the prometheus-client crate. Keeping the mapping next to the parsing keeps each
-//! reader testable on its own. Every family is declared in [`crate::catalogue`]; samples are added
+//! Readers know which names, units and labels their values have; the agent writes [`Families`] as
+//! Prometheus text and OpenMetrics (its `publish::encode`). Keeping the mapping next to the parsing keeps
+//! each reader testable on its own. Every family is declared in [`crate::catalogue`]; samples are added
 //! through its declarations, never by a name made up at the call site.
 
 use std::collections::HashMap;
@@ -42,22 +42,40 @@ pub struct Family {
     pub samples: Vec<Sample>,
 }
 
-/// FNV-1a. Every sample of a scrape looks its family up by name; the names are our own (not attacker
-/// chosen), so the DoS resistance of the standard SipHash buys nothing and costs 3% of a scrape's CPU.
+/// A multiply-rotate hash taking eight bytes at a time (the FxHash step, finished as rustc-hash 2 does).
+/// Every sample of a scrape looks its family up by name; the names are our own (not attacker chosen), so
+/// the DoS resistance of the standard SipHash buys nothing and cost 3% of a scrape's CPU, and FNV-1a's
+/// one multiply per byte still made this lookup a tenth of an encode.
 #[derive(Default)]
-struct Fnv(u64);
+struct NameHash(u64);
 
-impl Hasher for Fnv {
+impl NameHash {
+    const K: u64 = 0xf135_7aea_2e62_a9c5;
+
+    fn add(&mut self, word: u64) {
+        self.0 = (self.0.rotate_left(5) ^ word).wrapping_mul(Self::K);
+    }
+}
+
+impl Hasher for NameHash {
     fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h = (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        let mut words = bytes.chunks_exact(8);
+        for w in &mut words {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(w);
+            self.add(u64::from_le_bytes(word));
         }
-        self.0 = h;
+        let rest = words.remainder();
+        if !rest.is_empty() {
+            let mut word = [0u8; 8];
+            word[..rest.len()].copy_from_slice(rest);
+            self.add(u64::from_le_bytes(word));
+        }
     }
 
     fn finish(&self) -> u64 {
-        self.0
+        // The product's best bits are its high ones; the table indexes by the low ones.
+        self.0.rotate_left(26)
     }
 }
 
@@ -65,7 +83,7 @@ impl Hasher for Fnv {
 #[derive(Debug, Clone, Default)]
 pub struct Families {
     families: Vec<Family>,
-    index: HashMap<String, usize, BuildHasherDefault<Fnv>>,
+    index: HashMap<String, usize, BuildHasherDefault<NameHash>>,
 }
 
 impl Families {

@@ -92,12 +92,13 @@ fn labels(labels: &[(&'static str, LabelValue)], out: &mut Vec<u8>) {
 fn escaped(value: &str, out: &mut Vec<u8>) {
     let bytes = value.as_bytes();
     let mut from = 0;
-    for (i, b) in bytes.iter().enumerate() {
-        let escape: &[u8] = match b {
+    // Most values need no escape at all; memchr scans for the three bytes many at a time, where a
+    // byte-by-byte loop was the largest part of an encode.
+    for i in memchr::memchr3_iter(b'\\', b'"', b'\n', bytes) {
+        let escape: &[u8] = match bytes[i] {
             b'\\' => b"\\\\",
             b'"' => b"\\\"",
-            b'\n' => b"\\n",
-            _ => continue,
+            _ => b"\\n",
         };
         out.extend_from_slice(&bytes[from..i]);
         out.extend_from_slice(escape);
