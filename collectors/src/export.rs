@@ -84,6 +84,9 @@ impl Hasher for NameHash {
 pub struct Families {
     families: Vec<Family>,
     index: HashMap<String, usize, BuildHasherDefault<NameHash>>,
+    /// The family the last sample went to: readers often add a run of samples to one family (a device's
+    /// error counters, every device's event counts), and comparing one name is cheaper than hashing it.
+    last: usize,
 }
 
 impl Families {
@@ -94,6 +97,9 @@ impl Families {
     /// The family `name`, created on first use. The first caller's help text and kind win.
     fn family(&mut self, name: &str, help: &str, kind: MetricKind) -> &mut Family {
         debug_assert!(kind != MetricKind::Counter || name.ends_with("_total"), "counter {name} must end in _total");
+        if self.families.get(self.last).is_some_and(|f| f.name == name) {
+            return &mut self.families[self.last];
+        }
         let i = match self.index.get(name) {
             Some(&i) => i,
             None => {
@@ -102,6 +108,7 @@ impl Families {
                 self.families.len() - 1
             }
         };
+        self.last = i;
         &mut self.families[i]
     }
 
