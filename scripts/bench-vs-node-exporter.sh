@@ -298,14 +298,16 @@ agent_version=$("$agent_bin" --version)
 
 # --- summary -----------------------------------------------------------------------------------
 
-# med EXPORTER FIGURE: "median (min-max)" over the runs, or "median" when all runs agree.
+# med EXPORTER FIGURE [FORMAT]: "median (min-max)" over the runs, or "median" when all runs agree.
+# FORMAT (printf) overrides the precision chosen by magnitude.
 med() {
-    awk -F'\t' -v k="$1" -v f="$2" '$1 == k && $2 == f && $3 != "" { v[n++] = $3 + 0 }
+    awk -F'\t' -v k="$1" -v f="$2" -v given="${3:-}" '$1 == k && $2 == f && $3 != "" { v[n++] = $3 + 0 }
         END {
             if (n == 0) { print "-"; exit }
             for (i = 0; i < n; i++) for (j = i + 1; j < n; j++) if (v[j] < v[i]) { t = v[i]; v[i] = v[j]; v[j] = t }
             m = (n % 2) ? v[int(n / 2)] : (v[n / 2 - 1] + v[n / 2]) / 2
             fmt = (m >= 100) ? "%.0f" : (m >= 10) ? "%.1f" : "%.2f"
+            if (given != "") fmt = given
             out = sprintf(fmt, m)
             if (v[0] != v[n - 1]) out = out sprintf(" (" fmt "-" fmt ")", v[0], v[n - 1])
             print out
@@ -343,7 +345,7 @@ for k in ne same all; do
         "$(med "${k}_gz" non2xx)" "$(med "${k}_gz" sockerr)"
 done
 echo
-echo "ratio agent(same)/node_exporter, median of the runs' own ratios: CPU $(med ratio cpu), peak RSS $(med ratio rss)"
+echo "ratio agent(same)/node_exporter, median of the runs' own ratios: CPU $(med ratio cpu %.3f), peak RSS $(med ratio rss %.3f)"
 echo
 echo "series per scrape: node_exporter ${SERIES[ne]}, agent(same) ${SERIES[same]}, agent(all) ${SERIES[all]}"
 for k in ne same all ne_gz same_gz all_gz; do
