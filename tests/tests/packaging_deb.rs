@@ -119,6 +119,18 @@ fn shipped(zsh_dir: &str) -> Vec<Shipped> {
         file("/usr/share/doc/accel-agent/README.md", 0o644, Some("README.md")),
         file("/usr/share/man/man8/accel-agent.8.gz", 0o644, None),
         file("/usr/share/man/man1/agentctl.1.gz", 0o644, None),
+        // The monitoring side, for a fleet that takes it from the hosts' packages.
+        file(
+            "/usr/share/accel-agent/prometheus/accel-agent.rules.yml",
+            0o644,
+            Some("packaging/prometheus/accel-agent.rules.yml"),
+        ),
+        file("/usr/share/accel-agent/grafana/accel-agent.json", 0o644, Some("packaging/grafana/accel-agent.json")),
+        file(
+            "/usr/share/accel-agent/node-problem-detector/accel-agent-monitor.json",
+            0o644,
+            Some("packaging/node-problem-detector/accel-agent-monitor.json"),
+        ),
     ];
     for bin in ["accel-agent", "agentctl"] {
         out.push(file(&format!("/usr/share/bash-completion/completions/{bin}"), 0o644, None));
