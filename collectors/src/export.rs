@@ -9,10 +9,18 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::Arc;
 
+use smallvec::SmallVec;
+
 use crate::catalogue::{Pattern, Spec};
 
 /// A label value. Shared so that building families does not copy names read at discovery time.
 pub type LabelValue = Arc<str>;
+
+/// A sample's labels. Inline up to three (nearly every family has at most three), so building a scrape
+/// does not allocate a list per sample: that was most of the allocation of an encode.
+pub type Labels = SmallVec<[(&'static str, LabelValue); 3]>;
+
+pub use smallvec::smallvec as labels;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum MetricKind {
@@ -23,7 +31,7 @@ pub enum MetricKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {
-    pub labels: Vec<(&'static str, LabelValue)>,
+    pub labels: Labels,
     pub value: f64,
 }
 
@@ -114,7 +122,8 @@ impl Families {
 
     /// Adds a sample of the catalogue family `spec`. Debug builds check that the label names are the
     /// declared ones, in order.
-    pub fn sample(&mut self, spec: &'static Spec, labels: Vec<(&'static str, LabelValue)>, value: f64) {
+    pub fn sample(&mut self, spec: &'static Spec, labels: impl Into<Labels>, value: f64) {
+        let labels = labels.into();
         debug_assert!(
             spec.accepts(labels.iter().map(|(k, _)| *k)),
             "{}: labels {:?} are not the declared {:?} (then optionally {:?})",
@@ -134,9 +143,10 @@ impl Families {
         name: &str,
         help: &str,
         kind: MetricKind,
-        labels: Vec<(&'static str, LabelValue)>,
+        labels: impl Into<Labels>,
         value: f64,
     ) {
+        let labels = labels.into();
         debug_assert!(pattern.matches(name), "{name} is not a family of {}", pattern.doc);
         debug_assert!(
             pattern.accepts(labels.iter().map(|(k, _)| *k)),

@@ -12,7 +12,7 @@ pub(crate) mod spinnaker;
 pub(crate) mod view;
 
 use collectors::catalogue::{self as c, Spec};
-use collectors::export::{Families, lv};
+use collectors::export::{Families, labels, lv};
 
 pub use engine::{ConditionChange, DeviceEngine, DeviceView};
 pub use health::{ConditionKind, State, Status};
@@ -35,33 +35,33 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
             1.0,
         );
         if let Some(up) = d.up {
-            out.sample(&c::DEVICE_UP, vec![("device", id.clone()), ("kind", kind.clone())], f64::from(u8::from(up)));
+            out.sample(&c::DEVICE_UP, labels![("device", id.clone()), ("kind", kind.clone())], f64::from(u8::from(up)));
         }
         for s in State::ALL {
             out.sample(
                 &c::DEVICE_HEALTH,
-                vec![("device", id.clone()), ("state", lv(s.name()))],
+                labels![("device", id.clone()), ("state", lv(s.name()))],
                 f64::from(u8::from(d.state == s)),
             );
         }
         for c in &d.conditions {
             out.sample(
                 &c::DEVICE_CONDITION,
-                vec![("device", id.clone()), ("condition", lv(c.kind.name()))],
+                labels![("device", id.clone()), ("condition", lv(c.kind.name()))],
                 f64::from(u8::from(c.status == Status::True)),
             );
         }
         let r = &d.readings;
         let sensor_family = |out: &mut Families, spec: &'static Spec, readings: &[engine::Reading]| {
             for x in readings {
-                out.sample(spec, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
+                out.sample(spec, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
             }
         };
         sensor_family(out, &c::DEVICE_TEMPERATURE, &r.temperature_celsius);
         for t in &r.temperature_threshold_celsius {
             out.sample(
                 &c::DEVICE_TEMPERATURE_THRESHOLD,
-                vec![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
+                labels![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
                 t.value,
             );
         }
@@ -70,7 +70,7 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
         for (level, v) in [("warn", d.temperature_warn_celsius), ("crit", d.temperature_crit_celsius)] {
             out.sample(
                 &c::DEVICE_TEMPERATURE_THRESHOLD,
-                vec![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
+                labels![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
                 v,
             );
         }
@@ -79,36 +79,36 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
         sensor_family(out, &c::DEVICE_CURRENT, &r.current_amperes);
         sensor_family(out, &c::DEVICE_FAN, &r.fan_rpm);
         if let Some(u) = d.utilization_ratio {
-            out.sample(&c::DEVICE_UTILIZATION, vec![("device", id.clone())], u);
+            out.sample(&c::DEVICE_UTILIZATION, labels![("device", id.clone())], u);
         }
         if let Some(n) = d.inferences_total {
-            out.sample(&c::DEVICE_INFERENCES, vec![("device", id.clone())], n);
+            out.sample(&c::DEVICE_INFERENCES, labels![("device", id.clone())], n);
         }
         if let Some(e) = d.energy_per_inference_joules {
-            out.sample(&c::DEVICE_ENERGY_PER_INFERENCE, vec![("device", id.clone())], e);
+            out.sample(&c::DEVICE_ENERGY_PER_INFERENCE, labels![("device", id.clone())], e);
         }
-        out.sample(&c::MAINTENANCE_MODE, vec![("device", id.clone())], f64::from(u8::from(d.maintenance)));
+        out.sample(&c::MAINTENANCE_MODE, labels![("device", id.clone())], f64::from(u8::from(d.maintenance)));
         if let Some(circuit) = d.circuit {
-            out.sample(&c::RECONNECT_CIRCUIT_STATE, vec![("device", id.clone())], circuit.gauge());
+            out.sample(&c::RECONNECT_CIRCUIT_STATE, labels![("device", id.clone())], circuit.gauge());
         }
         for (step, result, n) in &d.reconnect_attempts {
             out.sample(
                 &c::RECONNECT_ATTEMPTS,
-                vec![("device", id.clone()), ("step", lv(step)), ("result", lv(result))],
+                labels![("device", id.clone()), ("step", lv(step)), ("result", lv(result))],
                 *n as f64,
             );
         }
         for (rule, n) in &d.log_matches {
-            out.sample(&c::LOG_MATCHES, vec![("device", id.clone()), ("rule", lv(rule))], *n as f64);
+            out.sample(&c::LOG_MATCHES, labels![("device", id.clone()), ("rule", lv(rule))], *n as f64);
         }
         for (source, n) in &d.log_lines {
-            out.sample(&c::LOG_LINES, vec![("device", id.clone()), ("source", lv(source))], *n as f64);
+            out.sample(&c::LOG_LINES, labels![("device", id.clone()), ("source", lv(source))], *n as f64);
         }
         for p in &d.probes {
             if p.status == engine::ProbeState::Pending {
                 continue;
             }
-            let l = || vec![("device", id.clone()), ("probe", lv(&p.name))];
+            let l = || labels![("device", id.clone()), ("probe", lv(&p.name))];
             out.sample(&c::PROBE_SUCCESS, l(), f64::from(u8::from(p.success)));
             out.sample(&c::PROBE_DURATION, l(), p.duration_seconds);
             if let Some(t) = p.last_success.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
@@ -116,7 +116,7 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
             }
         }
         for x in &r.energy_joules {
-            out.sample(&c::DEVICE_ENERGY, vec![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
+            out.sample(&c::DEVICE_ENERGY, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
         }
     }
 }

@@ -10,7 +10,7 @@ use arc_swap::ArcSwapOption;
 
 use bytes::Bytes;
 use collectors::catalogue;
-use collectors::export::{Families, lv};
+use collectors::export::{Families, labels, lv};
 
 use crate::publish::encode;
 use crate::publish::state::{AgentState, Snapshot};
@@ -67,7 +67,7 @@ pub fn families(snap: &Snapshot) -> Families {
     }
     for (kind, c) in &snap.collectors {
         let name = lv(kind.name());
-        let l = || vec![("collector", name.clone())];
+        let l = || labels![("collector", name.clone())];
         out.sample(&catalogue::COLLECTOR_SUCCESS, l(), f64::from(u8::from(c.success)));
         if let Some(d) = c.duration {
             out.sample(&catalogue::COLLECTOR_DURATION, l(), d.as_secs_f64());
@@ -83,7 +83,7 @@ pub fn families(snap: &Snapshot) -> Families {
         for (reason, n) in c.read_errors.iter().filter(|(reason, n)| *n > 0 || !reason.is_expected()) {
             out.sample(
                 &catalogue::SYSFS_READ_ERRORS,
-                vec![("collector", name.clone()), ("reason", lv(reason.label()))],
+                labels![("collector", name.clone()), ("reason", lv(reason.label()))],
                 n as f64,
             );
         }
@@ -92,13 +92,13 @@ pub fn families(snap: &Snapshot) -> Families {
     out.sample(&catalogue::SYSFS_OPEN_FILES_LIMIT, Vec::new(), snap.open_files.limit as f64);
     out.sample(&catalogue::ACTIONS_UP, Vec::new(), if snap.actions_stopped.is_some() { 0.0 } else { 1.0 });
     for t in snap.throttle.iter() {
-        let d = || vec![("device", lv(&t.device))];
+        let d = || labels![("device", lv(&t.device))];
         out.sample(&catalogue::THROTTLE_LEVEL, d(), t.level as f64);
         out.sample(&catalogue::THROTTLE_MAX_LEVEL, d(), t.max_level as f64);
         for (direction, n) in [("up", t.transitions_up), ("down", t.transitions_down)] {
             out.sample(
                 &catalogue::THROTTLE_TRANSITIONS,
-                vec![("device", lv(&t.device)), ("direction", lv(direction))],
+                labels![("device", lv(&t.device)), ("direction", lv(direction))],
                 n as f64,
             );
         }
@@ -114,10 +114,10 @@ pub fn families(snap: &Snapshot) -> Families {
         counts.insert((device.as_str(), severity.as_str()), *n);
     }
     for ((device, severity), n) in counts {
-        out.sample(&catalogue::EVENTS, vec![("device", lv(device)), ("severity", lv(severity))], n as f64);
+        out.sample(&catalogue::EVENTS, labels![("device", lv(device)), ("severity", lv(severity))], n as f64);
     }
     out.sample(&catalogue::EVENTS_DROPPED, vec![], snap.events_dropped as f64);
-    out.sample(&catalogue::BUILD_INFO, vec![("version", lv(VERSION)), ("revision", lv(REVISION))], 1.0);
+    out.sample(&catalogue::BUILD_INFO, labels![("version", lv(VERSION)), ("revision", lv(REVISION))], 1.0);
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESSFUL, vec![], f64::from(u8::from(snap.reload.successful)));
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, vec![], snap.reload.success_unix);
     out

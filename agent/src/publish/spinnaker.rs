@@ -1,7 +1,7 @@
 //! The accel_spinnaker_* metric families, from the pollers' latest snapshot.
 
 use collectors::catalogue as c;
-use collectors::export::{Families, lv};
+use collectors::export::{Families, labels, lv};
 
 use crate::model::spinnaker::SpinnakerSnapshot;
 
@@ -9,19 +9,19 @@ use crate::model::spinnaker::SpinnakerSnapshot;
 pub fn export(snap: &SpinnakerSnapshot, out: &mut Families) {
     for (id, b) in &snap.boards {
         if let Some(serial) = &b.serial {
-            out.sample(&c::SPINNAKER_BOARD_INFO, vec![("device", lv(id)), ("serial", lv(serial))], 1.0);
+            out.sample(&c::SPINNAKER_BOARD_INFO, labels![("device", lv(id)), ("serial", lv(serial))], 1.0);
         }
         if let Some(on) = b.on_can {
-            out.sample(&c::SPINNAKER_BOARD_ON_CAN, vec![("device", lv(id))], f64::from(u8::from(on)));
+            out.sample(&c::SPINNAKER_BOARD_ON_CAN, labels![("device", lv(id))], f64::from(u8::from(on)));
         }
         if let Some(s) = &b.status {
-            let d = vec![("device", lv(id))];
+            let d = labels![("device", lv(id))];
             out.sample(&c::SPINNAKER_BOARD_WARNING_BITS, d.clone(), f64::from(s.warning));
             out.sample(&c::SPINNAKER_BOARD_SHUTDOWN_BITS, d, f64::from(s.shutdown));
         }
     }
     for (name, m) in &snap.machines {
-        let machine = vec![("machine", lv(name))];
+        let machine = labels![("machine", lv(name))];
         out.sample(&c::SPINNAKER_SPALLOC_UP, machine.clone(), f64::from(u8::from(m.spalloc_up)));
         if let Some(n) = m.dead_boards {
             out.sample(&c::SPINNAKER_MACHINE_DEAD_BOARDS, machine.clone(), n as f64);
@@ -31,7 +31,7 @@ pub fn export(snap: &SpinnakerSnapshot, out: &mut Families) {
         }
         if m.spalloc_up {
             for (state, n) in &m.jobs {
-                out.sample(&c::SPINNAKER_JOBS, vec![("machine", lv(name)), ("state", lv(state))], *n as f64);
+                out.sample(&c::SPINNAKER_JOBS, labels![("machine", lv(name)), ("state", lv(state))], *n as f64);
             }
         }
     }
@@ -49,7 +49,7 @@ pub fn export(snap: &SpinnakerSnapshot, out: &mut Families) {
         ("foreign", s.foreign),
         ("late_or_duplicate", s.late_or_duplicate),
     ] {
-        out.sample(&c::SPINNAKER_SCP_PACKETS, vec![("kind", lv(kind))], n as f64);
+        out.sample(&c::SPINNAKER_SCP_PACKETS, labels![("kind", lv(kind))], n as f64);
     }
     if let Some(d) = snap.poll_duration {
         out.sample(&c::SPINNAKER_POLL_DURATION, vec![], d.as_secs_f64());

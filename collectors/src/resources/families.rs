@@ -3,7 +3,7 @@
 
 use super::{ResourceReadings, SourceFile};
 use crate::catalogue::{self as c, Spec};
-use crate::export::{Families, LabelValue, lv};
+use crate::export::{Families, Labels, labels, lv};
 
 /// Adds the families of `r` to `out`. A value that was not read has no sample.
 pub fn export(r: &ResourceReadings, out: &mut Families) {
@@ -14,7 +14,7 @@ pub fn export(r: &ResourceReadings, out: &mut Families) {
     network(r, out);
     process(r, out);
     for file in SourceFile::ALL {
-        out.sample(&c::RESOURCES_PARSE_ERRORS, vec![("file", lv(file.name()))], r.parse_errors(file) as f64);
+        out.sample(&c::RESOURCES_PARSE_ERRORS, labels![("file", lv(file.name()))], r.parse_errors(file) as f64);
     }
 }
 
@@ -28,7 +28,7 @@ fn single(out: &mut Families, spec: &'static Spec, v: Option<f64>) {
 fn cpu(r: &ResourceReadings, out: &mut Families) {
     for (mode, secs) in r.cpu.modes() {
         if let Some(s) = secs {
-            out.sample(&c::CPU_SECONDS, vec![("mode", lv(mode))], s);
+            out.sample(&c::CPU_SECONDS, labels![("mode", lv(mode))], s);
         }
     }
     single(out, &c::CPUS, r.cpu.count.map(f64::from));
@@ -55,8 +55,12 @@ fn memory(r: &ResourceReadings, out: &mut Families) {
 
 fn filesystems(r: &ResourceReadings, out: &mut Families) {
     for fs in &r.filesystems {
-        let labels = || -> Vec<(&'static str, LabelValue)> {
-            vec![("device", fs.device.clone()), ("mountpoint", fs.mount_point.clone()), ("fstype", fs.fs_type.clone())]
+        let labels = || -> Labels {
+            labels![
+                ("device", fs.device.clone()),
+                ("mountpoint", fs.mount_point.clone()),
+                ("fstype", fs.fs_type.clone())
+            ]
         };
         let mut g = |spec: &'static Spec, v: Option<f64>| {
             if let Some(v) = v {
@@ -74,7 +78,7 @@ fn filesystems(r: &ResourceReadings, out: &mut Families) {
 
 fn disks(r: &ResourceReadings, out: &mut Families) {
     for d in &r.disks {
-        let l = || vec![("device", d.device.clone())];
+        let l = || labels![("device", d.device.clone())];
         out.sample(&c::DISK_READS_COMPLETED, l(), d.reads_completed as f64);
         out.sample(&c::DISK_WRITES_COMPLETED, l(), d.writes_completed as f64);
         out.sample(&c::DISK_READ_BYTES, l(), d.read_bytes as f64);
@@ -85,7 +89,7 @@ fn disks(r: &ResourceReadings, out: &mut Families) {
 
 fn network(r: &ResourceReadings, out: &mut Families) {
     for n in &r.network {
-        let l = || vec![("device", n.device.clone())];
+        let l = || labels![("device", n.device.clone())];
         let mut counter = |spec: &'static Spec, v: u64| out.sample(spec, l(), v as f64);
         counter(&c::NETWORK_RECEIVE_BYTES, n.receive_bytes);
         counter(&c::NETWORK_RECEIVE_PACKETS, n.receive_packets);

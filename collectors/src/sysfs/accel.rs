@@ -12,7 +12,7 @@ use super::{
     Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, is_pci_address, list_class, plausible, read_value,
 };
 use crate::catalogue;
-use crate::export::{Families, LabelValue, lv};
+use crate::export::{Families, LabelValue, labels, lv};
 
 /// Numeric attributes and what they are.
 const NUMERIC: &[(&str, Field)] = &[
@@ -96,7 +96,7 @@ impl AccelReadings {
 
     pub fn export(&self, out: &mut Families) {
         for d in &self.devices {
-            let a = || vec![("accel", d.name.clone())];
+            let a = || labels![("accel", d.name.clone())];
             out.sample(
                 &catalogue::CLASS_DEVICE_INFO,
                 vec![

@@ -6,7 +6,7 @@ use config::Filter;
 
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_static, read_value};
 use crate::catalogue;
-use crate::export::{Families, LabelValue, lv};
+use crate::export::{Families, LabelValue, labels, lv};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct CoolingDevice {
@@ -26,7 +26,7 @@ pub struct CoolingReadings {
 impl CoolingReadings {
     pub fn export(&self, out: &mut Families) {
         for d in &self.devices {
-            let labels = || vec![("name", d.name.clone()), ("type", d.device_type.clone())];
+            let labels = || labels![("name", d.name.clone()), ("type", d.device_type.clone())];
             if let Some(v) = d.cur_state {
                 out.sample(&catalogue::COOLING_DEVICE_CUR_STATE, labels(), v);
             }

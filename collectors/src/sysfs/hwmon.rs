@@ -23,7 +23,7 @@ use super::{
     read_static, read_value, split_attr_name,
 };
 use crate::catalogue;
-use crate::export::{Families, LabelValue, MetricKind, lv};
+use crate::export::{Families, LabelValue, MetricKind, labels, lv};
 
 /// Sensor types read, as node_exporter 1.5 plus `freq` (GPU/accelerator clocks, in Hz).
 const SENSOR_TYPES: [&str; 14] = [
@@ -510,12 +510,12 @@ impl HwmonReadings {
             if let Some(n) = &chip.chip_name {
                 out.sample(
                     &catalogue::HWMON_CHIP_NAMES,
-                    vec![("chip", chip.chip.clone()), ("chip_name", n.clone())],
+                    labels![("chip", chip.chip.clone()), ("chip_name", n.clone())],
                     1.0,
                 );
             }
             for sensor in &chip.sensors {
-                let labels = || vec![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
+                let labels = || labels![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
                 if let Some(label) = &sensor.label {
                     let mut l = labels();
                     l.push(("label", label.clone()));

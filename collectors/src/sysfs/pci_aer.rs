@@ -21,7 +21,7 @@ use super::{
     resolve,
 };
 use crate::catalogue;
-use crate::export::{Families, LabelValue, lv};
+use crate::export::{Families, LabelValue, labels, lv};
 
 pub const SEVERITIES: [(&str, &str, &str); 3] = [
     ("correctable", "aer_dev_correctable", "aer_rootport_total_err_cor"),
@@ -88,14 +88,14 @@ impl PciAerReadings {
             for (sev, n) in &d.reported {
                 out.sample(
                     &catalogue::PCI_AER_DEVICE_ERRORS,
-                    vec![("pci_address", d.address.clone()), ("severity", lv(*sev))],
+                    labels![("pci_address", d.address.clone()), ("severity", lv(*sev))],
                     *n,
                 );
             }
             for (sev, n) in &d.rootport {
                 out.sample(
                     &catalogue::PCI_AER_ROOTPORT_ERRORS,
-                    vec![("pci_address", d.address.clone()), ("severity", lv(*sev))],
+                    labels![("pci_address", d.address.clone()), ("severity", lv(*sev))],
                     *n,
                 );
             }

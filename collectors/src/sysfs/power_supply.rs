@@ -12,7 +12,7 @@ use config::Filter;
 use super::io::EntryKind;
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_value};
 use crate::catalogue;
-use crate::export::{Families, LabelValue, MetricKind, lv};
+use crate::export::{Families, LabelValue, MetricKind, labels, lv};
 
 /// (sysfs file, metric suffix, divisor) for every numeric attribute node_exporter exports. Values are
 /// divided (not multiplied by a reciprocal) so they are bit-identical to node_exporter's.
@@ -130,11 +130,11 @@ impl PowerSupplyReadings {
                     &format!("accel_power_supply_{suffix}"),
                     &format!("Power supply attribute {file}"),
                     MetricKind::Gauge,
-                    vec![("power_supply", s.name.clone())],
+                    labels![("power_supply", s.name.clone())],
                     raw / divisor,
                 );
             }
-            let mut labels = vec![("power_supply", s.name.clone())];
+            let mut labels = labels![("power_supply", s.name.clone())];
             labels.extend(s.info.iter().filter(|(_, v)| !v.is_empty()).cloned());
             out.sample(&catalogue::POWER_SUPPLY_INFO, labels, 1.0);
         }

@@ -15,7 +15,7 @@ use super::{
     read_value,
 };
 use crate::catalogue;
-use crate::export::{Families, LabelValue, MetricKind, lv};
+use crate::export::{Families, LabelValue, MetricKind, labels, lv};
 
 /// Running total of a counter that wraps at a known range.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
@@ -78,20 +78,20 @@ impl PowercapReadings {
     pub fn export(&self, out: &mut Families) {
         for z in &self.zones {
             let Some(j) = z.energy_joules else { continue };
-            out.sample(&catalogue::POWERCAP_ENERGY, vec![("zone", z.zone.clone()), ("name", z.name.clone())], j);
+            out.sample(&catalogue::POWERCAP_ENERGY, labels![("zone", z.zone.clone()), ("name", z.name.clone())], j);
             out.sample_in(
                 &catalogue::RAPL,
                 &format!("accel_rapl_{}_joules_total", z.rapl_name),
                 &format!("Current RAPL {} value in joules", z.rapl_name),
                 MetricKind::Counter,
-                vec![("index", z.rapl_index.clone()), ("path", z.path.clone())],
+                labels![("index", z.rapl_index.clone()), ("path", z.path.clone())],
                 j,
             );
         }
         for z in &self.zones {
             for c in &z.constraints {
                 let labels =
-                    || vec![("zone", z.zone.clone()), ("name", z.name.clone()), ("constraint", c.name.clone())];
+                    || labels![("zone", z.zone.clone()), ("name", z.name.clone()), ("constraint", c.name.clone())];
                 if let Some(w) = c.power_limit_watts {
                     out.sample(&catalogue::POWERCAP_POWER_LIMIT, labels(), w);
                 }

@@ -9,7 +9,7 @@ use config::Filter;
 
 use super::{Attr, ReadError, Rescan, SysfsIo, SysfsReader, class_dir, list_class, plausible, read_static, read_value};
 use crate::catalogue;
-use crate::export::{Families, LabelValue, lv};
+use crate::export::{Families, LabelValue, labels, lv};
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Trip {
@@ -48,7 +48,7 @@ impl ThermalReadings {
             if let Some(t) = z.temp_celsius {
                 out.sample(
                     &catalogue::THERMAL_ZONE_TEMP,
-                    vec![("zone", z.zone.clone()), ("type", z.zone_type.clone())],
+                    labels![("zone", z.zone.clone()), ("type", z.zone_type.clone())],
                     t,
                 );
             }
