@@ -34,23 +34,24 @@ impl HostEvidence {
         self.spinnaker.as_ref()?.boards.get(device)
     }
 
-    /// Whether `kind`'s readings are the same publication in both (compared by identity, which is sound
-    /// because both sides hold them alive), or absent in both.
+    /// Whether `kind`'s readings are the same publication in both, or absent in both.
     pub fn same_readings(&self, other: &HostEvidence, kind: CollectorKind) -> bool {
-        match (self.readings.get(&kind), other.readings.get(&kind)) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
+        same_publication(self.readings.get(&kind), other.readings.get(&kind))
     }
 
     /// Whether the SpiNNaker boards are the same poll in both.
     pub fn same_boards(&self, other: &HostEvidence) -> bool {
-        match (&self.spinnaker, &other.spinnaker) {
-            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
-            (None, None) => true,
-            _ => false,
-        }
+        same_publication(self.spinnaker.as_ref(), other.spinnaker.as_ref())
+    }
+}
+
+/// The same publication (compared by identity, which is sound because both sides hold it alive), or
+/// absent in both.
+fn same_publication<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
+    match (a, b) {
+        (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+        (None, None) => true,
+        _ => false,
     }
 }
 

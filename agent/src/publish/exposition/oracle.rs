@@ -21,9 +21,9 @@ use prometheus_client::registry::Registry;
 
 use super::families;
 use crate::effects::journal::Severity;
+use crate::model::evidence::Outcome;
 use crate::publish::encode;
 use crate::publish::state::AgentState;
-use crate::sources::collect::Outcome;
 
 /// The agent's former collector, encoding given families instead of the live snapshot's.
 #[derive(Debug)]
