@@ -157,6 +157,35 @@ impl Families {
         self.family(name, help, kind).samples.push(Sample { labels, value });
     }
 
+    /// Adds a run of samples of the catalogue family `spec`, looking the family up once.
+    pub fn extend(&mut self, spec: &'static Spec, samples: impl Iterator<Item = (Labels, f64)>) {
+        let family = self.family(spec.name, spec.help, spec.kind);
+        family.samples.reserve(samples.size_hint().1.unwrap_or(0));
+        for (labels, value) in samples {
+            debug_assert!(spec.accepts(labels.iter().map(|(k, _)| *k)), "{}: labels {labels:?}", spec.name);
+            family.samples.push(Sample { labels, value });
+        }
+    }
+
+    /// Adds a run of samples to the family `name` of the catalogue group `pattern`, looking the family up
+    /// once.
+    pub fn extend_in(
+        &mut self,
+        pattern: &'static Pattern,
+        name: &str,
+        help: &str,
+        kind: MetricKind,
+        samples: impl Iterator<Item = (Labels, f64)>,
+    ) {
+        debug_assert!(pattern.matches(name), "{name} is not a family of {}", pattern.doc);
+        let family = self.family(name, help, kind);
+        family.samples.reserve(samples.size_hint().1.unwrap_or(0));
+        for (labels, value) in samples {
+            debug_assert!(pattern.accepts(labels.iter().map(|(k, _)| *k)), "{name}: labels {labels:?}");
+            family.samples.push(Sample { labels, value });
+        }
+    }
+
     pub fn iter(&self) -> impl Iterator<Item = &Family> {
         self.families.iter()
     }

@@ -7,6 +7,7 @@
 pub mod catalogue;
 pub mod export;
 pub mod host;
+pub mod intern;
 pub mod logs;
 pub mod probes;
 pub mod resources;

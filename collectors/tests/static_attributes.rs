@@ -162,3 +162,35 @@ fn beyond_the_budget_files_are_read_per_read_with_the_same_values() {
     drop(reader);
     assert_eq!(budget.open(), 0, "dropping the reader gives every descriptor back");
 }
+
+/// A layout names thousands of elements with a few dozen strings; each is held once, and a rediscovery
+/// shares them with the layout it replaces (which the last published readings still hold).
+#[test]
+fn discovered_names_are_held_once_and_shared_across_rediscoveries() {
+    let fs = FakeSysfs::new();
+    for n in 0..2 {
+        fs.hwmon(n, Some("loihi"), None).attr("temp1_input", "40000").attr("temp2_input", "41000");
+    }
+    let budget = OpenFiles::new(usize::MAX);
+    let mut io = io(&budget);
+    let mut reader = HwmonReader::new(fs.root(), HwmonOptions::default());
+    let t0 = Instant::now();
+    io.begin(t0);
+    let first = reader.collect(&mut io).expect("collects");
+    let elements: Vec<_> = first.layout.chips.iter().flat_map(|c| &c.sensors).flat_map(|s| &s.elements).collect();
+    assert_eq!(elements.len(), 4);
+    for e in &elements[1..] {
+        assert!(Arc::ptr_eq(&e.element, &elements[0].element), "one \"input\" for all elements");
+    }
+    let kinds: Vec<_> = first.layout.chips.iter().flat_map(|c| &c.sensors).map(|s| &s.kind).collect();
+    assert!(kinds.iter().all(|k| Arc::ptr_eq(k, kinds[0])), "one \"temp\" for all sensors");
+
+    io.begin(t0 + MINUTE);
+    let second = reader.collect(&mut io).expect("collects");
+    assert!(!Arc::ptr_eq(&first.layout, &second.layout), "rediscovered");
+    let (a, b) = (&first.layout.chips[1], &second.layout.chips[1]);
+    assert_eq!(a, b);
+    assert!(Arc::ptr_eq(&a.chip, &b.chip));
+    assert!(Arc::ptr_eq(&a.sensors[1].name, &b.sensors[1].name));
+    assert!(Arc::ptr_eq(&a.sensors[1].elements[0].element, &b.sensors[1].elements[0].element));
+}

@@ -23,7 +23,8 @@ use super::{
     read_static, read_value, split_attr_name,
 };
 use crate::catalogue;
-use crate::export::{Families, LabelValue, MetricKind, labels, lv};
+use crate::export::{Families, LabelValue, MetricKind, labels};
+use crate::intern::Interner;
 
 /// Sensor types read, as node_exporter 1.5 plus `freq` (GPU/accelerator clocks, in Hz).
 const SENSOR_TYPES: [&str; 14] = [
@@ -49,9 +50,7 @@ pub struct Element {
     pub element: Arc<str>,
     /// Index into [`HwmonReadings::values`].
     pub slot: usize,
-    /// The metric family, help text and unit, worked out once at discovery rather than per scrape.
-    pub metric: Arc<str>,
-    pub help: Arc<str>,
+    /// Worked out once at discovery rather than per scrape, like the element's family (its [`Run`]).
     pub unit: Unit,
 }
 
@@ -102,6 +101,77 @@ impl Chip {
 pub struct HwmonLayout {
     pub chips: Vec<Chip>,
     pub slots: usize,
+    /// The samples export writes, grouped by family (see [`Run`]).
+    runs: Vec<Run>,
+}
+
+/// The samples of one family, in the order a chip-by-chip walk meets them; the runs themselves are in
+/// the order the walk meets each family first, so the exposition is the same as writing chip by chip.
+/// Export writes a run at a time, looking its family up once instead of once per sample (thousands per
+/// scrape on a large host), and sizing it once.
+#[derive(Debug, Clone, PartialEq)]
+enum Run {
+    /// Chips with a `name` file, by index.
+    ChipNames(Vec<u32>),
+    /// Sensors with a label, as (chip, sensor).
+    SensorLabels(Vec<(u32, u32)>),
+    /// The elements exported as one metric, as (chip, sensor, element).
+    Element { metric: Arc<str>, help: Arc<str>, kind: MetricKind, members: Vec<(u32, u32, u32)> },
+}
+
+impl Run {
+    /// Groups `chips`' samples by family.
+    fn group(chips: &[Chip], intern: &mut Interner) -> Vec<Run> {
+        let mut runs = Vec::new();
+        let (mut chip_names, mut labels) = (None, None);
+        let mut elements: HashMap<String, usize> = HashMap::new();
+        let slot = |runs: &mut Vec<Run>, at: &mut Option<usize>, empty: Run| {
+            *at.get_or_insert_with(|| {
+                runs.push(empty);
+                runs.len() - 1
+            })
+        };
+        for (c, chip) in (0u32..).zip(chips) {
+            if chip.chip_name.is_some() {
+                let i = slot(&mut runs, &mut chip_names, Run::ChipNames(Vec::new()));
+                if let Run::ChipNames(m) = &mut runs[i] {
+                    m.push(c);
+                }
+            }
+            for (s, sensor) in (0u32..).zip(&chip.sensors) {
+                if sensor.label.is_some() {
+                    let i = slot(&mut runs, &mut labels, Run::SensorLabels(Vec::new()));
+                    if let Run::SensorLabels(m) = &mut runs[i] {
+                        m.push((c, s));
+                    }
+                }
+                let has_bare = sensor.element("").is_some();
+                for (e, el) in (0u32..).zip(&sensor.elements) {
+                    let metric = metric_name(&sensor.kind, &el.element, has_bare);
+                    let i = match elements.get(metric.as_str()) {
+                        Some(&i) => i,
+                        None => {
+                            // beep_enable is a 0/1 setting whatever its unit says.
+                            let kind = if &*sensor.kind == "beep_enable" { MetricKind::Gauge } else { el.unit.kind };
+                            let help = help_for(&sensor.kind, &el.element);
+                            runs.push(Run::Element {
+                                metric: intern.get(&metric),
+                                help: intern.get(&help),
+                                kind,
+                                members: Vec::new(),
+                            });
+                            elements.insert(metric, runs.len() - 1);
+                            runs.len() - 1
+                        }
+                    };
+                    if let Run::Element { members, .. } = &mut runs[i] {
+                        members.push((c, s, e));
+                    }
+                }
+            }
+        }
+        runs
+    }
 }
 
 /// One collection: the layout (shared until the next discovery) and the raw value of every slot.
@@ -194,22 +264,26 @@ impl HwmonReader {
         // Dropping the old sources first gives their descriptors back to the budget before new ones open.
         self.sources.clear();
         let class = class_dir(&self.root, "hwmon");
-        let mut found: Vec<(ChipBuilder, Vec<Source>)> = Vec::new();
-        for name in &entries {
-            if let Some(chip) = discover_chip(io, &class.join(name), name) {
-                found.push(chip);
-            }
-        }
+        let mut found: Vec<ChipBuilder> =
+            entries.iter().filter_map(|name| identify_chip(io, &class.join(name), name)).collect();
         disambiguate(&mut found);
 
+        // Chips are scanned and built one at a time, so only one chip's drafts exist at once; names are
+        // shared with the layout being replaced (still held by the last published readings).
+        let mut intern = Interner::new();
+        self.layout.seed(&mut intern);
         let mut chips = Vec::new();
         let mut sources = Vec::new();
-        for (b, chip_sources) in found {
+        for mut b in found {
             if !self.options.chip_filter.allows(&b.chip) {
                 continue;
             }
-            let chip = b.build(&self.options.sensor_filter, chip_sources, &mut sources);
-            chips.push(chip);
+            let mut chip_sources = Vec::new();
+            // The device directory is read second so that its files win, as in node_exporter.
+            for d in std::iter::once(b.dir.clone()).chain(b.device.clone()) {
+                scan_attrs(io, &d, &mut b, &mut chip_sources);
+            }
+            chips.push(b.build(&self.options.sensor_filter, chip_sources, &mut sources, &mut intern));
         }
         let mut bounds = vec![plausible::ANY; sources.len()];
         for sensor in chips.iter().flat_map(|c| c.sensors.iter()) {
@@ -218,9 +292,40 @@ impl HwmonReader {
             }
         }
         self.bounds = bounds;
-        self.layout = Arc::new(HwmonLayout { chips, slots: sources.len() });
+        let runs = Run::group(&chips, &mut intern);
+        self.layout = Arc::new(HwmonLayout { chips, slots: sources.len(), runs });
         self.sources = sources;
         self.rescan.done(entries, io);
+    }
+}
+
+impl HwmonLayout {
+    /// Offers every name of this layout to `intern`, so the next discovery shares them.
+    fn seed(&self, intern: &mut Interner) {
+        for c in &self.chips {
+            for s in [Some(&c.chip), c.chip_name.as_ref(), c.raw_name.as_ref(), Some(&c.hwmon), c.pci_address.as_ref()]
+                .into_iter()
+                .flatten()
+            {
+                intern.seed(s);
+            }
+            for sensor in &c.sensors {
+                intern.seed(&sensor.name);
+                intern.seed(&sensor.kind);
+                if let Some(l) = &sensor.label {
+                    intern.seed(l);
+                }
+                for e in &sensor.elements {
+                    intern.seed(&e.element);
+                }
+            }
+        }
+        for run in &self.runs {
+            if let Run::Element { metric, help, .. } = run {
+                intern.seed(metric);
+                intern.seed(help);
+            }
+        }
     }
 }
 
@@ -248,6 +353,8 @@ impl SysfsReader for HwmonReader {
 
 /// A chip while its name may still change (clashes are resolved across all chips).
 struct ChipBuilder {
+    /// The resolved hwmonN directory.
+    dir: PathBuf,
     chip: String,
     chip_name: Option<String>,
     raw_name: Option<String>,
@@ -266,7 +373,13 @@ struct SensorDraft {
 }
 
 impl ChipBuilder {
-    fn build(self, sensor_filter: &Filter, chip_sources: Vec<Source>, all: &mut Vec<Source>) -> Chip {
+    fn build(
+        self,
+        sensor_filter: &Filter,
+        chip_sources: Vec<Source>,
+        all: &mut Vec<Source>,
+        intern: &mut Interner,
+    ) -> Chip {
         let mut chip_attrs: Vec<Option<Source>> = chip_sources.into_iter().map(Some).collect();
         let mut sensors = Vec::new();
         let mut names: Vec<&String> = self.sensors.keys().collect();
@@ -276,33 +389,26 @@ impl ChipBuilder {
                 continue;
             }
             let SensorDraft { kind, label, elements } = &self.sensors[name];
-            let has_bare = elements.contains_key("");
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
-                    els.push(Element {
-                        element: Arc::from(element.as_str()),
-                        slot: all.len(),
-                        metric: Arc::from(metric_name(kind, element, has_bare)),
-                        help: Arc::from(help_for(kind, element)),
-                        unit: unit(kind, element),
-                    });
+                    els.push(Element { element: intern.get(element), slot: all.len(), unit: unit(kind, element) });
                     all.push(attr);
                 }
             }
             sensors.push(Sensor {
-                name: lv(name),
-                kind: Arc::from(kind.as_str()),
-                label: label.as_deref().map(lv),
+                name: intern.get(name),
+                kind: intern.get(kind),
+                label: label.as_deref().map(|l| intern.get(l)),
                 elements: els,
             });
         }
-        let pci_address = self.device.as_deref().and_then(pci_ancestor).map(|s| Arc::from(s.as_str()));
+        let pci_address = self.device.as_deref().and_then(pci_ancestor).map(|s| intern.get(&s));
         Chip {
-            chip: lv(&self.chip),
-            chip_name: self.chip_name.as_deref().map(lv),
-            raw_name: self.raw_name.as_deref().map(Arc::from),
-            hwmon: Arc::from(self.hwmon.as_str()),
+            chip: intern.get(&self.chip),
+            chip_name: self.chip_name.as_deref().map(|n| intern.get(n)),
+            raw_name: self.raw_name.as_deref().map(|n| intern.get(n)),
+            hwmon: intern.get(&self.hwmon),
             device: self.device,
             pci_address,
             pci_class: self.pci_class,
@@ -311,7 +417,8 @@ impl ChipBuilder {
     }
 }
 
-fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(ChipBuilder, Vec<Source>)> {
+/// A chip's names, device and PCI class; its attributes are scanned once all chips are named.
+fn identify_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<ChipBuilder> {
     // class/hwmon/hwmonN is a symlink on real systems and may be a plain directory in captured trees.
     let dir = super::resolve(entry)?;
     if !dir.is_dir() {
@@ -341,14 +448,7 @@ fn discover_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<(Ch
         .and_then(|d| d.ancestors().find(|p| p.file_name().and_then(|n| n.to_str()).is_some_and(super::is_pci_address)))
         .and_then(|pci| io.read_optional(&pci.join("class")))
         .and_then(|c| u32::from_str_radix(c.trim_start_matches("0x"), 16).ok());
-    let mut b =
-        ChipBuilder { chip, chip_name, raw_name, hwmon, device: device.clone(), pci_class, sensors: BTreeMap::new() };
-    let mut attrs = Vec::new();
-    // The device directory is read second so that its files win, as in node_exporter.
-    for d in std::iter::once(dir.clone()).chain(device) {
-        scan_attrs(io, &d, &mut b, &mut attrs);
-    }
-    Some((b, attrs))
+    Some(ChipBuilder { dir, chip, chip_name, raw_name, hwmon, device, pci_class, sensors: BTreeMap::new() })
 }
 
 fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec<Source>) {
@@ -401,20 +501,20 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
 
 /// Two chips with one name would produce duplicate series; suffix them with their `name` content if that
 /// tells them apart, else with their hwmonN.
-fn disambiguate(found: &mut [(ChipBuilder, Vec<Source>)]) {
+fn disambiguate(found: &mut [ChipBuilder]) {
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
-    for (i, (b, _)) in found.iter().enumerate() {
+    for (i, b) in found.iter().enumerate() {
         groups.entry(b.chip.clone()).or_default().push(i);
     }
     for (base, members) in groups {
         if members.len() < 2 {
             continue;
         }
-        let names: Vec<Option<&String>> = members.iter().map(|&i| found[i].0.chip_name.as_ref()).collect();
+        let names: Vec<Option<&String>> = members.iter().map(|&i| found[i].chip_name.as_ref()).collect();
         let distinct = names.iter().all(Option::is_some)
             && names.iter().collect::<std::collections::HashSet<_>>().len() == names.len();
         for &i in &members {
-            let b = &mut found[i].0;
+            let b = &mut found[i];
             let suffix = if distinct { b.chip_name.clone().unwrap_or_default() } else { clean_name(&b.hwmon) };
             b.chip = format!("{base}_{suffix}");
         }
@@ -506,30 +606,47 @@ fn metric_name(kind: &str, element: &str, has_bare: bool) -> String {
 
 impl HwmonReadings {
     pub fn export(&self, out: &mut Families) {
-        for chip in &self.layout.chips {
-            if let Some(n) = &chip.chip_name {
-                out.sample(
+        let chips = &self.layout.chips;
+        let labels =
+            |chip: &Chip, sensor: &Sensor| labels![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
+        for run in &self.layout.runs {
+            match run {
+                Run::ChipNames(members) => out.extend(
                     &catalogue::HWMON_CHIP_NAMES,
-                    labels![("chip", chip.chip.clone()), ("chip_name", n.clone())],
-                    1.0,
-                );
-            }
-            for sensor in &chip.sensors {
-                let labels = || labels![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
-                if let Some(label) = &sensor.label {
-                    let mut l = labels();
-                    l.push(("label", label.clone()));
-                    out.sample(&catalogue::HWMON_SENSOR_LABEL, l, 1.0);
-                }
-                for e in &sensor.elements {
-                    let Some(raw) = self.raw(e) else { continue };
-                    let (value, kind) = if &*sensor.kind == "beep_enable" {
-                        (if raw == 1.0 { 1.0 } else { 0.0 }, MetricKind::Gauge)
-                    } else {
-                        (e.unit.apply(raw), e.unit.kind)
-                    };
-                    out.sample_in(&catalogue::HWMON, &e.metric, &e.help, kind, labels(), value);
-                }
+                    members.iter().filter_map(|&c| {
+                        let chip = &chips[c as usize];
+                        let name = chip.chip_name.clone()?;
+                        Some((labels![("chip", chip.chip.clone()), ("chip_name", name)], 1.0))
+                    }),
+                ),
+                Run::SensorLabels(members) => out.extend(
+                    &catalogue::HWMON_SENSOR_LABEL,
+                    members.iter().filter_map(|&(c, s)| {
+                        let chip = &chips[c as usize];
+                        let sensor = &chip.sensors[s as usize];
+                        let mut l = labels(chip, sensor);
+                        l.push(("label", sensor.label.clone()?));
+                        Some((l, 1.0))
+                    }),
+                ),
+                Run::Element { metric, help, kind, members } => out.extend_in(
+                    &catalogue::HWMON,
+                    metric,
+                    help,
+                    *kind,
+                    members.iter().filter_map(|&(c, s, e)| {
+                        let chip = &chips[c as usize];
+                        let sensor = &chip.sensors[s as usize];
+                        let e = &sensor.elements[e as usize];
+                        let raw = self.raw(e)?;
+                        let value = if &*sensor.kind == "beep_enable" {
+                            if raw == 1.0 { 1.0 } else { 0.0 }
+                        } else {
+                            e.unit.apply(raw)
+                        };
+                        Some((labels(chip, sensor), value))
+                    }),
+                ),
             }
         }
     }
@@ -577,5 +694,63 @@ mod tests {
         assert_eq!(unit("humidity", "input").apply(45000.0), 0.45);
         assert_eq!(unit("power", "accuracy").apply(5.0), 0.05);
         assert_eq!(unit("power", "cap").apply(47520000.0), 47.52, "division, like node_exporter");
+    }
+
+    /// The export as it was written before runs: chip by chip, a sample at a time.
+    fn chip_by_chip(r: &HwmonReadings, out: &mut Families) {
+        for chip in &r.layout.chips {
+            if let Some(n) = &chip.chip_name {
+                let l = labels![("chip", chip.chip.clone()), ("chip_name", n.clone())];
+                out.sample(&catalogue::HWMON_CHIP_NAMES, l, 1.0);
+            }
+            for sensor in &chip.sensors {
+                let labels = || labels![("chip", chip.chip.clone()), ("sensor", sensor.name.clone())];
+                if let Some(label) = &sensor.label {
+                    let mut l = labels();
+                    l.push(("label", label.clone()));
+                    out.sample(&catalogue::HWMON_SENSOR_LABEL, l, 1.0);
+                }
+                let has_bare = sensor.element("").is_some();
+                for e in &sensor.elements {
+                    let Some(raw) = r.raw(e) else { continue };
+                    let (value, kind) = if &*sensor.kind == "beep_enable" {
+                        (if raw == 1.0 { 1.0 } else { 0.0 }, MetricKind::Gauge)
+                    } else {
+                        (e.unit.apply(raw), e.unit.kind)
+                    };
+                    let (metric, help) =
+                        (metric_name(&sensor.kind, &e.element, has_bare), help_for(&sensor.kind, &e.element));
+                    out.sample_in(&catalogue::HWMON, &metric, &help, kind, labels(), value);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn export_by_runs_writes_what_chip_by_chip_writes() {
+        let fs = accel_e2e::sysfs_tree::FakeSysfs::new();
+        // No name file on the first chip, labels on some sensors, a bare value, beep_enable, energy.
+        fs.hwmon(0, None, None).attr("temp1_input", "40000").attr("fan1_input", "1200").attr("fan1_min", "300");
+        fs.hwmon(1, Some("loihi"), Some("devices/pci0000:00/0000:00:01.0"))
+            .attr("temp1_input", "41000")
+            .attr("temp1_label", "die")
+            .attr("temp2_input", "42000")
+            .attr("temp2_crit", "95000")
+            .attr("beep_enable", "1")
+            .attr("energy1_input", "123456789")
+            .attr("in0", "800")
+            .attr("in0_input", "801");
+        fs.hwmon(2, Some("photonic"), None).attr("temp1_input", "43000").attr("temp1_label", "laser");
+        let mut reader = HwmonReader::new(fs.root(), HwmonOptions::default());
+        let mut io = SysfsIo::new(super::super::ReadWatch::new(super::super::Quarantine::new()));
+        io.begin(std::time::Instant::now());
+        let r = reader.collect(&mut io).expect("collects");
+        let (mut runs, mut reference) = (Families::new(), Families::new());
+        r.export(&mut runs);
+        chip_by_chip(&r, &mut reference);
+        let all = |f: &Families| f.iter().cloned().collect::<Vec<_>>();
+        assert_eq!(all(&runs), all(&reference));
+        assert_eq!(runs.value("accel_hwmon_temp_celsius", &[("chip", "photonic"), ("sensor", "temp1")]), Some(43.0));
+        assert_eq!(runs.len(), 10, "chip names, labels, and 8 element families");
     }
 }
