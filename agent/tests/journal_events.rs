@@ -512,3 +512,17 @@ fn journal_a_failing_write_is_reported_until_a_write_succeeds_and_its_events_cou
     assert_eq!(writer.failing(), None, "a write that succeeds ends the failure");
     assert_eq!(writer.dropped(), 3, "what was lost stays counted");
 }
+
+#[test]
+fn journal_close_folds_the_wal_into_the_file_even_after_queries() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = Journal::path_in(dir.path());
+    let journal = Journal::open_with(&path, no_retention()).unwrap();
+    store(&journal, (0..10).map(|i| Event::new(at(i), Severity::Info, kind::ACTION, format!("e{i}"))));
+    // Queries open the read-only connection's view of the WAL; it must not outlive the writer.
+    assert_eq!(journal.query(&EventFilter::default()).unwrap().len(), 10);
+    journal.close().unwrap();
+    let wal = dir.path().join(format!("{}-wal", path.file_name().unwrap().to_str().unwrap()));
+    assert!(!wal.exists(), "{} is left behind: the events live only there until the next open", wal.display());
+    assert_eq!(Journal::open(&path).unwrap().query(&EventFilter::default()).unwrap().len(), 10);
+}

@@ -78,6 +78,8 @@ pub enum JournalError {
     },
     #[error("the writer of the event journal {} has stopped", path.display())]
     WriterStopped { path: PathBuf },
+    #[error("the event journal {} is closed", path.display())]
+    Closed { path: PathBuf },
     #[error("cannot start the writer thread of the event journal {}: {source}", path.display())]
     Spawn {
         path: PathBuf,
@@ -100,6 +102,7 @@ impl JournalError {
             | JournalError::Sql { path, .. }
             | JournalError::Write { path, .. }
             | JournalError::WriterStopped { path }
+            | JournalError::Closed { path }
             | JournalError::Spawn { path, .. } => path,
         }
     }
@@ -162,7 +165,8 @@ impl Default for EventFilter {
 /// whatever they record.
 pub struct Journal {
     path: PathBuf,
-    reader: Mutex<Connection>,
+    /// None once [`close`](Journal::close) has closed it.
+    reader: Mutex<Option<Connection>>,
     writer: JournalWriter,
     thread: Option<JoinHandle<()>>,
 }
@@ -197,7 +201,7 @@ impl Journal {
         let writer = JournalWriter::new(tx, path.clone());
         let thread = writer::spawn(conn, &writer, rx, options.max_batch, options.retention)
             .map_err(|source| JournalError::Spawn { path: path.clone(), source })?;
-        Ok(Journal { path, reader: Mutex::new(reader), writer, thread: Some(thread) })
+        Ok(Journal { path, reader: Mutex::new(Some(reader)), writer, thread: Some(thread) })
     }
 
     pub fn path(&self) -> &Path {
@@ -246,7 +250,8 @@ impl Journal {
         sql.push_str(" ORDER BY time_ms DESC, id DESC LIMIT ?");
         values.push(Value::Integer(i64::try_from(filter.limit).unwrap_or(i64::MAX)));
 
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = reader.as_ref().ok_or_else(|| JournalError::Closed { path: self.path.clone() })?;
         let sql_err = |e| classify(&self.path, e);
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
         let rows = stmt
@@ -268,7 +273,8 @@ impl Journal {
     /// survive restarts and are not decreased by retention, so they behave as Prometheus counters. Events
     /// dropped before being stored are not included (see [`JournalWriter::dropped`]). Blocks on disk I/O.
     pub fn counts_by_device_severity(&self) -> Result<Vec<(Option<String>, Severity, u64)>, JournalError> {
-        let conn = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let conn = reader.as_ref().ok_or_else(|| JournalError::Closed { path: self.path.clone() })?;
         let sql_err = |e| classify(&self.path, e);
         let mut stmt = conn.prepare_cached("SELECT device, severity, total FROM event_counts").map_err(sql_err)?;
         let rows = stmt
@@ -294,6 +300,9 @@ impl Journal {
     /// Stores everything recorded so far, stops the writer thread and closes the database. Blocks; from
     /// async code, call it inside `spawn_blocking`.
     pub fn close(mut self) -> Result<(), JournalError> {
+        // The reader first: the last connection to close checkpoints the WAL into the database file and
+        // removes it, and a read-only connection cannot, so the writer must be that last one.
+        drop(self.reader.lock().unwrap_or_else(PoisonError::into_inner).take());
         let flushed = self.writer.flush_blocking();
         self.writer.shutdown_blocking();
         if let Some(thread) = self.thread.take()

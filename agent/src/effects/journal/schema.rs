@@ -54,6 +54,7 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, JournalError> {
         .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
     let sql = |e| classify(path, e);
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
+    limit_page_cache(&conn, path)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0)).map_err(sql)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(JournalError::NoWal { path: path.to_owned(), mode });
@@ -81,7 +82,16 @@ pub(super) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
     let conn = Connection::open_with_flags(path, flags)
         .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(path, e))?;
+    limit_page_cache(&conn, path)?;
     Ok(conn)
+}
+
+/// Each connection's page cache may grow to 2 MiB by default, and the open-time `quick_check` reads every
+/// page: on a host with a large journal both connections would keep megabytes of pages the agent rarely
+/// reads again (writes append; queries are occasional and the kernel's page cache serves them). 256 KiB
+/// each keeps the resident memory of an agent with a year of events close to that of a new one.
+fn limit_page_cache(conn: &Connection, path: &Path) -> Result<(), JournalError> {
+    conn.pragma_update(None, "cache_size", -256).map_err(|e| classify(path, e))
 }
 
 fn migrate(conn: &mut Connection, path: &Path) -> Result<(), JournalError> {
@@ -121,5 +131,20 @@ pub(super) fn classify(path: &Path, e: rusqlite::Error) -> JournalError {
             JournalError::Corrupt { path: path.to_owned(), detail: e.to_string() }
         }
         _ => JournalError::Sql { path: path.to_owned(), source: e },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_connections_keep_a_small_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let kib = |c: &Connection| c.pragma_query_value(None, "cache_size", |r| r.get::<_, i64>(0)).unwrap();
+        let writer = open_writer(&path).unwrap();
+        assert_eq!(kib(&writer), -256, "negative: KiB, not pages");
+        assert_eq!(kib(&open_reader(&path).unwrap()), -256);
     }
 }
