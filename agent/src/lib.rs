@@ -92,7 +92,7 @@ fn run_scan(cli: &Cli) -> ExitCode {
 }
 
 fn run_daemon(cli: Cli) -> ExitCode {
-    daemon::limit_malloc_arenas();
+    daemon::tune_malloc();
     if let Err(e) = logging::init(cli.log_format, &cli.log_level) {
         eprintln!("accel-agent: {e}");
         return ExitCode::FAILURE;
