@@ -353,11 +353,9 @@ impl SysfsIo {
         if self.watch.quarantine().holds(&path) {
             return Err(self.fail(&path, ReadFailure::Hung));
         }
-        if !self.watch.begin(&path) {
+        let Some(opened) = self.watch.watch(&path, || File::open(&path)) else {
             return Err(ReadFailure::Hung);
-        }
-        let opened = File::open(&path);
-        self.watch.end();
+        };
         match opened {
             // Over the budget the descriptor is closed again: opening checked that the file is there.
             Ok(file) => {
@@ -491,13 +489,11 @@ impl SysfsIo {
 
 /// Brackets one blocking syscall with the watch. An attribute that is already open is not re-checked
 /// against the quarantine: it was opened by this worker generation, after the quarantine was set.
-fn watched<T>(watch: &ReadWatch, path: &Arc<Path>, f: impl FnOnce() -> io::Result<T>) -> Result<T, ReadFailure> {
-    if !watch.begin(path) {
-        return Err(ReadFailure::Hung);
+fn watched<T>(watch: &ReadWatch, path: &Path, f: impl FnOnce() -> io::Result<T>) -> Result<T, ReadFailure> {
+    match watch.watch(path, f) {
+        None => Err(ReadFailure::Hung),
+        Some(r) => r.map_err(|e| ReadFailure::from_io(&e)),
     }
-    let r = f();
-    watch.end();
-    r.map_err(|e| ReadFailure::from_io(&e))
 }
 
 /// Parses a sysfs number: an integer or a decimal, possibly negative.

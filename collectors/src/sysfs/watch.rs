@@ -2,14 +2,16 @@
 //!
 //! A read from a hung driver (or a FIFO standing in for one) blocks its thread in the kernel and cannot be
 //! cancelled. The supervisor therefore abandons the worker thread after the deadline and starts a fresh one;
-//! to keep the fresh one from blocking on the same file, every potentially blocking syscall is bracketed by
-//! [`ReadWatch::begin`]/[`ReadWatch::end`], so the supervisor can see the path and quarantine it. The
-//! quarantine lifts when the stuck syscall finally returns, or when the file at that path is replaced.
+//! to keep the fresh one from blocking on the same file, every potentially blocking syscall runs inside
+//! [`ReadWatch::watch`], so the supervisor can see the path and quarantine it. The quarantine lifts when
+//! the stuck syscall finally returns, or when the file at that path is replaced.
 
 use std::collections::HashMap;
+use std::ffi::OsStr;
+use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -104,79 +106,121 @@ impl Quarantine {
     }
 }
 
-#[derive(Debug)]
-struct InFlight {
-    path: Arc<Path>,
-    since: Instant,
-}
-
+/// What the supervisor keeps about an abandoned worker: the syscall it blamed, by sequence number, so
+/// that the worker releases the quarantine when that very syscall returns.
 #[derive(Debug, Default)]
-struct WatchState {
-    current: Option<InFlight>,
-    /// Set by the supervisor when it gave up on this worker; its remaining reads fail fast.
-    abandoned: bool,
-    /// The path this worker was quarantined for, released when that read returns.
-    quarantined: Option<Arc<Path>>,
+struct Blamed {
+    seq: u64,
+    path: Option<Arc<Path>>,
 }
 
 /// The in-flight marker of one worker thread.
+///
+/// Every read of every collection goes through [`watch`](Self::watch), so marking one is a few atomic
+/// stores rather than a lock, a reference count and an allocation-sized copy: the worker publishes the
+/// address and length of the path it is about to read, and only a supervisor that gives up on the worker
+/// copies it (see `abandon` for why that copy is sound).
 #[derive(Debug)]
 pub struct ReadWatch {
-    state: Mutex<WatchState>,
+    /// When the syscall in flight started, in nanoseconds after `epoch`, plus one; 0 between syscalls.
+    since: AtomicU64,
+    /// Numbers the worker's syscalls; written by the worker only.
+    seq: AtomicU64,
+    /// The bytes of the path of the syscall in flight, borrowed from the worker's [`watch`](Self::watch).
+    path_addr: AtomicUsize,
+    path_len: AtomicUsize,
+    /// Set by the supervisor when it gave up on this worker; its remaining reads fail fast.
+    abandoned: AtomicBool,
+    /// Held by the supervisor while it copies the path, and by an abandoned worker when a syscall returns.
+    blamed: Mutex<Blamed>,
+    epoch: Instant,
     quarantine: Arc<Quarantine>,
 }
 
 impl ReadWatch {
     pub fn new(quarantine: Arc<Quarantine>) -> Arc<Self> {
-        Arc::new(ReadWatch { state: Mutex::new(WatchState::default()), quarantine })
+        Arc::new(ReadWatch {
+            since: AtomicU64::new(0),
+            seq: AtomicU64::new(0),
+            path_addr: AtomicUsize::new(0),
+            path_len: AtomicUsize::new(0),
+            abandoned: AtomicBool::new(false),
+            blamed: Mutex::new(Blamed::default()),
+            epoch: Instant::now(),
+            quarantine,
+        })
     }
 
     pub fn quarantine(&self) -> &Arc<Quarantine> {
         &self.quarantine
     }
 
-    /// Marks the start of a blocking syscall on `path`. Returns false if the worker was abandoned: the
-    /// caller then skips the syscall, so an abandoned worker finishes its round quickly.
-    pub fn begin(&self, path: &Arc<Path>) -> bool {
-        let mut state = lock(&self.state);
-        if state.abandoned {
-            return false;
+    /// Runs `syscall`, a potentially blocking operation on `path`, marked as in flight. Returns None without
+    /// running it if the worker was abandoned, so an abandoned worker finishes its round quickly.
+    pub fn watch<T>(&self, path: &Path, syscall: impl FnOnce() -> T) -> Option<T> {
+        if self.abandoned.load(Ordering::Acquire) {
+            return None;
         }
-        state.current = Some(InFlight { path: Arc::clone(path), since: Instant::now() });
-        true
+        let bytes = path.as_os_str().as_bytes();
+        let seq = self.seq.load(Ordering::Relaxed) + 1;
+        self.seq.store(seq, Ordering::Relaxed);
+        self.path_addr.store(bytes.as_ptr() as usize, Ordering::Relaxed);
+        self.path_len.store(bytes.len(), Ordering::Relaxed);
+        // SeqCst, like the clearing store and the `abandoned` load below, which `abandon` pairs with.
+        self.since.store(self.ticks() + 1, Ordering::SeqCst);
+        let out = syscall();
+        self.since.store(0, Ordering::SeqCst);
+        if self.abandoned.load(Ordering::SeqCst) {
+            // The supervisor gave up on this worker, maybe while this syscall hung. Taking the lock waits
+            // until it has finished copying `path`, which stays borrowed until this function returns.
+            let mut blamed = lock(&self.blamed);
+            if blamed.seq == seq
+                && let Some(path) = blamed.path.take()
+            {
+                // The read that hung came back: the file may be read again, and this thread is free.
+                self.quarantine.release(&path);
+            }
+        }
+        Some(out)
     }
 
-    pub fn end(&self) {
-        let mut state = lock(&self.state);
-        let Some(done) = state.current.take() else { return };
-        if state.quarantined.as_ref().is_some_and(|q| Arc::ptr_eq(q, &done.path)) {
-            // The read that hung came back: the file may be read again, and this thread is free.
-            state.quarantined = None;
-            self.quarantine.release(&done.path);
-        }
+    fn ticks(&self) -> u64 {
+        u64::try_from(self.epoch.elapsed().as_nanos()).unwrap_or(u64::MAX - 1)
     }
 
     pub fn is_abandoned(&self) -> bool {
-        lock(&self.state).abandoned
+        self.abandoned.load(Ordering::Acquire)
     }
 
     /// When the syscall in progress started, if one is.
     pub fn in_flight_since(&self) -> Option<Instant> {
-        lock(&self.state).current.as_ref().map(|c| c.since)
+        match self.since.load(Ordering::Acquire) {
+            0 => None,
+            t => Some(self.epoch + Duration::from_nanos(t - 1)),
+        }
     }
 
     /// Gives up on this worker. If a syscall has been in progress for at least `hung_after`, its file is
     /// quarantined and returned; a worker that is merely slow quarantines nothing.
     pub fn abandon(&self, hung_after: Duration) -> Option<Arc<Path>> {
-        let mut state = lock(&self.state);
-        state.abandoned = true;
-        let current = state.current.as_ref()?;
-        if current.since.elapsed() < hung_after {
+        let mut blamed = lock(&self.blamed);
+        self.abandoned.store(true, Ordering::SeqCst);
+        let since = self.since.load(Ordering::SeqCst);
+        if since == 0 || (self.epoch + Duration::from_nanos(since - 1)).elapsed() < hung_after {
             return None;
         }
-        let path = Arc::clone(&current.path);
+        // Why the path's bytes are alive: `since` is stored and cleared only with SeqCst, so the load above
+        // read the start of a syscall whose clearing store comes later in the single total order, and so
+        // does the worker's load of `abandoned` that follows it; that load, coming after the store of true
+        // above, reads true, and the worker then waits for `blamed`, held here, before its `watch` returns
+        // and ends the borrow of the path. The address and length were stored before `since` (which the
+        // load acquired), and the next syscall cannot overwrite them before that wait.
+        let (addr, len) = (self.path_addr.load(Ordering::Relaxed), self.path_len.load(Ordering::Relaxed));
+        // SAFETY: see above; the bytes were a `Path`'s and are unchanged.
+        let bytes = unsafe { std::slice::from_raw_parts(addr as *const u8, len) };
+        let path: Arc<Path> = Path::new(OsStr::from_bytes(bytes)).into();
         self.quarantine.add(&path);
-        state.quarantined = Some(Arc::clone(&path));
+        *blamed = Blamed { seq: self.seq.load(Ordering::Relaxed), path: Some(Arc::clone(&path)) };
         Some(path)
     }
 }
@@ -190,11 +234,24 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::mpsc;
+    use std::thread::JoinHandle;
 
     fn file(dir: &tempfile::TempDir, name: &str) -> Arc<Path> {
         let p: Arc<Path> = dir.path().join(name).into();
         std::fs::write(&p, "1\n").unwrap();
         p
+    }
+
+    /// A worker thread blocked in a "syscall" on `path` until the returned sender sends (or is dropped).
+    fn blocked(w: &Arc<ReadWatch>, path: &Arc<Path>) -> (mpsc::Sender<()>, JoinHandle<Option<()>>) {
+        let (tx, rx) = mpsc::channel::<()>();
+        let (w2, p2) = (Arc::clone(w), Arc::clone(path));
+        let worker = std::thread::spawn(move || w2.watch(&p2, || rx.recv().unwrap_or(())));
+        while w.in_flight_since().is_none() {
+            std::thread::yield_now();
+        }
+        (tx, worker)
     }
 
     #[test]
@@ -203,14 +260,17 @@ mod tests {
         let p = file(&dir, "temp1_input");
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        assert!(w.begin(&p));
+        let (unblock, worker) = blocked(&w, &p);
         std::thread::sleep(Duration::from_millis(5));
+        assert!(w.in_flight_since().is_some_and(|t| t.elapsed() >= Duration::from_millis(5)));
         assert_eq!(w.abandon(Duration::from_millis(1)).as_deref(), Some(&*p));
         assert!(q.holds(&p));
         assert_eq!(q.stuck_threads(), 1);
-        w.end();
+        unblock.send(()).unwrap();
+        assert_eq!(worker.join().unwrap(), Some(()), "the syscall that was running completes");
         assert!(!q.holds(&p));
         assert_eq!(q.stuck_threads(), 0);
+        assert_eq!(w.in_flight_since(), None);
     }
 
     #[test]
@@ -219,14 +279,16 @@ mod tests {
         let (p1, p2) = (file(&dir, "temp1_input"), file(&dir, "temp2_input"));
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        assert!(w.begin(&p1));
-        w.abandon(Duration::ZERO);
-        w.end();
-        // Further reads of the abandoned worker neither happen nor touch the count.
-        assert!(!w.begin(&p2));
-        w.end();
-        w.end();
+        let (unblock, worker) = blocked(&w, &p1);
+        assert_eq!(w.abandon(Duration::ZERO).as_deref(), Some(&*p1));
+        drop(unblock);
+        worker.join().unwrap();
         assert_eq!(q.stuck_threads(), 0);
+        // Further reads of the abandoned worker neither happen nor touch the count.
+        assert_eq!(w.watch(&p2, || panic!("an abandoned worker must not read")), None::<()>);
+        assert!(w.is_abandoned());
+        assert_eq!(q.stuck_threads(), 0);
+        assert!(q.is_empty());
     }
 
     #[test]
@@ -235,12 +297,14 @@ mod tests {
         let p = file(&dir, "temp1_input");
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        assert!(w.begin(&p));
+        let (unblock, worker) = blocked(&w, &p);
         assert_eq!(w.abandon(Duration::from_secs(60)), None, "the read in progress is recent");
-        w.end();
+        drop(unblock);
+        worker.join().unwrap();
         assert!(q.is_empty());
         assert_eq!(q.stuck_threads(), 0);
         let w = ReadWatch::new(q.clone());
+        assert_eq!(w.watch(&p, || 7), Some(7));
         assert_eq!(w.abandon(Duration::ZERO), None, "between reads: nothing to blame");
     }
 
@@ -250,7 +314,7 @@ mod tests {
         let p = file(&dir, "temp1_input");
         let q = Quarantine::new();
         let w = ReadWatch::new(q.clone());
-        assert!(w.begin(&p));
+        let (unblock, worker) = blocked(&w, &p);
         w.abandon(Duration::ZERO);
         std::fs::remove_file(&p).unwrap();
         std::fs::write(dir.path().join("other"), "keep the old inode number busy").unwrap();
@@ -260,5 +324,41 @@ mod tests {
         assert!(!q.holds(&p), "a new file at the path is not the one that hung");
         // The thread is still stuck on the old file until its syscall returns.
         assert_eq!(q.stuck_threads(), 1);
+        drop(unblock);
+        worker.join().unwrap();
+        assert_eq!(q.stuck_threads(), 0);
+    }
+
+    /// Abandoning races with a worker that finishes syscall after syscall on paths that are freed as soon
+    /// as each returns: whatever the supervisor blames must be one of those paths, intact.
+    #[test]
+    fn abandoning_a_busy_worker_blames_an_intact_path_or_none() {
+        let q = Quarantine::new();
+        let mut blamed_any = 0;
+        for round in 0..200 {
+            let w = ReadWatch::new(q.clone());
+            let w2 = Arc::clone(&w);
+            let worker = std::thread::spawn(move || {
+                for i in 0.. {
+                    let path = PathBuf::from(format!("/sys/class/hwmon/hwmon{round}/temp{i}_input"));
+                    // Most of the worker's time is inside the "syscall", so most abandons blame one.
+                    let syscall = || (0..2000u64).fold(i, |a, b| std::hint::black_box(a ^ b));
+                    if w2.watch(&path, syscall).is_none() {
+                        break;
+                    }
+                }
+            });
+            std::thread::sleep(Duration::from_micros(50));
+            if let Some(blamed) = w.abandon(Duration::ZERO) {
+                let s = blamed.to_str().expect("UTF-8");
+                let prefix = format!("/sys/class/hwmon/hwmon{round}/temp");
+                let n = s.strip_prefix(&prefix).and_then(|r| r.strip_suffix("_input")).expect("intact");
+                assert!(n.parse::<u64>().is_ok(), "{s}");
+                blamed_any += 1;
+            }
+            worker.join().unwrap();
+            assert_eq!(q.stuck_threads(), 0, "every blamed syscall returned and released");
+        }
+        assert!(blamed_any > 0, "the race was exercised");
     }
 }
