@@ -50,8 +50,6 @@ pub struct Element {
     pub element: Arc<str>,
     /// Index into [`HwmonReadings::values`].
     pub slot: usize,
-    /// Worked out once at discovery rather than per scrape, like the element's family (its [`Run`]).
-    pub unit: Unit,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -115,8 +113,9 @@ enum Run {
     ChipNames(Vec<u32>),
     /// Sensors with a label, as (chip, sensor).
     SensorLabels(Vec<(u32, u32)>),
-    /// The elements exported as one metric, as (chip, sensor, element).
-    Element { metric: Arc<str>, help: Arc<str>, kind: MetricKind, members: Vec<(u32, u32, u32)> },
+    /// The elements exported as one metric with one unit (worked out once here rather than per scrape
+    /// or per element), as (chip, sensor, element).
+    Element { metric: Arc<str>, help: Arc<str>, unit: Unit, members: Vec<(u32, u32, u32)> },
 }
 
 impl Run {
@@ -124,7 +123,7 @@ impl Run {
     fn group(chips: &[Chip], intern: &mut Interner) -> Vec<Run> {
         let mut runs = Vec::new();
         let (mut chip_names, mut labels) = (None, None);
-        let mut elements: HashMap<String, usize> = HashMap::new();
+        let mut elements: HashMap<(String, u64, u64), usize> = HashMap::new();
         let slot = |runs: &mut Vec<Run>, at: &mut Option<usize>, empty: Run| {
             *at.get_or_insert_with(|| {
                 runs.push(empty);
@@ -148,19 +147,20 @@ impl Run {
                 let has_bare = sensor.element("").is_some();
                 for (e, el) in (0u32..).zip(&sensor.elements) {
                     let metric = metric_name(&sensor.kind, &el.element, has_bare);
-                    let i = match elements.get(metric.as_str()) {
+                    let unit = unit(&sensor.kind, &el.element);
+                    // Keyed by the scaling as well: should two elements ever clean to one name with different
+                    // units, each keeps its own (their samples still go to the one family).
+                    let key = (metric, unit.mul.to_bits(), unit.div.to_bits());
+                    let i = match elements.get(&key) {
                         Some(&i) => i,
                         None => {
-                            // beep_enable is a 0/1 setting whatever its unit says.
-                            let kind = if &*sensor.kind == "beep_enable" { MetricKind::Gauge } else { el.unit.kind };
-                            let help = help_for(&sensor.kind, &el.element);
                             runs.push(Run::Element {
-                                metric: intern.get(&metric),
-                                help: intern.get(&help),
-                                kind,
+                                metric: intern.get(&key.0),
+                                help: intern.get(&help_for(&sensor.kind, &el.element)),
+                                unit,
                                 members: Vec::new(),
                             });
-                            elements.insert(metric, runs.len() - 1);
+                            elements.insert(key, runs.len() - 1);
                             runs.len() - 1
                         }
                     };
@@ -392,7 +392,7 @@ impl ChipBuilder {
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
-                    els.push(Element { element: intern.get(element), slot: all.len(), unit: unit(kind, element) });
+                    els.push(Element { element: intern.get(element), slot: all.len() });
                     all.push(attr);
                 }
             }
@@ -629,20 +629,20 @@ impl HwmonReadings {
                         Some((l, 1.0))
                     }),
                 ),
-                Run::Element { metric, help, kind, members } => out.extend_in(
+                Run::Element { metric, help, unit, members } => out.extend_in(
                     &catalogue::HWMON,
                     metric,
                     help,
-                    *kind,
+                    unit.kind,
                     members.iter().filter_map(|&(c, s, e)| {
                         let chip = &chips[c as usize];
                         let sensor = &chip.sensors[s as usize];
-                        let e = &sensor.elements[e as usize];
-                        let raw = self.raw(e)?;
+                        let raw = self.raw(&sensor.elements[e as usize])?;
+                        // beep_enable is a 0/1 setting (its unit is the raw one).
                         let value = if &*sensor.kind == "beep_enable" {
                             if raw == 1.0 { 1.0 } else { 0.0 }
                         } else {
-                            e.unit.apply(raw)
+                            unit.apply(raw)
                         };
                         Some((labels(chip, sensor), value))
                     }),
@@ -713,10 +713,11 @@ mod tests {
                 let has_bare = sensor.element("").is_some();
                 for e in &sensor.elements {
                     let Some(raw) = r.raw(e) else { continue };
+                    let unit = unit(&sensor.kind, &e.element);
                     let (value, kind) = if &*sensor.kind == "beep_enable" {
                         (if raw == 1.0 { 1.0 } else { 0.0 }, MetricKind::Gauge)
                     } else {
-                        (e.unit.apply(raw), e.unit.kind)
+                        (unit.apply(raw), unit.kind)
                     };
                     let (metric, help) =
                         (metric_name(&sensor.kind, &e.element, has_bare), help_for(&sensor.kind, &e.element));
