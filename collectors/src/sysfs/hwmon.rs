@@ -114,7 +114,7 @@ enum Run {
     /// Sensors with a label, as (chip, sensor).
     SensorLabels(Vec<(u32, u32)>),
     /// The elements exported as one metric with one unit (worked out once here rather than per scrape
-    /// or per element), as (chip, sensor, element).
+    /// or per element), as (chip, sensor, slot of the element's value).
     Element { metric: Arc<str>, help: Arc<str>, unit: Unit, members: Vec<(u32, u32, u32)> },
 }
 
@@ -145,7 +145,7 @@ impl Run {
                     }
                 }
                 let has_bare = sensor.element("").is_some();
-                for (e, el) in (0u32..).zip(&sensor.elements) {
+                for el in &sensor.elements {
                     let metric = metric_name(&sensor.kind, &el.element, has_bare);
                     let unit = unit(&sensor.kind, &el.element);
                     // Keyed by the scaling as well: should two elements ever clean to one name with different
@@ -165,7 +165,7 @@ impl Run {
                         }
                     };
                     if let Run::Element { members, .. } = &mut runs[i] {
-                        members.push((c, s, e));
+                        members.push((c, s, el.slot as u32));
                     }
                 }
             }
@@ -634,10 +634,10 @@ impl HwmonReadings {
                     metric,
                     help,
                     unit.kind,
-                    members.iter().filter_map(|&(c, s, e)| {
+                    members.iter().filter_map(|&(c, s, slot)| {
                         let chip = &chips[c as usize];
                         let sensor = &chip.sensors[s as usize];
-                        let raw = self.raw(&sensor.elements[e as usize])?;
+                        let raw = self.values.get(slot as usize).copied().flatten()?;
                         // beep_enable is a 0/1 setting (its unit is the raw one).
                         let value = if &*sensor.kind == "beep_enable" {
                             if raw == 1.0 { 1.0 } else { 0.0 }
