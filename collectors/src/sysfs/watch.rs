@@ -166,9 +166,11 @@ impl ReadWatch {
         self.seq.store(seq, Ordering::Relaxed);
         self.path_addr.store(bytes.as_ptr() as usize, Ordering::Relaxed);
         self.path_len.store(bytes.len(), Ordering::Relaxed);
-        // SeqCst, like the clearing store and the `abandoned` load below, which `abandon` pairs with.
+        // SeqCst, like the clearing store and the `abandoned` loads below, which `abandon` pairs with.
         self.since.store(self.ticks() + 1, Ordering::SeqCst);
-        let out = syscall();
+        // Checked again once marked: a supervisor giving up at this moment either sees the syscall in
+        // flight (and may blame it) or is seen here, and then the syscall does not start.
+        let out = if self.abandoned.load(Ordering::SeqCst) { None } else { Some(syscall()) };
         self.since.store(0, Ordering::SeqCst);
         if self.abandoned.load(Ordering::SeqCst) {
             // The supervisor gave up on this worker, maybe while this syscall hung. Taking the lock waits
@@ -181,7 +183,7 @@ impl ReadWatch {
                 self.quarantine.release(&path);
             }
         }
-        Some(out)
+        out
     }
 
     fn ticks(&self) -> u64 {
