@@ -216,6 +216,26 @@ impl Families {
     }
 }
 
+/// The families in order, each given up as it is taken: a writer that consumes them frees each family's
+/// samples once written, so a scrape's families and its encoded text are not both whole at once.
+impl IntoIterator for Families {
+    type Item = Family;
+    type IntoIter = std::vec::IntoIter<Family>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.families.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Families {
+    type Item = &'a Family;
+    type IntoIter = std::slice::Iter<'a, Family>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.families.iter()
+    }
+}
+
 /// Shorthand for a label value from any string.
 pub fn lv(s: impl AsRef<str>) -> LabelValue {
     Arc::from(s.as_ref())

@@ -11,16 +11,20 @@
 //! Help texts are written as they are: they are the agent's own single-line descriptions (the catalogue's,
 //! or built from sysfs attribute names), as they were with prometheus-client.
 
+use std::borrow::Borrow;
+
 use collectors::export::{Families, Family, LabelValue, MetricKind};
 
-/// Appends the OpenMetrics 1.0 exposition of `families` to `out`, `# EOF` included.
-pub fn openmetrics(families: &Families, out: &mut Vec<u8>) {
+/// Appends the OpenMetrics 1.0 exposition of `families` to `out`, `# EOF` included. Given the families
+/// themselves (not a reference), each is freed once written.
+pub fn openmetrics<F: Borrow<Family>>(families: impl IntoIterator<Item = F>, out: &mut Vec<u8>) {
     write(families, Flavor::OpenMetrics, out);
     out.extend_from_slice(b"# EOF\n");
 }
 
-/// Appends the Prometheus text format 0.0.4 exposition of `families` to `out`.
-pub fn text_004(families: &Families, out: &mut Vec<u8>) {
+/// Appends the Prometheus text format 0.0.4 exposition of `families` to `out`. Given the families
+/// themselves (not a reference), each is freed once written.
+pub fn text_004<F: Borrow<Family>>(families: impl IntoIterator<Item = F>, out: &mut Vec<u8>) {
     write(families, Flavor::Text004, out);
 }
 
@@ -36,9 +40,12 @@ enum Flavor {
     Text004,
 }
 
-fn write(families: &Families, flavor: Flavor, out: &mut Vec<u8>) {
-    for f in families.iter().filter(|f| !f.samples.is_empty()) {
-        family(f, flavor, out);
+fn write<F: Borrow<Family>>(families: impl IntoIterator<Item = F>, flavor: Flavor, out: &mut Vec<u8>) {
+    for f in families {
+        let f = f.borrow();
+        if !f.samples.is_empty() {
+            family(f, flavor, out);
+        }
     }
 }
 
@@ -134,6 +141,10 @@ mod tests {
         let (mut om, mut text) = (Vec::new(), Vec::new());
         openmetrics(families, &mut om);
         text_004(families, &mut text);
+        let (mut om_owned, mut text_owned) = (Vec::new(), Vec::new());
+        openmetrics(families.clone(), &mut om_owned);
+        text_004(families.clone(), &mut text_owned);
+        assert_eq!((&om_owned, &text_owned), (&om, &text), "consuming writes the same");
         (String::from_utf8(om).expect("UTF-8"), String::from_utf8(text).expect("UTF-8"))
     }
 

@@ -174,9 +174,12 @@ impl Rendered {
         // Some room for a few more series than last time.
         let capacity = if previous > 0 { previous + 4096 } else { encode::estimated_len(&families) };
         let mut out = Vec::with_capacity(capacity);
+        // The families are consumed, each freed once written: on a large host they and the text are each
+        // a few hundred KiB, and this way both are never whole at once (the buffer's pages are only
+        // touched as it fills).
         match format {
-            Format::OpenMetrics => encode::openmetrics(&families, &mut out),
-            Format::Text004 => encode::text_004(&families, &mut out),
+            Format::OpenMetrics => encode::openmetrics(families, &mut out),
+            Format::Text004 => encode::text_004(families, &mut out),
         }
         Bytes::from(out)
     }
