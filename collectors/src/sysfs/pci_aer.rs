@@ -10,7 +10,7 @@
 //! above them, and any device once one of its counters is non-zero, so a host with 200 PCI functions
 //! does not export 6,800 zeros.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use config::{AerPerError, Filter};
@@ -22,6 +22,7 @@ use super::{
 };
 use crate::catalogue;
 use crate::export::{Families, LabelValue, labels, lv};
+use crate::intern::Interner;
 
 pub const SEVERITIES: [(&str, &str, &str); 3] = [
     ("correctable", "aer_dev_correctable", "aer_rootport_total_err_cor"),
@@ -157,7 +158,7 @@ pub struct PciAerReader {
     devices: Vec<Layout>,
     rescan: Rescan,
     /// Error names seen so far (the kernel has a fixed set of a few dozen).
-    names: HashMap<Box<str>, LabelValue>,
+    names: Interner,
     /// Devices that have had a non-zero counter: they keep their breakdown until they are unplugged, so no
     /// series disappears while the device exists.
     seen_errors: HashSet<LabelValue>,
@@ -180,7 +181,7 @@ impl PciAerReader {
             declared: declared.iter().map(|a| a.to_ascii_lowercase()).collect(),
             devices: Vec::new(),
             rescan: Rescan::default(),
-            names: HashMap::new(),
+            names: Interner::new(),
             seen_errors: HashSet::new(),
         }
     }
@@ -273,11 +274,7 @@ impl SysfsReader for PciAerReader {
             let mut reported = Vec::new();
             for (sev, attr) in &d.dev {
                 let names = &mut self.names;
-                let mut intern = |name: &str| match names.get(name) {
-                    Some(v) => v.clone(),
-                    None => names.entry(name.into()).or_insert_with(|| lv(name)).clone(),
-                };
-                let parsed = io.read(attr).map(|text| parse_aer_with(text, sev, &mut intern));
+                let parsed = io.read(attr).map(|text| parse_aer_with(text, sev, &mut |name| names.get(name)));
                 match parsed {
                     Ok(file) => {
                         for _ in 0..file.malformed {
