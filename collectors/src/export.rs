@@ -123,16 +123,7 @@ impl Families {
     /// Adds a sample of the catalogue family `spec`. Debug builds check that the label names are the
     /// declared ones, in order.
     pub fn sample(&mut self, spec: &'static Spec, labels: impl Into<Labels>, value: f64) {
-        let labels = labels.into();
-        debug_assert!(
-            spec.accepts(labels.iter().map(|(k, _)| *k)),
-            "{}: labels {:?} are not the declared {:?} (then optionally {:?})",
-            spec.name,
-            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            spec.labels,
-            spec.optional_labels,
-        );
-        self.family(spec.name, spec.help, spec.kind).samples.push(Sample { labels, value });
+        self.extend(spec, std::iter::once((labels.into(), value)));
     }
 
     /// Adds a sample to the family `name` of the catalogue group `pattern` (a name built from a sysfs file
@@ -146,15 +137,7 @@ impl Families {
         labels: impl Into<Labels>,
         value: f64,
     ) {
-        let labels = labels.into();
-        debug_assert!(pattern.matches(name), "{name} is not a family of {}", pattern.doc);
-        debug_assert!(
-            pattern.accepts(labels.iter().map(|(k, _)| *k)),
-            "{name}: labels {:?} are not the declared {:?}",
-            labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
-            pattern.labels,
-        );
-        self.family(name, help, kind).samples.push(Sample { labels, value });
+        self.extend_in(pattern, name, help, kind, std::iter::once((labels.into(), value)));
     }
 
     /// Adds a run of samples of the catalogue family `spec`, looking the family up once.
@@ -162,7 +145,14 @@ impl Families {
         let family = self.family(spec.name, spec.help, spec.kind);
         family.samples.reserve(samples.size_hint().1.unwrap_or(0));
         for (labels, value) in samples {
-            debug_assert!(spec.accepts(labels.iter().map(|(k, _)| *k)), "{}: labels {labels:?}", spec.name);
+            debug_assert!(
+                spec.accepts(labels.iter().map(|(k, _)| *k)),
+                "{}: labels {:?} are not the declared {:?} (then optionally {:?})",
+                spec.name,
+                labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                spec.labels,
+                spec.optional_labels,
+            );
             family.samples.push(Sample { labels, value });
         }
     }
@@ -181,7 +171,12 @@ impl Families {
         let family = self.family(name, help, kind);
         family.samples.reserve(samples.size_hint().1.unwrap_or(0));
         for (labels, value) in samples {
-            debug_assert!(pattern.accepts(labels.iter().map(|(k, _)| *k)), "{name}: labels {labels:?}");
+            debug_assert!(
+                pattern.accepts(labels.iter().map(|(k, _)| *k)),
+                "{name}: labels {:?} are not the declared {:?}",
+                labels.iter().map(|(k, _)| *k).collect::<Vec<_>>(),
+                pattern.labels,
+            );
             family.samples.push(Sample { labels, value });
         }
     }
