@@ -246,9 +246,30 @@ fn design_block(design: &str) -> String {
 )]
 fn the_checked_in_contract_copy_matches_shared_design() {
     let design = read(&repo().join("../shared/DESIGN.md"));
-    assert_eq!(
-        contract_copy(),
-        design_block(&design),
-        "docs/design-contract-metrics.txt differs from ../shared/DESIGN.md's metric catalogue: copy the block again"
-    );
+    let block = design_block(&design);
+    let copy = contract_copy();
+    let built = copy.strip_prefix(block.as_str()).unwrap_or_else(|| {
+        panic!(
+            "docs/design-contract-metrics.txt differs from ../shared/DESIGN.md's metric catalogue: copy the block again"
+        )
+    });
+    // DESIGN.md names what the open issues add in a second block, whose lines move into the catalogue as
+    // they are built (DESIGN.md itself is read-only here): each line after the first block is one of them.
+    let added = added_block(&design);
+    for line in built.lines() {
+        assert!(
+            added.lines().any(|l| l == line),
+            "{line:?} in docs/design-contract-metrics.txt is in neither of ../shared/DESIGN.md's catalogue blocks"
+        );
+    }
+}
+
+/// The second code block of the "## Metric catalogue" section: names the open issues add.
+fn added_block(design: &str) -> String {
+    let mut lines = design.lines().skip_while(|l| l.trim() != "## Metric catalogue");
+    lines.next();
+    let mut lines = lines.skip_while(|l| !l.starts_with("```")).skip(1).skip_while(|l| !l.starts_with("```")).skip(1);
+    let mut lines = lines.by_ref().skip_while(|l| !l.starts_with("```"));
+    lines.next();
+    lines.take_while(|l| !l.starts_with("```")).map(|l| format!("{l}\n")).collect()
 }

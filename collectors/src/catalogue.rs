@@ -295,6 +295,11 @@ pub const EVENTS_DROPPED: Spec = counter(
     "Events recorded since start that the journal does not hold (queue full, failed write, no journal)",
     &[],
 );
+pub const AGENT_FAULTS: Spec = counter(
+    "accel_agent_faults_total",
+    "Things the agent could not do for want of its own resources (descriptors, memory, processes, disk); never evidence about a device",
+    &["kind"],
+);
 
 // ---- Actions ----
 
@@ -496,6 +501,7 @@ pub const ALL: &[&Spec] = &[
     &LOG_LINES,
     &EVENTS,
     &EVENTS_DROPPED,
+    &AGENT_FAULTS,
     &ACTIONS_UP,
     &THROTTLE_LEVEL,
     &THROTTLE_MAX_LEVEL,

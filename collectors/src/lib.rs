@@ -6,6 +6,7 @@
 
 pub mod catalogue;
 pub mod export;
+pub mod fault;
 pub mod host;
 pub mod intern;
 pub mod logs;

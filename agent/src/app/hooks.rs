@@ -40,17 +40,29 @@ pub fn spawn(hooks: Vec<Hook>, run: bool, state: Arc<AgentState>, events: Arc<Ev
                     continue;
                 }
                 for h in hooks.iter().filter(|h| h.on.iter().any(|s| s == d.state.name())) {
-                    let (hook, events) = (h.clone(), Arc::clone(&events));
+                    let (hook, events, state) = (h.clone(), Arc::clone(&events), Arc::clone(&state));
                     let (device, now, before) = (d.id.clone(), d.state, previous);
                     // Each hook on its own task: a slow drain must not delay the next state change.
-                    tokio::spawn(async move { run_hook(&hook, &device, before, now, run, &events).await });
+                    tokio::spawn(async move {
+                        let states = Transition { device: &device, previous: before, state: now };
+                        run_hook(&hook, states, run, &events, &state).await
+                    });
                 }
             }
         }
     });
 }
 
-async fn run_hook(hook: &Hook, device: &str, previous: State, state: State, run: bool, events: &Events) {
+/// A device's change of state, which a hook is run for.
+#[derive(Clone, Copy)]
+struct Transition<'a> {
+    device: &'a str,
+    previous: State,
+    state: State,
+}
+
+async fn run_hook(hook: &Hook, t: Transition<'_>, run: bool, events: &Events, agent: &AgentState) {
+    let Transition { device, previous, state } = t;
     let argv: Vec<String> = hook
         .command
         .iter()
@@ -71,6 +83,12 @@ async fn run_hook(hook: &Hook, device: &str, previous: State, state: State, run:
     let outcome = probe.run().await;
     let (severity, message) = match outcome.status {
         ProbeStatus::Ok => (Severity::Info, format!("hook ran: {what}")),
+        // The agent's own trouble: counted as its fault (journalled once per streak there), not the hook's.
+        ProbeStatus::NotRun(fault) => {
+            let program = hook.command.first().map_or("", String::as_str);
+            agent.faults.record(fault, &format!("hook {program} for {device}"), events, SystemTime::now());
+            return;
+        }
         other => {
             (Severity::Warning, format!("hook failed ({}): {what}: {}", other.label(), outcome.stderr_excerpt.trim()))
         }

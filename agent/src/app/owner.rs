@@ -55,7 +55,13 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
                 Evidence::Readings => {}
-                Evidence::Probe { device, result } => changes.extend(engine.apply_probe(&device, result, now, wall)),
+                Evidence::Probe { device, result } => {
+                    if let Some(fault) = result.not_run {
+                        let what = format!("probe {} of {device}", result.probe);
+                        effects.state.faults.record(fault, &what, &effects.events, wall);
+                    }
+                    changes.extend(engine.apply_probe(&device, result, now, wall));
+                }
                 Evidence::Log { device, update } => changes.extend(engine.apply_log(&device, update, now, wall)),
                 Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
                 Evidence::Flush(done) => flushed.push(done),

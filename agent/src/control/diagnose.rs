@@ -2,6 +2,7 @@
 
 use serde::Serialize;
 
+use crate::effects::faults::AgentFault;
 use crate::model::{ConditionKind, DeviceView, State, Status};
 use crate::publish::api::StatusReport;
 use crate::publish::state::Snapshot;
@@ -163,6 +164,29 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             finding: format!("events are not kept: {why}"),
             replaces: "keep notes of what happened".into(),
             action: format!("make {} writable by the agent", config.state_dir.display()),
+        });
+    }
+    if let Some(f) = &status.agent.faults.current {
+        let count = status.agent.faults.counts.get(f.kind.label()).copied().unwrap_or(0);
+        findings.push(Finding {
+            level: Level::Critical,
+            device: None,
+            check: "agent resources".into(),
+            finding: format!(
+                "the agent is {}: {} not done ({count} time(s) since start); devices are judged on their last \
+                 evidence meanwhile, and nothing is set or reset for it",
+                f.reason, f.what
+            ),
+            replaces: "notice that the monitoring itself is broken".into(),
+            action: match f.kind {
+                AgentFault::Descriptors => {
+                    "look for a connection flood (`ss -tn state established '( sport = :9860 )'`); raise \
+                                  LimitNOFILE in the unit or lower [collectors] max_open_files"
+                        .into()
+                }
+                AgentFault::Disk => format!("free space under {}", config.state_dir.display()),
+                _ => "check the host's memory and process limits (journalctl -u accel-agent)".into(),
+            },
         });
     }
     if let Some(why) = &status.agent.actions_stopped {

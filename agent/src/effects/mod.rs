@@ -2,4 +2,5 @@
 
 pub mod actions;
 pub(crate) mod events;
+pub mod faults;
 pub mod journal;

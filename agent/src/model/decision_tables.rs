@@ -7,6 +7,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use collectors::fault::AgentFault;
 use collectors::logs::Signal;
 use collectors::probes::ReadingKind;
 
@@ -30,6 +31,8 @@ enum Ev {
     ProbeOk,
     /// The probe gives no verdict (timed out).
     ProbeFails,
+    /// The agent could not start the probe: it is out of file descriptors (EMFILE).
+    ProbeNotRun,
     /// The status tool says the device has a problem (exit 1).
     SdkProblem,
     /// The status tool reports the device offline (`online` 0).
@@ -72,6 +75,7 @@ fn result(status: ProbeState, readings: Vec<(ReadingKind, f64)>) -> ProbeResult 
         duration: Duration::from_millis(20),
         message: if answered { String::new() } else { "timed out".into() },
         readings,
+        not_run: None,
     }
 }
 
@@ -90,6 +94,14 @@ fn feed(e: &mut DeviceEngine, ev: Ev, now: Instant, wall: SystemTime) {
         }
         Ev::ProbeOk => drop(e.apply_probe("d0", ok(Vec::new()), now, wall)),
         Ev::ProbeFails => drop(e.apply_probe("d0", result(ProbeState::Failed, Vec::new()), now, wall)),
+        Ev::ProbeNotRun => {
+            let not_run = ProbeResult {
+                message: "spawning sdk-status: Too many open files (os error 24)".into(),
+                not_run: Some(AgentFault::Descriptors),
+                ..result(ProbeState::Failed, Vec::new())
+            };
+            drop(e.apply_probe("d0", not_run, now, wall));
+        }
         Ev::SdkProblem => drop(e.apply_probe("d0", result(ProbeState::Problem, Vec::new()), now, wall)),
         Ev::SdkSaysOffline => drop(e.apply_probe("d0", ok(vec![(ReadingKind::Online, 0.0)]), now, wall)),
         Ev::LogQuiet => drop(e.apply_log("d0", log(Vec::new()), now, wall)),
@@ -258,7 +270,7 @@ fn overheating() {
 #[test]
 fn offline() {
     let config = format!("[[device]]\nid = \"d0\"\nkind = \"generic\"\n{PROBE}offline_after = 2\n");
-    use Ev::{ProbeFails, ProbeOk};
+    use Ev::{ProbeFails, ProbeNotRun, ProbeOk};
     let (t, f) = (Status::True, Status::False);
     check(
         ConditionKind::Offline,
@@ -309,6 +321,34 @@ fn offline() {
             Case {
                 name: "set-healthy does not clear a probe that still fails",
                 events: &[(0, ProbeFails), (1, ProbeFails), (2, Ev::SetHealthy)],
+                status: t,
+                reason: "ProbeFailing",
+                state: State::Unhealthy,
+            },
+            Case {
+                name: "the agent's own trouble: probes it cannot start never set Offline",
+                events: &[(0, ProbeOk), (1, ProbeNotRun), (2, ProbeNotRun), (3, ProbeNotRun), (4, ProbeNotRun)],
+                status: f,
+                reason: "ProbeSucceeding",
+                state: State::Healthy,
+            },
+            Case {
+                name: "the agent's own trouble from the start: the device stays unknown, not offline",
+                events: &[(0, ProbeNotRun), (1, ProbeNotRun), (2, ProbeNotRun)],
+                status: Status::Unknown,
+                reason: "NoData",
+                state: State::Unknown,
+            },
+            Case {
+                name: "a probe not run neither counts as a failure nor ends a failure streak",
+                events: &[(0, ProbeOk), (1, ProbeFails), (2, ProbeNotRun), (3, ProbeFails)],
+                status: t,
+                reason: "ProbeFailing",
+                state: State::Unhealthy,
+            },
+            Case {
+                name: "a probe not run does not clear an Offline the device earned",
+                events: &[(0, ProbeFails), (1, ProbeFails), (2, ProbeNotRun)],
                 status: t,
                 reason: "ProbeFailing",
                 state: State::Unhealthy,
@@ -813,6 +853,19 @@ fn reconnect_policy() {
             assert_eq!((got.join(", ").as_str(), view.circuit), (want, Some(circuit)), "{} at {t}s", case.name);
         }
     }
+    // The agent's own trouble never starts the ladder: a minute of probes it could not start (out of
+    // descriptors) after the device last answered.
+    let clock = Clock::new();
+    let mut e = DeviceEngine::new(&cfg, clock.at(0).0, clock.at(0).1);
+    feed(&mut e, Ev::ProbeOk, clock.at(0).0, clock.at(0).1);
+    for t in 1..=60 {
+        let (now, wall) = clock.at(t);
+        feed(&mut e, Ev::ProbeNotRun, now, wall);
+        assert_eq!(e.reconnect_decisions(now, wall), vec![], "no reconnect at {t}s on the agent's own trouble");
+    }
+    let view = e.views(clock.at(60).1).remove(0);
+    assert_eq!((view.state, view.circuit), (State::Healthy, Some(Closed)), "judged on what it last said");
+    assert_eq!(view.probes[0].not_run, Some(AgentFault::Descriptors), "shown as not run");
     // What the operator sees after the ladder gave up: degraded, needs inspection, until set-healthy.
     let clock = Clock::new();
     let mut e = DeviceEngine::new(&cfg, clock.at(0).0, clock.at(0).1);

@@ -170,6 +170,7 @@ impl Learnt {
                 last_success: None,
                 consecutive_failures: 0,
                 message: String::new(),
+                not_run: None,
             })
             .collect();
         Learnt {
@@ -387,8 +388,19 @@ impl DeviceEngine {
         wall: SystemTime,
     ) -> Vec<ConditionChange> {
         let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
+        let probe = d.learnt.probes.iter_mut().find(|p| p.name == result.probe);
+        // The agent's own trouble is not evidence: a probe it could not start says nothing about the
+        // device. Its last verdict, failure streak, SDK report and readings stay as they were, so no
+        // condition sets and no ladder starts on it (a connection flood once reset healthy hardware).
+        if let Some(fault) = result.not_run {
+            if let Some(p) = probe {
+                p.not_run = Some(fault);
+            }
+            return Vec::new();
+        }
         let offline_after = d.offline_after(&result.probe);
         if let Some(p) = d.learnt.probes.iter_mut().find(|p| p.name == result.probe) {
+            p.not_run = None;
             p.status = result.status;
             p.success = result.success;
             p.duration_seconds = result.duration.as_secs_f64();
@@ -535,6 +547,15 @@ impl DeviceEngine {
         let cfg = cfg.ok_or(OperatorError::NoReconnectLadder { id: id.clone() })?;
         let controller = d.learnt.reconnect.get_or_insert_with(|| reconnect_controller(&cfg, 0));
         controller.start_manual(now).ok_or(OperatorError::NoReconnectLadder { id })
+    }
+
+    /// A reconnect step the agent could not start (its own trouble): not an attempt (see
+    /// `ReconnectController::not_run`).
+    pub fn reconnect_not_run(&mut self, device: &str, step: ReconnectStep, now: Instant) {
+        let device = self.devices.iter_mut().find(|d| d.config.id == device);
+        if let Some(c) = device.and_then(|d| d.learnt.reconnect.as_mut()) {
+            c.not_run(step, now);
+        }
     }
 
     /// The operator's "I have looked at it": clears latched conditions and a reconnect ladder that gave up,
@@ -1179,6 +1200,7 @@ mod tests {
             duration: std::time::Duration::ZERO,
             message: String::new(),
             readings: vec![(ReadingKind::Temperature, 95.0)],
+            not_run: None,
         };
         e.apply_probe("d0", hot, t0, t - 2 * second);
 
@@ -1217,6 +1239,7 @@ mod tests {
             duration: std::time::Duration::from_millis(30),
             message: String::new(),
             readings,
+            not_run: None,
         };
         // Readings, counters and an energy per inference; a burst of log lines; a pending throttle step.
         for (t, joules, inferences) in [(1, 100.0, 1000.0), (2, 106.0, 2000.0)] {

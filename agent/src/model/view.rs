@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use collectors::fault::AgentFault;
 use serde::Serialize;
 
 use super::health::{Condition, State};
@@ -64,6 +65,17 @@ pub struct ProbeView {
     pub last_success: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub message: String,
+    /// The last time it was due, the agent could not run it for want of its own resources (then the
+    /// fields above are from the run before): shown, never judged.
+    #[serde(serialize_with = "opt_fault")]
+    pub not_run: Option<AgentFault>,
+}
+
+fn opt_fault<S: serde::Serializer>(f: &Option<AgentFault>, s: S) -> Result<S::Ok, S::Error> {
+    match f {
+        Some(f) => s.serialize_str(f.label()),
+        None => s.serialize_none(),
+    }
 }
 
 /// Where a probe stands: not run yet, or the verdict of its last run.
@@ -123,6 +135,9 @@ pub struct ProbeResult {
     pub message: String,
     /// Readings in base units: temperature, power, energy, inferences, utilization, online.
     pub readings: Vec<(collectors::probes::ReadingKind, f64)>,
+    /// The probe was never run: the agent is out of a resource of its own. Then nothing above is
+    /// evidence about the device, and the model keeps what it knew.
+    pub not_run: Option<AgentFault>,
 }
 
 /// What one log source of a device produced since the last update.

@@ -148,6 +148,18 @@ impl ReconnectController {
         Some(Decision::Attempt { step })
     }
 
+    /// The step in flight never ran: the agent could not start it for want of its own resources. That is
+    /// not an attempt: no failure counts, the ladder does not move on to a harsher step, and the same step
+    /// is tried again after the initial backoff. False if that step is not the one in flight.
+    pub fn not_run(&mut self, step: ReconnectStep, now: Instant) -> bool {
+        if self.in_flight.map(|(s, _)| s) != Some(step) {
+            return false;
+        }
+        self.in_flight = None;
+        self.not_before = Some(now + self.policy.backoff_initial);
+        true
+    }
+
     /// An operator's reconnect: the circuit closes, escalation is forgotten, and the mildest step runs
     /// now; its outcome is judged like any attempt's. None when the ladder is empty.
     pub fn start_manual(&mut self, now: Instant) -> Option<ReconnectStep> {
@@ -190,6 +202,19 @@ mod tests {
             settle: 5 * S,
             escalate_after: 2,
         }
+    }
+
+    #[test]
+    fn a_step_the_agent_could_not_start_is_no_attempt() {
+        let t0 = Instant::now();
+        let mut c = ReconnectController::new(policy(), 7);
+        assert_eq!(c.tick(true, t0), Some(Decision::Attempt { step: ReconnectStep::Vendor }));
+        assert!(c.not_run(ReconnectStep::Vendor, t0));
+        assert!(!c.not_run(ReconnectStep::Vendor, t0), "only the step in flight");
+        assert_eq!(c.tick(true, t0 + S), None, "backing off");
+        // The same, mildest step again: nothing failed, so nothing escalates.
+        assert_eq!(c.tick(true, t0 + 2 * S), Some(Decision::Attempt { step: ReconnectStep::Vendor }));
+        assert_eq!((c.circuit, c.failures), (Circuit::Closed, 0));
     }
 
     #[test]

@@ -3,6 +3,7 @@
 
 use serde::Serialize;
 
+use crate::effects::faults::{AgentFault, FaultsView};
 use crate::model::{DeviceView, State, Status};
 use crate::policy::reconnect::Circuit;
 
@@ -87,6 +88,45 @@ pub struct AgentStatus {
     pub journal_degraded: Option<String>,
     /// Why the actions worker stopped, once it has: nothing is throttled, restored or reconnected.
     pub actions_stopped: Option<String>,
+    /// The agent's own trouble: what it could not do for want of descriptors, memory, processes or disk.
+    pub faults: AgentFaults,
+}
+
+/// `agent.faults` in /api/v1/status: counts since start by kind, and the latest fault while it is recent
+/// (within a minute); none of it is evidence about a device.
+#[derive(Debug, Serialize)]
+pub struct AgentFaults {
+    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    pub current: Option<CurrentFault>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CurrentFault {
+    #[serde(serialize_with = "fault_label")]
+    pub kind: AgentFault,
+    /// e.g. "out of file descriptors".
+    pub reason: &'static str,
+    /// What could not be done, e.g. "probe sdk of loihi0".
+    pub what: String,
+    pub time_unix: f64,
+}
+
+fn fault_label<S: serde::Serializer>(f: &AgentFault, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(f.label())
+}
+
+impl AgentFaults {
+    pub fn of(view: &FaultsView, now: std::time::SystemTime) -> AgentFaults {
+        AgentFaults {
+            counts: view.counts.iter().map(|(f, n)| (f.label(), *n)).collect(),
+            current: view.current(now).map(|r| CurrentFault {
+                kind: r.fault,
+                reason: r.fault.describe(),
+                what: r.what.clone(),
+                time_unix: r.at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
+            }),
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -175,7 +175,11 @@ pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Resu
                 time(p.last_success),
                 p.duration_seconds * 1e3,
                 p.consecutive_failures,
-                esc(&p.message)
+                match p.not_run {
+                    // The fields before are from the run before: say why this one is missing.
+                    Some(fault) => format!("not run: the agent is {fault} (not the device's trouble)"),
+                    None => esc(&p.message).to_string(),
+                }
             );
         }
         h.push_str("</tbody></table>");

@@ -6,7 +6,7 @@
 use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use http_body_util::Full;
@@ -129,6 +129,7 @@ impl Http {
             journal_unavailable: self.events.unavailable.clone(),
             journal_degraded: self.events.degraded(),
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
+            faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
         };
         api::status(&snap, agent)
     }

@@ -106,6 +106,9 @@ fn agent_line(s: &StatusReport) -> String {
     if let Some(why) = &s.agent.actions_stopped {
         let _ = write!(line, " · <span class=\"bad\">actions worker stopped: {}</span>", esc(why));
     }
+    if let Some(f) = &s.agent.faults.current {
+        let _ = write!(line, " · <span class=\"bad\">agent {}: {} not done</span>", f.reason, esc(&f.what));
+    }
     line
 }
 
@@ -228,6 +231,7 @@ const LANDING_JS: &str = r#"(function () {
     });
     if (a.journal_unavailable) line += ' \u00b7 <span class="bad">event journal unavailable: ' + esc(a.journal_unavailable) + '</span>';
     if (a.actions_stopped) line += ' \u00b7 <span class="bad">actions worker stopped: ' + esc(a.actions_stopped) + '</span>';
+    if (a.faults && a.faults.current) line += ' \u00b7 <span class="bad">agent ' + esc(a.faults.current.reason) + ': ' + esc(a.faults.current.what) + ' not done</span>';
     return line;
   }
   function row(d) {

@@ -11,6 +11,7 @@ use collectors::sysfs::{OpenFiles, ReadFailure, ReadStats};
 use config::CollectorKind;
 
 use crate::effects::actions::{ActionsStatus, ThrottleView};
+use crate::effects::faults::{Faults, FaultsView};
 use crate::effects::journal::Severity;
 use crate::model::DeviceView;
 use crate::model::evidence::{HostEvidence, Outcome};
@@ -64,6 +65,8 @@ pub struct Snapshot {
     pub actions_stopped: Option<Arc<str>>,
     /// Attribute files the collectors held open after the last collection, and their budget.
     pub open_files: OpenFilesView,
+    /// The agent's own trouble, as of the last decision round (at most a second old).
+    pub faults: FaultsView,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -125,6 +128,9 @@ pub struct AgentState {
     pub started: Instant,
     /// Attribute files the collectors keep open, against their budget (set at start and on reload).
     pub open_files: Arc<OpenFiles>,
+    /// The agent's own trouble (out of descriptors, memory, processes, disk), counted apart from any
+    /// device's: whoever meets it records it here.
+    pub faults: Faults,
 }
 
 impl AgentState {
@@ -139,6 +145,7 @@ impl AgentState {
             snapshot: ArcSwap::from_pointee(snap),
             started: Instant::now(),
             open_files: OpenFiles::new(config::DEFAULT_MAX_OPEN_FILES as usize),
+            faults: Faults::new(),
         })
     }
 
@@ -190,6 +197,7 @@ impl AgentState {
 
     /// One snapshot update for the devices (when given) and the event counts.
     fn publish(&self, views: Option<Arc<Vec<DeviceView>>>, counts: Arc<Vec<(String, Severity, u64)>>, dropped: u64) {
+        let faults = self.faults.view();
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
@@ -198,14 +206,18 @@ impl AgentState {
             }
             snap.event_counts = Arc::clone(&counts);
             snap.events_dropped = dropped;
+            snap.faults = faults.clone();
             snap
         });
     }
 
-    /// Publishes the event counts alone, when they changed.
+    /// Publishes the event counts (and the agent's faults) alone, when they changed.
     pub fn publish_event_counts(&self, event_counts: Vec<(String, Severity, u64)>, events_dropped: u64) {
         let snap = self.snapshot();
-        if *snap.event_counts == event_counts && snap.events_dropped == events_dropped {
+        if *snap.event_counts == event_counts
+            && snap.events_dropped == events_dropped
+            && snap.faults == self.faults.view()
+        {
             return;
         }
         self.publish(None, Arc::new(event_counts), events_dropped);

@@ -86,8 +86,12 @@ impl Runner {
             Runner::Command(c) => {
                 let o = c.run().await;
                 let mut message = o.stderr_excerpt.trim().to_owned();
-                if let ProbeStatus::Failed(reason) = &o.status {
-                    message = if message.is_empty() { reason.to_string() } else { format!("{reason}: {message}") };
+                match &o.status {
+                    ProbeStatus::Failed(reason) => {
+                        message = if message.is_empty() { reason.to_string() } else { format!("{reason}: {message}") };
+                    }
+                    ProbeStatus::NotRun(fault) => message = format!("not run: the agent is {fault}"),
+                    _ => {}
                 }
                 ProbeResult {
                     probe: name.to_owned(),
@@ -95,7 +99,7 @@ impl Runner {
                         ProbeStatus::Ok => ProbeState::Ok,
                         ProbeStatus::Problem => ProbeState::Problem,
                         ProbeStatus::Unknown => ProbeState::Unknown,
-                        ProbeStatus::Failed(_) => ProbeState::Failed,
+                        ProbeStatus::Failed(_) | ProbeStatus::NotRun(_) => ProbeState::Failed,
                     },
                     // The tool answered, even if the answer is "problem": the device is reachable.
                     success: matches!(o.status, ProbeStatus::Ok | ProbeStatus::Problem),
@@ -103,6 +107,10 @@ impl Runner {
                     duration: o.duration,
                     message,
                     readings: o.readings.into_iter().filter(|(k, _)| !matches!(k, ReadingKind::Custom(_))).collect(),
+                    not_run: match o.status {
+                        ProbeStatus::NotRun(fault) => Some(fault),
+                        _ => None,
+                    },
                 }
             }
             Runner::Tcp(t) => net_result(name, t.run().await),
@@ -120,6 +128,7 @@ fn net_result(name: &str, o: collectors::probes::NetOutcome) -> ProbeResult {
         duration: o.duration,
         message: o.error.unwrap_or_default(),
         readings: Vec::new(),
+        not_run: o.fault,
     }
 }
 
@@ -191,8 +200,10 @@ pub fn spawn(
                         _ = shutdown.cancelled() => break,
                     };
                     let wall = SystemTime::now();
-                    // A failure streak is one event when it starts, not one per round.
-                    if !result.success && !failing_reported {
+                    // A failure streak is one event when it starts, not one per round. A probe the agent
+                    // could not start is the agent's fault, counted by the owner: no streak starts or ends.
+                    if result.not_run.is_some() {
+                    } else if !result.success && !failing_reported {
                         failing_reported = true;
                         events.record(
                             Event::new(

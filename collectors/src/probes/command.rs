@@ -14,6 +14,7 @@ use tokio::time::Instant;
 
 use super::capture::Capture;
 use super::readings::{OutputFormat, ReadingKind};
+use crate::fault::AgentFault;
 
 pub const DEFAULT_STDOUT_CAP: usize = 64 * 1024;
 pub const DEFAULT_STDERR_CAP: usize = 16 * 1024;
@@ -46,6 +47,9 @@ pub enum ProbeStatus {
     Problem,
     Unknown,
     Failed(FailReason),
+    /// The tool was never started because the agent itself is out of a resource: this says nothing about
+    /// the device (see [`crate::fault`]).
+    NotRun(AgentFault),
 }
 
 impl ProbeStatus {
@@ -56,6 +60,7 @@ impl ProbeStatus {
             ProbeStatus::Problem => "problem",
             ProbeStatus::Unknown => "unknown",
             ProbeStatus::Failed(_) => "failed",
+            ProbeStatus::NotRun(_) => "not_run",
         }
     }
 }
@@ -65,7 +70,8 @@ impl ProbeStatus {
 pub enum FailReason {
     #[error("timed out")]
     Timeout,
-    /// The program could not be started; the message names it.
+    /// The program could not be started for a reason of its own (missing, not executable); the message
+    /// names it.
     #[error("{0}")]
     Spawn(String),
     #[error("killed by signal {0}")]
@@ -151,7 +157,7 @@ impl CommandProbe {
         let deadline = started + self.timeout;
         let mut child = match self.spawn() {
             Ok(child) => GroupChild(child),
-            Err(reason) => return self.failed(reason, started),
+            Err(status) => return self.not_started(status, started),
         };
         let mut stdout = Capture::new(self.stdout_cap);
         let mut stderr = Capture::new(self.stderr_cap);
@@ -211,9 +217,10 @@ impl CommandProbe {
         }
     }
 
-    fn spawn(&self) -> Result<Child, FailReason> {
+    /// Starts the tool; the error is the outcome: the agent's own fault, or a failure of the tool's.
+    fn spawn(&self) -> Result<Child, ProbeStatus> {
         let Some((program, args)) = self.argv.split_first() else {
-            return Err(FailReason::Spawn("empty command line".to_owned()));
+            return Err(ProbeStatus::Failed(FailReason::Spawn("empty command line".to_owned())));
         };
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -228,12 +235,15 @@ impl CommandProbe {
             cmd.env_clear();
         }
         cmd.envs(&self.env);
-        cmd.spawn().map_err(|e| FailReason::Spawn(format!("spawning {program}: {e}")))
+        cmd.spawn().map_err(|e| match AgentFault::of(&e) {
+            Some(fault) => ProbeStatus::NotRun(fault),
+            None => ProbeStatus::Failed(FailReason::Spawn(format!("spawning {program}: {e}"))),
+        })
     }
 
-    fn failed(&self, reason: FailReason, started: Instant) -> ProbeOutcome {
+    fn not_started(&self, status: ProbeStatus, started: Instant) -> ProbeOutcome {
         ProbeOutcome {
-            status: ProbeStatus::Failed(reason),
+            status,
             exit_code: None,
             duration: started.elapsed(),
             stdout: String::new(),

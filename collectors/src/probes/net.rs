@@ -11,6 +11,8 @@ use std::time::Duration;
 use tokio::net::{TcpStream, UdpSocket};
 use tokio::time::{Instant, timeout_at};
 
+use crate::fault::AgentFault;
+
 /// Largest reply read. Any datagram counts as an answer, so its content does not matter.
 const REPLY_BUF: usize = 2048;
 
@@ -59,11 +61,30 @@ pub struct NetOutcome {
     pub duration: Duration,
     /// Why the target counts as unreachable, naming it.
     pub error: Option<String>,
+    /// The check was never made because the agent itself is out of a resource (no socket could be
+    /// opened): then the outcome says nothing about the target.
+    pub fault: Option<AgentFault>,
 }
 
 impl NetOutcome {
     fn from_result(result: Result<(), NetError>, started: Instant) -> NetOutcome {
-        NetOutcome { ok: result.is_ok(), duration: started.elapsed(), error: result.err().map(|e| e.to_string()) }
+        NetOutcome {
+            ok: result.is_ok(),
+            duration: started.elapsed(),
+            fault: result.as_ref().err().and_then(NetError::agent_fault),
+            error: result.err().map(|e| e.to_string()),
+        }
+    }
+}
+
+impl NetError {
+    /// Opening the socket failed for want of the agent's own resources. Only errors from our side of the
+    /// exchange: a name that does not resolve or a peer that refuses is about the target.
+    fn agent_fault(&self) -> Option<AgentFault> {
+        match self {
+            NetError::Connect { source, .. } | NetError::Udp { source, .. } => AgentFault::of(source),
+            _ => None,
+        }
     }
 }
 

@@ -311,6 +311,14 @@ fn status_text(v: &Value, style: Style) -> String {
     if let Some(why) = agent["actions_stopped"].as_str() {
         let _ = writeln!(out, "{}: the actions worker stopped ({why}); restart the agent", style.state("critical"));
     }
+    let fault = &agent["faults"]["current"];
+    if let (Some(reason), Some(what)) = (fault["reason"].as_str(), fault["what"].as_str()) {
+        let _ = writeln!(
+            out,
+            "{}: the agent is {reason}: {what} not done (its own trouble, not the device's; see `agentctl diagnose`)",
+            style.state("critical")
+        );
+    }
     let devices = v["devices"].as_array().cloned().unwrap_or_default();
     if devices.is_empty() {
         out.push_str(

@@ -32,6 +32,7 @@ use serde::Serialize;
 use tokio::sync::oneshot;
 
 use crate::effects::events::Events;
+use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::policy::throttle::{all_files, plan};
 use beneath::{SysfsRoot, Target};
@@ -71,6 +72,38 @@ pub enum ActionError {
 
 /// What a request did, or why it did not.
 type Outcome = Result<String, String>;
+
+/// Told when a reconnect step could not be started for want of the agent's own resources (out of
+/// descriptors, say): it is not an attempt, and the model must not judge the ladder on it.
+pub type StepNotRun = Arc<dyn Fn(&str, ReconnectStep, AgentFault) + Send + Sync>;
+
+/// Why a command or reconnect step did not do its work.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum StepError {
+    /// It never started: the agent's own trouble, not the device's.
+    #[error("not run: the agent is {0}")]
+    NotRun(AgentFault),
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<String> for StepError {
+    fn from(message: String) -> StepError {
+        StepError::Failed(message)
+    }
+}
+
+impl From<&str> for StepError {
+    fn from(message: &str) -> StepError {
+        StepError::Failed(message.to_owned())
+    }
+}
+
+impl From<StepError> for String {
+    fn from(e: StepError) -> String {
+        e.to_string()
+    }
+}
 /// The outcome of one request, sent back by the actions thread.
 type Reply = oneshot::Sender<Outcome>;
 
@@ -206,8 +239,14 @@ pub trait ActionsStatus: Send + Sync {
 impl Actions {
     /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
     /// even with actions disabled now: undoing the agent's own writes to files the config names is safe.
-    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>, state: Arc<dyn ActionsStatus>) -> Actions {
-        Actions::start_with(config, dry_run_flag, events, state, Box::new(write_verified))
+    pub fn start(
+        config: &Config,
+        dry_run_flag: bool,
+        events: Arc<Events>,
+        state: Arc<dyn ActionsStatus>,
+        step_not_run: StepNotRun,
+    ) -> Actions {
+        Actions::start_with(config, dry_run_flag, events, state, step_not_run, Box::new(write_verified))
     }
 
     fn start_with(
@@ -215,6 +254,7 @@ impl Actions {
         dry_run_flag: bool,
         events: Arc<Events>,
         state: Arc<dyn ActionsStatus>,
+        step_not_run: StepNotRun,
         writer: WriteFn,
     ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
@@ -238,6 +278,7 @@ impl Actions {
             views: Arc::clone(&views),
             events: Arc::clone(&events),
             locked: BTreeSet::new(),
+            step_not_run,
         };
         worker.adopt(settings);
         let (watch_events, watch_state, watch_stopping) =
@@ -392,6 +433,7 @@ struct Worker {
     events: Arc<Events>,
     /// Files the firmware locked.
     locked: BTreeSet<Target>,
+    step_not_run: StepNotRun,
 }
 
 impl Worker {
@@ -733,6 +775,11 @@ impl Worker {
                 self.event(Some(device), Severity::Warning, format!("reconnect step {step}: {what}"));
                 Ok(what)
             }
+            // Not an attempt: the ladder must neither count it nor move on to a harsher step for it.
+            Err(StepError::NotRun(fault)) => {
+                (self.step_not_run)(device, step, fault);
+                Err(format!("reconnect step {step} not run: the agent is {fault}; it is tried again later"))
+            }
             Err(e) => {
                 let message = format!("reconnect step {step} failed: {e}");
                 self.event(Some(device), Severity::Critical, message.clone());
@@ -747,10 +794,10 @@ impl Worker {
         write::write_once(&root, &target, value).map_err(|e| e.to_string())
     }
 
-    fn run_step(&mut self, device: &str, step: ReconnectStep, target: &ReconnectTarget) -> Result<String, String> {
+    fn run_step(&mut self, device: &str, step: ReconnectStep, target: &ReconnectTarget) -> Result<String, StepError> {
         let pci = || target.pci.as_deref().ok_or_else(|| format!("step {step} needs the device's pci_address"));
         match step {
-            ReconnectStep::PowerCycle => self.power_cycle(device, target.bmp),
+            ReconnectStep::PowerCycle => Ok(self.power_cycle(device, target.bmp)?),
             ReconnectStep::Vendor => {
                 let argv: Vec<String> =
                     target.command.as_deref().unwrap_or_default().iter().map(|a| a.replace("{id}", device)).collect();
@@ -822,11 +869,11 @@ impl Worker {
         if !self.write {
             return Ok(());
         }
-        self.run_argv(&argv)
+        Ok(self.run_argv(&argv)?)
     }
 
     /// Runs a command without a shell, in its own process group, killed as a group at the deadline.
-    fn run_argv(&self, argv: &[String]) -> Result<(), String> {
+    fn run_argv(&self, argv: &[String]) -> Result<(), StepError> {
         let Some((program, args)) = argv.split_first() else { return Ok(()) };
         let mut child = {
             use std::os::unix::process::CommandExt;
@@ -837,23 +884,26 @@ impl Worker {
                 .stderr(Stdio::null())
                 .process_group(0)
                 .spawn()
-                .map_err(|e| format!("cannot run {program}: {e}"))?
+                .map_err(|e| match AgentFault::of(&e) {
+                    Some(fault) => StepError::NotRun(fault),
+                    None => StepError::Failed(format!("cannot run {program}: {e}")),
+                })?
         };
         let started = Instant::now();
         loop {
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => return Err(format!("{program} exited with {status}")),
+                Ok(Some(status)) => return Err(format!("{program} exited with {status}").into()),
                 Ok(None) if started.elapsed() > COMMAND_TIMEOUT => {
                     // SAFETY: signalling the process group we created for this child.
                     unsafe {
                         libc::kill(-(child.id() as i32), libc::SIGKILL);
                     }
                     let _ = child.wait();
-                    return Err(format!("{program} did not finish within {COMMAND_TIMEOUT:?}"));
+                    return Err(format!("{program} did not finish within {COMMAND_TIMEOUT:?}").into());
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("waiting for {program}: {e}")),
+                Err(e) => return Err(format!("waiting for {program}: {e}").into()),
             }
         }
     }
@@ -886,6 +936,7 @@ mod tests {
             views: Arc::new(Mutex::new(views)),
             events: Arc::new(Events::without_journal("test".into())),
             locked: BTreeSet::new(),
+            step_not_run: Arc::new(|_: &str, _: ReconnectStep, _: AgentFault| {}),
         };
         w.adopt(Settings {
             reconnects: BTreeMap::new(),
@@ -964,7 +1015,8 @@ mod tests {
         let writer: WriteFn = Box::new(|_: &SysfsRoot, _: &Target, _: &str| panic!("a bug in the writer"));
         std::fs::create_dir_all(root.path().join("class/thermal/cooling_device0")).unwrap();
         std::fs::write(root.path().join("class/thermal/cooling_device0/cur_state"), "0\n").unwrap();
-        let actions = Actions::start_with(&config, false, Arc::clone(&events), state.clone(), writer);
+        let not_run: StepNotRun = Arc::new(|_: &str, _: ReconnectStep, _: AgentFault| {});
+        let actions = Actions::start_with(&config, false, Arc::clone(&events), state.clone(), not_run, writer);
         assert_eq!(crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started), Ok(()));
 
         let mark = actions.mark();

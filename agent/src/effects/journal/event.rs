@@ -78,6 +78,9 @@ pub mod kind {
     pub const LOG_MATCH: &str = "log_match";
     /// A followed log that cannot be read as one (replaced by a symlink, FIFO or device), and its return.
     pub const LOG_SOURCE: &str = "log_source";
+    /// The agent could not do something for want of its own resources (descriptors, memory, processes,
+    /// disk): the first of each streak.
+    pub const AGENT_FAULT: &str = "agent_fault";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
