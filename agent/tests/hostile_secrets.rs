@@ -80,7 +80,8 @@ fn secrets_a_tool_prints_reach_no_page_api_log_control_answer_or_bundle_file() {
     }
 
     // Where the probe's message is shown, it is shown redacted: the scan cannot pass by showing nothing.
-    let redacted = "login failed for vendor-cli --token <redacted> password=<redacted> Authorization: Bearer <redacted>";
+    let redacted =
+        "login failed for vendor-cli --token <redacted> password=<redacted> Authorization: Bearer <redacted>";
     let html = redacted.replace('<', "&lt;").replace('>', "&gt;");
     let mut places: Vec<(String, String, Option<&str>)> = Vec::new();
     for (path, marker) in [
@@ -146,7 +147,11 @@ fn children_get_a_minimal_environment_never_the_agents_credentials() {
     let agent = Agent::start_with_env(
         state,
         &["--config", cfg_file.to_str().unwrap(), "--sysfs-root", fs.root().to_str().unwrap()],
-        &[("SPALLOC_CREDENTIALS", "ops:spalloc-hunter2"), ("VENDOR_API_TOKEN", "tok-abc123"), ("PATH", "/usr/bin:/bin")],
+        &[
+            ("SPALLOC_CREDENTIALS", "ops:spalloc-hunter2"),
+            ("VENDOR_API_TOKEN", "tok-abc123"),
+            ("PATH", "/usr/bin:/bin"),
+        ],
     );
     agent.wait_ready();
     let (code, _, stderr) = agentctl(&agent, &["maintenance", "loihi0", "on"]);
@@ -175,7 +180,8 @@ fn children_get_a_minimal_environment_never_the_agents_credentials() {
 #[test]
 fn bundle_output_is_a_new_owner_only_file_never_through_a_symlink_or_into_an_existing_file() {
     let fs = host();
-    let toml = "[discovery]\nenabled = false\n[control]\ngroup = \"4242\"\n[[device]]\nid = \"loihi0\"\nkind = \"loihi\"\n";
+    let toml =
+        "[discovery]\nenabled = false\n[control]\ngroup = \"4242\"\n[[device]]\nid = \"loihi0\"\nkind = \"loihi\"\n";
     let (agent, _cfg) = Agent::with_config(fs.root(), toml);
     agent.wait_ready();
     let dir = tempfile::tempdir().unwrap();

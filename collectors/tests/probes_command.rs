@@ -194,7 +194,8 @@ async fn environment_is_the_allowlist_and_what_is_set_never_the_agents_own() {
     // Set by cargo for the test process, like a credentials variable set for the agent.
     assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some(), "precondition: cargo sets CARGO_MANIFEST_DIR");
     let dir = tempfile::tempdir().unwrap();
-    let body = r#"echo "board=$ACCEL_BOARD manifest=${CARGO_MANIFEST_DIR:-unset} home=${HOME:-unset} path=${PATH:-unset}""#;
+    let body =
+        r#"echo "board=$ACCEL_BOARD manifest=${CARGO_MANIFEST_DIR:-unset} home=${HOME:-unset} path=${PATH:-unset}""#;
     let path = script(dir.path(), body);
 
     let minimal = sh(&path, &[], Duration::from_secs(5)).with_env("ACCEL_BOARD", "3").run().await;
@@ -220,10 +221,7 @@ exit 1"#;
     let outcome = probe.run().await;
     assert_eq!(outcome.status, ProbeStatus::Problem);
     assert_eq!(outcome.readings, vec![(ReadingKind::Temperature, 41.5)]);
-    assert_eq!(
-        outcome.stderr_excerpt,
-        "login failed: password=<redacted> Authorization: Bearer <redacted>\n"
-    );
+    assert_eq!(outcome.stderr_excerpt, "login failed: password=<redacted> Authorization: Bearer <redacted>\n");
     assert!(outcome.stdout.ends_with("tool --token <redacted>\n"), "{}", outcome.stdout);
 }
 

@@ -288,12 +288,8 @@ fn write_new(path: &Path, data: &[u8], force: bool) -> Result<(), WriteError> {
             Err(source) => return Err(WriteError::Remove { path: shown(), source }),
         }
     }
-    let file = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path);
+    let file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path);
     let mut file = match file {
         Ok(f) => f,
         // A link or file that appeared after the unlink above is refused as well, never followed.
