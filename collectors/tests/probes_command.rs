@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use collectors::probes::{
-    CommandProbe, FailReason, FieldMap, OutputFormat, ProbeOutcome, ProbeStatus, ReadingKind, RegexField,
+    BaseEnv, CommandProbe, FailReason, FieldMap, OutputFormat, ProbeOutcome, ProbeStatus, ReadingKind, RegexField,
 };
 
 /// Slack for "returned promptly" liveness checks, far above any real delay.
@@ -190,17 +190,39 @@ async fn arguments_are_not_shell_parsed() {
 }
 
 #[tokio::test]
-async fn environment_is_set_and_optionally_cleared() {
+async fn environment_is_the_allowlist_and_what_is_set_never_the_agents_own() {
+    // Set by cargo for the test process, like a credentials variable set for the agent.
+    assert!(std::env::var_os("CARGO_MANIFEST_DIR").is_some(), "precondition: cargo sets CARGO_MANIFEST_DIR");
     let dir = tempfile::tempdir().unwrap();
-    let path = script(dir.path(), r#"echo "board=$ACCEL_BOARD home=${HOME:-unset}""#);
+    let body =
+        r#"echo "board=$ACCEL_BOARD manifest=${CARGO_MANIFEST_DIR:-unset} home=${HOME:-unset} path=${PATH:-unset}""#;
+    let path = script(dir.path(), body);
 
-    let inherited = sh(&path, &[], Duration::from_secs(5)).with_env("ACCEL_BOARD", "3").run().await;
-    assert!(inherited.stdout.starts_with("board=3 home="));
-    assert_ne!(inherited.stdout, "board=3 home=unset\n");
+    let minimal = sh(&path, &[], Duration::from_secs(5)).with_env("ACCEL_BOARD", "3").run().await;
+    let agent_path = std::env::var("PATH").unwrap_or_else(|_| collectors::probes::child_env::DEFAULT_PATH.to_owned());
+    assert_eq!(minimal.stdout, format!("board=3 manifest=unset home=unset path={agent_path}\n"));
 
-    let mut clean = sh(&path, &[], Duration::from_secs(5)).with_env("ACCEL_BOARD", "4");
-    clean.inherit_env = false;
-    assert_eq!(clean.run().await.stdout, "board=4 home=unset\n");
+    let mut empty = sh(&path, &[], Duration::from_secs(5)).with_env("ACCEL_BOARD", "4");
+    empty.base_env = BaseEnv::Empty;
+    let out = empty.run().await.stdout;
+    assert!(out.starts_with("board=4 manifest=unset home=unset path="), "{out}");
+    assert!(!out.contains(&agent_path), "{out}");
+}
+
+#[tokio::test]
+async fn secrets_in_output_are_redacted_where_it_is_captured_and_readings_still_parsed() {
+    let body = r#"echo '{"temp": 41.5, "token": "x"}' ; echo "tool --token s3cr3tOUT"
+echo "login failed: password=hunter2xyz Authorization: Bearer abc.def.ghi" >&2
+exit 1"#;
+    let dir = tempfile::tempdir().unwrap();
+    let probe = sh(&script(dir.path(), body), &[], Duration::from_secs(5)).with_output(OutputFormat::Regex {
+        fields: vec![RegexField::new(ReadingKind::Temperature, r#""temp": ([0-9.]+)"#, 1.0).unwrap()],
+    });
+    let outcome = probe.run().await;
+    assert_eq!(outcome.status, ProbeStatus::Problem);
+    assert_eq!(outcome.readings, vec![(ReadingKind::Temperature, 41.5)]);
+    assert_eq!(outcome.stderr_excerpt, "login failed: password=<redacted> Authorization: Bearer <redacted>\n");
+    assert!(outcome.stdout.ends_with("tool --token <redacted>\n"), "{}", outcome.stdout);
 }
 
 #[tokio::test]

@@ -269,7 +269,7 @@ impl Poller {
                             dead.extend(places.into_iter().map(|(c, f, b)| (machine.clone(), c, f, b)));
                             report
                         }
-                        Err(e) => MachineReport { spalloc_up: false, error: Some(e), ..Default::default() },
+                        Err(e) => unreachable_report(&e),
                     };
                     reports.insert(machine, report);
                     continue;
@@ -303,7 +303,7 @@ impl Poller {
                     }
                     report
                 }
-                Err(e) => MachineReport { spalloc_up: false, error: Some(e), ..Default::default() },
+                Err(e) => unreachable_report(&e),
             };
             reports.insert(machine, report);
         }
@@ -417,6 +417,12 @@ impl Credentials {
     }
 }
 
+/// A machine whose spalloc server did not answer. The error can quote the server's own exception text
+/// ("server raised: ...") and the service's URL, so it is redacted here, where it enters the agent.
+fn unreachable_report(error: &str) -> MachineReport {
+    MachineReport { spalloc_up: false, error: Some(config::redact::redact_text(error)), ..Default::default() }
+}
+
 async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(MachineReport, Vec<[u32; 3]>), String> {
     let machines = client.list_machines().await.map_err(|e| e.to_string())?;
     let jobs = client.list_jobs().await.map_err(|e| e.to_string())?;
@@ -435,4 +441,22 @@ async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(Ma
         jobs: by_state,
     };
     Ok((report, m.map(|m| m.dead_boards.clone()).unwrap_or_default()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_spalloc_error_is_shown_without_the_secrets_it_quotes() {
+        let e = "spalloc https://ops:hunter2@spalloc.example/: list_jobs: server raised: bad token --token s3cr3t";
+        let report = unreachable_report(e);
+        assert!(!report.spalloc_up);
+        assert_eq!(
+            report.error.as_deref(),
+            Some(
+                "spalloc https://ops:<redacted>@spalloc.example/: list_jobs: server raised: bad token --token <redacted>"
+            )
+        );
+    }
 }

@@ -29,12 +29,18 @@ impl Agent {
 
     /// Starts the agent with a given state directory (to restart it on the same journal and originals).
     pub fn start_in(state_dir: tempfile::TempDir, args: &[&str]) -> Agent {
+        Agent::start_with_env(state_dir, args, &[])
+    }
+
+    /// Starts the agent with extra variables in its environment (credentials its children must not see).
+    pub fn start_with_env(state_dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Agent {
         let state = state_dir.path().to_str().expect("utf-8 temp path").to_owned();
         let socket = format!("{state}/agent.sock");
         let mut child = Command::new(BIN)
             .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
             .args(["--state-dir", &state, "--socket", &socket])
             .args(args)
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -300,4 +306,34 @@ pub fn host_collectors_off() -> String {
         .iter()
         .map(|c| format!("[collectors.{c}]\nenabled = false\n"))
         .collect()
+}
+
+/// Runs agentctl against the agent's control socket; returns the exit code, stdout and stderr.
+pub fn agentctl(agent: &Agent, args: &[&str]) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_agentctl"))
+        .arg("--socket")
+        .arg(agent.state_dir.path().join("agent.sock"))
+        .args(args)
+        .output()
+        .expect("run agentctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Every file in a .tar.gz (a bundle) as (name, text).
+pub fn untar(file: &Path) -> Vec<(String, String)> {
+    let gz = flate2::read::GzDecoder::new(std::fs::File::open(file).expect("open the archive"));
+    let mut archive = tar::Archive::new(gz);
+    let mut out = Vec::new();
+    for entry in archive.entries().expect("a tar") {
+        let mut entry = entry.expect("a tar entry");
+        let name = entry.path().expect("an entry name").to_string_lossy().into_owned();
+        let mut data = Vec::new();
+        entry.read_to_end(&mut data).expect("an entry's data");
+        out.push((name, String::from_utf8_lossy(&data).into_owned()));
+    }
+    out
 }

@@ -9,6 +9,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
+use config::redact::redact_text;
 use tokio::process::{Child, Command};
 use tokio::time::Instant;
 
@@ -31,13 +32,23 @@ pub struct CommandProbe {
     /// Program and arguments, run directly (no shell: arguments from configuration are never re-parsed).
     pub argv: Vec<String>,
     pub timeout: Duration,
-    /// Variables set for the tool, on top of the agent's environment unless `inherit_env` is false.
+    /// Variables set for the tool, on top of `base_env`.
     pub env: BTreeMap<String, String>,
-    pub inherit_env: bool,
+    pub base_env: BaseEnv,
     pub output: OutputFormat,
     pub stdout_cap: usize,
     pub stderr_cap: usize,
     pub pipe_grace: Duration,
+}
+
+/// What a tool's environment starts from, before `env` is added. Never the agent's whole environment,
+/// which holds credentials (see [`super::child_env`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BaseEnv {
+    /// The allowlist of [`super::child_env::minimal`]: `PATH`, locale and time zone.
+    Minimal,
+    /// Nothing.
+    Empty,
 }
 
 /// The verdict, following the convention of monitoring plugins: exit 0 ok, 1 problem, 2 unknown.
@@ -104,9 +115,10 @@ pub struct ProbeOutcome {
     /// None when the tool did not exit by itself (signal, timeout, spawn failure).
     pub exit_code: Option<i32>,
     pub duration: Duration,
-    /// Standard output up to the cap, invalid UTF-8 replaced.
+    /// Standard output up to the cap, invalid UTF-8 replaced, secrets redacted (readings are parsed
+    /// before).
     pub stdout: String,
-    /// Standard error up to its cap, for logs.
+    /// Standard error up to its cap, secrets redacted: it is shown on pages, in the API, events and logs.
     pub stderr_excerpt: String,
     /// Either stream exceeded its cap.
     pub truncated: bool,
@@ -129,7 +141,7 @@ impl CommandProbe {
             argv: argv.into_iter().map(Into::into).collect(),
             timeout,
             env: BTreeMap::new(),
-            inherit_env: true,
+            base_env: BaseEnv::Minimal,
             output: OutputFormat::None,
             stdout_cap: DEFAULT_STDOUT_CAP,
             stderr_cap: DEFAULT_STDERR_CAP,
@@ -205,12 +217,15 @@ impl CommandProbe {
             ProbeStatus::Failed(_) => Default::default(),
             _ => self.output.parse(&text),
         };
+        // Tools print their own command lines and tokens in errors. This is where their output enters the
+        // agent, so it is redacted here once and everything downstream (model, pages, API, bundle, events,
+        // log) only ever holds the redacted text.
         ProbeOutcome {
             status,
             exit_code,
             duration: started.elapsed(),
-            stdout: text,
-            stderr_excerpt: stderr.text(),
+            stdout: redact_text(&text),
+            stderr_excerpt: redact_text(&stderr.text()),
             truncated: stdout.truncated() || stderr.truncated(),
             readings: parsed.readings,
             parse_errors: parsed.parse_errors,
@@ -231,8 +246,9 @@ impl CommandProbe {
             .process_group(0)
             // Covers the caller dropping `run` midway; `GroupChild` takes the rest of the group.
             .kill_on_drop(true);
-        if !self.inherit_env {
-            cmd.env_clear();
+        cmd.env_clear();
+        if self.base_env == BaseEnv::Minimal {
+            cmd.envs(super::child_env::minimal(std::env::vars_os()));
         }
         cmd.envs(&self.env);
         cmd.spawn().map_err(|e| match AgentFault::of(&e) {

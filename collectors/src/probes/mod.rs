@@ -4,10 +4,11 @@
 //! can bound without a thread per probe.
 
 mod capture;
+pub mod child_env;
 pub mod command;
 pub mod net;
 pub mod readings;
 
-pub use command::{CommandProbe, FailReason, ProbeOutcome, ProbeStatus};
+pub use command::{BaseEnv, CommandProbe, FailReason, ProbeOutcome, ProbeStatus};
 pub use net::{NetOutcome, Target, TcpProbe, UdpProbe};
 pub use readings::{FieldMap, OutputFormat, Parsed, PatternError, ReadingKind, RegexField};

@@ -96,6 +96,10 @@ pub enum Verb {
         /// Where to write it (default: accel-agent-bundle-HOST-TIME.tar.gz here).
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Replace FILE if it exists (it is removed first, a symlink itself rather than its target, and
+        /// a new owner-only file written); without it, an existing FILE is refused.
+        #[arg(short, long)]
+        force: bool,
     },
     /// Validate a config file locally: exit 0 if valid, else 1 with each error as FILE:LINE:COL.
     CheckConfig {

@@ -6,6 +6,7 @@ pub(crate) mod client;
 pub(crate) mod render;
 
 use std::fmt::Write as _;
+use std::path::Path;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -136,7 +137,7 @@ fn run(cli: &CtlCli, style: Style) -> Result<Outcome, Failed> {
                 });
             Ok(Outcome { out: if cli.json { pretty(&v) } else { diagnose_text(&v, style) }, code: worst })
         }
-        Verb::Bundle { output } => bundle(&client, output.as_deref(), cli.json),
+        Verb::Bundle { output, force } => bundle(&client, output.as_deref(), *force, cli.json),
         Verb::CheckConfig { file } => Ok(check_config(file, cli.json)),
         Verb::Man => Ok(generated(|cmd, out| crate::man::render(cmd, "1", out))),
         Verb::Completions { shell } => Ok(generated(|mut cmd, out| {
@@ -230,7 +231,7 @@ fn check_config(file: &std::path::Path, as_json: bool) -> Outcome {
     Outcome { out, code }
 }
 
-fn bundle(client: &Client, output: Option<&std::path::Path>, as_json: bool) -> Result<Outcome, Failed> {
+fn bundle(client: &Client, output: Option<&Path>, force: bool, as_json: bool) -> Result<Outcome, Failed> {
     let reply = client.request("GET", "/api/v1/bundle", None, DIAGNOSE_TIMEOUT)?;
     if reply.status != 200 {
         decode(reply)?;
@@ -248,22 +249,8 @@ fn bundle(client: &Client, output: Option<&std::path::Path>, as_json: bool) -> R
             std::path::PathBuf::from(format!("accel-agent-bundle-{}-{now}.tar.gz", host.trim()))
         }
     };
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    // The bundle describes the host in detail: readable by its owner only.
-    let written = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&path)
-        .and_then(|mut f| f.write_all(&reply.body));
-    if let Err(e) = written {
-        return Err(Failed {
-            message: format!("cannot write {}: {e}", path.display()),
-            code: EXIT_FAILED,
-            known: vec![],
-        });
+    if let Err(e) = write_new(&path, &reply.body, force) {
+        return Err(Failed { message: e.to_string(), code: EXIT_FAILED, known: vec![] });
     }
     let contents: Vec<&str> = crate::control::bundle::CONTENTS.iter().map(|(n, _)| *n).collect();
     let out = if as_json {
@@ -272,6 +259,48 @@ fn bundle(client: &Client, output: Option<&std::path::Path>, as_json: bool) -> R
         format!("wrote {} ({} KiB): {}\n", path.display(), reply.body.len().div_ceil(1024), contents.join(", "))
     };
     Ok(Outcome { out, code: EXIT_OK })
+}
+
+/// Why the bundle could not be written.
+#[derive(Debug, thiserror::Error)]
+enum WriteError {
+    #[error("{path}: exists (a file or a symbolic link); choose another name, or --force to replace it")]
+    Exists { path: String },
+    #[error("cannot remove {path} to replace it: {source}")]
+    Remove { path: String, source: std::io::Error },
+    #[error("cannot write {path}: {source}")]
+    Write { path: String, source: std::io::Error },
+}
+
+/// Writes `data` to a file created for it: O_EXCL, so a symlink or a file someone prepared at `path`
+/// (with looser permissions, another owner, or a link to a file elsewhere) is never written through or
+/// kept; O_NOFOLLOW as well, for the kernels and filesystems where O_EXCL alone is not enough; mode 0600
+/// because the bundle describes the host in detail. With `force` an existing entry is unlinked first
+/// (a symlink itself, never its target). A file left half-written is removed.
+fn write_new(path: &Path, data: &[u8], force: bool) -> Result<(), WriteError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let shown = || path.display().to_string();
+    if force {
+        match std::fs::remove_file(path) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(source) => return Err(WriteError::Remove { path: shown(), source }),
+        }
+    }
+    let file =
+        std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).custom_flags(libc::O_NOFOLLOW).open(path);
+    let mut file = match file {
+        Ok(f) => f,
+        // A link or file that appeared after the unlink above is refused as well, never followed.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(WriteError::Exists { path: shown() }),
+        Err(source) => return Err(WriteError::Write { path: shown(), source }),
+    };
+    file.write_all(data).and_then(|()| file.sync_all()).map_err(|source| {
+        // Ours (created above): remove it rather than leave a truncated bundle behind.
+        let _ = std::fs::remove_file(path);
+        WriteError::Write { path: shown(), source }
+    })
 }
 
 fn failing_text(d: &Value) -> String {

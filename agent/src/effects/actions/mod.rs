@@ -879,6 +879,10 @@ impl Worker {
             use std::os::unix::process::CommandExt;
             Command::new(program)
                 .args(args)
+                // Not the agent's environment, which holds the spalloc credentials: the same allowlist
+                // probes and hooks get.
+                .env_clear()
+                .envs(collectors::probes::child_env::minimal(std::env::vars_os()))
                 .stdin(Stdio::null())
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
