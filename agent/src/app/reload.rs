@@ -169,13 +169,23 @@ pub async fn reload(
     let reconfigured = Arc::clone(&config);
     shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
     let new = config;
-    shared.actions.reconfigure(&new, shared.dry_run);
+    // Waited for: the answer to the reload, and the mode status shows, come after the machine is in line
+    // with the new config (a throttle released when actions go off, moved when its target moved).
+    let actions = shared.actions.reconfigure(&new, shared.dry_run).await;
+    shared.state.publish_throttle(shared.actions.views());
     let settings = schedule::enabled(&new);
     let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
     shared.state.configure_collectors(&collectors);
     let generation = Generation::start(new, logs, shared, shutdown);
     shared.state.record_reload(true);
     let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());
+    match actions {
+        Ok(done) => message.push_str(&format!("; {done}")),
+        Err(e) => {
+            tracing::error!("actions after the reload: {e}");
+            message.push_str(&format!("; actions: {e}"));
+        }
+    }
     if !restart.is_empty() {
         message.push_str(&format!("; {} change(s) take effect at the next restart", restart.join(", ")));
     }

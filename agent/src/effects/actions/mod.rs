@@ -13,6 +13,7 @@
 // crate: issue 12's work, left for its owner to use or trim.
 pub mod beneath;
 pub(crate) mod bmp;
+pub mod mode;
 pub(crate) mod originals;
 pub(crate) mod write;
 
@@ -20,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -35,6 +36,7 @@ use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::policy::throttle::{all_files, plan};
 use beneath::{SysfsRoot, Target};
+pub use mode::ActionsMode;
 use originals::{LoadReport, Originals};
 use write::{WriteError, write_verified};
 
@@ -42,6 +44,9 @@ use write::{WriteError, write_verified};
 const KEPT_OUTCOMES: usize = 16;
 /// How long a vendor throttle command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload waits for the actions thread to restore and re-apply throttles under the new
+/// config: a few vendor commands' worth.
+const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A device's throttle as operators and metrics see it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -102,7 +107,11 @@ enum Request {
         after: u64,
         reply: Reply,
     },
-    Reconfigure(Box<Settings>),
+    /// Answered with what the change did to throttled devices and the mode now in force.
+    Reconfigure {
+        settings: Box<Settings>,
+        reply: Reply,
+    },
     Reconnect {
         device: String,
         step: ReconnectStep,
@@ -163,8 +172,8 @@ impl Settings {
         }
     }
 
-    fn active(&self) -> bool {
-        self.write || self.dry_run
+    fn mode(&self) -> ActionsMode {
+        mode_of(self.write, self.dry_run)
     }
 
     /// Every file the config lets the agent write, relative to the root as the config names them.
@@ -187,8 +196,9 @@ impl Settings {
 pub struct Actions {
     requests: Option<Sender<Request>>,
     views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
-    /// Whether anything is decided at all (enabled, or dry-run); a reload may change it.
-    active: Arc<AtomicBool>,
+    /// The mode asked for last ([`ActionsMode::to_u8`]); a reload may change it. The published state
+    /// shows it only once the actions thread has put the machine in line with it.
+    mode: Arc<AtomicU8>,
     /// Set once the agent is shutting down: the thread ending then is no failure.
     stopping: Arc<AtomicBool>,
     /// Numbers SetLevel requests.
@@ -199,6 +209,8 @@ pub struct Actions {
 /// Where the actions thread says that it stopped, and reads back why (the published state implements
 /// it; a trait so that effects do not depend on what publishes them).
 pub trait ActionsStatus: Send + Sync {
+    /// The mode in force, once the machine is in line with it.
+    fn publish_actions_mode(&self, mode: ActionsMode);
     fn publish_actions_stopped(&self, why: String);
     fn actions_stopped(&self) -> Option<String>;
 }
@@ -218,7 +230,8 @@ impl Actions {
         writer: WriteFn,
     ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
-        let active = Arc::new(AtomicBool::new(settings.active()));
+        let mode = Arc::new(AtomicU8::new(settings.mode().to_u8()));
+        state.publish_actions_mode(settings.mode());
         let stopping = Arc::new(AtomicBool::new(false));
         let views = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, rx) = channel();
@@ -238,6 +251,7 @@ impl Actions {
             views: Arc::clone(&views),
             events: Arc::clone(&events),
             locked: BTreeSet::new(),
+            state: Arc::clone(&state),
         };
         worker.adopt(settings);
         let (watch_events, watch_state, watch_stopping) =
@@ -266,12 +280,17 @@ impl Actions {
                 None
             }
         };
-        Actions { requests, views, active, stopping, seq: Arc::new(AtomicU64::new(0)), state }
+        Actions { requests, views, mode, stopping, seq: Arc::new(AtomicU64::new(0)), state }
     }
 
     /// Whether anything is decided at all (enabled, or dry-run).
     pub fn active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.mode().decides()
+    }
+
+    /// The mode asked for last.
+    pub fn mode(&self) -> ActionsMode {
+        ActionsMode::from_u8(self.mode.load(Ordering::SeqCst))
     }
 
     /// Why the actions thread is not running, if it is not.
@@ -285,15 +304,19 @@ impl Actions {
         tx.send(request).map_err(|_| down())
     }
 
-    /// Takes a reloaded config. A device whose ladder changed or went is first brought back to its
-    /// original values under the old ladder; levels of unchanged ladders stay as they are. Targets are
-    /// resolved anew under the new config.
-    pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) {
+    /// Takes a reloaded config and returns once the machine is in line with it: what that took, and
+    /// the mode now in force. A device whose ladder changed or went, and every device when the mode
+    /// changes, is first brought back to its original values under the old config (each written value
+    /// read back); then the level it was held at is applied under the new one, when something is decided
+    /// there. Targets are resolved anew under the new config.
+    pub async fn reconfigure(&self, config: &Config, dry_run_flag: bool) -> Result<String, ActionError> {
         let settings = Settings::of(config, dry_run_flag);
-        self.active.store(settings.active(), Ordering::Relaxed);
-        if let Err(e) = self.send(Request::Reconfigure(Box::new(settings))) {
-            tracing::error!("{e}");
-        }
+        // Asked now, so that no new throttle is decided under a mode that is going away; the published
+        // mode follows once the thread has restored what the new mode does not keep.
+        self.mode.store(settings.mode().to_u8(), Ordering::SeqCst);
+        let (reply, pending) = oneshot::channel();
+        self.send(Request::Reconfigure { settings: Box::new(settings), reply })?;
+        Pending(pending).wait(RECONFIGURE_TIMEOUT).await
     }
 
     /// The level applied to a device (0 if it has no throttle).
@@ -392,6 +415,17 @@ struct Worker {
     events: Arc<Events>,
     /// Files the firmware locked.
     locked: BTreeSet<Target>,
+    /// Where the mode in force is published.
+    state: Arc<dyn ActionsStatus>,
+}
+
+/// The mode of a worker's or a config's `write` and `dry_run`.
+fn mode_of(write: bool, dry_run: bool) -> ActionsMode {
+    match (write, dry_run) {
+        (true, _) => ActionsMode::Enabled,
+        (false, true) => ActionsMode::DryRun,
+        (false, false) => ActionsMode::Disabled,
+    }
 }
 
 impl Worker {
@@ -418,17 +452,9 @@ impl Worker {
                         .map_or_else(|| Ok("nothing to apply".to_owned()), |(_, o)| o.clone());
                     let _ = reply.send(outcome);
                 }
-                Request::Reconfigure(settings) => {
-                    let changed: Vec<String> = self
-                        .ladders
-                        .iter()
-                        .filter(|(id, ladder)| settings.ladders.get(*id) != Some(ladder))
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for device in changed {
-                        let _ = self.set_level(&mut originals, &device, 0);
-                    }
-                    self.adopt(*settings);
+                Request::Reconfigure { settings, reply } => {
+                    let done = self.reconfigure(&mut originals, *settings);
+                    let _ = reply.send(done);
                 }
                 Request::Reconnect { device, step, reply } => {
                     let outcome = self.reconnect(&device, step);
@@ -445,6 +471,62 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Puts the machine in line with a reloaded config, then switches to it and publishes its mode.
+    /// A level held by a device whose ladder changed, or by every device when the mode changes, cannot
+    /// stay as it is: under a new ladder its files may be others, a dry run or disabled actions must
+    /// leave nothing written, and a dry run's levels were never written. So it is released under the old
+    /// config (originals written back and read back) and applied again under the new one.
+    fn reconfigure(&mut self, originals: &mut Originals, settings: Settings) -> Outcome {
+        let (old, new) = (self.mode(), settings.mode());
+        let moved: Vec<(String, usize)> = {
+            let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+            self.ladders
+                .iter()
+                .filter(|(id, ladder)| old != new || settings.ladders.get(*id) != Some(*ladder))
+                .map(|(id, _)| (id.clone(), views.get(id).map_or(0, |v| v.level)))
+                .collect()
+        };
+        let mut failed = Vec::new();
+        let mut released = Vec::new();
+        for (device, level) in &moved {
+            match self.set_level(originals, device, 0) {
+                Ok(_) if *level > 0 => released.push(device.clone()),
+                Ok(_) => {}
+                Err(e) => failed.push(e),
+            }
+        }
+        self.adopt(settings);
+        let mut reapplied = Vec::new();
+        if new.decides() {
+            for (device, level) in moved.iter().filter(|(d, l)| *l > 0 && released.contains(d)) {
+                let Some(max) = self.ladders.get(device).map(Vec::len) else { continue };
+                let level = (*level).min(max);
+                match self.set_level(originals, device, level) {
+                    Ok(_) => reapplied.push(format!("{device} at level {level}")),
+                    Err(e) => failed.push(e),
+                }
+            }
+        }
+        let mut done = Vec::new();
+        if !released.is_empty() {
+            let how = if old.writes() { "original values restored" } else { "dry-run level released" };
+            done.push(format!("{how} for {}", released.join(", ")));
+        }
+        if !reapplied.is_empty() {
+            let how = if new.writes() { "applied again" } else { "would be applied again (dry run)" };
+            done.push(format!("{how}: {}", reapplied.join(", ")));
+        }
+        let mut summary = if old == new { format!("actions {new}") } else { format!("actions {new} (was {old})") };
+        for d in &done {
+            summary.push_str(&format!("; {d}"));
+        }
+        if old != new || !done.is_empty() {
+            self.event(None, Severity::Info, format!("{summary} (config reload)"));
+        }
+        self.state.publish_actions_mode(new);
+        if failed.is_empty() { Ok(summary) } else { Err(format!("{summary}; {}", failed.join("; "))) }
     }
 
     /// Switches to new settings; throttle views of unchanged ladders keep their level and counts. Opens
@@ -484,6 +566,10 @@ impl Worker {
         self.write = s.write;
         self.dry_run = s.dry_run;
         self.ladders = s.ladders;
+    }
+
+    fn mode(&self) -> ActionsMode {
+        mode_of(self.write, self.dry_run)
     }
 
     /// The canonical target of a file the config names: resolved when the config was taken, or now if
@@ -622,7 +708,12 @@ impl Worker {
         if target == current {
             return Ok(format!("already at level {target}"));
         }
+        // A request asked just before a reload turned actions off arrives after it: nothing to do.
+        if !self.mode().decides() {
+            return Err(format!("actions are disabled; {device} stays at level {current}"));
+        }
         let want = plan(&levels, target);
+        let held = plan(&levels, current);
         let mut done = Vec::new();
         let mut failed: Option<String> = None;
         for file in all_files(&levels) {
@@ -642,6 +733,11 @@ impl Worker {
                 // Not throttled at this level: back to the original, if we ever changed it.
                 None => match originals.entries.get(&path) {
                     Some(o) => o.value.clone(),
+                    // A dry run saved no original: say that it would be restored.
+                    None if !self.write && held.contains_key(&file) => {
+                        done.push(format!("would restore {} to its original value", shown.display()));
+                        continue;
+                    }
                     None => continue,
                 },
             };
@@ -886,6 +982,7 @@ mod tests {
             views: Arc::new(Mutex::new(views)),
             events: Arc::new(Events::without_journal("test".into())),
             locked: BTreeSet::new(),
+            state: crate::publish::state::AgentState::new([]),
         };
         w.adopt(Settings {
             reconnects: BTreeMap::new(),
