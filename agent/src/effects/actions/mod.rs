@@ -1044,6 +1044,112 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "0\n", "the original state is back");
     }
 
+    /// A one-level ladder on `cooling_device{n}` (whose cur_state starts at 0).
+    fn cooling_ladder(root: &Path, n: u32) -> Vec<ThrottleLevel> {
+        let file = root.join(format!("class/thermal/cooling_device{n}/cur_state"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "0\n").unwrap();
+        vec![ThrottleLevel {
+            cooling_device: Some(CoolingStep { device: format!("cooling_device{n}"), state: 2 }),
+            ..Default::default()
+        }]
+    }
+
+    fn settings(root: &Path, ladder: Vec<ThrottleLevel>, mode: ActionsMode) -> Settings {
+        Settings {
+            reconnects: BTreeMap::new(),
+            scp_policy: RetryPolicy::default(),
+            root: root.to_owned(),
+            write: mode.writes(),
+            dry_run: mode == ActionsMode::DryRun,
+            ladders: BTreeMap::from([("d0".to_owned(), ladder)]),
+        }
+    }
+
+    fn cur_state(root: &Path, n: u32) -> String {
+        std::fs::read_to_string(root.join(format!("class/thermal/cooling_device{n}/cur_state"))).unwrap()
+    }
+
+    #[test]
+    fn a_reload_to_dry_run_restores_first_then_holds_the_level_as_would_be_and_publishes_the_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let ladder = cooling_ladder(root.path(), 0);
+        let mut w = worker(
+            root.path(),
+            state_dir.path(),
+            BTreeMap::from([("d0".to_owned(), ladder.clone())]),
+            Box::new(write_verified),
+        );
+        let state = crate::publish::state::AgentState::new([]);
+        w.state = state.clone();
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+        assert_eq!(cur_state(root.path(), 0), "2\n");
+
+        let done = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::DryRun));
+        assert_eq!(
+            done.as_deref(),
+            Ok("actions dry-run (was enabled); original values restored for d0; \
+                would be applied again (dry run): d0 at level 1")
+        );
+        assert_eq!(cur_state(root.path(), 0), "0\n", "the original is back");
+        assert!(originals.entries.is_empty(), "nothing left to restore");
+        let view = w.views.lock().unwrap().get("d0").cloned().unwrap();
+        assert_eq!((view.level, view.dry_run), (1, true), "the level that would be applied");
+        assert_eq!(state.snapshot().actions_mode, ActionsMode::DryRun);
+        // Released in dry run: nothing written, and the event says what would be.
+        w.set_level(&mut originals, "d0", 0).unwrap();
+        assert_eq!(cur_state(root.path(), 0), "0\n");
+    }
+
+    #[test]
+    fn a_reload_whose_restore_fails_says_so_and_keeps_showing_the_level_on_the_machine() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let ladder = cooling_ladder(root.path(), 0);
+        // Throttle values stick; the original does not (a driver that refuses to lift a limit).
+        let writer: WriteFn = Box::new(|r: &SysfsRoot, t: &Target, v: &str| {
+            if v == "0" {
+                return Err(WriteError::DidNotStick { path: r.display(t), wrote: v.into(), read: "2".into() });
+            }
+            write_verified(r, t, v)
+        });
+        let mut w = worker(root.path(), state_dir.path(), BTreeMap::from([("d0".to_owned(), ladder.clone())]), writer);
+        let state = crate::publish::state::AgentState::new([]);
+        w.state = state.clone();
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+
+        let e = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::Disabled)).unwrap_err();
+        assert!(e.starts_with("actions disabled (was enabled); throttle 1 -> 0 failed: "), "{e}");
+        assert!(e.contains("the device stays at level 1"), "{e}");
+        assert_eq!(cur_state(root.path(), 0), "2\n");
+        assert_eq!(w.views.lock().unwrap().get("d0").map(|v| v.level), Some(1), "status shows what is on the machine");
+        assert_eq!(originals.entries.len(), 1, "the original is kept for shutdown to restore");
+        assert_eq!(state.snapshot().actions_mode, ActionsMode::Disabled);
+    }
+
+    #[test]
+    fn a_retarget_restores_the_old_file_and_applies_the_level_to_the_new_one() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let (old, new) = (cooling_ladder(root.path(), 0), cooling_ladder(root.path(), 1));
+        let mut w =
+            worker(root.path(), state_dir.path(), BTreeMap::from([("d0".to_owned(), old)]), Box::new(write_verified));
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+
+        let done = w.reconfigure(&mut originals, settings(root.path(), new, ActionsMode::Enabled));
+        assert_eq!(
+            done.as_deref(),
+            Ok("actions enabled; original values restored for d0; applied again: d0 at level 1")
+        );
+        assert_eq!((cur_state(root.path(), 0), cur_state(root.path(), 1)), ("0\n".into(), "2\n".into()));
+        assert_eq!(w.views.lock().unwrap().get("d0").map(|v| v.level), Some(1));
+        assert_eq!(originals.entries.len(), 1, "the new file's original is saved");
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn a_worker_that_dies_is_reported_everywhere_and_requests_get_an_error() {
         let root = tempfile::tempdir().unwrap();
