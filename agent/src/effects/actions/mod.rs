@@ -5,7 +5,8 @@
 //! async side only sends requests, and the control socket waits for their outcome. Every write goes to a
 //! target resolved once beneath the sysfs root and opened without following symlinks ([`beneath`]), is
 //! read back, and is preceded by saving the original value on disk ([`originals`]); originals are
-//! restored when a device comes down to level 0, at shutdown, and at the next start after a crash. If the
+//! restored when a device comes down to level 0, at shutdown, at the next start after a crash, and before
+//! a reload that changes the mode or a device's ladder takes effect ([`Actions::reconfigure`]). If the
 //! thread ever stops, that is an event, `/-/healthy` and `accel_actions_up` say so, and every request
 //! gets an error.
 
@@ -46,7 +47,7 @@ const KEPT_OUTCOMES: usize = 16;
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long a reload waits for the actions thread to restore and re-apply throttles under the new
 /// config: a few vendor commands' worth.
-const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
+pub const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A device's throttle as operators and metrics see it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -304,19 +305,19 @@ impl Actions {
         tx.send(request).map_err(|_| down())
     }
 
-    /// Takes a reloaded config and returns once the machine is in line with it: what that took, and
-    /// the mode now in force. A device whose ladder changed or went, and every device when the mode
+    /// Takes a reloaded config; the outcome to wait for comes once the machine is in line with it: what
+    /// that took, and the mode now in force (within [`RECONFIGURE_TIMEOUT`], a few vendor commands). A device whose ladder changed or went, and every device when the mode
     /// changes, is first brought back to its original values under the old config (each written value
     /// read back); then the level it was held at is applied under the new one, when something is decided
     /// there. Targets are resolved anew under the new config.
-    pub async fn reconfigure(&self, config: &Config, dry_run_flag: bool) -> Result<String, ActionError> {
+    pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) -> Result<Pending, ActionError> {
         let settings = Settings::of(config, dry_run_flag);
         // Asked now, so that no new throttle is decided under a mode that is going away; the published
         // mode follows once the thread has restored what the new mode does not keep.
         self.mode.store(settings.mode().to_u8(), Ordering::SeqCst);
         let (reply, pending) = oneshot::channel();
         self.send(Request::Reconfigure { settings: Box::new(settings), reply })?;
-        Pending(pending).wait(RECONFIGURE_TIMEOUT).await
+        Ok(Pending(pending))
     }
 
     /// The level applied to a device (0 if it has no throttle).
