@@ -175,12 +175,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     let config = Arc::new(config);
     let generation = Generation::start(Arc::clone(&config), LogSources::default(), &shared, &shutdown);
     let notifier = crate::app::sdnotify::spawn(Arc::clone(&state), shutdown.clone());
-    let actions_mode = match (config.actions.enabled, dry_run || config.actions.dry_run) {
-        (_, true) => "dry-run",
-        (true, false) => "enabled",
-        (false, false) => "disabled",
-    };
-    let http = Http::new(Arc::clone(&state), Arc::clone(&events), actions_mode);
+    let http = Http::new(Arc::clone(&state), Arc::clone(&events));
     let server = tokio::spawn(http::serve(listener, Arc::clone(&http), web, shutdown.clone()));
 
     let config_path = match &source {

@@ -2,8 +2,10 @@
 //!
 //! A reload stops the loops of the old config (collectors, probes, the log thread, hooks) and starts those
 //! of the new one on the same state: the device engine, the collectors' counters, the journal and the
-//! actions thread (with its throttle bookkeeping and saved originals) carry over. A config that does not
-//! load is rejected with its FILE:LINE:COL errors and the old one keeps running.
+//! actions thread (with its throttle bookkeeping and saved originals) carry over. The reload is answered
+//! only once the actions thread has put the machine in line with the new config (throttles released when
+//! actions go off or to dry run, moved when a ladder's files moved). A config that does not load is
+//! rejected with its FILE:LINE:COL errors and the old one keeps running.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::cli::Cli;
 use crate::app::daemon::ConfigSource;
 use crate::control::{Live, ReloadRequest};
-use crate::effects::actions::Actions;
+use crate::effects::actions::{Actions, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::EvidenceTx;
@@ -169,17 +171,33 @@ pub async fn reload(
     let reconfigured = Arc::clone(&config);
     shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
     let new = config;
-    shared.actions.reconfigure(&new, shared.dry_run);
+    // Asked before the new loops start (their hooks follow the mode asked for), waited for after: the
+    // answer to the reload comes once the machine is in line with the new config (a throttle released
+    // when actions go off, moved when its target moved), while collection goes on.
+    let applying = shared.actions.reconfigure(&new, shared.dry_run);
     let settings = schedule::enabled(&new);
     let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
     shared.state.configure_collectors(&collectors);
     let generation = Generation::start(new, logs, shared, shutdown);
     shared.state.record_reload(true);
     let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());
+    *current = Some(generation);
+    let actions = match applying {
+        Ok(pending) => pending.wait(RECONFIGURE_TIMEOUT).await,
+        Err(e) => Err(e),
+    };
+    // Published now, so that status right after the answer shows the levels in force.
+    shared.state.publish_throttle(shared.actions.views());
+    match actions {
+        Ok(done) => message.push_str(&format!("; {done}")),
+        Err(e) => {
+            tracing::error!("actions after the reload: {e}");
+            message.push_str(&format!("; actions: {e}"));
+        }
+    }
     if !restart.is_empty() {
         message.push_str(&format!("; {} change(s) take effect at the next restart", restart.join(", ")));
     }
-    *current = Some(generation);
     tracing::info!("{message}");
     shared.events.record(Event::new(now, Severity::Info, kind::OPERATOR, message.clone()));
     Ok(message)

@@ -30,7 +30,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::{ActionError, Actions};
+use crate::effects::actions::{ActionError, Actions, ActionsMode};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::{Evidence, EvidenceTx};
@@ -360,6 +360,10 @@ impl Control {
             return failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down");
         };
         let message = match outcome {
+            // An operator must not take a dry run's "released" or "held" for a change on the machine.
+            Ok(message) if acts && self.actions.mode() == ActionsMode::DryRun => {
+                format!("{message} (dry run: nothing was written)")
+            }
             Ok(message) => message,
             Err(e) => return operator_failure(e),
         };

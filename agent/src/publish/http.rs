@@ -99,13 +99,11 @@ pub struct Http {
     pub state: Arc<AgentState>,
     pub exposition: Arc<Exposition>,
     pub events: Arc<Events>,
-    /// "enabled", "dry-run" or "disabled", for /api/v1/status.
-    pub actions_mode: &'static str,
 }
 
 impl Http {
-    pub fn new(state: Arc<AgentState>, events: Arc<Events>, actions_mode: &'static str) -> Arc<Self> {
-        Arc::new(Http { exposition: Arc::new(Exposition::new(Arc::clone(&state))), state, events, actions_mode })
+    pub fn new(state: Arc<AgentState>, events: Arc<Events>) -> Arc<Self> {
+        Arc::new(Http { exposition: Arc::new(Exposition::new(Arc::clone(&state))), state, events })
     }
 
     /// What `agentctl status` shows: every device's state and key readings, and the agent's own health.
@@ -116,7 +114,8 @@ impl Http {
             revision: crate::publish::exposition::REVISION,
             uptime_seconds: self.state.started.elapsed().as_secs_f64(),
             ready: snap.ready(),
-            actions: self.actions_mode,
+            // The mode in force, as the actions thread last published it (a reload may change it).
+            actions: snap.actions_mode.as_str(),
             collectors_failing: snap
                 .collectors
                 .iter()

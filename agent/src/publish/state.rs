@@ -10,7 +10,7 @@ use collectors::HostReadings;
 use collectors::sysfs::{OpenFiles, ReadFailure, ReadStats};
 use config::CollectorKind;
 
-use crate::effects::actions::{ActionsStatus, ThrottleView};
+use crate::effects::actions::{ActionsMode, ActionsStatus, ThrottleView};
 use crate::effects::faults::{Faults, FaultsView};
 use crate::effects::journal::Severity;
 use crate::model::DeviceView;
@@ -63,6 +63,9 @@ pub struct Snapshot {
     pub spinnaker: Arc<crate::model::spinnaker::SpinnakerSnapshot>,
     /// Why the actions thread stopped, once it has: nothing is written, restored or reconnected any more.
     pub actions_stopped: Option<Arc<str>>,
+    /// The actions mode in force: published by the actions thread once the machine is in line with it
+    /// (after a reload that turns actions off, once the originals are back).
+    pub actions_mode: ActionsMode,
     /// Attribute files the collectors held open after the last collection, and their budget.
     pub open_files: OpenFilesView,
     /// The agent's own trouble, as of the last decision round (at most a second old).
@@ -234,6 +237,16 @@ impl AgentState {
         });
     }
 
+    /// Publishes the actions mode in force.
+    pub fn publish_actions_mode(&self, mode: ActionsMode) {
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.actions_mode = mode;
+            snap
+        });
+    }
+
     /// Publishes that the actions thread stopped, and why.
     pub fn publish_actions_stopped(&self, why: String) {
         let why: Arc<str> = Arc::from(why);
@@ -299,6 +312,10 @@ impl AgentState {
 }
 
 impl ActionsStatus for AgentState {
+    fn publish_actions_mode(&self, mode: ActionsMode) {
+        AgentState::publish_actions_mode(self, mode);
+    }
+
     fn publish_actions_stopped(&self, why: String) {
         AgentState::publish_actions_stopped(self, why);
     }

@@ -5,7 +5,8 @@
 //! async side only sends requests, and the control socket waits for their outcome. Every write goes to a
 //! target resolved once beneath the sysfs root and opened without following symlinks ([`beneath`]), is
 //! read back, and is preceded by saving the original value on disk ([`originals`]); originals are
-//! restored when a device comes down to level 0, at shutdown, and at the next start after a crash. If the
+//! restored when a device comes down to level 0, at shutdown, at the next start after a crash, and before
+//! a reload that changes the mode or a device's ladder takes effect ([`Actions::reconfigure`]). If the
 //! thread ever stops, that is an event, `/-/healthy` and `accel_actions_up` say so, and every request
 //! gets an error.
 
@@ -13,6 +14,7 @@
 // crate: issue 12's work, left for its owner to use or trim.
 pub mod beneath;
 pub(crate) mod bmp;
+pub mod mode;
 pub(crate) mod originals;
 pub(crate) mod write;
 
@@ -20,7 +22,7 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, Sender, channel};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,6 +38,7 @@ use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::policy::throttle::{all_files, plan};
 use beneath::{SysfsRoot, Target};
+pub use mode::ActionsMode;
 use originals::{LoadReport, Originals};
 use write::{WriteError, write_verified};
 
@@ -43,6 +46,9 @@ use write::{WriteError, write_verified};
 const KEPT_OUTCOMES: usize = 16;
 /// How long a vendor throttle command may run.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a reload waits for the actions thread to restore and re-apply throttles under the new
+/// config: a few vendor commands' worth.
+pub const RECONFIGURE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A device's throttle as operators and metrics see it.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -135,7 +141,11 @@ enum Request {
         after: u64,
         reply: Reply,
     },
-    Reconfigure(Box<Settings>),
+    /// Answered with what the change did to throttled devices and the mode now in force.
+    Reconfigure {
+        settings: Box<Settings>,
+        reply: Reply,
+    },
     Reconnect {
         device: String,
         step: ReconnectStep,
@@ -196,8 +206,8 @@ impl Settings {
         }
     }
 
-    fn active(&self) -> bool {
-        self.write || self.dry_run
+    fn mode(&self) -> ActionsMode {
+        mode_of(self.write, self.dry_run)
     }
 
     /// Every file the config lets the agent write, relative to the root as the config names them.
@@ -220,8 +230,9 @@ impl Settings {
 pub struct Actions {
     requests: Option<Sender<Request>>,
     views: Arc<Mutex<BTreeMap<String, ThrottleView>>>,
-    /// Whether anything is decided at all (enabled, or dry-run); a reload may change it.
-    active: Arc<AtomicBool>,
+    /// The mode asked for last ([`ActionsMode::to_u8`]); a reload may change it. The published state
+    /// shows it only once the actions thread has put the machine in line with it.
+    mode: Arc<AtomicU8>,
     /// Set once the agent is shutting down: the thread ending then is no failure.
     stopping: Arc<AtomicBool>,
     /// Numbers SetLevel requests.
@@ -232,6 +243,8 @@ pub struct Actions {
 /// Where the actions thread says that it stopped, and reads back why (the published state implements
 /// it; a trait so that effects do not depend on what publishes them).
 pub trait ActionsStatus: Send + Sync {
+    /// The mode in force, once the machine is in line with it.
+    fn publish_actions_mode(&self, mode: ActionsMode);
     fn publish_actions_stopped(&self, why: String);
     fn actions_stopped(&self) -> Option<String>;
 }
@@ -258,7 +271,8 @@ impl Actions {
         writer: WriteFn,
     ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
-        let active = Arc::new(AtomicBool::new(settings.active()));
+        let mode = Arc::new(AtomicU8::new(settings.mode().to_u8()));
+        state.publish_actions_mode(settings.mode());
         let stopping = Arc::new(AtomicBool::new(false));
         let views = Arc::new(Mutex::new(BTreeMap::new()));
         let (tx, rx) = channel();
@@ -279,6 +293,7 @@ impl Actions {
             events: Arc::clone(&events),
             locked: BTreeSet::new(),
             step_not_run,
+            state: Arc::clone(&state),
         };
         worker.adopt(settings);
         let (watch_events, watch_state, watch_stopping) =
@@ -307,12 +322,17 @@ impl Actions {
                 None
             }
         };
-        Actions { requests, views, active, stopping, seq: Arc::new(AtomicU64::new(0)), state }
+        Actions { requests, views, mode, stopping, seq: Arc::new(AtomicU64::new(0)), state }
     }
 
     /// Whether anything is decided at all (enabled, or dry-run).
     pub fn active(&self) -> bool {
-        self.active.load(Ordering::Relaxed)
+        self.mode().decides()
+    }
+
+    /// The mode asked for last.
+    pub fn mode(&self) -> ActionsMode {
+        ActionsMode::from_u8(self.mode.load(Ordering::SeqCst))
     }
 
     /// Why the actions thread is not running, if it is not.
@@ -326,15 +346,19 @@ impl Actions {
         tx.send(request).map_err(|_| down())
     }
 
-    /// Takes a reloaded config. A device whose ladder changed or went is first brought back to its
-    /// original values under the old ladder; levels of unchanged ladders stay as they are. Targets are
-    /// resolved anew under the new config.
-    pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) {
+    /// Takes a reloaded config; the outcome to wait for comes once the machine is in line with it: what
+    /// that took, and the mode now in force (within [`RECONFIGURE_TIMEOUT`], a few vendor commands). A device whose ladder changed or went, and every device when the mode
+    /// changes, is first brought back to its original values under the old config (each written value
+    /// read back); then the level it was held at is applied under the new one, when something is decided
+    /// there. Targets are resolved anew under the new config.
+    pub fn reconfigure(&self, config: &Config, dry_run_flag: bool) -> Result<Pending, ActionError> {
         let settings = Settings::of(config, dry_run_flag);
-        self.active.store(settings.active(), Ordering::Relaxed);
-        if let Err(e) = self.send(Request::Reconfigure(Box::new(settings))) {
-            tracing::error!("{e}");
-        }
+        // Asked now, so that no new throttle is decided under a mode that is going away; the published
+        // mode follows once the thread has restored what the new mode does not keep.
+        self.mode.store(settings.mode().to_u8(), Ordering::SeqCst);
+        let (reply, pending) = oneshot::channel();
+        self.send(Request::Reconfigure { settings: Box::new(settings), reply })?;
+        Ok(Pending(pending))
     }
 
     /// The level applied to a device (0 if it has no throttle).
@@ -434,6 +458,17 @@ struct Worker {
     /// Files the firmware locked.
     locked: BTreeSet<Target>,
     step_not_run: StepNotRun,
+    /// Where the mode in force is published.
+    state: Arc<dyn ActionsStatus>,
+}
+
+/// The mode of a worker's or a config's `write` and `dry_run`.
+fn mode_of(write: bool, dry_run: bool) -> ActionsMode {
+    match (write, dry_run) {
+        (true, _) => ActionsMode::Enabled,
+        (false, true) => ActionsMode::DryRun,
+        (false, false) => ActionsMode::Disabled,
+    }
 }
 
 impl Worker {
@@ -460,17 +495,9 @@ impl Worker {
                         .map_or_else(|| Ok("nothing to apply".to_owned()), |(_, o)| o.clone());
                     let _ = reply.send(outcome);
                 }
-                Request::Reconfigure(settings) => {
-                    let changed: Vec<String> = self
-                        .ladders
-                        .iter()
-                        .filter(|(id, ladder)| settings.ladders.get(*id) != Some(ladder))
-                        .map(|(id, _)| id.clone())
-                        .collect();
-                    for device in changed {
-                        let _ = self.set_level(&mut originals, &device, 0);
-                    }
-                    self.adopt(*settings);
+                Request::Reconfigure { settings, reply } => {
+                    let done = self.reconfigure(&mut originals, *settings);
+                    let _ = reply.send(done);
                 }
                 Request::Reconnect { device, step, reply } => {
                     let outcome = self.reconnect(&device, step);
@@ -487,6 +514,62 @@ impl Worker {
                 }
             }
         }
+    }
+
+    /// Puts the machine in line with a reloaded config, then switches to it and publishes its mode.
+    /// A level held by a device whose ladder changed, or by every device when the mode changes, cannot
+    /// stay as it is: under a new ladder its files may be others, a dry run or disabled actions must
+    /// leave nothing written, and a dry run's levels were never written. So it is released under the old
+    /// config (originals written back and read back) and applied again under the new one.
+    fn reconfigure(&mut self, originals: &mut Originals, settings: Settings) -> Outcome {
+        let (old, new) = (self.mode(), settings.mode());
+        let moved: Vec<(String, usize)> = {
+            let views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
+            self.ladders
+                .iter()
+                .filter(|(id, ladder)| old != new || settings.ladders.get(*id) != Some(*ladder))
+                .map(|(id, _)| (id.clone(), views.get(id).map_or(0, |v| v.level)))
+                .collect()
+        };
+        let mut failed = Vec::new();
+        let mut released = Vec::new();
+        for (device, level) in &moved {
+            match self.set_level(originals, device, 0) {
+                Ok(_) if *level > 0 => released.push(device.clone()),
+                Ok(_) => {}
+                Err(e) => failed.push(e),
+            }
+        }
+        self.adopt(settings);
+        let mut reapplied = Vec::new();
+        if new.decides() {
+            for (device, level) in moved.iter().filter(|(d, l)| *l > 0 && released.contains(d)) {
+                let Some(max) = self.ladders.get(device).map(Vec::len) else { continue };
+                let level = (*level).min(max);
+                match self.set_level(originals, device, level) {
+                    Ok(_) => reapplied.push(format!("{device} at level {level}")),
+                    Err(e) => failed.push(e),
+                }
+            }
+        }
+        let mut done = Vec::new();
+        if !released.is_empty() {
+            let how = if old.writes() { "original values restored" } else { "dry-run level released" };
+            done.push(format!("{how} for {}", released.join(", ")));
+        }
+        if !reapplied.is_empty() {
+            let how = if new.writes() { "applied again" } else { "would be applied again (dry run)" };
+            done.push(format!("{how}: {}", reapplied.join(", ")));
+        }
+        let mut summary = if old == new { format!("actions {new}") } else { format!("actions {new} (was {old})") };
+        for d in &done {
+            summary.push_str(&format!("; {d}"));
+        }
+        if old != new || !done.is_empty() {
+            self.event(None, Severity::Info, format!("{summary} (config reload)"));
+        }
+        self.state.publish_actions_mode(new);
+        if failed.is_empty() { Ok(summary) } else { Err(format!("{summary}; {}", failed.join("; "))) }
     }
 
     /// Switches to new settings; throttle views of unchanged ladders keep their level and counts. Opens
@@ -526,6 +609,10 @@ impl Worker {
         self.write = s.write;
         self.dry_run = s.dry_run;
         self.ladders = s.ladders;
+    }
+
+    fn mode(&self) -> ActionsMode {
+        mode_of(self.write, self.dry_run)
     }
 
     /// The canonical target of a file the config names: resolved when the config was taken, or now if
@@ -664,7 +751,12 @@ impl Worker {
         if target == current {
             return Ok(format!("already at level {target}"));
         }
+        // A request asked just before a reload turned actions off arrives after it: nothing to do.
+        if !self.mode().decides() {
+            return Err(format!("actions are disabled; {device} stays at level {current}"));
+        }
         let want = plan(&levels, target);
+        let held = plan(&levels, current);
         let mut done = Vec::new();
         let mut failed: Option<String> = None;
         for file in all_files(&levels) {
@@ -684,6 +776,11 @@ impl Worker {
                 // Not throttled at this level: back to the original, if we ever changed it.
                 None => match originals.entries.get(&path) {
                     Some(o) => o.value.clone(),
+                    // A dry run saved no original: say that it would be restored.
+                    None if !self.write && held.contains_key(&file) => {
+                        done.push(format!("would restore {} to its original value", shown.display()));
+                        continue;
+                    }
                     None => continue,
                 },
             };
@@ -941,6 +1038,7 @@ mod tests {
             events: Arc::new(Events::without_journal("test".into())),
             locked: BTreeSet::new(),
             step_not_run: Arc::new(|_: &str, _: ReconnectStep, _: AgentFault| {}),
+            state: crate::publish::state::AgentState::new([]),
         };
         w.adopt(Settings {
             reconnects: BTreeMap::new(),
@@ -1000,6 +1098,112 @@ mod tests {
         assert!(w.set_level(&mut originals, "d0", 0).is_ok());
         assert_eq!(limit_writes.load(Ordering::SeqCst), 1);
         assert_eq!(std::fs::read_to_string(&cooling).unwrap(), "0\n", "the original state is back");
+    }
+
+    /// A one-level ladder on `cooling_device{n}` (whose cur_state starts at 0).
+    fn cooling_ladder(root: &Path, n: u32) -> Vec<ThrottleLevel> {
+        let file = root.join(format!("class/thermal/cooling_device{n}/cur_state"));
+        std::fs::create_dir_all(file.parent().unwrap()).unwrap();
+        std::fs::write(&file, "0\n").unwrap();
+        vec![ThrottleLevel {
+            cooling_device: Some(CoolingStep { device: format!("cooling_device{n}"), state: 2 }),
+            ..Default::default()
+        }]
+    }
+
+    fn settings(root: &Path, ladder: Vec<ThrottleLevel>, mode: ActionsMode) -> Settings {
+        Settings {
+            reconnects: BTreeMap::new(),
+            scp_policy: RetryPolicy::default(),
+            root: root.to_owned(),
+            write: mode.writes(),
+            dry_run: mode == ActionsMode::DryRun,
+            ladders: BTreeMap::from([("d0".to_owned(), ladder)]),
+        }
+    }
+
+    fn cur_state(root: &Path, n: u32) -> String {
+        std::fs::read_to_string(root.join(format!("class/thermal/cooling_device{n}/cur_state"))).unwrap()
+    }
+
+    #[test]
+    fn a_reload_to_dry_run_restores_first_then_holds_the_level_as_would_be_and_publishes_the_mode() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let ladder = cooling_ladder(root.path(), 0);
+        let mut w = worker(
+            root.path(),
+            state_dir.path(),
+            BTreeMap::from([("d0".to_owned(), ladder.clone())]),
+            Box::new(write_verified),
+        );
+        let state = crate::publish::state::AgentState::new([]);
+        w.state = state.clone();
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+        assert_eq!(cur_state(root.path(), 0), "2\n");
+
+        let done = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::DryRun));
+        assert_eq!(
+            done.as_deref(),
+            Ok("actions dry-run (was enabled); original values restored for d0; \
+                would be applied again (dry run): d0 at level 1")
+        );
+        assert_eq!(cur_state(root.path(), 0), "0\n", "the original is back");
+        assert!(originals.entries.is_empty(), "nothing left to restore");
+        let view = w.views.lock().unwrap().get("d0").cloned().unwrap();
+        assert_eq!((view.level, view.dry_run), (1, true), "the level that would be applied");
+        assert_eq!(state.snapshot().actions_mode, ActionsMode::DryRun);
+        // Released in dry run: nothing written, and the event says what would be.
+        w.set_level(&mut originals, "d0", 0).unwrap();
+        assert_eq!(cur_state(root.path(), 0), "0\n");
+    }
+
+    #[test]
+    fn a_reload_whose_restore_fails_says_so_and_keeps_showing_the_level_on_the_machine() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let ladder = cooling_ladder(root.path(), 0);
+        // Throttle values stick; the original does not (a driver that refuses to lift a limit).
+        let writer: WriteFn = Box::new(|r: &SysfsRoot, t: &Target, v: &str| {
+            if v == "0" {
+                return Err(WriteError::DidNotStick { path: r.display(t), wrote: v.into(), read: "2".into() });
+            }
+            write_verified(r, t, v)
+        });
+        let mut w = worker(root.path(), state_dir.path(), BTreeMap::from([("d0".to_owned(), ladder.clone())]), writer);
+        let state = crate::publish::state::AgentState::new([]);
+        w.state = state.clone();
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+
+        let e = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::Disabled)).unwrap_err();
+        assert!(e.starts_with("actions disabled (was enabled); throttle 1 -> 0 failed: "), "{e}");
+        assert!(e.contains("the device stays at level 1"), "{e}");
+        assert_eq!(cur_state(root.path(), 0), "2\n");
+        assert_eq!(w.views.lock().unwrap().get("d0").map(|v| v.level), Some(1), "status shows what is on the machine");
+        assert_eq!(originals.entries.len(), 1, "the original is kept for shutdown to restore");
+        assert_eq!(state.snapshot().actions_mode, ActionsMode::Disabled);
+    }
+
+    #[test]
+    fn a_retarget_restores_the_old_file_and_applies_the_level_to_the_new_one() {
+        let root = tempfile::tempdir().unwrap();
+        let state_dir = tempfile::tempdir().unwrap();
+        let (old, new) = (cooling_ladder(root.path(), 0), cooling_ladder(root.path(), 1));
+        let mut w =
+            worker(root.path(), state_dir.path(), BTreeMap::from([("d0".to_owned(), old)]), Box::new(write_verified));
+        let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
+        w.set_level(&mut originals, "d0", 1).unwrap();
+
+        let done = w.reconfigure(&mut originals, settings(root.path(), new, ActionsMode::Enabled));
+        assert_eq!(
+            done.as_deref(),
+            Ok("actions enabled; original values restored for d0; applied again: d0 at level 1")
+        );
+        assert_eq!((cur_state(root.path(), 0), cur_state(root.path(), 1)), ("0\n".into(), "2\n".into()));
+        assert_eq!(w.views.lock().unwrap().get("d0").map(|v| v.level), Some(1));
+        assert_eq!(originals.entries.len(), 1, "the new file's original is saved");
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
