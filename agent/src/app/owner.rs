@@ -8,13 +8,14 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
+use config::EventSeverity;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::actions::Actions;
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::evidence::{Evidence, EvidenceRx};
+use crate::model::evidence::{CollectorRound, Evidence, EvidenceRx, HostEvidence, LogNote, LogNoteKind};
 use crate::model::operator::Expired;
 use crate::model::{ConditionChange, DeviceEngine};
 use crate::policy::reconnect::Decision;
@@ -32,6 +33,8 @@ pub struct Effects {
 
 /// Runs until `shutdown`: applies each batch of evidence, then decides once.
 pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
+    // What devices bind: the latest round of each collector and the latest SpiNNaker poll, as they arrived.
+    let mut host = HostEvidence::default();
     let mut ticks = tokio::time::interval(DECIDE_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -48,26 +51,48 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
             batch.push(e);
         }
         // Readings are looked at by evaluating; what else arrived changed the model by itself.
-        let quiet = batch.iter().all(|e| matches!(e, Evidence::Readings | Evidence::Flush(_)));
+        let quiet = batch.iter().all(|e| {
+            matches!(e, Evidence::Collected(_) | Evidence::Spinnaker(_) | Evidence::Collectors(_) | Evidence::Flush(_))
+        });
         let mut changes = Vec::new();
         let mut flushed = Vec::new();
         for e in batch {
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
-                Evidence::Readings => {}
+                Evidence::Collected(round) => collected(round, &mut host, &effects.state),
+                Evidence::Spinnaker(boards) => {
+                    effects.state.publish_spinnaker(Arc::clone(&boards));
+                    host.spinnaker = Some(boards);
+                }
+                Evidence::Collectors(enabled) => {
+                    effects.state.configure_collectors(&enabled);
+                    host.readings.retain(|kind, _| enabled.iter().any(|(k, _, _)| k == kind));
+                }
                 Evidence::Probe { device, result } => {
                     if let Some(fault) = result.not_run {
                         let what = format!("probe {} of {device}", result.probe);
                         effects.state.faults.record(fault, &what, &effects.events, wall);
                     }
-                    changes.extend(engine.apply_probe(&device, result, now, wall));
+                    let applied = engine.apply_probe(&device, result, now, wall);
+                    changes.extend(applied.changes);
+                    if let Some(message) = applied.failing {
+                        let event = Event::new(wall, Severity::Warning, kind::PROBE_FAILING, message);
+                        effects.events.record(event.on_device(&device));
+                    }
                 }
-                Evidence::Log { device, update } => changes.extend(engine.apply_log(&device, update, now, wall)),
+                Evidence::Log { device, update, notes } => {
+                    for note in notes {
+                        effects.events.record(log_note(note, wall).on_device(&device));
+                    }
+                    if let Some(update) = update {
+                        changes.extend(engine.apply_log(&device, update, now, wall));
+                    }
+                }
                 Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
-        decide(&mut engine, changes, &effects, quiet, Instant::now(), SystemTime::now());
+        decide(&mut engine, &host, changes, &effects, quiet, Instant::now(), SystemTime::now());
         for done in flushed {
             let _ = done.send(());
         }
@@ -82,6 +107,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
 /// boards, whose devices no host collector's round concerns) would otherwise spend.
 pub fn decide(
     engine: &mut DeviceEngine,
+    host: &HostEvidence,
     mut changes: Vec<ConditionChange>,
     effects: &Effects,
     quiet: bool,
@@ -101,7 +127,7 @@ pub fn decide(
             };
             events.record(Event::new(wall, Severity::Info, kind::OPERATOR, message).on_device(&device));
         }
-        let evaluation = engine.evaluate(&state.snapshot().host(), now, wall);
+        let evaluation = engine.evaluate(host, now, wall);
         moved |= evaluation.rebound > 0;
         changes.extend(evaluation.changes);
     }
@@ -127,6 +153,41 @@ pub fn decide(
         state.publish_event_counts(events.counts(), events.dropped());
     }
     state.publish_throttle(actions.views());
+}
+
+/// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for
+/// the devices to bind. A collector that starts or stops failing is one log line, not one per round.
+fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState) {
+    let CollectorRound { kind, outcome, stuck_threads, quarantined } = round;
+    let was = state.snapshot().collectors.get(&kind).filter(|c| c.collections > 0).map(|c| c.success);
+    match state.record(kind, outcome, stuck_threads, quarantined) {
+        Some(readings) => host.readings.insert(kind, readings),
+        None => host.readings.remove(&kind),
+    };
+    let snap = state.snapshot();
+    let Some(c) = snap.collectors.get(&kind) else { return };
+    match (c.success, was) {
+        (false, Some(true) | None) => {
+            tracing::warn!(collector = kind.name(), "collector failing: {}", c.error.as_deref().unwrap_or("unknown"))
+        }
+        (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
+        _ => {}
+    }
+}
+
+/// The journal event of a log source's note.
+fn log_note(note: LogNote, wall: SystemTime) -> Event {
+    let severity = match note.severity {
+        EventSeverity::Info => Severity::Info,
+        EventSeverity::Warning => Severity::Warning,
+        EventSeverity::Critical => Severity::Critical,
+        EventSeverity::Fatal => Severity::Fatal,
+    };
+    let kind = match note.about {
+        LogNoteKind::Match => kind::LOG_MATCH,
+        LogNoteKind::Source => kind::LOG_SOURCE,
+    };
+    Event::new(wall, severity, kind, note.message)
 }
 
 fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {

@@ -22,7 +22,7 @@ use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::{Actions, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::evidence::EvidenceTx;
+use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
 use crate::sources::schedule;
@@ -65,8 +65,10 @@ impl Generation {
             &config,
             &shared.evidence,
             previous_logs,
-            &shared.state,
-            &shared.events,
+            schedule::Carried {
+                open_files: Arc::clone(&shared.state.open_files),
+                scp: shared.state.snapshot().spinnaker.scp,
+            },
             &token,
             &mut tasks,
         );
@@ -177,7 +179,7 @@ pub async fn reload(
     let applying = shared.actions.reconfigure(&new, shared.dry_run);
     let settings = schedule::enabled(&new);
     let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
-    shared.state.configure_collectors(&collectors);
+    shared.evidence.send(Evidence::Collectors(collectors));
     let generation = Generation::start(new, logs, shared, shutdown);
     shared.state.record_reload(true);
     let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());

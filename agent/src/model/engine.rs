@@ -246,6 +246,14 @@ pub struct DeviceEngine {
     host: HostEvidence,
 }
 
+/// What applying a probe result decided.
+#[derive(Debug, Default)]
+pub struct ProbeApplied {
+    pub changes: Vec<ConditionChange>,
+    /// A failure streak started: the journal's `probe_failing` event, once per streak.
+    pub failing: Option<String>,
+}
+
 /// PCI class codes of devices discovery treats as accelerators: processing accelerators (0x12xxxx) and
 /// co-processors (0x0b40xx).
 pub fn is_accelerator_class(class: u32) -> bool {
@@ -380,14 +388,8 @@ impl DeviceEngine {
     }
 
     /// Records a probe result and re-evaluates that device.
-    pub fn apply_probe(
-        &mut self,
-        device: &str,
-        result: ProbeResult,
-        now: Instant,
-        wall: SystemTime,
-    ) -> Vec<ConditionChange> {
-        let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return Vec::new() };
+    pub fn apply_probe(&mut self, device: &str, result: ProbeResult, now: Instant, wall: SystemTime) -> ProbeApplied {
+        let Some(d) = self.devices.iter_mut().find(|d| d.config.id == device) else { return ProbeApplied::default() };
         let probe = d.learnt.probes.iter_mut().find(|p| p.name == result.probe);
         // The agent's own trouble is not evidence: a probe it could not start says nothing about the
         // device. Its last verdict, failure streak, SDK report and readings stay as they were, so no
@@ -396,8 +398,9 @@ impl DeviceEngine {
             if let Some(p) = probe {
                 p.not_run = Some(fault);
             }
-            return Vec::new();
+            return ProbeApplied::default();
         }
+        let mut failing = None;
         let offline_after = d.offline_after(&result.probe);
         if let Some(p) = d.learnt.probes.iter_mut().find(|p| p.name == result.probe) {
             p.not_run = None;
@@ -410,6 +413,10 @@ impl DeviceEngine {
                 p.last_success = Some(wall);
             } else {
                 p.consecutive_failures = p.consecutive_failures.saturating_add(1);
+                // A failure streak is one journal event when it starts, not one per round.
+                if p.consecutive_failures == 1 {
+                    failing = Some(format!("probe {} failing: {} {}", p.name, p.status, p.message));
+                }
                 if p.consecutive_failures == offline_after {
                     tracing::warn!(device, probe = %p.name, "probe failed {offline_after} times in a row: {}", p.message);
                 }
@@ -436,7 +443,7 @@ impl DeviceEngine {
         }
         d.learnt.probe_readings.insert(result.probe, result.readings);
         d.merge_probe_readings();
-        d.reevaluate(now, wall)
+        ProbeApplied { changes: d.reevaluate(now, wall), failing }
     }
 
     /// Records what a device's log source produced and re-evaluates the device.

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use collectors::HostReadings;
 use collectors::sysfs::ReadStats;
-use config::CollectorKind;
+use config::{CollectorKind, EventSeverity};
 use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{ConditionChange, DeviceEngine, LogUpdate, ProbeResult};
@@ -60,19 +60,52 @@ fn same_publication<T>(a: Option<&Arc<T>>, b: Option<&Arc<T>>) -> bool {
 pub type Command = Box<dyn FnOnce(&mut DeviceEngine, Instant, SystemTime) -> Vec<ConditionChange> + Send>;
 
 pub enum Evidence {
-    /// A host collector round or a SpiNNaker poll was published: the devices' bound readings may differ.
-    Readings,
+    /// A host collector's round: what it read (inside the outcome) and how the round went.
+    Collected(CollectorRound),
+    /// A SpiNNaker poll: every board and machine.
+    Spinnaker(Arc<SpinnakerSnapshot>),
+    /// A reload: the collectors now enabled, with their interval and timeout (the others' readings go).
+    Collectors(Vec<(CollectorKind, Duration, Duration)>),
     Probe {
         device: String,
         result: ProbeResult,
     },
+    /// What a device's log source read (None: no new lines or signals), and what it noted for the journal.
     Log {
         device: String,
-        update: LogUpdate,
+        update: Option<LogUpdate>,
+        notes: Vec<LogNote>,
     },
     Command(Command),
     /// Answered once everything sent before it has been decided and published.
     Flush(oneshot::Sender<()>),
+}
+
+/// Something a log source notes for the journal: a burst of matches of an `event` rule, or the source
+/// becoming unreadable and readable again.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogNote {
+    pub severity: EventSeverity,
+    pub about: LogNoteKind,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogNoteKind {
+    /// Matches of a rule (the first of a burst, then one per window with the count).
+    Match,
+    /// The source is not a regular file any more, or is again.
+    Source,
+}
+
+/// One host collector round, as its loop reports it.
+#[derive(Debug)]
+pub struct CollectorRound {
+    pub kind: CollectorKind,
+    pub outcome: Outcome,
+    /// Worker threads stuck in the kernel after the round, and files skipped for an earlier hung read.
+    pub stuck_threads: usize,
+    pub quarantined: usize,
 }
 
 /// The sending side, one clone per source. Unbounded so that the log thread (not async) never blocks;

@@ -3,7 +3,13 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use collectors::spinnaker::{BoardStatus, ScpStats};
+use collectors::spinnaker::{BoardStatus, RetryPolicy, ScpStats};
+use config::Config;
+
+/// The SCP timing the config asks for, for the pollers and the power commands alike.
+pub fn retry_policy(config: &Config) -> RetryPolicy {
+    RetryPolicy { timeout: config.spinnaker.timeout.get(), attempts: config.spinnaker.tries, ..RetryPolicy::default() }
+}
 
 /// What the last poll learnt about one board.
 #[derive(Debug, Clone, Default, PartialEq)]

@@ -227,8 +227,7 @@ impl AgentState {
     }
 
     /// Publishes a SpiNNaker poll.
-    pub fn publish_spinnaker(&self, spinnaker: crate::model::spinnaker::SpinnakerSnapshot) {
-        let spinnaker = Arc::new(spinnaker);
+    pub fn publish_spinnaker(&self, spinnaker: Arc<crate::model::spinnaker::SpinnakerSnapshot>) {
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
@@ -272,9 +271,16 @@ impl AgentState {
         });
     }
 
-    /// Publishes the outcome of one collection. `quarantined` files count as unread: the collector is not
-    /// successful while any of its files hangs.
-    pub fn record(&self, kind: CollectorKind, outcome: Outcome, stuck_threads: usize, quarantined: usize) {
+    /// Publishes the outcome of one collection and returns the readings published (none after a failed
+    /// one). `quarantined` files count as unread: the collector is not successful while any of its files
+    /// hangs.
+    pub fn record(
+        &self,
+        kind: CollectorKind,
+        outcome: Outcome,
+        stuck_threads: usize,
+        quarantined: usize,
+    ) -> Option<Arc<HostReadings>> {
         let now_unix = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         let hung_files = outcome.stats.get(ReadFailure::Hung);
         let (readings, error) = match outcome.result {
@@ -308,6 +314,7 @@ impl AgentState {
             c.progress = Some(Instant::now());
             snap
         });
+        readings
     }
 }
 

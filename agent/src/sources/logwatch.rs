@@ -16,10 +16,8 @@ use config::device::{LogRuleConfig, LogSourceConfig};
 use config::{Config, EventSeverity};
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::events::Events;
-use crate::effects::journal::{Event, Severity, kind};
 use crate::model::engine::LogUpdate;
-use crate::model::evidence::{Evidence, EvidenceTx};
+use crate::model::evidence::{Evidence, EvidenceTx, LogNote, LogNoteKind};
 
 const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Log-rule match events per rule: the first match at once, then at most one event per this window
@@ -115,7 +113,7 @@ impl LogHandle {
 struct Polled {
     device: String,
     update: Option<LogUpdate>,
-    noted: Vec<(Severity, &'static str, String)>,
+    noted: Vec<LogNote>,
 }
 
 /// The match events of one rule: when the last one was recorded and the matches since.
@@ -174,7 +172,7 @@ struct Source {
     /// Match events per rule name.
     bursts: std::collections::HashMap<String, Burst>,
     /// Events for the journal gathered by the last poll.
-    notes: Vec<(Severity, &'static str, String)>,
+    notes: Vec<LogNote>,
 }
 
 fn spec(r: &LogRuleConfig) -> RuleSpec {
@@ -228,13 +226,12 @@ fn open(device: &str, s: &LogSourceConfig) -> Result<Source, String> {
     })
 }
 
-fn severity(s: EventSeverity) -> Severity {
-    match s {
-        EventSeverity::Info => Severity::Info,
-        EventSeverity::Warning => Severity::Warning,
-        EventSeverity::Critical => Severity::Critical,
-        EventSeverity::Fatal => Severity::Fatal,
-    }
+fn source_note(severity: EventSeverity, message: String) -> LogNote {
+    LogNote { severity, about: LogNoteKind::Source, message }
+}
+
+fn match_note(severity: EventSeverity, message: String) -> LogNote {
+    LogNote { severity, about: LogNoteKind::Match, message }
 }
 
 impl Source {
@@ -250,7 +247,7 @@ impl Source {
                         let message = format!("log source {} is not read: {e}", self.name);
                         if self.problem.as_deref() != Some(message.as_str()) {
                             tracing::warn!(device = %self.device, "{message}");
-                            self.notes.push((Severity::Warning, kind::LOG_SOURCE, message.clone()));
+                            self.notes.push(source_note(EventSeverity::Warning, message.clone()));
                             self.problem = Some(message);
                         }
                     }
@@ -258,7 +255,7 @@ impl Source {
                     Ok(_) if f.is_open() && self.problem.take().is_some() => {
                         let message = format!("log source {} is a regular file again and is read", self.name);
                         tracing::info!(device = %self.device, "{message}");
-                        self.notes.push((Severity::Info, kind::LOG_SOURCE, message));
+                        self.notes.push(source_note(EventSeverity::Info, message));
                     }
                     Ok(_) => {}
                 }
@@ -327,7 +324,6 @@ pub fn spawn(
     config: &Config,
     previous: LogSources,
     evidence: &EvidenceTx,
-    events: &Arc<Events>,
     shutdown: &CancellationToken,
 ) -> (LogHandle, Option<LogThread>) {
     let LogSources { sources: mut previous, recent } = previous;
@@ -354,9 +350,10 @@ pub fn spawn(
     // Every rule's counter exists from the first scrape.
     for (i, s) in sources.iter().enumerate() {
         let signals = adopted.iter_mut().find(|(j, _)| *j == i).map(|(_, sig)| std::mem::take(sig));
-        evidence.send(Evidence::Log { device: s.device.clone(), update: s.update(signals.unwrap_or_default()) });
+        let update = Some(s.update(signals.unwrap_or_default()));
+        evidence.send(Evidence::Log { device: s.device.clone(), update, notes: Vec::new() });
     }
-    let (evidence, events, shutdown) = (evidence.clone(), Arc::clone(events), shutdown.clone());
+    let (evidence, shutdown) = (evidence.clone(), shutdown.clone());
     let spawned = std::thread::Builder::new().name("logwatch".into()).spawn(move || {
         while !shutdown.is_cancelled() {
             let now = Instant::now();
@@ -370,11 +367,11 @@ pub fn spawn(
                     let mut noted = std::mem::take(&mut s.notes);
                     for sig in &signals {
                         let Signal::Event { rule } = sig else { continue };
-                        let Some(sev) = s.rules.index_of(rule).and_then(|i| s.rules.severity(i)).map(severity) else {
+                        let Some(sev) = s.rules.index_of(rule).and_then(|i| s.rules.severity(i)) else {
                             continue;
                         };
                         if s.bursts.entry(rule.to_string()).or_default().on_match(now).is_some() {
-                            noted.push((sev, kind::LOG_MATCH, format!("log rule {rule} matched in {}", s.name)));
+                            noted.push(match_note(sev, format!("log rule {rule} matched in {}", s.name)));
                         }
                     }
                     for (rule, burst) in &mut s.bursts {
@@ -383,10 +380,9 @@ pub fn spawn(
                                 .rules
                                 .index_of(rule)
                                 .and_then(|i| s.rules.severity(i))
-                                .map_or(Severity::Warning, severity);
-                            noted.push((
+                                .unwrap_or(EventSeverity::Warning);
+                            noted.push(match_note(
                                 sev,
-                                kind::LOG_MATCH,
                                 format!(
                                     "log rule {rule} matched {n} more time(s) in {} within {}s",
                                     s.name,
@@ -400,14 +396,10 @@ pub fn spawn(
                     Polled { device: s.device.clone(), update: changed.then(|| s.update(signals)), noted }
                 })
                 .collect();
-            let wall = SystemTime::now();
             for Polled { device, update, noted } in updates {
-                for (sev, kind, msg) in noted {
-                    events.record(Event::new(wall, sev, kind, msg).on_device(&device));
-                }
                 // Only news goes to the model: a quiet log is not evidence of anything.
-                if let Some(update) = update {
-                    evidence.send(Evidence::Log { device, update });
+                if update.is_some() || !noted.is_empty() {
+                    evidence.send(Evidence::Log { device, update, notes: noted });
                 }
             }
             std::thread::sleep(POLL_EVERY);

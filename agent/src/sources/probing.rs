@@ -3,7 +3,6 @@
 //! A probe never blocks anything but its own loop: commands and network checks carry their own deadline,
 //! and the engine is updated with the result in a short critical section.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use collectors::probes::{
@@ -15,8 +14,6 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::events::Events;
-use crate::effects::journal::{Event, Severity, kind};
 use crate::model::DeviceEngine;
 use crate::model::engine::{ProbeResult, ProbeState};
 use crate::model::evidence::{Evidence, EvidenceTx};
@@ -165,13 +162,7 @@ pub async fn run_all(config: &Config) -> Vec<(String, ProbeResult)> {
 }
 
 /// Starts one loop per configured probe of every declared device.
-pub fn spawn(
-    config: &Config,
-    evidence: &EvidenceTx,
-    events: &Arc<Events>,
-    shutdown: &CancellationToken,
-    tasks: &mut JoinSet<()>,
-) {
+pub fn spawn(config: &Config, evidence: &EvidenceTx, shutdown: &CancellationToken, tasks: &mut JoinSet<()>) {
     for device in &config.devices {
         for p in &device.probes {
             let interval = p.interval.map_or(config.poll_interval.get(), |i| i.get());
@@ -185,11 +176,10 @@ pub fn spawn(
                 }
             };
             let (device_id, name) = (device.id.clone(), p.name.clone());
-            let (evidence, events, shutdown) = (evidence.clone(), Arc::clone(events), shutdown.clone());
+            let (evidence, shutdown) = (evidence.clone(), shutdown.clone());
             tasks.spawn(async move {
                 let mut ticks = tokio::time::interval(interval);
                 ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-                let mut failing_reported = false;
                 loop {
                     tokio::select! {
                         _ = ticks.tick() => {}
@@ -199,24 +189,6 @@ pub fn spawn(
                         r = runner.run(&name) => r,
                         _ = shutdown.cancelled() => break,
                     };
-                    let wall = SystemTime::now();
-                    // A failure streak is one event when it starts, not one per round. A probe the agent
-                    // could not start is the agent's fault, counted by the owner: no streak starts or ends.
-                    if result.not_run.is_some() {
-                    } else if !result.success && !failing_reported {
-                        failing_reported = true;
-                        events.record(
-                            Event::new(
-                                wall,
-                                Severity::Warning,
-                                kind::PROBE_FAILING,
-                                format!("probe {name} failing: {} {}", result.status, result.message),
-                            )
-                            .on_device(&device_id),
-                        );
-                    } else if result.success {
-                        failing_reported = false;
-                    }
                     evidence.send(Evidence::Probe { device: device_id.clone(), result });
                 }
             });

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collectors::spinnaker::{
-    Frame, JobState, PollOptions, RestAuth, RestError, RestOptions, ScpClient, SpallocClient, SpallocOptions,
+    Frame, JobState, PollOptions, RestAuth, RestError, RestOptions, ScpClient, ScpStats, SpallocClient, SpallocOptions,
     SpallocRestClient,
 };
 use config::Config;
@@ -21,10 +21,9 @@ use serde_json::json;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::bmp::retry_policy;
 use crate::model::evidence::{Evidence, EvidenceTx};
+use crate::model::spinnaker::retry_policy;
 pub use crate::model::spinnaker::{BoardReading, MachineReport, SpinnakerSnapshot};
-use crate::publish::state::AgentState;
 
 /// One board as the poller sees it.
 struct Board {
@@ -65,19 +64,19 @@ fn frames(boards: &[Board]) -> Vec<Frame> {
 pub fn spawn(
     config: &Config,
     evidence: &EvidenceTx,
-    state: &Arc<AgentState>,
+    base: ScpStats,
     shutdown: &CancellationToken,
     tasks: &mut JoinSet<()>,
 ) {
     let boards = boards(config);
     if boards.is_empty() {
-        state.publish_spinnaker(SpinnakerSnapshot::default());
+        evidence.send(Evidence::Spinnaker(Arc::new(SpinnakerSnapshot::default())));
         return;
     }
     let interval = config.spinnaker.interval.unwrap_or(config.poll_interval).get();
     let policy = retry_policy(config);
     let spalloc: Vec<Spalloc> = config.spinnaker.machines.iter().filter_map(Spalloc::of).collect();
-    let (evidence, state, shutdown) = (evidence.clone(), Arc::clone(state), shutdown.clone());
+    let (evidence, shutdown) = (evidence.clone(), shutdown.clone());
     tasks.spawn(async move {
         let client = match ScpClient::new(policy).await {
             Ok(c) => c,
@@ -98,8 +97,7 @@ pub fn spawn(
             serials: HashMap::new(),
             rest: HashMap::new(),
         };
-        // Counters go on from the previous config's poller: a reload is not a counter reset.
-        let base = state.snapshot().spinnaker.scp;
+        // Counters go on from the previous config's poller (`base`): a reload is not a counter reset.
         let mut ticks = tokio::time::interval(interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -116,8 +114,7 @@ pub fn spawn(
             };
             snap.scp = base + poller.client.stats();
             snap.poll_duration = Some(started.elapsed());
-            state.publish_spinnaker(snap);
-            evidence.send(Evidence::Readings);
+            evidence.send(Evidence::Spinnaker(Arc::new(snap)));
         }
     });
 }

@@ -4,15 +4,9 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use collectors::spinnaker::{RetryPolicy, ScpClient, board_mask};
-use config::Config;
 
 /// Pause between power off and power on, so the board really loses power.
 const POWER_OFF_PAUSE: Duration = Duration::from_secs(1);
-
-/// The SCP timing the config asks for.
-pub fn retry_policy(config: &Config) -> RetryPolicy {
-    RetryPolicy { timeout: config.spinnaker.timeout.get(), attempts: config.spinnaker.tries, ..RetryPolicy::default() }
-}
 
 /// Off, a pause, then on; each command to board 0 of the frame with the board's bit set.
 pub async fn power_cycle(policy: RetryPolicy, bmp: SocketAddr, board: u8) -> Result<(), String> {

@@ -194,7 +194,7 @@ impl Settings {
                     Some((d.id.clone(), target))
                 })
                 .collect(),
-            scp_policy: crate::effects::actions::bmp::retry_policy(config),
+            scp_policy: crate::model::spinnaker::retry_policy(config),
             root: config.sysfs_root.clone(),
             write: config.actions.enabled && !dry_run,
             dry_run,
