@@ -309,9 +309,23 @@ fn insert(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows` of log-rule
-/// matches and, separately, of all other events. Returns how
-/// many were deleted. Totals in `event_counts` are left alone: they count events ever stored.
+/// Retention classes, as SQL conditions: each keeps its own newest `max_rows`, so that no kind of event can
+/// push another class out. The audit trail (what operators and the actions layer did) is a class of its
+/// own; a flood of matching log lines or of refused control requests pushes out only older events of its
+/// own class, and neither can push out condition and probe events.
+fn retention_classes() -> [String; 4] {
+    use super::kind::{ACTION, CONTROL_REFUSED, LOG_MATCH, OPERATOR};
+    [
+        format!("kind = '{LOG_MATCH}'"),
+        format!("kind IN ('{OPERATOR}', '{ACTION}')"),
+        format!("kind = '{CONTROL_REFUSED}'"),
+        format!("kind NOT IN ('{LOG_MATCH}', '{OPERATOR}', '{ACTION}', '{CONTROL_REFUSED}')"),
+    ]
+}
+
+/// Deletes events older than `now - max_age`, then, in each retention class, the oldest beyond its newest
+/// `max_rows`. Returns how many were deleted. Totals in `event_counts` are left alone: they count events
+/// ever stored.
 pub(super) fn delete_expired(
     conn: &mut Connection,
     max_age: Duration,
@@ -325,18 +339,16 @@ pub(super) fn delete_expired(
         deleted += tx.execute("DELETE FROM events WHERE time_ms < ?1", [unix_ms(cutoff)])?;
     }
     let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
-    // Log-rule matches and everything else (operator, action, condition events: the audit trail) are kept
-    // `max_rows` each: a flood of matching lines must not push the audit trail out.
-    deleted += tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = ?2 \
-         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-        params![keep, super::kind::LOG_MATCH],
-    )?;
-    deleted += tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind <> ?2 \
-         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-        params![keep, super::kind::LOG_MATCH],
-    )?;
+    for class in retention_classes() {
+        // The conditions are built from our own constants, so splicing them into the SQL is safe.
+        deleted += tx.execute(
+            &format!(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {class} \
+                 ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)"
+            ),
+            [keep],
+        )?;
+    }
     tx.commit()?;
     Ok(deleted as u64)
 }
