@@ -295,6 +295,11 @@ pub const EVENTS_DROPPED: Spec = counter(
     "Events recorded since start that the journal does not hold (queue full, failed write, no journal)",
     &[],
 );
+pub const CONTROL_REFUSED: Spec = counter(
+    "accel_control_refused_total",
+    "Requests refused on the control socket (the peer is neither root nor in the control group), by what was asked",
+    &["reason"],
+);
 
 // ---- Actions ----
 
@@ -496,6 +501,7 @@ pub const ALL: &[&Spec] = &[
     &LOG_LINES,
     &EVENTS,
     &EVENTS_DROPPED,
+    &CONTROL_REFUSED,
     &ACTIONS_UP,
     &THROTTLE_LEVEL,
     &THROTTLE_MAX_LEVEL,

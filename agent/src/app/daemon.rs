@@ -143,6 +143,8 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         }
     };
     let shutdown = CancellationToken::new();
+    // A journal that would not open (a full disk, a blocked state directory) is tried again until it does.
+    tokio::spawn(Arc::clone(&events).keep_opening(shutdown.clone()));
     let engine = DeviceEngine::new(&config, Instant::now(), SystemTime::now());
     let (evidence, evidence_rx) = crate::model::evidence::channel();
     let effects = Effects { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone() };
@@ -174,6 +176,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.evidence)),
         auth: auth.clone(),
         reload: reload_tx,
+        refusals: Default::default(),
     });
     let control_server = control_socket.map(|socket| {
         tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");
@@ -197,7 +200,12 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         let outcome = tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
-            outcome = reload::reload(&cli, &mut current, &shared, &shutdown) => outcome,
+            outcome = async {
+                // The operator may have fixed what kept the journal from opening: try it now, not after the
+                // backoff, and before the reload, so that its event is kept.
+                events.retry_now().await;
+                reload::reload(&cli, &mut current, &shared, &shutdown).await
+            } => outcome,
         };
         if let Some(generation) = &current {
             control.live.store(Arc::new(reload::live(generation, config_path.clone(), &shared.evidence)));

@@ -117,6 +117,9 @@ pub fn families(snap: &Snapshot) -> Families {
         out.sample(&catalogue::EVENTS, labels![("device", lv(device)), ("severity", lv(severity))], n as f64);
     }
     out.sample(&catalogue::EVENTS_DROPPED, vec![], snap.events_dropped as f64);
+    for (reason, n) in snap.control_refused.iter() {
+        out.sample(&catalogue::CONTROL_REFUSED, labels![("reason", lv(reason))], *n as f64);
+    }
     out.sample(&catalogue::BUILD_INFO, labels![("version", lv(VERSION)), ("revision", lv(REVISION))], 1.0);
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESSFUL, vec![], f64::from(u8::from(snap.reload.successful)));
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, vec![], snap.reload.success_unix);
