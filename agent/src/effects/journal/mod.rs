@@ -439,3 +439,54 @@ impl Drop for Journal {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_with(n: usize, message_len: usize) -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions { retention: None, ..JournalOptions::default() };
+        let journal = Journal::open_with(Journal::path_in(dir.path()), options).unwrap();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..n {
+            let message = format!("{i:05} {}", "m".repeat(message_len));
+            let event = Event::new(base + Duration::from_secs(i as u64), Severity::Info, kind::ACTION, message);
+            assert!(journal.record(event.on_device("loihi0")));
+        }
+        journal.writer().flush_blocking().unwrap();
+        (dir, journal)
+    }
+
+    #[test]
+    fn json_answers_are_what_serde_json_writes_for_the_events() {
+        let (_dir, journal) = journal_with(3, 10);
+        for lane in Lane::ALL {
+            let filter = EventFilter::default();
+            let events = journal.query_on(lane, &filter).unwrap();
+            let mut expected = serde_json::to_vec_pretty(&events).unwrap();
+            expected.push(b'\n');
+            let answer = journal.query_json(lane, &filter, MAX_QUERY_LIMIT * 1000).unwrap();
+            assert_eq!(String::from_utf8(answer.body).unwrap(), String::from_utf8(expected).unwrap());
+            assert_eq!((answer.events, answer.truncated), (3, false));
+        }
+        let none = EventFilter { device: Some("nothing".into()), ..EventFilter::default() };
+        let empty = journal.query_json(Lane::Http, &none, 100).unwrap();
+        assert_eq!((empty.body.as_slice(), empty.events, empty.truncated), (&b"[]\n"[..], 0, false));
+    }
+
+    #[test]
+    fn json_answers_stop_at_their_byte_budget_newest_first() {
+        let (_dir, journal) = journal_with(200, 1000);
+        let answer = journal.query_json(Lane::Http, &EventFilter::default(), 20_000).unwrap();
+        assert!(answer.body.len() <= 20_000, "{} bytes", answer.body.len());
+        assert!(answer.truncated);
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(events.len(), answer.events);
+        assert!((15..20).contains(&answer.events), "about 1.1 kB each: {}", answer.events);
+        assert!(events[0]["message"].as_str().unwrap().starts_with("00199 "), "newest first");
+        // Too small for even one event: an empty array, still valid JSON, and said to be cut short.
+        let tiny = journal.query_json(Lane::Control, &EventFilter::default(), 100).unwrap();
+        assert_eq!((tiny.body.as_slice(), tiny.events, tiny.truncated), (&b"[]\n"[..], 0, true));
+    }
+}

@@ -218,6 +218,66 @@ mod tests {
     use super::*;
 
     #[test]
+    fn links_and_odd_files_in_place_of_the_journal_or_its_companions_are_refused_untouched() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        for name in ["events.db", "events.db-wal", "events.db-shm", "events.db-journal"] {
+            for plant in ["symlink", "dangling", "hardlink", "dir"] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("events.db");
+                let planted = dir.path().join(name);
+                std::fs::write(&victim, "precious").unwrap();
+                let expected = match plant {
+                    "symlink" => {
+                        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+                        UnsafeFile::Symlink
+                    }
+                    "dangling" => {
+                        std::os::unix::fs::symlink(elsewhere.path().join("absent"), &planted).unwrap();
+                        UnsafeFile::Symlink
+                    }
+                    "hardlink" => {
+                        // On one filesystem: a second name for a file in the state directory.
+                        let other = dir.path().join("other");
+                        std::fs::write(&other, "precious").unwrap();
+                        std::fs::hard_link(&other, &planted).unwrap();
+                        UnsafeFile::HardLinked { links: 2 }
+                    }
+                    _ => {
+                        std::fs::create_dir(&planted).unwrap();
+                        UnsafeFile::NotRegular
+                    }
+                };
+                for result in [open_writer(&path).map(drop), open_reader(&path).map(drop)] {
+                    match result {
+                        Err(JournalError::Unsafe { path: p, what }) => {
+                            assert_eq!(what, expected, "{name} {plant}");
+                            assert!(p.ends_with(name), "{name} {plant}: names {}", p.display());
+                        }
+                        other => panic!("{name} {plant}: {other:?}"),
+                    }
+                }
+                assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "{name} {plant}");
+                assert!(!elsewhere.path().join("absent").exists(), "{name} {plant}");
+                let err = open_writer(&path).unwrap_err().to_string();
+                assert!(err.contains(name) && err.contains(&expected.to_string()), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_symlinked_directory_above_the_journal_is_followed() {
+        // The directories above the state directory are the administrator's: /var/lib moved to another
+        // disk and linked back must not lose the journal.
+        let real = tempfile::tempdir().unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let linked = links.path().join("state");
+        std::os::unix::fs::symlink(real.path(), &linked).unwrap();
+        drop(open_writer(&linked.join("events.db")).unwrap());
+        assert!(real.path().join("events.db").is_file());
+    }
+
+    #[test]
     fn both_connections_keep_a_small_page_cache() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");

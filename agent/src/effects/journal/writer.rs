@@ -358,6 +358,50 @@ mod tests {
     use super::*;
 
     #[test]
+    fn retention_keeps_each_class_apart_so_no_flood_pushes_the_audit_trail_out() {
+        use super::super::kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::schema::open_writer(&dir.path().join("events.db")).unwrap();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut events = Vec::new();
+        let mut t = 0;
+        let mut add = |kind: &str, n: usize, events: &mut Vec<Event>| {
+            for i in 0..n {
+                t += 1;
+                events.push(Event::new(
+                    base + Duration::from_millis(t),
+                    Severity::Warning,
+                    kind,
+                    format!("{kind} {i}"),
+                ));
+            }
+        };
+        // The audit trail first, then floods of every other class, each far beyond the limit.
+        add(kind::OPERATOR, 3, &mut events);
+        add(kind::ACTION, 4, &mut events);
+        add(kind::CONDITION_SET, 5, &mut events);
+        add(kind::CONTROL_REFUSED, 500, &mut events);
+        add(kind::LOG_MATCH, 500, &mut events);
+        add(kind::PROBE_FAILING, 500, &mut events);
+        insert(&mut conn, &events).unwrap();
+        let deleted = delete_expired(&mut conn, Duration::from_secs(3600), 10, base).unwrap();
+        let count = |cond: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM events WHERE {cond}"), [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(count("kind IN ('operator', 'action')"), 7, "the audit trail is all there");
+        assert_eq!(count("kind = 'control_refused'"), 10);
+        assert_eq!(count("kind = 'log_match'"), 10);
+        assert_eq!(count("kind IN ('condition_set', 'probe_failing')"), 10, "the rest share a class");
+        assert_eq!(deleted, 490 + 490 + 495);
+        let newest: String = conn
+            .query_row("SELECT message FROM events WHERE kind = 'control_refused' ORDER BY id DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(newest, "control_refused 499", "the newest of a class are the ones kept");
+    }
+
+    #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
         // Nobody serves this receiver, as if the writer were stuck on a slow disk.
         let (tx, _rx) = mpsc::channel(2);
