@@ -252,7 +252,8 @@ impl Control {
         };
         // The path is the peer's to choose: a bounded part of it is enough to say what was asked.
         let path: String = path.chars().take(MAX_PATH_SHOWN).collect();
-        let detail = format!("{method} {path}, {}", self.describe_pid(peer));
+        let pid = peer.pid.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}"));
+        let detail = format!("{method} {path}, {pid}");
         let alone = self.refusals.lock().unwrap_or_else(PoisonError::into_inner).refuse(
             peer.uid,
             what,
@@ -289,13 +290,6 @@ impl Control {
             ),
         };
         json(StatusCode::FORBIDDEN, &Failure { error, known: Vec::new(), group })
-    }
-
-    fn describe_pid(&self, peer: &Peer) -> String {
-        match peer.pid {
-            Some(pid) => format!("pid {pid}"),
-            None => "pid unknown".to_owned(),
-        }
     }
 
     fn refusal_reason(&self) -> String {

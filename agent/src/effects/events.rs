@@ -27,9 +27,11 @@ use crate::model::{ConditionChange, Status};
 /// The largest body one events answer may have; past it the answer holds fewer events than asked and
 /// says so. 10,000 events of a few hundred bytes each fit.
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
-/// Answers of this many bytes that may be built or waiting to be sent at once, on the TCP listener and on
-/// the control socket: their memory, and no more, is what a flood of queries can take.
-const ANSWERS_IN_FLIGHT: [(Lane, usize); 2] = [(Lane::Http, 4), (Lane::Control, 2)];
+/// Answers of [`MAX_ANSWER_BYTES`] that may be built or waiting to be sent at once on the TCP listener:
+/// their memory, and no more, is what a flood of queries can take.
+const HTTP_ANSWERS_IN_FLIGHT: usize = 4;
+/// The same on the control socket, a budget of its own so that the network never holds agentctl up.
+const CONTROL_ANSWERS_IN_FLIGHT: usize = 2;
 /// How long a query waits for room before it is turned away as busy.
 const QUEUE_WAIT: Duration = Duration::from_secs(10);
 
@@ -84,15 +86,16 @@ pub struct Events {
     state_dir: Option<PathBuf>,
     /// Held by an attempt to open the journal, so that two attempts never both open one.
     opening: Mutex<()>,
-    /// Per lane, the answer bytes (in KiB) that may be in flight.
-    budgets: [(Lane, Arc<Semaphore>); 2],
+    /// The answer bytes (in KiB) that may be in flight on the TCP listener, and on the control socket.
+    http_budget: Arc<Semaphore>,
+    control_budget: Arc<Semaphore>,
 }
 
 #[derive(Debug, Default)]
 struct Counts {
     recorded: BTreeMap<(String, Severity), u64>,
     /// Recorded while there was no journal: never stored.
-    not_kept: BTreeMap<(String, Severity), u64>,
+    not_kept: u64,
 }
 
 impl Events {
@@ -109,17 +112,15 @@ impl Events {
     }
 
     pub fn without_journal(reason: String) -> Events {
-        let budget = |lane: Lane| {
-            let answers = ANSWERS_IN_FLIGHT.iter().find(|(l, _)| *l == lane).map_or(1, |(_, n)| *n);
-            (lane, Arc::new(Semaphore::new(answers * kib(MAX_ANSWER_BYTES))))
-        };
+        let budget = |answers: usize| Arc::new(Semaphore::new(answers * kib(MAX_ANSWER_BYTES)));
         Events {
             journal: ArcSwapOption::empty(),
             counts: Mutex::new(Counts::default()),
             unavailable: Mutex::new(Some(reason)),
             state_dir: None,
             opening: Mutex::new(()),
-            budgets: [budget(Lane::Http), budget(Lane::Control)],
+            http_budget: budget(HTTP_ANSWERS_IN_FLIGHT),
+            control_budget: budget(CONTROL_ANSWERS_IN_FLIGHT),
         }
     }
 
@@ -227,14 +228,14 @@ impl Events {
         }
         let key = (event.device.clone().unwrap_or_default(), event.severity);
         let mut counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
-        *counts.recorded.entry(key.clone()).or_default() += 1;
+        *counts.recorded.entry(key).or_default() += 1;
         match self.journal.load().as_ref() {
             Some(journal) => {
                 if !journal.record(event) {
                     tracing::debug!("event dropped: the journal's queue is full");
                 }
             }
-            None => *counts.not_kept.entry(key).or_default() += 1,
+            None => counts.not_kept += 1,
         }
     }
 
@@ -287,10 +288,10 @@ impl Events {
     /// [`MAX_ANSWER_BYTES`], and with the lane's other answers in flight at most its budget; a query
     /// that finds no room within [`QUEUE_WAIT`] is [`QueryError::Busy`].
     pub async fn query_json(&self, lane: Lane, filter: EventFilter) -> Result<EventsAnswer, QueryError> {
-        let budget = self.budgets.iter().find(|(l, _)| *l == lane).map(|(_, b)| Arc::clone(b));
-        let Some(budget) = budget else {
-            return Err(QueryError::Busy);
-        };
+        let budget = Arc::clone(match lane {
+            Lane::Http => &self.http_budget,
+            Lane::Control => &self.control_budget,
+        });
         let wanted = u32::try_from(kib(MAX_ANSWER_BYTES)).unwrap_or(u32::MAX);
         let mut permit = tokio::time::timeout(QUEUE_WAIT, budget.acquire_many_owned(wanted))
             .await
@@ -320,23 +321,22 @@ impl Events {
     }
 
     /// Events stored in the journal, by device ("" for host-wide events) and severity: recorded minus
-    /// those that were not stored (no journal yet, queue full, failed commit).
+    /// those the journal lost (queue full, failed commit). Events recorded while there was no journal are
+    /// included, as they were before it opened: alerts on these counts keep working without a journal,
+    /// and the counts never go down when it opens. [`dropped`](Self::dropped) counts them as not kept.
     pub fn counts(&self) -> Vec<(String, Severity, u64)> {
         let lost = self.journal.load().as_ref().map(|j| j.writer().dropped_by()).unwrap_or_default();
         let counts = self.counts.lock().unwrap_or_else(PoisonError::into_inner);
         counts
             .recorded
             .iter()
-            .map(|(k, n)| {
-                let not_stored = lost.get(k).copied().unwrap_or(0) + counts.not_kept.get(k).copied().unwrap_or(0);
-                (k.0.clone(), k.1, n.saturating_sub(not_stored))
-            })
+            .map(|(k, n)| (k.0.clone(), k.1, n.saturating_sub(lost.get(k).copied().unwrap_or(0))))
             .collect()
     }
 
     /// Events recorded since start that the journal does not hold.
     pub fn dropped(&self) -> u64 {
-        let not_kept: u64 = self.counts.lock().unwrap_or_else(PoisonError::into_inner).not_kept.values().sum();
+        let not_kept = self.counts.lock().unwrap_or_else(PoisonError::into_inner).not_kept;
         not_kept + self.journal.load().as_ref().map_or(0, |j| j.dropped())
     }
 

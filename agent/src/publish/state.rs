@@ -64,8 +64,8 @@ pub struct Snapshot {
     pub actions_stopped: Option<Arc<str>>,
     /// Attribute files the collectors held open after the last collection, and their budget.
     pub open_files: OpenFilesView,
-    /// Control requests refused since start, by reason (accel_control_refused_total); empty until the
-    /// control socket serves.
+    /// Control requests refused since start, by reason (accel_control_refused_total); every reason from
+    /// 0, published before anything listens.
     pub control_refused: Arc<BTreeMap<&'static str, u64>>,
 }
 

@@ -87,6 +87,12 @@ pub enum JournalError {
         #[source]
         source: Arc<rusqlite::Error>,
     },
+    #[error("cannot encode an event of the journal {} as JSON: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the writer of the event journal {} has stopped", path.display())]
     WriterStopped { path: PathBuf },
     #[error("the event journal {} is closed", path.display())]
@@ -114,6 +120,7 @@ impl JournalError {
             | JournalError::NoWal { path, .. }
             | JournalError::Sql { path, .. }
             | JournalError::Write { path, .. }
+            | JournalError::Encode { path, .. }
             | JournalError::WriterStopped { path }
             | JournalError::Closed { path }
             | JournalError::Spawn { path, .. } => path,
@@ -285,7 +292,7 @@ impl Journal {
         let mut events = Vec::new();
         self.each_event(lane, filter, |e| {
             events.push(e);
-            true
+            Ok(true)
         })?;
         Ok(events)
     }
@@ -297,9 +304,8 @@ impl Journal {
         let mut one = Vec::new();
         self.each_event(lane, filter, |e| {
             one.clear();
-            if serde_json::to_writer_pretty(&mut one, &e).is_err() {
-                return true;
-            }
+            serde_json::to_writer_pretty(&mut one, &e)
+                .map_err(|source| JournalError::Encode { path: self.path.clone(), source })?;
             // Inside the array every line is indented two more spaces; JSON strings hold no raw newline,
             // so every newline is a line break of the layout.
             let lines = one.iter().filter(|b| **b == b'\n').count();
@@ -307,7 +313,7 @@ impl Journal {
             let needed = 4 + one.len() + 2 * lines + 3;
             if out.body.len() + needed > max_bytes {
                 out.truncated = true;
-                return false;
+                return Ok(false);
             }
             out.body.extend_from_slice(if out.events == 0 { b"\n  " } else { b",\n  " });
             for &b in &one {
@@ -317,18 +323,18 @@ impl Journal {
                 }
             }
             out.events += 1;
-            true
+            Ok(true)
         })?;
         out.body.extend_from_slice(if out.events == 0 { b"]\n" } else { b"\n]\n" });
         Ok(out)
     }
 
-    /// Calls `each` with every event matching `filter`, newest first, until it returns false.
+    /// Calls `each` with every event matching `filter`, newest first, until it returns false or an error.
     fn each_event(
         &self,
         lane: Lane,
         filter: &EventFilter,
-        mut each: impl FnMut(Event) -> bool,
+        mut each: impl FnMut(Event) -> Result<bool, JournalError>,
     ) -> Result<(), JournalError> {
         let mut sql = String::from("SELECT id, time_ms, device, severity, kind, message FROM events");
         let mut conditions: Vec<String> = Vec::new();
@@ -377,7 +383,7 @@ impl Journal {
             .map_err(sql_err)?;
         // Row by row: the caller decides when it has enough, and nothing more is read.
         for row in rows.by_ref() {
-            if !each(row.map_err(sql_err)?) {
+            if !each(row.map_err(sql_err)?)? {
                 break;
             }
         }
