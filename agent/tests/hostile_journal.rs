@@ -401,7 +401,9 @@ fn a_journal_that_failed_to_open_is_retried_with_backoff_and_then_stores_events(
     let removed = Instant::now();
     agent.wait_for("the journal opened", || journal_degraded(&agent).is_none());
     eprintln!("opened {:?} after the obstacle went", removed.elapsed());
-    assert!(removed.elapsed() < Duration::from_secs(12), "the first retry comes within seconds");
+    // Attempts come 5 s after the failure at start, then 10 s after that: on a slow host the obstacle may
+    // go just after the first retry failed, so the bound is the second.
+    assert!(removed.elapsed() < Duration::from_secs(16), "a retry comes within seconds: {:?}", removed.elapsed());
     assert_storing_again(&agent);
 }
 
