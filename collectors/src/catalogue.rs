@@ -300,6 +300,11 @@ pub const AGENT_FAULTS: Spec = counter(
     "Things the agent could not do for want of its own resources (descriptors, memory, processes, disk); never evidence about a device",
     &["kind"],
 );
+pub const CONTROL_REFUSED: Spec = counter(
+    "accel_control_refused_total",
+    "Requests refused on the control socket (the peer is neither root nor in the control group), by what was asked",
+    &["reason"],
+);
 
 // ---- Actions ----
 
@@ -502,6 +507,7 @@ pub const ALL: &[&Spec] = &[
     &EVENTS,
     &EVENTS_DROPPED,
     &AGENT_FAULTS,
+    &CONTROL_REFUSED,
     &ACTIONS_UP,
     &THROTTLE_LEVEL,
     &THROTTLE_MAX_LEVEL,

@@ -123,6 +123,8 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     });
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
+    // Pre-initialised before anything listens, so that every scrape has every reason, from 0.
+    state.publish_control_refused(crate::control::refusals::Refusals::default().totals());
     let listener = http::bind(config.listen)
         .await
         .with_context(|| format!("cannot listen on {} (choose another address with --listen)", config.listen))?;
@@ -167,6 +169,8 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         }
     };
     let shutdown = CancellationToken::new();
+    // A journal that would not open (a full disk, a blocked state directory) is tried again until it does.
+    tokio::spawn(Arc::clone(&events).keep_opening(shutdown.clone()));
     let engine = DeviceEngine::new(&config, Instant::now(), SystemTime::now());
     let effects = Effects { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone() };
     let owner = tokio::spawn(owner::run(engine, evidence_rx, effects, shutdown.clone()));
@@ -192,6 +196,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         live: ArcSwap::from_pointee(reload::live(&generation, config_path.clone(), &shared.evidence)),
         auth: auth.clone(),
         reload: reload_tx,
+        refusals: Default::default(),
     });
     let control_server = control_socket.map(|socket| {
         tracing::info!(socket = %config.socket.display(), group = %auth.group, "control socket ready");
@@ -215,7 +220,12 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         let outcome = tokio::select! {
             _ = term.recv() => break "SIGTERM",
             _ = int.recv() => break "SIGINT",
-            outcome = reload::reload(&cli, &mut current, &shared, &shutdown) => outcome,
+            outcome = async {
+                // The operator may have fixed what kept the journal from opening: try it now, not after the
+                // backoff, and before the reload, so that its event is kept.
+                events.retry_now().await;
+                reload::reload(&cli, &mut current, &shared, &shutdown).await
+            } => outcome,
         };
         if let Some(generation) = &current {
             control.live.store(Arc::new(reload::live(generation, config_path.clone(), &shared.evidence)));

@@ -7,7 +7,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 use super::Control;
-use crate::effects::journal::EventFilter;
+use crate::effects::journal::{EventFilter, Lane};
 use crate::publish::exposition::Format;
 use config::redact::{redact_config, redact_table};
 
@@ -70,7 +70,7 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
     let snap = control.state.snapshot();
     let events = control
         .events
-        .query(EventFilter { limit: EVENTS, ..Default::default() })
+        .query(Lane::Control, EventFilter { limit: EVENTS, ..Default::default() })
         .await
         .map_err(|e| format!("events: {e}"));
     let mut files: Vec<(&str, Vec<u8>)> = Vec::new();

@@ -10,12 +10,13 @@ pub mod ctl;
 pub(crate) mod diagnose;
 pub(crate) mod npd;
 pub(crate) mod peer;
+pub(crate) mod refusals;
 pub(crate) mod socket;
 
 use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use arc_swap::ArcSwap;
 use bytes::Bytes;
@@ -32,13 +33,14 @@ use tokio_util::sync::CancellationToken;
 
 use crate::effects::actions::{ActionError, Actions, ActionsMode};
 use crate::effects::events::Events;
-use crate::effects::journal::{Event, Severity, kind};
+use crate::effects::journal::{Event, Lane, Severity, kind};
 use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::model::operator::{OperatorError, ThrottleOverride};
 use crate::publish::http::{Http, json};
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::LogHandle;
 use peer::{Authorizer, Peer};
+use refusals::Refused;
 
 /// A request body larger than this is refused: mutations carry a few fields.
 const MAX_BODY: usize = 64 * 1024;
@@ -54,6 +56,10 @@ const MAX_CONNECTIONS: usize = 64;
 const RESERVED_FOR_PRIVILEGED: usize = 16;
 /// Connections one unprivileged uid may hold at once.
 const MAX_PER_UID: usize = 8;
+/// How often refusals due for a summary are reported and their totals published.
+const REPORT_EVERY: Duration = Duration::from_secs(1);
+/// Characters of a refused request's path that go into the journal and the log.
+const MAX_PATH_SHOWN: usize = 200;
 
 /// Who holds which connection slots.
 #[derive(Debug, Default)]
@@ -126,6 +132,8 @@ pub struct Control {
     pub live: ArcSwap<Live>,
     pub auth: Authorizer,
     pub reload: mpsc::Sender<ReloadRequest>,
+    /// Refusals counted, and reported at a bounded rate.
+    pub refusals: Mutex<refusals::Refusals>,
 }
 
 /// An operator's change to one device, as the model's owner runs it.
@@ -191,7 +199,7 @@ fn operator_failure(e: OperatorError) -> Response<Full<Bytes>> {
 }
 
 impl Control {
-    pub async fn handle(&self, req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
+    pub async fn handle(&self, mut req: Request<Incoming>, peer: &Peer) -> Response<Full<Bytes>> {
         let path = req.uri().path().to_owned();
         if req.method() == Method::POST {
             // Diagnosing runs the probes now but changes nothing: anyone who may connect may ask.
@@ -224,7 +232,11 @@ impl Control {
                 Ok(bytes) => crate::publish::http::respond(StatusCode::OK, "application/gzip", Bytes::from(bytes)),
                 Err(e) => failure(StatusCode::INTERNAL_SERVER_ERROR, format!("cannot build the bundle: {e}")),
             },
-            _ => self.http.handle(&req).await,
+            _ => {
+                // Queries from here run on the journal's control connection, never behind the network's.
+                req.extensions_mut().insert(Lane::Control);
+                self.http.handle(&req).await
+            }
         }
     }
 
@@ -233,13 +245,32 @@ impl Control {
     }
 
     fn refuse(&self, peer: &Peer, method: &str, path: &str) -> Response<Full<Bytes>> {
-        let message = format!(
-            "refused {method} {path} from {}: not root and not in the control group {}",
-            peer.describe(),
-            self.auth.group
+        let what = match path {
+            _ if method == "POST" => Refused::Change,
+            "/api/v1/bundle" => Refused::Bundle,
+            _ => Refused::Logs,
+        };
+        // The path is the peer's to choose: a bounded part of it is enough to say what was asked.
+        let path: String = path.chars().take(MAX_PATH_SHOWN).collect();
+        let pid = peer.pid.map_or_else(|| "pid unknown".to_owned(), |pid| format!("pid {pid}"));
+        let detail = format!("{method} {path}, {pid}");
+        let alone = self.refusals.lock().unwrap_or_else(PoisonError::into_inner).refuse(
+            peer.uid,
+            what,
+            &detail,
+            Instant::now(),
+            SystemTime::now(),
         );
-        tracing::warn!("{message}");
-        self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
+        if alone {
+            let message = format!(
+                "refused {method} {path} from {}: {}; more from this uid within {}s are counted in one event",
+                peer.describe(),
+                self.refusal_reason(),
+                refusals::INTERVAL.as_secs()
+            );
+            tracing::warn!("{message}");
+            self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
+        }
         // A group that does not exist on this host cannot be joined: say so rather than name it.
         let (error, group) = match self.auth.gid {
             Some(_) => (
@@ -259,6 +290,25 @@ impl Control {
             ),
         };
         json(StatusCode::FORBIDDEN, &Failure { error, known: Vec::new(), group })
+    }
+
+    fn refusal_reason(&self) -> String {
+        format!("not root and not in the control group {}", self.auth.group)
+    }
+
+    /// Reports the refusals whose interval ended by `now` (all of them at `shutdown`), one event and one
+    /// log line per peer and kind, and publishes the totals for `accel_control_refused_total`.
+    fn report_refusals(&self, now: Instant, shutdown: bool) {
+        let (summaries, totals) = {
+            let mut r = self.refusals.lock().unwrap_or_else(PoisonError::into_inner);
+            (if shutdown { r.drain() } else { r.due(now) }, r.totals())
+        };
+        for summary in summaries {
+            let message = summary.message(&self.refusal_reason());
+            tracing::warn!("{message}");
+            self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
+        }
+        self.state.publish_control_refused(totals);
     }
 
     async fn mutate(&self, path: &str, body: MutationBody, peer: &Peer) -> Response<Full<Bytes>> {
@@ -486,6 +536,8 @@ async fn read_body(req: Request<Incoming>) -> Result<MutationBody, String> {
 pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdown: CancellationToken) {
     let slots = Arc::new(Mutex::new(Slots::default()));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let mut report = tokio::time::interval(REPORT_EVERY);
+    report.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         // Accept at once and decide by the peer's credentials: waiting for a free slot before accepting
         // would queue root behind whoever holds the slots.
@@ -498,6 +550,10 @@ pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdow
                     continue;
                 }
             },
+            _ = report.tick() => {
+                control.report_refusals(Instant::now(), false);
+                continue;
+            }
             _ = shutdown.cancelled() => break,
         };
         let peer = match Peer::of(&stream) {
@@ -530,6 +586,8 @@ pub async fn serve(socket: socket::ControlSocket, control: Arc<Control>, shutdow
     }
     socket.remove();
     let _ = tokio::time::timeout(Duration::from_millis(500), graceful.shutdown()).await;
+    // Refusals counted but not yet reported are journaled before the agent goes.
+    control.report_refusals(Instant::now(), true);
 }
 
 #[cfg(test)]

@@ -4,6 +4,7 @@
 use serde::Serialize;
 
 use crate::effects::faults::{AgentFault, FaultsView};
+use crate::effects::journal::MAX_QUERY_LIMIT;
 use crate::model::{DeviceView, State, Status};
 use crate::policy::reconnect::Circuit;
 
@@ -233,7 +234,15 @@ pub fn event_filter(query: &str) -> Result<crate::effects::journal::EventFilter,
             "device" => f.device = Some(v),
             "severity" => f.min_severity = Some(v.parse().map_err(|e| format!("severity={v}: {e}"))?),
             "kind" => f.kind = Some(v),
-            "limit" => f.limit = v.parse().map_err(|_| format!("limit={v}: not a number"))?,
+            "limit" => {
+                f.limit = v.parse().map_err(|_| format!("limit={v}: not a number"))?;
+                // Refused rather than cut short: an answer is never silently shorter than asked.
+                if f.limit > MAX_QUERY_LIMIT {
+                    return Err(format!(
+                        "limit={v}: at most {MAX_QUERY_LIMIT}; narrow the query with since, device, severity or kind"
+                    ));
+                }
+            }
             other => return Err(format!("unknown parameter {other:?}; use since, device, severity, kind, limit")),
         }
     }
@@ -279,5 +288,8 @@ mod tests {
         assert!(event_filter("since=soon").unwrap_err().contains("since=soon"));
         assert!(event_filter("colour=red").unwrap_err().contains("unknown parameter"));
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(event_filter("limit=10000").unwrap().limit, 10_000, "the maximum itself is allowed");
+        let err = event_filter("limit=100000000").unwrap_err();
+        assert!(err.starts_with("limit=100000000: at most 10000;"), "{err}");
     }
 }

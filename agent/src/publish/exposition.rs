@@ -120,6 +120,9 @@ pub fn families(snap: &Snapshot) -> Families {
     for (fault, n) in &snap.faults.counts {
         out.sample(&catalogue::AGENT_FAULTS, labels![("kind", lv(fault.label()))], *n as f64);
     }
+    for (reason, n) in snap.control_refused.iter() {
+        out.sample(&catalogue::CONTROL_REFUSED, labels![("reason", lv(reason))], *n as f64);
+    }
     out.sample(&catalogue::BUILD_INFO, labels![("version", lv(VERSION)), ("revision", lv(REVISION))], 1.0);
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESSFUL, vec![], f64::from(u8::from(snap.reload.successful)));
     out.sample(&catalogue::CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP, vec![], snap.reload.success_unix);

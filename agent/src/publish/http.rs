@@ -25,6 +25,7 @@ use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 
 use crate::effects::events::Events;
+use crate::effects::journal::Lane;
 use crate::model::State;
 use crate::publish::api;
 use crate::publish::exposition::{Exposition, Format, accepts_gzip};
@@ -125,7 +126,7 @@ impl Http {
                     error: c.error.clone().unwrap_or_else(|| "failed".into()),
                 })
                 .collect(),
-            journal_unavailable: self.events.unavailable.clone(),
+            journal_unavailable: self.events.unavailable(),
             journal_degraded: self.events.degraded(),
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
             faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
@@ -138,22 +139,27 @@ impl Http {
         if get && req.uri().path() == "/metrics" {
             return self.metrics(req).await;
         }
+        // The control socket marks its requests, so that their queries run on its own journal connection.
+        let lane = req.extensions().get::<Lane>().copied().unwrap_or(Lane::Http);
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
-            return self.device(id).await;
+            return self.device(id, lane).await;
         }
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/devices/")) {
-            return self.device_page(id).await;
+            return self.device_page(id, lane).await;
         }
         if req.uri().path() == "/api/v1/events" && (req.method() == Method::GET || req.method() == Method::HEAD) {
             return match api::event_filter(req.uri().query().unwrap_or("")) {
-                Ok(filter) => match self.events.query(filter).await {
-                    Ok(events) => {
-                        let mut r = json(StatusCode::OK, &events);
+                Ok(filter) => match self.events.query_json(lane, filter).await {
+                    Ok(answer) => {
+                        let mut r = respond(StatusCode::OK, "application/json", answer.body);
                         // The answer is what the journal holds; say so when that is not everything.
                         if let Some(why) = self.events.degraded() {
                             let v = HeaderValue::from_str(&why.replace(['\r', '\n'], " "))
                                 .unwrap_or_else(|_| HeaderValue::from_static("incomplete"));
                             r.headers_mut().insert("x-accel-journal-incomplete", v);
+                        }
+                        if answer.truncated {
+                            r.headers_mut().insert("x-accel-events-truncated", HeaderValue::from(answer.events));
                         }
                         r
                     }
@@ -179,7 +185,7 @@ impl Http {
     }
 
     /// One device with its most recent events.
-    async fn device(&self, id: &str) -> Response<Full<Bytes>> {
+    async fn device(&self, id: &str, lane: Lane) -> Response<Full<Bytes>> {
         let snap = self.state.snapshot();
         let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
             return json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices));
@@ -187,12 +193,12 @@ impl Http {
         let filter =
             crate::effects::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
         // Without a journal the device is still worth showing; the events are then just absent.
-        let events = self.events.query(filter).await.unwrap_or_default();
+        let events = self.events.query(lane, filter).await.unwrap_or_default();
         json(StatusCode::OK, &api::DeviceDetail { device, events })
     }
 
     /// One device as a page to read: the same data as /api/v1/devices/{id}.
-    async fn device_page(&self, id: &str) -> Response<Full<Bytes>> {
+    async fn device_page(&self, id: &str, lane: Lane) -> Response<Full<Bytes>> {
         let snap = self.state.snapshot();
         let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
             let mut r = respond(
@@ -205,7 +211,7 @@ impl Http {
         };
         let filter =
             crate::effects::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
-        let events = self.events.query(filter).await;
+        let events = self.events.query(lane, filter).await;
         let throttle = snap.throttle.iter().find(|t| t.device == id);
         respond(
             StatusCode::OK,

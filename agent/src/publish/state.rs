@@ -70,6 +70,9 @@ pub struct Snapshot {
     pub open_files: OpenFilesView,
     /// The agent's own trouble, as of the last decision round (at most a second old).
     pub faults: FaultsView,
+    /// Control requests refused since start, by reason (accel_control_refused_total); every reason from
+    /// 0, published before anything listens.
+    pub control_refused: Arc<BTreeMap<&'static str, u64>>,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -224,6 +227,20 @@ impl AgentState {
             return;
         }
         self.publish(None, Arc::new(event_counts), events_dropped);
+    }
+
+    /// Publishes the totals of refused control requests, when they changed.
+    pub fn publish_control_refused(&self, totals: BTreeMap<&'static str, u64>) {
+        if *self.snapshot().control_refused == totals {
+            return;
+        }
+        let totals = Arc::new(totals);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.control_refused = Arc::clone(&totals);
+            snap
+        });
     }
 
     /// Publishes a SpiNNaker poll.

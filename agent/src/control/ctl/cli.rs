@@ -4,6 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
+use crate::effects::journal::MAX_QUERY_LIMIT;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "agentctl",
@@ -49,8 +51,9 @@ pub enum Verb {
         /// Only events of this kind, e.g. condition_set, action, operator.
         #[arg(long)]
         kind: Option<String>,
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
+        /// Most events shown, at most 10000 (the agent's maximum; see docs/api.md).
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u64).range(0..=MAX_QUERY_LIMIT as u64))]
+        limit: u64,
     },
     /// Run the device's reconnect ladder now, from its mildest step.
     Reconnect {

@@ -20,12 +20,12 @@ use rusqlite::Connection;
 use rusqlite::types::Value;
 use tokio::sync::mpsc;
 
-pub(crate) use event::rfc3339_utc_ms;
 pub use event::{Event, Severity, UnknownSeverity, kind};
-pub use schema::SCHEMA_VERSION;
+pub(crate) use event::{rfc3339_utc_ms, unix_ms};
+pub use schema::{SCHEMA_VERSION, UnsafeFile};
 pub use writer::JournalWriter;
 
-use event::{from_unix_ms, unix_ms};
+use event::from_unix_ms;
 use schema::classify;
 
 /// The journal's file name inside the state directory.
@@ -35,6 +35,17 @@ pub const FILE_NAME: &str = "events.db";
 pub enum JournalError {
     #[error("cannot create the state directory {}: {source}", path.display())]
     CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(
+        "refusing the event journal file {}: it {what}; the agent never follows or shares one there (remove it)",
+        path.display()
+    )]
+    Unsafe { path: PathBuf, what: UnsafeFile },
+    #[error("cannot inspect {} before opening the event journal: {source}", path.display())]
+    Inspect {
         path: PathBuf,
         #[source]
         source: std::io::Error,
@@ -76,6 +87,12 @@ pub enum JournalError {
         #[source]
         source: Arc<rusqlite::Error>,
     },
+    #[error("cannot encode an event of the journal {} as JSON: {source}", path.display())]
+    Encode {
+        path: PathBuf,
+        #[source]
+        source: serde_json::Error,
+    },
     #[error("the writer of the event journal {} has stopped", path.display())]
     WriterStopped { path: PathBuf },
     #[error("the event journal {} is closed", path.display())]
@@ -94,6 +111,8 @@ impl JournalError {
         match self {
             JournalError::CreateDir { path, .. }
             | JournalError::Open { path, .. }
+            | JournalError::Unsafe { path, .. }
+            | JournalError::Inspect { path, .. }
             | JournalError::Corrupt { path, .. }
             | JournalError::Foreign { path }
             | JournalError::SchemaTooNew { path, .. }
@@ -101,6 +120,7 @@ impl JournalError {
             | JournalError::NoWal { path, .. }
             | JournalError::Sql { path, .. }
             | JournalError::Write { path, .. }
+            | JournalError::Encode { path, .. }
             | JournalError::WriterStopped { path }
             | JournalError::Closed { path }
             | JournalError::Spawn { path, .. } => path,
@@ -113,7 +133,8 @@ impl JournalError {
 pub struct Retention {
     /// Events older than this are deleted.
     pub max_age: Duration,
-    /// At most this many `log_match` events are kept, the newest, and as many of all other events.
+    /// At most this many events of each retention class are kept, the newest (see
+    /// [`writer::delete_expired`]).
     pub max_rows: u64,
     /// Retention runs when the journal opens and after every this many stored events.
     pub every_inserts: u64,
@@ -142,6 +163,43 @@ impl Default for JournalOptions {
     }
 }
 
+/// The largest `limit` a query may ask for (`/api/v1/events`, `agentctl events`): beyond it, a query is
+/// refused rather than answered in part, so that no answer is silently shorter than asked.
+pub const MAX_QUERY_LIMIT: usize = 10_000;
+
+/// Which read-only connection a query runs on. Each has its own, so that a burst of queries from the
+/// network never makes `agentctl` (or the bundle) wait behind it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Lane {
+    /// The TCP listener's API.
+    Http,
+    /// The control socket: agentctl, the bundle.
+    Control,
+}
+
+impl Lane {
+    const ALL: [Lane; 2] = [Lane::Http, Lane::Control];
+
+    fn index(self) -> usize {
+        match self {
+            Lane::Http => 0,
+            Lane::Control => 1,
+        }
+    }
+}
+
+/// A query's answer as the JSON array `/api/v1/events` serves, built row by row so that it never takes
+/// more than the byte budget it was given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JsonEvents {
+    /// A pretty-printed JSON array, as `serde_json::to_vec_pretty` writes it, and a newline.
+    pub body: Vec<u8>,
+    /// Events in `body`.
+    pub events: usize,
+    /// True when more events matched but the next would have taken `body` over the budget.
+    pub truncated: bool,
+}
+
 /// Which events [`Journal::query`] returns, newest first.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventFilter {
@@ -165,8 +223,8 @@ impl Default for EventFilter {
 /// whatever they record.
 pub struct Journal {
     path: PathBuf,
-    /// None once [`close`](Journal::close) has closed it.
-    reader: Mutex<Option<Connection>>,
+    /// One per [`Lane`], indexed by [`Lane::index`]; None once [`close`](Journal::close) has closed them.
+    readers: [Mutex<Option<Connection>>; 2],
     writer: JournalWriter,
     thread: Option<JoinHandle<()>>,
 }
@@ -196,12 +254,12 @@ impl Journal {
         let path = path.as_ref().to_owned();
         let conn = schema::open_writer(&path)?;
         // After the writer, which has created the file and switched it to WAL.
-        let reader = schema::open_reader(&path)?;
+        let readers = [schema::open_reader(&path)?, schema::open_reader(&path)?].map(|c| Mutex::new(Some(c)));
         let (tx, rx) = mpsc::channel(options.queue_capacity.max(1));
         let writer = JournalWriter::new(tx, path.clone());
         let thread = writer::spawn(conn, &writer, rx, options.max_batch, options.retention)
             .map_err(|source| JournalError::Spawn { path: path.clone(), source })?;
-        Ok(Journal { path, reader: Mutex::new(Some(reader)), writer, thread: Some(thread) })
+        Ok(Journal { path, readers, writer, thread: Some(thread) })
     }
 
     pub fn path(&self) -> &Path {
@@ -218,9 +276,66 @@ impl Journal {
         self.writer.dropped()
     }
 
-    /// Events matching `filter`, newest first (by time, then by id). Blocks on disk I/O; from async code,
-    /// call it inside `spawn_blocking`. Sees every event committed before the call.
+    /// Queues `event` to be stored; see [`JournalWriter::record`].
+    pub fn record(&self, event: Event) -> bool {
+        self.writer.record(event)
+    }
+
+    /// Events matching `filter`, newest first (by time, then by id), on the control lane. Blocks on disk
+    /// I/O; from async code, call it inside `spawn_blocking`. Sees every event committed before the call.
     pub fn query(&self, filter: &EventFilter) -> Result<Vec<Event>, JournalError> {
+        self.query_on(Lane::Control, filter)
+    }
+
+    /// [`Journal::query`] on the connection of `lane`.
+    pub fn query_on(&self, lane: Lane, filter: &EventFilter) -> Result<Vec<Event>, JournalError> {
+        let mut events = Vec::new();
+        self.each_event(lane, filter, |e| {
+            events.push(e);
+            Ok(true)
+        })?;
+        Ok(events)
+    }
+
+    /// Events matching `filter`, newest first, as the JSON array the API serves, with at most `max_bytes`
+    /// in the body (at least `[]`): a query costs this much memory however large the events or `limit`.
+    pub fn query_json(&self, lane: Lane, filter: &EventFilter, max_bytes: usize) -> Result<JsonEvents, JournalError> {
+        let mut out = JsonEvents { body: b"[".to_vec(), events: 0, truncated: false };
+        let mut one = Vec::new();
+        self.each_event(lane, filter, |e| {
+            one.clear();
+            serde_json::to_writer_pretty(&mut one, &e)
+                .map_err(|source| JournalError::Encode { path: self.path.clone(), source })?;
+            // Inside the array every line is indented two more spaces; JSON strings hold no raw newline,
+            // so every newline is a line break of the layout.
+            let lines = one.iter().filter(|b| **b == b'\n').count();
+            // ",\n  " or "\n  " before it, and "\n]\n" to close the array.
+            let needed = 4 + one.len() + 2 * lines + 3;
+            if out.body.len() + needed > max_bytes {
+                out.truncated = true;
+                return Ok(false);
+            }
+            out.body.extend_from_slice(if out.events == 0 { b"\n  " } else { b",\n  " });
+            for &b in &one {
+                out.body.push(b);
+                if b == b'\n' {
+                    out.body.extend_from_slice(b"  ");
+                }
+            }
+            out.events += 1;
+            Ok(true)
+        })?;
+        out.body.extend_from_slice(if out.events == 0 { b"]\n" } else { b"\n]\n" });
+        Ok(out)
+    }
+
+    /// Calls `each` with every event matching `filter`, newest first, until it returns false or an error.
+    fn each_event(
+        &self,
+        lane: Lane,
+        filter: &EventFilter,
+        mut each: impl FnMut(Event) -> Result<bool, JournalError>,
+    ) -> Result<(), JournalError> {
         let mut sql = String::from("SELECT id, time_ms, device, severity, kind, message FROM events");
         let mut conditions: Vec<String> = Vec::new();
         let mut values: Vec<Value> = Vec::new();
@@ -250,11 +365,11 @@ impl Journal {
         sql.push_str(" ORDER BY time_ms DESC, id DESC LIMIT ?");
         values.push(Value::Integer(i64::try_from(filter.limit).unwrap_or(i64::MAX)));
 
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = self.readers[lane.index()].lock().unwrap_or_else(PoisonError::into_inner);
         let conn = reader.as_ref().ok_or_else(|| JournalError::Closed { path: self.path.clone() })?;
         let sql_err = |e| classify(&self.path, e);
         let mut stmt = conn.prepare_cached(&sql).map_err(sql_err)?;
-        let rows = stmt
+        let mut rows = stmt
             .query_map(rusqlite::params_from_iter(values), |row| {
                 Ok(Event {
                     id: row.get(0)?,
@@ -266,14 +381,20 @@ impl Journal {
                 })
             })
             .map_err(sql_err)?;
-        rows.collect::<Result<Vec<_>, _>>().map_err(sql_err)
+        // Row by row: the caller decides when it has enough, and nothing more is read.
+        for row in rows.by_ref() {
+            if !each(row.map_err(sql_err)?)? {
+                break;
+            }
+        }
+        Ok(())
     }
 
     /// Events ever stored, by device (None: host-wide) and severity, for `accel_events_total`. These totals
     /// survive restarts and are not decreased by retention, so they behave as Prometheus counters. Events
     /// dropped before being stored are not included (see [`JournalWriter::dropped`]). Blocks on disk I/O.
     pub fn counts_by_device_severity(&self) -> Result<Vec<(Option<String>, Severity, u64)>, JournalError> {
-        let reader = self.reader.lock().unwrap_or_else(PoisonError::into_inner);
+        let reader = self.readers[Lane::Control.index()].lock().unwrap_or_else(PoisonError::into_inner);
         let conn = reader.as_ref().ok_or_else(|| JournalError::Closed { path: self.path.clone() })?;
         let sql_err = |e| classify(&self.path, e);
         let mut stmt = conn.prepare_cached("SELECT device, severity, total FROM event_counts").map_err(sql_err)?;
@@ -302,7 +423,9 @@ impl Journal {
     pub fn close(mut self) -> Result<(), JournalError> {
         // The reader first: the last connection to close checkpoints the WAL into the database file and
         // removes it, and a read-only connection cannot, so the writer must be that last one.
-        drop(self.reader.lock().unwrap_or_else(PoisonError::into_inner).take());
+        for lane in Lane::ALL {
+            drop(self.readers[lane.index()].lock().unwrap_or_else(PoisonError::into_inner).take());
+        }
         let flushed = self.writer.flush_blocking();
         self.writer.shutdown_blocking();
         if let Some(thread) = self.thread.take()
@@ -320,5 +443,56 @@ impl Drop for Journal {
         if self.thread.is_some() {
             self.writer.shutdown_nowait();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal_with(n: usize, message_len: usize) -> (tempfile::TempDir, Journal) {
+        let dir = tempfile::tempdir().unwrap();
+        let options = JournalOptions { retention: None, ..JournalOptions::default() };
+        let journal = Journal::open_with(Journal::path_in(dir.path()), options).unwrap();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        for i in 0..n {
+            let message = format!("{i:05} {}", "m".repeat(message_len));
+            let event = Event::new(base + Duration::from_secs(i as u64), Severity::Info, kind::ACTION, message);
+            assert!(journal.record(event.on_device("loihi0")));
+        }
+        journal.writer().flush_blocking().unwrap();
+        (dir, journal)
+    }
+
+    #[test]
+    fn json_answers_are_what_serde_json_writes_for_the_events() {
+        let (_dir, journal) = journal_with(3, 10);
+        for lane in Lane::ALL {
+            let filter = EventFilter::default();
+            let events = journal.query_on(lane, &filter).unwrap();
+            let mut expected = serde_json::to_vec_pretty(&events).unwrap();
+            expected.push(b'\n');
+            let answer = journal.query_json(lane, &filter, MAX_QUERY_LIMIT * 1000).unwrap();
+            assert_eq!(String::from_utf8(answer.body).unwrap(), String::from_utf8(expected).unwrap());
+            assert_eq!((answer.events, answer.truncated), (3, false));
+        }
+        let none = EventFilter { device: Some("nothing".into()), ..EventFilter::default() };
+        let empty = journal.query_json(Lane::Http, &none, 100).unwrap();
+        assert_eq!((empty.body.as_slice(), empty.events, empty.truncated), (&b"[]\n"[..], 0, false));
+    }
+
+    #[test]
+    fn json_answers_stop_at_their_byte_budget_newest_first() {
+        let (_dir, journal) = journal_with(200, 1000);
+        let answer = journal.query_json(Lane::Http, &EventFilter::default(), 20_000).unwrap();
+        assert!(answer.body.len() <= 20_000, "{} bytes", answer.body.len());
+        assert!(answer.truncated);
+        let events: Vec<serde_json::Value> = serde_json::from_slice(&answer.body).unwrap();
+        assert_eq!(events.len(), answer.events);
+        assert!((15..20).contains(&answer.events), "about 1.1 kB each: {}", answer.events);
+        assert!(events[0]["message"].as_str().unwrap().starts_with("00199 "), "newest first");
+        // Too small for even one event: an empty array, still valid JSON, and said to be cut short.
+        let tiny = journal.query_json(Lane::Control, &EventFilter::default(), 100).unwrap();
+        assert_eq!((tiny.body.as_slice(), tiny.events, tiny.truncated), (&b"[]\n"[..], 0, true));
     }
 }

@@ -1,6 +1,6 @@
 //! Opening the database file: the state directory, pragmas, the schema version and migrations.
 
-use std::os::unix::fs::DirBuilderExt;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt};
 use std::path::Path;
 use std::time::Duration;
 
@@ -29,6 +29,9 @@ const MIGRATIONS: &[&str] = &[
         severity TEXT NOT NULL,
         total INTEGER NOT NULL
     );",
+    // Version 2. Retention keeps each class of kinds (log matches, the audit trail, refusals, the rest)
+    // separately, and `kind=` queries are common: both find a kind's newest events through this index.
+    "CREATE INDEX events_kind_time ON events (kind, time_ms);",
 ];
 
 /// The schema version this build writes.
@@ -48,9 +51,14 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, JournalError> {
             .create(dir)
             .map_err(|source| JournalError::CreateDir { path: dir.to_owned(), source })?;
     }
+    let real = real_path(path)?;
+    refuse_unsafe_files(&real)?;
     // Without SQLITE_OPEN_URI, a path that happens to start with "file:" is still just a path.
-    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_CREATE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let mut conn = Connection::open_with_flags(path, flags)
+    let flags = OpenFlags::SQLITE_OPEN_READ_WRITE
+        | OpenFlags::SQLITE_OPEN_CREATE
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let mut conn = Connection::open_with_flags(&real, flags)
         .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
     let sql = |e| classify(path, e);
     conn.busy_timeout(BUSY_TIMEOUT).map_err(sql)?;
@@ -78,12 +86,83 @@ pub(super) fn open_writer(path: &Path) -> Result<Connection, JournalError> {
 /// Opens a connection for queries. SQLite enforces read-only, so a query bug cannot damage the journal; in
 /// WAL mode it reads a consistent snapshot without waiting for the writer.
 pub(super) fn open_reader(path: &Path) -> Result<Connection, JournalError> {
-    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-    let conn = Connection::open_with_flags(path, flags)
+    let real = real_path(path)?;
+    refuse_unsafe_files(&real)?;
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_NOFOLLOW;
+    let conn = Connection::open_with_flags(&real, flags)
         .map_err(|source| JournalError::Open { path: path.to_owned(), source })?;
     conn.busy_timeout(BUSY_TIMEOUT).map_err(|e| classify(path, e))?;
     limit_page_cache(&conn, path)?;
     Ok(conn)
+}
+
+/// `path` with its directory resolved. `SQLITE_OPEN_NOFOLLOW` refuses a symlink in any component of the
+/// path, and the directories above the state directory (`/var/lib` on a host that moved it to another
+/// disk) are the administrator's, not something a state-directory user can plant: only the file names in
+/// the state directory itself must not be links.
+fn real_path(path: &Path) -> Result<std::path::PathBuf, JournalError> {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return Ok(path.to_owned());
+    };
+    let dir = if dir.as_os_str().is_empty() { Path::new(".") } else { dir };
+    let dir = std::fs::canonicalize(dir).map_err(|source| JournalError::Inspect { path: dir.to_owned(), source })?;
+    Ok(dir.join(name))
+}
+
+/// The files SQLite opens beside the database: the write-ahead log, its shared-memory index, and the
+/// rollback journal (used only while switching to WAL).
+const COMPANIONS: [&str; 3] = ["-wal", "-shm", "-journal"];
+
+/// Refuses a database, or a companion of it, that is not a plain file of its own: whoever can write the
+/// state directory could plant a symlink or a hard link there to make the agent (root) create or write a
+/// file elsewhere. SQLite's `SQLITE_OPEN_NOFOLLOW` refuses a symlink anywhere in the database path, and
+/// its unix VFS opens every file with `O_NOFOLLOW`; checking first names the file and what is wrong with it,
+/// and covers hard links, which neither does.
+fn refuse_unsafe_files(path: &Path) -> Result<(), JournalError> {
+    let mut files = vec![path.to_owned()];
+    files.extend(COMPANIONS.iter().map(|suffix| {
+        let mut name = path.as_os_str().to_owned();
+        name.push(suffix);
+        std::path::PathBuf::from(name)
+    }));
+    for file in files {
+        let meta = match std::fs::symlink_metadata(&file) {
+            Ok(m) => m,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(source) => return Err(JournalError::Inspect { path: file, source }),
+        };
+        let unsafe_kind = if meta.file_type().is_symlink() {
+            Some(UnsafeFile::Symlink)
+        } else if !meta.file_type().is_file() {
+            Some(UnsafeFile::NotRegular)
+        } else if meta.nlink() > 1 {
+            Some(UnsafeFile::HardLinked { links: meta.nlink() })
+        } else {
+            None
+        };
+        if let Some(what) = unsafe_kind {
+            return Err(JournalError::Unsafe { path: file, what });
+        }
+    }
+    Ok(())
+}
+
+/// Why a file in the state directory is not used as (part of) the journal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UnsafeFile {
+    Symlink,
+    NotRegular,
+    HardLinked { links: u64 },
+}
+
+impl std::fmt::Display for UnsafeFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            UnsafeFile::Symlink => f.write_str("is a symbolic link"),
+            UnsafeFile::NotRegular => f.write_str("is not a regular file"),
+            UnsafeFile::HardLinked { links } => write!(f, "is a hard link ({links} names for one file)"),
+        }
+    }
 }
 
 /// Each connection's page cache may grow to 2 MiB by default, and the open-time `quick_check` reads every
@@ -137,6 +216,66 @@ pub(super) fn classify(path: &Path, e: rusqlite::Error) -> JournalError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn links_and_odd_files_in_place_of_the_journal_or_its_companions_are_refused_untouched() {
+        let elsewhere = tempfile::tempdir().unwrap();
+        let victim = elsewhere.path().join("victim");
+        for name in ["events.db", "events.db-wal", "events.db-shm", "events.db-journal"] {
+            for plant in ["symlink", "dangling", "hardlink", "dir"] {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("events.db");
+                let planted = dir.path().join(name);
+                std::fs::write(&victim, "precious").unwrap();
+                let expected = match plant {
+                    "symlink" => {
+                        std::os::unix::fs::symlink(&victim, &planted).unwrap();
+                        UnsafeFile::Symlink
+                    }
+                    "dangling" => {
+                        std::os::unix::fs::symlink(elsewhere.path().join("absent"), &planted).unwrap();
+                        UnsafeFile::Symlink
+                    }
+                    "hardlink" => {
+                        // On one filesystem: a second name for a file in the state directory.
+                        let other = dir.path().join("other");
+                        std::fs::write(&other, "precious").unwrap();
+                        std::fs::hard_link(&other, &planted).unwrap();
+                        UnsafeFile::HardLinked { links: 2 }
+                    }
+                    _ => {
+                        std::fs::create_dir(&planted).unwrap();
+                        UnsafeFile::NotRegular
+                    }
+                };
+                for result in [open_writer(&path).map(drop), open_reader(&path).map(drop)] {
+                    match result {
+                        Err(JournalError::Unsafe { path: p, what }) => {
+                            assert_eq!(what, expected, "{name} {plant}");
+                            assert!(p.ends_with(name), "{name} {plant}: names {}", p.display());
+                        }
+                        other => panic!("{name} {plant}: {other:?}"),
+                    }
+                }
+                assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious", "{name} {plant}");
+                assert!(!elsewhere.path().join("absent").exists(), "{name} {plant}");
+                let err = open_writer(&path).unwrap_err().to_string();
+                assert!(err.contains(name) && err.contains(&expected.to_string()), "{err}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_symlinked_directory_above_the_journal_is_followed() {
+        // The directories above the state directory are the administrator's: /var/lib moved to another
+        // disk and linked back must not lose the journal.
+        let real = tempfile::tempdir().unwrap();
+        let links = tempfile::tempdir().unwrap();
+        let linked = links.path().join("state");
+        std::os::unix::fs::symlink(real.path(), &linked).unwrap();
+        drop(open_writer(&linked.join("events.db")).unwrap());
+        assert!(real.path().join("events.db").is_file());
+    }
 
     #[test]
     fn both_connections_keep_a_small_page_cache() {

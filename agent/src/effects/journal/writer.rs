@@ -309,9 +309,23 @@ fn insert(conn: &mut Connection, events: &[Event]) -> rusqlite::Result<()> {
     tx.commit()
 }
 
-/// Deletes events older than `now - max_age`, then the oldest beyond the newest `max_rows` of log-rule
-/// matches and, separately, of all other events. Returns how
-/// many were deleted. Totals in `event_counts` are left alone: they count events ever stored.
+/// Retention classes, as SQL conditions: each keeps its own newest `max_rows`, so that no kind of event can
+/// push another class out. The audit trail (what operators and the actions layer did) is a class of its
+/// own; a flood of matching log lines or of refused control requests pushes out only older events of its
+/// own class, and neither can push out condition and probe events.
+fn retention_classes() -> [String; 4] {
+    use super::kind::{ACTION, CONTROL_REFUSED, LOG_MATCH, OPERATOR};
+    [
+        format!("kind = '{LOG_MATCH}'"),
+        format!("kind IN ('{OPERATOR}', '{ACTION}')"),
+        format!("kind = '{CONTROL_REFUSED}'"),
+        format!("kind NOT IN ('{LOG_MATCH}', '{OPERATOR}', '{ACTION}', '{CONTROL_REFUSED}')"),
+    ]
+}
+
+/// Deletes events older than `now - max_age`, then, in each retention class, the oldest beyond its newest
+/// `max_rows`. Returns how many were deleted. Totals in `event_counts` are left alone: they count events
+/// ever stored.
 pub(super) fn delete_expired(
     conn: &mut Connection,
     max_age: Duration,
@@ -325,18 +339,16 @@ pub(super) fn delete_expired(
         deleted += tx.execute("DELETE FROM events WHERE time_ms < ?1", [unix_ms(cutoff)])?;
     }
     let keep = i64::try_from(max_rows).unwrap_or(i64::MAX);
-    // Log-rule matches and everything else (operator, action, condition events: the audit trail) are kept
-    // `max_rows` each: a flood of matching lines must not push the audit trail out.
-    deleted += tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind = ?2 \
-         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-        params![keep, super::kind::LOG_MATCH],
-    )?;
-    deleted += tx.execute(
-        "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE kind <> ?2 \
-         ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)",
-        params![keep, super::kind::LOG_MATCH],
-    )?;
+    for class in retention_classes() {
+        // The conditions are built from our own constants, so splicing them into the SQL is safe.
+        deleted += tx.execute(
+            &format!(
+                "DELETE FROM events WHERE id IN (SELECT id FROM events WHERE {class} \
+                 ORDER BY time_ms DESC, id DESC LIMIT -1 OFFSET ?1)"
+            ),
+            [keep],
+        )?;
+    }
     tx.commit()?;
     Ok(deleted as u64)
 }
@@ -344,6 +356,50 @@ pub(super) fn delete_expired(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retention_keeps_each_class_apart_so_no_flood_pushes_the_audit_trail_out() {
+        use super::super::kind;
+        let dir = tempfile::tempdir().unwrap();
+        let mut conn = super::super::schema::open_writer(&dir.path().join("events.db")).unwrap();
+        let base = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
+        let mut events = Vec::new();
+        let mut t = 0;
+        let mut add = |kind: &str, n: usize, events: &mut Vec<Event>| {
+            for i in 0..n {
+                t += 1;
+                events.push(Event::new(
+                    base + Duration::from_millis(t),
+                    Severity::Warning,
+                    kind,
+                    format!("{kind} {i}"),
+                ));
+            }
+        };
+        // The audit trail first, then floods of every other class, each far beyond the limit.
+        add(kind::OPERATOR, 3, &mut events);
+        add(kind::ACTION, 4, &mut events);
+        add(kind::CONDITION_SET, 5, &mut events);
+        add(kind::CONTROL_REFUSED, 500, &mut events);
+        add(kind::LOG_MATCH, 500, &mut events);
+        add(kind::PROBE_FAILING, 500, &mut events);
+        insert(&mut conn, &events).unwrap();
+        let deleted = delete_expired(&mut conn, Duration::from_secs(3600), 10, base).unwrap();
+        let count = |cond: &str| -> i64 {
+            conn.query_row(&format!("SELECT count(*) FROM events WHERE {cond}"), [], |r| r.get(0)).unwrap()
+        };
+        assert_eq!(count("kind IN ('operator', 'action')"), 7, "the audit trail is all there");
+        assert_eq!(count("kind = 'control_refused'"), 10);
+        assert_eq!(count("kind = 'log_match'"), 10);
+        assert_eq!(count("kind IN ('condition_set', 'probe_failing')"), 10, "the rest share a class");
+        assert_eq!(deleted, 490 + 490 + 495);
+        let newest: String = conn
+            .query_row("SELECT message FROM events WHERE kind = 'control_refused' ORDER BY id DESC LIMIT 1", [], |r| {
+                r.get(0)
+            })
+            .unwrap();
+        assert_eq!(newest, "control_refused 499", "the newest of a class are the ones kept");
+    }
 
     #[test]
     fn a_full_queue_drops_and_counts_without_blocking() {
