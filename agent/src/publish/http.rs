@@ -1,10 +1,12 @@
 //! The read-only HTTP endpoint: /metrics, /-/healthy, /-/ready and the landing page.
 //!
 //! Every response is built from the latest snapshot; nothing here waits on hardware. Slow or idle clients
-//! are bounded by a header read timeout and a cap on open connections, so they cannot starve others.
+//! are bounded by a header read timeout and by caps on open connections, in all and per client address
+//! (`[http]`, within the descriptor budget of `app::fdlimit`), so they cannot starve others nor take the
+//! descriptors the agent needs for its own work.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -12,7 +14,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY, WWW_AUTHENTICATE,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -28,53 +31,127 @@ use crate::effects::events::Events;
 use crate::model::State;
 use crate::publish::api;
 use crate::publish::exposition::{Exposition, Format, accepts_gzip};
-use crate::publish::state::AgentState;
-use crate::publish::webconfig::{Tls, WebConfig};
+use crate::publish::state::{AgentState, ConnCap};
+use crate::publish::webconfig::{Tls, Verdict, WebConfig};
 use crate::publish::{device_page, landing};
-
-/// Open connections held at once. Past this, a new connection sheds the oldest idle one (one not in the
-/// middle of a request): waiting in the kernel's accept queue behind thousands of idle connections, a
-/// scrape would miss Prometheus's timeout.
-const MAX_CONNECTIONS: usize = 4096;
 
 /// One open connection, as the shedder sees it.
 struct Conn {
-    /// Requests being answered on it now.
+    /// Requests being answered on it now. A request waiting for bcrypt is not counted: a flood of wrong
+    /// passwords must not make its connections unsheddable.
     busy: std::sync::atomic::AtomicUsize,
     /// Cancelled to shed the connection.
     shed: CancellationToken,
 }
 
-/// The open connections, oldest first (ids grow with each accept).
+/// The open connections, oldest first (ids grow with each accept), and each client address's own.
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    open: std::collections::BTreeMap<u64, Arc<Conn>>,
+    open: std::collections::BTreeMap<u64, (IpAddr, Arc<Conn>)>,
+    by_addr: std::collections::HashMap<IpAddr, std::collections::BTreeSet<u64>>,
+}
+
+/// What [`Conns::admit`] decided about a new connection.
+enum Admission {
+    Admitted {
+        id: u64,
+        conn: Arc<Conn>,
+        shed: Option<ConnCap>,
+    },
+    /// Over a cap with every connection under it busy: closed at once.
+    Refused(ConnCap),
 }
 
 impl Conns {
-    /// Registers a new connection, shedding the oldest idle one if the cap is reached. None when every
-    /// open connection is busy: then the new one is refused.
-    fn admit(conns: &std::sync::Mutex<Conns>) -> Option<(u64, Arc<Conn>)> {
-        use std::sync::atomic::Ordering;
-        let mut c = conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.open.len() >= MAX_CONNECTIONS {
-            let idle = c.open.iter().find(|(_, conn)| conn.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id)?;
-            if let Some(conn) = c.open.remove(&idle) {
-                conn.shed.cancel();
+    /// Registers a new connection from `addr`. Past a cap (the address's own first, then the total), the
+    /// oldest idle connection under that cap (one not in the middle of a request) is shed for it: waiting
+    /// in the kernel's accept queue behind thousands of idle connections, a scrape would miss Prometheus's
+    /// timeout. When every connection under the cap is busy, the new one is refused.
+    fn admit(&mut self, addr: IpAddr, max_total: usize, max_per_address: usize) -> Admission {
+        let mut shed = None;
+        // An address over its share sheds its own idle connections, never another's.
+        let own = self.by_addr.get(&addr).map_or(0, |ids| ids.len());
+        if own >= max_per_address {
+            let ids = self.by_addr.get(&addr).map(|ids| ids.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
+            let excess = own + 1 - max_per_address;
+            let idle: Vec<u64> = ids.into_iter().filter(|id| self.is_idle(*id)).take(excess).collect();
+            if idle.len() < excess {
+                return Admission::Refused(ConnCap::Address);
             }
+            for id in idle {
+                self.shed(id);
+            }
+            shed = Some(ConnCap::Address);
         }
-        let id = c.next_id;
-        c.next_id += 1;
+        if self.open.len() >= max_total {
+            let excess = self.open.len() + 1 - max_total;
+            let idle: Vec<u64> = self.open.keys().copied().filter(|id| self.is_idle(*id)).take(excess).collect();
+            if idle.len() < excess {
+                return Admission::Refused(ConnCap::Total);
+            }
+            for id in idle {
+                self.shed(id);
+            }
+            shed = Some(ConnCap::Total);
+        }
+        let id = self.next_id;
+        self.next_id += 1;
         let conn = Arc::new(Conn { busy: Default::default(), shed: CancellationToken::new() });
-        c.open.insert(id, Arc::clone(&conn));
-        Some((id, conn))
+        self.open.insert(id, (addr, Arc::clone(&conn)));
+        self.by_addr.entry(addr).or_default().insert(id);
+        Admission::Admitted { id, conn, shed }
     }
 
-    fn close(conns: &std::sync::Mutex<Conns>, id: u64) {
-        conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open.remove(&id);
+    fn is_idle(&self, id: u64) -> bool {
+        self.open.get(&id).is_some_and(|(_, c)| c.busy.load(std::sync::atomic::Ordering::Acquire) == 0)
+    }
+
+    fn shed(&mut self, id: u64) {
+        if let Some((_, conn)) = self.close(id) {
+            conn.shed.cancel();
+        }
+    }
+
+    fn close(&mut self, id: u64) -> Option<(IpAddr, Arc<Conn>)> {
+        let (addr, conn) = self.open.remove(&id)?;
+        if let Some(ids) = self.by_addr.get_mut(&addr) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_addr.remove(&addr);
+            }
+        }
+        Some((addr, conn))
     }
 }
+
+fn lock(conns: &std::sync::Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
+    conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Refusals are logged at most this often, with the count since the last line: a flood must not flood
+/// the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals between two log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    /// Counts one refusal; returns how many to report now, if a line is due at `now`.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        if self.last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
@@ -306,6 +383,8 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
     }
     let graceful = GracefulShutdown::new();
     let conns = Arc::new(std::sync::Mutex::new(Conns::default()));
+    let counters = Arc::clone(&http.state.http_connections);
+    let mut refusals = RefusalLog::default();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -319,9 +398,31 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
             },
             _ = shutdown.cancelled() => break,
         };
-        let Some((id, conn)) = Conns::admit(&conns) else {
-            tracing::debug!(%peer, "refused: all {MAX_CONNECTIONS} connections are answering requests");
-            continue;
+        let (max_total, max_per_address) = counters.caps();
+        let admission = lock(&conns).admit(peer.ip(), max_total, max_per_address);
+        let (id, conn) = match admission {
+            Admission::Admitted { id, conn, shed } => {
+                if let Some(cap) = shed {
+                    counters.count_shed(cap);
+                }
+                (id, conn)
+            }
+            Admission::Refused(cap) => {
+                // Closed here, holding its descriptor for no longer than the accept.
+                drop(stream);
+                counters.count_refused(cap);
+                if let Some(n) = refusals.refused(Instant::now()) {
+                    tracing::warn!(
+                        %peer,
+                        cap = cap.label(),
+                        max_connections = max_total,
+                        max_connections_per_address = max_per_address,
+                        "refused {n} HTTP connection(s): over the cap, and every connection under it is \
+                         answering a request"
+                    );
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (http, web, shutdown) = (Arc::clone(&http), Arc::clone(&web), shutdown.clone());
@@ -335,7 +436,7 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
                 // Dropping the connection's future closes it.
                 () = shed.cancelled() => tracing::debug!(%peer, "idle connection shed for a new one"),
             }
-            Conns::close(&conns, id);
+            lock(&conns).close(id);
         });
     }
     drop(listener);
@@ -385,14 +486,7 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |req: Request<Incoming>| {
         let (http, web, conn) = (Arc::clone(&http), Arc::clone(&web), Arc::clone(&conn));
-        async move {
-            use std::sync::atomic::Ordering;
-            // Busy while answering: a connection in the middle of a request is never shed.
-            conn.busy.fetch_add(1, Ordering::AcqRel);
-            let response = respond_to(&http, &web, req, peer).await;
-            conn.busy.fetch_sub(1, Ordering::AcqRel);
-            Ok::<_, Infallible>(response)
-        }
+        async move { Ok::<_, Infallible>(respond_to(&http, &web, req, peer, &conn).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -404,19 +498,60 @@ async fn serve_connection<I>(
     }
 }
 
+/// Marks a connection busy while a request on it is answered: a connection in the middle of a request is
+/// never shed.
+struct Busy<'a>(&'a Conn);
+
+impl<'a> Busy<'a> {
+    fn mark(conn: &'a Conn) -> Self {
+        conn.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(conn)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// What a client over the bcrypt queue's cap is told to wait before it tries again.
+const AUTH_RETRY_AFTER: &str = "1";
+
 /// Basic auth, when configured, in front of every endpoint; the configured headers on every response.
-async fn respond_to(http: &Http, web: &WebConfig, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let allowed = match &web.auth {
+async fn respond_to(
+    http: &Http,
+    web: &WebConfig,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    conn: &Conn,
+) -> Response<Full<Bytes>> {
+    // Waiting for bcrypt does not make the connection busy: only a request that got past auth does.
+    let verdict = match &web.auth {
         Some(auth) => auth.check(req.headers().get(AUTHORIZATION), peer.ip()).await,
-        None => true,
+        None => Verdict::Allowed,
     };
-    let mut response = if allowed {
-        http.handle(&req).await
-    } else {
-        tracing::debug!(%peer, path = req.uri().path(), "401: missing or wrong credentials");
-        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"accel-agent\""));
-        r
+    let mut response = match verdict {
+        Verdict::Allowed => {
+            let _busy = Busy::mark(conn);
+            http.handle(&req).await
+        }
+        Verdict::Denied => {
+            tracing::debug!(%peer, path = req.uri().path(), "401: missing or wrong credentials");
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"accel-agent\""));
+            r
+        }
+        Verdict::Busy => {
+            // The queue of logins waiting for bcrypt is full (for this client or for all): answered at
+            // once, and the connection closes, so a flood holds neither a queue place nor a connection.
+            tracing::debug!(%peer, path = req.uri().path(), "429: too many logins waiting for bcrypt");
+            http.state.http_connections.count_refused(ConnCap::AuthQueue);
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too many logins being checked; try again shortly\n");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(AUTH_RETRY_AFTER));
+            r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     };
     for (name, value) in &web.headers {
         response.headers_mut().insert(name.clone(), value.clone());
