@@ -384,6 +384,22 @@ mod tests {
     }
 
     #[test]
+    fn http_caps_default_and_zero_is_an_error() {
+        let c = parse_str("", "agent.toml").unwrap();
+        assert_eq!((c.http.max_connections, c.http.max_connections_per_address), (1024, 256));
+        let c = parse_str("[http]\nmax_connections = 200\nmax_connections_per_address = 8\n", "agent.toml").unwrap();
+        assert_eq!((c.http.max_connections, c.http.max_connections_per_address), (200, 8));
+        assert_eq!(
+            errors("[http]\nmax_connections = 0\nmax_connections_per_address = 0\n"),
+            vec![
+                "agent.toml:2:19: http.max_connections: max_connections must be at least 1 (0 would refuse every connection)",
+                "agent.toml:3:31: http.max_connections_per_address: max_connections_per_address must be at least 1 (0 would refuse every connection)",
+            ]
+        );
+        assert_eq!(errors("[http]\nmax_connections = -1\n").len(), 1, "a negative cap is a type error");
+    }
+
+    #[test]
     fn reports_every_error_with_position_key_and_suggestion() {
         let text = "\
 listen = 5

@@ -88,7 +88,7 @@ pub struct Http {
 }
 
 pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
-pub const DEFAULT_HTTP_MAX_CONNECTIONS_PER_ADDRESS: u32 = 64;
+pub const DEFAULT_HTTP_MAX_CONNECTIONS_PER_ADDRESS: u32 = 256;
 
 impl Default for Http {
     fn default() -> Self {

@@ -602,3 +602,87 @@ async fn tls_handshake(tls: &Arc<Tls>, mut stream: TcpStream, peer: SocketAddr) 
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn admitted(a: Admission) -> (u64, Arc<Conn>, Option<ConnCap>) {
+        match a {
+            Admission::Admitted { id, conn, shed } => (id, conn, shed),
+            Admission::Refused(cap) => panic!("refused at the {} cap", cap.label()),
+        }
+    }
+
+    #[test]
+    fn an_address_over_its_cap_sheds_its_own_oldest_idle_connection_never_anothers() {
+        let mut c = Conns::default();
+        let (other, other_conn, _) = admitted(c.admit(ip(9), 100, 2));
+        let (first, first_conn, _) = admitted(c.admit(ip(1), 100, 2));
+        let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
+        assert_eq!(shed, None);
+        let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
+        assert_eq!(shed, Some(ConnCap::Address));
+        assert!(first_conn.shed.is_cancelled(), "its own oldest went");
+        assert!(!c.open.contains_key(&first));
+        assert!(
+            !other_conn.shed.is_cancelled() && c.open.contains_key(&other),
+            "the older one of another address stays"
+        );
+        assert_eq!(c.by_addr[&ip(1)].len(), 2);
+    }
+
+    #[test]
+    fn a_busy_address_at_its_cap_is_refused_and_others_still_get_in() {
+        let mut c = Conns::default();
+        let conns: Vec<_> = (0..2).map(|_| admitted(c.admit(ip(1), 100, 2)).1).collect();
+        let busy: Vec<_> = conns.iter().map(|conn| Busy::mark(conn)).collect();
+        assert!(matches!(c.admit(ip(1), 100, 2), Admission::Refused(ConnCap::Address)));
+        assert_eq!(c.open.len(), 2, "a refusal registers nothing");
+        admitted(c.admit(ip(2), 100, 2));
+        drop(busy);
+        // Once a request is answered its connection is idle again, and can make room.
+        assert_eq!(admitted(c.admit(ip(1), 100, 2)).2, Some(ConnCap::Address));
+    }
+
+    #[test]
+    fn over_the_total_cap_the_oldest_idle_goes_and_all_busy_refuses() {
+        let mut c = Conns::default();
+        let a = admitted(c.admit(ip(1), 3, 10));
+        let b = admitted(c.admit(ip(2), 3, 10));
+        let _busy_a = Busy::mark(&a.1);
+        admitted(c.admit(ip(3), 3, 10));
+        // a is busy, so b (the oldest idle) makes room.
+        assert_eq!(admitted(c.admit(ip(4), 3, 10)).2, Some(ConnCap::Total));
+        assert!(b.1.shed.is_cancelled() && !a.1.shed.is_cancelled());
+        assert!(!c.by_addr.contains_key(&ip(2)), "an address with no connection left is forgotten");
+        let rest: Vec<_> = c.open.values().map(|(_, conn)| Arc::clone(conn)).collect();
+        let _busy: Vec<_> = rest.iter().filter(|conn| !Arc::ptr_eq(conn, &a.1)).map(|conn| Busy::mark(conn)).collect();
+        assert!(matches!(c.admit(ip(5), 3, 10), Admission::Refused(ConnCap::Total)));
+        assert_eq!(c.open.len(), 3);
+    }
+
+    #[test]
+    fn a_cap_lowered_by_a_reload_sheds_down_to_it_as_connections_arrive() {
+        let mut c = Conns::default();
+        for i in 0..5 {
+            admitted(c.admit(ip(i), 10, 10));
+        }
+        admitted(c.admit(ip(9), 2, 10));
+        assert_eq!(c.open.len(), 2);
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_the_count_since() {
+        let mut log = RefusalLog::default();
+        let t = Instant::now();
+        assert_eq!(log.refused(t), Some(1));
+        assert_eq!(log.refused(t + Duration::from_secs(1)), None);
+        assert_eq!(log.refused(t + Duration::from_secs(9)), None);
+        assert_eq!(log.refused(t + REFUSAL_LOG_EVERY), Some(3));
+    }
+}
