@@ -52,13 +52,17 @@ struct Conns {
     by_addr: std::collections::HashMap<IpAddr, std::collections::BTreeSet<u64>>,
 }
 
+/// Idle connections shed to admit a new one, by cap.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Shed {
+    address: usize,
+    total: usize,
+}
+
 /// What [`Conns::admit`] decided about a new connection.
 enum Admission {
-    Admitted {
-        id: u64,
-        conn: Arc<Conn>,
-        shed: Option<ConnCap>,
-    },
+    /// `shed`: idle connections closed to make room, for the address's cap and for the total.
+    Admitted { id: u64, conn: Arc<Conn>, shed: Shed },
     /// Over a cap with every connection under it busy: closed at once.
     Refused(ConnCap),
 }
@@ -69,7 +73,7 @@ impl Conns {
     /// in the kernel's accept queue behind thousands of idle connections, a scrape would miss Prometheus's
     /// timeout. When every connection under the cap is busy, the new one is refused.
     fn admit(&mut self, addr: IpAddr, max_total: usize, max_per_address: usize) -> Admission {
-        let mut shed = None;
+        let mut shed = Shed::default();
         // An address over its share sheds its own idle connections, never another's.
         let own = self.by_addr.get(&addr).map_or(0, |ids| ids.len());
         if own >= max_per_address {
@@ -79,10 +83,10 @@ impl Conns {
             if idle.len() < excess {
                 return Admission::Refused(ConnCap::Address);
             }
+            shed.address = idle.len();
             for id in idle {
                 self.shed(id);
             }
-            shed = Some(ConnCap::Address);
         }
         if self.open.len() >= max_total {
             let excess = self.open.len() + 1 - max_total;
@@ -90,10 +94,10 @@ impl Conns {
             if idle.len() < excess {
                 return Admission::Refused(ConnCap::Total);
             }
+            shed.total = idle.len();
             for id in idle {
                 self.shed(id);
             }
-            shed = Some(ConnCap::Total);
         }
         let id = self.next_id;
         self.next_id += 1;
@@ -402,9 +406,8 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
         let admission = lock(&conns).admit(peer.ip(), max_total, max_per_address);
         let (id, conn) = match admission {
             Admission::Admitted { id, conn, shed } => {
-                if let Some(cap) = shed {
-                    counters.count_shed(cap);
-                }
+                counters.count_shed(ConnCap::Address, shed.address);
+                counters.count_shed(ConnCap::Total, shed.total);
                 (id, conn)
             }
             Admission::Refused(cap) => {
@@ -611,7 +614,7 @@ mod tests {
         IpAddr::from([127, 0, 0, last])
     }
 
-    fn admitted(a: Admission) -> (u64, Arc<Conn>, Option<ConnCap>) {
+    fn admitted(a: Admission) -> (u64, Arc<Conn>, Shed) {
         match a {
             Admission::Admitted { id, conn, shed } => (id, conn, shed),
             Admission::Refused(cap) => panic!("refused at the {} cap", cap.label()),
@@ -624,9 +627,9 @@ mod tests {
         let (other, other_conn, _) = admitted(c.admit(ip(9), 100, 2));
         let (first, first_conn, _) = admitted(c.admit(ip(1), 100, 2));
         let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
-        assert_eq!(shed, None);
+        assert_eq!(shed, Shed::default());
         let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
-        assert_eq!(shed, Some(ConnCap::Address));
+        assert_eq!(shed, Shed { address: 1, total: 0 });
         assert!(first_conn.shed.is_cancelled(), "its own oldest went");
         assert!(!c.open.contains_key(&first));
         assert!(
@@ -646,7 +649,7 @@ mod tests {
         admitted(c.admit(ip(2), 100, 2));
         drop(busy);
         // Once a request is answered its connection is idle again, and can make room.
-        assert_eq!(admitted(c.admit(ip(1), 100, 2)).2, Some(ConnCap::Address));
+        assert_eq!(admitted(c.admit(ip(1), 100, 2)).2, Shed { address: 1, total: 0 });
     }
 
     #[test]
@@ -657,7 +660,7 @@ mod tests {
         let _busy_a = Busy::mark(&a.1);
         admitted(c.admit(ip(3), 3, 10));
         // a is busy, so b (the oldest idle) makes room.
-        assert_eq!(admitted(c.admit(ip(4), 3, 10)).2, Some(ConnCap::Total));
+        assert_eq!(admitted(c.admit(ip(4), 3, 10)).2, Shed { address: 0, total: 1 });
         assert!(b.1.shed.is_cancelled() && !a.1.shed.is_cancelled());
         assert!(!c.by_addr.contains_key(&ip(2)), "an address with no connection left is forgotten");
         let rest: Vec<_> = c.open.values().map(|(_, conn)| Arc::clone(conn)).collect();
@@ -672,8 +675,12 @@ mod tests {
         for i in 0..5 {
             admitted(c.admit(ip(i), 10, 10));
         }
-        admitted(c.admit(ip(9), 2, 10));
+        assert_eq!(admitted(c.admit(ip(9), 2, 10)).2, Shed { address: 0, total: 4 });
         assert_eq!(c.open.len(), 2);
+        for _ in 0..3 {
+            admitted(c.admit(ip(7), 10, 10));
+        }
+        assert_eq!(admitted(c.admit(ip(7), 10, 1)).2, Shed { address: 3, total: 0 });
     }
 
     #[test]

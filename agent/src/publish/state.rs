@@ -137,8 +137,8 @@ impl HttpConnections {
         self.refused[cap as usize].fetch_add(1, Ordering::Relaxed);
     }
 
-    pub fn count_shed(&self, cap: ConnCap) {
-        self.shed[cap as usize].fetch_add(1, Ordering::Relaxed);
+    pub fn count_shed(&self, cap: ConnCap, n: usize) {
+        self.shed[cap as usize].fetch_add(n as u64, Ordering::Relaxed);
     }
 
     pub fn view(&self) -> HttpConnectionsView {
