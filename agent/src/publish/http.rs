@@ -63,8 +63,9 @@ struct Shed {
 enum Admission {
     /// `shed`: idle connections closed to make room, for the address's cap and for the total.
     Admitted { id: u64, conn: Arc<Conn>, shed: Shed },
-    /// Over a cap with every connection under it busy: closed at once.
-    Refused(ConnCap),
+    /// Over a cap with every connection under it busy: closed at once. `shed` as above: an address's own
+    /// idle connections may have gone before the total cap refused.
+    Refused { cap: ConnCap, shed: Shed },
 }
 
 impl Conns {
@@ -81,7 +82,7 @@ impl Conns {
             let excess = own + 1 - max_per_address;
             let idle: Vec<u64> = ids.into_iter().filter(|id| self.is_idle(*id)).take(excess).collect();
             if idle.len() < excess {
-                return Admission::Refused(ConnCap::Address);
+                return Admission::Refused { cap: ConnCap::Address, shed };
             }
             shed.address = idle.len();
             for id in idle {
@@ -92,7 +93,7 @@ impl Conns {
             let excess = self.open.len() + 1 - max_total;
             let idle: Vec<u64> = self.open.keys().copied().filter(|id| self.is_idle(*id)).take(excess).collect();
             if idle.len() < excess {
-                return Admission::Refused(ConnCap::Total);
+                return Admission::Refused { cap: ConnCap::Total, shed };
             }
             shed.total = idle.len();
             for id in idle {
@@ -410,7 +411,8 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
                 counters.count_shed(ConnCap::Total, shed.total);
                 (id, conn)
             }
-            Admission::Refused(cap) => {
+            Admission::Refused { cap, shed } => {
+                counters.count_shed(ConnCap::Address, shed.address);
                 // Closed here, holding its descriptor for no longer than the accept.
                 drop(stream);
                 counters.count_refused(cap);
@@ -617,7 +619,7 @@ mod tests {
     fn admitted(a: Admission) -> (u64, Arc<Conn>, Shed) {
         match a {
             Admission::Admitted { id, conn, shed } => (id, conn, shed),
-            Admission::Refused(cap) => panic!("refused at the {} cap", cap.label()),
+            Admission::Refused { cap, .. } => panic!("refused at the {} cap", cap.label()),
         }
     }
 
@@ -644,7 +646,7 @@ mod tests {
         let mut c = Conns::default();
         let conns: Vec<_> = (0..2).map(|_| admitted(c.admit(ip(1), 100, 2)).1).collect();
         let busy: Vec<_> = conns.iter().map(|conn| Busy::mark(conn)).collect();
-        assert!(matches!(c.admit(ip(1), 100, 2), Admission::Refused(ConnCap::Address)));
+        assert!(matches!(c.admit(ip(1), 100, 2), Admission::Refused { cap: ConnCap::Address, .. }));
         assert_eq!(c.open.len(), 2, "a refusal registers nothing");
         admitted(c.admit(ip(2), 100, 2));
         drop(busy);
@@ -665,7 +667,7 @@ mod tests {
         assert!(!c.by_addr.contains_key(&ip(2)), "an address with no connection left is forgotten");
         let rest: Vec<_> = c.open.values().map(|(_, conn)| Arc::clone(conn)).collect();
         let _busy: Vec<_> = rest.iter().filter(|conn| !Arc::ptr_eq(conn, &a.1)).map(|conn| Busy::mark(conn)).collect();
-        assert!(matches!(c.admit(ip(5), 3, 10), Admission::Refused(ConnCap::Total)));
+        assert!(matches!(c.admit(ip(5), 3, 10), Admission::Refused { cap: ConnCap::Total, .. }));
         assert_eq!(c.open.len(), 3);
     }
 
