@@ -17,8 +17,8 @@
 /// BMPs, attribute files opened per read, the runtime's own (epoll, eventfd, signal pipes), stdio.
 pub const HEADROOM: u64 = 1024;
 
-/// The journal: its connections (the writer, the reader and one more for queries) each hold the database,
-/// its `-wal` and its `-shm` (9), and SQLite may open a temporary file or two per connection.
+/// The journal: its connections (the writer and the reader) each hold the database, its `-wal` and its
+/// `-shm`; 16 leaves room for a third connection (one for API queries alone) and SQLite's temporary files.
 pub const JOURNAL_FDS: u64 = 16;
 
 /// One child at its peak: while spawning, both ends of its stdout and stderr pipes (4) and the pipe that
