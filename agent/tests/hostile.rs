@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use accel_e2e::sysfs_tree::FakeSysfs;
-use common::Agent;
+use common::{Agent, raise_nofile};
 
 const CTL: &str = env!("CARGO_BIN_EXE_agentctl");
 
@@ -398,20 +398,6 @@ fn a_journal_that_cannot_store_is_shown_degraded_everywhere_and_its_losses_count
     wait("stored again", || agent.get("/api/v1/events?kind=operator").body.contains("maintenance off"));
     let health = agent.get("/health").body;
     assert!(!health.contains("database or disk is full") && health.contains("incomplete"), "{health}");
-}
-
-/// Raises this process's open-file soft limit to at least `want` (up to the hard limit); returns it.
-fn raise_nofile(want: u64) -> u64 {
-    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: getrlimit/setrlimit read and write the struct we own.
-    unsafe {
-        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
-        if lim.rlim_cur < want {
-            lim.rlim_cur = want.min(lim.rlim_max);
-            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
-        }
-    }
-    lim.rlim_cur
 }
 
 #[test]

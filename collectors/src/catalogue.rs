@@ -408,6 +408,21 @@ pub const SYSFS_OPEN_FILES_LIMIT: Spec = gauge(
     "How many attribute files may stay open ([collectors] max_open_files, within RLIMIT_NOFILE); beyond it files are opened per read",
     &[],
 );
+pub const HTTP_CONNECTIONS_LIMIT: Spec = gauge(
+    "accel_http_connections_limit",
+    "HTTP connections the agent holds at once ([http] max_connections, within RLIMIT_NOFILE)",
+    &[],
+);
+pub const HTTP_CONNECTIONS_REFUSED: Spec = counter(
+    "accel_http_connections_refused_total",
+    "HTTP connections closed without an answer because a cap was reached and no idle connection could make room (total, address), or answered 429 because the queue of logins waiting for bcrypt was full (auth_queue)",
+    &["cap"],
+);
+pub const HTTP_CONNECTIONS_SHED: Spec = counter(
+    "accel_http_connections_shed_total",
+    "Idle HTTP connections closed to make room for a new one, by the cap that was reached (total, address)",
+    &["cap"],
+);
 pub const BUILD_INFO: Spec =
     gauge("accel_build_info", "Version and git revision of the running agent", &["version", "revision"]);
 pub const CONFIG_LAST_RELOAD_SUCCESSFUL: Spec = gauge(
@@ -533,6 +548,9 @@ pub const ALL: &[&Spec] = &[
     &SYSFS_READ_ERRORS,
     &SYSFS_OPEN_FILES,
     &SYSFS_OPEN_FILES_LIMIT,
+    &HTTP_CONNECTIONS_LIMIT,
+    &HTTP_CONNECTIONS_REFUSED,
+    &HTTP_CONNECTIONS_SHED,
     &BUILD_INFO,
     &CONFIG_LAST_RELOAD_SUCCESSFUL,
     &CONFIG_LAST_RELOAD_SUCCESS_TIMESTAMP,

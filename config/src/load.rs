@@ -384,6 +384,22 @@ mod tests {
     }
 
     #[test]
+    fn http_caps_default_and_zero_is_an_error() {
+        let c = parse_str("", "agent.toml").unwrap();
+        assert_eq!((c.http.max_connections, c.http.max_connections_per_address), (1024, 256));
+        let c = parse_str("[http]\nmax_connections = 200\nmax_connections_per_address = 8\n", "agent.toml").unwrap();
+        assert_eq!((c.http.max_connections, c.http.max_connections_per_address), (200, 8));
+        assert_eq!(
+            errors("[http]\nmax_connections = 0\nmax_connections_per_address = 0\n"),
+            vec![
+                "agent.toml:2:19: http.max_connections: max_connections must be at least 1 (0 would refuse every connection)",
+                "agent.toml:3:31: http.max_connections_per_address: max_connections_per_address must be at least 1 (0 would refuse every connection)",
+            ]
+        );
+        assert_eq!(errors("[http]\nmax_connections = -1\n").len(), 1, "a negative cap is a type error");
+    }
+
+    #[test]
     fn reports_every_error_with_position_key_and_suggestion() {
         let text = "\
 listen = 5
@@ -400,7 +416,7 @@ interval = \"10ms\"
             got,
             vec![
                 "agent.toml:1:10: listen: wrong type: found integer `5`, expected socket address",
-                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions, discovery, control, spinnaker, device",
+                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions, discovery, control, http, spinnaker, device",
                 "agent.toml:4:11: collectors.hwmon.enabled: wrong type: found string \"yes\", expected a boolean",
                 "agent.toml:5:12: collectors.hwmon.interval: invalid duration \"5 parsecs\": unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"",
                 "agent.toml:6:16: collectors.hwmon.chip_include: invalid regular expression: regex parse error:\n    coretemp(\n            ^\nerror: unclosed group",

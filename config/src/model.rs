@@ -40,6 +40,8 @@ pub struct Config {
     pub discovery: Discovery,
     /// Who may change things through the control socket.
     pub control: Control,
+    /// Connection caps of the HTTP endpoint.
+    pub http: Http,
     /// SpiNNaker machines: every board becomes a `spinnaker-board` device bound to its BMP.
     pub spinnaker: crate::spinnaker::Spinnaker,
     /// Devices declared in the file (`[[device]]`).
@@ -73,6 +75,30 @@ impl Default for Control {
     }
 }
 
+/// Connection caps of the HTTP endpoint, so that no client, and no number of clients, can take the
+/// descriptors the agent needs for its own work.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Http {
+    /// Connections held at once, all clients together. Lowered at start and on reload if the open-file
+    /// limit cannot hold it beside everything else.
+    pub max_connections: u32,
+    /// Connections one client address may hold at once.
+    pub max_connections_per_address: u32,
+}
+
+pub const DEFAULT_HTTP_MAX_CONNECTIONS: u32 = 1024;
+pub const DEFAULT_HTTP_MAX_CONNECTIONS_PER_ADDRESS: u32 = 256;
+
+impl Default for Http {
+    fn default() -> Self {
+        Http {
+            max_connections: DEFAULT_HTTP_MAX_CONNECTIONS,
+            max_connections_per_address: DEFAULT_HTTP_MAX_CONNECTIONS_PER_ADDRESS,
+        }
+    }
+}
+
 impl Default for Discovery {
     fn default() -> Self {
         Discovery { enabled: true }
@@ -91,6 +117,7 @@ impl Default for Config {
             actions: Actions::default(),
             discovery: Discovery::default(),
             control: Control::default(),
+            http: Http::default(),
             spinnaker: crate::spinnaker::Spinnaker::default(),
             devices: Vec::new(),
         }
@@ -439,6 +466,18 @@ impl Config {
                     message: format!(
                         "timeout {t} is longer than the interval {interval}; a read may not outlive its poll"
                     ),
+                });
+            }
+        }
+        // A cap of 0 would refuse every scrape.
+        for (key, value) in [
+            ("max_connections", self.http.max_connections),
+            ("max_connections_per_address", self.http.max_connections_per_address),
+        ] {
+            if value == 0 {
+                out.push(Finding {
+                    path: vec!["http".into(), key.into()],
+                    message: format!("{key} must be at least 1 (0 would refuse every connection)"),
                 });
             }
         }

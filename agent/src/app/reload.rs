@@ -60,7 +60,10 @@ impl Generation {
     ) -> Self {
         let token = shutdown.child_token();
         let mut tasks = JoinSet::new();
-        shared.state.open_files.set_limit(crate::app::fdlimit::apply(config.collectors.max_open_files));
+        let budget = crate::app::fdlimit::apply(crate::app::fdlimit::Wanted::from_config(&config));
+        shared.state.open_files.set_limit(budget.open_files);
+        let per_address = usize::try_from(config.http.max_connections_per_address).unwrap_or(usize::MAX);
+        shared.state.http_connections.set_caps(budget.http_connections, per_address);
         let running = schedule::spawn_loops(
             &config,
             &shared.evidence,

@@ -50,7 +50,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 /// answer. Vendor commands may take 10 s.
 const APPLY_TIMEOUT: Duration = Duration::from_secs(15);
 /// Connections held at once; agentctl opens one per command.
-const MAX_CONNECTIONS: usize = 64;
+pub(crate) const MAX_CONNECTIONS: usize = 64;
 /// Of those, the ones only root and the control group may take: a flood from anyone else who can reach
 /// the socket never locks them out.
 const RESERVED_FOR_PRIVILEGED: usize = 16;

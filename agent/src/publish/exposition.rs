@@ -13,7 +13,7 @@ use collectors::catalogue;
 use collectors::export::{Families, labels, lv};
 
 use crate::publish::encode;
-use crate::publish::state::{AgentState, Snapshot};
+use crate::publish::state::{AgentState, ConnCap, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -90,6 +90,15 @@ pub fn families(snap: &Snapshot) -> Families {
     }
     out.sample(&catalogue::SYSFS_OPEN_FILES, Vec::new(), snap.open_files.open as f64);
     out.sample(&catalogue::SYSFS_OPEN_FILES_LIMIT, Vec::new(), snap.open_files.limit as f64);
+    let http = &snap.http_connections;
+    out.sample(&catalogue::HTTP_CONNECTIONS_LIMIT, Vec::new(), http.limit as f64);
+    // Every cap from 0, so increase() sees the first refusal.
+    for cap in ConnCap::ALL {
+        out.sample(&catalogue::HTTP_CONNECTIONS_REFUSED, labels![("cap", lv(cap.label()))], http.refused(cap) as f64);
+    }
+    for cap in ConnCap::SHEDDABLE {
+        out.sample(&catalogue::HTTP_CONNECTIONS_SHED, labels![("cap", lv(cap.label()))], http.shed(cap) as f64);
+    }
     out.sample(&catalogue::ACTIONS_UP, Vec::new(), if snap.actions_stopped.is_some() { 0.0 } else { 1.0 });
     for t in snap.throttle.iter() {
         let d = || labels![("device", lv(&t.device))];

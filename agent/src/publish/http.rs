@@ -1,10 +1,12 @@
 //! The read-only HTTP endpoint: /metrics, /-/healthy, /-/ready and the landing page.
 //!
 //! Every response is built from the latest snapshot; nothing here waits on hardware. Slow or idle clients
-//! are bounded by a header read timeout and a cap on open connections, so they cannot starve others.
+//! are bounded by a header read timeout and by caps on open connections, in all and per client address
+//! (`[http]`, within the descriptor budget of `app::fdlimit`), so they cannot starve others nor take the
+//! descriptors the agent needs for its own work.
 
 use std::convert::Infallible;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
@@ -12,7 +14,8 @@ use bytes::Bytes;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{
-    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, VARY, WWW_AUTHENTICATE,
+    ACCEPT, ACCEPT_ENCODING, AUTHORIZATION, CONNECTION, CONTENT_ENCODING, CONTENT_TYPE, HeaderValue, RETRY_AFTER, VARY,
+    WWW_AUTHENTICATE,
 };
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
@@ -29,53 +32,132 @@ use crate::effects::journal::Lane;
 use crate::model::State;
 use crate::publish::api;
 use crate::publish::exposition::{Exposition, Format, accepts_gzip};
-use crate::publish::state::AgentState;
-use crate::publish::webconfig::{Tls, WebConfig};
+use crate::publish::state::{AgentState, ConnCap};
+use crate::publish::webconfig::{Tls, Verdict, WebConfig};
 use crate::publish::{device_page, landing};
-
-/// Open connections held at once. Past this, a new connection sheds the oldest idle one (one not in the
-/// middle of a request): waiting in the kernel's accept queue behind thousands of idle connections, a
-/// scrape would miss Prometheus's timeout.
-const MAX_CONNECTIONS: usize = 4096;
 
 /// One open connection, as the shedder sees it.
 struct Conn {
-    /// Requests being answered on it now.
+    /// Requests being answered on it now. A request waiting for bcrypt is not counted: a flood of wrong
+    /// passwords must not make its connections unsheddable.
     busy: std::sync::atomic::AtomicUsize,
     /// Cancelled to shed the connection.
     shed: CancellationToken,
 }
 
-/// The open connections, oldest first (ids grow with each accept).
+/// The open connections, oldest first (ids grow with each accept), and each client address's own.
 #[derive(Default)]
 struct Conns {
     next_id: u64,
-    open: std::collections::BTreeMap<u64, Arc<Conn>>,
+    open: std::collections::BTreeMap<u64, (IpAddr, Arc<Conn>)>,
+    by_addr: std::collections::HashMap<IpAddr, std::collections::BTreeSet<u64>>,
+}
+
+/// Idle connections shed to admit a new one, by cap.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct Shed {
+    address: usize,
+    total: usize,
+}
+
+/// What [`Conns::admit`] decided about a new connection.
+enum Admission {
+    /// `shed`: idle connections closed to make room, for the address's cap and for the total.
+    Admitted { id: u64, conn: Arc<Conn>, shed: Shed },
+    /// Over a cap with every connection under it busy: closed at once. `shed` as above: an address's own
+    /// idle connections may have gone before the total cap refused.
+    Refused { cap: ConnCap, shed: Shed },
 }
 
 impl Conns {
-    /// Registers a new connection, shedding the oldest idle one if the cap is reached. None when every
-    /// open connection is busy: then the new one is refused.
-    fn admit(conns: &std::sync::Mutex<Conns>) -> Option<(u64, Arc<Conn>)> {
-        use std::sync::atomic::Ordering;
-        let mut c = conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        if c.open.len() >= MAX_CONNECTIONS {
-            let idle = c.open.iter().find(|(_, conn)| conn.busy.load(Ordering::Acquire) == 0).map(|(id, _)| *id)?;
-            if let Some(conn) = c.open.remove(&idle) {
-                conn.shed.cancel();
+    /// Registers a new connection from `addr`. Past a cap (the address's own first, then the total), the
+    /// oldest idle connection under that cap (one not in the middle of a request) is shed for it: waiting
+    /// in the kernel's accept queue behind thousands of idle connections, a scrape would miss Prometheus's
+    /// timeout. When every connection under the cap is busy, the new one is refused.
+    fn admit(&mut self, addr: IpAddr, max_total: usize, max_per_address: usize) -> Admission {
+        let mut shed = Shed::default();
+        // An address over its share sheds its own idle connections, never another's.
+        let own = self.by_addr.get(&addr).map_or(0, |ids| ids.len());
+        if own >= max_per_address {
+            let ids = self.by_addr.get(&addr).map(|ids| ids.iter().copied().collect::<Vec<_>>()).unwrap_or_default();
+            let excess = own + 1 - max_per_address;
+            let idle: Vec<u64> = ids.into_iter().filter(|id| self.is_idle(*id)).take(excess).collect();
+            if idle.len() < excess {
+                return Admission::Refused { cap: ConnCap::Address, shed };
+            }
+            shed.address = idle.len();
+            for id in idle {
+                self.shed(id);
             }
         }
-        let id = c.next_id;
-        c.next_id += 1;
+        if self.open.len() >= max_total {
+            let excess = self.open.len() + 1 - max_total;
+            let idle: Vec<u64> = self.open.keys().copied().filter(|id| self.is_idle(*id)).take(excess).collect();
+            if idle.len() < excess {
+                return Admission::Refused { cap: ConnCap::Total, shed };
+            }
+            shed.total = idle.len();
+            for id in idle {
+                self.shed(id);
+            }
+        }
+        let id = self.next_id;
+        self.next_id += 1;
         let conn = Arc::new(Conn { busy: Default::default(), shed: CancellationToken::new() });
-        c.open.insert(id, Arc::clone(&conn));
-        Some((id, conn))
+        self.open.insert(id, (addr, Arc::clone(&conn)));
+        self.by_addr.entry(addr).or_default().insert(id);
+        Admission::Admitted { id, conn, shed }
     }
 
-    fn close(conns: &std::sync::Mutex<Conns>, id: u64) {
-        conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner).open.remove(&id);
+    fn is_idle(&self, id: u64) -> bool {
+        self.open.get(&id).is_some_and(|(_, c)| c.busy.load(std::sync::atomic::Ordering::Acquire) == 0)
+    }
+
+    fn shed(&mut self, id: u64) {
+        if let Some((_, conn)) = self.close(id) {
+            conn.shed.cancel();
+        }
+    }
+
+    fn close(&mut self, id: u64) -> Option<(IpAddr, Arc<Conn>)> {
+        let (addr, conn) = self.open.remove(&id)?;
+        if let Some(ids) = self.by_addr.get_mut(&addr) {
+            ids.remove(&id);
+            if ids.is_empty() {
+                self.by_addr.remove(&addr);
+            }
+        }
+        Some((addr, conn))
     }
 }
+
+fn lock(conns: &std::sync::Mutex<Conns>) -> std::sync::MutexGuard<'_, Conns> {
+    conns.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Refusals are logged at most this often, with the count since the last line: a flood must not flood
+/// the log.
+const REFUSAL_LOG_EVERY: Duration = Duration::from_secs(10);
+
+/// Counts refusals between two log lines.
+#[derive(Default)]
+struct RefusalLog {
+    last: Option<Instant>,
+    since: u64,
+}
+
+impl RefusalLog {
+    /// Counts one refusal; returns how many to report now, if a line is due at `now`.
+    fn refused(&mut self, now: Instant) -> Option<u64> {
+        self.since += 1;
+        if self.last.is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_EVERY) {
+            return None;
+        }
+        self.last = Some(now);
+        Some(std::mem::take(&mut self.since))
+    }
+}
+
 /// A client must send its request headers within this time.
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
@@ -312,6 +394,8 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
     }
     let graceful = GracefulShutdown::new();
     let conns = Arc::new(std::sync::Mutex::new(Conns::default()));
+    let counters = Arc::clone(&http.state.http_connections);
+    let mut refusals = RefusalLog::default();
     loop {
         let (stream, peer) = tokio::select! {
             r = listener.accept() => match r {
@@ -325,9 +409,31 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
             },
             _ = shutdown.cancelled() => break,
         };
-        let Some((id, conn)) = Conns::admit(&conns) else {
-            tracing::debug!(%peer, "refused: all {MAX_CONNECTIONS} connections are answering requests");
-            continue;
+        let (max_total, max_per_address) = counters.caps();
+        let admission = lock(&conns).admit(peer.ip(), max_total, max_per_address);
+        let (id, conn) = match admission {
+            Admission::Admitted { id, conn, shed } => {
+                counters.count_shed(ConnCap::Address, shed.address);
+                counters.count_shed(ConnCap::Total, shed.total);
+                (id, conn)
+            }
+            Admission::Refused { cap, shed } => {
+                counters.count_shed(ConnCap::Address, shed.address);
+                // Closed here, holding its descriptor for no longer than the accept.
+                drop(stream);
+                counters.count_refused(cap);
+                if let Some(n) = refusals.refused(Instant::now()) {
+                    tracing::warn!(
+                        %peer,
+                        cap = cap.label(),
+                        max_connections = max_total,
+                        max_connections_per_address = max_per_address,
+                        "refused {n} HTTP connection(s): over the cap, and every connection under it is \
+                         answering a request"
+                    );
+                }
+                continue;
+            }
         };
         let _ = stream.set_nodelay(true);
         let (http, web, shutdown) = (Arc::clone(&http), Arc::clone(&web), shutdown.clone());
@@ -341,7 +447,7 @@ pub async fn serve(listener: TcpListener, http: Arc<Http>, web: Arc<WebConfig>, 
                 // Dropping the connection's future closes it.
                 () = shed.cancelled() => tracing::debug!(%peer, "idle connection shed for a new one"),
             }
-            Conns::close(&conns, id);
+            lock(&conns).close(id);
         });
     }
     drop(listener);
@@ -391,14 +497,7 @@ async fn serve_connection<I>(
 {
     let service = service_fn(move |req: Request<Incoming>| {
         let (http, web, conn) = (Arc::clone(&http), Arc::clone(&web), Arc::clone(&conn));
-        async move {
-            use std::sync::atomic::Ordering;
-            // Busy while answering: a connection in the middle of a request is never shed.
-            conn.busy.fetch_add(1, Ordering::AcqRel);
-            let response = respond_to(&http, &web, req, peer).await;
-            conn.busy.fetch_sub(1, Ordering::AcqRel);
-            Ok::<_, Infallible>(response)
-        }
+        async move { Ok::<_, Infallible>(respond_to(&http, &web, req, peer, &conn).await) }
     });
     let conn = http1::Builder::new()
         .timer(TokioTimer::new())
@@ -410,19 +509,60 @@ async fn serve_connection<I>(
     }
 }
 
+/// Marks a connection busy while a request on it is answered: a connection in the middle of a request is
+/// never shed.
+struct Busy<'a>(&'a Conn);
+
+impl<'a> Busy<'a> {
+    fn mark(conn: &'a Conn) -> Self {
+        conn.busy.fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        Busy(conn)
+    }
+}
+
+impl Drop for Busy<'_> {
+    fn drop(&mut self) {
+        self.0.busy.fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
+/// What a client over the bcrypt queue's cap is told to wait before it tries again.
+const AUTH_RETRY_AFTER: &str = "1";
+
 /// Basic auth, when configured, in front of every endpoint; the configured headers on every response.
-async fn respond_to(http: &Http, web: &WebConfig, req: Request<Incoming>, peer: SocketAddr) -> Response<Full<Bytes>> {
-    let allowed = match &web.auth {
+async fn respond_to(
+    http: &Http,
+    web: &WebConfig,
+    req: Request<Incoming>,
+    peer: SocketAddr,
+    conn: &Conn,
+) -> Response<Full<Bytes>> {
+    // Waiting for bcrypt does not make the connection busy: only a request that got past auth does.
+    let verdict = match &web.auth {
         Some(auth) => auth.check(req.headers().get(AUTHORIZATION), peer.ip()).await,
-        None => true,
+        None => Verdict::Allowed,
     };
-    let mut response = if allowed {
-        http.handle(&req).await
-    } else {
-        tracing::debug!(%peer, path = req.uri().path(), "401: missing or wrong credentials");
-        let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
-        r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"accel-agent\""));
-        r
+    let mut response = match verdict {
+        Verdict::Allowed => {
+            let _busy = Busy::mark(conn);
+            http.handle(&req).await
+        }
+        Verdict::Denied => {
+            tracing::debug!(%peer, path = req.uri().path(), "401: missing or wrong credentials");
+            let mut r = text(StatusCode::UNAUTHORIZED, "Unauthorized\n");
+            r.headers_mut().insert(WWW_AUTHENTICATE, HeaderValue::from_static("Basic realm=\"accel-agent\""));
+            r
+        }
+        Verdict::Busy => {
+            // The queue of logins waiting for bcrypt is full (for this client or for all): answered at
+            // once, and the connection closes, so a flood holds neither a queue place nor a connection.
+            tracing::debug!(%peer, path = req.uri().path(), "429: too many logins waiting for bcrypt");
+            http.state.http_connections.count_refused(ConnCap::AuthQueue);
+            let mut r = text(StatusCode::TOO_MANY_REQUESTS, "Too many logins being checked; try again shortly\n");
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from_static(AUTH_RETRY_AFTER));
+            r.headers_mut().insert(CONNECTION, HeaderValue::from_static("close"));
+            r
+        }
     };
     for (name, value) in &web.headers {
         response.headers_mut().insert(name.clone(), value.clone());
@@ -471,5 +611,93 @@ async fn tls_handshake(tls: &Arc<Tls>, mut stream: TcpStream, peer: SocketAddr) 
             tracing::debug!(%peer, "TLS handshake failed: {e}");
             None
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(last: u8) -> IpAddr {
+        IpAddr::from([127, 0, 0, last])
+    }
+
+    fn admitted(a: Admission) -> (u64, Arc<Conn>, Shed) {
+        match a {
+            Admission::Admitted { id, conn, shed } => (id, conn, shed),
+            Admission::Refused { cap, .. } => panic!("refused at the {} cap", cap.label()),
+        }
+    }
+
+    #[test]
+    fn an_address_over_its_cap_sheds_its_own_oldest_idle_connection_never_anothers() {
+        let mut c = Conns::default();
+        let (other, other_conn, _) = admitted(c.admit(ip(9), 100, 2));
+        let (first, first_conn, _) = admitted(c.admit(ip(1), 100, 2));
+        let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
+        assert_eq!(shed, Shed::default());
+        let (_, _, shed) = admitted(c.admit(ip(1), 100, 2));
+        assert_eq!(shed, Shed { address: 1, total: 0 });
+        assert!(first_conn.shed.is_cancelled(), "its own oldest went");
+        assert!(!c.open.contains_key(&first));
+        assert!(
+            !other_conn.shed.is_cancelled() && c.open.contains_key(&other),
+            "the older one of another address stays"
+        );
+        assert_eq!(c.by_addr[&ip(1)].len(), 2);
+    }
+
+    #[test]
+    fn a_busy_address_at_its_cap_is_refused_and_others_still_get_in() {
+        let mut c = Conns::default();
+        let conns: Vec<_> = (0..2).map(|_| admitted(c.admit(ip(1), 100, 2)).1).collect();
+        let busy: Vec<_> = conns.iter().map(|conn| Busy::mark(conn)).collect();
+        assert!(matches!(c.admit(ip(1), 100, 2), Admission::Refused { cap: ConnCap::Address, .. }));
+        assert_eq!(c.open.len(), 2, "a refusal registers nothing");
+        admitted(c.admit(ip(2), 100, 2));
+        drop(busy);
+        // Once a request is answered its connection is idle again, and can make room.
+        assert_eq!(admitted(c.admit(ip(1), 100, 2)).2, Shed { address: 1, total: 0 });
+    }
+
+    #[test]
+    fn over_the_total_cap_the_oldest_idle_goes_and_all_busy_refuses() {
+        let mut c = Conns::default();
+        let a = admitted(c.admit(ip(1), 3, 10));
+        let b = admitted(c.admit(ip(2), 3, 10));
+        let _busy_a = Busy::mark(&a.1);
+        admitted(c.admit(ip(3), 3, 10));
+        // a is busy, so b (the oldest idle) makes room.
+        assert_eq!(admitted(c.admit(ip(4), 3, 10)).2, Shed { address: 0, total: 1 });
+        assert!(b.1.shed.is_cancelled() && !a.1.shed.is_cancelled());
+        assert!(!c.by_addr.contains_key(&ip(2)), "an address with no connection left is forgotten");
+        let rest: Vec<_> = c.open.values().map(|(_, conn)| Arc::clone(conn)).collect();
+        let _busy: Vec<_> = rest.iter().filter(|conn| !Arc::ptr_eq(conn, &a.1)).map(|conn| Busy::mark(conn)).collect();
+        assert!(matches!(c.admit(ip(5), 3, 10), Admission::Refused { cap: ConnCap::Total, .. }));
+        assert_eq!(c.open.len(), 3);
+    }
+
+    #[test]
+    fn a_cap_lowered_by_a_reload_sheds_down_to_it_as_connections_arrive() {
+        let mut c = Conns::default();
+        for i in 0..5 {
+            admitted(c.admit(ip(i), 10, 10));
+        }
+        assert_eq!(admitted(c.admit(ip(9), 2, 10)).2, Shed { address: 0, total: 4 });
+        assert_eq!(c.open.len(), 2);
+        for _ in 0..3 {
+            admitted(c.admit(ip(7), 10, 10));
+        }
+        assert_eq!(admitted(c.admit(ip(7), 10, 1)).2, Shed { address: 3, total: 0 });
+    }
+
+    #[test]
+    fn refusals_are_logged_once_per_interval_with_the_count_since() {
+        let mut log = RefusalLog::default();
+        let t = Instant::now();
+        assert_eq!(log.refused(t), Some(1));
+        assert_eq!(log.refused(t + Duration::from_secs(1)), None);
+        assert_eq!(log.refused(t + Duration::from_secs(9)), None);
+        assert_eq!(log.refused(t + REFUSAL_LOG_EVERY), Some(3));
     }
 }

@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -73,6 +74,8 @@ pub struct Snapshot {
     /// Control requests refused since start, by reason (accel_control_refused_total); every reason from
     /// 0, published before anything listens.
     pub control_refused: Arc<BTreeMap<&'static str, u64>>,
+    /// The HTTP connection cap and what was closed for it, as of the last collection.
+    pub http_connections: HttpConnectionsView,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -80,6 +83,98 @@ pub struct Snapshot {
 pub struct OpenFilesView {
     pub open: usize,
     pub limit: usize,
+}
+
+/// Which cap made the HTTP server close a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnCap {
+    /// `[http] max_connections`, as the descriptor budget left it.
+    Total,
+    /// `[http] max_connections_per_address`.
+    Address,
+    /// The queue of logins waiting for bcrypt (answered 429).
+    AuthQueue,
+}
+
+impl ConnCap {
+    pub const ALL: [ConnCap; 3] = [ConnCap::Total, ConnCap::Address, ConnCap::AuthQueue];
+    /// The caps an idle connection can be shed for.
+    pub const SHEDDABLE: [ConnCap; 2] = [ConnCap::Total, ConnCap::Address];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            ConnCap::Total => "total",
+            ConnCap::Address => "address",
+            ConnCap::AuthQueue => "auth_queue",
+        }
+    }
+}
+
+/// The HTTP server's connection caps, set at start and on every reload (from `[http]` and the descriptor
+/// budget), and the connections it closed for them.
+#[derive(Debug)]
+pub struct HttpConnections {
+    max_total: AtomicUsize,
+    max_per_address: AtomicUsize,
+    /// New connections closed unserved, by cap.
+    refused: [AtomicU64; 3],
+    /// Idle connections closed to make room for a new one, by cap.
+    shed: [AtomicU64; 3],
+}
+
+impl HttpConnections {
+    fn new() -> Self {
+        HttpConnections {
+            max_total: AtomicUsize::new(config::DEFAULT_HTTP_MAX_CONNECTIONS as usize),
+            max_per_address: AtomicUsize::new(config::DEFAULT_HTTP_MAX_CONNECTIONS_PER_ADDRESS as usize),
+            refused: Default::default(),
+            shed: Default::default(),
+        }
+    }
+
+    pub fn set_caps(&self, total: usize, per_address: usize) {
+        self.max_total.store(total.max(1), Ordering::Relaxed);
+        self.max_per_address.store(per_address.max(1), Ordering::Relaxed);
+    }
+
+    /// (total, per address).
+    pub fn caps(&self) -> (usize, usize) {
+        (self.max_total.load(Ordering::Relaxed), self.max_per_address.load(Ordering::Relaxed))
+    }
+
+    pub fn count_refused(&self, cap: ConnCap) {
+        self.refused[cap as usize].fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn count_shed(&self, cap: ConnCap, n: usize) {
+        self.shed[cap as usize].fetch_add(n as u64, Ordering::Relaxed);
+    }
+
+    pub fn view(&self) -> HttpConnectionsView {
+        HttpConnectionsView {
+            limit: self.max_total.load(Ordering::Relaxed),
+            refused: std::array::from_fn(|i| self.refused[i].load(Ordering::Relaxed)),
+            shed: std::array::from_fn(|i| self.shed[i].load(Ordering::Relaxed)),
+        }
+    }
+}
+
+/// accel_http_connections_limit and the refused and shed counts.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct HttpConnectionsView {
+    pub limit: usize,
+    refused: [u64; 3],
+    shed: [u64; 3],
+}
+
+impl HttpConnectionsView {
+    pub fn refused(&self, cap: ConnCap) -> u64 {
+        self.refused[cap as usize]
+    }
+
+    pub fn shed(&self, cap: ConnCap) -> u64 {
+        self.shed[cap as usize]
+    }
 }
 
 /// The outcome of the last config load, for accel_config_last_reload_*.
@@ -137,6 +232,8 @@ pub struct AgentState {
     /// The agent's own trouble (out of descriptors, memory, processes, disk), counted apart from any
     /// device's: whoever meets it records it here.
     pub faults: Faults,
+    /// The HTTP server's connection caps (set at start and on reload) and what it closed for them.
+    pub http_connections: Arc<HttpConnections>,
 }
 
 impl AgentState {
@@ -152,6 +249,7 @@ impl AgentState {
             started: Instant::now(),
             open_files: OpenFiles::new(config::DEFAULT_MAX_OPEN_FILES as usize),
             faults: Faults::new(),
+            http_connections: Arc::new(HttpConnections::new()),
         })
     }
 
@@ -320,6 +418,7 @@ impl AgentState {
             c.read_errors.add(&outcome.stats);
             c.stuck_threads = stuck_threads;
             snap.open_files = OpenFilesView { open: self.open_files.open(), limit: self.open_files.limit() };
+            snap.http_connections = self.http_connections.view();
             c.error = error.clone();
             c.collections += 1;
             if readings.is_some() {

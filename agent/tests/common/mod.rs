@@ -29,22 +29,29 @@ impl Agent {
 
     /// Starts the agent with a given state directory (to restart it on the same journal and originals).
     pub fn start_in(state_dir: tempfile::TempDir, args: &[&str]) -> Agent {
-        Agent::start_with_env(state_dir, args, &[])
+        Agent::start_with(state_dir, args, |_| {})
     }
 
     /// Starts the agent with extra variables in its environment (credentials its children must not see).
     pub fn start_with_env(state_dir: tempfile::TempDir, args: &[&str], env: &[(&str, &str)]) -> Agent {
+        Agent::start_with(state_dir, args, |cmd| {
+            cmd.envs(env.iter().copied());
+        })
+    }
+
+    /// As [`Agent::start_in`], with `prepare` adjusting the command first (e.g. a `pre_exec` that lowers
+    /// the child's limits).
+    pub fn start_with(state_dir: tempfile::TempDir, args: &[&str], prepare: impl FnOnce(&mut Command)) -> Agent {
         let state = state_dir.path().to_str().expect("utf-8 temp path").to_owned();
         let socket = format!("{state}/agent.sock");
-        let mut child = Command::new(BIN)
-            .args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
+        let mut cmd = Command::new(BIN);
+        cmd.args(["--listen", "127.0.0.1:0", "--log-format", "json", "--log-level", "info"])
             .args(["--state-dir", &state, "--socket", &socket])
             .args(args)
-            .envs(env.iter().copied())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start accel-agent");
+            .stderr(Stdio::piped());
+        prepare(&mut cmd);
+        let mut child = cmd.spawn().expect("start accel-agent");
         let (tx, rx) = mpsc::channel();
         let stderr = child.stderr.take().expect("stderr piped");
         std::thread::spawn(move || {
@@ -145,7 +152,20 @@ pub struct Response {
 /// A minimal HTTP/1.1 GET with a deadline; enough for a test and free of client-library behaviour.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)], timeout: Duration) -> Response {
     let started = Instant::now();
-    let mut s = TcpStream::connect_timeout(&addr, timeout).expect("connect");
+    let s = TcpStream::connect_timeout(&addr, timeout).expect("connect");
+    get_on(s, started, addr, path, headers, timeout)
+}
+
+/// [`http_get`] on a connection already made (e.g. from a chosen source address); `started` is when
+/// the connecting began, for [`Response::elapsed`].
+pub fn get_on(
+    mut s: TcpStream,
+    started: Instant,
+    addr: SocketAddr,
+    path: &str,
+    headers: &[(&str, &str)],
+    timeout: Duration,
+) -> Response {
     s.set_read_timeout(Some(timeout)).expect("timeout");
     s.set_write_timeout(Some(timeout)).expect("timeout");
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
@@ -336,4 +356,18 @@ pub fn untar(file: &Path) -> Vec<(String, String)> {
         out.push((name, String::from_utf8_lossy(&data).into_owned()));
     }
     out
+}
+
+/// Raises this process's open-file soft limit to at least `want` (up to the hard limit); returns it.
+pub fn raise_nofile(want: u64) -> u64 {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    // SAFETY: getrlimit/setrlimit read and write the struct we own.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            assert_eq!(libc::setrlimit(libc::RLIMIT_NOFILE, &lim), 0);
+        }
+    }
+    lim.rlim_cur
 }

@@ -2,9 +2,11 @@
 //!
 //! bcrypt is slow on purpose (tens of milliseconds at cost 10), so it runs on the blocking pool, a few at
 //! a time, and a successful check is remembered: a scraper every 15 s pays for bcrypt once, not at every
-//! scrape. The memory holds SHA-256 digests of user, password and hash, never a password.
+//! scrape. Logins waiting for bcrypt are bounded in all and per client address; past the bound a login
+//! is answered at once (429) rather than queued behind a flood of wrong passwords. The memory holds SHA-256 digests of user, password and hash, never a password.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::net::IpAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -32,8 +34,61 @@ pub struct BasicAuth {
     verifying: Arc<Semaphore>,
     /// One bcrypt at a time per client address, taken before `verifying`: a client sending a hundred
     /// wrong passwords at once queues behind itself, so another client's first login waits for at most
-    /// one of its checks, not for all hundred.
-    per_client: Mutex<HashMap<std::net::IpAddr, Arc<Semaphore>>>,
+    /// one of its checks, not for all hundred. The queue is bounded (see [`Pending`]).
+    pending: Mutex<Pending>,
+}
+
+/// Logins waiting for or running bcrypt, bounded in all and per client address: past a bound a login is
+/// answered [`Verdict::Busy`] at once instead of holding its connection in a queue that a flood makes
+/// longer than any client waits.
+#[derive(Default)]
+struct Pending {
+    total: usize,
+    lanes: HashMap<IpAddr, Lane>,
+}
+
+struct Lane {
+    /// One bcrypt at a time for this address.
+    turn: Arc<Semaphore>,
+    /// Logins of this address waiting or running.
+    pending: usize,
+}
+
+/// Logins one client address may have waiting or running: one checked, one next.
+pub const MAX_PENDING_PER_CLIENT: usize = 2;
+/// Logins all clients together may have waiting or running.
+pub const MAX_PENDING: usize = 64;
+
+/// What a login comes to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    Allowed,
+    /// No credentials, or wrong ones: 401.
+    Denied,
+    /// Too many logins already waiting for bcrypt (from this address, or from all): 429.
+    Busy,
+}
+
+/// A place in the bcrypt queue, given back when the login is decided or abandoned (its connection shed
+/// or closed).
+struct Place<'a> {
+    auth: &'a BasicAuth,
+    client: IpAddr,
+}
+
+impl Drop for Place<'_> {
+    fn drop(&mut self) {
+        let mut p = self.auth.pending.lock().unwrap_or_else(|e| e.into_inner());
+        p.total = p.total.saturating_sub(1);
+        if let Some(lane) = p.lanes.get_mut(&self.client) {
+            lane.pending = lane.pending.saturating_sub(1);
+            // The lane goes once nobody holds or waits for it: the map stays as small as the set of
+            // clients checking right now.
+            if lane.pending == 0 {
+                p.lanes.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for BasicAuth {
@@ -75,7 +130,7 @@ impl BasicAuth {
             cache: Mutex::new(AuthCache::new(CACHE_ENTRIES)),
             // Half the cores: a login flood must leave room for collection and for cached scrapes.
             verifying: Arc::new(Semaphore::new((parallel / 2).max(1))),
-            per_client: Mutex::new(HashMap::new()),
+            pending: Mutex::new(Pending::default()),
         })
     }
 
@@ -83,10 +138,11 @@ impl BasicAuth {
         self.users.len()
     }
 
-    /// Whether an `Authorization` header carries the credentials of a configured user.
-    pub async fn check(&self, header: Option<&HeaderValue>, client: std::net::IpAddr) -> bool {
+    /// Whether an `Authorization` header carries the credentials of a configured user; [`Verdict::Busy`]
+    /// when the login would have to wait for bcrypt behind too many others. A remembered login never waits.
+    pub async fn check(&self, header: Option<&HeaderValue>, client: IpAddr) -> Verdict {
         let Some((user, password)) = header.and_then(|h| parse_basic(h.as_bytes())) else {
-            return false;
+            return Verdict::Denied;
         };
         let (hash, known) = match self.users.get(&user) {
             Some(h) => (h.clone(), true),
@@ -94,20 +150,16 @@ impl BasicAuth {
         };
         let key = cache_key(&user, &password, &hash);
         if self.cached(&key) {
-            return known;
+            return if known { Verdict::Allowed } else { Verdict::Denied };
         }
-        let lane = Arc::clone(
-            self.per_client
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .entry(client)
-                .or_insert_with(|| Arc::new(Semaphore::new(1))),
-        );
-        let Ok(own_turn) = Arc::clone(&lane).acquire_owned().await else {
-            return false;
+        let Some((_place, turn)) = self.queue(client) else {
+            return Verdict::Busy;
+        };
+        let Ok(_own_turn) = turn.acquire_owned().await else {
+            return Verdict::Denied;
         };
         let Ok(permit) = Arc::clone(&self.verifying).acquire_owned().await else {
-            return false;
+            return Verdict::Denied;
         };
         let verified = tokio::task::spawn_blocking(move || {
             let _permit = permit;
@@ -116,22 +168,30 @@ impl BasicAuth {
         })
         .await
         .unwrap_or(false);
-        drop(own_turn);
-        {
-            // The lane goes once nobody holds or waits for it: the map stays as small as the set of
-            // clients checking right now.
-            let mut lanes = self.per_client.lock().unwrap_or_else(|p| p.into_inner());
-            if Arc::strong_count(&lane) == 2 {
-                lanes.remove(&client);
-            }
-        }
         let ok = verified && known;
         if ok {
             self.cache.lock().unwrap_or_else(|p| p.into_inner()).insert(key);
+            Verdict::Allowed
         } else {
             tracing::debug!(user = %user, known, "basic auth failed");
+            Verdict::Denied
         }
-        ok
+    }
+
+    /// A place in the bcrypt queue for `client`, and its address's turn to wait for; `None` past a bound.
+    fn queue(&self, client: IpAddr) -> Option<(Place<'_>, Arc<Semaphore>)> {
+        let mut p = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if p.total >= MAX_PENDING {
+            return None;
+        }
+        let lane = p.lanes.entry(client).or_insert_with(|| Lane { turn: Arc::new(Semaphore::new(1)), pending: 0 });
+        if lane.pending >= MAX_PENDING_PER_CLIENT {
+            return None;
+        }
+        lane.pending += 1;
+        let turn = Arc::clone(&lane.turn);
+        p.total += 1;
+        Some((Place { auth: self, client }, turn))
     }
 
     fn cached(&self, key: &[u8; 32]) -> bool {
@@ -211,6 +271,13 @@ impl AuthCache {
     #[cfg(test)]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
+    }
+}
+
+#[cfg(test)]
+impl Verdict {
+    pub(super) fn is_allowed(self) -> bool {
+        self == Verdict::Allowed
     }
 }
 

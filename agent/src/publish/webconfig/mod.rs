@@ -16,9 +16,9 @@ use std::sync::Arc;
 use hyper::header::{HeaderMap, HeaderName, HeaderValue};
 use serde::Deserialize;
 
-pub use auth::BasicAuth;
 #[cfg(test)]
 use auth::cache_key;
+pub use auth::{BasicAuth, Verdict};
 #[cfg(test)]
 use tls::ClientAuth;
 pub use tls::Tls;

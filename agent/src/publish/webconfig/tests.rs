@@ -312,25 +312,28 @@ async fn basic_auth_checks_and_caches_only_successes() {
     let d = Dir::new();
     let c = d.load(&format!("basic_auth_users:\n  prometheus: '{}'\n", hash("s3cret"))).expect("valid");
     let auth = c.auth.expect("auth");
-    assert!(!auth.check(None, LOCAL).await, "no header");
-    assert!(!auth.check(Some(&HeaderValue::from_static("Bearer abc")), LOCAL).await);
-    assert!(!auth.check(Some(&HeaderValue::from_static("Basic !!!notbase64")), LOCAL).await);
-    assert!(!auth.check(Some(&basic("prometheus", "wrong")), LOCAL).await);
-    assert!(!auth.check(Some(&basic("nobody", "s3cret")), LOCAL).await);
-    assert!(!auth.check(Some(&basic("Prometheus", "s3cret")), LOCAL).await, "user names are case-sensitive");
+    assert!(!auth.check(None, LOCAL).await.is_allowed(), "no header");
+    assert!(!auth.check(Some(&HeaderValue::from_static("Bearer abc")), LOCAL).await.is_allowed());
+    assert!(!auth.check(Some(&HeaderValue::from_static("Basic !!!notbase64")), LOCAL).await.is_allowed());
+    assert!(!auth.check(Some(&basic("prometheus", "wrong")), LOCAL).await.is_allowed());
+    assert!(!auth.check(Some(&basic("nobody", "s3cret")), LOCAL).await.is_allowed());
+    assert!(
+        !auth.check(Some(&basic("Prometheus", "s3cret")), LOCAL).await.is_allowed(),
+        "user names are case-sensitive"
+    );
     assert_eq!(auth.cached_logins(), 0, "failures are not remembered");
-    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await.is_allowed());
     assert_eq!(auth.cached_logins(), 1);
     // The second check is answered from the cache, which does not grow.
-    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await.is_allowed());
     assert_eq!(auth.cached_logins(), 1);
     // A cached success says nothing about another password.
-    assert!(!auth.check(Some(&basic("prometheus", "s3cret2")), LOCAL).await);
+    assert!(!auth.check(Some(&basic("prometheus", "s3cret2")), LOCAL).await.is_allowed());
     // The scheme is case-insensitive; a password may contain ':'.
     let c = d.load(&format!("basic_auth_users:\n  u: '{}'\n", hash("a:b"))).expect("valid");
     let auth = c.auth.expect("auth");
     let lower = basic("u", "a:b").to_str().expect("ascii").replacen("Basic", "basic", 1);
-    assert!(auth.check(Some(&HeaderValue::from_str(&lower).expect("value")), LOCAL).await);
+    assert!(auth.check(Some(&HeaderValue::from_str(&lower).expect("value")), LOCAL).await.is_allowed());
 }
 
 #[test]
@@ -407,7 +410,7 @@ async fn the_example_in_the_security_doc_is_valid() {
     assert_eq!(c.tls.expect("tls").client_auth(), ClientAuth::RequireAndVerifyClientCert);
     assert_eq!(c.headers.len(), 3);
     assert!(
-        c.auth.expect("auth").check(Some(&basic("prometheus", "change-me")), LOCAL).await,
+        c.auth.expect("auth").check(Some(&basic("prometheus", "change-me")), LOCAL).await.is_allowed(),
         "the documented password"
     );
 }
@@ -423,7 +426,7 @@ async fn a_flood_of_wrong_passwords_delays_another_clients_first_login_by_at_mos
     let started = std::time::Instant::now();
     let one = {
         let t = std::time::Instant::now();
-        assert!(!auth.check(Some(&basic("prometheus", "calibrate")), LOCAL).await);
+        assert!(!auth.check(Some(&basic("prometheus", "calibrate")), LOCAL).await.is_allowed());
         t.elapsed()
     };
     let flood: Vec<_> = (0..100)
@@ -434,13 +437,52 @@ async fn a_flood_of_wrong_passwords_delays_another_clients_first_login_by_at_mos
         .collect();
     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     let t = std::time::Instant::now();
-    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await);
+    assert!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await.is_allowed());
     let waited = t.elapsed();
     // The valid login waits for the attacker's check in progress and does its own: about two checks,
     // while the hundred queued ones would take a hundred.
     assert!(waited < one * 4 + std::time::Duration::from_millis(200), "valid login took {waited:?}; one check {one:?}");
+    let mut busy = 0;
     for f in flood {
-        assert!(!f.await.expect("task"));
+        let verdict = f.await.expect("task");
+        assert_ne!(verdict, Verdict::Allowed);
+        busy += usize::from(verdict == Verdict::Busy);
     }
+    // One checked, one next; the other 98 were answered Busy at once instead of queueing.
+    assert_eq!(busy, 100 - super::auth::MAX_PENDING_PER_CLIENT);
     eprintln!("one check {one:?}; valid login during the flood {waited:?}; flood done after {:?}", started.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_bcrypt_queue_is_bounded_in_all_and_a_remembered_login_never_waits() {
+    let d = Dir::new();
+    let hash = bcrypt::hash("s3cret", 10).expect("bcrypt");
+    let c = d.load(&format!("basic_auth_users:\n  prometheus: '{hash}'\n")).expect("valid");
+    let auth = Arc::new(c.auth.expect("auth"));
+    // Remembered before the flood, as a scraper's login is after its first scrape.
+    assert_eq!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await, Verdict::Allowed);
+    // 100 addresses with 2 logins each: 200 wanted places, 64 in all.
+    let flood: Vec<_> = (0..200u32)
+        .map(|i| {
+            let auth = Arc::clone(&auth);
+            let addr = std::net::IpAddr::from([10, 0, (i / 2 / 256) as u8, (i / 2 % 256) as u8]);
+            tokio::spawn(async move { auth.check(Some(&basic("prometheus", &format!("guess{i}"))), addr).await })
+        })
+        .collect();
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    let t = std::time::Instant::now();
+    assert_eq!(auth.check(Some(&basic("prometheus", "s3cret")), LOCAL).await, Verdict::Allowed);
+    assert!(t.elapsed() < std::time::Duration::from_millis(100), "a remembered login waited {:?}", t.elapsed());
+    // A login from a new address that would need bcrypt finds the queue full.
+    let stranger: std::net::IpAddr = "192.0.2.1".parse().expect("ip");
+    assert_eq!(auth.check(Some(&basic("prometheus", "wrong")), stranger).await, Verdict::Busy);
+    let mut busy = 0;
+    for f in flood {
+        let verdict = f.await.expect("task");
+        assert_ne!(verdict, Verdict::Allowed);
+        busy += usize::from(verdict == Verdict::Busy);
+    }
+    assert_eq!(busy, 200 - super::auth::MAX_PENDING);
+    // Once the queue has drained, the same login is checked again: a wrong password, not a busy queue.
+    assert_eq!(auth.check(Some(&basic("prometheus", "wrong")), stranger).await, Verdict::Denied);
 }
