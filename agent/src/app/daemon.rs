@@ -9,21 +9,18 @@ use arc_swap::ArcSwap;
 
 use anyhow::Context;
 use config::Config;
-use config::device::ReconnectStep;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::Cli;
-use crate::app::owner::{self, Effects};
+use crate::app::owner::{self, ActionsLink, Effects};
 use crate::app::reload::{self, Generation, Shared};
 use crate::control::peer::Authorizer;
 use crate::control::{self, Control, ReloadRequest};
-use crate::effects::actions::{Actions, StepNotRun};
+use crate::effects::actions::Actions;
 use crate::effects::events::Events;
-use crate::effects::faults::AgentFault;
 use crate::model::DeviceEngine;
-use crate::model::evidence::{Evidence, EvidenceTx};
 use crate::publish::http::{self, Http};
 use crate::publish::state::AgentState;
 use crate::publish::webconfig::WebConfig;
@@ -94,20 +91,6 @@ pub fn tune_malloc() {
     }
 }
 
-/// What the actions thread does with a reconnect step it could not start: the agent's fault is counted,
-/// and the model is told, so that the ladder neither counts it as an attempt nor escalates for it.
-fn step_not_run(state: Arc<AgentState>, events: Arc<Events>, evidence: EvidenceTx) -> StepNotRun {
-    Arc::new(move |device: &str, step: ReconnectStep, fault: AgentFault| {
-        let wall = SystemTime::now();
-        state.faults.record(fault, &format!("reconnect step {step} of {device}"), &events, wall);
-        let device = device.to_owned();
-        evidence.send(Evidence::Command(Box::new(move |engine, now, _| {
-            engine.reconnect_not_run(&device, step, now);
-            Vec::new()
-        })));
-    })
-}
-
 /// Runs until SIGTERM or SIGINT, or until `stop` is cancelled (the demo does when its output is gone).
 pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: CancellationToken) -> anyhow::Result<()> {
     let dry_run = cli.dry_run;
@@ -150,8 +133,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         &config,
         dry_run,
         Arc::clone(&events),
-        state.clone(),
-        step_not_run(Arc::clone(&state), Arc::clone(&events), evidence.clone()),
+        Arc::new(ActionsLink { state: Arc::clone(&state), events: Arc::clone(&events), evidence: evidence.clone() }),
     );
     // The control socket is bound before collection starts, so that by the time the agent says it is
     // ready (/-/ready, READY=1 after the first collection) agentctl can connect; connections wait in the

@@ -9,13 +9,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use config::EventSeverity;
+use config::device::ReconnectStep;
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
-use crate::effects::actions::Actions;
+use crate::effects::actions::{Actions, ActionsMode, ActionsStatus};
 use crate::effects::events::Events;
+use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::evidence::{CollectorRound, Evidence, EvidenceRx, HostEvidence, LogNote, LogNoteKind};
+use crate::model::evidence::{
+    AgentNews, CollectorRound, Evidence, EvidenceRx, EvidenceTx, HostEvidence, LogNote, LogNoteKind,
+};
 use crate::model::operator::Expired;
 use crate::model::{ConditionChange, DeviceEngine};
 use crate::policy::reconnect::Decision;
@@ -89,6 +93,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                     }
                 }
                 Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
+                Evidence::Agent(news) => publish_news(news, &effects.state),
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
@@ -172,6 +177,48 @@ fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState)
         }
         (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
         _ => {}
+    }
+}
+
+fn publish_news(news: AgentNews, state: &AgentState) {
+    match news {
+        AgentNews::Reloaded { successful } => state.record_reload(successful),
+        AgentNews::ActionsMode(mode) => state.publish_actions_mode(mode),
+        AgentNews::ActionsStopped(why) => state.publish_actions_stopped(why),
+        AgentNews::ControlRefused(totals) => state.publish_control_refused(totals),
+    }
+}
+
+/// What the actions thread tells the rest of the agent goes to the owner, which publishes it; a reconnect
+/// step it could not start is counted as the agent's fault and told to the model, so that the ladder
+/// neither counts it as an attempt nor escalates for it.
+pub struct ActionsLink {
+    pub state: Arc<AgentState>,
+    pub events: Arc<Events>,
+    pub evidence: EvidenceTx,
+}
+
+impl ActionsStatus for ActionsLink {
+    fn publish_actions_mode(&self, mode: ActionsMode) {
+        self.evidence.send(Evidence::Agent(AgentNews::ActionsMode(mode)));
+    }
+
+    fn publish_actions_stopped(&self, why: String) {
+        self.evidence.send(Evidence::Agent(AgentNews::ActionsStopped(why)));
+    }
+
+    fn actions_stopped(&self) -> Option<String> {
+        self.state.snapshot().actions_stopped.as_deref().map(str::to_owned)
+    }
+
+    fn step_not_run(&self, device: &str, step: ReconnectStep, fault: AgentFault) {
+        let wall = SystemTime::now();
+        self.state.faults.record(fault, &format!("reconnect step {step} of {device}"), &self.events, wall);
+        let device = device.to_owned();
+        self.evidence.send(Evidence::Command(Box::new(move |engine, now, _| {
+            engine.reconnect_not_run(&device, step, now);
+            Vec::new()
+        })));
     }
 }
 

@@ -22,7 +22,7 @@ use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::{Actions, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
-use crate::model::evidence::{Evidence, EvidenceTx};
+use crate::model::evidence::{AgentNews, Evidence, EvidenceTx};
 use crate::publish::state::AgentState;
 use crate::sources::logwatch::{LogHandle, LogSources, LogThread};
 use crate::sources::schedule;
@@ -161,7 +161,8 @@ pub async fn reload(
         Ok(config) => config,
         Err(e) => {
             tracing::error!("config reload rejected, keeping the running config:\n{e}");
-            shared.state.record_reload(false);
+            shared.evidence.send(Evidence::Agent(AgentNews::Reloaded { successful: false }));
+            shared.evidence.flush().await;
             let message = format!("config reload rejected, the running config is kept: {e}");
             shared.events.record(Event::new(now, Severity::Warning, kind::OPERATOR, message));
             return Err(e);
@@ -184,15 +185,15 @@ pub async fn reload(
     let collectors: Vec<_> = settings.iter().map(|s| (s.kind, s.interval, s.timeout)).collect();
     shared.evidence.send(Evidence::Collectors(collectors));
     let generation = Generation::start(new, logs, shared, shutdown);
-    shared.state.record_reload(true);
+    shared.evidence.send(Evidence::Agent(AgentNews::Reloaded { successful: true }));
     let mut message = format!("config reloaded: {} device(s) declared", generation.config.devices.len());
     *current = Some(generation);
     let actions = match applying {
         Ok(pending) => pending.wait(RECONFIGURE_TIMEOUT).await,
         Err(e) => Err(e),
     };
-    // Published now, so that status right after the answer shows the levels in force.
-    shared.state.publish_throttle(shared.actions.views());
+    // Decided and published now, so that status right after the answer shows the levels in force.
+    shared.evidence.flush().await;
     match actions {
         Ok(done) => message.push_str(&format!("; {done}")),
         Err(e) => {

@@ -34,7 +34,7 @@ use tokio_util::sync::CancellationToken;
 use crate::effects::actions::{ActionError, Actions, ActionsMode};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Lane, Severity, kind};
-use crate::model::evidence::{Evidence, EvidenceTx};
+use crate::model::evidence::{AgentNews, Evidence, EvidenceTx};
 use crate::model::operator::{OperatorError, ThrottleOverride};
 use crate::publish::http::{Http, json};
 use crate::publish::state::AgentState;
@@ -308,7 +308,7 @@ impl Control {
             tracing::warn!("{message}");
             self.events.record(Event::new(SystemTime::now(), Severity::Warning, kind::CONTROL_REFUSED, message));
         }
-        self.state.publish_control_refused(totals);
+        self.live.load().evidence.send(Evidence::Agent(AgentNews::ControlRefused(totals)));
     }
 
     async fn mutate(&self, path: &str, body: MutationBody, peer: &Peer) -> Response<Full<Bytes>> {
@@ -428,8 +428,8 @@ impl Control {
             Some(Err(e)) => Err(e),
             None => Ok(()),
         };
-        // Published now, so that status right after this answer shows what was applied.
-        self.state.publish_throttle(self.actions.views());
+        // Decided and published now, so that status right after this answer shows what was applied.
+        self.live.load().evidence.flush().await;
         if let Err(e) = result {
             return self.not_applied(verb, id, peer, e, saved).await;
         }

@@ -14,6 +14,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::engine::{ConditionChange, DeviceEngine, LogUpdate, ProbeResult};
 use super::spinnaker::{BoardReading, SpinnakerSnapshot};
+use crate::policy::mode::ActionsMode;
 
 /// The host collectors' latest readings and the SpiNNaker pollers' latest boards: what devices bind.
 /// It holds the published values themselves (shared, not copied), so the engine can keep the evidence it
@@ -77,6 +78,8 @@ pub enum Evidence {
         notes: Vec<LogNote>,
     },
     Command(Command),
+    /// News of the agent itself, which the owner publishes with everything else.
+    Agent(AgentNews),
     /// Answered once everything sent before it has been decided and published.
     Flush(oneshot::Sender<()>),
 }
@@ -96,6 +99,19 @@ pub enum LogNoteKind {
     Match,
     /// The source is not a regular file any more, or is again.
     Source,
+}
+
+/// What the rest of the agent tells the owner about the agent itself.
+#[derive(Debug)]
+pub enum AgentNews {
+    /// A reload was tried: whether the new config took.
+    Reloaded { successful: bool },
+    /// The actions worker's mode in force, once the machine is in line with it.
+    ActionsMode(ActionsMode),
+    /// The actions worker stopped, and why: nothing is throttled, restored or reconnected any more.
+    ActionsStopped(String),
+    /// Control requests refused since start, by reason.
+    ControlRefused(BTreeMap<&'static str, u64>),
 }
 
 /// One host collector round, as its loop reports it.

@@ -11,7 +11,7 @@ use collectors::HostReadings;
 use collectors::sysfs::{OpenFiles, ReadFailure, ReadStats};
 use config::CollectorKind;
 
-use crate::effects::actions::{ActionsMode, ActionsStatus, ThrottleView};
+use crate::effects::actions::{ActionsMode, ThrottleView};
 use crate::effects::faults::{Faults, FaultsView};
 use crate::effects::journal::Severity;
 use crate::model::DeviceView;
@@ -431,19 +431,5 @@ impl AgentState {
             snap
         });
         readings
-    }
-}
-
-impl ActionsStatus for AgentState {
-    fn publish_actions_mode(&self, mode: ActionsMode) {
-        AgentState::publish_actions_mode(self, mode);
-    }
-
-    fn publish_actions_stopped(&self, why: String) {
-        AgentState::publish_actions_stopped(self, why);
-    }
-
-    fn actions_stopped(&self) -> Option<String> {
-        self.snapshot().actions_stopped.as_deref().map(str::to_owned)
     }
 }

@@ -14,7 +14,6 @@
 // crate: issue 12's work, left for its owner to use or trim.
 pub mod beneath;
 pub(crate) mod bmp;
-pub mod mode;
 pub(crate) mod originals;
 pub(crate) mod write;
 
@@ -36,9 +35,9 @@ use tokio::sync::oneshot;
 use crate::effects::events::Events;
 use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
+pub use crate::policy::mode::ActionsMode;
 use crate::policy::throttle::{all_files, plan};
 use beneath::{SysfsRoot, Target};
-pub use mode::ActionsMode;
 use originals::{LoadReport, Originals};
 use write::{WriteError, write_verified};
 
@@ -78,10 +77,6 @@ pub enum ActionError {
 
 /// What a request did, or why it did not.
 type Outcome = Result<String, String>;
-
-/// Told when a reconnect step could not be started for want of the agent's own resources (out of
-/// descriptors, say): it is not an attempt, and the model must not judge the ladder on it.
-pub type StepNotRun = Arc<dyn Fn(&str, ReconnectStep, AgentFault) + Send + Sync>;
 
 /// Why a command or reconnect step did not do its work.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -240,26 +235,23 @@ pub struct Actions {
     state: Arc<dyn ActionsStatus>,
 }
 
-/// Where the actions thread says that it stopped, and reads back why (the published state implements
-/// it; a trait so that effects do not depend on what publishes them).
+/// What the actions thread tells the rest of the agent, and reads back (the app links it to the owner of
+/// the published state; a trait so that effects do not depend on what publishes them).
 pub trait ActionsStatus: Send + Sync {
     /// The mode in force, once the machine is in line with it.
     fn publish_actions_mode(&self, mode: ActionsMode);
     fn publish_actions_stopped(&self, why: String);
     fn actions_stopped(&self) -> Option<String>;
+    /// A reconnect step could not be started for want of the agent's own resources (out of descriptors,
+    /// say): it is no attempt, and the model must not judge the ladder on it.
+    fn step_not_run(&self, device: &str, step: ReconnectStep, fault: AgentFault);
 }
 
 impl Actions {
     /// Starts the actions thread. Leftovers of a previous run (originals of a crash) are restored first,
     /// even with actions disabled now: undoing the agent's own writes to files the config names is safe.
-    pub fn start(
-        config: &Config,
-        dry_run_flag: bool,
-        events: Arc<Events>,
-        state: Arc<dyn ActionsStatus>,
-        step_not_run: StepNotRun,
-    ) -> Actions {
-        Actions::start_with(config, dry_run_flag, events, state, step_not_run, Box::new(write_verified))
+    pub fn start(config: &Config, dry_run_flag: bool, events: Arc<Events>, state: Arc<dyn ActionsStatus>) -> Actions {
+        Actions::start_with(config, dry_run_flag, events, state, Box::new(write_verified))
     }
 
     fn start_with(
@@ -267,7 +259,6 @@ impl Actions {
         dry_run_flag: bool,
         events: Arc<Events>,
         state: Arc<dyn ActionsStatus>,
-        step_not_run: StepNotRun,
         writer: WriteFn,
     ) -> Actions {
         let settings = Settings::of(config, dry_run_flag);
@@ -292,7 +283,6 @@ impl Actions {
             views: Arc::clone(&views),
             events: Arc::clone(&events),
             locked: BTreeSet::new(),
-            step_not_run,
             state: Arc::clone(&state),
         };
         worker.adopt(settings);
@@ -457,8 +447,7 @@ struct Worker {
     events: Arc<Events>,
     /// Files the firmware locked.
     locked: BTreeSet<Target>,
-    step_not_run: StepNotRun,
-    /// Where the mode in force is published.
+    /// Where the mode in force is published, and a step not run is told.
     state: Arc<dyn ActionsStatus>,
 }
 
@@ -874,7 +863,7 @@ impl Worker {
             }
             // Not an attempt: the ladder must neither count it nor move on to a harsher step for it.
             Err(StepError::NotRun(fault)) => {
-                (self.step_not_run)(device, step, fault);
+                self.state.step_not_run(device, step, fault);
                 Err(format!("reconnect step {step} not run: the agent is {fault}; it is tried again later"))
             }
             Err(e) => {
@@ -1017,6 +1006,35 @@ mod tests {
     use std::path::Path;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
+    /// What the actions thread told the rest of the agent (the daemon links it to the owner instead).
+    #[derive(Default)]
+    struct Recorder {
+        mode: Mutex<Option<ActionsMode>>,
+        stopped: Mutex<Option<String>>,
+    }
+
+    impl Recorder {
+        fn mode(&self) -> Option<ActionsMode> {
+            *self.mode.lock().unwrap()
+        }
+    }
+
+    impl ActionsStatus for Recorder {
+        fn publish_actions_mode(&self, mode: ActionsMode) {
+            *self.mode.lock().unwrap() = Some(mode);
+        }
+
+        fn publish_actions_stopped(&self, why: String) {
+            *self.stopped.lock().unwrap() = Some(why);
+        }
+
+        fn actions_stopped(&self) -> Option<String> {
+            self.stopped.lock().unwrap().clone()
+        }
+
+        fn step_not_run(&self, _: &str, _: ReconnectStep, _: AgentFault) {}
+    }
+
     fn worker(root: &Path, state: &Path, ladders: BTreeMap<String, Vec<ThrottleLevel>>, writer: WriteFn) -> Worker {
         let views = ladders
             .iter()
@@ -1037,8 +1055,7 @@ mod tests {
             views: Arc::new(Mutex::new(views)),
             events: Arc::new(Events::without_journal("test".into())),
             locked: BTreeSet::new(),
-            step_not_run: Arc::new(|_: &str, _: ReconnectStep, _: AgentFault| {}),
-            state: crate::publish::state::AgentState::new([]),
+            state: Arc::new(Recorder::default()),
         };
         w.adopt(Settings {
             reconnects: BTreeMap::new(),
@@ -1137,7 +1154,7 @@ mod tests {
             BTreeMap::from([("d0".to_owned(), ladder.clone())]),
             Box::new(write_verified),
         );
-        let state = crate::publish::state::AgentState::new([]);
+        let state = Arc::new(Recorder::default());
         w.state = state.clone();
         let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
         w.set_level(&mut originals, "d0", 1).unwrap();
@@ -1153,7 +1170,7 @@ mod tests {
         assert!(originals.entries.is_empty(), "nothing left to restore");
         let view = w.views.lock().unwrap().get("d0").cloned().unwrap();
         assert_eq!((view.level, view.dry_run), (1, true), "the level that would be applied");
-        assert_eq!(state.snapshot().actions_mode, ActionsMode::DryRun);
+        assert_eq!(state.mode(), Some(ActionsMode::DryRun));
         // Released in dry run: nothing written, and the event says what would be.
         w.set_level(&mut originals, "d0", 0).unwrap();
         assert_eq!(cur_state(root.path(), 0), "0\n");
@@ -1172,7 +1189,7 @@ mod tests {
             write_verified(r, t, v)
         });
         let mut w = worker(root.path(), state_dir.path(), BTreeMap::from([("d0".to_owned(), ladder.clone())]), writer);
-        let state = crate::publish::state::AgentState::new([]);
+        let state = Arc::new(Recorder::default());
         w.state = state.clone();
         let (mut originals, _) = Originals::load(state_dir.path(), root.path(), &w.allowed());
         w.set_level(&mut originals, "d0", 1).unwrap();
@@ -1183,7 +1200,7 @@ mod tests {
         assert_eq!(cur_state(root.path(), 0), "2\n");
         assert_eq!(w.views.lock().unwrap().get("d0").map(|v| v.level), Some(1), "status shows what is on the machine");
         assert_eq!(originals.entries.len(), 1, "the original is kept for shutdown to restore");
-        assert_eq!(state.snapshot().actions_mode, ActionsMode::Disabled);
+        assert_eq!(state.mode(), Some(ActionsMode::Disabled));
     }
 
     #[test]
@@ -1223,8 +1240,22 @@ mod tests {
         let writer: WriteFn = Box::new(|_: &SysfsRoot, _: &Target, _: &str| panic!("a bug in the writer"));
         std::fs::create_dir_all(root.path().join("class/thermal/cooling_device0")).unwrap();
         std::fs::write(root.path().join("class/thermal/cooling_device0/cur_state"), "0\n").unwrap();
-        let not_run: StepNotRun = Arc::new(|_: &str, _: ReconnectStep, _: AgentFault| {});
-        let actions = Actions::start_with(&config, false, Arc::clone(&events), state.clone(), not_run, writer);
+        // Linked to a running owner, as in the daemon: the stop reaches the published state through it.
+        let (evidence, evidence_rx) = crate::model::evidence::channel();
+        let link = crate::app::owner::ActionsLink {
+            state: Arc::clone(&state),
+            events: Arc::clone(&events),
+            evidence: evidence.clone(),
+        };
+        let actions = Actions::start_with(&config, false, Arc::clone(&events), Arc::new(link), writer);
+        let engine = crate::model::DeviceEngine::new(&config, std::time::Instant::now(), SystemTime::now());
+        let effects = crate::app::owner::Effects {
+            state: Arc::clone(&state),
+            events: Arc::clone(&events),
+            actions: actions.clone(),
+        };
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let owner = tokio::spawn(crate::app::owner::run(engine, evidence_rx, effects, shutdown.clone()));
         assert_eq!(crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started), Ok(()));
 
         let mark = actions.mark();
@@ -1236,6 +1267,7 @@ mod tests {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         let why = actions.down().expect("the stop is published");
+        evidence.flush().await;
         assert_eq!(why, "it panicked: a bug in the writer");
         let e = actions.outcome_since("d0", actions.mark()).err().expect("no request is taken any more");
         assert_eq!(e, ActionError::Down(why.clone()));
@@ -1250,5 +1282,7 @@ mod tests {
         let scrape = String::from_utf8_lossy(&scrape);
         let up = scrape.lines().find_map(|l| l.strip_prefix("accel_actions_up ")).and_then(|v| v.parse::<f64>().ok());
         assert_eq!(up, Some(0.0), "{scrape}");
+        shutdown.cancel();
+        let _ = owner.await;
     }
 }
