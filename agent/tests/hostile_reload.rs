@@ -135,6 +135,11 @@ fn turning_actions_off_while_throttled_restores_the_original_first() {
     let originals = std::fs::read_to_string(agent.state_dir.path().join("originals.json")).expect("originals file");
     let originals: Value = serde_json::from_str(&originals).expect("originals JSON");
     assert_eq!(originals["count"], 0, "nothing left to restore: {originals}");
+    // The operator's hold ended with it: nothing shows a level that nothing applies.
+    assert_eq!(s["devices"][0]["manual_throttle"], Value::Null, "{s}");
+    assert!(!text.contains("(manual)"), "{text}");
+    let (_, ops) = ctl_json(&agent, &["events", "--kind", "operator"]);
+    assert!(ops.to_string().contains("manual throttle ended: actions are disabled"), "{ops}");
 }
 
 #[test]

@@ -19,7 +19,7 @@ use tokio_util::sync::CancellationToken;
 use crate::app::cli::Cli;
 use crate::app::daemon::ConfigSource;
 use crate::control::{Live, ReloadRequest};
-use crate::effects::actions::{Actions, RECONFIGURE_TIMEOUT};
+use crate::effects::actions::{Actions, ActionsMode, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::{AgentNews, Evidence, EvidenceTx};
@@ -175,7 +175,20 @@ pub async fn reload(
     let logs = old.stop().await;
     let config = Arc::new(new);
     let reconfigured = Arc::clone(&config);
-    shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
+    let decides = ActionsMode::of(config.actions.enabled, shared.dry_run || config.actions.dry_run).decides();
+    let ended = shared
+        .evidence
+        .run(move |engine, now, wall| {
+            engine.reconfigure(&reconfigured, now, wall);
+            let ended = if decides { Vec::new() } else { engine.end_manual_throttles() };
+            (ended, Vec::new())
+        })
+        .await
+        .unwrap_or_default();
+    for device in ended {
+        let message = "manual throttle ended: actions are disabled by the reloaded config".to_owned();
+        shared.events.record(Event::new(now, Severity::Info, kind::OPERATOR, message).on_device(&device));
+    }
     let new = config;
     // Asked before the new loops start (their hooks follow the mode asked for), waited for after: the
     // answer to the reload comes once the machine is in line with the new config (a throttle released

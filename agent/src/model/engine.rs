@@ -353,6 +353,22 @@ impl DeviceEngine {
         self.discovery = config.discovery.enabled;
     }
 
+    /// Actions went off: an operator's throttle hold has nothing left to hold (the actions thread put the
+    /// originals back), so it ends, rather than showing a level nothing applies and refusing `unthrottle`;
+    /// automatic control starts afresh when actions come back. Returns the devices whose hold ended.
+    pub fn end_manual_throttles(&mut self) -> Vec<String> {
+        let mut ended = Vec::new();
+        for d in &mut self.devices {
+            let o = &mut d.learnt.overrides;
+            if o.throttle.take().is_some() {
+                ended.push(d.config.id.clone());
+            }
+            (o.throttle_released, o.throttle_requested) = (false, None);
+            d.learnt.throttle = None;
+        }
+        ended
+    }
+
     /// Whether evaluating can find or change anything: there are devices, or discovery may add some.
     pub fn has_work(&self) -> bool {
         !self.devices.is_empty() || self.discovery
