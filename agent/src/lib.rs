@@ -16,7 +16,7 @@ use clap::Parser;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::{Cli, Command};
-use crate::app::{daemon, logging, scan};
+use crate::app::{daemon, loading, logging, scan};
 use crate::control::npd;
 
 /// Runs accel-agent with the process's arguments.
@@ -71,7 +71,7 @@ fn run_scan(cli: &Cli) -> ExitCode {
         eprintln!("accel-agent: {e}");
         return ExitCode::FAILURE;
     }
-    let (config, _) = match daemon::load_config(cli) {
+    let (config, _) = match loading::load_config(cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -100,7 +100,7 @@ fn run_daemon(cli: Cli) -> ExitCode {
     if cli.demo {
         return run_demo(cli);
     }
-    let (config, source) = match daemon::load_config(&cli) {
+    let (config, source) = match loading::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
@@ -126,7 +126,7 @@ fn run_demo(_: Cli) -> ExitCode {
 }
 
 /// Runs the daemon on a loaded config until SIGTERM or SIGINT, or until `stop` is cancelled.
-fn run_with(cli: Cli, config: config::Config, source: daemon::ConfigSource, stop: CancellationToken) -> ExitCode {
+fn run_with(cli: Cli, config: config::Config, source: loading::ConfigSource, stop: CancellationToken) -> ExitCode {
     // Blocking work (encoding and compressing scrapes, journal queries, password checks) queues for 16
     // threads rather than growing the pool to tokio's default of 512 under a burst of scrapes.
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -57,7 +57,7 @@ pub fn run(mut cli: Cli) -> ExitCode {
     cli.config = Some(config_path.clone());
     cli.listen = Some(listen);
     (cli.sysfs_root, cli.state_dir, cli.socket) = (None, None, None);
-    let (config, source) = match crate::app::daemon::load_config(&cli) {
+    let (config, source) = match crate::app::loading::load_config(&cli) {
         Ok(c) => c,
         Err(e) => {
             say!("accel-agent: the demo's config does not load: {e:#}");

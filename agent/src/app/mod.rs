@@ -7,6 +7,7 @@ pub(crate) mod daemon;
 pub(crate) mod demo;
 pub(crate) mod fdlimit;
 pub(crate) mod hooks;
+pub(crate) mod loading;
 pub(crate) mod logging;
 pub(crate) mod owner;
 pub(crate) mod reload;

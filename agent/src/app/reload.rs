@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::Cli;
-use crate::app::daemon::ConfigSource;
+use crate::app::loading::ConfigSource;
 use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::{Actions, ActionsMode, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
@@ -131,7 +131,7 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(5);
 /// control socket.
 async fn load(cli: &Cli) -> Result<Config, String> {
     let cli = cli.clone();
-    let read = tokio::task::spawn_blocking(move || crate::app::daemon::load_config(&cli));
+    let read = tokio::task::spawn_blocking(move || crate::app::loading::load_config(&cli));
     // The same lookup as at start: --config, else the default file if present, else nothing to reload.
     match tokio::time::timeout(LOAD_DEADLINE, read).await {
         Err(_) => {

@@ -17,8 +17,8 @@ use super::conditions::{
     self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
     LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
 };
-use super::evidence::HostEvidence;
 use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, derive_state, with_circuit};
+use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{

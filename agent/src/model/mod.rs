@@ -6,9 +6,11 @@ mod decision_tables;
 pub(crate) mod engine;
 pub(crate) mod evidence;
 pub(crate) mod health;
+pub(crate) mod host;
 pub(crate) mod operator;
 pub(crate) mod power;
 pub(crate) mod spinnaker;
+mod unix_time;
 pub(crate) mod view;
 
 use collectors::catalogue::{self as c, Spec};

@@ -26,7 +26,7 @@ fn known_list(known: &[String]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
 pub struct ManualThrottle {
     pub level: usize,
-    #[serde(serialize_with = "super::view::opt_unix")]
+    #[serde(serialize_with = "super::unix_time::opt_unix")]
     pub until: Option<SystemTime>,
 }
 

@@ -7,6 +7,7 @@ use collectors::fault::AgentFault;
 use serde::Serialize;
 
 use super::health::{Condition, State};
+use super::unix_time::opt_unix;
 
 /// A reading of one sensor of a device, in base units.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -113,13 +114,6 @@ impl ProbeState {
 impl std::fmt::Display for ProbeState {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
-    }
-}
-
-pub(super) fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S::Ok, S::Error> {
-    match t.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
-        Some(d) => s.serialize_f64((d.as_secs_f64() * 1000.0).round() / 1000.0),
-        None => s.serialize_none(),
     }
 }
 
