@@ -56,17 +56,26 @@ impl Spec {
 }
 
 impl Pattern {
-    /// Whether `name` belongs to the group (and is not a family declared on its own).
+    /// Whether `name` belongs to the group (and is not a family declared on its own). Readers build these
+    /// names from file names, so this also checks it is a valid metric name.
     pub fn matches(&self, name: &str) -> bool {
         name.len() > self.prefix.len() + self.suffix.len()
             && name.starts_with(self.prefix)
             && name.ends_with(self.suffix)
+            && is_metric_name(name)
             && spec(name).is_none()
     }
 
     pub fn accepts<'a>(&self, keys: impl IntoIterator<Item = &'a str>) -> bool {
         keys.into_iter().eq(self.labels.iter().copied())
     }
+}
+
+/// Whether `name` is a metric name in both exposition formats: `[a-zA-Z_:][a-zA-Z0-9_:]*`.
+pub fn is_metric_name(name: &str) -> bool {
+    let mut bytes = name.bytes();
+    bytes.next().is_some_and(|b| b.is_ascii_alphabetic() || b == b'_' || b == b':')
+        && bytes.all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b':')
 }
 
 /// The family declared as `name`, if any.

@@ -614,7 +614,7 @@ impl DeviceConfig {
     /// Checks within one device; `index` locates the findings.
     pub fn validate(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let at = |key: &str| vec!["device".into(), index.into(), key.into()];
-        if self.id.is_empty() || !self.id.chars().all(|c| c.is_ascii_alphanumeric() || "-_.:".contains(c)) {
+        if self.id.is_empty() || !self.id.chars().all(is_id_char) {
             out.push(crate::finding::Finding {
                 path: at("id"),
                 message: format!("device id {:?} must be non-empty and use only letters, digits and - _ . :", self.id),
@@ -958,6 +958,21 @@ pub fn is_pci_address(s: &str) -> bool {
         && b.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
 }
 
+/// Whether `c` may appear in a device id: letters, digits and `- _ . :`. Ids go into URL paths
+/// (`/devices/{id}`), `agentctl` arguments, log path templates and label values, where these need no
+/// quoting or escaping.
+pub fn is_id_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || "-_.:".contains(c)
+}
+
+/// A name found by discovery (a driver name, an hwmon chip's `name` file) as it may appear in a device
+/// id: every character [`is_id_char`] refuses becomes `_`, one per character, so `my accel` is
+/// `my_accel`; an empty name is `_`. The raw name is kept beside the id for people to read.
+pub fn addressable_id(name: &str) -> String {
+    let id: String = name.chars().map(|c| if is_id_char(c) { c } else { '_' }).collect();
+    if id.is_empty() { "_".to_owned() } else { id }
+}
+
 /// Resolves `{id}` in a path template.
 pub fn expand(template: &str, id: &str) -> PathBuf {
     PathBuf::from(template.replace("{id}", id))
@@ -995,6 +1010,20 @@ mod tests {
         assert_eq!(d.thresholds().temperature_crit, 85.0, "the rest still comes from the profile");
         assert_eq!(d.hwmon_name().as_deref(), Some("loihi"));
         assert_eq!(d.power_supply_name().as_deref(), Some("loihi2"));
+    }
+
+    #[test]
+    fn discovered_names_become_ids_a_declared_device_could_have() {
+        assert_eq!(addressable_id("habanalabs"), "habanalabs");
+        assert_eq!(addressable_id("my accel"), "my_accel");
+        assert_eq!(addressable_id("odd/näme?#"), "odd_n_me__");
+        assert_eq!(addressable_id("a\nb\"c"), "a_b_c");
+        assert_eq!(addressable_id(""), "_");
+        let mut d = device(DeviceKind::PciAccel);
+        d.id = format!("{}-0000:3b:00.0", addressable_id("my accel\t\u{1F600}"));
+        let mut findings = Vec::new();
+        d.validate(0, &mut findings);
+        assert!(findings.iter().all(|f| !f.message.contains("device id")), "{findings:?}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ struct Device {
     config: DeviceConfig,
     /// Found by discovery rather than declared.
     discovered: bool,
+    /// The driver or chip name discovery found the device by, as the kernel wrote it; the id holds it made
+    /// addressable ([`config::device::addressable_id`]).
+    discovered_name: Option<String>,
     /// "log:PATH" of every log the device is read from (its configured or profile logs).
     log_paths: Vec<String>,
     /// Per log rule: whether it latches and the impact of its condition. Fixed by the config, so worked
@@ -279,13 +282,19 @@ impl DeviceEngine {
 
     /// Adds accelerators nobody declared: accel class devices, and hwmon chips on PCI accelerators. A
     /// device once found stays (if it vanishes, its conditions say so).
+    ///
+    /// The id is `<name>-<pci address>`, the name made addressable (a chip named `my accel` would otherwise
+    /// be listed under an id no URL or `agentctl` argument can name). Two names that become one id (`my
+    /// accel`, `my_accel`) cannot collide on different hardware: the id ends with the PCI address, and a
+    /// function already known (by address or by that id) is not added twice.
     fn discover(&mut self, snap: &HostEvidence, now: Instant, wall: SystemTime) {
+        // (name as found, PCI address)
         let mut found: Vec<(String, String)> = Vec::new();
         if let Some(HostReadings::Accel(a)) = snap.readings(CollectorKind::Accel) {
             for d in &a.devices {
                 if let Some(pci) = &d.pci_address {
                     let driver = d.driver.as_deref().unwrap_or("accel");
-                    found.push((format!("{driver}-{pci}"), pci.to_string()));
+                    found.push((driver.to_owned(), pci.to_string()));
                 }
             }
         }
@@ -295,11 +304,12 @@ impl DeviceEngine {
                     && is_accelerator_class(class)
                 {
                     let driver = c.raw_name.as_deref().unwrap_or("hwmon");
-                    found.push((format!("{driver}-{pci}"), pci.to_string()));
+                    found.push((driver.to_owned(), pci.to_string()));
                 }
             }
         }
-        for (id, pci) in found {
+        for (name, pci) in found {
+            let id = format!("{}-{pci}", config::device::addressable_id(&name));
             let claimed =
                 self.devices.iter().any(|d| d.config.pci_address.as_deref() == Some(&pci) || d.config.id == id);
             if claimed {
@@ -322,6 +332,7 @@ impl DeviceEngine {
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
+            d.discovered_name = Some(name);
             if self.one_shot {
                 d.make_one_shot();
             }
@@ -736,14 +747,24 @@ impl Device {
             .collect();
         let learnt = Learnt::new(&config, &thresholds, now, wall);
         let inputs = HostInputs::of(&config);
-        Device { config, discovered, log_paths, log_rules, thresholds, learnt, inputs, bound: false }
+        Device {
+            config,
+            discovered,
+            discovered_name: None,
+            log_paths,
+            log_rules,
+            thresholds,
+            learnt,
+            inputs,
+            bound: false,
+        }
     }
 
     /// This device under a changed config, keeping what was learnt about it.
     fn reconfigured(self, config: DeviceConfig, now: Instant, wall: SystemTime) -> Device {
         let fresh = Device::new(config, self.discovered, now, wall);
-        let Device { config: old_config, thresholds: old_thresholds, learnt, .. } = self;
-        Device { learnt: learnt.carried_to(&old_config, &old_thresholds, &fresh), ..fresh }
+        let Device { config: old_config, thresholds: old_thresholds, learnt, discovered_name, .. } = self;
+        Device { learnt: learnt.carried_to(&old_config, &old_thresholds, &fresh), discovered_name, ..fresh }
     }
 
     fn in_maintenance(&self, now: SystemTime) -> bool {
@@ -1068,6 +1089,7 @@ impl Device {
                 _ => (!self.learnt.sources.is_empty()).then_some(true),
             },
             discovered: self.discovered,
+            discovered_name: self.discovered_name.clone(),
             probes: self.learnt.probes.clone(),
             utilization_ratio: self.probe_value(ReadingKind::Utilization),
             inferences_total: self.probe_value(ReadingKind::Inferences),

@@ -162,6 +162,9 @@ pub struct DeviceView {
     pub sources: Vec<String>,
     /// Found by discovery rather than declared in the config.
     pub discovered: bool,
+    /// The driver or hwmon chip name discovery found the device by, as the kernel wrote it (it may hold
+    /// spaces or other characters an id cannot: the id has them as `_`). Absent for declared devices.
+    pub discovered_name: Option<String>,
     pub probes: Vec<ProbeView>,
     pub utilization_ratio: Option<f64>,
     pub inferences_total: Option<f64>,

@@ -70,7 +70,11 @@ pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Resu
         text(&d.driver),
         text(&d.pci_address),
         text(&d.firmware),
-        if d.discovered { " · found by discovery" } else { "" },
+        match (&d.discovered_name, d.discovered) {
+            (Some(name), _) => format!(" · found by discovery as “{}”", esc(name)),
+            (None, true) => " · found by discovery".to_owned(),
+            (None, false) => String::new(),
+        },
         REFRESH_MS / 1000
     );
     let sources = if d.sources.is_empty() { "none bound".to_owned() } else { esc(&d.sources.join(", ")) };

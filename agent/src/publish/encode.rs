@@ -8,8 +8,10 @@
 //! Writing bytes directly costs a fraction of going through `fmt::Write` trait objects and then
 //! re-parsing the OpenMetrics text, and the encode is paid once per collection (issue 17).
 //!
-//! Help texts are written as they are: they are the agent's own single-line descriptions (the catalogue's,
-//! or built from sysfs attribute names), as they were with prometheus-client.
+//! Help texts are escaped as each format requires: `\\` and line feeds in both, and `"` as well in
+//! OpenMetrics, whose help is an escaped string. The catalogue's own help texts need none, so for them the
+//! output is still prometheus-client's (which wrote help as it was); a help text built from a sysfs file
+//! name could need it, and without it one newline in a file name ended the scrape (issue 23).
 
 use std::borrow::Borrow;
 
@@ -57,14 +59,21 @@ fn family(f: &Family, flavor: Flavor, out: &mut Vec<u8>) {
         MetricKind::Counter => (f.name.strip_suffix("_total").unwrap_or(&f.name), b"_total", b"counter"),
     };
     let described_suffix = if flavor == Flavor::Text004 { suffix } else { b"" };
-    for (line, tail) in [(&b"# HELP "[..], f.help.as_bytes()), (b"# TYPE ", type_name)] {
+    let header = |out: &mut Vec<u8>, line: &[u8]| {
         out.extend_from_slice(line);
         out.extend_from_slice(base.as_bytes());
         out.extend_from_slice(described_suffix);
         out.push(b' ');
-        out.extend_from_slice(tail);
-        out.push(b'\n');
+    };
+    header(out, b"# HELP ");
+    match flavor {
+        Flavor::OpenMetrics => escaped(&f.help, out),
+        Flavor::Text004 => escaped_help_004(&f.help, out),
     }
+    out.push(b'\n');
+    header(out, b"# TYPE ");
+    out.extend_from_slice(type_name);
+    out.push(b'\n');
     let mut floats = dtoa::Buffer::new();
     let mut integers = itoa::Buffer::new();
     for s in &f.samples {
@@ -126,6 +135,19 @@ fn escaped(value: &str, out: &mut Vec<u8>) {
         };
         out.extend_from_slice(&bytes[from..i]);
         out.extend_from_slice(escape);
+        from = i + 1;
+    }
+    out.extend_from_slice(&bytes[from..]);
+}
+
+/// A help text in text format 0.0.4, which escapes only `\\` and line feeds there (a `\\"` would be read
+/// back as two characters).
+fn escaped_help_004(help: &str, out: &mut Vec<u8>) {
+    let bytes = help.as_bytes();
+    let mut from = 0;
+    for i in memchr::memchr2_iter(b'\\', b'\n', bytes) {
+        out.extend_from_slice(&bytes[from..i]);
+        out.extend_from_slice(if bytes[i] == b'\\' { b"\\\\" } else { b"\\n" });
         from = i + 1;
     }
     out.extend_from_slice(&bytes[from..]);
@@ -217,6 +239,17 @@ mod tests {
         for v in [-0.0, 0.0, 0.5, -0.5, 1e-9, f64::NAN, f64::INFINITY, f64::NEG_INFINITY, EXACT_INTEGERS - 1.0] {
             check(v);
         }
+    }
+
+    #[test]
+    fn help_texts_are_escaped_as_each_format_requires() {
+        let mut f = Families::new();
+        let name = "accel_hwmon_temp_x_celsius";
+        let labels = vec![("chip", lv("c")), ("sensor", lv("temp1"))];
+        f.sample_in(&catalogue::HWMON, name, "a\\b\"c\nd\re", MetricKind::Gauge, labels, 1.0);
+        let (om, text) = encoded(&f);
+        assert_eq!(om.lines().next(), Some("# HELP accel_hwmon_temp_x_celsius a\\\\b\\\"c\\nd\re"));
+        assert_eq!(text.lines().next(), Some("# HELP accel_hwmon_temp_x_celsius a\\\\b\"c\\nd\re"));
     }
 
     #[test]

@@ -156,7 +156,7 @@ impl Run {
                         None => {
                             runs.push(Run::Element {
                                 metric: intern.get(&key.0),
-                                help: intern.get(&help_for(&sensor.kind, &el.element)),
+                                help: intern.get(&help_for(&sensor.kind, &clean_name(&el.element))),
                                 unit,
                                 members: Vec::new(),
                             });
@@ -278,12 +278,12 @@ impl HwmonReader {
             if !self.options.chip_filter.allows(&b.chip) {
                 continue;
             }
-            let mut chip_sources = Vec::new();
+            let mut chip_sources = Found::default();
             // The device directory is read second so that its files win, as in node_exporter.
             for d in std::iter::once(b.dir.clone()).chain(b.device.clone()) {
                 scan_attrs(io, &d, &mut b, &mut chip_sources);
             }
-            chips.push(b.build(&self.options.sensor_filter, chip_sources, &mut sources, &mut intern));
+            chips.push(b.build(io, &self.options.sensor_filter, chip_sources, &mut sources, &mut intern));
         }
         let mut bounds = vec![plausible::ANY; sources.len()];
         for sensor in chips.iter().flat_map(|c| c.sensors.iter()) {
@@ -372,23 +372,34 @@ struct SensorDraft {
     elements: BTreeMap<String, usize>,
 }
 
+/// A chip's attribute files found at discovery: how each is read, and its path (to count a conflict
+/// against).
+#[derive(Default)]
+struct Found {
+    sources: Vec<Source>,
+    paths: Vec<PathBuf>,
+}
+
 impl ChipBuilder {
     fn build(
-        self,
+        mut self,
+        io: &mut SysfsIo,
         sensor_filter: &Filter,
-        chip_sources: Vec<Source>,
+        chip_sources: Found,
         all: &mut Vec<Source>,
         intern: &mut Interner,
     ) -> Chip {
-        let mut chip_attrs: Vec<Option<Source>> = chip_sources.into_iter().map(Some).collect();
+        let mut chip_attrs: Vec<Option<Source>> = chip_sources.sources.into_iter().map(Some).collect();
         let mut sensors = Vec::new();
-        let mut names: Vec<&String> = self.sensors.keys().collect();
+        let mut names: Vec<String> = self.sensors.keys().cloned().collect();
         names.sort_by(|a, b| super::io::natural_cmp(a, b));
         for name in names {
             if !sensor_filter.allows(&format!("{};{}", self.chip, name)) {
                 continue;
             }
-            let SensorDraft { kind, label, elements } = &self.sensors[name];
+            let Some(draft) = self.sensors.get_mut(&name) else { continue };
+            one_file_per_series(io, draft, &chip_sources.paths);
+            let SensorDraft { kind, label, elements } = &*draft;
             let mut els = Vec::new();
             for (element, &i) in elements {
                 if let Some(attr) = chip_attrs[i].take() {
@@ -397,7 +408,7 @@ impl ChipBuilder {
                 }
             }
             sensors.push(Sensor {
-                name: intern.get(name),
+                name: intern.get(&name),
                 kind: intern.get(kind),
                 label: label.as_deref().map(|l| intern.get(l)),
                 elements: els,
@@ -451,10 +462,13 @@ fn identify_chip(io: &mut SysfsIo, entry: &Path, entry_name: &str) -> Option<Chi
     Some(ChipBuilder { dir, chip, chip_name, raw_name, hwmon, device, pci_class, sensors: BTreeMap::new() })
 }
 
-fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec<Source>) {
+fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, found: &mut Found) {
     let Ok(entries) = io.list_dir(dir) else {
         return;
     };
+    // (sensor, element) -> file name, for the files of this directory: `temp01_input` and `temp1_input`
+    // are one element of one sensor. (The device directory overriding the chip's is by design.)
+    let mut here: HashMap<(String, String), String> = HashMap::new();
     for entry in entries {
         let Some((kind, index, element)) = split_attr_name(&entry.name) else {
             continue;
@@ -463,6 +477,11 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             continue;
         }
         let path = dir.join(&entry.name);
+        if !element.is_empty() && clean_name(element).is_empty() {
+            // `temp1_-`: no metric name can be made from it.
+            io.fail(&Arc::from(path.as_path()), ReadFailure::BadName);
+            continue;
+        }
         match entry.kind {
             // Anything that is not a directory is opened: in a test tree a FIFO stands in for an
             // attribute whose driver hangs, and it must go through the same deadline as one.
@@ -475,6 +494,23 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             _ => continue,
         }
         let sensor = format!("{kind}{}", index.unwrap_or(0));
+        match here.entry((sensor.clone(), element.to_owned())) {
+            std::collections::hash_map::Entry::Vacant(v) => {
+                v.insert(entry.name.clone());
+            }
+            std::collections::hash_map::Entry::Occupied(mut o) => {
+                let (winner, loser) = if preferred(&entry.name, o.get()) {
+                    (entry.name.clone(), o.get().clone())
+                } else {
+                    (o.get().clone(), entry.name.clone())
+                };
+                io.fail(&Arc::from(dir.join(&loser).as_path()), ReadFailure::NameConflict);
+                if winner != entry.name {
+                    continue;
+                }
+                o.insert(winner);
+            }
+        }
         let draft =
             b.sensors.entry(sensor).or_insert_with(|| SensorDraft { kind: kind.to_owned(), ..Default::default() });
         if element == "label" {
@@ -490,17 +526,66 @@ fn scan_attrs(io: &mut SysfsIo, dir: &Path, b: &mut ChipBuilder, attrs: &mut Vec
             Source::Live(attr)
         };
         match draft.elements.get(element) {
-            Some(&i) => attrs[i] = attr,
+            Some(&i) => {
+                found.sources[i] = attr;
+                found.paths[i] = path;
+            }
             None => {
-                draft.elements.insert(element.to_owned(), attrs.len());
-                attrs.push(attr);
+                draft.elements.insert(element.to_owned(), found.sources.len());
+                found.sources.push(attr);
+                found.paths.push(path);
+            }
+        }
+    }
+}
+
+/// Whether the attribute file `a` is exported rather than `b` when both clean to one series: the one
+/// spelled as the kernel spells attributes (`temp4_foo_bar`, not `temp4_foo-bar` or `temp04_foo_bar`),
+/// else the first in byte order. Either way the choice does not depend on the order files are listed in.
+fn preferred(a: &str, b: &str) -> bool {
+    preference(a) < preference(b)
+}
+
+/// The order of [`preferred`]: lower wins.
+fn preference(file: &str) -> (bool, Vec<u8>) {
+    (!is_kernel_spelling(file), file.as_bytes().to_vec())
+}
+
+/// Whether `file` is spelled as the hwmon ABI spells attribute names: `<type><index>[_<element>]`, the
+/// index without leading zeros and the element already clean.
+fn is_kernel_spelling(file: &str) -> bool {
+    let Some((kind, index, element)) = split_attr_name(file) else {
+        return false;
+    };
+    let index = index.map(|i| i.to_string()).unwrap_or_default();
+    let rebuilt = if element.is_empty() { format!("{kind}{index}") } else { format!("{kind}{index}_{element}") };
+    rebuilt == file && clean_name(element) == element
+}
+
+/// Leaves `sensor` at most one element per exported name: elements whose names clean to one series
+/// (`foo-bar` and `foo_bar`, or `Input` and `input` beside a bare value) would be written twice, which
+/// Prometheus rejects. The [`preferred`] one stays; each other is counted as a conflict and not read.
+/// Done at discovery, so a scrape pays nothing for it.
+fn one_file_per_series(io: &mut SysfsIo, sensor: &mut SensorDraft, paths: &[PathBuf]) {
+    let has_bare = sensor.elements.contains_key("");
+    let mut by_metric: HashMap<String, Vec<String>> = HashMap::new();
+    for element in sensor.elements.keys() {
+        by_metric.entry(metric_name(&sensor.kind, element, has_bare)).or_default().push(element.clone());
+    }
+    for (_, mut elements) in by_metric.into_iter().filter(|(_, e)| e.len() > 1) {
+        let file = |e: &str| paths[sensor.elements[e]].file_name().and_then(|n| n.to_str()).unwrap_or(e).to_owned();
+        elements.sort_by_cached_key(|e| preference(&file(e)));
+        for loser in &elements[1..] {
+            if let Some(i) = sensor.elements.remove(loser) {
+                io.fail(&Arc::from(paths[i].as_path()), ReadFailure::NameConflict);
             }
         }
     }
 }
 
 /// Two chips with one name would produce duplicate series; suffix them with their `name` content if that
-/// tells them apart, else with their hwmonN.
+/// tells them apart, else with their hwmonN. Should a suffixed name still meet another chip's (`x` named
+/// `y` beside a chip called `x_y`), the later chip in listing order also gets `_2`, `_3`, ...
 fn disambiguate(found: &mut [ChipBuilder]) {
     let mut groups: HashMap<String, Vec<usize>> = HashMap::new();
     for (i, b) in found.iter().enumerate() {
@@ -517,6 +602,15 @@ fn disambiguate(found: &mut [ChipBuilder]) {
             let b = &mut found[i];
             let suffix = if distinct { b.chip_name.clone().unwrap_or_default() } else { clean_name(&b.hwmon) };
             b.chip = format!("{base}_{suffix}");
+        }
+    }
+    let mut used = std::collections::HashSet::new();
+    for b in found.iter_mut() {
+        let base = b.chip.clone();
+        let mut n = 2;
+        while !used.insert(b.chip.clone()) {
+            b.chip = format!("{base}_{n}");
+            n += 1;
         }
     }
 }

@@ -48,10 +48,16 @@ pub enum ReadFailure {
     Implausible,
     /// Any other I/O error.
     Io,
+    /// A file name no metric name can be made from: not UTF-8, or nothing left once cleaned (`temp1_-`).
+    /// The file is skipped.
+    BadName,
+    /// A file whose name cleans to the same series as another's (`temp4_foo-bar` beside `temp4_foo_bar`):
+    /// one is exported, the other skipped and counted (see docs/metrics.md for which wins).
+    NameConflict,
 }
 
 impl ReadFailure {
-    pub const ALL: [ReadFailure; 11] = [
+    pub const ALL: [ReadFailure; 13] = [
         ReadFailure::NoData,
         ReadFailure::Again,
         ReadFailure::NoDevice,
@@ -63,6 +69,8 @@ impl ReadFailure {
         ReadFailure::Parse,
         ReadFailure::Implausible,
         ReadFailure::Io,
+        ReadFailure::BadName,
+        ReadFailure::NameConflict,
     ];
 
     /// The `reason` label value.
@@ -79,6 +87,8 @@ impl ReadFailure {
             ReadFailure::Parse => "parse",
             ReadFailure::Implausible => "implausible",
             ReadFailure::Io => "io",
+            ReadFailure::BadName => "bad_name",
+            ReadFailure::NameConflict => "name_conflict",
         }
     }
 
@@ -126,6 +136,8 @@ impl fmt::Display for ReadFailure {
             ReadFailure::Parse => "unparsable value",
             ReadFailure::Implausible => "value outside the physical bounds of its unit",
             ReadFailure::Io => "I/O error",
+            ReadFailure::BadName => "file name cannot be a metric name",
+            ReadFailure::NameConflict => "file name cleans to the same series as another file's",
         })
     }
 }
@@ -452,7 +464,10 @@ impl SysfsIo {
     /// Lists a directory. Entries are sorted by name for deterministic output.
     pub fn list_dir(&mut self, path: &Path) -> Result<Vec<DirEntry>, ReadFailure> {
         let arc: Arc<Path> = path.into();
-        self.list(&arc).map_err(|f| self.fail(&arc, f))
+        match self.list(&arc) {
+            Ok(listed) => Ok(self.count_bad_names(listed)),
+            Err(f) => Err(self.fail(&arc, f)),
+        }
     }
 
     /// Like [`list_dir`](Self::list_dir), but a directory that does not exist is `None`, not a failure:
@@ -460,18 +475,31 @@ impl SysfsIo {
     pub fn list_dir_optional(&mut self, path: &Path) -> Result<Option<Vec<DirEntry>>, ReadFailure> {
         let arc: Arc<Path> = path.into();
         match self.list(&arc) {
-            Ok(v) => Ok(Some(v)),
+            Ok(listed) => Ok(Some(self.count_bad_names(listed))),
             Err(ReadFailure::NotFound) => Ok(None),
             Err(f) => Err(self.fail(&arc, f)),
         }
     }
 
-    fn list(&self, path: &Arc<Path>) -> Result<Vec<DirEntry>, ReadFailure> {
-        let mut listed = self.guarded(path, || {
-            let mut out = Vec::new();
+    /// Counts the entries [`list`](Self::list) left out because their names are not UTF-8.
+    fn count_bad_names(&mut self, (listed, bad): (Vec<DirEntry>, Vec<PathBuf>)) -> Vec<DirEntry> {
+        for path in bad {
+            self.fail(&Arc::from(path), ReadFailure::BadName);
+        }
+        listed
+    }
+
+    /// The entries of a directory, sorted, and the paths of those left out: a name that is not UTF-8 is
+    /// no kernel attribute's and could not become a metric or label name.
+    fn list(&self, path: &Arc<Path>) -> Result<(Vec<DirEntry>, Vec<PathBuf>), ReadFailure> {
+        let (mut listed, bad) = self.guarded(path, || {
+            let (mut out, mut bad) = (Vec::new(), Vec::new());
             for entry in std::fs::read_dir(path)? {
                 let entry = entry?;
-                let Ok(name) = entry.file_name().into_string() else { continue };
+                let Ok(name) = entry.file_name().into_string() else {
+                    bad.push(entry.path());
+                    continue;
+                };
                 let kind = match entry.file_type() {
                     Ok(t) if t.is_symlink() => EntryKind::Symlink,
                     Ok(t) if t.is_dir() => EntryKind::Dir,
@@ -480,10 +508,10 @@ impl SysfsIo {
                 };
                 out.push(DirEntry { name, kind });
             }
-            Ok(out)
+            Ok((out, bad))
         })?;
         listed.sort_by(|a, b| natural_cmp(&a.name, &b.name));
-        Ok(listed)
+        Ok((listed, bad))
     }
 }
 

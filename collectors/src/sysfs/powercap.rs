@@ -62,8 +62,10 @@ pub struct PowercapZone {
     pub max_energy_range_joules: Option<f64>,
     pub enabled: Option<bool>,
     pub constraints: Vec<Constraint>,
-    /// node_exporter's rapl naming: sanitized name without the "-N" suffix, and its index.
-    pub rapl_name: String,
+    /// node_exporter's rapl naming: sanitized name without the "-N" suffix, and its index. None when
+    /// nothing is left of the name to make a metric name of (an empty `name` file): the twin is not
+    /// exported, and the name is counted as `bad_name`.
+    pub rapl_name: Option<String>,
     pub rapl_index: LabelValue,
     /// The zone path as built from the sysfs root (not resolved), node_exporter's `path` label.
     pub path: LabelValue,
@@ -79,10 +81,11 @@ impl PowercapReadings {
         for z in &self.zones {
             let Some(j) = z.energy_joules else { continue };
             out.sample(&catalogue::POWERCAP_ENERGY, labels![("zone", z.zone.clone()), ("name", z.name.clone())], j);
+            let Some(rapl_name) = &z.rapl_name else { continue };
             out.sample_in(
                 &catalogue::RAPL,
-                &format!("accel_rapl_{}_joules_total", z.rapl_name),
-                &format!("Current RAPL {} value in joules", z.rapl_name),
+                &format!("accel_rapl_{rapl_name}_joules_total"),
+                &format!("Current RAPL {rapl_name} value in joules"),
                 MetricKind::Counter,
                 labels![("index", z.rapl_index.clone()), ("path", z.path.clone())],
                 j,
@@ -106,7 +109,7 @@ impl PowercapReadings {
 struct ZoneLayout {
     zone: LabelValue,
     name: LabelValue,
-    rapl_name: String,
+    rapl_name: Option<String>,
     rapl_index: LabelValue,
     path: LabelValue,
     energy: Option<Attr>,
@@ -154,6 +157,12 @@ impl PowercapReader {
             if !self.filter.allows(&name) {
                 continue;
             }
+            let rapl_name = if rapl_name.is_empty() {
+                io.fail(&std::sync::Arc::from(dir.join("name").as_path()), ReadFailure::BadName);
+                None
+            } else {
+                Some(rapl_name)
+            };
             let open = |io: &mut SysfsIo, f: &str| {
                 let p = dir.join(f);
                 if p.exists() { io.open(p.as_path()).ok() } else { None }
