@@ -1,6 +1,6 @@
 //! Every metric family the agent exports, declared once: name, type, help and label names.
 //!
-//! [`Families`](crate::export::Families) only takes samples of a family declared here, so a family cannot
+//! `Families` (the export module) only takes samples of a family declared here, so a family cannot
 //! be invented at a call site, and `agent/tests/metric_catalogue.rs` checks this list against
 //! docs/metrics.md (and docs/resources.md, which it links to for the host-resource families) and against
 //! the contract's metric catalogue (docs/design-contract-metrics.txt, a copy of `../shared/DESIGN.md`'s).
@@ -12,7 +12,12 @@
 //! `accel_hwmon_temp_crit_alarm_celsius`); those are declared as a [`Pattern`]: a name prefix, the labels
 //! and how the rest of the name is formed.
 
-use crate::export::MetricKind;
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MetricKind {
+    Gauge,
+    /// The family name ends in `_total`.
+    Counter,
+}
 
 /// One metric family.
 #[derive(Debug, PartialEq, Eq)]
@@ -93,6 +98,21 @@ const fn counter(name: &'static str, help: &'static str, labels: &'static [&'sta
 
 // ---- Host sysfs (node_exporter twins) ----
 
+/// Text attributes exported as labels of `accel_power_supply_info`.
+pub const POWER_SUPPLY_INFO_LABELS: &[&str] = &[
+    "capacity_level",
+    "charge_type",
+    "health",
+    "manufacturer",
+    "model_name",
+    "serial_number",
+    "status",
+    "technology",
+    "type",
+    "usb_type",
+    "scope",
+];
+
 /// `accel_hwmon_<type>[_<element>]_<unit>`: one family per hwmon attribute kind, as node_exporter names them.
 pub const HWMON: Pattern = Pattern {
     prefix: "accel_hwmon_",
@@ -123,7 +143,7 @@ pub const POWER_SUPPLY_INFO: Spec = Spec {
     kind: MetricKind::Gauge,
     help: "Text attributes of the power supply",
     labels: &["power_supply"],
-    optional_labels: crate::sysfs::power_supply::INFO,
+    optional_labels: POWER_SUPPLY_INFO_LABELS,
 };
 pub const POWERCAP_ENERGY: Spec = counter(
     "accel_powercap_energy_joules_total",

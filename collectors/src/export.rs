@@ -11,6 +11,7 @@ use std::sync::Arc;
 
 use smallvec::SmallVec;
 
+pub use crate::catalogue::MetricKind;
 use crate::catalogue::{Pattern, Spec};
 
 /// A label value. Shared so that building families does not copy names read at discovery time.
@@ -21,13 +22,6 @@ pub type LabelValue = Arc<str>;
 pub type Labels = SmallVec<[(&'static str, LabelValue); 3]>;
 
 pub use smallvec::smallvec as labels;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum MetricKind {
-    Gauge,
-    /// The family name ends in `_total`.
-    Counter,
-}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sample {

@@ -79,21 +79,6 @@ fn numeric_bounds(file: &str) -> plausible::Bounds {
     }
 }
 
-/// Text attributes exported as labels of `accel_power_supply_info`.
-pub const INFO: &[&str] = &[
-    "capacity_level",
-    "charge_type",
-    "health",
-    "manufacturer",
-    "model_name",
-    "serial_number",
-    "status",
-    "technology",
-    "type",
-    "usb_type",
-    "scope",
-];
-
 #[derive(Debug, Clone, PartialEq)]
 pub struct PowerSupply {
     pub name: LabelValue,
@@ -178,7 +163,7 @@ impl PowerSupplyReader {
                     if let Ok(a) = io.open(dir.join(&e.name).as_path()) {
                         layout.numeric.push((i, a));
                     }
-                } else if let Some(key) = INFO.iter().find(|k| **k == e.name)
+                } else if let Some(key) = catalogue::POWER_SUPPLY_INFO_LABELS.iter().find(|k| **k == e.name)
                     && let Ok(a) = io.open(dir.join(&e.name).as_path())
                 {
                     layout.info.push((key, a));
