@@ -119,3 +119,40 @@ fn a_probe_the_agent_cannot_start_never_sets_offline_nor_resets_the_device() {
     });
     assert_eq!(agent.metric("accel_probe_success", &d), Some(1.0));
 }
+
+#[test]
+fn reads_the_agent_cannot_make_never_make_a_device_stale() {
+    let fs = FakeSysfs::new();
+    fs.hwmon(0, Some("loihi"), Some("devices/platform/loihi.0")).attr("temp1_input", "50000");
+    // Every attribute opened per read (no cache), so reads need descriptors; stale after one second.
+    let toml = "poll_interval = \"100ms\"\n[collectors]\nmax_open_files = 0\n[collectors.resources]\nenabled = false\n\
+                [discovery]\nenabled = false\n[[device]]\nid = \"loihi0\"\nkind = \"loihi\"\nhwmon = \"loihi\"\n\
+                [device.thresholds]\nstale_after = \"1s\"\n";
+    let (agent, _cfg) = Agent::with_config(fs.root(), toml);
+    agent.wait_ready();
+    let stale = [("device", "loihi0"), ("condition", "DataStale")];
+    agent.wait_for("fresh readings", || agent.metric("accel_device_condition", &stale) == Some(0.0));
+
+    let pid = agent.child.id();
+    let old = get_nofile(pid);
+    set_nofile(pid, libc::rlimit { rlim_cur: open_fds(pid).saturating_sub(4), rlim_max: old.rlim_max });
+    std::thread::sleep(Duration::from_secs(3));
+    set_nofile(pid, old);
+
+    agent.wait_for("the reads to be counted as the agent's", || {
+        let errors = [("collector", "hwmon"), ("reason", "emfile")];
+        agent.metric("accel_sysfs_read_errors_total", &errors).is_some_and(|n| n > 0.0)
+    });
+    // Three seconds without a reading, three times stale_after: not the device's silence.
+    assert_eq!(agent.metric("accel_device_condition", &stale), Some(0.0));
+    let events = agent.get("/api/v1/events?device=loihi0").body;
+    assert!(!events.contains("DataStale"), "DataStale on the agent's own trouble: {events}");
+    let faults = agent.get("/api/v1/events?kind=agent_fault").body;
+    // One event for the streak, naming whichever collector met it first.
+    assert_eq!(faults.matches("collector's files not done").count(), 1, "{faults}");
+    assert!(agent.metric("accel_agent_faults_total", &[("kind", "descriptors")]).is_some_and(|n| n > 0.0));
+    // Descriptors back: read again, and the temperature is the chip's.
+    agent.wait_for("a fresh reading", || {
+        agent.metric("accel_device_temperature_celsius", &[("device", "loihi0"), ("sensor", "temp1")]) == Some(50.0)
+    });
+}

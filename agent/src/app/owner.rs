@@ -5,11 +5,12 @@
 //! throttle hold, maintenance and manual-throttle expiry), so they never wait for some host collector's
 //! tick: a device whose only evidence is a probe is reconnected as promptly as one with a hwmon chip.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use config::EventSeverity;
 use config::device::ReconnectStep;
+use config::{CollectorKind, EventSeverity};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,8 @@ pub struct Effects {
 pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
     // What devices bind: the latest round of each collector and the latest SpiNNaker poll, as they arrived.
     let mut host = HostEvidence::default();
+    // Collectors whose last round could not read for want of the agent's own descriptors.
+    let mut cannot_read: BTreeSet<CollectorKind> = BTreeSet::new();
     let mut ticks = tokio::time::interval(DECIDE_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -63,7 +66,16 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
         for e in batch {
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
-                Evidence::Collected(round) => collected(round, &mut host, &effects.state),
+                Evidence::Collected(round) => {
+                    let kind = round.kind;
+                    let fault = collected(round, &mut host, &effects, wall);
+                    if fault {
+                        cannot_read.insert(kind)
+                    } else {
+                        cannot_read.remove(&kind)
+                    };
+                    engine.set_agent_cannot_read(!cannot_read.is_empty());
+                }
                 Evidence::Spinnaker(boards) => {
                     effects.state.publish_spinnaker(Arc::clone(&boards));
                     host.spinnaker = Some(boards);
@@ -162,15 +174,26 @@ pub fn decide(
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for
 /// the devices to bind. A collector that starts or stops failing is one log line, not one per round.
-fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState) {
+/// A round whose reads failed for want of the agent's own descriptors is published as read (the metrics
+/// show what could be read) but is no evidence about the devices: they keep the readings they had, and
+/// the fault is the agent's. Returns whether it was such a round.
+fn collected(round: CollectorRound, host: &mut HostEvidence, effects: &Effects, wall: SystemTime) -> bool {
     let CollectorRound { kind, outcome, stuck_threads, quarantined } = round;
+    let state = &effects.state;
+    let fault = outcome.agent_fault();
     let was = state.snapshot().collectors.get(&kind).filter(|c| c.collections > 0).map(|c| c.success);
-    match state.record(kind, outcome, stuck_threads, quarantined) {
-        Some(readings) => host.readings.insert(kind, readings),
-        None => host.readings.remove(&kind),
-    };
+    let readings = state.record(kind, outcome, stuck_threads, quarantined);
+    if fault {
+        let what = format!("reading the {} collector's files", kind.name());
+        state.faults.record(AgentFault::Descriptors, &what, &effects.events, wall);
+    } else {
+        match readings {
+            Some(readings) => host.readings.insert(kind, readings),
+            None => host.readings.remove(&kind),
+        };
+    }
     let snap = state.snapshot();
-    let Some(c) = snap.collectors.get(&kind) else { return };
+    let Some(c) = snap.collectors.get(&kind) else { return fault };
     match (c.success, was) {
         (false, Some(true) | None) => {
             tracing::warn!(collector = kind.name(), "collector failing: {}", c.error.as_deref().unwrap_or("unknown"))
@@ -178,6 +201,7 @@ fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState)
         (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
         _ => {}
     }
+    fault
 }
 
 fn publish_news(news: AgentNews, state: &AgentState) {

@@ -357,13 +357,16 @@ pub struct DataStaleEvidence {
     /// Time since the last reading, or since the device was created when none has come.
     pub silent_for: Duration,
     pub stale_after: Duration,
+    /// The agent's own reads are failing (out of descriptors): silence is then its trouble, not the
+    /// device's, and the condition stays as it was.
+    pub agent_cannot_read: bool,
 }
 
 /// DataStale, degraded. Set when the device's host sources have been silent for longer than
 /// `stale_after` (counted from its creation when they never spoke); cleared by a fresh reading; unknown
 /// until the first reading. None for a device with no host sources.
 pub fn data_stale(e: DataStaleEvidence) -> Option<Verdict> {
-    if !e.has_host_sources {
+    if !e.has_host_sources || e.agent_cannot_read {
         return None;
     }
     let secs = e.silent_for.as_secs();
@@ -577,6 +580,7 @@ mod tests {
     fn data_stale_counts_the_silence_of_the_host_sources() {
         const S: Duration = Duration::from_secs(1);
         let ev = |has_host_sources, ever_read, silent: u32| DataStaleEvidence {
+            agent_cannot_read: false,
             has_host_sources,
             ever_read,
             silent_for: silent * S,

@@ -47,6 +47,8 @@ enum Ev {
     HostRound,
     /// `agentctl set-healthy d0`.
     SetHealthy,
+    /// The agent's own reads of host files start (true) or stop (false) failing for want of descriptors.
+    AgentCannotRead(bool),
 }
 
 /// A clock the test drives: second `t` of the row, monotonic and wall.
@@ -120,6 +122,7 @@ fn feed(e: &mut DeviceEngine, ev: Ev, now: Instant, wall: SystemTime) {
         }
         Ev::HostRound => drop(e.evaluate(&HostEvidence::default(), now, wall)),
         Ev::SetHealthy => drop(e.set_healthy("d0", now, wall).expect("d0 exists")),
+        Ev::AgentCannotRead(failing) => e.set_agent_cannot_read(failing),
     }
 }
 
@@ -624,6 +627,25 @@ fn data_stale() {
                 status: Status::False,
                 reason: "ReadingsFresh",
                 state: State::Healthy,
+            },
+            Case {
+                name: "the agent's own trouble: silent past stale_after while the agent cannot read sets nothing",
+                events: &[(10, Ev::AgentCannotRead(true)), (31, HostRound), (60, HostRound)],
+                status: Status::Unknown,
+                reason: "NoData",
+                state: State::Unknown,
+            },
+            Case {
+                name: "set: the agent reads again and the device is still silent",
+                events: &[
+                    (10, Ev::AgentCannotRead(true)),
+                    (31, HostRound),
+                    (32, Ev::AgentCannotRead(false)),
+                    (33, HostRound),
+                ],
+                status: Status::True,
+                reason: "NoFreshReadings",
+                state: State::Degraded,
             },
             Case {
                 name: "set-healthy does not clear it while nothing is read",

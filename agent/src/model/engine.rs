@@ -97,6 +97,9 @@ pub struct Evaluation {
 /// that a reload carries all of it across (`Learnt::carried_to`) and a new field cannot be forgotten.
 #[derive(Debug, Clone)]
 struct Learnt {
+    /// The agent's own reads of the host's files are failing (out of descriptors): the device's silence
+    /// is then not evidence (DataStale stays as it was).
+    agent_cannot_read: bool,
     /// The driver's status of the accel class device bound by PCI address, if any.
     driver_status: Option<DriverStatus>,
     /// A SpiNNaker board's last poll of its BMP (and SC&MP, and spalloc).
@@ -177,6 +180,7 @@ impl Learnt {
             })
             .collect();
         Learnt {
+            agent_cannot_read: false,
             driver_status: None,
             board: None,
             probes,
@@ -378,6 +382,14 @@ impl DeviceEngine {
             d.learnt.throttle = None;
         }
         ended
+    }
+
+    /// Whether the agent's own reads of host files are failing for want of descriptors (the owner sees it
+    /// in the collectors' rounds): while they are, no device's silence counts against it.
+    pub fn set_agent_cannot_read(&mut self, failing: bool) {
+        for d in &mut self.devices {
+            d.learnt.agent_cannot_read = failing;
+        }
     }
 
     /// Whether evaluating can find or change anything: there are devices, or discovery may add some.
@@ -1063,6 +1075,7 @@ impl Device {
             ever_read: self.learnt.last_reading.is_some(),
             silent_for: now.duration_since(since),
             stale_after: self.thresholds.stale_after,
+            agent_cannot_read: self.learnt.agent_cannot_read,
         }
     }
 

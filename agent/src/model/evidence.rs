@@ -141,6 +141,16 @@ pub struct Outcome {
     pub duration: Duration,
 }
 
+impl Outcome {
+    /// Reads of this round failed for want of the agent's own descriptors: the round says nothing about
+    /// the devices (what could not be read is the agent's trouble, not theirs).
+    pub fn agent_fault(&self) -> bool {
+        use collectors::sysfs::ReadFailure;
+        self.stats.get(ReadFailure::NoDescriptors) > 0
+            || matches!(&self.result, Err(CollectError::Read(e)) if e.failure == ReadFailure::NoDescriptors)
+    }
+}
+
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CollectError {
     #[error("{0}")]

@@ -48,6 +48,9 @@ pub enum ReadFailure {
     Implausible,
     /// Any other I/O error.
     Io,
+    /// EMFILE/ENFILE: the agent is out of file descriptors. The agent's own trouble, never the device's:
+    /// the model keeps what it last read (see `collectors::fault`).
+    NoDescriptors,
     /// A file name no metric name can be made from: not UTF-8, or nothing left once cleaned (`temp1_-`).
     /// The file is skipped.
     BadName,
@@ -57,7 +60,7 @@ pub enum ReadFailure {
 }
 
 impl ReadFailure {
-    pub const ALL: [ReadFailure; 13] = [
+    pub const ALL: [ReadFailure; 14] = [
         ReadFailure::NoData,
         ReadFailure::Again,
         ReadFailure::NoDevice,
@@ -71,6 +74,7 @@ impl ReadFailure {
         ReadFailure::Io,
         ReadFailure::BadName,
         ReadFailure::NameConflict,
+        ReadFailure::NoDescriptors,
     ];
 
     /// The `reason` label value.
@@ -89,6 +93,7 @@ impl ReadFailure {
             ReadFailure::Io => "io",
             ReadFailure::BadName => "bad_name",
             ReadFailure::NameConflict => "name_conflict",
+            ReadFailure::NoDescriptors => "emfile",
         }
     }
 
@@ -113,6 +118,7 @@ impl ReadFailure {
             Some(libc::ENOENT) | Some(libc::ENOTDIR) => ReadFailure::NotFound,
             Some(libc::EACCES) | Some(libc::EPERM) => ReadFailure::Permission,
             Some(libc::EISDIR) => ReadFailure::NotAFile,
+            Some(libc::EMFILE) | Some(libc::ENFILE) => ReadFailure::NoDescriptors,
             _ => ReadFailure::Io,
         }
     }
@@ -138,6 +144,7 @@ impl fmt::Display for ReadFailure {
             ReadFailure::Io => "I/O error",
             ReadFailure::BadName => "file name cannot be a metric name",
             ReadFailure::NameConflict => "file name cleans to the same series as another file's",
+            ReadFailure::NoDescriptors => "the agent is out of file descriptors",
         })
     }
 }
