@@ -6,6 +6,7 @@ mod decision_tables;
 pub(crate) mod engine;
 pub(crate) mod evidence;
 pub(crate) mod health;
+pub(crate) mod history;
 pub(crate) mod operator;
 pub(crate) mod power;
 pub(crate) mod spinnaker;
