@@ -8,14 +8,16 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
-use config::EventSeverity;
+use config::{CollectorKind, EventSeverity};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::source_watch::SourceWatch;
 use crate::effects::actions::Actions;
 use crate::effects::events::Events;
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::{CollectorRound, Evidence, EvidenceRx, HostEvidence, LogNote, LogNoteKind};
+use crate::model::history::MarkKind;
 use crate::model::operator::Expired;
 use crate::model::{ConditionChange, DeviceEngine};
 use crate::policy::reconnect::Decision;
@@ -35,6 +37,7 @@ pub struct Effects {
 pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
     // What devices bind: the latest round of each collector and the latest SpiNNaker poll, as they arrived.
     let mut host = HostEvidence::default();
+    let mut sources = SourceWatch::default();
     let mut ticks = tokio::time::interval(DECIDE_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -56,16 +59,22 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
         });
         let mut changes = Vec::new();
         let mut flushed = Vec::new();
+        let mut commanded = false;
         for e in batch {
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
-                Evidence::Collected(round) => collected(round, &mut host, &effects.state),
+                Evidence::Collected(round) => {
+                    let (kind, result) = collected(round, &mut host, &effects.state);
+                    sources.collector(kind, result, &effects.events, wall);
+                }
                 Evidence::Spinnaker(boards) => {
+                    sources.spinnaker(&boards, &effects.events, wall);
                     effects.state.publish_spinnaker(Arc::clone(&boards));
                     host.spinnaker = Some(boards);
                 }
                 Evidence::Collectors(enabled) => {
                     effects.state.configure_collectors(&enabled);
+                    sources.collectors_enabled(&enabled.iter().map(|(k, _, _)| *k).collect::<Vec<_>>());
                     host.readings.retain(|kind, _| enabled.iter().any(|(k, _, _)| k == kind));
                 }
                 Evidence::Probe { device, result } => {
@@ -73,6 +82,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                         let what = format!("probe {} of {device}", result.probe);
                         effects.state.faults.record(fault, &what, &effects.events, wall);
                     }
+                    sources.probe(&device, &result, &effects.events, wall);
                     let applied = engine.apply_probe(&device, result, now, wall);
                     changes.extend(applied.changes);
                     if let Some(message) = applied.failing {
@@ -82,17 +92,27 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                 }
                 Evidence::Log { device, update, notes } => {
                     for note in notes {
+                        sources.log(&device, &note, wall);
                         effects.events.record(log_note(note, wall).on_device(&device));
                     }
                     if let Some(update) = update {
                         changes.extend(engine.apply_log(&device, update, now, wall));
                     }
                 }
-                Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
+                Evidence::Command(command) => {
+                    changes.extend(command(&mut engine, now, wall));
+                    commanded = true;
+                }
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
         decide(&mut engine, &host, changes, &effects, quiet, Instant::now(), SystemTime::now());
+        if commanded {
+            // A reload may have removed devices, and with them their probes and logs.
+            let snap = effects.state.snapshot();
+            sources.devices(|id| snap.devices.iter().any(|d| d.id == id));
+        }
+        sources.publish(&effects.state);
         for done in flushed {
             let _ = done.send(());
         }
@@ -115,6 +135,9 @@ pub fn decide(
     wall: SystemTime,
 ) {
     let Effects { state, events, actions } = effects;
+    // Throttle levels first, so that this round's history samples carry the level in force.
+    let throttle = actions.views();
+    state.history.throttle_levels(wall, throttle.iter().map(|t| (t.device.as_str(), t.level)));
     let mut moved = !quiet || !changes.is_empty();
     if engine.has_work() {
         for (device, expired) in engine.expire_overrides(wall) {
@@ -133,6 +156,7 @@ pub fn decide(
     }
     for change in &changes {
         events.condition_changed(change, wall);
+        state.history.condition(wall, change);
     }
     moved |= !changes.is_empty();
     if actions.active() {
@@ -142,37 +166,41 @@ pub fn decide(
             moved = true;
         }
         for (device, decision) in engine.reconnect_decisions(now, wall) {
+            state.history.mark(wall, &device, MarkKind::Reconnect, &reconnect_mark(&decision));
             reconnect_decision(&device, decision, actions, events, wall);
             moved = true;
         }
     }
     if moved {
-        state.publish_devices(engine.views(wall), events.counts(), events.dropped());
+        let views = engine.views(wall);
+        state.history.sample(wall, &views);
+        state.publish_devices(views, events.counts(), events.dropped());
     } else {
         // Events recorded elsewhere (the actions thread, hooks) still show in accel_events_total at once.
         state.publish_event_counts(events.counts(), events.dropped());
     }
-    state.publish_throttle(actions.views());
+    state.publish_throttle(throttle);
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for
-/// the devices to bind. A collector that starts or stops failing is one log line, not one per round.
-fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState) {
+/// the devices to bind. Returns how the round went, for the failing sources (which log a collector that
+/// starts or stops failing once, not once per round).
+fn collected(
+    round: CollectorRound,
+    host: &mut HostEvidence,
+    state: &AgentState,
+) -> (CollectorKind, Result<(), String>) {
     let CollectorRound { kind, outcome, stuck_threads, quarantined } = round;
-    let was = state.snapshot().collectors.get(&kind).filter(|c| c.collections > 0).map(|c| c.success);
     match state.record(kind, outcome, stuck_threads, quarantined) {
         Some(readings) => host.readings.insert(kind, readings),
         None => host.readings.remove(&kind),
     };
     let snap = state.snapshot();
-    let Some(c) = snap.collectors.get(&kind) else { return };
-    match (c.success, was) {
-        (false, Some(true) | None) => {
-            tracing::warn!(collector = kind.name(), "collector failing: {}", c.error.as_deref().unwrap_or("unknown"))
-        }
-        (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
-        _ => {}
-    }
+    let result = match snap.collectors.get(&kind) {
+        Some(c) if !c.success => Err(c.error.clone().unwrap_or_else(|| "failed".to_owned())),
+        _ => Ok(()),
+    };
+    (kind, result)
 }
 
 /// The journal event of a log source's note.
@@ -188,6 +216,17 @@ fn log_note(note: LogNote, wall: SystemTime) -> Event {
         LogNoteKind::Source => kind::LOG_SOURCE,
     };
     Event::new(wall, severity, kind, note.message)
+}
+
+/// A reconnect decision as the device's history marks it.
+fn reconnect_mark(decision: &Decision) -> String {
+    match decision {
+        Decision::Attempt { step } => format!("reconnect: trying {step}"),
+        Decision::Failed { step } => format!("reconnect {step} failed"),
+        Decision::Recovered { step } => format!("back online after reconnect {step}"),
+        Decision::Opened { step } => format!("reconnect {step} failed; circuit opened"),
+        Decision::Escalate { step } => format!("reconnect {step} failed; reconnects gave up"),
+    }
 }
 
 fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {

@@ -176,6 +176,7 @@ pub async fn reload(
     let reconfigured = Arc::clone(&config);
     shared.evidence.run(move |engine, now, wall| (engine.reconfigure(&reconfigured, now, wall), Vec::new())).await;
     let new = config;
+    shared.state.history.configure(crate::model::history::HistoryLimits::of(&new), SystemTime::now());
     // Asked before the new loops start (their hooks follow the mode asked for), waited for after: the
     // answer to the reload comes once the machine is in line with the new config (a throttle released
     // when actions go off, moved when its target moved), while collection goes on.

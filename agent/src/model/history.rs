@@ -11,8 +11,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
 
-use super::health::State;
-use super::view::DeviceView;
+use super::health::{State, Status};
+use super::view::{ConditionChange, DeviceView};
 
 /// Marks kept per device, newest last; older ones go first. Enough for a flapping condition to show as
 /// such without letting it grow the store.
@@ -40,6 +40,13 @@ impl HistoryLimits {
     /// The most samples one device holds: the span filled at the smallest gap allowed, and one more.
     pub fn max_samples(&self) -> usize {
         (self.span.as_millis() as i64 / self.min_gap_ms()) as usize + 1
+    }
+}
+
+impl HistoryLimits {
+    /// `[history] span` at the global poll interval's resolution.
+    pub fn of(config: &config::Config) -> HistoryLimits {
+        HistoryLimits { span: config.history.span.get(), resolution: config.poll_interval.get() }
     }
 }
 
@@ -264,6 +271,24 @@ impl History {
         store.devices.entry(device.to_owned()).or_default().mark(unix_ms(now), kind, text);
     }
 
+    /// A condition that became true or false (not the first evidence at start, which is no news).
+    pub fn condition(&self, now: SystemTime, change: &ConditionChange) {
+        let c = &change.condition;
+        if c.first_evidence_ok() {
+            return;
+        }
+        let kind = match c.status {
+            Status::True => MarkKind::ConditionSet,
+            Status::False | Status::Unknown => MarkKind::ConditionCleared,
+        };
+        let verb = match c.status {
+            Status::True => "set",
+            Status::False => "cleared",
+            Status::Unknown => "unknown",
+        };
+        self.mark(now, &change.device, kind, &format!("{} {verb}: {}", c.kind.name(), c.reason));
+    }
+
     /// One sample per device from the views of this round, unless its last one is closer than the
     /// resolution allows. Devices no longer among the views (removed by a reload) are forgotten.
     pub fn sample(&self, now: SystemTime, views: &[DeviceView]) {
@@ -302,7 +327,8 @@ impl History {
                 }
                 temps[i] = r.value as f32;
             }
-            let power = (!v.readings.power_watts.is_empty()).then(|| v.readings.power_watts.iter().map(|r| r.value).sum());
+            let power =
+                (!v.readings.power_watts.is_empty()).then(|| v.readings.power_watts.iter().map(|r| r.value).sum());
             d.samples.push_back(Sample {
                 at_ms,
                 temps: Temps::new(temps),
@@ -509,7 +535,8 @@ mod tests {
     fn a_hundred_devices_for_an_hour_at_a_5s_poll_stay_under_the_stated_bound() {
         let h = History::new(HistoryLimits::default());
         let sensors = [("die", 70.0), ("board", 40.0), ("ext0", 30.0), ("ext1", 31.0)];
-        let views: Vec<DeviceView> = (0..100).map(|i| view(&format!("spin5-c0-f0-b{i}"), &sensors, Some(30.0))).collect();
+        let views: Vec<DeviceView> =
+            (0..100).map(|i| view(&format!("spin5-c0-f0-b{i}"), &sensors, Some(30.0))).collect();
         // Rounds every 4 s (the closest kept), for an hour and a half, with marks at every round.
         let mut t = 0.0;
         while t <= 5400.0 {

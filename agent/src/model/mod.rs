@@ -9,6 +9,7 @@ pub(crate) mod health;
 pub(crate) mod history;
 pub(crate) mod operator;
 pub(crate) mod power;
+pub(crate) mod source_health;
 pub(crate) mod spinnaker;
 pub(crate) mod view;
 

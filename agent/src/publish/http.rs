@@ -224,6 +224,9 @@ impl Http {
         // The control socket marks its requests, so that their queries run on its own journal connection.
         let lane = req.extensions().get::<Lane>().copied().unwrap_or(Lane::Http);
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
+            if let Some(id) = id.strip_suffix("/history") {
+                return self.history(id, req.uri().query().unwrap_or(""));
+            }
             return self.device(id, lane).await;
         }
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/devices/")) {
@@ -277,6 +280,19 @@ impl Http {
         // Without a journal the device is still worth showing; the events are then just absent.
         let events = self.events.query(lane, filter).await.unwrap_or_default();
         json(StatusCode::OK, &api::DeviceDetail { device, events })
+    }
+
+    /// One device's recent readings and changes, since `?since=` (default: all that is kept).
+    fn history(&self, id: &str, query: &str) -> Response<Full<Bytes>> {
+        let snap = self.state.snapshot();
+        let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
+            return json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices));
+        };
+        let since = match api::history_since(query) {
+            Ok(since) => since,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+        };
+        json(StatusCode::OK, &history_report(&self.state, device, since, SystemTime::now()))
     }
 
     /// One device as a page to read: the same data as /api/v1/devices/{id}.
@@ -350,6 +366,29 @@ impl Http {
                 "not found; try /metrics, /health, /api/v1/status, /api/v1/devices, /api/v1/events, /-/healthy, /-/ready or /\n",
             ),
         }
+    }
+}
+
+/// A device's history over the last `since` (at most the span kept) up to `now`.
+pub(crate) fn history_report(
+    state: &AgentState,
+    device: &crate::model::DeviceView,
+    since: Option<Duration>,
+    now: SystemTime,
+) -> api::HistoryReport {
+    let limits = state.history.limits();
+    let back = since.map_or(limits.span, |s| s.min(limits.span));
+    let from = now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH);
+    let unix = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    api::HistoryReport {
+        device: device.id.clone(),
+        span_seconds: limits.span.as_secs_f64(),
+        resolution_seconds: limits.resolution.as_secs_f64(),
+        since_unix: unix(from),
+        now_unix: unix(now),
+        temperature_warn_celsius: device.temperature_warn_celsius,
+        temperature_crit_celsius: device.temperature_crit_celsius,
+        history: state.history.device(&device.id, Some(from)).unwrap_or_default(),
     }
 }
 
