@@ -157,6 +157,9 @@ pub struct DeviceStatus {
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
     pub failing: Vec<Failing>,
+    /// The hottest sensor over the last 15 minutes, oldest first, one value per 20 s (null where nothing
+    /// was read): the landing page's sparkline.
+    pub temperature_recent_celsius: Vec<Option<f64>>,
 }
 
 pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> StatusReport {
@@ -179,6 +182,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             needs_hardware_inspection: d.needs_hardware_inspection,
             maintenance: d.maintenance,
             failing: failing(d),
+            temperature_recent_celsius: Vec::new(),
         })
         .collect();
     StatusReport {
@@ -243,6 +247,23 @@ pub struct HistoryReport {
     pub temperature_crit_celsius: f64,
     #[serde(flatten)]
     pub history: DeviceHistoryView,
+}
+
+/// How far back the landing page's sparkline reaches, and how many points it has.
+pub const RECENT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+pub const RECENT_POINTS: usize = 45;
+
+/// The hottest temperature of each of `points` equal slices of [from, to] (unix seconds), None where no
+/// sample falls.
+pub fn bucket_max(h: &DeviceHistoryView, from: f64, to: f64, points: usize) -> Vec<Option<f64>> {
+    let mut out = vec![None; points];
+    let width = (to - from) / points as f64;
+    for s in h.samples.iter().filter(|s| s.time_unix >= from && s.time_unix <= to) {
+        let Some(t) = s.temperature_celsius.values().copied().reduce(f64::max) else { continue };
+        let i = (((s.time_unix - from) / width) as usize).min(points - 1);
+        out[i] = Some(out[i].map_or(t, |m: f64| m.max(t)));
+    }
+    out
 }
 
 /// A history query the agent cannot answer.

@@ -213,7 +213,16 @@ impl Http {
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
             faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
         };
-        api::status(&snap, agent)
+        let mut report = api::status(&snap, agent);
+        let now = SystemTime::now();
+        let unix = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        let from = now.checked_sub(api::RECENT).unwrap_or(std::time::UNIX_EPOCH);
+        for d in &mut report.devices {
+            if let Some(h) = self.state.history.device(&d.id, Some(from)) {
+                d.temperature_recent_celsius = api::bucket_max(&h, unix(from), unix(now), api::RECENT_POINTS);
+            }
+        }
+        report
     }
 
     pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -314,7 +323,12 @@ impl Http {
         respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            Bytes::from(device_page::device_page(device, throttle, events.as_deref().map_err(|e| e.to_string()))),
+            Bytes::from(device_page::device_page(
+                device,
+                throttle,
+                &history_report(&self.state, device, None, SystemTime::now()),
+                events.as_deref().map_err(|e| e.to_string()),
+            )),
         )
     }
 

@@ -7,6 +7,7 @@ pub(crate) mod encode;
 pub mod exposition;
 pub(crate) mod http;
 pub(crate) mod landing;
+pub(crate) mod plot;
 pub(crate) mod spinnaker;
 pub mod state;
 pub(crate) mod webconfig;
