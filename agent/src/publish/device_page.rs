@@ -95,12 +95,20 @@ pub fn device_page(
     // History: the last span drawn, before the present in numbers.
     let _ = write!(
         h,
-        "<h2>Last {} minutes</h2><figure class=\"plot\">{}{}</figure>\
-         <p class=\"muted\">one sample per {} s; the same as JSON: \
+        "<h2>History</h2><figure class=\"plot\">{}{}</figure>\
+         <p class=\"muted\">{}; one sample per {} s at most; the same as JSON: \
          <a href=\"/api/v1/devices/{id}/history\">/api/v1/devices/{id}/history</a></p>",
-        (history.now_unix - history.since_unix).div_euclid(60.0),
         plot::history_svg(history),
         plot::legend(history),
+        {
+            let (from, to) = plot::window(history);
+            let kept = humantime::format_duration(std::time::Duration::from_secs(history.span_seconds as u64));
+            if to - from < history.span_seconds - 1.0 {
+                format!("since the agent's first sample (it keeps up to {kept})")
+            } else {
+                format!("the last {kept}")
+            }
+        },
         history.resolution_seconds
     );
 

@@ -93,6 +93,16 @@ fn ceil_to(v: f64, step: f64) -> f64 {
     (v / step).ceil() * step
 }
 
+/// The time the plot spans: the report's window, or from shortly before the first sample when the agent
+/// has not been running that long (so that a fresh start is not a sliver at the right edge), and at
+/// least a minute.
+pub fn window(r: &HistoryReport) -> (f64, f64) {
+    let to = r.now_unix;
+    let first = r.history.samples.first().map_or(r.since_unix, |s| s.time_unix - r.resolution_seconds);
+    let from = r.since_unix.max(first).min(to - 60.0);
+    (from, to)
+}
+
 /// The device's history as one SVG: temperature per sensor with the warn and critical lines, power,
 /// throttle level as steps, marks for condition changes, throttles and reconnects across all three, and
 /// time (UTC) along the bottom.
@@ -106,7 +116,7 @@ pub fn history_svg(r: &HistoryReport) -> String {
     const AXIS: f64 = THROTTLE.0 + THROTTLE.1;
     const H: f64 = AXIS + 44.0;
     let plot_w = W - LEFT - RIGHT;
-    let (from, to) = (r.since_unix, r.now_unix.max(r.since_unix + 1.0));
+    let (from, to) = window(r);
     let x = |t: f64| LEFT + (t - from) / (to - from) * plot_w;
     let mut s = String::new();
     let _ = write!(
@@ -147,9 +157,10 @@ pub fn history_svg(r: &HistoryReport) -> String {
             s,
             "<line id=\"{id}\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" \
              stroke-width=\"1.5\" stroke-dasharray=\"6 4\" data-celsius=\"{value:.1}\"/>\
-             <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"{colour}\">{name} {value:.1} °C</text>",
+             <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{name} {value:.1} °C</text>",
             LEFT + plot_w,
-            LEFT + plot_w - 4.0,
+            // On the left, where the oldest readings are: the newest, on the right, matter most.
+            LEFT + 4.0,
             y - 4.0
         );
     }
@@ -286,7 +297,7 @@ pub fn history_svg(r: &HistoryReport) -> String {
 
     // Time along the bottom: a tick every "round" interval that gives at most 8 of them.
     let span = to - from;
-    let step = [60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0]
+    let step = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0]
         .into_iter()
         .find(|step| span / step <= 8.0)
         .unwrap_or(21600.0);
@@ -299,7 +310,7 @@ pub fn history_svg(r: &HistoryReport) -> String {
              <text class=\"tick\" x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1f2328\">{}</text>",
             AXIS + 5.0,
             AXIS + 18.0,
-            hhmm(t)
+            if step < 60.0 { hhmmss(t) } else { hhmm(t) }
         );
         t += step;
     }
