@@ -296,7 +296,9 @@ impl History {
         let mut store = self.lock();
         let limits = store.limits;
         let cutoff = at_ms - limits.span.as_millis() as i64;
-        store.devices.retain(|id, _| views.iter().any(|v| &v.id == id));
+        // A set, not a scan per device: a SpiNNaker machine has over a thousand boards.
+        let ids: std::collections::BTreeSet<&str> = views.iter().map(|v| v.id.as_str()).collect();
+        store.devices.retain(|id, _| ids.contains(id.as_str()));
         for v in views {
             let d = match store.devices.get_mut(&v.id) {
                 Some(d) => d,
@@ -311,13 +313,11 @@ impl History {
                     continue;
                 }
             }
-            // Room made before the push, so the reserved capacity is never outgrown (and doubled).
+            // Room made before the push: a full history never grows its buffer further. The buffer grows
+            // as samples come (a fresh start holds little), to at most the next power of two.
             d.forget_before(cutoff, &limits);
             while d.samples.len() >= limits.max_samples() {
                 d.samples.pop_front();
-            }
-            if d.samples.capacity() == 0 {
-                d.samples.reserve_exact(limits.max_samples());
             }
             let mut temps = vec![ABSENT; d.sensors.len()];
             for r in &v.readings.temperature_celsius {
@@ -556,5 +556,8 @@ mod tests {
         assert!(bytes < 8 << 20, "{bytes} bytes");
         // And the count is not a fiction: at least the samples' own size.
         assert!(bytes > 100 * 901 * std::mem::size_of::<Sample>(), "{bytes} bytes");
+        // A reload to a shorter span gives the memory back.
+        h.configure(HistoryLimits { span: Duration::from_secs(600), ..HistoryLimits::default() }, at(t));
+        assert!(h.bytes() < bytes / 2, "{} bytes after a 10 min span", h.bytes());
     }
 }
