@@ -101,6 +101,10 @@ fn a_refused_spalloc_login_is_in_status_diagnose_the_log_the_journal_and_the_pag
     assert!(out.contains("spalloc_credentials_file"), "the runbook step names what to check: {out}");
     assert!(!out.contains("no findings"), "{out}");
 
+    let (code, out, _) = agentctl(&agent, &["status"]);
+    assert!(out.contains("spalloc spin5 failing since "), "agentctl status says so too: {out}");
+    assert_eq!(code, 0, "the devices are healthy; the source is diagnose's finding: {out}");
+
     let page = agent.get("/").body;
     let section = page.split_once("id=\"sources-failing\"").map(|(_, s)| s).expect("the page lists failing sources");
     assert!(section.contains("spalloc") && section.contains("spin5"), "{section}");
@@ -169,4 +173,35 @@ fn a_silent_bmp_is_a_failing_source_of_its_board() {
     let (code, out, _) = agentctl(&agent, &["diagnose"]);
     assert!(code >= 1, "{out}");
     assert!(out.contains(&format!("source bmp {}", bmps[0])), "{out}");
+}
+
+#[test]
+fn a_spalloc_certificate_that_does_not_verify_is_a_failing_source() {
+    let bmp = BmpSim::start(1).unwrap();
+    let options =
+        || RestOptions { users: vec![("monitor".into(), "Right-Pw-71x".into())], tokens: Vec::new(), page: 2 };
+    let sim = SpallocRestSim::start(options()).unwrap();
+    // Another server's CA: the service's certificate does not verify against it.
+    let other = SpallocRestSim::start(options()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("spalloc.cred");
+    std::fs::write(&creds, RIGHT).unwrap();
+    let toml = config(
+        &bmp.addr().to_string(),
+        &sim.url(),
+        &other.ca_file().display().to_string(),
+        &creds.display().to_string(),
+    )
+    .replace("boards = 3", "boards = 1");
+    let fs = FakeSysfs::new();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &toml);
+    agent.wait_ready();
+    agent.wait_for("spalloc spin5 failing", || failing(&agent, "spalloc", "spin5").is_some());
+    let reason = failing(&agent, "spalloc", "spin5").unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("TLS: invalid peer certificate"), "the reason says the certificate: {reason}");
+    assert!(!sim.requests().iter().any(|r| r.ends_with("/system/perform_login")), "no login over an unverified link");
+    let (code, out, _) = agentctl(&agent, &["diagnose"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("source spalloc spin5") && out.contains("spalloc_ca_file"), "{out}");
+    assert!(!out.contains("Right-Pw-71x") && !agent.get("/api/v1/status").body.contains("Right-Pw-71x"));
 }

@@ -340,6 +340,17 @@ fn status_text(v: &Value, style: Style) -> String {
             c["error"].as_str().unwrap_or("")
         );
     }
+    // Collectors are listed just above, with their error.
+    for f in v["sources_failing"].as_array().into_iter().flatten().filter(|f| f["source"] != "collector") {
+        let _ = writeln!(
+            out,
+            "{} {} failing since {}: {}",
+            f["source"].as_str().unwrap_or("?"),
+            f["name"].as_str().unwrap_or("?"),
+            render::ago(f["since"].as_f64()),
+            f["reason"].as_str().unwrap_or("")
+        );
+    }
     if let Some(j) = agent["journal_unavailable"].as_str() {
         let _ = writeln!(out, "event journal unavailable: {j}");
     } else if let Some(j) = agent["journal_degraded"].as_str() {
