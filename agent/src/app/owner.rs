@@ -136,8 +136,7 @@ pub fn decide(
 ) {
     let Effects { state, events, actions } = effects;
     // Throttle levels first, so that this round's history samples carry the level in force.
-    let throttle = actions.views();
-    state.history.throttle_levels(wall, throttle.iter().map(|t| (t.device.as_str(), t.level)));
+    state.history.throttle_levels(wall, actions.views().iter().map(|t| (t.device.as_str(), t.level)));
     let mut moved = !quiet || !changes.is_empty();
     if engine.has_work() {
         for (device, expired) in engine.expire_overrides(wall) {
@@ -179,7 +178,7 @@ pub fn decide(
         // Events recorded elsewhere (the actions thread, hooks) still show in accel_events_total at once.
         state.publish_event_counts(events.counts(), events.dropped());
     }
-    state.publish_throttle(throttle);
+    state.publish_throttle(actions.views());
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for

@@ -256,7 +256,11 @@ impl History {
         let mut store = self.lock();
         for (device, level) in levels {
             let level = u8::try_from(level).unwrap_or(NO_LEVEL - 1);
-            let d = store.devices.entry(device.to_owned()).or_default();
+            // Looked up first: this runs every decision round, and the key is allocated only once.
+            let d = match store.devices.get_mut(device) {
+                Some(d) => d,
+                None => store.devices.entry(device.to_owned()).or_default(),
+            };
             match d.throttle {
                 Some(was) if was != level => d.mark(at_ms, MarkKind::Throttle, &format!("throttle {was} → {level}")),
                 _ => {}
