@@ -205,3 +205,32 @@ fn a_spalloc_certificate_that_does_not_verify_is_a_failing_source() {
     assert!(out.contains("source spalloc spin5") && out.contains("spalloc_ca_file"), "{out}");
     assert!(!out.contains("Right-Pw-71x") && !agent.get("/api/v1/status").body.contains("Right-Pw-71x"));
 }
+
+#[test]
+fn a_followed_log_replaced_by_a_symlink_is_a_failing_source_until_a_file_is_back() {
+    let logs = tempfile::tempdir().unwrap();
+    let log = logs.path().join("loihi0.log");
+    std::fs::write(&log, "").unwrap();
+    let toml = format!(
+        "poll_interval = \"200ms\"\n[discovery]\nenabled = false\n{}\
+         [[device]]\nid = \"loihi0\"\nkind = \"loihi\"\n[[device.log]]\npath = \"{}\"\n",
+        common::host_collectors_off(),
+        log.display()
+    );
+    let fs = FakeSysfs::new();
+    let (agent, _cfg) = Agent::with_config(fs.root(), &toml);
+    agent.wait_ready();
+    let name = format!("loihi0/{}", log.display());
+    assert!(failing(&agent, "log", &name).is_none());
+    std::fs::remove_file(&log).unwrap();
+    std::os::unix::fs::symlink("/etc/hostname", &log).unwrap();
+    agent.wait_for("the log among the failing sources", || failing(&agent, "log", &name).is_some());
+    let reason = failing(&agent, "log", &name).unwrap()["reason"].as_str().unwrap().to_owned();
+    assert!(reason.contains("symbolic link"), "{reason}");
+    let (code, out, _) = agentctl(&agent, &["diagnose"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains(&format!("source log {name}")) && out.contains("not a symbolic link"), "{out}");
+    std::fs::remove_file(&log).unwrap();
+    std::fs::write(&log, "").unwrap();
+    agent.wait_for("the log off the list", || failing(&agent, "log", &name).is_none());
+}
