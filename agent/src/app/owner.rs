@@ -64,8 +64,8 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
                 Evidence::Collected(round) => {
-                    let (kind, result) = collected(round, &mut host, &effects.state);
-                    sources.collector(kind, result, &effects.events, wall);
+                    let (kind, failing) = collected(round, &mut host, &effects.state);
+                    sources.collector(kind, failing, &effects.events, wall);
                 }
                 Evidence::Spinnaker(boards) => {
                     sources.spinnaker(&boards, &effects.events, wall);
@@ -182,24 +182,20 @@ pub fn decide(
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for
-/// the devices to bind. Returns how the round went, for the failing sources (which log a collector that
+/// the devices to bind. Returns why the round failed (None: it did not), for the failing sources (which log a collector that
 /// starts or stops failing once, not once per round).
-fn collected(
-    round: CollectorRound,
-    host: &mut HostEvidence,
-    state: &AgentState,
-) -> (CollectorKind, Result<(), String>) {
+fn collected(round: CollectorRound, host: &mut HostEvidence, state: &AgentState) -> (CollectorKind, Option<String>) {
     let CollectorRound { kind, outcome, stuck_threads, quarantined } = round;
     match state.record(kind, outcome, stuck_threads, quarantined) {
         Some(readings) => host.readings.insert(kind, readings),
         None => host.readings.remove(&kind),
     };
     let snap = state.snapshot();
-    let result = match snap.collectors.get(&kind) {
-        Some(c) if !c.success => Err(c.error.clone().unwrap_or_else(|| "failed".to_owned())),
-        _ => Ok(()),
+    let failing = match snap.collectors.get(&kind) {
+        Some(c) if !c.success => Some(c.error.clone().unwrap_or_else(|| "failed".to_owned())),
+        _ => None,
     };
-    (kind, result)
+    (kind, failing)
 }
 
 /// The journal event of a log source's note.

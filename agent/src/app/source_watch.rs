@@ -21,10 +21,11 @@ pub struct SourceWatch {
 }
 
 impl SourceWatch {
-    /// A collector's round, as `AgentState::record` judged it (a hung file counts as failing).
-    pub fn collector(&mut self, kind: CollectorKind, result: Result<(), String>, events: &Events, now: SystemTime) {
+    /// A collector's round, as `AgentState::record` judged it (a hung file counts as failing): why it
+    /// failed, or None.
+    pub fn collector(&mut self, kind: CollectorKind, failing: Option<String>, events: &Events, now: SystemTime) {
         let id = SourceId { kind: SourceKind::Collector, name: kind.name().to_owned() };
-        let t = self.health.observe(id, result, now);
+        let t = self.health.observe(id, failing, now);
         apply(t, events, now);
     }
 
@@ -45,11 +46,7 @@ impl SourceWatch {
             return;
         }
         let id = SourceId { kind: SourceKind::Probe, name: format!("{device}/{}", result.probe) };
-        let outcome = if result.success {
-            Ok(())
-        } else {
-            Err(format!("{} {}", result.status, result.message).trim().to_owned())
-        };
+        let outcome = (!result.success).then(|| format!("{} {}", result.status, result.message).trim().to_owned());
         // The probe's failing streak is journalled by the engine already (probe_failing); its end is not.
         match self.health.observe(id, outcome, now) {
             Some(Transition::Failing { id, reason }) => log_failing(&id, &reason),
@@ -65,8 +62,8 @@ impl SourceWatch {
         }
         let id = SourceId { kind: SourceKind::Log, name: format!("{device}/{}", note.source) };
         let outcome = match note.severity {
-            EventSeverity::Info => Ok(()),
-            _ => Err(note.message.clone()),
+            EventSeverity::Info => None,
+            _ => Some(note.message.clone()),
         };
         let _ = self.health.observe(id, outcome, now);
     }

@@ -76,23 +76,23 @@ pub struct SourceHealth {
 }
 
 impl SourceHealth {
-    /// What one source said now: `Err(reason)` while it fails.
-    pub fn observe(&mut self, id: SourceId, result: Result<(), String>, now: SystemTime) -> Option<Transition> {
-        match (result, self.failing.get_mut(&id)) {
-            (Err(reason), Some((_, was))) => {
+    /// What one source said now: why it fails, or None while it answers.
+    pub fn observe(&mut self, id: SourceId, failing: Option<String>, now: SystemTime) -> Option<Transition> {
+        match (failing, self.failing.get_mut(&id)) {
+            (Some(reason), Some((_, was))) => {
                 // Still failing: the reason shown follows, the log and journal do not.
                 *was = reason;
                 None
             }
-            (Err(reason), None) => {
+            (Some(reason), None) => {
                 self.failing.insert(id.clone(), (now, reason.clone()));
                 Some(Transition::Failing { id, reason })
             }
-            (Ok(()), Some(_)) => {
+            (None, Some(_)) => {
                 let (since, _) = self.failing.remove(&id)?;
                 Some(Transition::Recovered { id, since })
             }
-            (Ok(()), None) => None,
+            (None, None) => None,
         }
     }
 
@@ -109,17 +109,17 @@ impl SourceHealth {
         self.forget(SourceKind::Spalloc, |name| snap.machines.contains_key(name));
         let boards = snap.boards.iter().map(|(id, b)| {
             let result = match (&b.error, b.bmp_alive) {
-                (Some(e), _) => Err(e.clone()),
-                (None, false) => Err("the BMP did not answer".to_owned()),
-                (None, true) => Ok(()),
+                (Some(e), _) => Some(e.clone()),
+                (None, false) => Some("the BMP did not answer".to_owned()),
+                (None, true) => None,
             };
             (SourceId { kind: SourceKind::Bmp, name: id.clone() }, result)
         });
         let machines = snap.machines.iter().map(|(name, m)| {
             let result = match (&m.error, m.spalloc_up) {
-                (Some(e), _) => Err(e.clone()),
-                (None, false) => Err("spalloc did not answer".to_owned()),
-                (None, true) => Ok(()),
+                (Some(e), _) => Some(e.clone()),
+                (None, false) => Some("spalloc did not answer".to_owned()),
+                (None, true) => None,
             };
             (SourceId { kind: SourceKind::Spalloc, name: name.clone() }, result)
         });
@@ -155,15 +155,15 @@ mod tests {
     fn one_transition_per_change_not_per_poll_and_since_stays() {
         let mut h = SourceHealth::default();
         let id = SourceId { kind: SourceKind::Collector, name: "hwmon".into() };
-        assert_eq!(h.observe(id.clone(), Ok(()), t(0)), None);
-        let first = h.observe(id.clone(), Err("read failed".into()), t(5));
+        assert_eq!(h.observe(id.clone(), None, t(0)), None);
+        let first = h.observe(id.clone(), Some("read failed".into()), t(5));
         assert_eq!(first, Some(Transition::Failing { id: id.clone(), reason: "read failed".into() }));
-        assert_eq!(h.observe(id.clone(), Err("still failing".into()), t(10)), None);
+        assert_eq!(h.observe(id.clone(), Some("still failing".into()), t(10)), None);
         let failing = h.failing();
         assert_eq!(failing.len(), 1);
         assert_eq!((failing[0].since, failing[0].reason.as_str()), (t(5), "still failing"));
-        assert_eq!(h.observe(id.clone(), Ok(()), t(15)), Some(Transition::Recovered { id: id.clone(), since: t(5) }));
-        assert_eq!(h.observe(id, Ok(()), t(20)), None);
+        assert_eq!(h.observe(id.clone(), None, t(15)), Some(Transition::Recovered { id: id.clone(), since: t(5) }));
+        assert_eq!(h.observe(id, None, t(20)), None);
         assert!(h.failing().is_empty());
     }
 
