@@ -234,3 +234,35 @@ fn a_followed_log_replaced_by_a_symlink_is_a_failing_source_until_a_file_is_back
     std::fs::write(&log, "").unwrap();
     agent.wait_for("the log off the list", || failing(&agent, "log", &name).is_none());
 }
+
+#[test]
+fn a_hung_collector_is_a_failing_source_logged_once_and_recovers() {
+    let fs = FakeSysfs::new();
+    fs.hwmon(0, Some("board"), Some("devices/platform/board.0")).attr("temp1_input", "45000");
+    // Rediscovery every second, so that the agent sees the file swapped below (as in tests/hang.rs).
+    let toml = "poll_interval = \"200ms\"\n[collectors]\nrediscover_interval = \"1s\"\n\
+                [collectors.hwmon]\ntimeout = \"100ms\"\n";
+    let (agent, _cfg) = Agent::with_config(fs.root(), toml);
+    agent.wait_ready();
+    assert!(failing(&agent, "collector", "hwmon").is_none());
+    // The attribute becomes a FIFO: its read hangs, the collector fails and skips it from then on.
+    fs.fifo("devices/platform/board.0/hwmon/hwmon0/temp1_input");
+    agent.wait_for("hwmon among the failing sources", || failing(&agent, "collector", "hwmon").is_some());
+    let since = failing(&agent, "collector", "hwmon").unwrap()["since"].clone();
+    // A second and more of failed rounds (one per 200 ms): the same streak.
+    let uptime = |agent: &Agent| status(agent)["agent"]["uptime_seconds"].as_f64().unwrap();
+    let started = uptime(&agent);
+    agent.wait_for("a second of failed rounds", || uptime(&agent) > started + 1.5);
+    assert_eq!(failing(&agent, "collector", "hwmon").unwrap()["since"], since);
+    fs.remove("devices/platform/board.0/hwmon/hwmon0/temp1_input");
+    fs.write("devices/platform/board.0/hwmon/hwmon0/temp1_input", "47000\n");
+    agent.wait_for("hwmon recovered", || failing(&agent, "collector", "hwmon").is_none());
+    agent.wait_for("the recovery journalled", || {
+        agent.get("/api/v1/events?kind=source_recovered").body.contains("collector hwmon recovered")
+    });
+    let logs: Vec<String> = agent.stderr.try_iter().collect();
+    let warns = logs.iter().filter(|l| l.contains("collector hwmon failing")).count();
+    assert_eq!(warns, 1, "one WARN line for the streak: {logs:#?}");
+    let failed: Value = serde_json::from_str(&agent.get("/api/v1/events?kind=source_failing").body).unwrap();
+    assert_eq!(failed.as_array().unwrap().len(), 1, "{failed:#}");
+}
