@@ -352,6 +352,28 @@ impl History {
         std::mem::size_of::<History>() + store.devices.iter().map(|(id, d)| d.bytes(id)).sum::<usize>()
     }
 
+    /// The hottest temperature of a device in each of `points` equal slices of [from, to], None where no
+    /// sample falls: a sparkline, read from the store directly (the status answers it for every device,
+    /// and building whole samples for a thousand boards every few seconds would cost far more).
+    pub fn recent_max(&self, device: &str, from: SystemTime, to: SystemTime, points: usize) -> Vec<Option<f64>> {
+        let mut out = vec![None; points];
+        let (from, to) = (unix_ms(from), unix_ms(to));
+        if points == 0 || to <= from {
+            return out;
+        }
+        let store = self.lock();
+        let Some(d) = store.devices.get(device) else { return out };
+        for s in d.samples.iter().filter(|s| s.at_ms >= from && s.at_ms <= to) {
+            let Some(t) = s.temps.as_slice().iter().copied().filter(|t| !t.is_nan()).reduce(f32::max) else {
+                continue;
+            };
+            let i = (((s.at_ms - from) as u128 * points as u128 / (to - from) as u128) as usize).min(points - 1);
+            let t = f64::from(t);
+            out[i] = Some(out[i].map_or(t, |m: f64| m.max(t)));
+        }
+        out
+    }
+
     /// A device's history since `since` (all of it when None), or None for a device it has nothing of.
     pub fn device(&self, device: &str, since: Option<SystemTime>) -> Option<DeviceHistoryView> {
         let store = self.lock();
@@ -396,17 +418,6 @@ pub struct DeviceHistoryView {
     pub samples: Vec<HistorySample>,
     /// Oldest first.
     pub marks: Vec<HistoryMark>,
-}
-
-impl DeviceHistoryView {
-    /// The hottest sensor of each sample since `from_unix`, absent where none was read.
-    pub fn max_temperatures(&self, from_unix: f64) -> Vec<Option<f64>> {
-        self.samples
-            .iter()
-            .filter(|s| s.time_unix >= from_unix)
-            .map(|s| s.temperature_celsius.values().copied().reduce(f64::max))
-            .collect()
-    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -491,7 +502,8 @@ mod tests {
         assert_eq!(d.samples[1].temperature_celsius.get("die"), Some(&86.0));
         assert_eq!(d.samples[1].temperature_celsius.get("board"), None, "not read: absent, not 0");
         assert_eq!(d.samples[1].power_watts, None, "no power reading: absent, not 0");
-        assert_eq!(d.max_temperatures(0.0), [Some(70.5), Some(86.0)]);
+        assert_eq!(h.recent_max("loihi0", at(-5.0), at(5.0), 4), [None, None, Some(70.5), Some(86.0)]);
+        assert_eq!(h.recent_max("photon0", at(-5.0), at(5.0), 2), [None, None]);
         assert!(h.device("photon0", None).is_none());
     }
 

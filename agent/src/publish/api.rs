@@ -253,19 +253,6 @@ pub struct HistoryReport {
 pub const RECENT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
 pub const RECENT_POINTS: usize = 45;
 
-/// The hottest temperature of each of `points` equal slices of [from, to] (unix seconds), None where no
-/// sample falls.
-pub fn bucket_max(h: &DeviceHistoryView, from: f64, to: f64, points: usize) -> Vec<Option<f64>> {
-    let mut out = vec![None; points];
-    let width = (to - from) / points as f64;
-    for s in h.samples.iter().filter(|s| s.time_unix >= from && s.time_unix <= to) {
-        let Some(t) = s.temperature_celsius.values().copied().reduce(f64::max) else { continue };
-        let i = (((s.time_unix - from) / width) as usize).min(points - 1);
-        out[i] = Some(out[i].map_or(t, |m: f64| m.max(t)));
-    }
-    out
-}
-
 /// A history query the agent cannot answer.
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum HistoryQueryError {

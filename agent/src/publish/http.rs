@@ -215,12 +215,9 @@ impl Http {
         };
         let mut report = api::status(&snap, agent);
         let now = SystemTime::now();
-        let unix = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         let from = now.checked_sub(api::RECENT).unwrap_or(std::time::UNIX_EPOCH);
         for d in &mut report.devices {
-            if let Some(h) = self.state.history.device(&d.id, Some(from)) {
-                d.temperature_recent_celsius = api::bucket_max(&h, unix(from), unix(now), api::RECENT_POINTS);
-            }
+            d.temperature_recent_celsius = self.state.history.recent_max(&d.id, from, now, api::RECENT_POINTS);
         }
         report
     }
