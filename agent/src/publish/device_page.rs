@@ -96,7 +96,7 @@ pub fn device_page(
     let _ = write!(
         h,
         "<h2>History</h2><figure class=\"plot\">{}{}</figure>\
-         <p class=\"muted\">{}; one sample per {} s at most; the same as JSON: \
+         <p class=\"muted\">{}; about one sample per {} s; the same as JSON: \
          <a href=\"/api/v1/devices/{id}/history\">/api/v1/devices/{id}/history</a></p>",
         plot::history_svg(history),
         plot::legend(history),
