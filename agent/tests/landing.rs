@@ -5,59 +5,13 @@
 
 mod common;
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use accel_e2e::demo_host::DemoHost;
 use accel_e2e::sysfs_tree::FakeSysfs;
-use common::{Agent, require_tool};
+use common::{Agent, chromium, element, require_tool};
 use serde_json::Value;
-
-/// Runs chromium headless on `url` with `mode` (`--dump-dom` or `--screenshot=FILE`), letting the page's
-/// timers and fetches run for `budget_ms` of virtual time; killed if it takes longer than a minute.
-fn chromium(profile: &Path, url: &str, mode: &str, budget_ms: u64) -> String {
-    let mut child = Command::new("chromium")
-        .args(["--headless", "--no-sandbox", "--disable-gpu", "--no-first-run", "--window-size=1400,1000"])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .arg(format!("--virtual-time-budget={budget_ms}"))
-        .arg(mode)
-        .arg(url)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start chromium");
-    let mut stdout = child.stdout.take().expect("stdout piped");
-    let reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stdout.read_to_string(&mut out);
-        out
-    });
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = child.try_wait().expect("wait for chromium") {
-            assert!(status.success(), "chromium {mode} {url}: {status}");
-            break;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("chromium {mode} {url} did not finish within 60 s");
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    reader.join().expect("stdout reader")
-}
-
-/// The inner HTML of the element `<tag id="id" ...>...</tag>` (first match; tables here do not nest).
-fn element<'a>(dom: &'a str, tag: &str, id: &str) -> &'a str {
-    let open = format!("<{tag} id=\"{id}\"");
-    let start = dom.find(&open).unwrap_or_else(|| panic!("no {open} in the page"));
-    let body = &dom[start..];
-    let end = body.find(&format!("</{tag}>")).expect("closing tag");
-    &body[..end]
-}
 
 fn rows(table: &str) -> Vec<&str> {
     let body = table.split_once("<tbody>").map_or("", |(_, b)| b);

@@ -44,6 +44,8 @@ pub struct Config {
     pub http: Http,
     /// SpiNNaker machines: every board becomes a `spinnaker-board` device bound to its BMP.
     pub spinnaker: crate::spinnaker::Spinnaker,
+    /// What each device's recent readings and state changes are kept for (the plots and the history API).
+    pub history: History,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -99,6 +101,25 @@ impl Default for Http {
     }
 }
 
+/// How long a history span may be: 1 min .. 24 h. The memory it takes grows with it (docs/performance.md).
+pub type HistorySpan = crate::duration::BoundedDuration<60_000, 86_400_000>;
+
+/// Each device's recent readings and state changes, kept in memory.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct History {
+    /// How far back the history reaches; samples are kept at the poll interval's resolution.
+    pub span: HistorySpan,
+}
+
+pub const DEFAULT_HISTORY_SPAN: HistorySpan = HistorySpan::from_millis(3_600_000);
+
+impl Default for History {
+    fn default() -> Self {
+        History { span: DEFAULT_HISTORY_SPAN }
+    }
+}
+
 impl Default for Discovery {
     fn default() -> Self {
         Discovery { enabled: true }
@@ -119,6 +140,7 @@ impl Default for Config {
             control: Control::default(),
             http: Http::default(),
             spinnaker: crate::spinnaker::Spinnaker::default(),
+            history: History::default(),
             devices: Vec::new(),
         }
     }

@@ -50,7 +50,7 @@ impl de::Error for WalkError {
 
 /// String values to offer a string-typed key, in turn: a duration, an address, anything. Types that parse
 /// their string (durations, socket addresses) reject some; the walk retries that key with the next.
-const STRING_CANDIDATES: &[&str] = &["1s", "127.0.0.1:9860", "x"];
+const STRING_CANDIDATES: &[&str] = &["1s", "1h", "127.0.0.1:9860", "x"];
 
 struct Walker<'a> {
     path: String,

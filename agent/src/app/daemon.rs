@@ -61,6 +61,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     });
     let settings = schedule::enabled(&config);
     let state = AgentState::new(settings.iter().map(|s| (s.kind, s.interval, s.timeout)));
+    state.history.configure(crate::model::history::HistoryLimits::of(&config), std::time::SystemTime::now());
     // Pre-initialised before anything listens, so that every scrape has every reason, from 0.
     state.publish_control_refused(crate::control::refusals::Refusals::default().totals());
     let listener = http::bind(config.listen)

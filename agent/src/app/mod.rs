@@ -13,3 +13,4 @@ pub(crate) mod owner;
 pub(crate) mod reload;
 pub(crate) mod scan;
 pub(crate) mod sdnotify;
+pub(crate) mod source_watch;

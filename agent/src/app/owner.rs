@@ -14,6 +14,7 @@ use config::{CollectorKind, EventSeverity};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::source_watch::SourceWatch;
 use crate::effects::actions::{Actions, ActionsMode, ActionsStatus};
 use crate::effects::events::Events;
 use crate::effects::faults::AgentFault;
@@ -21,6 +22,7 @@ use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::{
     AgentNews, CollectorRound, Evidence, EvidenceRx, EvidenceTx, HostEvidence, LogNote, LogNoteKind,
 };
+use crate::model::history::MarkKind;
 use crate::model::operator::Expired;
 use crate::model::{ConditionChange, DeviceEngine};
 use crate::policy::reconnect::Decision;
@@ -42,6 +44,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
     let mut host = HostEvidence::default();
     // Collectors whose last round could not read for want of the agent's own descriptors.
     let mut cannot_read: BTreeSet<CollectorKind> = BTreeSet::new();
+    let mut sources = SourceWatch::default();
     let mut ticks = tokio::time::interval(DECIDE_EVERY);
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
     loop {
@@ -63,12 +66,14 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
         });
         let mut changes = Vec::new();
         let mut flushed = Vec::new();
+        let mut commanded = false;
         for e in batch {
             let (now, wall) = (Instant::now(), SystemTime::now());
             match e {
                 Evidence::Collected(round) => {
                     let kind = round.kind;
-                    let fault = collected(round, &mut host, &effects, wall);
+                    let (fault, failing) = collected(round, &mut host, &effects, wall);
+                    sources.collector(kind, failing, &effects.events, wall);
                     if fault {
                         cannot_read.insert(kind)
                     } else {
@@ -77,11 +82,13 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                     engine.set_agent_cannot_read(!cannot_read.is_empty());
                 }
                 Evidence::Spinnaker(boards) => {
+                    sources.spinnaker(&boards, &effects.events, wall);
                     effects.state.publish_spinnaker(Arc::clone(&boards));
                     host.spinnaker = Some(boards);
                 }
                 Evidence::Collectors(enabled) => {
                     effects.state.configure_collectors(&enabled);
+                    sources.collectors_enabled(&enabled.iter().map(|(k, _, _)| *k).collect::<Vec<_>>());
                     host.readings.retain(|kind, _| enabled.iter().any(|(k, _, _)| k == kind));
                 }
                 Evidence::Probe { device, result } => {
@@ -89,6 +96,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                         let what = format!("probe {} of {device}", result.probe);
                         effects.state.faults.record(fault, &what, &effects.events, wall);
                     }
+                    sources.probe(&device, &result, &effects.events, wall);
                     let applied = engine.apply_probe(&device, result, now, wall);
                     changes.extend(applied.changes);
                     if let Some(message) = applied.failing {
@@ -98,18 +106,28 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                 }
                 Evidence::Log { device, update, notes } => {
                     for note in notes {
+                        sources.log(&device, &note, wall);
                         effects.events.record(log_note(note, wall).on_device(&device));
                     }
                     if let Some(update) = update {
                         changes.extend(engine.apply_log(&device, update, now, wall));
                     }
                 }
-                Evidence::Command(command) => changes.extend(command(&mut engine, now, wall)),
+                Evidence::Command(command) => {
+                    changes.extend(command(&mut engine, now, wall));
+                    commanded = true;
+                }
                 Evidence::Agent(news) => publish_news(news, &effects.state),
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
         decide(&mut engine, &host, changes, &effects, quiet, Instant::now(), SystemTime::now());
+        if commanded {
+            // A reload may have removed devices, and with them their probes and logs.
+            let snap = effects.state.snapshot();
+            sources.devices(|id| snap.devices.iter().any(|d| d.id == id));
+        }
+        sources.publish(&effects.state);
         for done in flushed {
             let _ = done.send(());
         }
@@ -132,6 +150,8 @@ pub fn decide(
     wall: SystemTime,
 ) {
     let Effects { state, events, actions } = effects;
+    // Throttle levels first, so that this round's history samples carry the level in force.
+    state.history.throttle_levels(wall, actions.views().iter().map(|t| (t.device.as_str(), t.level)));
     let mut moved = !quiet || !changes.is_empty();
     if engine.has_work() {
         for (device, expired) in engine.expire_overrides(wall) {
@@ -150,6 +170,7 @@ pub fn decide(
     }
     for change in &changes {
         events.condition_changed(change, wall);
+        state.history.condition(wall, change);
     }
     moved |= !changes.is_empty();
     if actions.active() {
@@ -159,12 +180,15 @@ pub fn decide(
             moved = true;
         }
         for (device, decision) in engine.reconnect_decisions(now, wall) {
+            state.history.mark(wall, &device, MarkKind::Reconnect, &reconnect_mark(&decision));
             reconnect_decision(&device, decision, actions, events, wall);
             moved = true;
         }
     }
     if moved {
-        state.publish_devices(engine.views(wall), events.counts(), events.dropped());
+        let views = engine.views(wall);
+        state.history.sample(wall, &views);
+        state.publish_devices(views, events.counts(), events.dropped());
     } else {
         // Events recorded elsewhere (the actions thread, hooks) still show in accel_events_total at once.
         state.publish_event_counts(events.counts(), events.dropped());
@@ -173,15 +197,20 @@ pub fn decide(
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for
-/// the devices to bind. A collector that starts or stops failing is one log line, not one per round.
-/// A round whose reads failed for want of the agent's own descriptors is published as read (the metrics
-/// show what could be read) but is no evidence about the devices: they keep the readings they had, and
-/// the fault is the agent's. Returns whether it was such a round.
-fn collected(round: CollectorRound, host: &mut HostEvidence, effects: &Effects, wall: SystemTime) -> bool {
+/// the devices to bind. Returns whether the round was the agent's own trouble, and why it failed (None: it
+/// did not), for the failing sources (which log a collector that starts or stops failing once, not once
+/// per round). A round whose reads failed for want of the agent's own descriptors is published as read
+/// (the metrics show what could be read) but is no evidence about the devices: they keep the readings
+/// they had, and the fault is the agent's.
+fn collected(
+    round: CollectorRound,
+    host: &mut HostEvidence,
+    effects: &Effects,
+    wall: SystemTime,
+) -> (bool, Option<String>) {
     let CollectorRound { kind, outcome, stuck_threads, quarantined } = round;
     let state = &effects.state;
     let fault = outcome.agent_fault();
-    let was = state.snapshot().collectors.get(&kind).filter(|c| c.collections > 0).map(|c| c.success);
     let readings = state.record(kind, outcome, stuck_threads, quarantined);
     if fault {
         let what = format!("reading the {} collector's files", kind.name());
@@ -193,15 +222,11 @@ fn collected(round: CollectorRound, host: &mut HostEvidence, effects: &Effects, 
         };
     }
     let snap = state.snapshot();
-    let Some(c) = snap.collectors.get(&kind) else { return fault };
-    match (c.success, was) {
-        (false, Some(true) | None) => {
-            tracing::warn!(collector = kind.name(), "collector failing: {}", c.error.as_deref().unwrap_or("unknown"))
-        }
-        (true, Some(false)) => tracing::info!(collector = kind.name(), "collector recovered"),
-        _ => {}
-    }
-    fault
+    let failing = match snap.collectors.get(&kind) {
+        Some(c) if !c.success => Some(c.error.clone().unwrap_or_else(|| "failed".to_owned())),
+        _ => None,
+    };
+    (fault, failing)
 }
 
 fn publish_news(news: AgentNews, state: &AgentState) {
@@ -259,6 +284,17 @@ fn log_note(note: LogNote, wall: SystemTime) -> Event {
         LogNoteKind::Source => kind::LOG_SOURCE,
     };
     Event::new(wall, severity, kind, note.message)
+}
+
+/// A reconnect decision as the device's history marks it.
+fn reconnect_mark(decision: &Decision) -> String {
+    match decision {
+        Decision::Attempt { step } => format!("reconnect: trying {step}"),
+        Decision::Failed { step } => format!("reconnect {step} failed"),
+        Decision::Recovered { step } => format!("back online after reconnect {step}"),
+        Decision::Opened { step } => format!("reconnect {step} failed; circuit opened"),
+        Decision::Escalate { step } => format!("reconnect {step} failed; reconnects gave up"),
+    }
 }
 
 fn reconnect_decision(device: &str, decision: Decision, actions: &Actions, events: &Events, now: SystemTime) {

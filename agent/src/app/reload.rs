@@ -190,6 +190,7 @@ pub async fn reload(
         shared.events.record(Event::new(now, Severity::Info, kind::OPERATOR, message).on_device(&device));
     }
     let new = config;
+    shared.state.history.configure(crate::model::history::HistoryLimits::of(&new), SystemTime::now());
     // Asked before the new loops start (their hooks follow the mode asked for), waited for after: the
     // answer to the reload comes once the machine is in line with the new config (a throttle released
     // when actions go off, moved when its target moved), while collection goes on.

@@ -3,6 +3,7 @@
 use serde::Serialize;
 
 use crate::effects::faults::AgentFault;
+use crate::model::source_health::SourceKind;
 use crate::model::{ConditionKind, DeviceView, State, Status};
 use crate::publish::api::StatusReport;
 use crate::publish::state::Snapshot;
@@ -146,14 +147,19 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             });
         }
     }
-    for c in &status.agent.collectors_failing {
+    for f in &status.sources_failing {
+        // A failing probe is a finding of its device already (above), with what it said.
+        if f.source == SourceKind::Probe {
+            continue;
+        }
+        let (replaces, action) = source_runbook(f.source);
         findings.push(Finding {
             level: Level::Warning,
             device: None,
-            check: format!("collector {}", c.collector),
-            finding: c.error.clone(),
-            replaces: "read sysfs by hand when a tool shows nothing".into(),
-            action: "journalctl -u accel-agent for the read errors; check the files named there".into(),
+            check: format!("source {} {}", f.source.name(), f.name),
+            finding: format!("failing for {}: {}", since(f.since), f.reason),
+            replaces: replaces.into(),
+            action: action.into(),
         });
     }
     if let Some(why) = &status.agent.journal_unavailable {
@@ -222,6 +228,41 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
     }
     findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
     Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
+}
+
+/// The manual step a failing source's check replaces, and what to do about it.
+fn source_runbook(kind: SourceKind) -> (&'static str, &'static str) {
+    match kind {
+        SourceKind::Collector => (
+            "read sysfs by hand when a tool shows nothing",
+            "journalctl -u accel-agent for the read errors; check the files named there",
+        ),
+        SourceKind::Bmp => (
+            "ping the board's BMP and read its sensors by hand",
+            "check the frame's power and the BMP's network link (ping the bmp address in [[spinnaker.machine.frame]]); \
+             the board's readings stay absent until it answers",
+        ),
+        SourceKind::Spalloc => (
+            "log in to the spalloc service by hand and list the machines",
+            "if the login is refused, check the user and password in the machine's spalloc_credentials_file (or \
+             spalloc_credentials_env): the agent reads them again at the next poll; if the certificate does not \
+             verify, its spalloc_ca_file; otherwise that the server answers at its spalloc address from this host",
+        ),
+        SourceKind::Probe => (
+            "run the status command or ping by hand",
+            "run the probe's command by hand to see its output; check its path and timeout",
+        ),
+        SourceKind::Log => (
+            "tail the device log by hand",
+            "point the log's path at the regular file itself (not a symbolic link, FIFO or device)",
+        ),
+    }
+}
+
+/// "5m 3s" since `t`, for humans.
+fn since(t: std::time::SystemTime) -> String {
+    let secs = std::time::SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs());
+    humantime::format_duration(std::time::Duration::from_secs(secs)).to_string()
 }
 
 /// "1h 59m" until `t`, for humans.

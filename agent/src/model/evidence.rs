@@ -50,6 +50,8 @@ pub enum Evidence {
 /// becoming unreadable and readable again.
 #[derive(Debug, Clone, PartialEq)]
 pub struct LogNote {
+    /// The log source it is about (its path, or "kmsg").
+    pub source: String,
     pub severity: EventSeverity,
     pub about: LogNoteKind,
     pub message: String,

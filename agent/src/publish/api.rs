@@ -5,6 +5,7 @@ use serde::Serialize;
 
 use crate::effects::faults::{AgentFault, FaultsView};
 use crate::effects::journal::MAX_QUERY_LIMIT;
+use crate::model::history::DeviceHistoryView;
 use crate::model::{DeviceView, State, Status};
 use crate::policy::reconnect::Circuit;
 
@@ -71,6 +72,8 @@ pub struct StatusReport {
     pub status: State,
     pub agent: AgentStatus,
     pub devices: Vec<DeviceStatus>,
+    /// Sources of evidence failing now (collector, bmp, spalloc, probe, log), with since and reason.
+    pub sources_failing: Vec<crate::model::source_health::SourceFailing>,
 }
 
 #[derive(Debug, Serialize)]
@@ -154,6 +157,9 @@ pub struct DeviceStatus {
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
     pub failing: Vec<Failing>,
+    /// The hottest sensor over the last 15 minutes, oldest first, one value per 20 s (null where nothing
+    /// was read): the landing page's sparkline.
+    pub temperature_recent_celsius: Vec<Option<f64>>,
 }
 
 pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> StatusReport {
@@ -176,9 +182,15 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             needs_hardware_inspection: d.needs_hardware_inspection,
             maintenance: d.maintenance,
             failing: failing(d),
+            temperature_recent_celsius: Vec::new(),
         })
         .collect();
-    StatusReport { status: health(&snap.devices, agent.journal_degraded.clone()).status, agent, devices }
+    StatusReport {
+        status: health(&snap.devices, agent.journal_degraded.clone()).status,
+        agent,
+        devices,
+        sources_failing: snap.sources_failing.to_vec(),
+    }
 }
 
 /// The device's true conditions, and its reconnect circuit when that is what keeps it from healthy.
@@ -218,6 +230,50 @@ pub struct UnknownDevice {
 
 pub fn unknown_device(id: &str, devices: &[DeviceView]) -> UnknownDevice {
     UnknownDevice { error: format!("no device {id:?}"), known: devices.iter().map(|d| d.id.clone()).collect() }
+}
+
+/// /api/v1/devices/{id}/history: the device's recent readings and changes, with the thresholds its
+/// temperature is judged by.
+#[derive(Debug, Serialize)]
+pub struct HistoryReport {
+    pub device: String,
+    /// What the agent keeps ([history] span), and the resolution of its samples (poll_interval).
+    pub span_seconds: f64,
+    pub resolution_seconds: f64,
+    /// The window of this answer: from `since_unix` to `now_unix`.
+    pub since_unix: f64,
+    pub now_unix: f64,
+    pub temperature_warn_celsius: f64,
+    pub temperature_crit_celsius: f64,
+    #[serde(flatten)]
+    pub history: DeviceHistoryView,
+}
+
+/// How far back the landing page's sparkline reaches, and how many points it has.
+pub const RECENT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+pub const RECENT_POINTS: usize = 45;
+
+/// A history query the agent cannot answer.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum HistoryQueryError {
+    #[error("since={0}: not a duration; write e.g. 15m, 1h")]
+    Since(String),
+    #[error("unknown parameter {0:?}; use since")]
+    Unknown(String),
+}
+
+/// Parses /api/v1/devices/{id}/history?since=15m: how far back (None: all that is kept).
+pub fn history_since(query: &str) -> Result<Option<std::time::Duration>, HistoryQueryError> {
+    let mut since = None;
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+        let v = percent_decode(v);
+        match k {
+            "since" => since = Some(humantime::parse_duration(&v).map_err(|_| HistoryQueryError::Since(v))?),
+            other => return Err(HistoryQueryError::Unknown(other.to_owned())),
+        }
+    }
+    Ok(since)
 }
 
 /// Parses /api/v1/events?since=1h&device=ID&severity=warning&kind=condition_set&limit=100.
@@ -288,6 +344,10 @@ mod tests {
         assert!(event_filter("since=soon").unwrap_err().contains("since=soon"));
         assert!(event_filter("colour=red").unwrap_err().contains("unknown parameter"));
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(history_since("since=15m"), Ok(Some(std::time::Duration::from_secs(900))));
+        assert_eq!(history_since(""), Ok(None));
+        assert_eq!(history_since("since=soon"), Err(HistoryQueryError::Since("soon".into())));
+        assert_eq!(history_since("device=x"), Err(HistoryQueryError::Unknown("device".into())));
         assert_eq!(event_filter("limit=10000").unwrap().limit, 10_000, "the maximum itself is allowed");
         let err = event_filter("limit=100000000").unwrap_err();
         assert!(err.starts_with("limit=100000000: at most 10000;"), "{err}");

@@ -1,6 +1,7 @@
 //! /devices/{id}: one device as a page to read (what /api/v1/devices/{id} holds, laid out for a person):
 //! readings with their thresholds, conditions with reason and since, probes, actions, logs, and the
-//! device's latest events. A small embedded script re-fetches the page every few seconds and swaps its
+//! device's latest events, and its history drawn as inline SVG (temperature against its thresholds, power,
+//! throttle steps, marks for what changed). A small embedded script re-fetches the page every few seconds and swaps its
 //! content in place, so it stays current without a reload and without loading anything from the network.
 
 use std::fmt::Write as _;
@@ -10,7 +11,9 @@ use crate::effects::actions::ThrottleView;
 use crate::effects::journal::{Event, rfc3339_utc_ms};
 use crate::model::view::{Reading, ThresholdReading};
 use crate::model::{DeviceView, Status};
+use crate::publish::api::HistoryReport;
 use crate::publish::landing::{NAV, REFRESH_MS, badge, esc, page_head};
+use crate::publish::plot;
 
 /// "2026-11-30 08:00:01" (UTC), or "—".
 fn time(t: Option<SystemTime>) -> String {
@@ -54,7 +57,12 @@ fn reading_rows(
     }
 }
 
-pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Result<&[Event], String>) -> String {
+pub fn device_page(
+    d: &DeviceView,
+    throttle: Option<&ThrottleView>,
+    history: &HistoryReport,
+    events: Result<&[Event], String>,
+) -> String {
     let id = esc(&d.id);
     let mut h = page_head(&format!("{} · accel-agent", d.id));
     let text = |s: &str| if s.is_empty() { "—".to_owned() } else { esc(s) };
@@ -86,6 +94,26 @@ pub fn device_page(d: &DeviceView, throttle: Option<&ThrottleView>, events: Resu
             Some(false) => "<span class=\"bad\">no</span>",
             None => "—",
         }
+    );
+
+    // History: the last span drawn, before the present in numbers.
+    let _ = write!(
+        h,
+        "<h2>History</h2><figure class=\"plot\">{}{}</figure>\
+         <p class=\"muted\">{}; about one sample per {} s; the same as JSON: \
+         <a href=\"/api/v1/devices/{id}/history\">/api/v1/devices/{id}/history</a></p>",
+        plot::history_svg(history),
+        plot::legend(history),
+        {
+            let (from, to) = plot::window(history);
+            let kept = humantime::format_duration(std::time::Duration::from_secs(history.span_seconds as u64));
+            if to - from < history.span_seconds - 1.0 {
+                format!("since the agent's first sample (it keeps up to {kept})")
+            } else {
+                format!("the last {kept}")
+            }
+        },
+        history.resolution_seconds
     );
 
     // Readings.

@@ -213,7 +213,13 @@ impl Http {
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
             faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
         };
-        api::status(&snap, agent)
+        let mut report = api::status(&snap, agent);
+        let now = SystemTime::now();
+        let from = now.checked_sub(api::RECENT).unwrap_or(std::time::UNIX_EPOCH);
+        for d in &mut report.devices {
+            d.temperature_recent_celsius = self.state.history.recent_max(&d.id, from, now, api::RECENT_POINTS);
+        }
+        report
     }
 
     pub async fn handle(&self, req: &Request<Incoming>) -> Response<Full<Bytes>> {
@@ -224,6 +230,9 @@ impl Http {
         // The control socket marks its requests, so that their queries run on its own journal connection.
         let lane = req.extensions().get::<Lane>().copied().unwrap_or(Lane::Http);
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/api/v1/devices/")) {
+            if let Some(id) = id.strip_suffix("/history") {
+                return self.history(id, req.uri().query().unwrap_or(""));
+            }
             return self.device(id, lane).await;
         }
         if let (true, Some(id)) = (get, req.uri().path().strip_prefix("/devices/")) {
@@ -279,6 +288,19 @@ impl Http {
         json(StatusCode::OK, &api::DeviceDetail { device, events })
     }
 
+    /// One device's recent readings and changes, since `?since=` (default: all that is kept).
+    fn history(&self, id: &str, query: &str) -> Response<Full<Bytes>> {
+        let snap = self.state.snapshot();
+        let Some(device) = snap.devices.iter().find(|d| d.id == id) else {
+            return json(StatusCode::NOT_FOUND, &api::unknown_device(id, &snap.devices));
+        };
+        let since = match api::history_since(query) {
+            Ok(since) => since,
+            Err(e) => return text(StatusCode::BAD_REQUEST, &format!("{e}\n")),
+        };
+        json(StatusCode::OK, &history_report(&self.state, device, since, SystemTime::now()))
+    }
+
     /// One device as a page to read: the same data as /api/v1/devices/{id}.
     async fn device_page(&self, id: &str, lane: Lane) -> Response<Full<Bytes>> {
         let snap = self.state.snapshot();
@@ -298,7 +320,12 @@ impl Http {
         respond(
             StatusCode::OK,
             "text/html; charset=utf-8",
-            Bytes::from(device_page::device_page(device, throttle, events.as_deref().map_err(|e| e.to_string()))),
+            Bytes::from(device_page::device_page(
+                device,
+                throttle,
+                &history_report(&self.state, device, None, SystemTime::now()),
+                events.as_deref().map_err(|e| e.to_string()),
+            )),
         )
     }
 
@@ -350,6 +377,29 @@ impl Http {
                 "not found; try /metrics, /health, /api/v1/status, /api/v1/devices, /api/v1/events, /-/healthy, /-/ready or /\n",
             ),
         }
+    }
+}
+
+/// A device's history over the last `since` (at most the span kept) up to `now`.
+pub(crate) fn history_report(
+    state: &AgentState,
+    device: &crate::model::DeviceView,
+    since: Option<Duration>,
+    now: SystemTime,
+) -> api::HistoryReport {
+    let limits = state.history.limits();
+    let back = since.map_or(limits.span, |s| s.min(limits.span));
+    let from = now.checked_sub(back).unwrap_or(std::time::UNIX_EPOCH);
+    let unix = |t: SystemTime| t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    api::HistoryReport {
+        device: device.id.clone(),
+        span_seconds: limits.span.as_secs_f64(),
+        resolution_seconds: limits.resolution.as_secs_f64(),
+        since_unix: unix(from),
+        now_unix: unix(now),
+        temperature_warn_celsius: device.temperature_warn_celsius,
+        temperature_crit_celsius: device.temperature_crit_celsius,
+        history: state.history.device(&device.id, Some(from)).unwrap_or_default(),
     }
 }
 

@@ -10,24 +10,12 @@ use std::fmt::Write as _;
 use collectors::HostReadings;
 use config::CollectorKind;
 
+use crate::effects::journal::rfc3339_utc_ms;
 use crate::publish::api::{DeviceStatus, StatusReport};
+use crate::publish::plot;
 use crate::publish::state::Snapshot;
 
-/// Escapes text for HTML element content and attribute values.
-pub fn esc(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for c in s.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
+pub use crate::publish::html::esc;
 
 fn fmt_opt(v: Option<f64>, unit: &str) -> String {
     v.map_or_else(|| "—".to_owned(), |v| format!("{v} {unit}").trim_end().to_owned())
@@ -45,7 +33,10 @@ pub const STYLE: &str = "body{font-family:system-ui,sans-serif;margin:1.5em 2em;
     .s-healthy{background:#1a7f37}.s-degraded{background:#bf8700}.s-unhealthy{background:#cf222e}.s-maintenance{background:#0969da}\
     .sev-warning{color:#9a6700;font-weight:600}.sev-critical,.sev-fatal{color:#cf222e;font-weight:600}\
     .note{border-left:4px solid #bf8700;background:#fff8c5;padding:.6em 1em;max-width:60em}td.num{text-align:right;white-space:nowrap}\
-    #devices td:nth-child(-n+2),#events td:first-child{white-space:nowrap}";
+    #devices td:nth-child(-n+2),#events td:first-child{white-space:nowrap}\
+    figure.plot{margin:.3em 0;overflow-x:auto}.legend span{margin-right:1.2em;white-space:nowrap}\
+    .legend i{display:inline-block;width:1.6em;height:3px;vertical-align:middle;margin-right:.4em}.legend i.mk{width:3px;height:1em}\
+    svg.spark{vertical-align:middle}";
 
 /// The links every page carries.
 pub const NAV: &str = "<nav><a href=\"/\">devices</a><a href=\"/health\">/health</a>\
@@ -112,6 +103,25 @@ fn agent_line(s: &StatusReport) -> String {
     line
 }
 
+/// The sources failing now, each with since and why; hidden (and there for the script) when none is.
+fn sources_failing(s: &StatusReport) -> String {
+    let items: Vec<String> = s
+        .sources_failing
+        .iter()
+        .map(|f| {
+            let since = f.since.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as i64);
+            let since = rfc3339_utc_ms(since).get(11..19).unwrap_or("").to_owned();
+            format!("<li><b>{} {}</b> since {since} UTC: {}</li>", f.source.name(), esc(&f.name), esc(&f.reason))
+        })
+        .collect();
+    format!(
+        "<div id=\"sources-failing\" class=\"note\"{}><p><b>Failing sources</b> (their evidence is missing; \
+         <code>agentctl diagnose</code> says what to check)</p><ul>{}</ul></div>",
+        if items.is_empty() { " hidden" } else { "" },
+        items.join("")
+    )
+}
+
 /// One row of the device table. `ROW_JS` below renders the same cells from /api/v1/status.
 fn device_row(d: &DeviceStatus) -> String {
     let throttle = match (d.throttle_level, d.throttle_max_level) {
@@ -131,10 +141,11 @@ fn device_row(d: &DeviceStatus) -> String {
         d.failing.iter().map(|f| format!("<b>{}</b>: {}", esc(f.condition), esc(&f.message))).collect();
     format!(
         "<tr><td><a href=\"/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
-         <td class=\"num\">{}</td><td>{throttle}</td><td>{circuit}</td><td>{}</td><td>{}</td></tr>",
+         <td>{}</td><td class=\"num\">{}</td><td>{throttle}</td><td>{circuit}</td><td>{}</td><td>{}</td></tr>",
         esc(d.kind),
         badge(d.state.name()),
         value(d.temperature_celsius, "°C", 1),
+        plot::sparkline(&d.temperature_recent_celsius),
         value(d.power_watts, "W", 1),
         if d.maintenance { "on" } else { "—" },
         if failing.is_empty() { "—".to_owned() } else { failing.join("<br>") },
@@ -178,7 +189,7 @@ pub fn render(status: &StatusReport, snap: &Snapshot) -> String {
     let _ = write!(
         h,
         "<h2>Devices</h2><table id=\"devices\"{}><thead><tr><th>device</th><th>kind</th><th>state</th>\
-         <th>temperature</th><th>power</th><th>throttle</th><th>reconnect circuit</th><th>maintenance</th>\
+         <th>temperature</th><th>last 15 min</th><th>power</th><th>throttle</th><th>reconnect circuit</th><th>maintenance</th>\
          <th>failing conditions</th></tr></thead><tbody>",
         if status.devices.is_empty() { " hidden" } else { "" }
     );
@@ -186,6 +197,7 @@ pub fn render(status: &StatusReport, snap: &Snapshot) -> String {
         h.push_str(&device_row(d));
     }
     h.push_str("</tbody></table>");
+    h.push_str(&sources_failing(status));
     if status.devices.is_empty() {
         h.push_str(&empty_note(snap));
     }
@@ -205,7 +217,7 @@ pub fn render(status: &StatusReport, snap: &Snapshot) -> String {
 
 /// The landing page's script: polls /api/v1/status and /api/v1/events and re-renders the agent line, the
 /// device rows (as `device_row` does) and the events; on failure it says so and keeps trying.
-const LANDING_JS: &str = r#"(function () {
+const LANDING_JS: &str = r##"(function () {
   'use strict';
   var n = 0;
   function esc(s) {
@@ -234,6 +246,35 @@ const LANDING_JS: &str = r#"(function () {
     if (a.faults && a.faults.current) line += ' \u00b7 <span class="bad">agent ' + esc(a.faults.current.reason) + ': ' + esc(a.faults.current.what) + ' not done</span>';
     return line;
   }
+  function sparkline(values) {
+    var w = 90, h = 22, pad = 2, present = values.filter(function (v) { return v != null; });
+    if (!present.length) return '<span class="muted">\u2014</span>';
+    var lo = Math.min.apply(null, present), hi = Math.max.apply(null, present), loShown = lo, hiShown = hi;
+    if (hi - lo < 2) { var mid = (lo + hi) / 2; lo = mid - 1; hi = mid + 1; }
+    var n = Math.max(values.length, 2) - 1, d = '', run = [];
+    function flush() {
+      run.forEach(function (p, i) { d += (i ? ' L' : 'M') + p[0].toFixed(1) + ' ' + p[1].toFixed(1); });
+      if (run.length === 1) d += ' h0.1';
+      if (run.length) d += ' ';
+      run = [];
+    }
+    values.forEach(function (v, i) {
+      if (v == null) { flush(); return; }
+      run.push([pad + i * (w - 2 * pad) / n, pad + (hi - v) / (hi - lo) * (h - 2 * pad)]);
+    });
+    flush();
+    return '<svg class="spark" width="' + w + '" height="' + h + '" viewBox="0 0 ' + w + ' ' + h + '" role="img">' +
+        '<title>last 15 min: ' + loShown.toFixed(1) + '\u2013' + hiShown.toFixed(1) + ' \u00b0C</title><path d="' +
+        d.trim() + '" fill="none" stroke="#0969da" stroke-width="1.5" stroke-linecap="round" stroke-linejoin="round"/></svg>';
+  }
+  function sourcesFailing(list) {
+    var box = document.getElementById('sources-failing');
+    box.hidden = !list.length;
+    box.querySelector('ul').innerHTML = list.map(function (f) {
+      var since = new Date(f.since * 1000).toISOString().slice(11, 19);
+      return '<li><b>' + esc(f.source) + ' ' + esc(f.name) + '</b> since ' + since + ' UTC: ' + esc(f.reason) + '</li>';
+    }).join('');
+  }
   function row(d) {
     var throttle = d.throttle_level == null || d.throttle_max_level == null ? '\u2014' :
         d.throttle_level + '/' + d.throttle_max_level + (d.manual_throttle ? ' (manual)' : '');
@@ -245,6 +286,7 @@ const LANDING_JS: &str = r#"(function () {
     });
     return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a></td><td>' + esc(d.kind) +
         '</td><td>' + badge(d.state) + '</td><td class="num">' + value(d.temperature_celsius, '\u00b0C', 1) +
+        '</td><td>' + sparkline(d.temperature_recent_celsius || []) +
         '</td><td class="num">' + value(d.power_watts, 'W', 1) + '</td><td>' + throttle + '</td><td>' + circuit +
         '</td><td>' + (d.maintenance ? 'on' : '\u2014') + '</td><td>' +
         (failing.length ? failing.join('<br>') : '\u2014') + '</td></tr>';
@@ -268,6 +310,7 @@ const LANDING_JS: &str = r#"(function () {
       var st = res[0], ev = res[1];
       document.getElementById('agent').innerHTML = agentLine(st);
       document.querySelector('#devices tbody').innerHTML = st.devices.map(row).join('');
+      sourcesFailing(st.sources_failing || []);
       var empty = document.getElementById('empty');
       if (empty) empty.hidden = st.devices.length > 0;
       document.getElementById('devices').hidden = st.devices.length === 0;
@@ -285,7 +328,7 @@ const LANDING_JS: &str = r#"(function () {
   }
   refresh();
 })();
-"#;
+"##;
 
 /// The host's own sensors and the collectors' state: as of page load (the script does not refresh them).
 fn host_tables(snap: &Snapshot, h: &mut String) {

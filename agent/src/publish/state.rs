@@ -76,6 +76,9 @@ pub struct Snapshot {
     pub control_refused: Arc<BTreeMap<&'static str, u64>>,
     /// The HTTP connection cap and what was closed for it, as of the last collection.
     pub http_connections: HttpConnectionsView,
+    /// Sources of evidence failing now (collectors, BMPs, spalloc servers, probes, logs), as the owner
+    /// last judged them.
+    pub sources_failing: Arc<Vec<crate::model::source_health::SourceFailing>>,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -234,6 +237,9 @@ pub struct AgentState {
     pub faults: Faults,
     /// The HTTP server's connection caps (set at start and on reload) and what it closed for them.
     pub http_connections: Arc<HttpConnections>,
+    /// Each device's recent readings and changes: the owner writes it in its decision round, the
+    /// pages and the history API read it.
+    pub history: Arc<crate::model::history::History>,
 }
 
 impl AgentState {
@@ -250,6 +256,7 @@ impl AgentState {
             open_files: OpenFiles::new(config::DEFAULT_MAX_OPEN_FILES as usize),
             faults: Faults::new(),
             http_connections: Arc::new(HttpConnections::new()),
+            history: Arc::new(crate::model::history::History::default()),
         })
     }
 
@@ -337,6 +344,20 @@ impl AgentState {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
             snap.control_refused = Arc::clone(&totals);
+            snap
+        });
+    }
+
+    /// Publishes the failing sources, when they changed.
+    pub fn publish_sources_failing(&self, failing: Vec<crate::model::source_health::SourceFailing>) {
+        if *self.snapshot().sources_failing == failing {
+            return;
+        }
+        let failing = Arc::new(failing);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.sources_failing = Arc::clone(&failing);
             snap
         });
     }

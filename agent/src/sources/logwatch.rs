@@ -226,12 +226,12 @@ fn open(device: &str, s: &LogSourceConfig) -> Result<Source, String> {
     })
 }
 
-fn source_note(severity: EventSeverity, message: String) -> LogNote {
-    LogNote { severity, about: LogNoteKind::Source, message }
+fn source_note(source: &str, severity: EventSeverity, message: String) -> LogNote {
+    LogNote { source: source.to_owned(), severity, about: LogNoteKind::Source, message }
 }
 
-fn match_note(severity: EventSeverity, message: String) -> LogNote {
-    LogNote { severity, about: LogNoteKind::Match, message }
+fn match_note(source: &str, severity: EventSeverity, message: String) -> LogNote {
+    LogNote { source: source.to_owned(), severity, about: LogNoteKind::Match, message }
 }
 
 impl Source {
@@ -247,7 +247,7 @@ impl Source {
                         let message = format!("log source {} is not read: {e}", self.name);
                         if self.problem.as_deref() != Some(message.as_str()) {
                             tracing::warn!(device = %self.device, "{message}");
-                            self.notes.push(source_note(EventSeverity::Warning, message.clone()));
+                            self.notes.push(source_note(&self.name, EventSeverity::Warning, message.clone()));
                             self.problem = Some(message);
                         }
                     }
@@ -255,7 +255,7 @@ impl Source {
                     Ok(_) if f.is_open() && self.problem.take().is_some() => {
                         let message = format!("log source {} is a regular file again and is read", self.name);
                         tracing::info!(device = %self.device, "{message}");
-                        self.notes.push(source_note(EventSeverity::Info, message));
+                        self.notes.push(source_note(&self.name, EventSeverity::Info, message));
                     }
                     Ok(_) => {}
                 }
@@ -371,7 +371,7 @@ pub fn spawn(
                             continue;
                         };
                         if s.bursts.entry(rule.to_string()).or_default().on_match(now).is_some() {
-                            noted.push(match_note(sev, format!("log rule {rule} matched in {}", s.name)));
+                            noted.push(match_note(&s.name, sev, format!("log rule {rule} matched in {}", s.name)));
                         }
                     }
                     for (rule, burst) in &mut s.bursts {
@@ -382,6 +382,7 @@ pub fn spawn(
                                 .and_then(|i| s.rules.severity(i))
                                 .unwrap_or(EventSeverity::Warning);
                             noted.push(match_note(
+                                &s.name,
                                 sev,
                                 format!(
                                     "log rule {rule} matched {n} more time(s) in {} within {}s",

@@ -101,7 +101,15 @@ fn run(cli: &CtlCli, style: Style) -> Result<Outcome, Failed> {
         Verb::Device { id } => {
             let v = get(&format!("/api/v1/devices/{}", encode(id)))?;
             let code = state_code(v["state"].as_str());
-            Ok(Outcome { out: if cli.json { pretty(&v) } else { device_text(&v, style) }, code })
+            if cli.json {
+                return Ok(Outcome { out: pretty(&v), code });
+            }
+            let mut out = device_text(&v, style);
+            // An agent without the history endpoint (older) still shows the device, without the line.
+            if let Ok(h) = get(&format!("/api/v1/devices/{}/history?since=15m", encode(id))) {
+                out.insert_str(out.find('\n').map_or(0, |i| i + 1), &render::temperature_sparkline(&h));
+            }
+            Ok(Outcome { out, code })
         }
         Verb::Events { since, device, severity, kind, limit } => {
             let mut q = format!("limit={limit}");
@@ -330,6 +338,17 @@ fn status_text(v: &Value, style: Style) -> String {
             "collector {} failing: {}",
             c["collector"].as_str().unwrap_or("?"),
             c["error"].as_str().unwrap_or("")
+        );
+    }
+    // Collectors are listed just above, with their error.
+    for f in v["sources_failing"].as_array().into_iter().flatten().filter(|f| f["source"] != "collector") {
+        let _ = writeln!(
+            out,
+            "{} {} failing since {}: {}",
+            f["source"].as_str().unwrap_or("?"),
+            f["name"].as_str().unwrap_or("?"),
+            render::ago(f["since"].as_f64()),
+            f["reason"].as_str().unwrap_or("")
         );
     }
     if let Some(j) = agent["journal_unavailable"].as_str() {

@@ -133,3 +133,66 @@ mod tests {
         assert_eq!(visible_width("\x1b[1;31munhealthy\x1b[0m"), 9);
     }
 }
+
+/// Characters of the sparkline, one per 30 s of the last 15 minutes.
+const SPARK_POINTS: usize = 30;
+const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+
+/// "temperature, last 15 min: ▁▁▂▅▇█ (41.0–86.0 °C; warn 80.0, critical 90.0)" from a history answer
+/// (/api/v1/devices/{id}/history?since=15m): the hottest sensor per 30 s, a space where nothing was read.
+/// The blocks span the readings' own range, so the numbers beside them say what they mean.
+pub fn temperature_sparkline(h: &serde_json::Value) -> String {
+    let (Some(from), Some(to)) = (h["since_unix"].as_f64(), h["now_unix"].as_f64()) else {
+        return String::new();
+    };
+    let width = ((to - from) / SPARK_POINTS as f64).max(1e-3);
+    let mut buckets: Vec<Option<f64>> = vec![None; SPARK_POINTS];
+    for s in h["samples"].as_array().into_iter().flatten() {
+        let (Some(t), Some(temps)) = (s["time_unix"].as_f64(), s["temperature_celsius"].as_object()) else { continue };
+        let Some(hottest) = temps.values().filter_map(serde_json::Value::as_f64).reduce(f64::max) else { continue };
+        let i = (((t - from) / width).max(0.0) as usize).min(SPARK_POINTS - 1);
+        buckets[i] = Some(buckets[i].map_or(hottest, |m: f64| m.max(hottest)));
+    }
+    let present: Vec<f64> = buckets.iter().flatten().copied().collect();
+    let (Some(lo), Some(hi)) = (present.iter().copied().reduce(f64::min), present.iter().copied().reduce(f64::max))
+    else {
+        return "temperature, last 15 min: no readings\n".to_owned();
+    };
+    let line: String = buckets
+        .iter()
+        .map(|b| match b {
+            None => ' ',
+            // A flat line: mid-height, so it does not read as "cold".
+            Some(_) if hi - lo < 0.5 => BLOCKS[3],
+            Some(v) => BLOCKS[(((v - lo) / (hi - lo)) * 7.0).round().clamp(0.0, 7.0) as usize],
+        })
+        .collect();
+    let thresholds = match (h["temperature_warn_celsius"].as_f64(), h["temperature_crit_celsius"].as_f64()) {
+        (Some(w), Some(c)) => format!("; warn {w:.1}, critical {c:.1}"),
+        _ => String::new(),
+    };
+    format!("temperature, last 15 min: {line} ({lo:.1}–{hi:.1} °C{thresholds})\n")
+}
+
+#[cfg(test)]
+mod spark_tests {
+    use super::*;
+
+    #[test]
+    fn the_sparkline_rises_with_the_temperature_and_leaves_gaps() {
+        let h = serde_json::json!({
+            "since_unix": 0.0, "now_unix": 900.0,
+            "temperature_warn_celsius": 80.0, "temperature_crit_celsius": 90.0,
+            "samples": [
+                {"time_unix": 10.0, "temperature_celsius": {"die": 40.0, "board": 30.0}},
+                {"time_unix": 450.0, "temperature_celsius": {}},
+                {"time_unix": 890.0, "temperature_celsius": {"die": 86.0}},
+            ]
+        });
+        let line = temperature_sparkline(&h);
+        assert_eq!(
+            line,
+            format!("temperature, last 15 min: ▁{}█ (40.0–86.0 °C; warn 80.0, critical 90.0)\n", " ".repeat(28))
+        );
+    }
+}

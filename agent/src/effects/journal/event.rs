@@ -81,6 +81,10 @@ pub mod kind {
     /// The agent could not do something for want of its own resources (descriptors, memory, processes,
     /// disk): the first of each streak.
     pub const AGENT_FAULT: &str = "agent_fault";
+    /// A source of evidence (collector, BMP, spalloc server, probe) started failing: once per streak.
+    pub const SOURCE_FAILING: &str = "source_failing";
+    /// A failing source answers again.
+    pub const SOURCE_RECOVERED: &str = "source_recovered";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
