@@ -103,46 +103,70 @@ pub fn window(r: &HistoryReport) -> (f64, f64) {
     (from, to)
 }
 
+/// The plot's geometry: the time window mapped onto the width, and where each panel sits.
+struct Frame {
+    from: f64,
+    to: f64,
+}
+
+impl Frame {
+    const W: f64 = 960.0;
+    const LEFT: f64 = 60.0;
+    const RIGHT: f64 = 20.0;
+    const PLOT_W: f64 = Frame::W - Frame::LEFT - Frame::RIGHT;
+    /// (top, height) of each panel.
+    const TEMP: (f64, f64) = (24.0, 200.0);
+    const POWER: (f64, f64) = (256.0, 90.0);
+    const THROTTLE: (f64, f64) = (380.0, 60.0);
+    const AXIS: f64 = Frame::THROTTLE.0 + Frame::THROTTLE.1;
+    const H: f64 = Frame::AXIS + 44.0;
+
+    fn x(&self, t: f64) -> f64 {
+        Frame::LEFT + (t - self.from) / (self.to - self.from) * Frame::PLOT_W
+    }
+}
+
 /// The device's history as one SVG: temperature per sensor with the warn and critical lines, power,
 /// throttle level as steps, marks for condition changes, throttles and reconnects across all three, and
 /// time (UTC) along the bottom.
 pub fn history_svg(r: &HistoryReport) -> String {
-    const W: f64 = 960.0;
-    const LEFT: f64 = 60.0;
-    const RIGHT: f64 = 20.0;
-    const TEMP: (f64, f64) = (24.0, 200.0);
-    const POWER: (f64, f64) = (256.0, 90.0);
-    const THROTTLE: (f64, f64) = (380.0, 60.0);
-    const AXIS: f64 = THROTTLE.0 + THROTTLE.1;
-    const H: f64 = AXIS + 44.0;
-    let plot_w = W - LEFT - RIGHT;
     let (from, to) = window(r);
-    let x = |t: f64| LEFT + (t - from) / (to - from) * plot_w;
+    let f = Frame { from, to };
+    let (w, h, left, plot_w, axis) = (Frame::W, Frame::H, Frame::LEFT, Frame::PLOT_W, Frame::AXIS);
     let mut s = String::new();
     let _ = write!(
         s,
-        "<svg id=\"history\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{W}\" height=\"{H}\" viewBox=\"0 0 {W} {H}\" \
+        "<svg id=\"history\" xmlns=\"http://www.w3.org/2000/svg\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" \
          role=\"img\" font-family=\"system-ui,sans-serif\" font-size=\"11\" data-since=\"{from}\" data-now=\"{to}\">\
-         <title>{} over the last {} min</title><rect x=\"{LEFT}\" y=\"0\" width=\"{plot_w}\" height=\"{AXIS}\" fill=\"#fff\"/>",
+         <title>{} over the last {} min</title><rect x=\"{left}\" y=\"0\" width=\"{plot_w}\" height=\"{axis}\" fill=\"#fff\"/>",
         esc(&r.device),
         ((to - from) / 60.0).round()
     );
+    temperature_panel(&mut s, r, &f);
+    power_panel(&mut s, r, &f);
+    throttle_panel(&mut s, r, &f);
+    marks(&mut s, r, &f);
+    time_axis(&mut s, &f);
+    s
+}
 
-    // Temperature, with the thresholds always in range so that their lines are there to compare with.
+/// Temperature, with the thresholds always in range so that their lines are there to compare with.
+fn temperature_panel(s: &mut String, r: &HistoryReport, f: &Frame) {
+    let (left, plot_w) = (Frame::LEFT, Frame::PLOT_W);
     let temps: Vec<f64> = r.history.samples.iter().flat_map(|s| s.temperature_celsius.values().copied()).collect();
     let lo = floor_to(temps.iter().copied().fold(r.temperature_warn_celsius - 20.0, f64::min), 10.0);
     let hi = ceil_to(temps.iter().copied().fold(r.temperature_crit_celsius + 5.0, f64::max), 10.0);
-    let (top, h) = TEMP;
+    let (top, h) = Frame::TEMP;
     let ty = |v: f64| top + (hi - v) / (hi - lo) * h;
-    panel(&mut s, "temperature (°C)", TEMP, plot_w, LEFT);
+    panel(s, "temperature (°C)", Frame::TEMP, plot_w, left);
     let mut v = lo;
     while v <= hi {
         let _ = write!(
             s,
-            "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eaeef2\"/>\
+            "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"#eaeef2\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">{v:.0}</text>",
-            LEFT + plot_w,
-            LEFT - 6.0,
+            left + plot_w,
+            left - 6.0,
             ty(v) + 4.0,
             y = ty(v)
         );
@@ -155,19 +179,19 @@ pub fn history_svg(r: &HistoryReport) -> String {
         let y = ty(value);
         let _ = write!(
             s,
-            "<line id=\"{id}\" x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" \
+            "<line id=\"{id}\" x1=\"{left}\" x2=\"{:.1}\" y1=\"{y:.1}\" y2=\"{y:.1}\" stroke=\"{colour}\" \
              stroke-width=\"1.5\" stroke-dasharray=\"6 4\" data-celsius=\"{value:.1}\"/>\
              <text x=\"{:.1}\" y=\"{:.1}\" fill=\"{colour}\">{name} {value:.1} °C</text>",
-            LEFT + plot_w,
+            left + plot_w,
             // On the left, where the oldest readings are: the newest, on the right, matter most.
-            LEFT + 4.0,
+            left + 4.0,
             y - 4.0
         );
     }
     for (i, sensor) in r.history.sensors.iter().enumerate() {
         let colour = PALETTE[i % PALETTE.len()];
         let points =
-            r.history.samples.iter().map(|p| p.temperature_celsius.get(sensor).map(|v| (x(p.time_unix), ty(*v))));
+            r.history.samples.iter().map(|p| p.temperature_celsius.get(sensor).map(|v| (f.x(p.time_unix), ty(*v))));
         let _ = write!(
             s,
             "<path class=\"temp\" data-sensor=\"{}\" d=\"{}\" fill=\"none\" stroke=\"{colour}\" stroke-width=\"1.5\" \
@@ -184,7 +208,7 @@ pub fn history_svg(r: &HistoryReport) -> String {
                 "<circle class=\"temp-point\" data-sensor=\"{}\" data-celsius=\"{v:.1}\" cx=\"{:.1}\" cy=\"{:.1}\" r=\"3.5\" \
                  fill=\"{colour}\"><title>{} {v:.1} °C at {} UTC</title></circle>",
                 esc(sensor),
-                x(t),
+                f.x(t),
                 ty(v),
                 esc(sensor),
                 hhmmss(t)
@@ -192,138 +216,133 @@ pub fn history_svg(r: &HistoryReport) -> String {
         }
     }
     if temps.is_empty() {
-        let _ = write!(
-            s,
-            "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#656d76\">no temperature read in this window</text>",
-            LEFT + plot_w / 2.0,
-            top + h / 2.0
-        );
+        nothing(s, "no temperature read in this window", Frame::TEMP);
     }
+}
 
-    // Power, from 0 so that the height reads as the amount.
-    let (top, h) = POWER;
-    panel(&mut s, "power (W)", POWER, plot_w, LEFT);
+/// Power, from 0 so that the height reads as the amount.
+fn power_panel(s: &mut String, r: &HistoryReport, f: &Frame) {
+    let (top, h) = Frame::POWER;
+    panel(s, "power (W)", Frame::POWER, Frame::PLOT_W, Frame::LEFT);
     let powers: Vec<f64> = r.history.samples.iter().filter_map(|p| p.power_watts).collect();
-    match powers.iter().copied().reduce(f64::max) {
-        Some(max) => {
-            let max = if max <= 0.0 { 1.0 } else { max * 1.1 };
-            let py = |v: f64| top + (max - v) / max * h;
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">{max:.1}</text>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">0</text>\
-                 <path class=\"power\" d=\"{}\" fill=\"none\" stroke=\"#1a7f37\" stroke-width=\"1.5\" stroke-linecap=\"round\"/>",
-                LEFT - 6.0,
-                top + 4.0,
-                LEFT - 6.0,
-                top + h,
-                path(r.history.samples.iter().map(|p| p.power_watts.map(|v| (x(p.time_unix), py(v)))))
-            );
-        }
-        None => {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#656d76\">no power read in this window</text>",
-                LEFT + plot_w / 2.0,
-                top + h / 2.0
-            );
-        }
-    }
+    let Some(max) = powers.iter().copied().reduce(f64::max) else {
+        return nothing(s, "no power read in this window", Frame::POWER);
+    };
+    let max = if max <= 0.0 { 1.0 } else { max * 1.1 };
+    let py = |v: f64| top + (max - v) / max * h;
+    scale(s, &format!("{max:.1}"), Frame::POWER);
+    let d = path(r.history.samples.iter().map(|p| p.power_watts.map(|v| (f.x(p.time_unix), py(v)))));
+    let _ = write!(
+        s,
+        "<path class=\"power\" d=\"{d}\" fill=\"none\" stroke=\"#1a7f37\" stroke-width=\"1.5\" stroke-linecap=\"round\"/>"
+    );
+}
 
-    // Throttle level as steps: each level holds until the next sample says otherwise.
-    let (top, h) = THROTTLE;
-    panel(&mut s, "throttle level", THROTTLE, plot_w, LEFT);
-    let max_level = r.history.samples.iter().filter_map(|p| p.throttle_level).max();
-    match max_level {
-        Some(max_level) => {
-            let max = f64::from(max_level.max(1));
-            let ly = |l: u8| top + (max - f64::from(l)) / max * h;
-            let mut d = String::new();
-            let mut last: Option<u8> = None;
-            for p in &r.history.samples {
-                match (p.throttle_level, last) {
-                    (Some(l), Some(_)) => {
-                        let _ = write!(d, " H{:.1} V{:.1}", x(p.time_unix), ly(l));
-                    }
-                    (Some(l), None) => {
-                        let _ = write!(d, " M{:.1} {:.1}", x(p.time_unix), ly(l));
-                    }
-                    (None, _) => {}
-                }
-                last = p.throttle_level;
+/// Throttle level as steps: each level holds until the next sample says otherwise.
+fn throttle_panel(s: &mut String, r: &HistoryReport, f: &Frame) {
+    let (top, h) = Frame::THROTTLE;
+    panel(s, "throttle level", Frame::THROTTLE, Frame::PLOT_W, Frame::LEFT);
+    let Some(max_level) = r.history.samples.iter().filter_map(|p| p.throttle_level).max() else {
+        return nothing(s, "no throttle ladder", Frame::THROTTLE);
+    };
+    let max = f64::from(max_level.max(1));
+    let ly = |l: u8| top + (max - f64::from(l)) / max * h;
+    let mut d = String::new();
+    let mut last: Option<u8> = None;
+    for p in &r.history.samples {
+        match (p.throttle_level, last) {
+            (Some(l), Some(_)) => {
+                let _ = write!(d, " H{:.1} V{:.1}", f.x(p.time_unix), ly(l));
             }
-            if let Some(l) = last {
-                let _ = write!(d, " H{:.1} V{:.1}", x(to), ly(l));
+            (Some(l), None) => {
+                let _ = write!(d, " M{:.1} {:.1}", f.x(p.time_unix), ly(l));
             }
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">{max:.0}</text>\
-                 <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">0</text>\
-                 <path class=\"throttle\" d=\"{}\" fill=\"none\" stroke=\"#bf8700\" stroke-width=\"2\"/>",
-                LEFT - 6.0,
-                top + 4.0,
-                LEFT - 6.0,
-                top + h,
-                d.trim()
-            );
+            (None, _) => {}
         }
-        None => {
-            let _ = write!(
-                s,
-                "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#656d76\">no throttle ladder</text>",
-                LEFT + plot_w / 2.0,
-                top + h / 2.0
-            );
-        }
+        last = p.throttle_level;
     }
+    if let Some(l) = last {
+        let _ = write!(d, " H{:.1} V{:.1}", f.x(f.to), ly(l));
+    }
+    scale(s, &format!("{max:.0}"), Frame::THROTTLE);
+    let _ =
+        write!(s, "<path class=\"throttle\" d=\"{}\" fill=\"none\" stroke=\"#bf8700\" stroke-width=\"2\"/>", d.trim());
+}
 
-    // Marks across all panels, each with what happened when.
-    for m in r.history.marks.iter().filter(|m| m.time_unix >= from && m.time_unix <= to) {
+/// Marks across all panels, each with what happened when.
+fn marks(s: &mut String, r: &HistoryReport, f: &Frame) {
+    let axis = Frame::AXIS;
+    for m in r.history.marks.iter().filter(|m| m.time_unix >= f.from && m.time_unix <= f.to) {
         let colour = mark_colour(m.kind);
-        let mx = x(m.time_unix);
+        let mx = f.x(m.time_unix);
         let _ = write!(
             s,
-            "<g class=\"mark mark-{kind}\"><line x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{:.1}\" y2=\"{AXIS}\" stroke=\"{colour}\" \
+            "<g class=\"mark mark-{kind}\"><line x1=\"{mx:.1}\" x2=\"{mx:.1}\" y1=\"{:.1}\" y2=\"{axis}\" stroke=\"{colour}\" \
              stroke-width=\"1\" stroke-dasharray=\"2 3\"/><path d=\"M{:.1} {:.1} l5 -8 h-10 z\" fill=\"{colour}\"/>\
              <title>{} UTC: {}</title></g>",
-            TEMP.0,
+            Frame::TEMP.0,
             mx,
-            TEMP.0,
+            Frame::TEMP.0,
             hhmmss(m.time_unix),
             esc(&m.text),
             kind = m.kind.name(),
         );
     }
+}
 
-    // Time along the bottom: a tick every "round" interval that gives at most 8 of them.
-    let span = to - from;
+/// Time along the bottom: a tick every "round" interval that gives at most 8 of them.
+fn time_axis(s: &mut String, f: &Frame) {
+    let (left, plot_w, axis) = (Frame::LEFT, Frame::PLOT_W, Frame::AXIS);
+    let span = f.to - f.from;
     let step = [10.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 3600.0, 7200.0, 10800.0, 21600.0]
         .into_iter()
         .find(|step| span / step <= 8.0)
         .unwrap_or(21600.0);
-    let mut t = ceil_to(from, step);
-    while t <= to {
-        let tx = x(t);
+    let mut t = ceil_to(f.from, step);
+    while t <= f.to {
+        let tx = f.x(t);
         let _ = write!(
             s,
-            "<line x1=\"{tx:.1}\" x2=\"{tx:.1}\" y1=\"{AXIS}\" y2=\"{:.1}\" stroke=\"#656d76\"/>\
+            "<line x1=\"{tx:.1}\" x2=\"{tx:.1}\" y1=\"{axis}\" y2=\"{:.1}\" stroke=\"#656d76\"/>\
              <text class=\"tick\" x=\"{tx:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#1f2328\">{}</text>",
-            AXIS + 5.0,
-            AXIS + 18.0,
+            axis + 5.0,
+            axis + 18.0,
             if step < 60.0 { hhmmss(t) } else { hhmm(t) }
         );
         t += step;
     }
     let _ = write!(
         s,
-        "<line x1=\"{LEFT}\" x2=\"{:.1}\" y1=\"{AXIS}\" y2=\"{AXIS}\" stroke=\"#656d76\"/>\
+        "<line x1=\"{left}\" x2=\"{:.1}\" y1=\"{axis}\" y2=\"{axis}\" stroke=\"#656d76\"/>\
          <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#656d76\">time (UTC); now {}</text></svg>",
-        LEFT + plot_w,
-        LEFT + plot_w / 2.0,
-        AXIS + 36.0,
-        hhmmss(to)
+        left + plot_w,
+        left + plot_w / 2.0,
+        axis + 36.0,
+        hhmmss(f.to)
     );
-    s
+}
+
+/// A panel's top and bottom values, on its left.
+fn scale(s: &mut String, top_label: &str, (top, h): (f64, f64)) {
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">{top_label}</text>\
+         <text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\" fill=\"#656d76\">0</text>",
+        Frame::LEFT - 6.0,
+        top + 4.0,
+        Frame::LEFT - 6.0,
+        top + h
+    );
+}
+
+/// What a panel says when it has nothing to draw.
+fn nothing(s: &mut String, text: &str, (top, h): (f64, f64)) {
+    let _ = write!(
+        s,
+        "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"middle\" fill=\"#656d76\">{text}</text>",
+        Frame::LEFT + Frame::PLOT_W / 2.0,
+        top + h / 2.0
+    );
 }
 
 /// A panel's frame and title.
