@@ -6,6 +6,7 @@ pub mod device;
 pub mod duration;
 pub mod file;
 pub mod finding;
+pub mod kubernetes;
 pub mod load;
 pub mod model;
 pub mod pattern;

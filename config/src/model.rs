@@ -42,6 +42,8 @@ pub struct Config {
     pub control: Control,
     /// SpiNNaker machines: every board becomes a `spinnaker-board` device bound to its BMP.
     pub spinnaker: crate::spinnaker::Spinnaker,
+    /// The kubelet device plugin and pod attribution; off unless enabled.
+    pub kubernetes: crate::kubernetes::Kubernetes,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -92,6 +94,7 @@ impl Default for Config {
             discovery: Discovery::default(),
             control: Control::default(),
             spinnaker: crate::spinnaker::Spinnaker::default(),
+            kubernetes: crate::kubernetes::Kubernetes::default(),
             devices: Vec::new(),
         }
     }
@@ -494,7 +497,10 @@ impl Config {
                 });
             }
             d.validate(i, &mut out);
+            crate::kubernetes::validate_device(d, i, &mut out);
         }
+        crate::kubernetes::validate_vendor_bindings(&self.devices, &mut out);
+        self.kubernetes.validate(&mut out);
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {

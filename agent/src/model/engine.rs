@@ -188,6 +188,8 @@ impl Learnt {
             has_logs: false,
             throttle: None,
             reconnect: None,
+            resource: None,
+            kubernetes: None,
             reconnect_attempts: Default::default(),
             overrides: Overrides::default(),
             conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
@@ -311,6 +313,8 @@ impl DeviceEngine {
                 probes: Vec::new(),
                 throttle: None,
                 reconnect: None,
+                resource: None,
+                kubernetes: None,
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
