@@ -129,6 +129,7 @@ impl Http {
             journal_degraded: self.events.degraded(),
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
             faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
+            kubelet: api::KubeletStatus::of(&snap.devices),
         };
         api::status(&snap, agent)
     }

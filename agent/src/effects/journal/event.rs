@@ -81,6 +81,9 @@ pub mod kind {
     /// The agent could not do something for want of its own resources (descriptors, memory, processes,
     /// disk): the first of each streak.
     pub const AGENT_FAULT: &str = "agent_fault";
+    /// What kubelet was told (a device advertised Unhealthy or Healthy again) and learnt from it (the pod
+    /// holding a device changed).
+    pub const KUBELET: &str = "kubelet";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
