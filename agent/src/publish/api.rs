@@ -199,6 +199,9 @@ pub struct DeviceStatus {
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
     pub failing: Vec<Failing>,
+    /// The containers kubelet says hold the device, as "namespace/pod (container c)"; empty while none
+    /// does or `[kubernetes]` is off.
+    pub pods: Vec<String>,
 }
 
 pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> StatusReport {
@@ -221,6 +224,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             needs_hardware_inspection: d.needs_hardware_inspection,
             maintenance: d.maintenance,
             failing: failing(d),
+            pods: d.kubernetes.iter().flat_map(|k| k.pods.iter().map(|p| p.to_string())).collect(),
         })
         .collect();
     StatusReport { status: health(&snap.devices, agent.journal_degraded.clone()).status, agent, devices }
