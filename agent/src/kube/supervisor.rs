@@ -204,11 +204,7 @@ fn registered(s: &mut Slot, with: Option<u64>, result: Result<(), KubeletError>,
 
 /// Logs a registration outcome once per transition and tells the model.
 fn report(s: &mut Slot, outcome: Result<(), String>, cx: &Context) {
-    let changed = match (&s.reported, &outcome) {
-        (Some(Ok(())), Ok(())) => false,
-        (Some(Err(_)), Err(_)) => false,
-        _ => true,
-    };
+    let changed = !matches!((&s.reported, &outcome), (Some(Ok(())), Ok(())) | (Some(Err(_)), Err(_)));
     if changed {
         match &outcome {
             Ok(()) => tracing::info!(resource = %s.resource, "registered with kubelet"),
