@@ -386,3 +386,33 @@ fn off_by_default_nothing_is_served() {
     assert!(json(&agent, "/api/v1/status")["agent"].get("kubelet").is_none());
     assert!(!agent.get("/metrics").body.contains("accel_kubelet_registered"));
 }
+
+#[test]
+fn the_demo_host_shows_a_pod_on_each_board_and_a_hot_loihi_unhealthy_to_kubelet() {
+    let host = accel_e2e::demo_host::DemoHost::build().expect("demo host");
+    let (agent, _cfg) = Agent::with_config(host.sysfs.root(), &host.config("127.0.0.1:0"));
+    agent.wait_ready();
+    let kubelet = &host.kubelet;
+    wait("all three resources registered", 15, || {
+        let mut r: Vec<String> = kubelet.registrations().into_iter().map(|r| r.resource).collect();
+        r.sort();
+        r.dedup();
+        r == ["accel-agent.io/loihi", "accel-agent.io/photonic", "accel-agent.io/spinnaker-board"]
+    });
+    let page = || agent.get("/").body;
+    wait("a pod on each board", 15, || {
+        let p = page();
+        ["neuro/snn-train-0", "optics/mvm-infer-0", "optics/mvm-infer-1", "ml/llm-serve-0", "brain-sim/cortex-3"]
+            .iter()
+            .all(|pod| p.contains(pod))
+    });
+    wait("loihi0 healthy to kubelet", 15, || {
+        kubelet.devices(LOIHI).is_some_and(|(d, _)| d.iter().any(|d| d.id == "loihi0" && d.health == "Healthy"))
+    });
+    // The demo counts degraded as Unhealthy to kubelet: loihi0 above its warning threshold (80 °C).
+    host.set_loihi_temp(84.0);
+    wait("loihi0 Unhealthy to kubelet", 20, || {
+        kubelet.devices(LOIHI).is_some_and(|(d, _)| d.iter().any(|d| d.id == "loihi0" && d.health == "Unhealthy"))
+    });
+    assert!(agent.get("/devices/loihi0").body.contains("Unhealthy"), "the device page says what kubelet was told");
+}
