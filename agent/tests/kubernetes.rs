@@ -416,3 +416,29 @@ fn the_demo_host_shows_a_pod_on_each_board_and_a_hot_loihi_unhealthy_to_kubelet(
     });
     assert!(agent.get("/devices/loihi0").body.contains("Unhealthy"), "the device page says what kubelet was told");
 }
+
+#[test]
+fn a_reload_turns_the_plugin_on_and_off() {
+    let host = Host::new();
+    let kubelet = host.kubelet();
+    let on = host.config("");
+    let off = on.replace("enabled = true", "enabled = false");
+    let (agent, cfg) = Agent::with_config(host.sysfs.root(), &off);
+    agent.wait_ready();
+    let socket = host.plugin_dir().join(ENDPOINT);
+    assert!(kubelet.registrations().is_empty() && !is_socket(&socket));
+
+    std::fs::write(cfg.path().join("agent.toml"), &on).expect("write config");
+    let (code, out, err) = agentctl(&agent, &["reload"]);
+    assert_eq!(code, 0, "{out} {err}");
+    wait("registered after the reload", 10, || !kubelet.registrations().is_empty() && is_socket(&socket));
+    wait("listed", 10, || seen(&kubelet).len() == 2);
+    wait("view", 10, || json(&agent, "/api/v1/devices/loihi0")["kubernetes"]["registered"] == true);
+
+    std::fs::write(cfg.path().join("agent.toml"), &off).expect("write config");
+    let (code, out, err) = agentctl(&agent, &["reload"]);
+    assert_eq!(code, 0, "{out} {err}");
+    wait("socket removed", 10, || !is_socket(&socket));
+    wait("view loses its kubelet part", 10, || json(&agent, "/api/v1/devices/loihi0").get("kubernetes").is_none());
+    assert!(!agent.get("/metrics").body.contains("accel_kubelet_registered"));
+}
