@@ -361,7 +361,7 @@ fn a_missing_kubelet_is_visible_and_registration_follows_its_start() {
     });
     let (_, diagnose, _) = agentctl(&agent, &["diagnose"]);
     assert!(diagnose.contains("kubelet registration accel-agent.io/loihi"), "{diagnose}");
-    // Logged once for the transition, not once per retry.
+    // Logged once for the transition, not once per retry: 3 s is at least two more tries (backoff 1 s, 2 s).
     std::thread::sleep(Duration::from_secs(3));
     let lines: Vec<String> = agent.stderr.try_iter().collect();
     let warned = lines.iter().filter(|l| l.contains("not registered with kubelet")).count();

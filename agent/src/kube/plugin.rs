@@ -197,8 +197,8 @@ pub fn options() -> dp::DevicePluginOptions {
 /// A running plugin server.
 pub struct Served {
     pub socket: PathBuf,
-    /// The socket file's inode, to tell a deleted or replaced socket from ours.
-    pub inode: Option<u64>,
+    /// The socket file's identity, to tell a deleted or replaced socket from ours.
+    pub inode: Option<super::uds::FileId>,
     pub stop: CancellationToken,
 }
 
@@ -208,7 +208,7 @@ pub fn serve(
     plugin_for: impl FnOnce(CancellationToken) -> Plugin,
     stop: CancellationToken,
 ) -> Result<Served, KubeletError> {
-    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    use std::os::unix::fs::FileTypeExt;
     if let Ok(m) = std::fs::symlink_metadata(socket)
         && m.file_type().is_socket()
     {
@@ -216,7 +216,7 @@ pub fn serve(
     }
     let listener = tokio::net::UnixListener::bind(socket)
         .map_err(|source| KubeletError::Bind { path: socket.to_owned(), source })?;
-    let inode = std::fs::symlink_metadata(socket).ok().map(|m| m.ino());
+    let inode = super::uds::inode(socket);
     let plugin = plugin_for(stop.clone());
     let server = tonic::transport::Server::builder()
         .add_service(dp::device_plugin_server::DevicePluginServer::new(plugin))

@@ -4,11 +4,10 @@
 //!
 //! kubelet deletes every socket in the device-plugin directory when it starts, then creates its own
 //! `kubelet.sock`. The directory is watched (inotify, through `notify`) and looked at every second as
-//! well: a plugin socket that is gone is created again, and a `kubelet.sock` that is new (another inode)
+//! well: a plugin socket that is gone is created again, and a `kubelet.sock` that is new (another file)
 //! means a new kubelet, which gets every plugin registered again at once.
 
 use std::collections::BTreeMap;
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -26,6 +25,7 @@ use super::error::KubeletError;
 use super::plugin::{self, Listed, Plugin, Served};
 use super::podresources;
 use super::registration;
+use super::uds::{FileId, inode};
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::evidence::Evidence;
 use crate::model::kubelet::{Advertised, HolderChange};
@@ -43,8 +43,8 @@ struct Slot {
     list: watch::Sender<Arc<Vec<Listed>>>,
     allocations: Arc<BTreeMap<String, DeviceKubernetes>>,
     served: Option<Served>,
-    /// The inode of kubelet.sock when the registration succeeded; None while not registered.
-    registered_with: Option<u64>,
+    /// Which kubelet.sock (its file identity) was there when the registration succeeded; None while not registered.
+    registered_with: Option<FileId>,
     failures: u32,
     next_try: Instant,
     in_flight: bool,
@@ -72,7 +72,7 @@ pub async fn run(config: Arc<Config>, cx: Context, token: CancellationToken) {
     let wake = Arc::new(Notify::new());
     let _watcher = watch_dir(&dir, Arc::clone(&wake));
     let mut advertised_now: BTreeMap<String, (Advertised, Option<String>)> = BTreeMap::new();
-    let mut attempts: JoinSet<(usize, Option<u64>, Result<(), KubeletError>)> = JoinSet::new();
+    let mut attempts: JoinSet<(usize, Option<FileId>, Result<(), KubeletError>)> = JoinSet::new();
     let mut kubelet_seen = inode(&kubelet_sock);
     let mut ticks = tokio::time::interval(LOOK_EVERY);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -186,11 +186,15 @@ fn ensure_served(s: &mut Slot, token: &CancellationToken, cx: &Context) {
     }
 }
 
-fn registered(s: &mut Slot, with: Option<u64>, result: Result<(), KubeletError>, cx: &Context, now: Instant) {
+fn registered(s: &mut Slot, with: Option<FileId>, result: Result<(), KubeletError>, cx: &Context, now: Instant) {
     s.in_flight = false;
     match result {
         Ok(()) => {
-            s.registered_with = Some(with.unwrap_or(0));
+            s.registered_with = with;
+            if with.is_none() {
+                // kubelet.sock went while the call ran: look again at once.
+                s.next_try = now;
+            }
             s.failures = 0;
             report(s, Ok(()), cx);
         }
@@ -336,10 +340,6 @@ fn journal_holder(c: &HolderChange, cx: &Context) {
     };
     tracing::info!(device = %c.device, "{message}");
     cx.events.record(Event::new(SystemTime::now(), Severity::Info, kind::KUBELET, message).on_device(&c.device));
-}
-
-fn inode(path: &Path) -> Option<u64> {
-    std::fs::symlink_metadata(path).ok().map(|m| m.ino())
 }
 
 /// The NUMA node of every device's PCI function (`<sysfs_root>/bus/pci/devices/<addr>/numa_node`; -1

@@ -41,3 +41,15 @@ pub async fn within<T>(
         Err(_) => Err(KubeletError::Deadline { path: path.to_owned(), timeout }),
     }
 }
+
+/// What tells one socket file from another at the same path: a new file may reuse the inode number,
+/// not also its change time.
+pub type FileId = (u64, i64, i64);
+
+/// The identity of the file at `path`, if there is one.
+pub fn inode(path: &Path) -> Option<FileId> {
+    {
+        use std::os::unix::fs::MetadataExt;
+        std::fs::symlink_metadata(path).ok().map(|m| (m.ino(), m.ctime(), m.ctime_nsec()))
+    }
+}
