@@ -4,6 +4,7 @@
 pub mod app;
 pub mod control;
 pub mod effects;
+pub mod kube;
 pub(crate) mod man;
 pub(crate) mod model;
 pub(crate) mod policy;

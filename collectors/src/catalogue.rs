@@ -355,6 +355,19 @@ pub const RECONNECT_ATTEMPTS: Spec = counter(
 );
 pub const RECONNECT_CIRCUIT_STATE: Spec =
     gauge("accel_reconnect_circuit_state", "Reconnect circuit breaker: 0 closed, 1 half-open, 2 open", &["device"]);
+// ---- Kubernetes (kubelet) ----
+
+pub const DEVICE_POD_INFO: Spec = gauge(
+    "accel_device_pod_info",
+    "1 for each container kubelet says holds the device (pod-resources API)",
+    &["device", "namespace", "pod", "container"],
+);
+pub const KUBELET_REGISTERED: Spec = gauge(
+    "accel_kubelet_registered",
+    "1 while the agent's device plugin for the resource is registered with kubelet, 0 while not",
+    &["resource"],
+);
+
 pub const MAINTENANCE_MODE: Spec = gauge(
     "accel_maintenance_mode",
     "1 while the device is in maintenance (no automatic actions; alerts may be inhibited)",
@@ -559,6 +572,8 @@ pub const ALL: &[&Spec] = &[
     &RECONNECT_ATTEMPTS,
     &RECONNECT_CIRCUIT_STATE,
     &MAINTENANCE_MODE,
+    &DEVICE_POD_INFO,
+    &KUBELET_REGISTERED,
     &SPINNAKER_BOARD_INFO,
     &SPINNAKER_BOARD_ON_CAN,
     &SPINNAKER_BOARD_WARNING_BITS,

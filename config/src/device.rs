@@ -69,6 +69,13 @@ pub struct DeviceConfig {
     /// How to bring the device back when it is Offline. Writes happen only with `[actions] enabled`.
     #[serde(default)]
     pub reconnect: Option<ReconnectConfig>,
+    /// The Kubernetes extended resource the device is advertised as to kubelet (see
+    /// [`DeviceConfig::resource_name`] for the default); "" advertises none.
+    #[serde(default)]
+    pub resource: Option<String>,
+    /// What Allocate hands a container, and how a vendor plugin's device id names this device.
+    #[serde(default)]
+    pub kubernetes: Option<crate::kubernetes::DeviceKubernetes>,
 }
 
 /// The reconnect ladder, mildest step first. Steps: "vendor" (runs `command`), "driver_reset"
@@ -997,6 +1004,8 @@ mod tests {
             probes: vec![],
             throttle: None,
             reconnect: None,
+            resource: None,
+            kubernetes: None,
         }
     }
 

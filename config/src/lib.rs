@@ -3,9 +3,11 @@
 
 pub mod bmp;
 pub mod device;
+mod device_kubernetes;
 pub mod duration;
 pub mod file;
 pub mod finding;
+pub mod kubernetes;
 pub mod load;
 pub mod model;
 pub mod pattern;

@@ -46,6 +46,8 @@ pub struct Config {
     pub spinnaker: crate::spinnaker::Spinnaker,
     /// What each device's recent readings and state changes are kept for (the plots and the history API).
     pub history: History,
+    /// The kubelet device plugin and pod attribution; off unless enabled.
+    pub kubernetes: crate::kubernetes::Kubernetes,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -141,6 +143,7 @@ impl Default for Config {
             http: Http::default(),
             spinnaker: crate::spinnaker::Spinnaker::default(),
             history: History::default(),
+            kubernetes: crate::kubernetes::Kubernetes::default(),
             devices: Vec::new(),
         }
     }
@@ -555,7 +558,10 @@ impl Config {
                 });
             }
             d.validate(i, &mut out);
+            crate::device_kubernetes::validate_device(d, i, &mut out);
         }
+        crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
+        self.kubernetes.validate(&mut out);
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {

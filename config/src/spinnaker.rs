@@ -111,6 +111,8 @@ impl Machine {
                     probes: Vec::new(),
                     throttle: None,
                     reconnect: self.reconnect.clone(),
+                    resource: None,
+                    kubernetes: None,
                 });
             }
         }

@@ -387,6 +387,12 @@ habanalabs_max_power = { pci_address = "0000:00:00.0", watts = 1.0 }
 
 [device.thresholds]
 
+[device.kubernetes]
+[[device.kubernetes.device_node]]
+host_path = "/dev/d0"
+[[device.kubernetes.mount]]
+host_path = "/opt/d0"
+
 [[device]]
 id = "board"
 kind = "spinnaker-board"

@@ -12,6 +12,10 @@
 //! - `hl0`: a habanalabs-like PCIe card: accel class device with driver status, hwmon chip, AER
 //!   counters, and hard_reset/reset files.
 //!
+//! - a fake kubelet (crate::kubelet_sim) in `kubelet/`: the agent registers its device plugins with it,
+//!   and its pod-resources API shows a pod on each board (hl0's through the habanalabs plugin's id, its
+//!   PCI address).
+//!
 //! The knobs below change what the agent sees; [`DemoHost::run_scenarios`] plays them as a story.
 
 use std::io::Write;
@@ -21,6 +25,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
+use crate::kubelet_sim::{FakeKubelet, FakePod};
 use crate::sysfs_tree::FakeSysfs;
 
 pub const LOIHI_TEMP: &str = "devices/platform/loihi.0/hwmon/hwmon0/temp1_input";
@@ -36,6 +41,8 @@ pub struct DemoHost {
     pub bmp: BmpSim,
     /// Board 3's SC&MP.
     pub scamp: BmpSim,
+    /// kubelet, as far as the agent sees it: registration, ListAndWatch, pod-resources.
+    pub kubelet: FakeKubelet,
     /// Declared last: fields drop in order, and the tree inside it goes first.
     dir: tempfile::TempDir,
 }
@@ -104,7 +111,12 @@ impl DemoHost {
         bmp.set_board(1, SimBoard { temp_top: 38.0, fan0: Some(2200), ..SimBoard::default() });
         let scamp =
             BmpSim::with_options(SimOptions { boards: 1, text: "SC&MP/SpiNNaker".into(), ..SimOptions::default() })?;
-        let host = DemoHost { dir, sysfs: fs, bmp, scamp };
+        let kubelet = FakeKubelet::start(
+            &dir.path().join("kubelet/device-plugins"),
+            &dir.path().join("kubelet/pod-resources/kubelet.sock"),
+        )?;
+        kubelet.set_pods(demo_pods());
+        let host = DemoHost { dir, sysfs: fs, bmp, scamp, kubelet };
         host.loihi_work(0, 1_000_000)?;
         Ok(host)
     }
@@ -138,6 +150,16 @@ poll_interval = "1s"
 # sudo (and nothing warns that the packaged accel-agent group is missing on this host).
 [control]
 group = "{gid}"
+
+# The agent as a kubelet device plugin, against the fake kubelet in {d}/kubelet. A device that is
+# degraded (e.g. loihi0 running hot) is already Unhealthy to kubelet: no new pods are placed on it.
+[kubernetes]
+enabled = true
+device_plugin_dir = "{d}/kubelet/device-plugins"
+pod_resources_socket = "{d}/kubelet/pod-resources/kubelet.sock"
+interval = "2s"
+timeout = "1s"
+unhealthy_on = ["unhealthy", "degraded", "maintenance", "circuit_open"]
 
 # Actions are on, confined to the simulated tree and scripts above.
 [actions]
@@ -195,6 +217,9 @@ id = "hl0"
 kind = "pci-accel"
 model = "Gaudi-like card (simulated)"
 pci_address = "{pci}"
+[device.kubernetes]
+vendor_resource = "habana.ai/gaudi"
+vendor_device_id = "{{pci_address}}"
 [device.reconnect]
 steps = ["driver_reset"]
 settle = "4s"
@@ -305,7 +330,9 @@ backoff_initial = "2s"
             };
             self.set_loihi_temp(temp);
             let next = match scene {
-                0 if t >= 5.0 => Some("scene 1: loihi0 heats up; watch it get throttled and released"),
+                0 if t >= 5.0 => Some(
+                    "scene 1: loihi0 heats up; watch it get throttled, advertised Unhealthy to kubelet, and released",
+                ),
                 1 if t >= 60.0 => {
                     let _ = self.photon_online("photon1", false);
                     Some("scene 2: photon1 goes offline; the agent runs its reconnect command")
@@ -343,6 +370,27 @@ backoff_initial = "2s"
             std::thread::sleep(tick);
         }
     }
+}
+
+/// A pod on each board, as kubelet's pod-resources reports them.
+fn demo_pods() -> Vec<FakePod> {
+    let mut pods = vec![
+        FakePod::new("neuro", "snn-train-0", "trainer", "accel-agent.io/loihi", &["loihi0"]),
+        FakePod::new("optics", "mvm-infer-0", "server", "accel-agent.io/photonic", &["photon0"]),
+        FakePod::new("optics", "mvm-infer-1", "server", "accel-agent.io/photonic", &["photon1"]),
+        FakePod::new("ml", "llm-serve-0", "vllm", "habana.ai/gaudi", &[HL_PCI]),
+    ];
+    for b in 0..4 {
+        let id = format!("spin5-c0-f0-b{b}");
+        pods.push(FakePod::new(
+            "brain-sim",
+            &format!("cortex-{b}"),
+            "spynnaker",
+            "accel-agent.io/spinnaker-board",
+            &[&id],
+        ));
+    }
+    pods
 }
 
 /// A photonic card's section of the demo config: its status probe, reconnect command and log.

@@ -5,6 +5,7 @@
 
 pub mod bmp_sim;
 pub mod demo_host;
+pub mod kubelet_sim;
 pub mod large_tree;
 pub mod peers;
 pub mod spalloc_rest_sim;

@@ -424,6 +424,11 @@ fn daemonset_manifest_mounts_probes_and_security() {
         ("/var/lib/accel-agent", host_mount("state", "/var/lib/accel-agent", false)),
         ("/run/accel-agent", host_mount("run", "/run/accel-agent", false)),
         ("/tmp", Mount { volume: "tmp".into(), read_only: false, host_path: None, config_map: None }),
+        (
+            "/var/lib/kubelet/device-plugins",
+            host_mount("kubelet-device-plugins", "/var/lib/kubelet/device-plugins", false),
+        ),
+        ("/var/lib/kubelet/pod-resources", host_mount("kubelet-pod-resources", "/var/lib/kubelet/pod-resources", true)),
     ]
     .into_iter()
     .map(|(path, m)| (path.to_owned(), m))
@@ -508,6 +513,8 @@ fn configmap_agent_toml_is_valid_and_uses_the_mounted_paths() {
             "/host/sys",
             "/run/accel-agent",
             "/var/lib/accel-agent",
+            "/var/lib/kubelet/device-plugins",
+            "/var/lib/kubelet/pod-resources",
             "/var/log/loihi2",
             "/var/log/photon-mlir"
         ]
@@ -530,6 +537,11 @@ fn configmap_agent_toml_is_valid_and_uses_the_mounted_paths() {
     let under_a_mount = |p: &Path| mounted.iter().any(|m| p.starts_with(m));
     assert!(under_a_mount(&config.sysfs_root) && under_a_mount(&config.state_dir) && under_a_mount(&config.socket));
     assert!(under_a_mount(&config.collectors.resources.proc_root), "the host's /proc is mounted for resources");
+    // kubelet's two directories, for when [kubernetes] is enabled.
+    assert!(
+        under_a_mount(&config.kubernetes.device_plugin_dir) && under_a_mount(&config.kubernetes.pod_resources_socket)
+    );
+    assert_eq!(config.kubernetes.pod_resources_socket, Path::new("/var/lib/kubelet/pod-resources/kubelet.sock"));
     for log in &log_paths {
         assert!(under_a_mount(Path::new(log)), "{log} is not mounted");
     }
@@ -547,6 +559,9 @@ fn helm_chart_metadata_and_values() {
     assert_eq!(strings(&values, &["logDirs"]), ["/var/log/loihi2", "/var/log/photon-mlir"]);
     assert_eq!(at(&values, &["serviceMonitor", "enabled"]).as_bool(), Some(true));
     assert_eq!(at(&values, &["actions", "enabled"]).as_bool(), Some(false));
+    assert_eq!(at(&values, &["kubernetes", "enabled"]).as_bool(), Some(false));
+    assert_eq!(str_at(&values, &["kubernetes", "devicePluginDir"]), "/var/lib/kubelet/device-plugins");
+    assert_eq!(str_at(&values, &["kubernetes", "podResourcesDir"]), "/var/lib/kubelet/pod-resources");
     assert_eq!(str_at(&values, &["resources", "requests", "cpu"]), "20m");
     assert_eq!(str_at(&values, &["resources", "requests", "memory"]), "64Mi");
     assert_eq!(str_at(&values, &["priorityClassName"]), "system-node-critical");

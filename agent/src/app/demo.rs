@@ -109,6 +109,7 @@ fn banner(host: &DemoHost, listen: SocketAddr, socket: &str) -> String {
         "\naccel-agent demo: a simulated host in {dir}\n\
          \x20 devices   loihi0 (Loihi 2), photon0 and photon1 (photonic), spin5-c0-f0-b0..3 (a SpiNNaker frame\n\
          \x20           behind a simulated BMP on {bmp}), hl0 (a habanalabs-like PCIe card)\n\
+         \x20 kubelet   a fake kubelet in {dir}/kubelet: the boards are advertised to it, each runs a pod\n\
          \x20 look at   http://{listen}/            the device table\n\
          \x20           http://{listen}/metrics     Prometheus metrics\n\
          \x20           http://{listen}/health      JSON health\n\

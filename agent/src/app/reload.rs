@@ -83,6 +83,16 @@ impl Generation {
             Arc::clone(&shared.events),
             token.clone(),
         );
+        crate::kube::spawn(
+            &config,
+            crate::kube::Context {
+                state: Arc::clone(&shared.state),
+                events: Arc::clone(&shared.events),
+                evidence: shared.evidence.clone(),
+            },
+            &token,
+            &mut tasks,
+        );
         Generation { config, token, tasks, log_thread: running.log_thread, logs: running.logs }
     }
 

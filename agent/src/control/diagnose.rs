@@ -162,6 +162,39 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: action.into(),
         });
     }
+    if let Some(k) = &status.agent.kubelet {
+        for r in k.resources.iter().filter(|r| !r.registered) {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: None,
+                check: format!("kubelet registration {}", r.resource),
+                finding: format!(
+                    "the device plugin for {} is not registered with kubelet: {}; kubelet neither allocates \
+                     these devices nor learns their health",
+                    r.resource,
+                    r.error.as_deref().unwrap_or("not tried yet")
+                ),
+                replaces: "check `kubectl describe node` for the extended resource".into(),
+                action: format!(
+                    "check that kubelet runs and that {} is mounted into the agent (journalctl -u kubelet)",
+                    config.kubernetes.device_plugin_dir.display()
+                ),
+            });
+        }
+        if let Some(why) = &k.pod_resources_error {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: None,
+                check: "kubelet pod-resources".into(),
+                finding: format!("which pod holds each device is not known: {why}"),
+                replaces: "find the pod on a device with kubectl and crictl".into(),
+                action: format!(
+                    "check that {} exists and is mounted into the agent",
+                    config.kubernetes.pod_resources_socket.display()
+                ),
+            });
+        }
+    }
     if let Some(why) = &status.agent.journal_unavailable {
         findings.push(Finding {
             level: Level::Warning,

@@ -251,6 +251,8 @@ pub struct DeviceEngine {
     /// timer round, a probe or a log line of one device) does not re-bind every device: on a SpiNNaker
     /// machine of 1,200 boards re-binding on every round was most of the agent's CPU.
     host: HostEvidence,
+    /// What kubelet knows of the devices (`crate::kube` tells it).
+    kubelet: super::kubelet::KubeletModel,
 }
 
 /// What applying a probe result decided.
@@ -270,7 +272,13 @@ pub fn is_accelerator_class(class: u32) -> bool {
 impl DeviceEngine {
     pub fn new(config: &Config, now: Instant, wall: SystemTime) -> Self {
         let devices = config.devices.iter().map(|d| Device::new(d.clone(), false, now, wall)).collect();
-        DeviceEngine { devices, discovery: config.discovery.enabled, one_shot: false, host: HostEvidence::default() }
+        DeviceEngine {
+            devices,
+            discovery: config.discovery.enabled,
+            one_shot: false,
+            host: HostEvidence::default(),
+            kubelet: Default::default(),
+        }
     }
 
     /// For `scan`: one look, so a value beyond a threshold counts at once (no minimum duration) and a
@@ -333,6 +341,8 @@ impl DeviceEngine {
                 probes: Vec::new(),
                 throttle: None,
                 reconnect: None,
+                resource: None,
+                kubernetes: None,
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
@@ -738,7 +748,12 @@ impl DeviceEngine {
     /// What each device looks like at `wall` (a maintenance window that has ended by then no longer
     /// counts, even before `expire_overrides` has removed it).
     pub fn views(&self, wall: SystemTime) -> Vec<DeviceView> {
-        self.devices.iter().map(|d| d.view(wall)).collect()
+        self.devices.iter().map(|d| DeviceView { kubernetes: self.kubelet.view(&d.config), ..d.view(wall) }).collect()
+    }
+
+    /// The kubelet side's state, which it updates through evidence commands.
+    pub fn kubelet_mut(&mut self) -> &mut super::kubelet::KubeletModel {
+        &mut self.kubelet
     }
 }
 
@@ -1122,6 +1137,7 @@ impl Device {
                 .collect(),
             temperature_warn_celsius: self.thresholds.temperature_warn,
             temperature_crit_celsius: self.thresholds.temperature_crit,
+            kubernetes: None,
             conditions: self.learnt.conditions.clone(),
             readings: self.learnt.readings.clone(),
             // Host sources bound from sysfs and the BMP, then the device's probes and logs: a photonic card

@@ -466,6 +466,7 @@ mod tests {
             sources: Vec::new(),
             discovered: false,
             discovered_name: None,
+            kubernetes: None,
             probes: Vec::new(),
             utilization_ratio: None,
             inferences_total: None,

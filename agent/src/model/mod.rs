@@ -8,6 +8,7 @@ pub(crate) mod evidence;
 pub(crate) mod health;
 pub(crate) mod history;
 pub(crate) mod host;
+pub(crate) mod kubelet;
 pub(crate) mod operator;
 pub(crate) mod power;
 pub(crate) mod source_health;
@@ -23,6 +24,30 @@ pub use health::{ConditionKind, State, Status};
 
 /// The accel_device_* families (DESIGN.md's catalogue).
 pub fn export(views: &[DeviceView], out: &mut Families) {
+    // One series per resource: every device of it carries the same registration.
+    let mut registered: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for d in views {
+        if let Some(k) = &d.kubernetes {
+            if let Some(r) = &k.resource {
+                registered.insert(r, k.registered);
+            }
+            for p in &k.pods {
+                out.sample(
+                    &c::DEVICE_POD_INFO,
+                    labels![
+                        ("device", lv(&d.id)),
+                        ("namespace", lv(&p.namespace)),
+                        ("pod", lv(&p.pod)),
+                        ("container", lv(&p.container))
+                    ],
+                    1.0,
+                );
+            }
+        }
+    }
+    for (resource, up) in registered {
+        out.sample(&c::KUBELET_REGISTERED, labels![("resource", lv(resource))], f64::from(u8::from(up)));
+    }
     for d in views {
         let id = lv(&d.id);
         let kind = lv(d.kind);

@@ -189,6 +189,9 @@ pub struct DeviceView {
     /// The thresholds this device is judged by (config over profile), in Celsius.
     pub temperature_warn_celsius: f64,
     pub temperature_crit_celsius: f64,
+    /// What kubelet knows of the device (absent while `[kubernetes]` is off).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubernetes: Option<super::kubelet::KubeletView>,
 }
 
 /// A condition change, for the event journal and the log.

@@ -94,6 +94,52 @@ pub struct AgentStatus {
     pub actions_stopped: Option<String>,
     /// The agent's own trouble: what it could not do for want of descriptors, memory, processes or disk.
     pub faults: AgentFaults,
+    /// The device plugins' registrations and pod attribution; absent while `[kubernetes]` is off.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub kubelet: Option<KubeletStatus>,
+}
+
+/// `agent.kubelet` in /api/v1/status.
+#[derive(Debug, Serialize)]
+pub struct KubeletStatus {
+    pub resources: Vec<KubeletResource>,
+    /// Why kubelet's pod-resources API could not be read, while it cannot.
+    pub pod_resources_error: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct KubeletResource {
+    pub resource: String,
+    pub registered: bool,
+    /// Why it is not registered, while it is not.
+    pub error: Option<String>,
+    pub devices: Vec<String>,
+}
+
+impl KubeletStatus {
+    /// From the device views: None while no device has a kubelet part (`[kubernetes]` off).
+    pub fn of(devices: &[DeviceView]) -> Option<KubeletStatus> {
+        let mut resources: Vec<KubeletResource> = Vec::new();
+        let mut pod_resources_error = None;
+        let mut any = false;
+        for d in devices {
+            let Some(k) = &d.kubernetes else { continue };
+            any = true;
+            pod_resources_error = pod_resources_error.or_else(|| k.pods_error.clone());
+            let Some(r) = &k.resource else { continue };
+            match resources.iter_mut().find(|x| &x.resource == r) {
+                Some(x) => x.devices.push(d.id.clone()),
+                None => resources.push(KubeletResource {
+                    resource: r.clone(),
+                    registered: k.registered,
+                    error: k.registration_error.clone(),
+                    devices: vec![d.id.clone()],
+                }),
+            }
+        }
+        resources.sort_by(|a, b| a.resource.cmp(&b.resource));
+        any.then_some(KubeletStatus { resources, pod_resources_error })
+    }
 }
 
 /// `agent.faults` in /api/v1/status: counts since start by kind, and the latest fault while it is recent
@@ -160,6 +206,9 @@ pub struct DeviceStatus {
     /// The hottest sensor over the last 15 minutes, oldest first, one value per 20 s (null where nothing
     /// was read): the landing page's sparkline.
     pub temperature_recent_celsius: Vec<Option<f64>>,
+    /// The containers kubelet says hold the device, as "namespace/pod (container c)"; empty while none
+    /// does or `[kubernetes]` is off.
+    pub pods: Vec<String>,
 }
 
 pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> StatusReport {
@@ -183,6 +232,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             maintenance: d.maintenance,
             failing: failing(d),
             temperature_recent_celsius: Vec::new(),
+            pods: d.kubernetes.iter().flat_map(|k| k.pods.iter().map(|p| p.to_string())).collect(),
         })
         .collect();
     StatusReport {

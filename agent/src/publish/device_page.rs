@@ -263,6 +263,41 @@ pub fn device_page(
         let _ = write!(h, "<ul id=\"actions\"><li>{}</li></ul>", actions.join("</li><li>"));
     }
 
+    // Kubernetes: what kubelet was told, and who holds the device.
+    if let Some(k) = &d.kubernetes {
+        let mut lines = Vec::new();
+        match (&k.resource, k.advertised) {
+            (Some(r), Some(a)) => lines.push(format!(
+                "advertised to kubelet as <code>{}</code>: {}{}",
+                esc(r),
+                if a == crate::model::kubelet::Advertised::Unhealthy {
+                    "<span class=\"bad\">Unhealthy</span>"
+                } else {
+                    "Healthy"
+                },
+                k.advertised_reason.as_deref().map(|w| format!(" ({})", esc(w))).unwrap_or_default()
+            )),
+            (Some(r), None) => lines.push(format!("advertised to kubelet as <code>{}</code> (not listed yet)", esc(r))),
+            (None, _) => lines.push("not advertised by the agent (a vendor plugin owns it)".to_owned()),
+        }
+        if k.resource.is_some() && !k.registered {
+            lines.push(format!(
+                "<span class=\"bad\">not registered with kubelet</span>{}",
+                k.registration_error.as_deref().map(|e| format!(": {}", esc(e))).unwrap_or_default()
+            ));
+        }
+        if k.pods.is_empty() {
+            lines.push("held by no pod".to_owned());
+        }
+        for p in &k.pods {
+            lines.push(format!("held by pod {}", esc(&p.to_string())));
+        }
+        if let Some(e) = &k.pods_error {
+            lines.push(format!("<span class=\"bad\">pod-resources failing: {}</span>", esc(e)));
+        }
+        let _ = write!(h, "<h2>Kubernetes</h2><ul id=\"kubernetes\"><li>{}</li></ul>", lines.join("</li><li>"));
+    }
+
     // Logs.
     if !d.log_lines.is_empty() || !d.log_matches.is_empty() {
         h.push_str("<h2>Logs</h2><ul>");

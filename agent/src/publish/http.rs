@@ -212,6 +212,7 @@ impl Http {
             journal_degraded: self.events.degraded(),
             actions_stopped: snap.actions_stopped.as_deref().map(str::to_owned),
             faults: api::AgentFaults::of(&snap.faults, SystemTime::now()),
+            kubelet: api::KubeletStatus::of(&snap.devices),
         };
         let mut report = api::status(&snap, agent);
         let now = SystemTime::now();

@@ -139,8 +139,9 @@ fn device_row(d: &DeviceStatus) -> String {
     };
     let failing: Vec<String> =
         d.failing.iter().map(|f| format!("<b>{}</b>: {}", esc(f.condition), esc(&f.message))).collect();
+    let pods: String = d.pods.iter().map(|p| format!("<br><span class=\"muted\">pod {}</span>", esc(p))).collect();
     format!(
-        "<tr><td><a href=\"/devices/{id}\">{id}</a></td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
+        "<tr><td><a href=\"/devices/{id}\">{id}</a>{pods}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
          <td>{}</td><td class=\"num\">{}</td><td>{throttle}</td><td>{circuit}</td><td>{}</td><td>{}</td></tr>",
         esc(d.kind),
         badge(d.state.name()),
@@ -284,7 +285,8 @@ const LANDING_JS: &str = r##"(function () {
     var failing = (d.failing || []).map(function (f) {
       return '<b>' + esc(f.condition) + '</b>: ' + esc(f.message);
     });
-    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a></td><td>' + esc(d.kind) +
+    var pods = (d.pods || []).map(function (p) { return '<br><span class="muted">pod ' + esc(p) + '</span>'; }).join('');
+    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a>' + pods + '</td><td>' + esc(d.kind) +
         '</td><td>' + badge(d.state) + '</td><td class="num">' + value(d.temperature_celsius, '\u00b0C', 1) +
         '</td><td>' + sparkline(d.temperature_recent_celsius || []) +
         '</td><td class="num">' + value(d.power_watts, 'W', 1) + '</td><td>' + throttle + '</td><td>' + circuit +

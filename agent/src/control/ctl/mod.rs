@@ -568,10 +568,53 @@ fn device_text(d: &Value, style: Style) -> String {
         out.push_str(&actions.join("; "));
         out.push('\n');
     }
+    if let Some(k) = d["kubernetes"].as_object() {
+        out.push_str(&kubernetes_text(k));
+    }
     let events = &d["events"];
     if events.as_array().is_some_and(|e| !e.is_empty()) {
         out.push('\n');
         out.push_str(&events_text(events, style));
+    }
+    out
+}
+
+/// The device's `kubernetes` part: what kubelet was told and who holds the device.
+fn kubernetes_text(k: &serde_json::Map<String, Value>) -> String {
+    let mut out = String::from("\nkubernetes: ");
+    match (k.get("resource").and_then(Value::as_str), k.get("advertised").and_then(Value::as_str)) {
+        (Some(r), Some(a)) => {
+            out.push_str(&format!("{r}, advertised {a}"));
+            if let Some(why) = k.get("advertised_reason").and_then(Value::as_str) {
+                out.push_str(&format!(" ({why})"));
+            }
+        }
+        (Some(r), None) => out.push_str(&format!("{r}, not listed yet")),
+        (None, _) => out.push_str("not advertised by the agent"),
+    }
+    if k.get("resource").is_some_and(|r| !r.is_null()) && k.get("registered").and_then(Value::as_bool) == Some(false) {
+        out.push_str("; NOT registered with kubelet");
+        if let Some(e) = k.get("registration_error").and_then(Value::as_str) {
+            out.push_str(&format!(": {e}"));
+        }
+    }
+    let pods: Vec<String> = k
+        .get("pods")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|p| {
+            format!(
+                "{}/{} (container {})",
+                p["namespace"].as_str().unwrap_or("?"),
+                p["pod"].as_str().unwrap_or("?"),
+                p["container"].as_str().unwrap_or("?")
+            )
+        })
+        .collect();
+    out.push_str(&format!("\npods: {}\n", if pods.is_empty() { "none".to_owned() } else { pods.join(", ") }));
+    if let Some(e) = k.get("pods_error").and_then(Value::as_str) {
+        out.push_str(&format!("pod-resources failing: {e}\n"));
     }
     out
 }

@@ -85,6 +85,9 @@ pub mod kind {
     pub const SOURCE_FAILING: &str = "source_failing";
     /// A failing source answers again.
     pub const SOURCE_RECOVERED: &str = "source_recovered";
+    /// What kubelet was told (a device advertised Unhealthy or Healthy again) and learnt from it (the pod
+    /// holding a device changed).
+    pub const KUBELET: &str = "kubelet";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
