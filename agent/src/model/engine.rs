@@ -251,7 +251,7 @@ pub struct DeviceEngine {
     /// timer round, a probe or a log line of one device) does not re-bind every device: on a SpiNNaker
     /// machine of 1,200 boards re-binding on every round was most of the agent's CPU.
     host: HostEvidence,
-    /// What kubelet knows of the devices (`crate::kube` tells it).
+    /// What kubelet knows of the devices (the kube module tells it).
     kubelet: super::kubelet::KubeletModel,
 }
 

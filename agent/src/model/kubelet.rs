@@ -1,7 +1,7 @@
 //! What kubelet knows of each device: the resource the agent advertises it as, the health it last told
 //! kubelet, whether that resource's plugin is registered, and the pods kubelet says hold the device.
 //!
-//! The kubelet side (`crate::kube`) sends these as evidence; the model only keeps them, so that the
+//! The kubelet side (the kube module) sends these as evidence; the model only keeps them, so that the
 //! published device views (API, agentctl, pages, metrics) show them with everything else. Nothing here is
 //! evidence about a device's health: kubelet's trouble is the agent's, never the device's.
 
