@@ -24,30 +24,7 @@ pub use health::{ConditionKind, State, Status};
 
 /// The accel_device_* families (DESIGN.md's catalogue).
 pub fn export(views: &[DeviceView], out: &mut Families) {
-    // One series per resource: every device of it carries the same registration.
-    let mut registered: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
-    for d in views {
-        if let Some(k) = &d.kubernetes {
-            if let Some(r) = &k.resource {
-                registered.insert(r, k.registered);
-            }
-            for p in &k.pods {
-                out.sample(
-                    &c::DEVICE_POD_INFO,
-                    labels![
-                        ("device", lv(&d.id)),
-                        ("namespace", lv(&p.namespace)),
-                        ("pod", lv(&p.pod)),
-                        ("container", lv(&p.container))
-                    ],
-                    1.0,
-                );
-            }
-        }
-    }
-    for (resource, up) in registered {
-        out.sample(&c::KUBELET_REGISTERED, labels![("resource", lv(resource))], f64::from(u8::from(up)));
-    }
+    export_kubelet(views, out);
     for d in views {
         let id = lv(&d.id);
         let kind = lv(d.kind);
@@ -147,5 +124,33 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
         for x in &r.energy_joules {
             out.sample(&c::DEVICE_ENERGY, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
         }
+    }
+}
+
+/// accel_device_pod_info and accel_kubelet_registered, from what kubelet knows of the devices.
+fn export_kubelet(views: &[DeviceView], out: &mut Families) {
+    // One series per resource: every device of it carries the same registration.
+    let mut registered: std::collections::BTreeMap<&str, bool> = std::collections::BTreeMap::new();
+    for d in views {
+        if let Some(k) = &d.kubernetes {
+            if let Some(r) = &k.resource {
+                registered.insert(r, k.registered);
+            }
+            for p in &k.pods {
+                out.sample(
+                    &c::DEVICE_POD_INFO,
+                    labels![
+                        ("device", lv(&d.id)),
+                        ("namespace", lv(&p.namespace)),
+                        ("pod", lv(&p.pod)),
+                        ("container", lv(&p.container))
+                    ],
+                    1.0,
+                );
+            }
+        }
+    }
+    for (resource, up) in registered {
+        out.sample(&c::KUBELET_REGISTERED, labels![("resource", lv(resource))], f64::from(u8::from(up)));
     }
 }
