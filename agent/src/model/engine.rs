@@ -119,7 +119,8 @@ struct Learnt {
     /// Conditions set by log rules.
     log_conditions: std::collections::BTreeMap<ConditionKind, LogCondition>,
     has_logs: bool,
-    throttle: Option<crate::policy::throttle::ThrottleController>,
+    /// The throttle ladder and the judgement it steps on, for a device with a throttle config.
+    throttle: Option<Throttle>,
     reconnect: Option<crate::policy::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
     reconnect_attempts: std::collections::BTreeMap<(ReconnectStep, &'static str), u64>,
@@ -161,6 +162,50 @@ impl Trackers {
     }
 }
 
+/// A device's throttle ladder and the tracker whose zone it steps on: the condition's own tracker when the
+/// throttle watches the same value with the same threshold, hysteresis and hold (one judgement of one
+/// quantity), else a tracker of its own fed the same value.
+#[derive(Debug, Clone)]
+struct Throttle {
+    metric: ThrottleMetric,
+    judge: ThrottleJudge,
+    ladder: crate::policy::throttle::ThrottleLadder,
+}
+
+#[derive(Debug, Clone)]
+enum ThrottleJudge {
+    /// The Overheating warning tracker.
+    Warn,
+    /// The PowerAnomaly tracker.
+    Power,
+    Own(ThresholdTracker),
+}
+
+impl Throttle {
+    fn new(cfg: &config::device::ThrottleConfig, t: &Thresholds) -> Throttle {
+        let (default, shared_with, shared) = match cfg.metric {
+            ThrottleMetric::Power => (t.power_max.unwrap_or(f64::INFINITY), t.power_max, ThrottleJudge::Power),
+            ThrottleMetric::Temperature => (t.temperature_warn, Some(t.temperature_warn), ThrottleJudge::Warn),
+        };
+        let threshold = cfg.threshold.unwrap_or(default);
+        let hysteresis = cfg.hysteresis.unwrap_or(t.hysteresis);
+        let hold = cfg.hold.map_or(t.min_duration, |h| h.get());
+        let same = shared_with == Some(threshold) && hysteresis == t.hysteresis && hold == t.min_duration;
+        let judge = if same { shared } else { ThrottleJudge::Own(ThresholdTracker::new(threshold, hysteresis, hold)) };
+        let ladder = crate::policy::throttle::ThrottleLadder::new(hold, cfg.levels.len());
+        Throttle { metric: cfg.metric, judge, ladder }
+    }
+
+    /// Feeds the throttle's own tracker, if it has one and watches `metric`.
+    fn observe(throttle: &mut Option<Throttle>, metric: ThrottleMetric, value: f64, now: Instant) {
+        if let Some(Throttle { metric: m, judge: ThrottleJudge::Own(tracker), .. }) = throttle
+            && *m == metric
+        {
+            tracker.observe(value, now);
+        }
+    }
+}
+
 impl Learnt {
     /// Nothing learnt yet about a device under `config`.
     fn new(config: &DeviceConfig, thresholds: &Thresholds, now: Instant, wall: SystemTime) -> Learnt {
@@ -189,11 +234,11 @@ impl Learnt {
             epi_last: None,
             energy_per_inference: None,
             trackers: Trackers::new(thresholds),
+            throttle: config.throttle.as_ref().map(|c| Throttle::new(c, thresholds)),
             log_lines: Default::default(),
             log_matches: Default::default(),
             log_conditions: Default::default(),
             has_logs: false,
-            throttle: None,
             reconnect: None,
             reconnect_attempts: Default::default(),
             overrides: Overrides::default(),
@@ -223,7 +268,7 @@ impl Learnt {
         if fresh.thresholds != *old_thresholds {
             self.trackers = fresh.learnt.trackers.clone();
         }
-        if fresh.config.throttle != old_config.throttle {
+        if fresh.config.throttle != old_config.throttle || fresh.thresholds != *old_thresholds {
             self.throttle = fresh.learnt.throttle.clone();
         }
         if fresh.config.reconnect != old_config.reconnect {
@@ -389,7 +434,9 @@ impl DeviceEngine {
                 ended.push(d.config.id.clone());
             }
             (o.throttle_released, o.throttle_requested) = (false, None);
-            d.learnt.throttle = None;
+            if let Some(t) = &mut d.learnt.throttle {
+                t.ladder.forget();
+            }
         }
         ended
     }
@@ -697,7 +744,9 @@ impl DeviceEngine {
     ) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
-            let Some(cfg) = d.config.throttle.clone() else { continue };
+            if d.config.throttle.is_none() {
+                continue;
+            }
             let current = applied(&d.config.id);
             if let Some(manual) = d.learnt.overrides.throttle {
                 if current != manual.level && d.learnt.overrides.throttle_requested != Some(manual.level) {
@@ -707,38 +756,28 @@ impl DeviceEngine {
                 continue;
             }
             d.learnt.overrides.throttle_requested = None;
+            let in_maintenance = d.in_maintenance(wall);
+            let Some(throttle) = d.learnt.throttle.as_mut() else { continue };
             if std::mem::take(&mut d.learnt.overrides.throttle_released) {
-                d.learnt.throttle = None;
+                throttle.ladder.restart(now);
                 if current != 0 {
                     out.push((d.config.id.clone(), 0));
                 }
                 continue;
             }
-            if d.in_maintenance(wall) {
+            if in_maintenance {
                 continue;
             }
-            let value = match cfg.metric {
-                ThrottleMetric::Power if !d.learnt.readings.power_watts.is_empty() => {
-                    Some(d.learnt.readings.power_watts.iter().map(|r| r.value).sum())
-                }
-                ThrottleMetric::Power => None,
-                ThrottleMetric::Temperature => d.learnt.readings.max_temperature().map(|r| r.value),
+            // Only on a value read now: a metric that is gone asks nothing.
+            let readings = &d.learnt.readings;
+            let zone = match (&throttle.judge, throttle.metric) {
+                (_, ThrottleMetric::Power) if readings.power_watts.is_empty() => None,
+                (_, ThrottleMetric::Temperature) if readings.max_temperature().is_none() => None,
+                (ThrottleJudge::Warn, _) => d.learnt.trackers.warn.zone(),
+                (ThrottleJudge::Power, _) => d.learnt.trackers.power.as_ref().and_then(ThresholdTracker::zone),
+                (ThrottleJudge::Own(tracker), _) => tracker.zone(),
             };
-            let Some(value) = value else { continue };
-            let t = &d.thresholds;
-            let controller = d.learnt.throttle.get_or_insert_with(|| {
-                let default = match cfg.metric {
-                    ThrottleMetric::Power => t.power_max.unwrap_or(f64::INFINITY),
-                    ThrottleMetric::Temperature => t.temperature_warn,
-                };
-                crate::policy::throttle::ThrottleController::new(
-                    cfg.threshold.unwrap_or(default),
-                    cfg.hysteresis.unwrap_or(t.hysteresis),
-                    cfg.hold.map_or(t.min_duration, |h| h.get()),
-                    cfg.levels.len(),
-                )
-            });
-            if let Some(level) = controller.observe(value, current, now) {
+            if let Some(level) = zone.and_then(|zone| throttle.ladder.next(zone, current, now)) {
                 out.push((d.config.id.clone(), level));
             }
         }
@@ -1011,6 +1050,9 @@ impl Device {
     /// The hottest sensor, fed to the warning and critical trackers at `now`.
     fn overheating_evidence(&mut self, now: Instant) -> OverheatingEvidence<'_> {
         let learnt = &mut self.learnt;
+        if let Some(h) = learnt.readings.max_temperature() {
+            Throttle::observe(&mut learnt.throttle, ThrottleMetric::Temperature, h.value, now);
+        }
         let hottest = learnt.readings.max_temperature().map(|h| Hottest {
             sensor: &h.sensor,
             celsius: h.value,
@@ -1027,6 +1069,9 @@ impl Device {
         let learnt = &mut self.learnt;
         let watts: Option<f64> = (!learnt.readings.power_watts.is_empty())
             .then(|| learnt.readings.power_watts.iter().map(|r| r.value).sum());
+        if let Some(w) = watts {
+            Throttle::observe(&mut learnt.throttle, ThrottleMetric::Power, w, now);
+        }
         let power = match (&mut learnt.trackers.power, watts) {
             (Some(tracker), Some(w)) => {
                 Some(Judged { value: w, max: tracker.threshold, level: tracker.observe(w, now) })
@@ -1354,7 +1399,8 @@ mod tests {
         for (what, needle) in [
             ("a log match count", "\"err\": 7"),
             ("a latched log condition", "latched: true"),
-            ("a throttle controller", "ThrottleController"),
+            ("a throttle ladder", "ThrottleLadder"),
+            ("a pending throttle step (the judgement it waits on: over the threshold)", "Over,"),
             ("a reconnect attempt", "Vendor"),
             ("an energy per inference", "energy_per_inference: Some("),
             ("maintenance", "maintenance: Some("),
@@ -1380,7 +1426,8 @@ mod tests {
         );
 
         // New thresholds: the trackers start afresh (their pending transitions were against the old
-        // numbers); everything else is kept.
+        // numbers), and so does the throttle, whose threshold of 80 is no longer the warning's: it gets a
+        // tracker of its own. Everything else is kept.
         let warmer =
             config::parse_str(&toml.replace("temperature_warn = 80.0", "temperature_warn = 85.0"), "t.toml").unwrap();
         let old = e.devices[0].learnt.clone();
@@ -1388,6 +1435,8 @@ mod tests {
         let mut kept = e.devices[0].learnt.clone();
         assert_ne!(format!("{:?}", kept.trackers), format!("{:?}", old.trackers), "fresh trackers");
         kept.trackers = old.trackers;
-        assert_eq!(format!("{kept:#?}"), before, "everything but the trackers is kept");
+        assert!(matches!(kept.throttle.as_ref().map(|t| &t.judge), Some(ThrottleJudge::Own(_))), "{:?}", kept.throttle);
+        kept.throttle = old.throttle;
+        assert_eq!(format!("{kept:#?}"), before, "everything but the trackers and the throttle is kept");
     }
 }
