@@ -9,10 +9,10 @@ use std::time::{Instant, SystemTime};
 
 use collectors::HostReadings;
 use collectors::probes::ReadingKind;
-use collectors::sysfs::hwmon::Chip;
 use config::device::{ReconnectStep, ThrottleMetric};
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
+use super::binding;
 use super::conditions::{
     self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
     LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
@@ -21,9 +21,7 @@ use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, 
 use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
-pub use super::view::{
-    ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings, ThresholdReading,
-};
+pub use super::view::{ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings};
 use crate::policy::reconnect::Circuit;
 
 struct Device {
@@ -854,107 +852,18 @@ impl Device {
 
     /// Collects this device's readings from the host collectors' latest results.
     fn bind(&mut self, snap: &HostEvidence) {
-        let mut r = Readings::default();
-        let mut sources = Vec::new();
-        if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
-            let name = self.inputs.hwmon_name.as_deref();
-            let pci = self.config.pci_address.as_deref();
-            let chips = h.layout.chips.iter().filter(|c| match pci {
-                // Only the chips of that address: another board's chip may have the same name.
-                Some(p) => c.pci_address.as_deref() == Some(p),
-                None => name.is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n),
-            });
-            let chips: Vec<&Chip> = chips.collect();
-            // A name matching several chips (coretemp: one per socket) would repeat their sensor names
-            // ("Core 0" on each): then each sensor is named after its chip as well.
-            let qualify = chips.len() > 1;
-            for chip in chips {
-                sources.push(format!("hwmon:{}", chip.chip));
-                if self.learnt.driver.is_none() {
-                    self.learnt.driver = chip.raw_name.as_deref().map(str::to_owned);
-                }
-                bind_chip(h, chip, qualify, &mut r);
-            }
+        let inputs = &self.inputs;
+        let bound = binding::bind(&self.config, inputs.hwmon_name.as_deref(), inputs.power_supply.as_deref(), snap);
+        // The accel driver's name wins; else the first hwmon chip's, kept from the first binding.
+        if let Some(driver) = bound.accel_driver {
+            self.learnt.driver = Some(driver);
+        } else if self.learnt.driver.is_none() {
+            self.learnt.driver = bound.hwmon_driver;
         }
-        if let (Some(zone_type), Some(HostReadings::ThermalZone(t))) =
-            (&self.config.thermal_zone, snap.readings(CollectorKind::ThermalZone))
-            && let Some(z) = t.by_type(zone_type)
-        {
-            sources.push(format!("thermal_zone:{}", z.zone_type));
-            let sensor = format!("zone_{}", z.zone_type);
-            if let Some(v) = z.temp_celsius {
-                r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
-            }
-            for trip in &z.trips {
-                if let Some(v) = trip.temp_celsius {
-                    r.temperature_threshold_celsius.push(ThresholdReading {
-                        sensor: sensor.clone(),
-                        level: trip.trip_type.to_string(),
-                        value: v,
-                    });
-                }
-            }
-        }
-        if let (Some(name), Some(HostReadings::PowerSupply(p))) =
-            (&self.inputs.power_supply, snap.readings(CollectorKind::PowerSupply))
-            && let Some(s) = p.get(name)
-        {
-            sources.push(format!("power_supply:{name}"));
-            // energy_now is in microwatt-hours: 1 µWh = 3.6e-3 J.
-            if let Some(uwh) = s.raw("energy_now") {
-                r.energy_joules.push(Reading { sensor: name.clone(), value: uwh * 3.6e-3 });
-            }
-            if let Some(uw) = s.raw("power_now") {
-                r.power_watts.push(Reading { sensor: name.clone(), value: uw / 1e6 });
-            }
-            if let Some(uv) = s.raw("voltage_now") {
-                r.voltage_volts.push(Reading { sensor: name.clone(), value: uv / 1e6 });
-            }
-            if let Some(ua) = s.raw("current_now") {
-                r.current_amperes.push(Reading { sensor: name.clone(), value: ua / 1e6 });
-            }
-            if let Some(dt) = s.raw("temp") {
-                r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
-            }
-        }
-        self.learnt.driver_status = None;
-        if let (Some(pci), Some(HostReadings::Accel(a))) =
-            (&self.config.pci_address, snap.readings(CollectorKind::Accel))
-            && let Some(dev) = a.by_pci(pci)
-        {
-            sources.push(format!("accel:{}", dev.name));
-            if let Some(driver) = &dev.driver {
-                self.learnt.driver = Some(driver.to_string());
-            }
-            if let Some(status) = &dev.status {
-                // A status the driver publishes is operational or not; an unknown one does not say offline.
-                let operational = dev.operational() != Some(false);
-                self.learnt.driver_status = Some(DriverStatus { status: status.clone(), operational });
-            }
-            if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
-                r.power_limit_watts = Some(w);
-            }
-        }
-        self.learnt.board = None;
-        if let Some(b) = &self.config.bmp
-            && let Some(reading) = snap.board(&self.config.id)
-        {
-            sources.push(format!("bmp:{}/{}", b.address, b.board));
-            if let Some(status) = &reading.status {
-                use collectors::spinnaker::SensorKind;
-                for s in status.sensors() {
-                    let target = match s.kind {
-                        SensorKind::Temperature => &mut r.temperature_celsius,
-                        SensorKind::Voltage => &mut r.voltage_volts,
-                        SensorKind::Fan => &mut r.fan_rpm,
-                    };
-                    target.push(Reading { sensor: s.name.to_owned(), value: s.value });
-                }
-            }
-            self.learnt.board = Some(reading.clone());
-        }
-        self.learnt.readings = r;
-        self.learnt.sources = sources;
+        self.learnt.driver_status = bound.driver_status;
+        self.learnt.board = bound.board;
+        self.learnt.readings = bound.readings;
+        self.learnt.sources = bound.sources;
         self.merge_probe_readings();
     }
 
@@ -1214,58 +1123,6 @@ fn reconnect_controller(
         escalate_after: cfg.escalate_after,
     };
     crate::policy::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
-}
-
-/// hwmon channels in base units, labelled by their `_label` when the chip has one (prefixed with the chip
-/// when `qualify`).
-fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, qualify: bool, r: &mut Readings) {
-    for s in &chip.sensors {
-        let sensor = s.label.as_deref().map(str::to_owned).unwrap_or_else(|| s.name.to_string());
-        let sensor = if qualify { format!("{}/{sensor}", chip.chip) } else { sensor };
-        let value = |element: &str| h.si(s, element);
-        match &*s.kind {
-            "temp" => {
-                if let Some(v) = value("input") {
-                    r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
-                }
-                for level in ["max", "crit", "emergency"] {
-                    if let Some(v) = value(level) {
-                        r.temperature_threshold_celsius.push(ThresholdReading {
-                            sensor: sensor.clone(),
-                            level: level.to_owned(),
-                            value: v,
-                        });
-                    }
-                }
-            }
-            "power" => {
-                if let Some(v) = value("input").or_else(|| value("average")) {
-                    r.power_watts.push(Reading { sensor, value: v });
-                }
-            }
-            "energy" => {
-                if let Some(v) = value("input") {
-                    r.energy_joules.push(Reading { sensor, value: v });
-                }
-            }
-            "in" => {
-                if let Some(v) = value("input") {
-                    r.voltage_volts.push(Reading { sensor, value: v });
-                }
-            }
-            "curr" => {
-                if let Some(v) = value("input") {
-                    r.current_amperes.push(Reading { sensor, value: v });
-                }
-            }
-            "fan" => {
-                if let Some(v) = value("input") {
-                    r.fan_rpm.push(Reading { sensor, value: v });
-                }
-            }
-            _ => {}
-        }
-    }
 }
 
 #[cfg(test)]
