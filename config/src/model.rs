@@ -48,6 +48,8 @@ pub struct Config {
     pub history: History,
     /// The kubelet device plugin and pod attribution; off unless enabled.
     pub kubernetes: crate::kubernetes::Kubernetes,
+    /// Recurring maintenance windows (`[[maintenance.window]]`).
+    pub maintenance: crate::maintenance::Maintenance,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -144,6 +146,7 @@ impl Default for Config {
             spinnaker: crate::spinnaker::Spinnaker::default(),
             history: History::default(),
             kubernetes: crate::kubernetes::Kubernetes::default(),
+            maintenance: crate::maintenance::Maintenance::default(),
             devices: Vec::new(),
         }
     }
@@ -562,6 +565,9 @@ impl Config {
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);
+        let boards: Vec<String> =
+            self.spinnaker.machines.iter().flat_map(|m| m.board_devices()).map(|b| b.id).collect();
+        self.maintenance.validate(&self.devices, &boards, self.discovery.enabled, &mut out);
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {
