@@ -216,7 +216,10 @@ impl Maintenance {
             if w.name.is_empty() || !w.name.chars().all(is_id_char) {
                 out.push(Finding {
                     path: at("name"),
-                    message: format!("window name {:?} must be non-empty and use only letters, digits and - _ . :", w.name),
+                    message: format!(
+                        "window name {:?} must be non-empty and use only letters, digits and - _ . :",
+                        w.name
+                    ),
                 });
             }
             if let Some(first) = seen.insert(w.name.as_str(), i) {
@@ -226,11 +229,15 @@ impl Maintenance {
                 });
             }
             if w.days.is_empty() {
-                out.push(Finding { path: at("days"), message: "days must name at least one day, e.g. [\"sun\"]".into() });
+                out.push(Finding {
+                    path: at("days"),
+                    message: "days must name at least one day, e.g. [\"sun\"]".into(),
+                });
             }
             for id in &w.devices {
-                let known = devices.iter().any(|d| &d.id == id) || boards.iter().any(|b| b == id);
-                if !known && !(discovery && looks_discovered(id)) {
+                let declared = devices.iter().any(|d| &d.id == id) || boards.iter().any(|b| b == id);
+                let may_be_found = discovery && looks_discovered(id);
+                if !declared && !may_be_found {
                     out.push(Finding {
                         path: at("devices"),
                         message: format!(
@@ -311,9 +318,17 @@ mod tests {
         // Values the schema refuses, each at its value.
         let errs = errors(&format!("{DEVICE}{}", window("a", "Mars/Olympus_Mons", "2h", "")));
         assert_eq!(errs.len(), 1, "{errs:#?}");
-        assert!(errs[0].starts_with("agent.toml:9:12: maintenance.window[0].timezone: unknown time zone \"Mars/Olympus_Mons\""), "{errs:#?}");
+        assert!(
+            errs[0].starts_with(
+                "agent.toml:9:12: maintenance.window[0].timezone: unknown time zone \"Mars/Olympus_Mons\""
+            ),
+            "{errs:#?}"
+        );
         let errs = errors(&format!("{DEVICE}{}", window("a", "UTC", "8d", "")));
-        assert!(errs[0].starts_with("agent.toml:8:12: maintenance.window[0].duration: duration 8days is out of range"), "{errs:#?}");
+        assert!(
+            errs[0].starts_with("agent.toml:8:12: maintenance.window[0].duration: duration 8days is out of range"),
+            "{errs:#?}"
+        );
         // Findings across keys.
         let text = format!(
             "{DEVICE}{}{}{}",
@@ -323,8 +338,16 @@ mod tests {
         );
         let errs = errors(&text);
         assert_eq!(errs.len(), 2, "{errs:#?}");
-        assert!(errs[0].starts_with("agent.toml:12:8: maintenance.window[1].name: window name \"a\" is already used by window 0"), "{errs:#?}");
-        assert!(errs[1].starts_with("agent.toml:17:11: maintenance.window[1].devices: no device \"photon9\""), "{errs:#?}");
+        assert!(
+            errs[0].starts_with(
+                "agent.toml:12:8: maintenance.window[1].name: window name \"a\" is already used by window 0"
+            ),
+            "{errs:#?}"
+        );
+        assert!(
+            errs[1].starts_with("agent.toml:17:11: maintenance.window[1].devices: no device \"photon9\""),
+            "{errs:#?}"
+        );
         // With discovery off, a discovered device's id cannot exist.
         let errs = errors(&format!("discovery = {{ enabled = false }}\n{text}"));
         assert!(errs.iter().any(|e| e.contains("no device \"hl-0000:3b:00.0\"")), "{errs:#?}");

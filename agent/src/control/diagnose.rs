@@ -124,7 +124,17 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 action: "run the probe's command by hand to see its output; check its path and timeout".into(),
             });
         }
-        if d.maintenance {
+        for w in &d.maintenance_windows {
+            findings.push(Finding {
+                level: Level::Info,
+                device: Some(d.id.clone()),
+                check: "maintenance".into(),
+                finding: format!("in {w}: no automatic actions"),
+                replaces: "keep track of maintenance windows".into(),
+                action: "none: the window ends by itself ([[maintenance.window]] in the config sets when)".into(),
+            });
+        }
+        if d.maintenance_manual {
             let until =
                 d.maintenance_until.map_or("until turned off".to_owned(), |t| format!("for {} more", remaining(t)));
             findings.push(Finding {

@@ -363,10 +363,12 @@ impl Control {
                 let (message, changes) = match request {
                     OperatorRequest::Maintenance { on, until } => {
                         let message = engine.set_maintenance(&device, on, until).map(|()| {
-                            if on {
-                                format!("maintenance on{for_text}: automatic actions suspended")
-                            } else {
-                                "maintenance off: automatic actions resume".to_owned()
+                            let windows = engine.window_holds(&device, wall);
+                            match (on, windows.first()) {
+                                (true, _) => format!("maintenance on{for_text}: automatic actions suspended"),
+                                (false, None) => "maintenance off: automatic actions resume".to_owned(),
+                                // Off ends only the operator's part: a window keeps its devices.
+                                (false, Some(window)) => format!("manual maintenance off; {window} still holds it"),
                             }
                         });
                         (message, Vec::new())

@@ -15,6 +15,7 @@ pub(crate) mod source_health;
 pub(crate) mod spinnaker;
 mod unix_time;
 pub(crate) mod view;
+pub(crate) mod window_set;
 pub(crate) mod windows;
 
 use collectors::catalogue::{self as c, Spec};

@@ -236,7 +236,10 @@ pub fn device_page(
             actions.push(format!("<span class=\"bad\">last throttle error: {}</span>", esc(e)));
         }
     }
-    if d.maintenance {
+    for w in &d.maintenance_windows {
+        actions.push(format!("{} (no automatic actions)", esc(&w.to_string())));
+    }
+    if d.maintenance_manual {
         actions.push(match d.maintenance_until {
             Some(u) => format!("maintenance until {} (no automatic actions)", time(Some(u))),
             None => "maintenance until turned off (no automatic actions)".to_owned(),

@@ -79,6 +79,8 @@ pub struct Snapshot {
     /// Sources of evidence failing now (collectors, BMPs, spalloc servers, probes, logs), as the owner
     /// last judged them.
     pub sources_failing: Arc<Vec<crate::model::source_health::SourceFailing>>,
+    /// Every configured maintenance window, open or not, as of the last decision round that changed one.
+    pub windows: Arc<Vec<crate::model::window_set::WindowView>>,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -358,6 +360,20 @@ impl AgentState {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
             snap.sources_failing = Arc::clone(&failing);
+            snap
+        });
+    }
+
+    /// Publishes the maintenance windows, when they changed.
+    pub fn publish_windows(&self, windows: Vec<crate::model::window_set::WindowView>) {
+        if *self.snapshot().windows == windows {
+            return;
+        }
+        let windows = Arc::new(windows);
+        self.snapshot.rcu(|old| {
+            let mut snap = Snapshot::clone(old);
+            snap.generation += 1;
+            snap.windows = Arc::clone(&windows);
             snap
         });
     }
