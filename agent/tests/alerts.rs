@@ -234,6 +234,12 @@ fn pipeline_up(prom_port: u16, diagnose: &dyn Fn() -> String) {
     });
 }
 
+/// Fails (under ACCEL_REQUIRE_EXTERNAL, where the tests are not ignored) naming a missing tool.
+fn require_pipeline_tools() {
+    require_tool("prometheus");
+    require_tool("prometheus-alertmanager");
+}
+
 /// The notification alert named `name` for `device` with the given status, from any received body.
 fn notified(received: &[Value], name: &str, device: &str, status: &str) -> Option<Value> {
     received
@@ -248,8 +254,7 @@ fn notified(received: &[Value], name: &str, device: &str, status: &str) -> Optio
     ignore = "needs prometheus and prometheus-alertmanager (Debian packages of those names)"
 )]
 fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_resolves() {
-    require_tool("prometheus");
-    require_tool("prometheus-alertmanager");
+    require_pipeline_tools();
     let host = DemoHost::build().unwrap();
     let (agent, _cfg) = Agent::with_config(host.sysfs.root(), &host.config("127.0.0.1:0"));
     agent.wait_ready();
@@ -345,8 +350,7 @@ fn am_alerts(am_port: u16, name: &str) -> Vec<Value> {
     ignore = "needs prometheus and prometheus-alertmanager (Debian packages of those names)"
 )]
 fn the_shipped_alertmanager_example_inhibits_a_device_alert_during_its_maintenance_window() {
-    require_tool("prometheus");
-    require_tool("prometheus-alertmanager");
+    require_pipeline_tools();
     let fs = accel_e2e::sysfs_tree::FakeSysfs::new();
     fs.hwmon(0, Some("chipa"), Some("devices/platform/a.0")).attr("temp1_input", "50000");
     fs.hwmon(1, Some("chipb"), Some("devices/platform/b.0")).attr("temp1_input", "50000");

@@ -124,26 +124,25 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 action: "run the probe's command by hand to see its output; check its path and timeout".into(),
             });
         }
-        for w in &d.maintenance_windows {
-            findings.push(Finding {
-                level: Level::Info,
-                device: Some(d.id.clone()),
-                check: "maintenance".into(),
-                finding: format!("in {w}: no automatic actions"),
-                replaces: "keep track of maintenance windows".into(),
-                action: "none: the window ends by itself ([[maintenance.window]] in the config sets when)".into(),
-            });
-        }
-        if d.maintenance_manual {
+        // Each reason the device is in maintenance: the windows that hold it, and an operator's.
+        let windows = d.maintenance_windows.iter().map(|w| {
+            let action = "none: the window ends by itself ([[maintenance.window]] in the config sets when)";
+            (format!("in {w}: no automatic actions"), action.to_owned())
+        });
+        let manual = d.maintenance_manual.then(|| {
             let until =
                 d.maintenance_until.map_or("until turned off".to_owned(), |t| format!("for {} more", remaining(t)));
+            let action = format!("`agentctl maintenance {} off` when the work is done", d.id);
+            (format!("in maintenance {until}: no automatic actions"), action)
+        });
+        for (finding, action) in windows.chain(manual) {
             findings.push(Finding {
                 level: Level::Info,
                 device: Some(d.id.clone()),
                 check: "maintenance".into(),
-                finding: format!("in maintenance {until}: no automatic actions"),
+                finding,
                 replaces: "keep track of maintenance windows".into(),
-                action: format!("`agentctl maintenance {} off` when the work is done", d.id),
+                action,
             });
         }
         if let Some(m) = d.manual_throttle {

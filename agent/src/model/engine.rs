@@ -1276,6 +1276,20 @@ mod tests {
     use super::*;
     use crate::model::State;
 
+    /// A status probe that read 95 °C.
+    fn hot_probe() -> ProbeResult {
+        ProbeResult {
+            probe: "status".into(),
+            status: ProbeState::Ok,
+            success: true,
+            sdk_problem: false,
+            duration: std::time::Duration::ZERO,
+            message: String::new(),
+            readings: vec![(ReadingKind::Temperature, 95.0)],
+            not_run: None,
+        }
+    }
+
     #[test]
     fn maintenance_overrides_the_state_until_it_ends() {
         let cfg = config::parse_str("[[device]]\nid = \"d0\"\nkind = \"generic\"\n", "t.toml").unwrap();
@@ -1314,17 +1328,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = DeviceEngine::new(&cfg, t0, t - 10 * second);
         e.set_maintenance("d0", true, Some(t)).unwrap();
-        let hot = ProbeResult {
-            probe: "status".into(),
-            status: ProbeState::Ok,
-            success: true,
-            sdk_problem: false,
-            duration: std::time::Duration::ZERO,
-            message: String::new(),
-            readings: vec![(ReadingKind::Temperature, 95.0)],
-            not_run: None,
-        };
-        e.apply_probe("d0", hot, t0, t - 2 * second);
+        e.apply_probe("d0", hot_probe(), t0, t - 2 * second);
 
         let before = &e.views(t - second)[0];
         assert_eq!((before.state, before.maintenance), (State::Maintenance, true), "at T-1s");
@@ -1357,17 +1361,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = DeviceEngine::new(&cfg, t0, before);
         for id in ["d0", "d1"] {
-            let hot = ProbeResult {
-                probe: "status".into(),
-                status: ProbeState::Ok,
-                success: true,
-                sdk_problem: false,
-                duration: std::time::Duration::ZERO,
-                message: String::new(),
-                readings: vec![(ReadingKind::Temperature, 95.0)],
-                not_run: None,
-            };
-            e.apply_probe(id, hot, t0, before);
+            e.apply_probe(id, hot_probe(), t0, before);
         }
         assert_eq!(e.window_changes(before), vec![]);
         assert_eq!(e.views(before)[0].state, State::Healthy);

@@ -338,42 +338,35 @@ impl AgentState {
 
     /// Publishes the totals of refused control requests, when they changed.
     pub fn publish_control_refused(&self, totals: BTreeMap<&'static str, u64>) {
-        if *self.snapshot().control_refused == totals {
-            return;
-        }
-        let totals = Arc::new(totals);
-        self.snapshot.rcu(|old| {
-            let mut snap = Snapshot::clone(old);
-            snap.generation += 1;
-            snap.control_refused = Arc::clone(&totals);
-            snap
-        });
+        self.publish_part(totals, |s| &s.control_refused, |s| &mut s.control_refused);
     }
 
     /// Publishes the failing sources, when they changed.
     pub fn publish_sources_failing(&self, failing: Vec<crate::model::source_health::SourceFailing>) {
-        if *self.snapshot().sources_failing == failing {
-            return;
-        }
-        let failing = Arc::new(failing);
-        self.snapshot.rcu(|old| {
-            let mut snap = Snapshot::clone(old);
-            snap.generation += 1;
-            snap.sources_failing = Arc::clone(&failing);
-            snap
-        });
+        self.publish_part(failing, |s| &s.sources_failing, |s| &mut s.sources_failing);
     }
 
     /// Publishes the maintenance windows, when they changed.
     pub fn publish_windows(&self, windows: Vec<crate::model::window_set::WindowView>) {
-        if *self.snapshot().windows == windows {
+        self.publish_part(windows, |s| &s.windows, |s| &mut s.windows);
+    }
+
+    /// Replaces one part of the snapshot (`get` reads it, `set` the same field to write), unless it holds
+    /// `value` already: then neither it nor the generation moves, so caches keyed on it stay valid.
+    fn publish_part<T: PartialEq>(
+        &self,
+        value: T,
+        get: fn(&Snapshot) -> &Arc<T>,
+        set: fn(&mut Snapshot) -> &mut Arc<T>,
+    ) {
+        if **get(&self.snapshot()) == value {
             return;
         }
-        let windows = Arc::new(windows);
+        let value = Arc::new(value);
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
-            snap.windows = Arc::clone(&windows);
+            *set(&mut snap) = Arc::clone(&value);
             snap
         });
     }
