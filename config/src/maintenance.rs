@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize, Serializer};
 use crate::device::{DeviceConfig, is_id_char};
 use crate::duration::BoundedDuration;
 use crate::finding::Finding;
+use crate::spinnaker::Machine;
 
 /// How long one occurrence of a window lasts: 1 s .. 7 days (elapsed time, not wall-clock time).
 pub type WindowLength = BoundedDuration<1_000, 604_800_000>;
@@ -209,7 +210,8 @@ impl Maintenance {
     /// Names unique and usable as label values, days given, and every device id one the agent can have:
     /// a declared device, a board of a SpiNNaker machine, or (with discovery on) a discovered device's id,
     /// which ends in its PCI address.
-    pub fn validate(&self, devices: &[DeviceConfig], boards: &[String], discovery: bool, out: &mut Vec<Finding>) {
+    pub fn validate(&self, devices: &[DeviceConfig], machines: &[Machine], discovery: bool, out: &mut Vec<Finding>) {
+        let boards: Vec<String> = machines.iter().flat_map(Machine::board_devices).map(|b| b.id).collect();
         let mut seen = std::collections::HashMap::new();
         for (i, w) in self.windows.iter().enumerate() {
             let at = |key: &str| vec!["maintenance".into(), "window".into(), i.into(), key.into()];

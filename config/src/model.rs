@@ -565,9 +565,13 @@ impl Config {
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);
-        let boards: Vec<String> =
-            self.spinnaker.machines.iter().flat_map(|m| m.board_devices()).map(|b| b.id).collect();
-        self.maintenance.validate(&self.devices, &boards, self.discovery.enabled, &mut out);
+        self.maintenance.validate(&self.devices, &self.spinnaker.machines, self.discovery.enabled, &mut out);
+        self.validate_paths(&mut out);
+        out
+    }
+
+    /// The paths the agent works under are absolute: a relative one would depend on its working directory.
+    fn validate_paths(&self, out: &mut Vec<Finding>) {
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {
@@ -577,7 +581,6 @@ impl Config {
                 });
             }
         }
-        out
     }
 }
 

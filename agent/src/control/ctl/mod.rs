@@ -438,6 +438,27 @@ fn devices_text(v: &Value, style: Style) -> String {
     if t.is_empty() { "no devices\n".to_owned() } else { t.render(style) }
 }
 
+/// Why the device is in maintenance: each open window with its end, and an operator's, with its own.
+fn maintenance_lines(d: &Value) -> Vec<String> {
+    let mut actions = Vec::new();
+    // An agent from before maintenance windows sends no maintenance_manual: its maintenance is manual.
+    let manual = d["maintenance_manual"].as_bool().or(d["maintenance"].as_bool()) == Some(true);
+    for w in d["maintenance_windows"].as_array().into_iter().flatten() {
+        let (name, until) = (w["name"].as_str().unwrap_or("?"), w["until_local"].as_str().unwrap_or("?"));
+        actions.push(format!("maintenance window {name} until {until}"));
+    }
+    if manual {
+        let until = d["maintenance_until"]
+            .as_f64()
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .map_or("until turned off".to_owned(), |t| {
+                format!("for {} more", crate::control::diagnose::remaining(std::time::UNIX_EPOCH + t))
+            });
+        actions.push(format!("maintenance {until}"));
+    }
+    actions
+}
+
 fn device_text(d: &Value, style: Style) -> String {
     let text = |k: &str| d[k].as_str().filter(|s| !s.is_empty()).unwrap_or("-").to_owned();
     let mut out = format!(
@@ -547,21 +568,7 @@ fn device_text(d: &Value, style: Style) -> String {
     }
 
     let mut actions = Vec::new();
-    // An agent from before maintenance windows sends no maintenance_manual: its maintenance is manual.
-    let manual = d["maintenance_manual"].as_bool().or(d["maintenance"].as_bool()) == Some(true);
-    for w in d["maintenance_windows"].as_array().into_iter().flatten() {
-        let (name, until) = (w["name"].as_str().unwrap_or("?"), w["until_local"].as_str().unwrap_or("?"));
-        actions.push(format!("maintenance window {name} until {until}"));
-    }
-    if manual {
-        let until = d["maintenance_until"]
-            .as_f64()
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
-            .map_or("until turned off".to_owned(), |t| {
-                format!("for {} more", crate::control::diagnose::remaining(std::time::UNIX_EPOCH + t))
-            });
-        actions.push(format!("maintenance {until}"));
-    }
+    actions.extend(maintenance_lines(d));
     if let Some(m) = d["manual_throttle"].as_object() {
         actions.push(format!("manual throttle at level {}", m.get("level").and_then(Value::as_u64).unwrap_or(0)));
     }
