@@ -6,6 +6,8 @@
 //
 //   has_promtool, has_prometheus, has_node_exporter, has_systemd_analyze, has_curl, has_dpkg, has_rpm,
 //   has_alertmanager, has_chromium, has_python3: the programs are on PATH (TOOLS below);
+//   has_tzdata: the system's tz database has the zones the maintenance-window tests cross daylight-saving
+//   changes in (/usr/share/zoneinfo, or $TZDIR: Debian's package tzdata);
 //   is_root: the build runs as root (installing the .deb, running agentctl as other users);
 //   has_packages_dir: ACCEL_PACKAGES_DIR is set (the .deb/.rpm built by packaging/build-packages.sh);
 //   has_spinnaker_venv: the Python venv scripts/spinnaker-venv.sh makes (pinned spalloc-server and
@@ -31,7 +33,7 @@ const TOOLS: &[(&str, &[&str])] = &[
 ];
 
 pub fn emit_external_cfgs() {
-    for var in ["PATH", "ACCEL_REQUIRE_EXTERNAL", "ACCEL_PACKAGES_DIR", "ACCEL_SPINNAKER_VENV"] {
+    for var in ["PATH", "ACCEL_REQUIRE_EXTERNAL", "ACCEL_PACKAGES_DIR", "ACCEL_SPINNAKER_VENV", "TZDIR"] {
         println!("cargo::rerun-if-env-changed={var}");
     }
     let path = std::env::var_os("PATH").unwrap_or_default();
@@ -51,6 +53,12 @@ pub fn emit_external_cfgs() {
         set(cfg, programs.iter().all(|p| on_path(p)));
     }
     set("is_root", is_root());
+    let zoneinfo = std::env::var_os("TZDIR").map_or_else(|| "/usr/share/zoneinfo".into(), std::path::PathBuf::from);
+    let zones = ["America/New_York", "Europe/London"].map(|z| zoneinfo.join(z));
+    for zone in zones.iter().filter(|z| z.is_file()) {
+        println!("cargo::rerun-if-changed={}", zone.display());
+    }
+    set("has_tzdata", zones.iter().all(|z| z.is_file()));
     set("has_packages_dir", std::env::var_os("ACCEL_PACKAGES_DIR").is_some());
     // The venv records its pins last, so a half-made one does not count. Watched only once it exists:
     // a missing path would make cargo rerun this script on every build.

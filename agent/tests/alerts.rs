@@ -150,6 +150,55 @@ fn rules_with_short_for(short: &str) -> (String, usize) {
     (lines.join("\n") + "\n", changed)
 }
 
+/// A real Alertmanager on a free loopback port with `config`; returns it and its port.
+fn alertmanager(dir: &Path, config: &str) -> (Proc, u16) {
+    let port = free_port();
+    std::fs::write(dir.join("alertmanager.yml"), config).unwrap();
+    let am = Proc::spawn(
+        Command::new("prometheus-alertmanager")
+            .arg(format!("--config.file={}", dir.join("alertmanager.yml").display()))
+            .arg(format!("--storage.path={}", dir.join("am-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            // A single instance: no gossip port to collide with anything.
+            .arg("--cluster.listen-address="),
+        dir.join("alertmanager.log"),
+    );
+    (am, port)
+}
+
+/// A real Prometheus scraping the agent at `target` every second, evaluating the shipped rules (every
+/// `for:` shortened to 1s) and the `extra` rule files (name, text), alerting to Alertmanager on `am_port`.
+fn prometheus(dir: &Path, extra: &[(&str, &str)], am_port: u16, target: SocketAddr) -> (Proc, u16) {
+    let (rules, shortened) = rules_with_short_for("1s");
+    assert!(shortened >= 10, "the rules' for: clauses were found and shortened ({shortened})");
+    std::fs::write(dir.join("accel-agent.rules.yml"), rules).unwrap();
+    let mut files = vec!["accel-agent.rules.yml".to_owned()];
+    for (name, text) in extra {
+        std::fs::write(dir.join(name), text).unwrap();
+        files.push((*name).to_owned());
+    }
+    let port = free_port();
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
+             rule_files: [{}]\n\
+             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
+             scrape_configs:\n  - job_name: accel-agent\n    static_configs:\n      - targets: ['{target}']\n",
+            files.join(", ")
+        ),
+    )
+    .unwrap();
+    let prom = Proc::spawn(
+        Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.join("prom-data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+        dir.join("prometheus.log"),
+    );
+    (prom, port)
+}
+
 fn get_json(port: u16, path: &str) -> Option<Value> {
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     // Not listening yet (http_get would panic): try again later.
@@ -169,6 +218,28 @@ fn wait_for<T>(what: &str, secs: u64, diagnose: impl Fn() -> String, mut cond: i
     panic!("timed out after {secs}s waiting for {what}\n{}", diagnose());
 }
 
+/// Waits until the rules loaded, the agent is scraped, and Prometheus found its Alertmanager.
+fn pipeline_up(prom_port: u16, diagnose: &dyn Fn() -> String) {
+    wait_for("the rules loaded", 60, diagnose, || {
+        let v = get_json(prom_port, "/api/v1/rules")?;
+        v.to_string().contains("AccelDeviceTemperatureHigh").then_some(())
+    });
+    wait_for("the agent scraped", 60, diagnose, || {
+        let v = get_json(prom_port, "/api/v1/query?query=up")?;
+        (v["data"]["result"][0]["value"][1] == "1").then_some(())
+    });
+    wait_for("alertmanager discovered", 60, diagnose, || {
+        let v = get_json(prom_port, "/api/v1/alertmanagers")?;
+        (!v["data"]["activeAlertmanagers"].as_array()?.is_empty()).then_some(())
+    });
+}
+
+/// Fails (under ACCEL_REQUIRE_EXTERNAL, where the tests are not ignored) naming a missing tool.
+fn require_pipeline_tools() {
+    require_tool("prometheus");
+    require_tool("prometheus-alertmanager");
+}
+
 /// The notification alert named `name` for `device` with the given status, from any received body.
 fn notified(received: &[Value], name: &str, device: &str, status: &str) -> Option<Value> {
     received
@@ -183,57 +254,21 @@ fn notified(received: &[Value], name: &str, device: &str, status: &str) -> Optio
     ignore = "needs prometheus and prometheus-alertmanager (Debian packages of those names)"
 )]
 fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_resolves() {
-    require_tool("prometheus");
-    require_tool("prometheus-alertmanager");
+    require_pipeline_tools();
     let host = DemoHost::build().unwrap();
     let (agent, _cfg) = Agent::with_config(host.sysfs.root(), &host.config("127.0.0.1:0"));
     agent.wait_ready();
     let receiver = Receiver::start();
     let dir = tempfile::tempdir().unwrap();
 
-    let am_port = free_port();
-    std::fs::write(
-        dir.path().join("alertmanager.yml"),
-        format!(
-            "route:\n  receiver: test\n  group_by: [alertname, instance, device]\n  group_wait: 1s\n  \
-             group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      \
-             - url: http://{}/alerts\n        send_resolved: true\n",
-            receiver.addr
-        ),
-    )
-    .unwrap();
-    let am = Proc::spawn(
-        Command::new("prometheus-alertmanager")
-            .arg(format!("--config.file={}", dir.path().join("alertmanager.yml").display()))
-            .arg(format!("--storage.path={}", dir.path().join("am-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{am_port}"))
-            // A single instance: no gossip port to collide with anything.
-            .arg("--cluster.listen-address="),
-        dir.path().join("alertmanager.log"),
+    let config = format!(
+        "route:\n  receiver: test\n  group_by: [alertname, instance, device]\n  group_wait: 1s\n  \
+         group_interval: 1s\n  repeat_interval: 1h\nreceivers:\n  - name: test\n    webhook_configs:\n      \
+         - url: http://{}/alerts\n        send_resolved: true\n",
+        receiver.addr
     );
-
-    let (rules, shortened) = rules_with_short_for("1s");
-    assert!(shortened >= 10, "the rules' for: clauses were found and shortened ({shortened})");
-    std::fs::write(dir.path().join("accel-agent.rules.yml"), rules).unwrap();
-    let prom_port = free_port();
-    std::fs::write(
-        dir.path().join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\n\
-             rule_files: [accel-agent.rules.yml]\n\
-             alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: ['127.0.0.1:{am_port}']\n\
-             scrape_configs:\n  - job_name: accel-agent\n    static_configs:\n      - targets: ['{}']\n",
-            agent.addr
-        ),
-    )
-    .unwrap();
-    let prom = Proc::spawn(
-        Command::new("prometheus")
-            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
-            .arg(format!("--storage.tsdb.path={}", dir.path().join("prom-data").display()))
-            .arg(format!("--web.listen-address=127.0.0.1:{prom_port}")),
-        dir.path().join("prometheus.log"),
-    );
+    let (am, am_port) = alertmanager(dir.path(), &config);
+    let (prom, prom_port) = prometheus(dir.path(), &[], am_port, agent.addr);
     let diagnose = || {
         format!(
             "received: {:#?}\nprometheus alerts: {}\nprometheus log:\n{}\nalertmanager log:\n{}",
@@ -244,19 +279,7 @@ fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_reso
         )
     };
 
-    // The rules loaded, the agent is scraped, and Prometheus found its Alertmanager.
-    wait_for("the rules loaded", 60, diagnose, || {
-        let v = get_json(prom_port, "/api/v1/rules")?;
-        v.to_string().contains("AccelDeviceTemperatureHigh").then_some(())
-    });
-    wait_for("the agent scraped", 60, diagnose, || {
-        let v = get_json(prom_port, "/api/v1/query?query=up")?;
-        (v["data"]["result"][0]["value"][1] == "1").then_some(())
-    });
-    wait_for("alertmanager discovered", 60, diagnose, || {
-        let v = get_json(prom_port, "/api/v1/alertmanagers")?;
-        (!v["data"]["activeAlertmanagers"].as_array()?.is_empty()).then_some(())
-    });
+    pipeline_up(prom_port, &diagnose);
     assert!(
         notified(&receiver.all(), "AccelDeviceTemperatureHigh", "loihi0", "firing").is_none(),
         "nothing fires on a cool host"
@@ -291,4 +314,92 @@ fn an_incident_reaches_the_receiver_through_prometheus_and_alertmanager_and_reso
     assert_eq!(resolved["startsAt"], alert["startsAt"]);
     assert!(resolved["endsAt"].as_str().unwrap() > resolved["startsAt"].as_str().unwrap());
     eprintln!("notifications received: {}", receiver.all().len());
+}
+
+/// Two devices with a chip each; a maintenance window open now (started a minute ago, for an hour)
+/// covers hot0 only.
+fn window_config() -> String {
+    let start = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60);
+    let start = start.to_zoned(jiff::tz::TimeZone::UTC);
+    let device = |id: &str, chip: &str| format!("[[device]]\nid = \"{id}\"\nkind = \"generic\"\nhwmon = \"{chip}\"\n");
+    format!(
+        "poll_interval = \"500ms\"\n[discovery]\nenabled = false\n\
+         [[maintenance.window]]\nname = \"now\"\ndays = [\"{}\"]\nstart = \"{}\"\nduration = \"1h\"\n\
+         timezone = \"UTC\"\ndevices = [\"hot0\"]\n{}{}",
+        start.strftime("%a").to_string().to_lowercase(),
+        start.strftime("%H:%M:%S"),
+        device("hot0", "chipa"),
+        device("hot1", "chipb"),
+    )
+}
+
+/// A device alert from a rule that knows nothing of maintenance (as a vendor exporter's would be):
+/// fires for every device, after the maintenance alert has reached Alertmanager.
+const VENDOR_RULES: &str = "groups:\n  - name: vendor\n    rules:\n      - alert: VendorDeviceAlert\n        \
+                            expr: accel_device_info == 1\n        for: 5s\n        labels:\n          severity: warning\n";
+
+/// Alertmanager's own view of the alerts named `name` (API v2), by device.
+fn am_alerts(am_port: u16, name: &str) -> Vec<Value> {
+    let path = format!("/api/v2/alerts?filter=alertname%3D%22{name}%22");
+    get_json(am_port, &path).and_then(|v| v.as_array().cloned()).unwrap_or_default()
+}
+
+#[test]
+#[cfg_attr(
+    not(all(has_prometheus, has_alertmanager)),
+    ignore = "needs prometheus and prometheus-alertmanager (Debian packages of those names)"
+)]
+fn the_shipped_alertmanager_example_inhibits_a_device_alert_during_its_maintenance_window() {
+    require_pipeline_tools();
+    let fs = accel_sim::sysfs_tree::FakeSysfs::new();
+    fs.hwmon(0, Some("chipa"), Some("devices/platform/a.0")).attr("temp1_input", "50000");
+    fs.hwmon(1, Some("chipb"), Some("devices/platform/b.0")).attr("temp1_input", "50000");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &window_config());
+    agent.wait_ready();
+    assert_eq!(agent.metric("accel_maintenance_mode", &[("device", "hot0")]), Some(1.0), "the window is open");
+    let receiver = Receiver::start();
+    let dir = tempfile::tempdir().unwrap();
+
+    // The shipped example as it is, but for the receiver's address and waits of a second.
+    let example = std::fs::read_to_string(repo().join("packaging/prometheus/alertmanager.example.yml")).unwrap();
+    let config = example
+        .replace("http://127.0.0.1:5001/alerts", &format!("http://{}/alerts", receiver.addr))
+        .replace("group_wait: 30s", "group_wait: 1s")
+        .replace("group_interval: 5m", "group_interval: 1s");
+    assert_ne!(config, example, "the example's receiver and waits were found");
+    let (am, am_port) = alertmanager(dir.path(), &config);
+    let (prom, prom_port) = prometheus(dir.path(), &[("vendor.rules.yml", VENDOR_RULES)], am_port, agent.addr);
+    let diagnose = || {
+        format!(
+            "received: {:#?}\nalertmanager alerts: {:#?}\nprometheus log:\n{}\nalertmanager log:\n{}",
+            receiver.all(),
+            am_alerts(am_port, "VendorDeviceAlert"),
+            prom.log_tail(),
+            am.log_tail()
+        )
+    };
+    pipeline_up(prom_port, &diagnose);
+
+    // Outside the window: notified.
+    wait_for("hot1's alert notified", 90, diagnose, || {
+        notified(&receiver.all(), "VendorDeviceAlert", "hot1", "firing")
+    });
+    // Inside: Alertmanager holds it, inhibited by AccelMaintenance, and tells nobody.
+    let held = wait_for("hot0's alert inhibited", 60, diagnose, || {
+        am_alerts(am_port, "VendorDeviceAlert").into_iter().find(|a| a["labels"]["device"] == "hot0")
+    });
+    assert_eq!(held["status"]["state"], "suppressed", "{held}");
+    let by = held["status"]["inhibitedBy"].as_array().expect("inhibitedBy");
+    assert_eq!(by.len(), 1, "{held}");
+    let source = am_alerts(am_port, "AccelMaintenance");
+    assert_eq!(source.len(), 1, "only hot0 is in maintenance: {source:#?}");
+    assert_eq!(
+        (source[0]["labels"]["device"].as_str(), source[0]["fingerprint"].as_str()),
+        (Some("hot0"), by[0].as_str())
+    );
+    let hot1 = am_alerts(am_port, "VendorDeviceAlert").into_iter().find(|a| a["labels"]["device"] == "hot1");
+    assert_eq!(hot1.map(|a| a["status"]["state"].clone()), Some(Value::from("active")));
+    let received = receiver.all();
+    assert!(notified(&received, "VendorDeviceAlert", "hot0", "firing").is_none(), "{received:#?}");
+    assert!(notified(&received, "AccelMaintenance", "hot0", "firing").is_none(), "routed to nobody: {received:#?}");
 }

@@ -58,6 +58,8 @@ const ALERTS: &[(&str, &str, &str)] = &[
     ("AccelAgentConfigReloadFailed", "warning", "5m"),
     ("AccelActionsDown", "critical", "1m"),
     ("AccelCollectorFailing", "warning", "10m"),
+    // The source of alertmanager.example.yml's maintenance inhibition: at once, and never a page.
+    ("AccelMaintenance", "info", "0s"),
     // The runbooks' host thresholds (shared/reference/devices.md): memory 80/95 %, disk 80/90 %, CPU 70/90 %.
     ("AccelHostMemoryHigh", "warning", "10m"),
     ("AccelHostMemoryCritical", "critical", "5m"),

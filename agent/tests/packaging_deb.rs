@@ -125,6 +125,11 @@ fn shipped(zsh_dir: &str) -> Vec<Shipped> {
             0o644,
             Some("packaging/prometheus/accel-agent.rules.yml"),
         ),
+        file(
+            "/usr/share/accel-agent/prometheus/alertmanager.example.yml",
+            0o644,
+            Some("packaging/prometheus/alertmanager.example.yml"),
+        ),
         file("/usr/share/accel-agent/grafana/accel-agent.json", 0o644, Some("packaging/grafana/accel-agent.json")),
         file(
             "/usr/share/accel-agent/node-problem-detector/accel-agent-monitor.json",

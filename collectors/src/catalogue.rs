@@ -373,6 +373,11 @@ pub const MAINTENANCE_MODE: Spec = gauge(
     "1 while the device is in maintenance (no automatic actions; alerts may be inhibited)",
     &["device"],
 );
+pub const MAINTENANCE_WINDOW_ACTIVE: Spec = gauge(
+    "accel_maintenance_window_active",
+    "1 while the configured maintenance window is open (its devices are in maintenance), 0 while not",
+    &["window"],
+);
 
 // ---- SpiNNaker ----
 
@@ -572,6 +577,7 @@ pub const ALL: &[&Spec] = &[
     &RECONNECT_ATTEMPTS,
     &RECONNECT_CIRCUIT_STATE,
     &MAINTENANCE_MODE,
+    &MAINTENANCE_WINDOW_ACTIVE,
     &DEVICE_POD_INFO,
     &KUBELET_REGISTERED,
     &SPINNAKER_BOARD_INFO,

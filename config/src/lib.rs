@@ -9,6 +9,7 @@ pub mod file;
 pub mod finding;
 pub mod kubernetes;
 pub mod load;
+pub mod maintenance;
 pub mod model;
 pub mod pattern;
 pub mod redact;

@@ -48,6 +48,8 @@ pub struct Config {
     pub history: History,
     /// The kubelet device plugin and pod attribution; off unless enabled.
     pub kubernetes: crate::kubernetes::Kubernetes,
+    /// Recurring maintenance windows (`[[maintenance.window]]`).
+    pub maintenance: crate::maintenance::Maintenance,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -144,6 +146,7 @@ impl Default for Config {
             spinnaker: crate::spinnaker::Spinnaker::default(),
             history: History::default(),
             kubernetes: crate::kubernetes::Kubernetes::default(),
+            maintenance: crate::maintenance::Maintenance::default(),
             devices: Vec::new(),
         }
     }
@@ -562,6 +565,13 @@ impl Config {
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);
+        self.maintenance.validate(&self.devices, &self.spinnaker.machines, self.discovery.enabled, &mut out);
+        self.validate_paths(&mut out);
+        out
+    }
+
+    /// The paths the agent works under are absolute: a relative one would depend on its working directory.
+    fn validate_paths(&self, out: &mut Vec<Finding>) {
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {
@@ -571,7 +581,6 @@ impl Config {
                 });
             }
         }
-        out
     }
 }
 

@@ -50,7 +50,7 @@ impl de::Error for WalkError {
 
 /// String values to offer a string-typed key, in turn: a duration, an address, anything. Types that parse
 /// their string (durations, socket addresses) reject some; the walk retries that key with the next.
-const STRING_CANDIDATES: &[&str] = &["1s", "1h", "127.0.0.1:9860", "x"];
+const STRING_CANDIDATES: &[&str] = &["1s", "1h", "127.0.0.1:9860", "x", "02:00", "UTC"];
 
 struct Walker<'a> {
     path: String,
@@ -406,6 +406,13 @@ boards = 1
 [spinnaker.machine.reconnect]
 steps = ["power_cycle"]
 [spinnaker.machine.thresholds]
+
+[[maintenance.window]]
+name = "w"
+days = ["sun"]
+start = "02:00"
+duration = "2h"
+timezone = "UTC"
 "#;
 
 /// The dotted paths of every table in a TOML tree, elements of arrays of tables included.

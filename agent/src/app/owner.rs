@@ -24,6 +24,7 @@ use crate::model::evidence::{
 };
 use crate::model::history::MarkKind;
 use crate::model::operator::Expired;
+use crate::model::window_set::WindowChange;
 use crate::model::{ConditionChange, DeviceEngine};
 use crate::policy::reconnect::Decision;
 use crate::publish::state::AgentState;
@@ -153,6 +154,7 @@ pub fn decide(
     // Throttle levels first, so that this round's history samples carry the level in force.
     state.history.throttle_levels(wall, actions.views().iter().map(|t| (t.device.as_str(), t.level)));
     let mut moved = !quiet || !changes.is_empty();
+    moved |= window_changes(engine, events, wall);
     if engine.has_work() {
         for (device, expired) in engine.expire_overrides(wall) {
             moved = true;
@@ -186,6 +188,7 @@ pub fn decide(
         }
     }
     if moved {
+        state.publish_windows(engine.window_views(wall));
         let views = engine.views(wall);
         state.history.sample(wall, &views);
         state.publish_devices(views, events.counts(), events.dropped());
@@ -194,6 +197,25 @@ pub fn decide(
         state.publish_event_counts(events.counts(), events.dropped());
     }
     state.publish_throttle(actions.views());
+}
+
+/// Journals each maintenance window that opened or closed, once per device it covers. Returns whether
+/// one did: the devices' views change with it.
+fn window_changes(engine: &mut DeviceEngine, events: &Events, wall: SystemTime) -> bool {
+    let changes = engine.window_changes(wall);
+    for change in &changes {
+        let (devices, message) = match change {
+            WindowChange::Opened { name, devices, until_local, .. } => {
+                (devices, format!("maintenance window {name} opened, until {until_local}: automatic actions suspended"))
+            }
+            WindowChange::Closed { name, devices } => (devices, format!("maintenance window {name} closed")),
+        };
+        for device in engine.window_devices(devices) {
+            let event = Event::new(wall, Severity::Info, kind::MAINTENANCE_WINDOW, message.clone());
+            events.record(event.on_device(&device));
+        }
+    }
+    !changes.is_empty()
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for

@@ -77,6 +77,29 @@ fn condition_action(d: &DeviceView, kind: ConditionKind, latched: bool, throttle
     action
 }
 
+/// One finding for each reason the device is in maintenance: the windows that hold it, and an operator's.
+fn maintenance_findings(d: &crate::model::DeviceView, findings: &mut Vec<Finding>) {
+    let windows = d.maintenance_windows.iter().map(|w| {
+        let action = "none: the window ends by itself ([[maintenance.window]] in the config sets when)";
+        (format!("in {w}: no automatic actions"), action.to_owned())
+    });
+    let manual = d.maintenance_manual.then(|| {
+        let until = d.maintenance_until.map_or("until turned off".to_owned(), |t| format!("for {} more", remaining(t)));
+        let action = format!("`agentctl maintenance {} off` when the work is done", d.id);
+        (format!("in maintenance {until}: no automatic actions"), action)
+    });
+    for (finding, action) in windows.chain(manual) {
+        findings.push(Finding {
+            level: Level::Info,
+            device: Some(d.id.clone()),
+            check: "maintenance".into(),
+            finding,
+            replaces: "keep track of maintenance windows".into(),
+            action,
+        });
+    }
+}
+
 pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config, probes_run: usize) -> Report {
     let mut findings = Vec::new();
     for d in snap.devices.iter() {
@@ -124,18 +147,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 action: "run the probe's command by hand to see its output; check its path and timeout".into(),
             });
         }
-        if d.maintenance {
-            let until =
-                d.maintenance_until.map_or("until turned off".to_owned(), |t| format!("for {} more", remaining(t)));
-            findings.push(Finding {
-                level: Level::Info,
-                device: Some(d.id.clone()),
-                check: "maintenance".into(),
-                finding: format!("in maintenance {until}: no automatic actions"),
-                replaces: "keep track of maintenance windows".into(),
-                action: format!("`agentctl maintenance {} off` when the work is done", d.id),
-            });
-        }
+        maintenance_findings(d, &mut findings);
         if let Some(m) = d.manual_throttle {
             findings.push(Finding {
                 level: Level::Info,

@@ -362,14 +362,7 @@ impl Control {
                 let mut step = None;
                 let (message, changes) = match request {
                     OperatorRequest::Maintenance { on, until } => {
-                        let message = engine.set_maintenance(&device, on, until).map(|()| {
-                            if on {
-                                format!("maintenance on{for_text}: automatic actions suspended")
-                            } else {
-                                "maintenance off: automatic actions resume".to_owned()
-                            }
-                        });
-                        (message, Vec::new())
+                        (set_maintenance(engine, &device, on, until, &for_text, wall), Vec::new())
                     }
                     OperatorRequest::Throttle { level: Some(level), until } => {
                         let message = engine
@@ -509,6 +502,24 @@ impl Control {
 const MAX_HOLD: Duration = Duration::from_secs(366 * 24 * 3600);
 
 /// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
+/// Turns an operator's maintenance on or off, and says what that leaves: off ends only the operator's
+/// part, so a maintenance window that covers the device keeps it in maintenance, and the answer says so.
+fn set_maintenance(
+    engine: &mut crate::model::DeviceEngine,
+    device: &str,
+    on: bool,
+    until: Option<SystemTime>,
+    for_text: &str,
+    wall: SystemTime,
+) -> Result<String, OperatorError> {
+    engine.set_maintenance(device, on, until)?;
+    Ok(match (on, engine.window_holds(device, wall).first()) {
+        (true, _) => format!("maintenance on{for_text}: automatic actions suspended"),
+        (false, None) => "maintenance off: automatic actions resume".to_owned(),
+        (false, Some(window)) => format!("manual maintenance off; {window} still holds it"),
+    })
+}
+
 fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, String> {
     let d = humantime::parse_duration(text).map_err(|e| format!("--for: {e}; write e.g. 30m, 2h"))?;
     if d.is_zero() {

@@ -40,3 +40,30 @@ pub fn advertised(d: &DeviceView, unhealthy_on: &[UnhealthyOn]) -> (Advertised, 
     let reason = if reasons.is_empty() { d.state.name().to_owned() } else { reasons.join(", ") };
     (Advertised::Unhealthy, Some(reason))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Instant, SystemTime};
+
+    use super::*;
+    use crate::model::DeviceEngine;
+
+    /// A device inside an open maintenance window is Unhealthy to kubelet, as with manual maintenance;
+    /// once the window has closed it is what its state says.
+    #[test]
+    fn a_maintenance_window_makes_its_device_unhealthy_to_kubelet() {
+        let cfg = config::parse_str(
+            "[[device]]\nid = \"photon0\"\nkind = \"photonic\"\n[[maintenance.window]]\nname = \"sunday-night\"\n\
+             days = [\"sun\"]\nstart = \"02:00\"\nduration = \"2h\"\ntimezone = \"UTC\"\n",
+            "t.toml",
+        )
+        .unwrap();
+        let at = |s: &str| SystemTime::from(s.parse::<jiff::Timestamp>().unwrap());
+        let e = DeviceEngine::new(&cfg, Instant::now(), at("2026-12-06T01:00:00Z"));
+        let on = [UnhealthyOn::Maintenance];
+        let inside = &e.views(at("2026-12-06T03:00:00Z"))[0];
+        assert_eq!(advertised(inside, &on), (Advertised::Unhealthy, Some("maintenance".to_owned())));
+        let after = &e.views(at("2026-12-06T04:00:00Z"))[0];
+        assert_eq!(advertised(after, &on), (Advertised::Healthy, None));
+    }
+}

@@ -22,6 +22,7 @@ use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
 pub use super::view::{ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings};
+use super::window_set::{OpenWindow, WindowChange, WindowHold, WindowSet, WindowView};
 use crate::policy::reconnect::Circuit;
 
 struct Device {
@@ -296,6 +297,8 @@ pub struct DeviceEngine {
     host: HostEvidence,
     /// What kubelet knows of the devices (the kube module tells it).
     kubelet: super::kubelet::KubeletModel,
+    /// The configured maintenance windows: a device inside an open one is in maintenance.
+    windows: WindowSet,
 }
 
 /// What applying a probe result decided.
@@ -321,6 +324,7 @@ impl DeviceEngine {
             one_shot: false,
             host: HostEvidence::default(),
             kubelet: Default::default(),
+            windows: WindowSet::new(&config.maintenance),
         }
     }
 
@@ -419,6 +423,7 @@ impl DeviceEngine {
             self.devices.extend(old.into_iter().filter(|d| d.discovered && !declared(d)));
         }
         self.discovery = config.discovery.enabled;
+        self.windows.reconfigure(&config.maintenance);
     }
 
     /// Actions went off: an operator's throttle hold has nothing left to hold (the actions thread put the
@@ -687,7 +692,36 @@ impl DeviceEngine {
         Ok((cleared, d.reevaluate(now, wall)))
     }
 
-    /// Ends maintenance windows and manual throttles that have run out.
+    /// The maintenance windows open at `wall` that cover `device` (none for a device the engine does not
+    /// have): what scheduled work that must run inside a window asks.
+    pub fn open_windows(&self, device: &str, wall: SystemTime) -> Vec<OpenWindow> {
+        if !self.devices.iter().any(|d| d.config.id == device) {
+            return Vec::new();
+        }
+        self.windows.at(wall).open_for(device)
+    }
+
+    /// The same, as the device's view shows them (with their ends in the windows' zones).
+    pub fn window_holds(&self, device: &str, wall: SystemTime) -> Vec<WindowHold> {
+        self.windows.at(wall).holds(device)
+    }
+
+    /// The maintenance windows that opened or closed since the last call.
+    pub fn window_changes(&mut self, wall: SystemTime) -> Vec<WindowChange> {
+        self.windows.changes(wall)
+    }
+
+    /// Every configured maintenance window as of `wall`.
+    pub fn window_views(&self, wall: SystemTime) -> Vec<WindowView> {
+        self.windows.views(wall)
+    }
+
+    /// The ids of the devices a window names that the engine has (every device when it names none).
+    pub fn window_devices(&self, named: &[String]) -> Vec<String> {
+        self.devices.iter().map(|d| &d.config.id).filter(|id| named.is_empty() || named.contains(id)).cloned().collect()
+    }
+
+    /// Ends manual maintenance and manual throttles that have run out.
     pub fn expire_overrides(&mut self, wall: SystemTime) -> Vec<(String, Expired)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
@@ -706,9 +740,10 @@ impl DeviceEngine {
     ) -> Vec<(String, crate::policy::reconnect::Decision)> {
         use crate::policy::reconnect::Decision;
         let mut out = Vec::new();
+        let windows = self.windows.at(wall);
         for (i, d) in self.devices.iter_mut().enumerate() {
             let Some(cfg) = d.config.reconnect.clone() else { continue };
-            if d.in_maintenance(wall) {
+            if d.in_maintenance(wall) || windows.covers(&d.config.id) {
                 continue;
             }
             let offline =
@@ -741,6 +776,7 @@ impl DeviceEngine {
         wall: SystemTime,
     ) -> Vec<(String, usize)> {
         let mut out = Vec::new();
+        let windows = self.windows.at(wall);
         for d in &mut self.devices {
             if d.config.throttle.is_none() {
                 continue;
@@ -754,7 +790,7 @@ impl DeviceEngine {
                 continue;
             }
             d.learnt.overrides.throttle_requested = None;
-            let in_maintenance = d.in_maintenance(wall);
+            let in_maintenance = d.in_maintenance(wall) || windows.covers(&d.config.id);
             let Some(throttle) = d.learnt.throttle.as_mut() else { continue };
             if std::mem::take(&mut d.learnt.overrides.throttle_released) {
                 throttle.ladder.restart(now);
@@ -782,10 +818,17 @@ impl DeviceEngine {
         out
     }
 
-    /// What each device looks like at `wall` (a maintenance window that has ended by then no longer
-    /// counts, even before `expire_overrides` has removed it).
+    /// What each device looks like at `wall` (manual maintenance that has ended by then no longer counts,
+    /// even before `expire_overrides` has removed it; a maintenance window counts while open at `wall`).
     pub fn views(&self, wall: SystemTime) -> Vec<DeviceView> {
-        self.devices.iter().map(|d| DeviceView { kubernetes: self.kubelet.view(&d.config), ..d.view(wall) }).collect()
+        let windows = self.windows.at(wall);
+        self.devices
+            .iter()
+            .map(|d| DeviceView {
+                kubernetes: self.kubelet.view(&d.config),
+                ..d.view(wall, windows.holds(&d.config.id))
+            })
+            .collect()
     }
 
     /// The kubelet side's state, which it updates through evidence commands.
@@ -1052,7 +1095,10 @@ impl Device {
         self.learnt.conditions.iter().find(|c| c.kind == kind).map(|c| c.status)
     }
 
-    fn view(&self, wall: SystemTime) -> DeviceView {
+    /// The device at `wall`, held in maintenance by its manual override and by the windows `holds`.
+    fn view(&self, wall: SystemTime, holds: Vec<WindowHold>) -> DeviceView {
+        let manual = self.in_maintenance(wall);
+        let maintenance = manual || !holds.is_empty();
         DeviceView {
             id: self.config.id.clone(),
             kind: self.config.kind.name(),
@@ -1061,7 +1107,7 @@ impl Device {
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
             firmware: self.learnt.board.as_ref().and_then(|b| b.firmware.clone()).unwrap_or_default(),
             state: with_circuit(
-                derive_state(&self.learnt.conditions, self.in_maintenance(wall)),
+                derive_state(&self.learnt.conditions, maintenance),
                 self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated || r.circuit == Circuit::Open),
             ),
             up: match (self.status(ConditionKind::Offline), &self.learnt.driver_status) {
@@ -1078,8 +1124,10 @@ impl Device {
             energy_per_inference_joules: self.learnt.energy_per_inference,
             log_lines: self.learnt.log_lines.iter().map(|(k, v)| (k.clone(), *v)).collect(),
             log_matches: self.learnt.log_matches.iter().map(|(k, v)| (k.clone(), *v)).collect(),
-            maintenance: self.in_maintenance(wall),
-            maintenance_until: self.learnt.overrides.maintenance_until(),
+            maintenance,
+            maintenance_manual: manual,
+            maintenance_until: self.learnt.overrides.maintenance_until().filter(|_| manual),
+            maintenance_windows: holds,
             manual_throttle: self.learnt.overrides.throttle,
             circuit: self.learnt.reconnect.as_ref().map(|r| r.circuit),
             needs_hardware_inspection: self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated),
@@ -1130,6 +1178,20 @@ mod tests {
     use super::*;
     use crate::model::State;
 
+    /// A status probe that read 95 °C.
+    fn hot_probe() -> ProbeResult {
+        ProbeResult {
+            probe: "status".into(),
+            status: ProbeState::Ok,
+            success: true,
+            sdk_problem: false,
+            duration: std::time::Duration::ZERO,
+            message: String::new(),
+            readings: vec![(ReadingKind::Temperature, 95.0)],
+            not_run: None,
+        }
+    }
+
     #[test]
     fn maintenance_overrides_the_state_until_it_ends() {
         let cfg = config::parse_str("[[device]]\nid = \"d0\"\nkind = \"generic\"\n", "t.toml").unwrap();
@@ -1168,17 +1230,7 @@ mod tests {
         let t0 = Instant::now();
         let mut e = DeviceEngine::new(&cfg, t0, t - 10 * second);
         e.set_maintenance("d0", true, Some(t)).unwrap();
-        let hot = ProbeResult {
-            probe: "status".into(),
-            status: ProbeState::Ok,
-            success: true,
-            sdk_problem: false,
-            duration: std::time::Duration::ZERO,
-            message: String::new(),
-            readings: vec![(ReadingKind::Temperature, 95.0)],
-            not_run: None,
-        };
-        e.apply_probe("d0", hot, t0, t - 2 * second);
+        e.apply_probe("d0", hot_probe(), t0, t - 2 * second);
 
         let before = &e.views(t - second)[0];
         assert_eq!((before.state, before.maintenance), (State::Maintenance, true), "at T-1s");
@@ -1187,6 +1239,91 @@ mod tests {
         let after = &e.views(t + second)[0];
         assert_eq!((after.state, after.maintenance), (State::Healthy, false), "at T+1s");
         assert_eq!(e.throttle_requests(|_| 0, t0 + second, t + second), vec![("d0".to_owned(), 1)]);
+    }
+
+    /// A maintenance window holds the devices it names while open, as manual maintenance does (state,
+    /// no throttling), says why and until when, and is told apart from manual maintenance: turning that
+    /// off leaves the window's hold. All at the times passed in.
+    #[test]
+    fn a_maintenance_window_holds_its_devices_while_open() {
+        let device = |id: &str| {
+            format!(
+                "[[device]]\nid = \"{id}\"\nkind = \"generic\"\n\
+                 [device.thresholds]\ntemperature_warn = 100.0\ntemperature_crit = 110.0\n\
+                 [device.throttle]\nthreshold = 80.0\nhold = \"0s\"\n\
+                 [[device.throttle.level]]\ncooling_device = {{ device = \"cooling_device0\", state = 1 }}\n"
+            )
+        };
+        let window = "[[maintenance.window]]\nname = \"sunday-night\"\ndays = [\"sun\"]\nstart = \"02:00\"\n\
+                      duration = \"2h\"\ntimezone = \"UTC\"\ndevices = [\"d0\"]\n";
+        let cfg = config::parse_str(&format!("{}{}{window}", device("d0"), device("d1")), "t.toml").unwrap();
+        let at = |s: &str| SystemTime::from(s.parse::<jiff::Timestamp>().unwrap());
+        let (before, inside, end) =
+            (at("2026-12-06T01:59:00Z"), at("2026-12-06T03:00:00Z"), at("2026-12-06T04:00:00Z"));
+        let t0 = Instant::now();
+        let mut e = DeviceEngine::new(&cfg, t0, before);
+        for id in ["d0", "d1"] {
+            e.apply_probe(id, hot_probe(), t0, before);
+        }
+        assert_eq!(e.window_changes(before), vec![]);
+        assert_eq!(e.views(before)[0].state, State::Healthy);
+
+        assert_eq!(
+            e.window_changes(inside),
+            vec![WindowChange::Opened {
+                name: "sunday-night".into(),
+                devices: vec!["d0".into()],
+                until: end,
+                until_local: "Sun 04:00 UTC".into()
+            }]
+        );
+        assert_eq!(e.window_changes(inside), vec![], "told once");
+        assert_eq!(e.window_devices(&["d0".to_owned()]), vec!["d0".to_owned()]);
+        let views = e.views(inside);
+        let (d0, d1) = (&views[0], &views[1]);
+        assert_eq!((d0.state, d0.maintenance, d0.maintenance_manual), (State::Maintenance, true, false));
+        assert_eq!(
+            d0.maintenance_windows.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["maintenance window sunday-night until Sun 04:00 UTC"]
+        );
+        assert_eq!((d1.state, d1.maintenance), (State::Healthy, false), "a device the window does not name");
+        assert_eq!(e.throttle_requests(|_| 0, t0, inside), vec![("d1".to_owned(), 1)], "d0 is not throttled");
+        let started = at("2026-12-06T02:00:00Z");
+        assert_eq!(e.open_windows("d0", inside), vec![OpenWindow { name: "sunday-night".into(), started, ends: end }]);
+        assert_eq!(e.open_windows("d1", inside), vec![]);
+        assert_eq!(e.open_windows("nope", inside), vec![], "an unknown device");
+
+        // Manual maintenance on and off again: the window still holds.
+        e.set_maintenance("d0", true, None).unwrap();
+        assert!(e.views(inside)[0].maintenance_manual);
+        e.set_maintenance("d0", false, None).unwrap();
+        let d0 = &e.views(inside)[0];
+        assert_eq!((d0.state, d0.maintenance_manual, d0.maintenance_windows.len()), (State::Maintenance, false, 1));
+        assert_eq!(e.window_holds("d0", inside)[0].until, end);
+
+        // The end is not inside: the device is back to what its evidence says, and may be throttled.
+        let closed = vec![WindowChange::Closed { name: "sunday-night".into(), devices: vec!["d0".into()] }];
+        assert_eq!(e.window_changes(end), closed);
+        assert_eq!(e.views(end)[0].state, State::Healthy);
+        assert_eq!(e.throttle_requests(|d| usize::from(d == "d1"), t0, end), vec![("d0".to_owned(), 1)]);
+        let status = e.window_views(end);
+        assert_eq!((status[0].active, status[0].next_start), (false, Some(at("2026-12-13T02:00:00Z"))));
+    }
+
+    /// A reload that removes an open window closes it (once); one that keeps its name does not reopen it.
+    #[test]
+    fn a_reload_keeps_an_open_window_open_and_closes_a_removed_one() {
+        let window = "[[maintenance.window]]\nname = \"w\"\ndays = [\"sun\"]\nstart = \"02:00\"\nduration = \"2h\"\n\
+                      timezone = \"UTC\"\n";
+        let cfg = config::parse_str(window, "t.toml").unwrap();
+        let inside = SystemTime::from("2026-12-06T03:00:00Z".parse::<jiff::Timestamp>().unwrap());
+        let mut e = DeviceEngine::new(&cfg, Instant::now(), inside);
+        assert_eq!(e.window_changes(inside).len(), 1);
+        e.reconfigure(&config::parse_str(&window.replace("2h", "3h"), "t.toml").unwrap(), Instant::now(), inside);
+        assert_eq!(e.window_changes(inside), vec![]);
+        e.reconfigure(&config::Config::default(), Instant::now(), inside);
+        assert_eq!(e.window_changes(inside), vec![WindowChange::Closed { name: "w".into(), devices: vec![] }]);
+        assert_eq!(e.window_views(inside), vec![]);
     }
 
     /// A reload carries everything learnt about a device across, whole: the learnt state is compared as

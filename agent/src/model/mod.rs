@@ -16,6 +16,8 @@ pub(crate) mod source_health;
 pub(crate) mod spinnaker;
 mod unix_time;
 pub(crate) mod view;
+pub(crate) mod window_set;
+pub(crate) mod windows;
 
 use collectors::catalogue::{self as c, Spec};
 use collectors::export::{Families, labels, lv};

@@ -8,3 +8,7 @@ pub(super) fn opt_unix<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Re
         None => s.serialize_none(),
     }
 }
+
+pub(super) fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
+    opt_unix(&Some(*t), s)
+}

@@ -174,10 +174,16 @@ pub struct DeviceView {
     pub log_lines: Vec<(String, u64)>,
     /// Matches per log rule (every configured rule, from 0).
     pub log_matches: Vec<(String, u64)>,
+    /// In maintenance: by an operator (`maintenance_manual`), by an open maintenance window
+    /// (`maintenance_windows`), or both.
     pub maintenance: bool,
-    /// When maintenance ends by itself (absent: not in maintenance, or until turned off).
+    /// An operator put the device in maintenance (`agentctl maintenance ID on`).
+    pub maintenance_manual: bool,
+    /// When the operator's maintenance ends by itself (absent: none, or until turned off).
     #[serde(serialize_with = "opt_unix")]
     pub maintenance_until: Option<SystemTime>,
+    /// The open maintenance windows that cover the device, with their ends.
+    pub maintenance_windows: Vec<super::window_set::WindowHold>,
     /// A throttle level an operator holds the device at (`agentctl throttle`).
     pub manual_throttle: Option<super::operator::ManualThrottle>,
     /// The reconnect circuit, when the device has a reconnect ladder.

@@ -74,6 +74,8 @@ pub struct StatusReport {
     pub devices: Vec<DeviceStatus>,
     /// Sources of evidence failing now (collector, bmp, spalloc, probe, log), with since and reason.
     pub sources_failing: Vec<crate::model::source_health::SourceFailing>,
+    /// Every configured maintenance window: whether it is open (and until when), and its next start.
+    pub maintenance_windows: Vec<crate::model::window_set::WindowView>,
 }
 
 #[derive(Debug, Serialize)]
@@ -202,6 +204,8 @@ pub struct DeviceStatus {
     pub circuit: Option<crate::policy::reconnect::Circuit>,
     pub needs_hardware_inspection: bool,
     pub maintenance: bool,
+    /// The open maintenance windows that hold the device, by name.
+    pub maintenance_windows: Vec<String>,
     pub failing: Vec<Failing>,
     /// The hottest sensor over the last 15 minutes, oldest first, one value per 20 s (null where nothing
     /// was read): the landing page's sparkline.
@@ -230,6 +234,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
             circuit: d.circuit,
             needs_hardware_inspection: d.needs_hardware_inspection,
             maintenance: d.maintenance,
+            maintenance_windows: d.maintenance_windows.iter().map(|w| w.name.clone()).collect(),
             failing: failing(d),
             temperature_recent_celsius: Vec::new(),
             pods: d.kubernetes.iter().flat_map(|k| k.pods.iter().map(|p| p.to_string())).collect(),
@@ -240,6 +245,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
         agent,
         devices,
         sources_failing: snap.sources_failing.to_vec(),
+        maintenance_windows: snap.windows.to_vec(),
     }
 }
 

@@ -57,6 +57,21 @@ fn reading_rows(
     }
 }
 
+/// Why the device is in maintenance, and until when: each open window, and an operator's.
+fn maintenance_actions(d: &DeviceView) -> Vec<String> {
+    let mut actions = Vec::new();
+    for w in &d.maintenance_windows {
+        actions.push(format!("{} (no automatic actions)", esc(&w.to_string())));
+    }
+    if d.maintenance_manual {
+        actions.push(match d.maintenance_until {
+            Some(u) => format!("maintenance until {} (no automatic actions)", time(Some(u))),
+            None => "maintenance until turned off (no automatic actions)".to_owned(),
+        });
+    }
+    actions
+}
+
 pub fn device_page(
     d: &DeviceView,
     throttle: Option<&ThrottleView>,
@@ -236,12 +251,7 @@ pub fn device_page(
             actions.push(format!("<span class=\"bad\">last throttle error: {}</span>", esc(e)));
         }
     }
-    if d.maintenance {
-        actions.push(match d.maintenance_until {
-            Some(u) => format!("maintenance until {} (no automatic actions)", time(Some(u))),
-            None => "maintenance until turned off (no automatic actions)".to_owned(),
-        });
-    }
+    actions.extend(maintenance_actions(d));
     if let Some(c) = d.circuit {
         let name = serde_json::to_value(c).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default();
         actions.push(format!("reconnect circuit {}", esc(&name)));

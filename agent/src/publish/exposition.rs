@@ -59,6 +59,7 @@ impl Format {
 pub fn families(snap: &Snapshot) -> Families {
     let mut out = Families::new();
     crate::model::export(&snap.devices, &mut out);
+    crate::model::window_set::export(&snap.windows, &mut out);
     crate::publish::spinnaker::export(&snap.spinnaker, &mut out);
     for status in snap.collectors.values() {
         if let Some(r) = &status.readings {

@@ -122,6 +122,27 @@ fn sources_failing(s: &StatusReport) -> String {
     )
 }
 
+/// The maintenance windows open now, each with its end and devices; hidden (and there for the script)
+/// when none is.
+fn windows_open(s: &StatusReport) -> String {
+    let items: Vec<String> = s
+        .maintenance_windows
+        .iter()
+        .filter(|w| w.active)
+        .map(|w| {
+            let devices = if w.devices.is_empty() { "every device".to_owned() } else { w.devices.join(", ") };
+            let until = w.ends_local.as_deref().unwrap_or("");
+            format!("<li><b>{}</b> until {}: {}</li>", esc(&w.name), esc(until), esc(&devices))
+        })
+        .collect();
+    format!(
+        "<div id=\"windows-open\" class=\"note\"{}><p><b>Maintenance windows open</b> (their devices take no \
+         automatic actions)</p><ul>{}</ul></div>",
+        if items.is_empty() { " hidden" } else { "" },
+        items.join("")
+    )
+}
+
 /// One row of the device table. `ROW_JS` below renders the same cells from /api/v1/status.
 fn device_row(d: &DeviceStatus) -> String {
     let throttle = match (d.throttle_level, d.throttle_max_level) {
@@ -148,10 +169,19 @@ fn device_row(d: &DeviceStatus) -> String {
         value(d.temperature_celsius, "°C", 1),
         plot::sparkline(&d.temperature_recent_celsius),
         value(d.power_watts, "W", 1),
-        if d.maintenance { "on" } else { "—" },
+        maintenance_cell(d),
         if failing.is_empty() { "—".to_owned() } else { failing.join("<br>") },
         id = esc(&d.id),
     )
+}
+
+/// "on" for an operator's maintenance, the window's name for a window's.
+fn maintenance_cell(d: &DeviceStatus) -> String {
+    match (d.maintenance, d.maintenance_windows.is_empty()) {
+        (false, _) => "—".to_owned(),
+        (true, true) => "on".to_owned(),
+        (true, false) => format!("window {}", esc(&d.maintenance_windows.join(", "))),
+    }
 }
 
 /// What an empty host says: what was looked at, and what to configure.
@@ -199,6 +229,7 @@ pub fn render(status: &StatusReport, snap: &Snapshot) -> String {
     }
     h.push_str("</tbody></table>");
     h.push_str(&sources_failing(status));
+    h.push_str(&windows_open(status));
     if status.devices.is_empty() {
         h.push_str(&empty_note(snap));
     }
@@ -276,6 +307,15 @@ const LANDING_JS: &str = r##"(function () {
       return '<li><b>' + esc(f.source) + ' ' + esc(f.name) + '</b> since ' + since + ' UTC: ' + esc(f.reason) + '</li>';
     }).join('');
   }
+  function windowsOpen(list) {
+    var open = list.filter(function (w) { return w.active; });
+    var box = document.getElementById('windows-open');
+    box.hidden = !open.length;
+    box.querySelector('ul').innerHTML = open.map(function (w) {
+      var devices = w.devices.length ? w.devices.join(', ') : 'every device';
+      return '<li><b>' + esc(w.name) + '</b> until ' + esc(w.ends_local) + ': ' + esc(devices) + '</li>';
+    }).join('');
+  }
   function row(d) {
     var throttle = d.throttle_level == null || d.throttle_max_level == null ? '\u2014' :
         d.throttle_level + '/' + d.throttle_max_level + (d.manual_throttle ? ' (manual)' : '');
@@ -290,7 +330,8 @@ const LANDING_JS: &str = r##"(function () {
         '</td><td>' + badge(d.state) + '</td><td class="num">' + value(d.temperature_celsius, '\u00b0C', 1) +
         '</td><td>' + sparkline(d.temperature_recent_celsius || []) +
         '</td><td class="num">' + value(d.power_watts, 'W', 1) + '</td><td>' + throttle + '</td><td>' + circuit +
-        '</td><td>' + (d.maintenance ? 'on' : '\u2014') + '</td><td>' +
+        '</td><td>' + (!d.maintenance ? '\u2014' : (d.maintenance_windows || []).length ?
+            'window ' + esc(d.maintenance_windows.join(', ')) : 'on') + '</td><td>' +
         (failing.length ? failing.join('<br>') : '\u2014') + '</td></tr>';
   }
   function eventRow(e) {
@@ -313,6 +354,7 @@ const LANDING_JS: &str = r##"(function () {
       document.getElementById('agent').innerHTML = agentLine(st);
       document.querySelector('#devices tbody').innerHTML = st.devices.map(row).join('');
       sourcesFailing(st.sources_failing || []);
+      windowsOpen(st.maintenance_windows || []);
       var empty = document.getElementById('empty');
       if (empty) empty.hidden = st.devices.length > 0;
       document.getElementById('devices').hidden = st.devices.length === 0;

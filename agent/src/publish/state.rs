@@ -79,6 +79,8 @@ pub struct Snapshot {
     /// Sources of evidence failing now (collectors, BMPs, spalloc servers, probes, logs), as the owner
     /// last judged them.
     pub sources_failing: Arc<Vec<crate::model::source_health::SourceFailing>>,
+    /// Every configured maintenance window, open or not, as of the last decision round that changed one.
+    pub windows: Arc<Vec<crate::model::window_set::WindowView>>,
 }
 
 /// accel_sysfs_open_files and its limit, as of the last collection.
@@ -336,28 +338,35 @@ impl AgentState {
 
     /// Publishes the totals of refused control requests, when they changed.
     pub fn publish_control_refused(&self, totals: BTreeMap<&'static str, u64>) {
-        if *self.snapshot().control_refused == totals {
-            return;
-        }
-        let totals = Arc::new(totals);
-        self.snapshot.rcu(|old| {
-            let mut snap = Snapshot::clone(old);
-            snap.generation += 1;
-            snap.control_refused = Arc::clone(&totals);
-            snap
-        });
+        self.publish_part(totals, |s| &s.control_refused, |s| &mut s.control_refused);
     }
 
     /// Publishes the failing sources, when they changed.
     pub fn publish_sources_failing(&self, failing: Vec<crate::model::source_health::SourceFailing>) {
-        if *self.snapshot().sources_failing == failing {
+        self.publish_part(failing, |s| &s.sources_failing, |s| &mut s.sources_failing);
+    }
+
+    /// Publishes the maintenance windows, when they changed.
+    pub fn publish_windows(&self, windows: Vec<crate::model::window_set::WindowView>) {
+        self.publish_part(windows, |s| &s.windows, |s| &mut s.windows);
+    }
+
+    /// Replaces one part of the snapshot (`get` reads it, `set` the same field to write), unless it holds
+    /// `value` already: then neither it nor the generation moves, so caches keyed on it stay valid.
+    fn publish_part<T: PartialEq>(
+        &self,
+        value: T,
+        get: fn(&Snapshot) -> &Arc<T>,
+        set: fn(&mut Snapshot) -> &mut Arc<T>,
+    ) {
+        if **get(&self.snapshot()) == value {
             return;
         }
-        let failing = Arc::new(failing);
+        let value = Arc::new(value);
         self.snapshot.rcu(|old| {
             let mut snap = Snapshot::clone(old);
             snap.generation += 1;
-            snap.sources_failing = Arc::clone(&failing);
+            *set(&mut snap) = Arc::clone(&value);
             snap
         });
     }

@@ -351,6 +351,16 @@ fn status_text(v: &Value, style: Style) -> String {
             f["reason"].as_str().unwrap_or("")
         );
     }
+    for w in v["maintenance_windows"].as_array().into_iter().flatten().filter(|w| w["active"] == true) {
+        let devices: Vec<&str> = w["devices"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+        let _ = writeln!(
+            out,
+            "maintenance window {} open until {}: {}",
+            w["name"].as_str().unwrap_or("?"),
+            w["ends_local"].as_str().unwrap_or("?"),
+            if devices.is_empty() { "every device".to_owned() } else { devices.join(", ") }
+        );
+    }
     if let Some(j) = agent["journal_unavailable"].as_str() {
         let _ = writeln!(out, "event journal unavailable: {j}");
     } else if let Some(j) = agent["journal_degraded"].as_str() {
@@ -426,6 +436,27 @@ fn devices_text(v: &Value, style: Style) -> String {
         ]);
     }
     if t.is_empty() { "no devices\n".to_owned() } else { t.render(style) }
+}
+
+/// Why the device is in maintenance: each open window with its end, and an operator's, with its own.
+fn maintenance_lines(d: &Value) -> Vec<String> {
+    let mut actions = Vec::new();
+    // An agent from before maintenance windows sends no maintenance_manual: its maintenance is manual.
+    let manual = d["maintenance_manual"].as_bool().or(d["maintenance"].as_bool()) == Some(true);
+    for w in d["maintenance_windows"].as_array().into_iter().flatten() {
+        let (name, until) = (w["name"].as_str().unwrap_or("?"), w["until_local"].as_str().unwrap_or("?"));
+        actions.push(format!("maintenance window {name} until {until}"));
+    }
+    if manual {
+        let until = d["maintenance_until"]
+            .as_f64()
+            .and_then(|t| Duration::try_from_secs_f64(t).ok())
+            .map_or("until turned off".to_owned(), |t| {
+                format!("for {} more", crate::control::diagnose::remaining(std::time::UNIX_EPOCH + t))
+            });
+        actions.push(format!("maintenance {until}"));
+    }
+    actions
 }
 
 fn device_text(d: &Value, style: Style) -> String {
@@ -537,15 +568,7 @@ fn device_text(d: &Value, style: Style) -> String {
     }
 
     let mut actions = Vec::new();
-    if d["maintenance"].as_bool() == Some(true) {
-        let until = d["maintenance_until"]
-            .as_f64()
-            .and_then(|t| Duration::try_from_secs_f64(t).ok())
-            .map_or("until turned off".to_owned(), |t| {
-                format!("for {} more", crate::control::diagnose::remaining(std::time::UNIX_EPOCH + t))
-            });
-        actions.push(format!("maintenance {until}"));
-    }
+    actions.extend(maintenance_lines(d));
     if let Some(m) = d["manual_throttle"].as_object() {
         actions.push(format!("manual throttle at level {}", m.get("level").and_then(Value::as_u64).unwrap_or(0)));
     }

@@ -88,6 +88,8 @@ pub mod kind {
     /// What kubelet was told (a device advertised Unhealthy or Healthy again) and learnt from it (the pod
     /// holding a device changed).
     pub const KUBELET: &str = "kubelet";
+    /// A configured maintenance window opened or closed: one event per device it covers.
+    pub const MAINTENANCE_WINDOW: &str = "maintenance_window";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
