@@ -620,6 +620,17 @@ impl DeviceConfig {
 
     /// Checks within one device; `index` locates the findings.
     pub fn validate(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
+        self.validate_addresses(index, out);
+        self.validate_quantities(index, out);
+        self.validate_thresholds(index, out);
+        self.validate_log_rules(index, out);
+        self.validate_reconnect(index, out);
+        self.validate_throttle(index, out);
+        self.validate_probes(index, out);
+    }
+
+    /// The id, the board's BMP and SC&MP addresses and slot, and the PCI address.
+    fn validate_addresses(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let at = |key: &str| vec!["device".into(), index.into(), key.into()];
         if self.id.is_empty() || !self.id.chars().all(is_id_char) {
             out.push(crate::finding::Finding {
@@ -655,7 +666,10 @@ impl DeviceConfig {
                 message: format!("{a:?} is not a PCI address like \"0000:3b:00.0\""),
             });
         }
-        self.validate_quantities(index, out);
+    }
+
+    /// The warning below the critical temperature.
+    fn validate_thresholds(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let t = self.thresholds();
         if t.temperature_warn.is_finite() && t.temperature_crit.is_finite() && t.temperature_warn >= t.temperature_crit
         {
@@ -667,6 +681,10 @@ impl DeviceConfig {
                 ),
             });
         }
+    }
+
+    /// Log rules: unique names, a count that can be reached, no condition keys on an event.
+    fn validate_log_rules(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let mut rule_names: BTreeMap<&str, (usize, usize)> = BTreeMap::new();
         for (j, log) in self.logs.iter().enumerate() {
             for (k, r) in log.rules.iter().enumerate() {
@@ -700,6 +718,10 @@ impl DeviceConfig {
                 }
             }
         }
+    }
+
+    /// Each reconnect step has what it needs.
+    fn validate_reconnect(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         if let Some(r) = &self.reconnect {
             let at = |k: &str| vec!["device".into(), index.into(), "reconnect".into(), k.into()];
             for &s in &r.steps {
@@ -725,6 +747,10 @@ impl DeviceConfig {
                 });
             }
         }
+    }
+
+    /// Each throttle level writes or runs something, inside the sysfs root.
+    fn validate_throttle(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         if let Some(t) = &self.throttle {
             let at = |k: &str| vec!["device".into(), index.into(), "throttle".into(), k.into()];
             if t.levels.is_empty() {
@@ -750,6 +776,10 @@ impl DeviceConfig {
                 }
             }
         }
+    }
+
+    /// Probes: unique names, one kind each, known readings and well-formed fields.
+    fn validate_probes(&self, index: usize, out: &mut Vec<crate::finding::Finding>) {
         let mut probe_names: BTreeMap<&str, usize> = BTreeMap::new();
         for (j, p) in self.probes.iter().enumerate() {
             let probe_at = |key: &str| -> Vec<crate::finding::PathSeg> {
