@@ -375,7 +375,30 @@ const LANDING_JS: &str = r##"(function () {
 "##;
 
 /// The host's own sensors and the collectors' state: as of page load (the script does not refresh them).
+/// The host's own tables: the collectors, then what each one found.
 fn host_tables(snap: &Snapshot, h: &mut String) {
+    collectors_table(snap, h);
+    if let Some(HostReadings::Hwmon(r)) = snap.readings(CollectorKind::Hwmon) {
+        hwmon_table(r, h);
+    }
+    if let Some(HostReadings::ThermalZone(r)) = snap.readings(CollectorKind::ThermalZone) {
+        thermal_zone_table(r, h);
+    }
+    if let Some(HostReadings::CoolingDevice(r)) = snap.readings(CollectorKind::CoolingDevice) {
+        cooling_device_table(r, h);
+    }
+    if let Some(HostReadings::PowerSupply(r)) = snap.readings(CollectorKind::PowerSupply) {
+        power_supply_table(r, h);
+    }
+    if let Some(HostReadings::Powercap(r)) = snap.readings(CollectorKind::Powercap) {
+        powercap_table(r, h);
+    }
+    if let Some(HostReadings::PciAer(r)) = snap.readings(CollectorKind::PciAer) {
+        pci_aer_table(r, h);
+    }
+}
+
+fn collectors_table(snap: &Snapshot, h: &mut String) {
     h.push_str("<h2>Collectors</h2><table><tr><th>collector</th><th>status</th><th>found</th><th>last duration</th><th>read errors</th><th>problem</th></tr>");
     for (kind, c) in &snap.collectors {
         let status = match (c.collections, c.success) {
@@ -394,95 +417,97 @@ fn host_tables(snap: &Snapshot, h: &mut String) {
         );
     }
     h.push_str("</table>");
+}
 
-    if let Some(HostReadings::Hwmon(r)) = snap.readings(CollectorKind::Hwmon) {
-        h.push_str("<h2>hwmon chips</h2><table><tr><th>chip</th><th>name</th><th>hwmon</th><th>PCI address</th><th>sensors</th></tr>");
-        for c in &r.layout.chips {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&c.chip),
-                esc(c.chip_name.as_deref().unwrap_or("")),
-                esc(&c.hwmon),
-                esc(c.pci_address.as_deref().unwrap_or("")),
-                c.sensors.len()
-            );
-        }
-        h.push_str("</table>");
-    }
-    if let Some(HostReadings::ThermalZone(r)) = snap.readings(CollectorKind::ThermalZone) {
-        h.push_str(
-            "<h2>Thermal zones</h2><table><tr><th>zone</th><th>type</th><th>temperature</th><th>trip points</th></tr>",
+fn hwmon_table(r: &collectors::sysfs::hwmon::HwmonReadings, h: &mut String) {
+    h.push_str("<h2>hwmon chips</h2><table><tr><th>chip</th><th>name</th><th>hwmon</th><th>PCI address</th><th>sensors</th></tr>");
+    for c in &r.layout.chips {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&c.chip),
+            esc(c.chip_name.as_deref().unwrap_or("")),
+            esc(&c.hwmon),
+            esc(c.pci_address.as_deref().unwrap_or("")),
+            c.sensors.len()
         );
-        for z in &r.zones {
-            let trips: Vec<String> =
-                z.trips.iter().map(|t| format!("{} {}", esc(&t.trip_type), fmt_opt(t.temp_celsius, "°C"))).collect();
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&z.zone),
-                esc(&z.zone_type),
-                fmt_opt(z.temp_celsius, "°C"),
-                trips.join(", ")
-            );
-        }
-        h.push_str("</table>");
     }
-    if let Some(HostReadings::CoolingDevice(r)) = snap.readings(CollectorKind::CoolingDevice) {
-        h.push_str("<h2>Cooling devices</h2><table><tr><th>device</th><th>type</th><th>state</th></tr>");
-        for d in &r.devices {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
-                esc(&d.name),
-                esc(&d.device_type),
-                fmt_opt(d.cur_state, ""),
-                fmt_opt(d.max_state, "")
-            );
-        }
-        h.push_str("</table>");
+    h.push_str("</table>");
+}
+
+fn thermal_zone_table(r: &collectors::sysfs::thermal::ThermalReadings, h: &mut String) {
+    h.push_str(
+        "<h2>Thermal zones</h2><table><tr><th>zone</th><th>type</th><th>temperature</th><th>trip points</th></tr>",
+    );
+    for z in &r.zones {
+        let trips: Vec<String> =
+            z.trips.iter().map(|t| format!("{} {}", esc(&t.trip_type), fmt_opt(t.temp_celsius, "°C"))).collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&z.zone),
+            esc(&z.zone_type),
+            fmt_opt(z.temp_celsius, "°C"),
+            trips.join(", ")
+        );
     }
-    if let Some(HostReadings::PowerSupply(r)) = snap.readings(CollectorKind::PowerSupply) {
-        h.push_str("<h2>Power supplies</h2><table><tr><th>name</th><th>type</th><th>attributes read</th></tr>");
-        for s in &r.supplies {
-            let ty = s.info.iter().find(|(k, _)| *k == "type").map_or("", |(_, v)| &**v);
-            let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&s.name), esc(ty), s.values.len());
-        }
-        h.push_str("</table>");
+    h.push_str("</table>");
+}
+
+fn cooling_device_table(r: &collectors::sysfs::cooling::CoolingReadings, h: &mut String) {
+    h.push_str("<h2>Cooling devices</h2><table><tr><th>device</th><th>type</th><th>state</th></tr>");
+    for d in &r.devices {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{} / {}</td></tr>",
+            esc(&d.name),
+            esc(&d.device_type),
+            fmt_opt(d.cur_state, ""),
+            fmt_opt(d.max_state, "")
+        );
     }
-    if let Some(HostReadings::Powercap(r)) = snap.readings(CollectorKind::Powercap) {
-        h.push_str("<h2>Powercap zones</h2><table><tr><th>zone</th><th>name</th><th>energy</th><th>limits</th></tr>");
-        for z in &r.zones {
-            let limits: Vec<String> = z
-                .constraints
-                .iter()
-                .map(|c| format!("{} {}", esc(&c.name), fmt_opt(c.power_limit_watts, "W")))
-                .collect();
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&z.zone),
-                esc(&z.name),
-                fmt_opt(z.energy_joules, "J"),
-                limits.join(", ")
-            );
-        }
-        h.push_str("</table>");
+    h.push_str("</table>");
+}
+
+fn power_supply_table(r: &collectors::sysfs::power_supply::PowerSupplyReadings, h: &mut String) {
+    h.push_str("<h2>Power supplies</h2><table><tr><th>name</th><th>type</th><th>attributes read</th></tr>");
+    for s in &r.supplies {
+        let ty = s.info.iter().find(|(k, _)| *k == "type").map_or("", |(_, v)| &**v);
+        let _ = write!(h, "<tr><td>{}</td><td>{}</td><td>{}</td></tr>", esc(&s.name), esc(ty), s.values.len());
     }
-    if let Some(HostReadings::PciAer(r)) = snap.readings(CollectorKind::PciAer) {
-        h.push_str("<h2>PCI devices with AER</h2><table><tr><th>address</th><th>correctable</th><th>non-fatal</th><th>fatal</th></tr>");
-        for d in &r.devices {
-            let _ = write!(
-                h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                esc(&d.address),
-                d.total("correctable"),
-                d.total("nonfatal"),
-                d.total("fatal")
-            );
-        }
-        h.push_str("</table>");
+    h.push_str("</table>");
+}
+
+fn powercap_table(r: &collectors::sysfs::powercap::PowercapReadings, h: &mut String) {
+    h.push_str("<h2>Powercap zones</h2><table><tr><th>zone</th><th>name</th><th>energy</th><th>limits</th></tr>");
+    for z in &r.zones {
+        let limits: Vec<String> =
+            z.constraints.iter().map(|c| format!("{} {}", esc(&c.name), fmt_opt(c.power_limit_watts, "W"))).collect();
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&z.zone),
+            esc(&z.name),
+            fmt_opt(z.energy_joules, "J"),
+            limits.join(", ")
+        );
     }
+    h.push_str("</table>");
+}
+
+fn pci_aer_table(r: &collectors::sysfs::pci_aer::PciAerReadings, h: &mut String) {
+    h.push_str("<h2>PCI devices with AER</h2><table><tr><th>address</th><th>correctable</th><th>non-fatal</th><th>fatal</th></tr>");
+    for d in &r.devices {
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(&d.address),
+            d.total("correctable"),
+            d.total("nonfatal"),
+            d.total("fatal")
+        );
+    }
+    h.push_str("</table>");
 }
 
 #[cfg(test)]
