@@ -3,6 +3,7 @@
 
 pub mod bmp;
 pub mod device;
+pub mod diagnostics;
 mod device_kubernetes;
 pub mod duration;
 pub mod file;

@@ -48,6 +48,8 @@ pub struct Config {
     pub history: History,
     /// The kubelet device plugin and pod attribution; off unless enabled.
     pub kubernetes: crate::kubernetes::Kubernetes,
+    /// Whether diagnostics may run, and how many at once; off unless enabled.
+    pub diagnostics: crate::diagnostics::Diagnostics,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -144,6 +146,7 @@ impl Default for Config {
             spinnaker: crate::spinnaker::Spinnaker::default(),
             history: History::default(),
             kubernetes: crate::kubernetes::Kubernetes::default(),
+            diagnostics: crate::diagnostics::Diagnostics::default(),
             devices: Vec::new(),
         }
     }
@@ -559,9 +562,11 @@ impl Config {
             }
             d.validate(i, &mut out);
             crate::device_kubernetes::validate_device(d, i, &mut out);
+            crate::diagnostics::validate_device(d, i, &mut out);
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);
+        self.diagnostics.validate(&mut out);
         for (key, path) in [("sysfs_root", &self.sysfs_root), ("state_dir", &self.state_dir), ("socket", &self.socket)]
         {
             if !path.is_absolute() {

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub(crate) mod daemon;
+pub(crate) mod diagnostic_effects;
 #[cfg(feature = "demo")]
 pub(crate) mod demo;
 pub(crate) mod fdlimit;

@@ -88,6 +88,8 @@ pub mod kind {
     /// What kubelet was told (a device advertised Unhealthy or Healthy again) and learnt from it (the pod
     /// holding a device changed).
     pub const KUBELET: &str = "kubelet";
+    /// A diagnostic queued, started, refused, remedied, passed or failed.
+    pub const DIAGNOSTIC: &str = "diagnostic";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.

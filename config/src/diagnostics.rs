@@ -1,0 +1,198 @@
+//! `[diagnostics]` and a device's `[[device.diagnostic]]`: active checks the agent runs on purpose, in
+//! tiers like DCGM's diag levels (1 quick, 2 medium, 3 deep), with what a pass is and what to do after a
+//! failure.
+//!
+//! They run commands that may disturb a device (load it, recalibrate it), so they are off unless
+//! `[diagnostics] enabled = true`.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::duration::{BoundedDuration, Period};
+use crate::finding::{Finding, PathSeg};
+
+/// How long one diagnostic may run: 1 s .. 4 h (DCGM's deepest level takes one to two hours).
+pub type DiagnosticTimeout = BoundedDuration<1_000, 14_400_000>;
+
+/// The deepest level a diagnostic may have.
+pub const MAX_LEVEL: u8 = 3;
+
+/// `[diagnostics]`: off unless enabled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Diagnostics {
+    /// Whether any diagnostic may run (on demand, on a condition or in a window).
+    pub enabled: bool,
+    /// Diagnostics running at once on the host, over every device (one per device at most).
+    pub concurrency: usize,
+}
+
+impl Default for Diagnostics {
+    fn default() -> Self {
+        Diagnostics { enabled: false, concurrency: 1 }
+    }
+}
+
+impl Diagnostics {
+    pub fn validate(&self, out: &mut Vec<Finding>) {
+        if self.concurrency == 0 {
+            out.push(Finding {
+                path: vec!["diagnostics".into(), "concurrency".into()],
+                message: "concurrency must be at least 1 (0 would never run a diagnostic)".into(),
+            });
+        }
+    }
+}
+
+/// A condition whose setting can start a diagnostic (`on = ["PowerAnomaly"]`); the names are the
+/// conditions' own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum TriggerCondition {
+    Overheating,
+    Offline,
+    SdkError,
+    LogErrors,
+    PowerAnomaly,
+    DataStale,
+}
+
+impl TriggerCondition {
+    pub fn name(self) -> &'static str {
+        match self {
+            TriggerCondition::Overheating => "Overheating",
+            TriggerCondition::Offline => "Offline",
+            TriggerCondition::SdkError => "SdkError",
+            TriggerCondition::LogErrors => "LogErrors",
+            TriggerCondition::PowerAnomaly => "PowerAnomaly",
+            TriggerCondition::DataStale => "DataStale",
+        }
+    }
+}
+
+/// A limit on one value of the tool's JSON output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldLimit {
+    /// RFC 6901 pointer into the tool's standard output, e.g. "/drift_ppm".
+    pub field: String,
+    /// The value must be at least this.
+    #[serde(default)]
+    pub min: Option<f64>,
+    /// The value must be at most this.
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `[[device.diagnostic]]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiagnosticConfig {
+    /// Unique per device; the `diagnostic` label.
+    pub name: String,
+    /// 1 quick, 2 medium, 3 deep. `agentctl diagnose --level N` runs every level up to N.
+    pub level: u8,
+    /// Program and arguments, run without a shell; `{id}`, `{kind}`, `{pci_address}` and `{model}` are
+    /// replaced by the device's.
+    pub argv: Vec<String>,
+    #[serde(default = "default_timeout")]
+    pub timeout: DiagnosticTimeout,
+    /// Exit statuses that pass.
+    #[serde(default = "default_exit_codes")]
+    pub exit_codes: Vec<i32>,
+    /// Values of the tool's JSON output that must lie within limits; a missing or unparsable one fails.
+    #[serde(default)]
+    pub expect: Vec<FieldLimit>,
+    /// The device is in maintenance while this runs (no automatic actions, not counted by NPD,
+    /// Unhealthy to kubelet).
+    #[serde(default)]
+    pub exclusive: bool,
+    /// Refused while a pod holds the device or a throttle or reconnect is in progress.
+    #[serde(default)]
+    pub requires_idle: bool,
+    /// Run once after a failure (same placeholders as `argv`), then the diagnostic again.
+    #[serde(default)]
+    pub remedy: Option<Vec<String>>,
+    /// Conditions whose setting runs it (at most once per `cooldown`).
+    #[serde(default)]
+    pub on: Vec<TriggerCondition>,
+    #[serde(default = "default_cooldown")]
+    pub cooldown: Period,
+    /// Maintenance windows (by name) in which it runs, once per occurrence.
+    #[serde(default)]
+    pub windows: Vec<String>,
+}
+
+fn default_timeout() -> DiagnosticTimeout {
+    DiagnosticTimeout::from_millis(60_000)
+}
+
+fn default_exit_codes() -> Vec<i32> {
+    vec![0]
+}
+
+fn default_cooldown() -> Period {
+    Period::from_millis(3_600_000)
+}
+
+/// The placeholders an argv may hold.
+const PLACEHOLDERS: [&str; 4] = ["{id}", "{kind}", "{pci_address}", "{model}"];
+
+/// Replaces the placeholders of one argument with the device's fields (absent ones become "").
+pub fn expand_arg(arg: &str, device: &crate::DeviceConfig) -> String {
+    arg.replace("{id}", &device.id)
+        .replace("{kind}", device.kind.name())
+        .replace("{pci_address}", device.pci_address.as_deref().unwrap_or(""))
+        .replace("{model}", device.model.as_deref().unwrap_or(""))
+}
+
+/// Checks a device's diagnostics; `index` locates the findings.
+pub fn validate_device(d: &crate::DeviceConfig, index: usize, out: &mut Vec<Finding>) {
+    let mut names = BTreeMap::new();
+    for (i, diag) in d.diagnostics.iter().enumerate() {
+        let at = |key: &str| -> Vec<PathSeg> {
+            vec!["device".into(), index.into(), "diagnostic".into(), i.into(), key.into()]
+        };
+        let mut push = |key: &str, message: String| out.push(Finding { path: at(key), message });
+        if diag.name.is_empty() || !diag.name.chars().all(crate::device::is_id_char) {
+            push("name", format!("diagnostic name {:?} must be non-empty and use only letters, digits and - _ . :", diag.name));
+        }
+        if let Some(first) = names.insert(diag.name.as_str(), i) {
+            push("name", format!("diagnostic {:?} is already declared as diagnostic {first} of this device", diag.name));
+        }
+        if !(1..=MAX_LEVEL).contains(&diag.level) {
+            push("level", format!("level {} is not 1 (quick), 2 (medium) or 3 (deep)", diag.level));
+        }
+        for (key, argv) in [("argv", Some(&diag.argv)), ("remedy", diag.remedy.as_ref())] {
+            let Some(argv) = argv else { continue };
+            if argv.first().is_none_or(String::is_empty) {
+                push(key, format!("{key} must name a program"));
+            }
+            if let Some(problem) = argv.iter().find_map(|a| placeholder_problem(a, d)) {
+                push(key, problem);
+            }
+        }
+        if diag.exit_codes.is_empty() {
+            push("exit_codes", "exit_codes must list at least one passing exit status".into());
+        }
+        for limit in &diag.expect {
+            if !limit.field.starts_with('/') {
+                push("expect", format!("field {:?} must be a JSON pointer such as \"/drift_ppm\"", limit.field));
+            }
+            let bounds = [limit.min, limit.max];
+            if bounds.iter().flatten().any(|v| !v.is_finite()) || bounds.iter().all(Option::is_none) {
+                push("expect", format!("field {:?} needs a finite min, max or both", limit.field));
+            }
+        }
+    }
+}
+
+/// What is wrong with an argument's placeholders, if anything.
+fn placeholder_problem(arg: &str, d: &crate::DeviceConfig) -> Option<String> {
+    if arg.contains("{pci_address}") && d.pci_address.is_none() {
+        return Some(format!("{arg:?} uses {{pci_address}} but the device has no pci_address"));
+    }
+    let rest = PLACEHOLDERS.iter().fold(arg.to_owned(), |s, p| s.replace(p, ""));
+    (rest.contains('{') || rest.contains('}'))
+        .then(|| format!("{arg:?}: only {} can be replaced", PLACEHOLDERS.join(", ")))
+}
