@@ -146,6 +146,16 @@ pub enum Phase {
     Running,
 }
 
+impl Phase {
+    pub fn name(self) -> &'static str {
+        match self {
+            Phase::Idle => "idle",
+            Phase::Queued => "queued",
+            Phase::Running => "running",
+        }
+    }
+}
+
 /// One diagnostic of a device, as the API, agentctl, the device page and the bundle show it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct DiagnosticView {
@@ -594,5 +604,204 @@ fn start(device: &DeviceConfig, c: &DiagnosticConfig, trigger: Trigger) -> Start
         remedy: c.remedy.as_deref().map(expand),
         exclusive: c.exclusive,
         trigger,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(diagnostics: &str, concurrency: usize) -> Config {
+        let text = format!(
+            "[diagnostics]\nenabled = true\nconcurrency = {concurrency}\n\
+             [[device]]\nid = \"a\"\nkind = \"generic\"\n{diagnostics}\
+             [[device]]\nid = \"b\"\nkind = \"generic\"\n{diagnostics}"
+        );
+        config::parse_str(&text, "t.toml").expect("valid config")
+    }
+
+    const TWO: &str = "[[device.diagnostic]]\nname = \"quick\"\nlevel = 1\nargv = [\"q\", \"{id}\"]\n\
+                       [[device.diagnostic]]\nname = \"deep\"\nlevel = 3\nargv = [\"d\", \"--device\", \"{id}\"]\n\
+                       requires_idle = true\non = [\"PowerAnomaly\"]\ncooldown = \"10m\"\nwindows = [\"sunday\"]\n";
+
+    struct Host {
+        config: Config,
+        model: Diagnostics,
+        devices: Vec<DeviceDiagnostics>,
+    }
+
+    impl Host {
+        fn new(diagnostics: &str, concurrency: usize) -> Host {
+            let config = config(diagnostics, concurrency);
+            let devices = config.devices.iter().map(DeviceDiagnostics::new).collect();
+            Host { model: Diagnostics::new(&config), config, devices }
+        }
+
+        fn request(&mut self, level: u8, device: Option<&str>) -> Result<u64, RequestError> {
+            let ids = self.config.devices.iter().map(|d| d.id.as_str());
+            let devices = ids.zip(self.devices.iter_mut()).filter(|(id, _)| device.is_none_or(|d| d == *id));
+            self.model.request(level, device, devices)
+        }
+
+        fn decide(&mut self, busy: &[(&str, &str)]) -> Vec<Decision> {
+            let devices = self.config.devices.iter().zip(self.devices.iter_mut()).map(|(c, d)| {
+                let why = busy.iter().find(|(id, _)| *id == c.id).map(|(_, why)| (*why).to_owned());
+                (c, d, why)
+            });
+            self.model.decide(devices, SystemTime::UNIX_EPOCH)
+        }
+
+        fn finish(&mut self, device: usize, name: &str, outcome: Outcome) {
+            let report = Report {
+                device: self.config.devices[device].id.clone(),
+                name: name.into(),
+                outcome,
+                duration: Duration::from_secs(1),
+                remedy: None,
+                fault: None,
+            };
+            assert!(self.model.finished(&mut self.devices[device], &report, SystemTime::UNIX_EPOCH));
+        }
+
+        fn run(&self, id: u64) -> RunView {
+            let devices = &self.devices;
+            let ids: Vec<&str> = self.config.devices.iter().map(|d| d.id.as_str()).collect();
+            self.model.run(id, |dev| ids.iter().position(|i| *i == dev).map(|i| &devices[i])).expect("kept")
+        }
+    }
+
+    fn started(decisions: &[Decision]) -> Vec<(String, String)> {
+        decisions
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Start(s) => Some((s.device.clone(), s.name.clone())),
+                Decision::Refused { .. } => None,
+            })
+            .collect()
+    }
+
+    fn failed(expectation: &str) -> Outcome {
+        Outcome::Failed { expectation: expectation.into(), output: "drift 72 ppm".into() }
+    }
+
+    #[test]
+    fn one_per_device_and_the_host_limit_oldest_first() {
+        let mut h = Host::new(TWO, 1);
+        let run = h.request(3, None).expect("queued");
+        let first = h.decide(&[]);
+        assert_eq!(started(&first), vec![("a".into(), "quick".into())], "the host runs one at a time");
+        let Decision::Start(s) = &first[0] else { panic!("a start") };
+        assert_eq!(s.argv, vec!["q", "a"], "placeholders are the device's");
+        assert!(h.decide(&[]).is_empty(), "nothing more while it runs");
+        h.finish(0, "quick", Outcome::Passed);
+        assert_eq!(started(&h.decide(&[])), vec![("a".into(), "deep".into())], "the older request goes first");
+        assert!(!h.run(run).done);
+
+        let mut h = Host::new(TWO, 4);
+        let _ = h.request(3, None).expect("queued");
+        assert_eq!(
+            started(&h.decide(&[])),
+            vec![("a".into(), "quick".into()), ("b".into(), "quick".into())],
+            "never two on one device, even with room on the host"
+        );
+    }
+
+    #[test]
+    fn levels_include_the_ones_below_and_a_run_ends_with_its_results() {
+        let mut h = Host::new(TWO, 4);
+        let run = h.request(2, Some("b")).expect("queued");
+        assert_eq!(started(&h.decide(&[])), vec![("b".into(), "quick".into())], "level 2 runs 1 and 2, not 3");
+        assert_eq!(h.run(run).items.len(), 1);
+        h.finish(1, "quick", Outcome::Passed);
+        let view = h.run(run);
+        assert!(view.done);
+        assert_eq!(view.items[0].result.as_ref().map(|r| &r.outcome), Some(&Outcome::Passed));
+        assert_eq!(h.request(0, None), Err(RequestError::Level(0)));
+        let mut none = Host::new("", 1);
+        assert_eq!(none.request(3, None), Err(RequestError::NoneConfigured { level: 3, device: None }));
+        let mut off = Host::new(TWO, 1);
+        off.model.enabled = false;
+        assert_eq!(off.request(1, None), Err(RequestError::Disabled));
+    }
+
+    #[test]
+    fn requires_idle_is_refused_on_a_busy_device_and_says_why() {
+        let mut h = Host::new(TWO, 4);
+        let run = h.request(3, Some("a")).expect("queued");
+        let decisions = h.decide(&[("a", "pod ml/train holds the device")]);
+        assert_eq!(started(&decisions), vec![("a".into(), "quick".into())], "quick does not require idle");
+        h.finish(0, "quick", Outcome::Passed);
+        let decisions = h.decide(&[("a", "pod ml/train holds the device")]);
+        assert_eq!(
+            decisions,
+            vec![Decision::Refused {
+                device: "a".into(),
+                name: "deep".into(),
+                level: 3,
+                reason: "refused: pod ml/train holds the device".into()
+            }]
+        );
+        assert!(h.run(run).done, "a refusal is the run's answer");
+        assert_eq!(h.devices[0].verdict(), None, "a refusal is no verdict on the device");
+    }
+
+    #[test]
+    fn a_condition_triggers_once_per_cooldown() {
+        let mut h = Host::new(TWO, 4);
+        let t0 = Instant::now();
+        assert_eq!(h.model.on_condition(&mut h.devices[0], "Overheating", t0), Vec::<String>::new());
+        assert_eq!(h.model.on_condition(&mut h.devices[0], "PowerAnomaly", t0), vec!["deep".to_owned()]);
+        let d = h.decide(&[]);
+        let Decision::Start(s) = &d[0] else { panic!("a start") };
+        assert_eq!(s.trigger, Trigger::Condition { condition: "PowerAnomaly" });
+        h.finish(0, "deep", Outcome::Passed);
+        let within = t0 + Duration::from_secs(9 * 60);
+        assert!(h.model.on_condition(&mut h.devices[0], "PowerAnomaly", within).is_empty(), "within the cooldown");
+        let after = t0 + Duration::from_secs(10 * 60);
+        assert_eq!(h.model.on_condition(&mut h.devices[0], "PowerAnomaly", after), vec!["deep".to_owned()]);
+    }
+
+    #[test]
+    fn a_window_runs_it_once_per_occurrence() {
+        let mut h = Host::new(TWO, 4);
+        let sunday = SystemTime::UNIX_EPOCH + Duration::from_secs(3 * 86_400);
+        assert_eq!(h.model.in_window(&mut h.devices[0], "sunday", sunday), vec!["deep".to_owned()]);
+        let _ = h.decide(&[]);
+        h.finish(0, "deep", Outcome::Passed);
+        assert!(h.model.in_window(&mut h.devices[0], "sunday", sunday).is_empty(), "the same occurrence");
+        assert!(h.model.in_window(&mut h.devices[0], "monday", sunday).is_empty(), "not its window");
+        let next = sunday + Duration::from_secs(7 * 86_400);
+        assert_eq!(h.model.in_window(&mut h.devices[0], "sunday", next), vec!["deep".to_owned()]);
+    }
+
+    #[test]
+    fn diagnostic_failed_follows_the_last_verdict_until_acknowledged() {
+        let mut h = Host::new(TWO, 4);
+        assert_eq!(h.devices[0].verdict(), None, "unknown before any verdict");
+        let _ = h.request(3, Some("a"));
+        let _ = h.decide(&[]);
+        h.finish(0, "quick", failed("exit status 1, expected 0"));
+        assert_eq!(h.devices[0].verdict(), None, "a level 1 failure sets nothing");
+        let _ = h.decide(&[]);
+        h.finish(0, "deep", failed("/drift_ppm = 72 above the maximum 50"));
+        let v = h.devices[0].verdict().expect("judged");
+        assert_eq!((v.status, v.impact), (Status::True, Impact::Unhealthy), "level 3 makes the device unhealthy");
+        assert_eq!(v.reason, "deep: /drift_ppm = 72 above the maximum 50");
+        assert!(v.message.ends_with("drift 72 ppm"), "{}", v.message);
+        assert_eq!(h.devices[0].acknowledge(), vec!["DiagnosticFailed (diagnostic deep)".to_owned()]);
+        assert_eq!(h.devices[0].verdict().map(|v| v.status), Some(Status::False), "set-healthy clears it");
+        assert!(h.devices[0].acknowledge().is_empty(), "nothing left to acknowledge");
+        let _ = h.request(3, Some("a"));
+        let _ = h.decide(&[]);
+        h.finish(0, "quick", Outcome::Passed);
+        let _ = h.decide(&[]);
+        h.finish(0, "deep", failed("exit status 2, expected 0"));
+        assert_eq!(h.devices[0].verdict().map(|v| v.status), Some(Status::True), "a new failure sets it again");
+        let _ = h.request(3, Some("a"));
+        let _ = h.decide(&[]);
+        h.finish(0, "quick", Outcome::Passed);
+        let _ = h.decide(&[]);
+        h.finish(0, "deep", Outcome::Passed);
+        assert_eq!(h.devices[0].verdict().map(|v| v.status), Some(Status::False), "the next pass clears it");
     }
 }

@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub(crate) mod client;
+mod diagnostics;
 pub(crate) mod render;
 
 use std::fmt::Write as _;
@@ -133,8 +134,12 @@ fn run(cli: &CtlCli, style: Style) -> Result<Outcome, Failed> {
         }
         Verb::SetHealthy { id } => mutate(&client, cli.json, &format!("{}/set-healthy", device_path(id)), json!({})),
         Verb::Reload => mutate(&client, cli.json, "/api/v1/reload", json!({})),
-        Verb::Diagnose => {
-            let v = decode(client.request("POST", "/api/v1/diagnose", Some("{}"), DIAGNOSE_TIMEOUT)?)?;
+        Verb::Diagnose { level: level @ 1.., id } => diagnostics::run(&client, *level, id.as_deref(), cli.json, style),
+        Verb::Diagnose { id, .. } => {
+            let mut v = decode(client.request("POST", "/api/v1/diagnose", Some("{}"), DIAGNOSE_TIMEOUT)?)?;
+            if let (Some(id), Some(findings)) = (id, v["findings"].as_array_mut()) {
+                findings.retain(|f| f["device"].as_str().is_none_or(|d| d == id));
+            }
             let worst =
                 v["findings"].as_array().into_iter().flatten().filter_map(|f| f["level"].as_str()).fold(0, |acc, l| {
                     match l {
@@ -536,8 +541,16 @@ fn device_text(d: &Value, style: Style) -> String {
         out.push_str(&probes.render(style));
     }
 
+    let diagnostics = diagnostics::table(d, style);
+    if !diagnostics.is_empty() {
+        out.push('\n');
+        out.push_str(&diagnostics);
+    }
+
     let mut actions = Vec::new();
-    if d["maintenance"].as_bool() == Some(true) {
+    if let Some(why) = d["maintenance_reason"].as_str() {
+        actions.push(format!("maintenance: {why}"));
+    } else if d["maintenance"].as_bool() == Some(true) {
         let until = d["maintenance_until"]
             .as_f64()
             .and_then(|t| Duration::try_from_secs_f64(t).ok())
