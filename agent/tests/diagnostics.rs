@@ -1,0 +1,257 @@
+//! Diagnostics run by the real agent with fake tools (shell scripts written here): a pass, a failure
+//! that sets DiagnosticFailed until set-healthy or the next pass, a failure the remedy fixes, a hanging
+//! tool killed at its deadline with nothing left behind, an exclusive run that puts the device in
+//! maintenance, a refusal on a throttled device, a condition that triggers a diagnostic once per
+//! cooldown, and agentctl's exit codes.
+
+mod common;
+
+use std::path::Path;
+
+use accel_e2e::sysfs_tree::FakeSysfs;
+use common::{Agent, agentctl, host_collectors_off};
+use serde_json::Value;
+
+/// A calibration check: prints the drift held in `drift` as JSON, waits while `hold` exists (at most
+/// 20 s), and exits 0. The remedy copies `after_remedy` into `drift`.
+fn tools(dir: &Path) -> (String, String) {
+    let d = dir.display();
+    let verify = dir.join("verify.sh");
+    std::fs::write(
+        &verify,
+        format!(
+            "#!/bin/sh\necho \"verifying $1\" >&2\nn=0\nwhile [ -e '{d}/hold' ] && [ $n -lt 200 ]; do sleep 0.1; n=$((n+1)); done\n\
+             echo \"{{\\\"device\\\": \\\"$1\\\", \\\"drift_ppm\\\": $(cat '{d}/drift')}}\"\nexit 0\n"
+        ),
+    )
+    .unwrap();
+    let remedy = dir.join("remedy.sh");
+    std::fs::write(&remedy, format!("#!/bin/sh\ncp '{d}/after_remedy' '{d}/drift'\n")).unwrap();
+    (verify.display().to_string(), remedy.display().to_string())
+}
+
+fn set(dir: &Path, file: &str, value: &str) {
+    std::fs::write(dir.join(file), value).unwrap();
+}
+
+fn config(dir: &Path, extra: &str) -> String {
+    let (verify, remedy) = tools(dir);
+    format!(
+        r#"
+poll_interval = "200ms"
+{collectors}
+[discovery]
+enabled = false
+[diagnostics]
+enabled = true
+[[device]]
+id = "photon0"
+kind = "generic"
+[[device.diagnostic]]
+name = "calibration-verify"
+level = 2
+argv = ["/bin/sh", "{verify}", "{{id}}"]
+timeout = "20s"
+expect = [{{ field = "/drift_ppm", max = 50.0 }}]
+remedy = ["/bin/sh", "{remedy}"]
+exclusive = true
+{extra}
+"#,
+        collectors = host_collectors_off()
+    )
+}
+
+fn device(agent: &Agent, id: &str) -> Value {
+    serde_json::from_str(&agent.get(&format!("/api/v1/devices/{id}")).body).expect("device JSON")
+}
+
+fn condition<'a>(d: &'a Value, kind: &str) -> &'a Value {
+    d["conditions"].as_array().unwrap().iter().find(|c| c["kind"] == kind).unwrap_or(&Value::Null)
+}
+
+fn events(agent: &Agent) -> String {
+    agent.get("/api/v1/events?kind=diagnostic&limit=100").body
+}
+
+#[test]
+fn pass_failure_remedy_and_diagnostic_failed() {
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    set(dir.path(), "drift", "12.5");
+    set(dir.path(), "after_remedy", "72");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(dir.path(), ""));
+    agent.wait_ready();
+    let labels = [("device", "photon0"), ("diagnostic", "calibration-verify")];
+    assert_eq!(agent.metric("accel_diagnostic_success", &labels), None, "absent before the first verdict");
+    assert_eq!(condition(&device(&agent, "photon0"), "DiagnosticFailed")["status"], "unknown");
+
+    let (code, out, err) = agentctl(&agent, &["diagnose", "--level", "2", "photon0"]);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains("photon0 calibration-verify (level 2): passed"), "{out}");
+    assert_eq!(agent.metric("accel_diagnostic_success", &[labels[0], labels[1], ("level", "2")]), Some(1.0));
+    assert!(agent.metric("accel_diagnostic_last_run_timestamp_seconds", &labels).is_some_and(|t| t > 1.7e9));
+    assert!(agent.metric("accel_diagnostic_duration_seconds", &labels).is_some_and(|s| s > 0.0 && s < 20.0));
+    assert_eq!(condition(&device(&agent, "photon0"), "DiagnosticFailed")["status"], "false");
+
+    // Drifted, and the remedy does not help: a failure that sets the condition.
+    set(dir.path(), "drift", "72");
+    let (code, out, _) = agentctl(&agent, &["diagnose", "--level", "2", "photon0"]);
+    assert_eq!(code, 2, "a failed diagnostic exits as unhealthy: {out}");
+    assert!(out.contains("failed") && out.contains("/drift_ppm = 72 above the maximum 50"), "{out}");
+    assert!(out.contains("after its remedy"), "{out}");
+    assert!(out.contains("| verifying photon0"), "the tool's last lines: {out}");
+    assert_eq!(agent.metric("accel_diagnostic_success", &[labels[0], labels[1], ("level", "2")]), Some(0.0));
+    let d = device(&agent, "photon0");
+    let c = condition(&d, "DiagnosticFailed");
+    assert_eq!(c["status"], "true");
+    assert_eq!(c["reason"], "calibration-verify: /drift_ppm = 72 above the maximum 50");
+    assert_eq!(d["state"], "degraded", "a failed level 2 degrades the device");
+    let ev = events(&agent);
+    assert!(ev.contains("remedy ran; trying again"), "{ev}");
+    assert!(ev.contains("verifying photon0"), "the failure event holds the output: {ev}");
+    let (_, text, _) = agentctl(&agent, &["device", "photon0"]);
+    assert!(text.contains("DIAGNOSTIC") && text.contains("calibration-verify") && text.contains("failed"), "{text}");
+    let page = agent.get("/devices/photon0").body;
+    assert!(page.contains("id=\"diagnostics\"") && page.contains("/drift_ppm = 72 above the maximum 50"), "{page}");
+
+    let (code, out, _) = agentctl(&agent, &["set-healthy", "photon0"]);
+    assert_eq!(code, 0);
+    assert!(out.contains("DiagnosticFailed (diagnostic calibration-verify)"), "{out}");
+    assert_eq!(condition(&device(&agent, "photon0"), "DiagnosticFailed")["status"], "false");
+
+    // Drifted again, and this time the remedy recalibrates: the second try passes and clears nothing
+    // more than it has to.
+    set(dir.path(), "after_remedy", "3");
+    let (code, out, _) = agentctl(&agent, &["diagnose", "--level", "2", "photon0"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("passed") && out.contains("after its remedy"), "{out}");
+    assert_eq!(std::fs::read_to_string(dir.path().join("drift")).unwrap(), "3", "the remedy ran");
+    assert_eq!(condition(&device(&agent, "photon0"), "DiagnosticFailed")["status"], "false");
+}
+
+#[test]
+fn an_exclusive_run_is_maintenance_and_exit_codes_say_what_happened() {
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    set(dir.path(), "drift", "1");
+    set(dir.path(), "after_remedy", "1");
+    set(dir.path(), "hold", "");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &config(dir.path(), ""));
+    agent.wait_ready();
+
+    let socket = agent.state_dir.path().join("agent.sock");
+    let diagnose = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
+            .arg("--socket")
+            .arg(&socket)
+            .args(["--json", "diagnose", "--level", "3"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("agentctl")
+    };
+    let ctl = diagnose();
+    agent.wait_for("the run to start", || device(&agent, "photon0")["state"] == "maintenance");
+    // A second request while it runs joins it rather than running the tool twice.
+    let second = diagnose();
+    let d = device(&agent, "photon0");
+    assert_eq!(d["maintenance_reason"], "diagnostic calibration-verify running");
+    assert_eq!(d["diagnostics"][0]["phase"], "running");
+    assert_eq!(agent.metric("accel_maintenance_mode", &[("device", "photon0")]), Some(1.0));
+    let (_, text, _) = agentctl(&agent, &["device", "photon0"]);
+    assert!(text.contains("maintenance: diagnostic calibration-verify running"), "{text}");
+    agent.wait_for("the second request", || {
+        agent.get("/api/v1/events?kind=operator").body.matches("diagnostics of level 3").count() == 2
+    });
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    let out = second.wait_with_output().expect("agentctl ends");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = ctl.wait_with_output().expect("agentctl ends");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let run: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(run["done"], true);
+    assert_eq!(run["items"][0]["result"]["result"], "passed");
+    assert_eq!(events(&agent).matches("started on demand").count(), 1, "the tool ran once for both");
+    agent.wait_for("maintenance to end", || device(&agent, "photon0")["state"] != "maintenance");
+    assert!(device(&agent, "photon0").get("maintenance_reason").is_none());
+
+    let (code, _, err) = agentctl(&agent, &["diagnose", "--level", "1", "photon0"]);
+    assert_eq!(code, 1, "nothing of level 1 to run: {err}");
+    assert!(err.contains("no diagnostic of level 1 or below is configured for device photon0"), "{err}");
+    let (code, _, err) = agentctl(&agent, &["diagnose", "--level", "2", "nosuch"]);
+    assert_eq!(code, 64, "{err}");
+    let (code, _, err) = agentctl(&agent, &["diagnose", "--level", "4"]);
+    assert_eq!(code, 64, "{err}");
+}
+
+#[test]
+fn diagnostics_are_off_unless_enabled() {
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    set(dir.path(), "drift", "1");
+    let cfg = config(dir.path(), "").replace("[diagnostics]\nenabled = true", "[diagnostics]\nenabled = false");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let (code, _, err) = agentctl(&agent, &["diagnose", "--level", "3"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("diagnostics are off on this host"), "{err}");
+    assert!(!events(&agent).contains("started"), "nothing ran");
+}
+
+#[test]
+fn a_hanging_tool_is_killed_at_its_deadline_with_its_group() {
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    // Ignores SIGTERM, as does the helper it leaves in the background: only SIGKILL ends them.
+    let hang = dir.path().join("hang.sh");
+    std::fs::write(
+        &hang,
+        format!("#!/bin/sh\ntrap '' TERM\nsleep 300 &\necho $! > '{d}/child'\necho $$ > '{d}/pid'\nwait\n"),
+    )
+    .unwrap();
+    let cfg = format!(
+        r#"
+poll_interval = "200ms"
+{collectors}
+[diagnostics]
+enabled = true
+[[device]]
+id = "loihi0"
+kind = "generic"
+[[device.diagnostic]]
+name = "stress"
+level = 1
+argv = ["/bin/sh", "{hang}"]
+timeout = "2s"
+"#,
+        collectors = host_collectors_off(),
+        hang = hang.display()
+    );
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let (code, out, err) = agentctl(&agent, &["diagnose", "--level", "1"]);
+    assert_eq!(code, 2, "{out}{err}");
+    assert!(out.contains("loihi0 stress (level 1): failed") && out.contains("timed out after 2s"), "{out}");
+    for file in ["pid", "child"] {
+        let pid = std::fs::read_to_string(dir.path().join(file)).unwrap().trim().to_owned();
+        agent.wait_for(&format!("{file} {pid} to be gone"), || gone(&pid));
+    }
+    assert_eq!(agent.get("/-/healthy").status, 200, "the agent still answers");
+    let (code, out, _) = agentctl(&agent, &["status"]);
+    assert!(code < 3 && out.contains("loihi0"), "agentctl still reaches the agent: {code} {out}");
+    assert_eq!(
+        agent.metric("accel_diagnostic_success", &[("device", "loihi0"), ("diagnostic", "stress"), ("level", "1")]),
+        Some(0.0)
+    );
+    let d = device(&agent, "loihi0");
+    assert!(d["conditions"].as_array().unwrap().iter().all(|c| c["kind"] != "DiagnosticFailed"), "level 1 only");
+}
+
+/// A process that has exited (a zombie waiting for its reaper counts: it runs nothing).
+fn gone(pid: &str) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
+    }
+}
