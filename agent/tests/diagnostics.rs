@@ -255,3 +255,169 @@ fn gone(pid: &str) -> bool {
         Ok(stat) => stat.rsplit(')').next().is_some_and(|rest| rest.trim_start().starts_with('Z')),
     }
 }
+
+const TEMP: &str = "devices/platform/loihi.0/hwmon/hwmon0/temp1_input";
+
+/// A Loihi board with a throttle ladder, behind a fake kubelet, with a diagnostic that requires an idle
+/// device and an exclusive one that waits while `hold` exists.
+fn busy_host(fs: &FakeSysfs, dir: &Path) -> String {
+    fs.hwmon(0, Some("loihi"), Some("devices/platform/loihi.0")).attr("temp1_input", "50000");
+    fs.cooling_device(0, "Processor", 0, 10);
+    std::fs::create_dir_all(dir.join("device-plugins")).unwrap();
+    let d = dir.display();
+    format!(
+        r#"
+poll_interval = "100ms"
+[actions]
+enabled = true
+[discovery]
+enabled = false
+[diagnostics]
+enabled = true
+concurrency = 2
+[kubernetes]
+enabled = true
+device_plugin_dir = "{d}/device-plugins"
+pod_resources_socket = "{d}/pod-resources/kubelet.sock"
+interval = "200ms"
+timeout = "150ms"
+[[device]]
+id = "loihi0"
+kind = "loihi"
+[device.throttle]
+threshold = 80.0
+hold = "0s"
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 2 }}
+[[device.diagnostic]]
+name = "burn-in"
+level = 2
+argv = ["/bin/sh", "-c", "exit 0"]
+requires_idle = true
+[[device.diagnostic]]
+name = "mesh-verify"
+level = 3
+argv = ["/bin/sh", "-c", "while [ -e '{d}/hold' ]; do sleep 0.1; done"]
+exclusive = true
+"#
+    )
+}
+
+#[test]
+fn requires_idle_refuses_a_held_or_throttled_device_and_exclusive_holds_off_the_throttle() {
+    use accel_e2e::kubelet_sim::{FakeKubelet, FakePod};
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = busy_host(&fs, dir.path());
+    let kubelet =
+        FakeKubelet::start(&dir.path().join("device-plugins"), &dir.path().join("pod-resources/kubelet.sock"))
+            .expect("fake kubelet");
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let level = |agent: &Agent| agent.metric("accel_throttle_level", &[("device", "loihi0")]);
+
+    kubelet.set_pods(vec![FakePod::new("ml", "train-0", "main", "accel-agent.io/loihi", &["loihi0"])]);
+    let pod = [("device", "loihi0"), ("namespace", "ml"), ("pod", "train-0"), ("container", "main")];
+    agent.wait_for("the pod", || agent.metric("accel_device_pod_info", &pod) == Some(1.0));
+    let (code, out, _) = agentctl(&agent, &["diagnose", "--level", "2", "loihi0"]);
+    assert_eq!(code, 1, "a refusal is no verdict: {out}");
+    assert!(
+        out.contains("burn-in (level 2): refused") && out.contains("refused: pod ml/train-0 holds the device"),
+        "{out}"
+    );
+
+    kubelet.set_pods(Vec::new());
+    agent.wait_for("the pod to go", || agent.metric("accel_device_pod_info", &pod).is_none());
+    assert_eq!(agentctl(&agent, &["throttle", "loihi0", "1"]).0, 0);
+    let (code, out, _) = agentctl(&agent, &["diagnose", "--level", "2", "loihi0"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("refused: the device is throttled at level 1"), "{out}");
+    assert_eq!(agentctl(&agent, &["unthrottle", "loihi0"]).0, 0);
+    agent.wait_for("level 0", || level(&agent) == Some(0.0));
+    let (code, out, _) = agentctl(&agent, &["diagnose", "--level", "2", "loihi0"]);
+    assert_eq!(code, 0, "idle now: {out}");
+
+    // An exclusive run: maintenance for kubelet too, and no throttle starts on the device while it runs,
+    // however hot it gets.
+    std::fs::write(dir.path().join("hold"), "").unwrap();
+    let socket = agent.state_dir.path().join("agent.sock");
+    let ctl = std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
+        .arg("--socket")
+        .arg(&socket)
+        .args(["diagnose", "--level", "3", "loihi0"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("agentctl");
+    agent.wait_for("maintenance", || device(&agent, "loihi0")["state"] == "maintenance");
+    let unhealthy = || {
+        kubelet
+            .devices("accel-agent.io/loihi")
+            .is_some_and(|(d, _)| d.iter().any(|x| x.id == "loihi0" && x.health == "Unhealthy"))
+    };
+    agent.wait_for("Unhealthy to kubelet", unhealthy);
+    fs.write(TEMP, "90000\n");
+    agent.wait_for("the hot reading", || {
+        device(&agent, "loihi0")["readings"]["temperature_celsius"][0]["value"].as_f64() == Some(90.0)
+    });
+    // Many decision rounds (100 ms each) with the reading above the threshold and no hold.
+    std::thread::sleep(std::time::Duration::from_millis(1000));
+    assert_eq!(level(&agent), Some(0.0), "no throttle while the exclusive diagnostic runs");
+    std::fs::remove_file(dir.path().join("hold")).unwrap();
+    let out = ctl.wait_with_output().expect("agentctl ends");
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stdout));
+    agent.wait_for("the throttle once it ended", || level(&agent) == Some(1.0));
+}
+
+#[test]
+fn a_condition_triggers_its_diagnostic_once_per_cooldown() {
+    let fs = FakeSysfs::new();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    set(dir.path(), "code", "0");
+    let status = dir.path().join("status.sh");
+    std::fs::write(&status, format!("#!/bin/sh\nexit $(cat '{d}/code')\n")).unwrap();
+    let cfg = format!(
+        r#"
+poll_interval = "200ms"
+{collectors}
+[diagnostics]
+enabled = true
+[[device]]
+id = "photon0"
+kind = "generic"
+[[device.probe]]
+name = "status"
+command = ["/bin/sh", "{status}"]
+interval = "200ms"
+timeout = "2s"
+[[device.diagnostic]]
+name = "self-test"
+level = 1
+argv = ["/bin/sh", "-c", "echo self-test of {{id}} ok"]
+on = ["SdkError"]
+cooldown = "1h"
+"#,
+        collectors = host_collectors_off(),
+        status = status.display()
+    );
+    let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
+    agent.wait_ready();
+    let sdk = |agent: &Agent| condition(&device(agent, "photon0"), "SdkError")["status"].as_str().map(str::to_owned);
+    agent.wait_for("SdkError false", || sdk(&agent).as_deref() == Some("false"));
+    set(dir.path(), "code", "1");
+    agent.wait_for("the triggered run", || events(&agent).contains("diagnostic self-test (level 1) passed"));
+    let ev = events(&agent);
+    assert!(ev.contains("diagnostic self-test queued: SdkError set"), "{ev}");
+    assert!(ev.contains("started on SdkError"), "{ev}");
+    let d = device(&agent, "photon0");
+    assert_eq!(d["diagnostics"][0]["last"]["trigger"]["by"], "condition");
+    assert_eq!(d["diagnostics"][0]["last"]["trigger"]["condition"], "SdkError");
+
+    // Cleared and set again within the cooldown: decided in the round that set it, so by the time the
+    // condition shows, a second run would be queued.
+    set(dir.path(), "code", "0");
+    agent.wait_for("SdkError clears", || sdk(&agent).as_deref() == Some("false"));
+    set(dir.path(), "code", "1");
+    agent.wait_for("SdkError sets again", || sdk(&agent).as_deref() == Some("true"));
+    assert_eq!(events(&agent).matches("queued: SdkError set").count(), 1, "once per cooldown");
+}

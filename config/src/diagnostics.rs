@@ -155,10 +155,16 @@ pub fn validate_device(d: &crate::DeviceConfig, index: usize, out: &mut Vec<Find
         };
         let mut push = |key: &str, message: String| out.push(Finding { path: at(key), message });
         if diag.name.is_empty() || !diag.name.chars().all(crate::device::is_id_char) {
-            push("name", format!("diagnostic name {:?} must be non-empty and use only letters, digits and - _ . :", diag.name));
+            push(
+                "name",
+                format!("diagnostic name {:?} must be non-empty and use only letters, digits and - _ . :", diag.name),
+            );
         }
         if let Some(first) = names.insert(diag.name.as_str(), i) {
-            push("name", format!("diagnostic {:?} is already declared as diagnostic {first} of this device", diag.name));
+            push(
+                "name",
+                format!("diagnostic {:?} is already declared as diagnostic {first} of this device", diag.name),
+            );
         }
         if !(1..=MAX_LEVEL).contains(&diag.level) {
             push("level", format!("level {} is not 1 (quick), 2 (medium) or 3 (deep)", diag.level));

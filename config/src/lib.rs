@@ -3,8 +3,8 @@
 
 pub mod bmp;
 pub mod device;
-pub mod diagnostics;
 mod device_kubernetes;
+pub mod diagnostics;
 pub mod duration;
 pub mod file;
 pub mod finding;

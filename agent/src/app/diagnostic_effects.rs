@@ -55,7 +55,10 @@ pub fn report(report: &Report, level: Option<u8>, state: &AgentState, events: &E
     };
     if let Some(r) = &report.remedy {
         let how = if r.ok { "ran".to_owned() } else { format!("failed ({})", r.message) };
-        on(Severity::Warning, format!("diagnostic {name}{level_text} failed: {}; remedy {how}; trying again", r.first_failure));
+        on(
+            Severity::Warning,
+            format!("diagnostic {name}{level_text} failed: {}; remedy {how}; trying again", r.first_failure),
+        );
     }
     if let Some(fault) = report.fault {
         state.faults.record(fault, &format!("diagnostic {name} of {}", report.device), events, wall);

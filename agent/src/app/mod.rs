@@ -3,9 +3,9 @@
 
 pub mod cli;
 pub(crate) mod daemon;
-pub(crate) mod diagnostic_effects;
 #[cfg(feature = "demo")]
 pub(crate) mod demo;
+pub(crate) mod diagnostic_effects;
 pub(crate) mod fdlimit;
 pub(crate) mod hooks;
 pub(crate) mod loading;

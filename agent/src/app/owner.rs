@@ -16,8 +16,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::app::diagnostic_effects;
 use crate::app::source_watch::SourceWatch;
-use crate::effects::diagnostics::DiagnosticsRunner;
 use crate::effects::actions::{Actions, ActionsMode, ActionsStatus};
+use crate::effects::diagnostics::DiagnosticsRunner;
 use crate::effects::events::Events;
 use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};

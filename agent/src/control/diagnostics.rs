@@ -15,7 +15,12 @@ use crate::model::diagnostics::RequestError;
 use crate::model::operator::OperatorError;
 
 /// Queues the run on the model and answers with its first state (202: results come later).
-pub(super) async fn start(control: &Control, level: Option<usize>, device: Option<String>, peer: &Peer) -> Response<Full<Bytes>> {
+pub(super) async fn start(
+    control: &Control,
+    level: Option<usize>,
+    device: Option<String>,
+    peer: &Peer,
+) -> Response<Full<Bytes>> {
     let Some(level) = level.and_then(|l| u8::try_from(l).ok()) else {
         return failure(StatusCode::BAD_REQUEST, "diagnostics need a level: 1 (quick), 2 (medium) or 3 (deep)");
     };

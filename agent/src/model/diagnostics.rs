@@ -52,12 +52,19 @@ pub enum Outcome {
     Passed,
     /// `expectation` says which (exit status, a value out of its limits, the timeout); `output` holds the
     /// tool's last lines, redacted.
-    Failed { expectation: String, output: String },
+    Failed {
+        expectation: String,
+        output: String,
+    },
     /// Not started: the device was busy, or diagnostics are off.
-    Refused { reason: String },
+    Refused {
+        reason: String,
+    },
     /// Not started for the agent's own trouble (out of descriptors, memory, processes): says nothing
     /// about the device.
-    NotRun { reason: String },
+    NotRun {
+        reason: String,
+    },
 }
 
 impl Outcome {
@@ -119,7 +126,12 @@ pub struct Start {
 pub enum Decision {
     Start(Start),
     /// Refused now (requires_idle on a busy device); the result is recorded already.
-    Refused { device: String, name: String, level: u8, reason: String },
+    Refused {
+        device: String,
+        name: String,
+        level: u8,
+        reason: String,
+    },
 }
 
 /// A finished diagnostic, as the device keeps it.
@@ -265,7 +277,12 @@ impl DeviceDiagnostics {
                 status: Status::True,
                 impact: if e.config.level >= 3 { Impact::Unhealthy } else { Impact::Degraded },
                 reason: format!("{}: {expectation}", e.config.name).into(),
-                message: format!("diagnostic {} (level {}) failed: {expectation}; {}", e.config.name, e.config.level, last_line(output)),
+                message: format!(
+                    "diagnostic {} (level {}) failed: {expectation}; {}",
+                    e.config.name,
+                    e.config.level,
+                    last_line(output)
+                ),
             }),
             None if any => Some(Verdict {
                 status: Status::False,
@@ -280,7 +297,9 @@ impl DeviceDiagnostics {
     /// set-healthy: the failures shown so far are acknowledged. Returns the names acknowledged.
     pub fn acknowledge(&mut self) -> Vec<String> {
         let failed = self.entries.iter_mut().filter(|e| {
-            !e.acknowledged && e.config.level >= 2 && matches!(e.last_verdict, Some(Record { outcome: Outcome::Failed { .. }, .. }))
+            !e.acknowledged
+                && e.config.level >= 2
+                && matches!(e.last_verdict, Some(Record { outcome: Outcome::Failed { .. }, .. }))
         });
         failed
             .map(|e| {
@@ -333,15 +352,17 @@ impl Entry {
         self.queued.is_some() || self.running.is_some()
     }
 
-    fn record(&mut self, outcome: Outcome, trigger: Trigger, duration: Duration, remedied: bool, wall: SystemTime, seq: u64) {
-        let record = Record {
-            outcome,
-            trigger,
-            finished: Some(wall),
-            duration_seconds: duration.as_secs_f64(),
-            remedied,
-            seq,
-        };
+    fn record(
+        &mut self,
+        outcome: Outcome,
+        trigger: Trigger,
+        duration: Duration,
+        remedied: bool,
+        wall: SystemTime,
+        seq: u64,
+    ) {
+        let record =
+            Record { outcome, trigger, finished: Some(wall), duration_seconds: duration.as_secs_f64(), remedied, seq };
         if record.outcome.judged() {
             self.acknowledged = false;
             self.last_verdict = Some(record.clone());
@@ -360,7 +381,9 @@ fn last_line(output: &str) -> &str {
 pub enum RequestError {
     #[error(transparent)]
     Device(#[from] super::operator::OperatorError),
-    #[error("diagnostics are off on this host: set [diagnostics] enabled = true and reload (they run commands that may disturb a device)")]
+    #[error(
+        "diagnostics are off on this host: set [diagnostics] enabled = true and reload (they run commands that may disturb a device)"
+    )]
     Disabled,
     #[error("level {0} is not 1 (quick), 2 (medium) or 3 (deep); level 0 is the passive checks")]
     Level(u8),
@@ -475,7 +498,12 @@ impl Diagnostics {
 
     /// Queues the diagnostics of a device that run when `condition` sets, unless one ran on it within its
     /// cooldown (counted from `now`) or it is queued or running already. Returns the names queued.
-    pub fn on_condition(&mut self, diags: &mut DeviceDiagnostics, condition: &'static str, now: Instant) -> Vec<String> {
+    pub fn on_condition(
+        &mut self,
+        diags: &mut DeviceDiagnostics,
+        condition: &'static str,
+        now: Instant,
+    ) -> Vec<String> {
         if !self.enabled {
             return Vec::new();
         }
@@ -547,7 +575,12 @@ impl Diagnostics {
             if let Some(reason) = refused {
                 let reason = format!("refused: {reason}");
                 e.record(Outcome::Refused { reason: reason.clone() }, trigger, Duration::ZERO, false, wall, seq);
-                out.push(Decision::Refused { device: config.id.clone(), name: e.config.name.clone(), level: e.config.level, reason });
+                out.push(Decision::Refused {
+                    device: config.id.clone(),
+                    name: e.config.name.clone(),
+                    level: e.config.level,
+                    reason,
+                });
                 continue;
             }
             running += 1;

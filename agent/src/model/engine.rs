@@ -13,11 +13,11 @@ use collectors::sysfs::hwmon::Chip;
 use config::device::{ReconnectStep, ThrottleMetric};
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
-use super::diagnostics::{Decision, DeviceDiagnostics, Diagnostics, Report, RequestError, RunView};
 use super::conditions::{
     self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
     LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
 };
+use super::diagnostics::{Decision, DeviceDiagnostics, Diagnostics, Report, RequestError, RunView};
 use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, derive_state, with_circuit};
 use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};

@@ -184,7 +184,9 @@ pub fn next_step(kind: ConditionKind) -> &'static str {
         ConditionKind::LogErrors => "read the device log around the matching lines",
         ConditionKind::PowerAnomaly => "compare power with the workload; look for runaway or stuck jobs",
         ConditionKind::DataStale => "check that the driver is loaded and its sysfs files are readable",
-        ConditionKind::DiagnosticFailed => "read the diagnostic's output (agentctl device ID); run its remedy or replace the part",
+        ConditionKind::DiagnosticFailed => {
+            "read the diagnostic's output (agentctl device ID); run its remedy or replace the part"
+        }
     }
 }
 

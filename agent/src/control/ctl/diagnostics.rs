@@ -18,7 +18,13 @@ const POLL_EVERY: Duration = Duration::from_millis(500);
 /// Room beyond the run's own deadlines (queueing behind other runs, the agent's rounds).
 const SLACK: Duration = Duration::from_secs(30);
 
-pub(super) fn run(client: &Client, level: u8, id: Option<&str>, as_json: bool, style: Style) -> Result<Outcome, Failed> {
+pub(super) fn run(
+    client: &Client,
+    level: u8,
+    id: Option<&str>,
+    as_json: bool,
+    style: Style,
+) -> Result<Outcome, Failed> {
     let body = json!({"level": level, "device": id}).to_string();
     let mut v = decode(client.request("POST", "/api/v1/diagnostics", Some(&body), READ_TIMEOUT * 4)?)?;
     let run = v["id"].as_u64().unwrap_or(0);
@@ -29,7 +35,9 @@ pub(super) fn run(client: &Client, level: u8, id: Option<&str>, as_json: bool, s
     while !v["done"].as_bool().unwrap_or(false) {
         if Instant::now() > deadline {
             return Err(Failed {
-                message: format!("diagnostics run {run} did not finish in time; see `agentctl events --kind diagnostic`"),
+                message: format!(
+                    "diagnostics run {run} did not finish in time; see `agentctl events --kind diagnostic`"
+                ),
                 code: EXIT_FAILED,
                 known: Vec::new(),
             });

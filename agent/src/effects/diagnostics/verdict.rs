@@ -57,8 +57,7 @@ fn list(codes: &[i32]) -> String {
 
 /// The tool's last lines of output, standard output then standard error (both redacted at capture).
 pub fn tail(o: &ProbeOutcome) -> String {
-    let lines: Vec<&str> =
-        o.stdout.lines().chain(o.stderr_excerpt.lines()).filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = o.stdout.lines().chain(o.stderr_excerpt.lines()).filter(|l| !l.trim().is_empty()).collect();
     lines[lines.len().saturating_sub(OUTPUT_LINES)..].join("\n")
 }
 
@@ -100,7 +99,9 @@ mod tests {
         assert_eq!(output.lines().count(), OUTPUT_LINES, "only the last lines are kept");
         assert!(output.ends_with("line 12"), "{output}");
         let failed = judge(&outcome(ProbeStatus::Problem, Some(1), drift(1.0)), &[0], &expect, t);
-        assert!(matches!(failed, Outcome::Failed { ref expectation, .. } if expectation == "exit status 1, expected 0"));
+        assert!(
+            matches!(failed, Outcome::Failed { ref expectation, .. } if expectation == "exit status 1, expected 0")
+        );
         let missing = judge(&outcome(ProbeStatus::Ok, Some(0), vec![]), &[0], &expect, t);
         assert!(matches!(missing, Outcome::Failed { ref expectation, .. } if expectation.contains("missing")));
         let timeout = judge(&outcome(ProbeStatus::Failed(FailReason::Timeout), None, vec![]), &[0], &[], t);
