@@ -202,3 +202,55 @@ fn placeholder_problem(arg: &str, d: &crate::DeviceConfig) -> Option<String> {
     (rest.contains('{') || rest.contains('}'))
         .then(|| format!("{arg:?}: only {} can be replaced", PLACEHOLDERS.join(", ")))
 }
+
+#[cfg(test)]
+mod tests {
+    fn errors(text: &str) -> Vec<String> {
+        crate::parse_str(text, "g.toml").unwrap_err().0.iter().map(|e| e.to_string()).collect()
+    }
+
+    #[test]
+    fn defaults_are_off_and_one_at_a_time() {
+        let c = crate::parse_str("", "g.toml").expect("valid");
+        assert_eq!(c.diagnostics, super::Diagnostics { enabled: false, concurrency: 1 });
+    }
+
+    #[test]
+    fn mistakes_are_located_by_file_line_column_and_key() {
+        let text = "\
+[diagnostics]
+concurrency = 0
+[[device]]
+id = \"p\"
+kind = \"photonic\"
+[[device.diagnostic]]
+name = \"verify\"
+level = 4
+argv = [\"lightmatter-cli\", \"--device\", \"{serial}\"]
+expect = [{ field = \"drift\", max = 50.0 }]
+[[device.diagnostic]]
+name = \"verify\"
+level = 2
+argv = []
+remedy = [\"calibrate\", \"{pci_address}\"]
+";
+        assert_eq!(
+            errors(text),
+            vec![
+                "g.toml:2:15: diagnostics.concurrency: concurrency must be at least 1 (0 would never run a diagnostic)",
+                "g.toml:8:9: device[0].diagnostic[0].level: level 4 is not 1 (quick), 2 (medium) or 3 (deep)",
+                "g.toml:9:8: device[0].diagnostic[0].argv: \"{serial}\": only {id}, {kind}, {pci_address}, {model} can be replaced",
+                "g.toml:10:10: device[0].diagnostic[0].expect: field \"drift\" must be a JSON pointer such as \"/drift_ppm\"",
+                "g.toml:12:8: device[0].diagnostic[1].name: diagnostic \"verify\" is already declared as diagnostic 0 of this device",
+                "g.toml:14:8: device[0].diagnostic[1].argv: argv must name a program",
+                "g.toml:15:10: device[0].diagnostic[1].remedy: \"{pci_address}\" uses {pci_address} but the device has no pci_address",
+            ]
+        );
+        let unknown = errors(
+            "[[device]]\nid = \"p\"\nkind = \"photonic\"\n[[device.diagnostic]]\nname = \"v\"\nlevel = 1\nargv = [\"x\"]\non = [\"Hot\"]\n",
+        );
+        assert_eq!(unknown.len(), 1, "{unknown:?}");
+        assert!(unknown[0].starts_with("g.toml:8:7: device[0].diagnostic[0].on"), "{unknown:?}");
+        assert!(unknown[0].contains("PowerAnomaly"), "the valid names are listed: {unknown:?}");
+    }
+}
