@@ -134,7 +134,7 @@ fn export_diagnostics(d: &DeviceView, out: &mut Families) {
     for diag in &d.diagnostics {
         let Some(last) = &diag.last_verdict else { continue };
         let l = || labels![("device", lv(&d.id)), ("diagnostic", lv(&diag.name))];
-        let level = lv(&diag.level.to_string());
+        let level = lv(diag.level.to_string());
         let success = f64::from(u8::from(last.outcome == diagnostics::Outcome::Passed));
         out.sample(
             &c::DIAGNOSTIC_SUCCESS,
