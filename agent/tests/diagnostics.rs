@@ -30,6 +30,34 @@ fn tools(dir: &Path) -> (String, String) {
     (verify.display().to_string(), remedy.display().to_string())
 }
 
+/// What every config here starts with: diagnostics on, discovery off, and (`probe_only`) no host
+/// collectors, for devices whose only evidence is a probe or a diagnostic.
+fn head(poll: &str, probe_only: bool) -> String {
+    let collectors = if probe_only { host_collectors_off() } else { String::new() };
+    format!("poll_interval = \"{poll}\"\n{collectors}[discovery]\nenabled = false\n[diagnostics]\nenabled = true\n")
+}
+
+/// A device of kind `generic` with one diagnostic, whose other keys follow.
+fn diagnosed_device(id: &str, name: &str, level: u8, argv: &[&str]) -> String {
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    format!(
+        "[[device]]\nid = \"{id}\"\nkind = \"generic\"\n[[device.diagnostic]]\nname = \"{name}\"\nlevel = {level}\nargv = [{}]\n",
+        argv.join(", ")
+    )
+}
+
+/// agentctl with `args`, started in the background (its output piped) while the test looks elsewhere.
+fn spawn_agentctl(agent: &Agent, args: &[&str]) -> std::process::Child {
+    std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
+        .arg("--socket")
+        .arg(agent.state_dir.path().join("agent.sock"))
+        .args(args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("agentctl")
+}
+
 fn set(dir: &Path, file: &str, value: &str) {
     std::fs::write(dir.join(file), value).unwrap();
 }
@@ -37,27 +65,15 @@ fn set(dir: &Path, file: &str, value: &str) {
 fn config(dir: &Path, extra: &str) -> String {
     let (verify, remedy) = tools(dir);
     format!(
-        r#"
-poll_interval = "200ms"
-{collectors}
-[discovery]
-enabled = false
-[diagnostics]
-enabled = true
-[[device]]
-id = "photon0"
-kind = "generic"
-[[device.diagnostic]]
-name = "calibration-verify"
-level = 2
-argv = ["/bin/sh", "{verify}", "{{id}}"]
-timeout = "20s"
+        r#"{head}
+{device}timeout = "20s"
 expect = [{{ field = "/drift_ppm", max = 50.0 }}]
 remedy = ["/bin/sh", "{remedy}"]
 exclusive = true
 {extra}
 "#,
-        collectors = host_collectors_off()
+        head = head("200ms", true),
+        device = diagnosed_device("photon0", "calibration-verify", 2, &["/bin/sh", &verify, "{id}"]),
     )
 }
 
@@ -139,17 +155,7 @@ fn an_exclusive_run_is_maintenance_and_exit_codes_say_what_happened() {
     let (agent, _cfg) = Agent::with_config(fs.root(), &config(dir.path(), ""));
     agent.wait_ready();
 
-    let socket = agent.state_dir.path().join("agent.sock");
-    let diagnose = || {
-        std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
-            .arg("--socket")
-            .arg(&socket)
-            .args(["--json", "diagnose", "--level", "3"])
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("agentctl")
-    };
+    let diagnose = || spawn_agentctl(&agent, &["--json", "diagnose", "--level", "3"]);
     let ctl = diagnose();
     agent.wait_for("the run to start", || device(&agent, "photon0")["state"] == "maintenance");
     // A second request while it runs joins it rather than running the tool twice.
@@ -190,6 +196,7 @@ fn diagnostics_are_off_unless_enabled() {
     let dir = tempfile::tempdir().unwrap();
     set(dir.path(), "drift", "1");
     let cfg = config(dir.path(), "").replace("[diagnostics]\nenabled = true", "[diagnostics]\nenabled = false");
+    assert!(cfg.contains("[diagnostics]\nenabled = false"), "{cfg}");
     let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
     agent.wait_ready();
     let (code, _, err) = agentctl(&agent, &["diagnose", "--level", "3"]);
@@ -211,22 +218,11 @@ fn a_hanging_tool_is_killed_at_its_deadline_with_its_group() {
     )
     .unwrap();
     let cfg = format!(
-        r#"
-poll_interval = "200ms"
-{collectors}
-[diagnostics]
-enabled = true
-[[device]]
-id = "loihi0"
-kind = "generic"
-[[device.diagnostic]]
-name = "stress"
-level = 1
-argv = ["/bin/sh", "{hang}"]
-timeout = "2s"
+        r#"{head}
+{device}timeout = "2s"
 "#,
-        collectors = host_collectors_off(),
-        hang = hang.display()
+        head = head("200ms", true),
+        device = diagnosed_device("loihi0", "stress", 1, &["/bin/sh", &hang.display().to_string()]),
     );
     let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);
     agent.wait_ready();
@@ -266,15 +262,9 @@ fn busy_host(fs: &FakeSysfs, dir: &Path) -> String {
     std::fs::create_dir_all(dir.join("device-plugins")).unwrap();
     let d = dir.display();
     format!(
-        r#"
-poll_interval = "100ms"
+        r#"{head}concurrency = 2
 [actions]
 enabled = true
-[discovery]
-enabled = false
-[diagnostics]
-enabled = true
-concurrency = 2
 [kubernetes]
 enabled = true
 device_plugin_dir = "{d}/device-plugins"
@@ -299,7 +289,8 @@ name = "mesh-verify"
 level = 3
 argv = ["/bin/sh", "-c", "while [ -e '{d}/hold' ]; do sleep 0.1; done"]
 exclusive = true
-"#
+"#,
+        head = head("100ms", false)
     )
 }
 
@@ -340,14 +331,7 @@ fn requires_idle_refuses_a_held_or_throttled_device_and_exclusive_holds_off_the_
     // An exclusive run: maintenance for kubelet too, and no throttle starts on the device while it runs,
     // however hot it gets.
     std::fs::write(dir.path().join("hold"), "").unwrap();
-    let socket = agent.state_dir.path().join("agent.sock");
-    let ctl = std::process::Command::new(env!("CARGO_BIN_EXE_agentctl"))
-        .arg("--socket")
-        .arg(&socket)
-        .args(["diagnose", "--level", "3", "loihi0"])
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .expect("agentctl");
+    let ctl = spawn_agentctl(&agent, &["diagnose", "--level", "3", "loihi0"]);
     agent.wait_for("maintenance", || device(&agent, "loihi0")["state"] == "maintenance");
     let unhealthy = || {
         kubelet
@@ -377,27 +361,17 @@ fn a_condition_triggers_its_diagnostic_once_per_cooldown() {
     let status = dir.path().join("status.sh");
     std::fs::write(&status, format!("#!/bin/sh\nexit $(cat '{d}/code')\n")).unwrap();
     let cfg = format!(
-        r#"
-poll_interval = "200ms"
-{collectors}
-[diagnostics]
-enabled = true
-[[device]]
-id = "photon0"
-kind = "generic"
+        r#"{head}
+{device}on = ["SdkError"]
+cooldown = "1h"
 [[device.probe]]
 name = "status"
 command = ["/bin/sh", "{status}"]
 interval = "200ms"
 timeout = "2s"
-[[device.diagnostic]]
-name = "self-test"
-level = 1
-argv = ["/bin/sh", "-c", "echo self-test of {{id}} ok"]
-on = ["SdkError"]
-cooldown = "1h"
 "#,
-        collectors = host_collectors_off(),
+        device = diagnosed_device("photon0", "self-test", 1, &["/bin/sh", "-c", "echo self-test of {id} ok"]),
+        head = head("200ms", true),
         status = status.display()
     );
     let (agent, _cfg) = Agent::with_config(fs.root(), &cfg);

@@ -49,11 +49,17 @@ impl Diagnostics {
 /// conditions' own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub enum TriggerCondition {
+    /// The hottest sensor above its warning or critical threshold.
     Overheating,
+    /// The driver, a liveness probe, the BMP or the SDK says the device does not answer.
     Offline,
+    /// The status tool or a log rule reports an SDK problem (e.g. calibration drift in the vendor's log).
     SdkError,
+    /// A log rule's error lines.
     LogErrors,
+    /// Power, or energy per inference, above its limit: the runbooks' "verify hardware calibration".
     PowerAnomaly,
+    /// No fresh reading from the device's host sources.
     DataStale,
 }
 
