@@ -779,6 +779,20 @@ mod tests {
     }
 
     #[test]
+    fn the_agents_own_trouble_is_no_verdict_on_the_device() {
+        let mut h = Host::new(TWO, 4);
+        let _ = h.request(3, Some("a"));
+        let _ = h.decide(&[]);
+        h.finish(0, "quick", Outcome::Passed);
+        let _ = h.decide(&[]);
+        h.finish(0, "deep", Outcome::NotRun { reason: "not run: the agent is out of file descriptors".into() });
+        assert_eq!(h.devices[0].verdict(), None, "no condition from a tool that never started");
+        let view = &h.devices[0].views()[1];
+        assert_eq!(view.last.as_ref().map(|r| r.outcome.name()), Some("not_run"));
+        assert_eq!(view.last_verdict, None, "the metrics keep no verdict either");
+    }
+
+    #[test]
     fn a_condition_triggers_once_per_cooldown() {
         let mut h = Host::new(TWO, 4);
         let t0 = Instant::now();
