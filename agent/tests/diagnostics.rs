@@ -134,7 +134,10 @@ fn pass_failure_remedy_and_diagnostic_failed() {
     assert_eq!(agentctl(&agent, &["bundle", "-o", bundle.to_str().unwrap()]).0, 0);
     let files = common::untar(&bundle);
     let devices = &files.iter().find(|(name, _)| name.ends_with("devices.json")).expect("devices.json").1;
-    assert!(devices.contains("\"last_verdict\"") && devices.contains("/drift_ppm = 72 above the maximum 50"), "{devices}");
+    assert!(
+        devices.contains("\"last_verdict\"") && devices.contains("/drift_ppm = 72 above the maximum 50"),
+        "{devices}"
+    );
 
     let (code, out, _) = agentctl(&agent, &["set-healthy", "photon0"]);
     assert_eq!(code, 0);

@@ -565,7 +565,11 @@ impl Diagnostics {
                 .min();
             let Some((_, i, j)) = next else { break };
             let (config, diags, busy) = &mut devices[i];
-            let refused = diags.entries[j].config.requires_idle.then(|| busy.clone()).flatten();
+            // A reload may have turned diagnostics off with some still queued: they end, refused.
+            let refused = match self.enabled {
+                false => Some("diagnostics were turned off ([diagnostics] enabled = false)".to_owned()),
+                true => diags.entries[j].config.requires_idle.then(|| busy.clone()).flatten(),
+            };
             if refused.is_none() && running >= self.concurrency {
                 break;
             }
@@ -753,8 +757,13 @@ mod tests {
         let mut none = Host::new("", 1);
         assert_eq!(none.request(3, None), Err(RequestError::NoneConfigured { level: 3, device: None }));
         let mut off = Host::new(TWO, 1);
+        let queued = off.request(1, None).expect("queued");
         off.model.enabled = false;
         assert_eq!(off.request(1, None), Err(RequestError::Disabled));
+        let refused = off.decide(&[]);
+        assert_eq!(refused.len(), 2, "turned off by a reload: what was queued ends, refused");
+        assert!(refused.iter().all(|d| matches!(d, Decision::Refused { reason, .. } if reason.contains("turned off"))));
+        assert!(off.run(queued).done);
     }
 
     #[test]
