@@ -107,17 +107,7 @@ pub async fn run_with(
                     host.readings.retain(|kind, _| enabled.iter().any(|(k, _, _)| k == kind));
                 }
                 Evidence::Probe { device, result } => {
-                    if let Some(fault) = result.not_run {
-                        let what = format!("probe {} of {device}", result.probe);
-                        effects.state.faults.record(fault, &what, &effects.events, wall);
-                    }
-                    sources.probe(&device, &result, &effects.events, wall);
-                    let applied = engine.apply_probe(&device, result, now, wall);
-                    changes.extend(applied.changes);
-                    if let Some(message) = applied.failing {
-                        let event = Event::new(wall, Severity::Warning, kind::PROBE_FAILING, message);
-                        effects.events.record(event.on_device(&device));
-                    }
+                    changes.extend(probe_result(&mut engine, &mut sources, &effects, &device, result, (now, wall)));
                 }
                 Evidence::Log { device, update, notes } => {
                     for note in notes {
@@ -223,6 +213,29 @@ pub fn decide(
         state.publish_event_counts(events.counts(), events.dropped());
     }
     state.publish_throttle(actions.views());
+}
+
+/// Applies a probe's result: the agent's own fault is counted as such, a failing source noted, and a
+/// failure streak's start journalled. Returns the condition changes.
+fn probe_result(
+    engine: &mut DeviceEngine,
+    sources: &mut SourceWatch,
+    effects: &Effects,
+    device: &str,
+    result: crate::model::engine::ProbeResult,
+    (now, wall): (Instant, SystemTime),
+) -> Vec<ConditionChange> {
+    if let Some(fault) = result.not_run {
+        let what = format!("probe {} of {device}", result.probe);
+        effects.state.faults.record(fault, &what, &effects.events, wall);
+    }
+    sources.probe(device, &result, &effects.events, wall);
+    let applied = engine.apply_probe(device, result, now, wall);
+    if let Some(message) = applied.failing {
+        let event = Event::new(wall, Severity::Warning, kind::PROBE_FAILING, message);
+        effects.events.record(event.on_device(device));
+    }
+    applied.changes
 }
 
 /// When a round of decisions is taken, and whether only the timer or readings woke it (see [`decide`]).
