@@ -1,8 +1,8 @@
 //! Records the git revision for accel_build_info and --version, and sets the cfgs that ignore the tests
-//! whose tools are missing (see tests/external_tools.rs).
+//! whose tools are missing (see sim/external_tools.rs).
 use std::process::Command;
 
-#[path = "../tests/external_tools.rs"]
+#[path = "../sim/external_tools.rs"]
 mod external_tools;
 
 fn main() {

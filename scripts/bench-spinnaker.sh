@@ -11,7 +11,7 @@ cd "$(dirname "$0")/.."
 # alone after building them together (or the other way round) relinks it, which takes minutes.
 # SKIP_BUILD=1 uses the binaries already in target/release.
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
-    cargo build --release -q -p agent -p accel-e2e
+    cargo build --release -q -p agent -p accel-sim
 fi
 work=$(mktemp -d)
 trap 'kill $agent_pid 2>/dev/null || true; exec 3>&-; rm -rf "$work"' EXIT

@@ -65,7 +65,7 @@ fi
 
 if [[ ${SKIP_BUILD:-0} != 1 ]]; then
     log "building release binaries"
-    (cd "$root" && cargo build --release -p agent -p accel-e2e >&2)
+    (cd "$root" && cargo build --release -p agent -p accel-sim >&2)
 fi
 [[ -x $agent_bin && -x $gen_bin ]] || die "missing $agent_bin or $gen_bin"
 

@@ -29,6 +29,6 @@ python3 -m venv "$venv"
 "$venv/bin/pip" install -q --disable-pip-version-check "${pins[@]}"
 echo "${pins[*]}" >"$venv/.pins"
 # The build scripts decide at build time whether the tests that need the venv are ignored
-# (tests/external_tools.rs); touching the file they include makes them look again.
-touch tests/external_tools.rs
+# (sim/external_tools.rs); touching the file they include makes them look again.
+touch sim/external_tools.rs
 echo "spinnaker venv ready: $venv"

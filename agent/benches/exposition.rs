@@ -14,7 +14,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    accel_e2e::large_tree::generate(dir.path(), accel_e2e::large_tree::TreeSpec::LARGE);
+    accel_sim::large_tree::generate(dir.path(), accel_sim::large_tree::TreeSpec::LARGE);
     let cfg = Config::default();
     let state =
         AgentState::new(CollectorKind::ALL.iter().map(|k| (*k, Duration::from_secs(5), Duration::from_secs(2))));

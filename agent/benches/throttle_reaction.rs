@@ -7,7 +7,7 @@
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 
 const TEMP: &str = "devices/platform/board.0/hwmon/hwmon0/temp1_input";
 const STATE: &str = "devices/virtual/thermal/cooling_device0/cur_state";

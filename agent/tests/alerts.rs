@@ -15,7 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use accel_e2e::demo_host::DemoHost;
+use accel_sim::demo_host::DemoHost;
 use common::{Agent, require_tool};
 use serde_json::Value;
 

@@ -1,5 +1,5 @@
 //! End to end: the real accel-agent and agentctl binaries against the simulated accelerator host of
-//! `--demo` (accel_e2e::demo_host), asserting what an operator sees after each step: metrics, /health,
+//! `--demo` (accel_sim::demo_host), asserting what an operator sees after each step: metrics, /health,
 //! agentctl status, journal events, values written to and restored in the fake tree, reconnect attempts,
 //! and a real Prometheus server scraping the agent.
 //!
@@ -15,7 +15,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use accel_e2e::demo_host::DemoHost;
+use accel_sim::demo_host::DemoHost;
 use common::{Agent, require_tool};
 use serde_json::Value;
 
@@ -233,11 +233,11 @@ fn faults_are_contained_and_nothing_is_lost() {
     host.photon_hangs("photon0", false).unwrap();
 
     // A BMP that goes silent: its boards go Offline, the others and the agent carry on.
-    host.bmp.set_fault(accel_e2e::bmp_sim::Fault::Silent);
+    host.bmp.set_fault(accel_sim::bmp_sim::Fault::Silent);
     let b0 = ("device", "spin5-c0-f0-b0");
     wait("boards offline", 20, || agent.metric("accel_device_up", &[b0]) == Some(0.0));
     assert_eq!(agent.metric("accel_device_up", &[("device", "photon1")]), Some(1.0));
-    host.bmp.set_fault(accel_e2e::bmp_sim::Fault::None);
+    host.bmp.set_fault(accel_sim::bmp_sim::Fault::None);
     wait("boards back", 20, || agent.metric("accel_device_up", &[b0]) == Some(1.0));
 
     // SIGKILL while throttled: the restarted agent restores the original and keeps the journal.

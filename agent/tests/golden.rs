@@ -3,7 +3,7 @@
 
 mod common;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 /// Values that change from run to run are replaced so the comparison is about names, labels and values.

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 // The test swaps a file for a FIFO, which sysfs never does to an open attribute (a real hung read blocks

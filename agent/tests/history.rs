@@ -8,7 +8,7 @@ mod common;
 
 use std::path::PathBuf;
 
-use accel_e2e::demo_host::DemoHost;
+use accel_sim::demo_host::DemoHost;
 use common::{Agent, agentctl, chromium, element, require_tool};
 use serde_json::Value;
 

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 use serde_json::Value;
 

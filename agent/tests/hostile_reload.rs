@@ -8,7 +8,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 use serde_json::Value;
 

@@ -9,7 +9,7 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::Path;
 use std::time::Duration;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::{Agent, agentctl, untar};
 
 /// The secret values the tools print; none may appear anywhere.

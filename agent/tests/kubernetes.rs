@@ -1,13 +1,13 @@
 //! The agent as a kubelet device plugin and pod attributor, against a fake kubelet over real Unix sockets
-//! (accel_e2e::kubelet_sim, speaking kubelet's wire format) and the real agent binary on a fake sysfs tree.
+//! (accel_sim::kubelet_sim, speaking kubelet's wire format) and the real agent binary on a fake sysfs tree.
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use accel_e2e::kubelet_sim::{FakeKubelet, FakePod, SeenDevice};
-use accel_e2e::sysfs_tree::{FakeSysfs, write_in_place};
+use accel_sim::kubelet_sim::{FakeKubelet, FakePod, SeenDevice};
+use accel_sim::sysfs_tree::{FakeSysfs, write_in_place};
 use common::{Agent, agentctl};
 
 const LOIHI: &str = "accel-agent.io/loihi";
@@ -389,7 +389,7 @@ fn off_by_default_nothing_is_served() {
 
 #[test]
 fn the_demo_host_shows_a_pod_on_each_board_and_a_hot_loihi_unhealthy_to_kubelet() {
-    let host = accel_e2e::demo_host::DemoHost::build().expect("demo host");
+    let host = accel_sim::demo_host::DemoHost::build().expect("demo host");
     let (agent, _cfg) = Agent::with_config(host.sysfs.root(), &host.config("127.0.0.1:0"));
     agent.wait_ready();
     let kubelet = &host.kubelet;

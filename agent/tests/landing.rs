@@ -8,8 +8,8 @@ mod common;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use accel_e2e::demo_host::DemoHost;
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::demo_host::DemoHost;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::{Agent, chromium, element, require_tool};
 use serde_json::Value;
 

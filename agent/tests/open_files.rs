@@ -4,7 +4,7 @@
 
 mod common;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 const CHIP: &str = "devices/pci0000:00/0000:00:01.0";

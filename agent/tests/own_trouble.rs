@@ -8,7 +8,7 @@ mod common;
 use std::path::Path;
 use std::time::Duration;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::{Agent, host_collectors_off};
 
 fn config(tool_dir: &Path) -> String {

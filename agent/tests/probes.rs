@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 /// A stand-in for a vendor status CLI: prints `out.json` and exits with the code in `code`.

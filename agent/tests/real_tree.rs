@@ -1,4 +1,4 @@
-//! The agent against the real captured sysfs tree (tests/fixtures/real-sysfs.txt), with node_exporter
+//! The agent against the real captured sysfs tree (sim/fixtures/real-sysfs.txt), with node_exporter
 //! and promtool as references.
 
 mod common;
@@ -29,7 +29,7 @@ fn twin_name(node_name: &str) -> String {
 #[cfg_attr(not(has_node_exporter), ignore = "node_exporter is not installed (Debian package prometheus-node-exporter)")]
 fn every_node_exporter_series_has_an_accel_twin_with_the_same_labels_and_value() {
     require_tool("prometheus-node-exporter");
-    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let tree = accel_sim::sysfs_tree::real_sysfs();
     let (_agent, ours, _) = scrape_agent(tree.path());
 
     let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
@@ -96,7 +96,7 @@ fn every_node_exporter_series_has_an_accel_twin_with_the_same_labels_and_value()
 
 #[test]
 fn known_values_of_the_real_tree() {
-    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let tree = accel_sim::sysfs_tree::real_sysfs();
     let (_agent, s, _) = scrape_agent(tree.path());
     let v = |name: &str, labels: &[(&str, &str)]| s.iter().find(|x| x.is(name, labels)).map(|x| x.value);
     assert_eq!(v("accel_hwmon_temp_celsius", &[("chip", "platform_coretemp_0"), ("sensor", "temp1")]), Some(55.0));
@@ -138,7 +138,7 @@ fn known_values_of_the_real_tree() {
 #[cfg_attr(not(has_promtool), ignore = "promtool is not installed (Debian package prometheus)")]
 fn promtool_finds_nothing_to_report_in_a_scrape_of_the_real_tree() {
     require_tool("promtool");
-    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let tree = accel_sim::sysfs_tree::real_sysfs();
     let (_agent, _, body) = scrape_agent(tree.path());
     let mut child = Command::new("promtool")
         .args(["check", "metrics"])
@@ -156,7 +156,7 @@ fn promtool_finds_nothing_to_report_in_a_scrape_of_the_real_tree() {
 
 #[test]
 fn text_format_by_default_and_openmetrics_when_asked() {
-    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let tree = accel_sim::sysfs_tree::real_sysfs();
     let agent = Agent::start(&["--sysfs-root", tree.path().to_str().unwrap()]);
     agent.wait_ready();
     let text = agent.get("/metrics");
@@ -191,7 +191,7 @@ fn text_format_by_default_and_openmetrics_when_asked() {
 /// names ("Core 0" on each); the device's series used to be duplicated. Each sensor now names its chip.
 #[test]
 fn a_name_matching_two_chips_gives_distinct_series() {
-    let tree = accel_e2e::sysfs_tree::real_sysfs();
+    let tree = accel_sim::sysfs_tree::real_sysfs();
     let config = "[discovery]\nenabled = false\n[[device]]\nid = \"cpu\"\nkind = \"generic\"\nhwmon = \"coretemp\"\n";
     let (agent, _cfg) = Agent::with_config(tree.path(), config);
     agent.wait_ready();

@@ -2,7 +2,7 @@
 
 mod common;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 #[test]

@@ -4,7 +4,7 @@ mod common;
 
 use std::process::Command;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::BIN;
 
 fn scan(fs: &FakeSysfs, config: &str) -> (i32, String) {

@@ -6,9 +6,9 @@
 
 mod common;
 
-use accel_e2e::bmp_sim::BmpSim;
-use accel_e2e::spalloc_rest_sim::{RestMachine, RestOptions, SpallocRestSim};
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::bmp_sim::BmpSim;
+use accel_sim::spalloc_rest_sim::{RestMachine, RestOptions, SpallocRestSim};
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::{Agent, agentctl};
 use serde_json::Value;
 

@@ -6,9 +6,9 @@ mod common;
 
 use std::time::Duration;
 
-use accel_e2e::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
-use accel_e2e::spalloc_sim::{SimJob, SimMachine, SpallocSim};
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
+use accel_sim::spalloc_sim::{SimJob, SimMachine, SpallocSim};
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 fn config(bmp: &str, spalloc: &str, extra_frame: &str, machine_extra: &str) -> String {
@@ -98,7 +98,7 @@ fn board_readings_dead_boards_jobs_and_a_silent_bmp() {
 
     // Serial numbers, and which boards the frame's BMP sees on its CAN bus.
     let serial = |b: u8| {
-        let [a, b_, c, d] = accel_e2e::bmp_sim::default_serial(0, b);
+        let [a, b_, c, d] = accel_sim::bmp_sim::default_serial(0, b);
         format!("{a:08x}-{b_:08x}-{c:08x}-{d:08x}")
     };
     for b in 0..3u8 {
@@ -176,7 +176,7 @@ fn a_board_that_does_not_boot_is_power_cycled_through_its_bmp() {
 
 #[test]
 fn the_java_spalloc_service_over_rest() {
-    use accel_e2e::spalloc_rest_sim::{
+    use accel_sim::spalloc_rest_sim::{
         RestBoard, RestJobState, RestMachine, RestOptions as RestSimOptions, SpallocRestSim,
     };
     let board = |z: u32| RestBoard { xyz: [0, 0, z], physical: [0, 0, z], address: format!("10.11.193.{}", z + 1) };

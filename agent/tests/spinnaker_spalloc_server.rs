@@ -9,13 +9,13 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use accel_e2e::bmp_sim::{BmpSim, FPGA_FLAG_REGISTER, SimOptions};
-use accel_e2e::peers::{self, ServerMachine, SpallocServer, V1};
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::bmp_sim::{BmpSim, FPGA_FLAG_REGISTER, SimOptions};
+use accel_sim::peers::{self, ServerMachine, SpallocServer, V1};
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 use serde_json::{Value, json};
 
-/// The venv's python; the test is compiled ignored without the venv (tests/external_tools.rs), so it
+/// The venv's python; the test is compiled ignored without the venv (sim/external_tools.rs), so it
 /// gets here without one only under ACCEL_REQUIRE_EXTERNAL or --include-ignored, and fails.
 fn python() -> std::path::PathBuf {
     peers::spinnaker_python().unwrap_or_else(|| {

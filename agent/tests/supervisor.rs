@@ -3,7 +3,7 @@
 use std::os::unix::fs::OpenOptionsExt;
 use std::time::{Duration, Instant};
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use agent::sources::collect::{CollectError, Supervisor};
 use collectors::sysfs::{OpenFiles, ReadFailure};
 use collectors::{Families, HostReadings};

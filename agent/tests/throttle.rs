@@ -3,7 +3,7 @@
 
 mod common;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::Agent;
 
 const COOLING: &str = "devices/virtual/thermal/cooling_device0/cur_state";

@@ -19,7 +19,7 @@ fn collectors(root: &std::path::Path) -> Vec<HostCollector> {
 
 fn bench(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("temp dir");
-    accel_e2e::large_tree::generate(dir.path(), accel_e2e::large_tree::TreeSpec::LARGE);
+    accel_sim::large_tree::generate(dir.path(), accel_sim::large_tree::TreeSpec::LARGE);
     let mut io = SysfsIo::new(ReadWatch::new(Quarantine::new()));
 
     let mut all = collectors(dir.path());

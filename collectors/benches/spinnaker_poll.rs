@@ -147,7 +147,7 @@ fn run_simulators(spec: &str) {
     let (frames, boards) = spec.split_once('x').expect("FRAMESxBOARDS");
     let frames: usize = frames.parse().expect("frames");
     let boards: u8 = boards.parse().expect("boards");
-    let sims: Vec<_> = (0..frames).map(|_| accel_e2e::bmp_sim::BmpSim::start(boards).expect("simulator")).collect();
+    let sims: Vec<_> = (0..frames).map(|_| accel_sim::bmp_sim::BmpSim::start(boards).expect("simulator")).collect();
     let mut out = std::io::stdout().lock();
     for sim in &sims {
         writeln!(out, "{}", sim.addr()).expect("write address");

@@ -2,7 +2,7 @@
 //! chips without device links, odd whitespace, negative temperatures, partial sensors, directories where
 //! files belong, files and chips that vanish or appear between collections.
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use collectors::Families;
 use collectors::sysfs::hwmon::{HwmonOptions, HwmonReader};
 use collectors::sysfs::pci_aer::PciAerReader;

@@ -5,7 +5,7 @@
 use std::collections::HashSet;
 use std::os::unix::ffi::OsStrExt;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use collectors::Families;
 use collectors::sysfs::hwmon::{HwmonOptions, HwmonReader};
 use collectors::sysfs::powercap::PowercapReader;

@@ -179,7 +179,7 @@ fn copytruncate_restarts_at_the_beginning() {
     fs::copy(&log.path, log.sibling("device-0.log.1")).unwrap();
     // The truncate and the writer's next lines, on the same inode.
     let new: String = (21..=23).map(line).collect();
-    accel_e2e::sysfs_tree::write_in_place(&log.path, &new);
+    accel_sim::sysfs_tree::write_in_place(&log.path, &new);
     let (seen, stats) = poll(&mut f);
     assert_eq!(seen, range(21, 23));
     assert_eq!((stats.truncations, stats.rotations), (1, 0));

@@ -4,7 +4,7 @@
 
 use std::collections::BTreeSet;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use collectors::Families;
 use collectors::sysfs::pci_aer::PciAerReader;
 use collectors::sysfs::{Quarantine, ReadWatch, SysfsIo, SysfsReader};

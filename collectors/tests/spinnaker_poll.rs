@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use accel_e2e::bmp_sim::{BmpSim, Fault};
+use accel_sim::bmp_sim::{BmpSim, Fault};
 use collectors::spinnaker::{Frame, PollOptions, RetryPolicy, ScpClient, ScpError};
 
 fn frame(sim: &BmpSim, boards: u8) -> Frame {

@@ -1,8 +1,8 @@
 //! The REST client against the Java spalloc service simulator (itself checked by SpiNNMan's client in
-//! tests/tests/spalloc_rest_peer.rs): HTTPS against the test CA, both logins, paged jobs, each job's
+//! sim/tests/spalloc_rest_peer.rs): HTTPS against the test CA, both logins, paged jobs, each job's
 //! state and machine, and nothing kept alive or created.
 
-use accel_e2e::spalloc_rest_sim::{RestBoard, RestJobState, RestMachine, RestOptions as SimOptions, SpallocRestSim};
+use accel_sim::spalloc_rest_sim::{RestBoard, RestJobState, RestMachine, RestOptions as SimOptions, SpallocRestSim};
 use collectors::spinnaker::{JobState, RestAuth, RestError, RestOptions, SpallocRestClient};
 use serde_json::json;
 

@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use accel_e2e::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
+use accel_sim::bmp_sim::{BmpSim, Fault, SimBoard, SimOptions};
 use collectors::spinnaker::{
     ClientOptions, Command, Firmware, FirmwareVersion, RetryPolicy, ScpClient, ScpError, ScpStats, board_mask,
 };
@@ -386,7 +386,7 @@ async fn serial_numbers_and_can_status() {
     assert_eq!(s.serial_string(), "11223344-55667788-99aabbcc-ddeeff00");
     assert_eq!(s.hardware_version, 0);
     let other = c.serial(sim.addr(), 1).await.unwrap();
-    assert_eq!(other.serial, accel_e2e::bmp_sim::default_serial(0, 1));
+    assert_eq!(other.serial, accel_sim::bmp_sim::default_serial(0, 1));
     assert_ne!(other.serial, c.serial(sim.addr(), 0).await.unwrap().serial, "one per board");
 
     let can = c.can_status(sim.addr(), 0).await.unwrap();

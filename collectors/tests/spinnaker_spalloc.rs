@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use accel_e2e::spalloc_sim::{SimJob, SimMachine, SpallocSim};
+use accel_sim::spalloc_sim::{SimJob, SimMachine, SpallocSim};
 use collectors::spinnaker::{JobState, SpallocClient, SpallocError, SpallocOptions};
 use serde_json::json;
 

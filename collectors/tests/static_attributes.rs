@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use accel_e2e::sysfs_tree::{FakeSysfs, write_in_place};
+use accel_sim::sysfs_tree::{FakeSysfs, write_in_place};
 use collectors::Families;
 use collectors::sysfs::cooling::CoolingReader;
 use collectors::sysfs::hwmon::{HwmonOptions, HwmonReader};

@@ -1,4 +1,4 @@
-//! `accel-agent --demo`: the whole agent on a simulated accelerator host (accel_e2e::demo_host) in a
+//! `accel-agent --demo`: the whole agent on a simulated accelerator host (accel_sim::demo_host) in a
 //! temporary directory, with scripted incidents, so a newcomer sees it work on a laptop with no
 //! accelerators. Actions are enabled but confined to that directory; it is removed on exit.
 
@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use accel_e2e::demo_host::DemoHost;
+use accel_sim::demo_host::DemoHost;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::Cli;

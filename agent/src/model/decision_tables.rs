@@ -741,6 +741,47 @@ fn throttle_policy() {
     }
 }
 
+/// With no threshold, hysteresis or hold of its own, the throttle steps on the Overheating judgement
+/// itself: each row is the hottest reading at seconds, the level applied then, the level asked for, and
+/// Overheating's status after it. The first step comes as Overheating sets; a dip into the band changes
+/// neither; below the band for min_duration, Overheating clears as the ladder steps down.
+#[test]
+fn throttle_policy_on_the_overheating_judgement() {
+    let cfg = config::parse_str(
+        "[[device]]\nid = \"d0\"\nkind = \"generic\"\n\
+         [device.thresholds]\ntemperature_warn = 80.0\ntemperature_crit = 95.0\nhysteresis = 5.0\nmin_duration = \"10s\"\n\
+         [[device.probe]]\nname = \"sdk\"\ncommand = [\"sdk-status\"]\n\
+         [device.throttle]\n\
+         [[device.throttle.level]]\ncooling_device = { device = \"cooling_device0\", state = 1 }\n\
+         [[device.throttle.level]]\ncooling_device = { device = \"cooling_device0\", state = 2 }\n",
+        "t.toml",
+    )
+    .expect("valid");
+    use Status::{False, True};
+    let rows: &[(u64, f64, usize, Option<usize>, Status)] = &[
+        (0, 70.0, 0, None, False),
+        (1, 85.0, 0, None, False),
+        (10, 85.0, 0, None, False),
+        (11, 85.0, 0, Some(1), True),
+        (16, 78.0, 1, None, True),
+        (30, 79.0, 1, None, True),
+        (31, 74.0, 1, None, True),
+        (41, 74.0, 1, Some(0), False),
+        (60, 70.0, 0, None, False),
+    ];
+    let clock = Clock::new();
+    let (now, wall) = clock.at(0);
+    let mut e = DeviceEngine::new(&cfg, now, wall);
+    for &(t, celsius, applied, want, overheating) in rows {
+        let (now, wall) = clock.at(t);
+        feed(&mut e, Ev::Temp(celsius), now, wall);
+        let asked = e.throttle_requests(|_| applied, now, wall).first().map(|(_, level)| *level);
+        let view = e.views(wall).remove(0);
+        let c = view.conditions.iter().find(|c| c.kind == ConditionKind::Overheating).expect("shown");
+        assert_eq!((asked, c.status), (want, overheating), "{celsius} °C at {t}s, level {applied} applied");
+    }
+}
+
 #[test]
 fn throttle_policy_on_power_and_under_an_operator() {
     let cfg = config::parse_str(

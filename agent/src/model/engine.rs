@@ -9,10 +9,10 @@ use std::time::{Instant, SystemTime};
 
 use collectors::HostReadings;
 use collectors::probes::ReadingKind;
-use collectors::sysfs::hwmon::Chip;
 use config::device::{ReconnectStep, ThrottleMetric};
 use config::{CollectorKind, Config, DeviceConfig, Thresholds};
 
+use super::binding;
 use super::conditions::{
     self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
     LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
@@ -22,9 +22,7 @@ use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, 
 use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
 use super::power::{Judged, PowerEvidence, WorkCounters, energy_per_inference, power_anomaly};
-pub use super::view::{
-    ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings, ThresholdReading,
-};
+pub use super::view::{ConditionChange, DeviceView, LogUpdate, ProbeResult, ProbeState, ProbeView, Reading, Readings};
 use crate::policy::reconnect::Circuit;
 
 struct Device {
@@ -120,7 +118,8 @@ struct Learnt {
     /// Conditions set by log rules.
     log_conditions: std::collections::BTreeMap<ConditionKind, LogCondition>,
     has_logs: bool,
-    throttle: Option<crate::policy::throttle::ThrottleController>,
+    /// The throttle ladder and the judgement it steps on, for a device with a throttle config.
+    throttle: Option<Throttle>,
     reconnect: Option<crate::policy::reconnect::ReconnectController>,
     /// (step, result) -> attempts, for accel_reconnect_attempts_total.
     reconnect_attempts: std::collections::BTreeMap<(ReconnectStep, &'static str), u64>,
@@ -164,6 +163,50 @@ impl Trackers {
     }
 }
 
+/// A device's throttle ladder and the tracker whose zone it steps on: the condition's own tracker when the
+/// throttle watches the same value with the same threshold, hysteresis and hold (one judgement of one
+/// quantity), else a tracker of its own fed the same value.
+#[derive(Debug, Clone)]
+struct Throttle {
+    metric: ThrottleMetric,
+    judge: ThrottleJudge,
+    ladder: crate::policy::throttle::ThrottleLadder,
+}
+
+#[derive(Debug, Clone)]
+enum ThrottleJudge {
+    /// The Overheating warning tracker.
+    Warn,
+    /// The PowerAnomaly tracker.
+    Power,
+    Own(ThresholdTracker),
+}
+
+impl Throttle {
+    fn new(cfg: &config::device::ThrottleConfig, t: &Thresholds) -> Throttle {
+        let (default, shared_with, shared) = match cfg.metric {
+            ThrottleMetric::Power => (t.power_max.unwrap_or(f64::INFINITY), t.power_max, ThrottleJudge::Power),
+            ThrottleMetric::Temperature => (t.temperature_warn, Some(t.temperature_warn), ThrottleJudge::Warn),
+        };
+        let threshold = cfg.threshold.unwrap_or(default);
+        let hysteresis = cfg.hysteresis.unwrap_or(t.hysteresis);
+        let hold = cfg.hold.map_or(t.min_duration, |h| h.get());
+        let same = shared_with == Some(threshold) && hysteresis == t.hysteresis && hold == t.min_duration;
+        let judge = if same { shared } else { ThrottleJudge::Own(ThresholdTracker::new(threshold, hysteresis, hold)) };
+        let ladder = crate::policy::throttle::ThrottleLadder::new(hold, cfg.levels.len());
+        Throttle { metric: cfg.metric, judge, ladder }
+    }
+
+    /// Feeds the throttle's own tracker, if it has one and watches `metric`.
+    fn observe(throttle: &mut Option<Throttle>, metric: ThrottleMetric, value: f64, now: Instant) {
+        if let Some(Throttle { metric: m, judge: ThrottleJudge::Own(tracker), .. }) = throttle
+            && *m == metric
+        {
+            tracker.observe(value, now);
+        }
+    }
+}
+
 impl Learnt {
     /// Nothing learnt yet about a device under `config`.
     fn new(config: &DeviceConfig, thresholds: &Thresholds, now: Instant, wall: SystemTime) -> Learnt {
@@ -192,11 +235,11 @@ impl Learnt {
             epi_last: None,
             energy_per_inference: None,
             trackers: Trackers::new(thresholds),
+            throttle: config.throttle.as_ref().map(|c| Throttle::new(c, thresholds)),
             log_lines: Default::default(),
             log_matches: Default::default(),
             log_conditions: Default::default(),
             has_logs: false,
-            throttle: None,
             reconnect: None,
             reconnect_attempts: Default::default(),
             overrides: Overrides::default(),
@@ -227,7 +270,7 @@ impl Learnt {
         if fresh.thresholds != *old_thresholds {
             self.trackers = fresh.learnt.trackers.clone();
         }
-        if fresh.config.throttle != old_config.throttle {
+        if fresh.config.throttle != old_config.throttle || fresh.thresholds != *old_thresholds {
             self.throttle = fresh.learnt.throttle.clone();
         }
         if fresh.config.reconnect != old_config.reconnect {
@@ -417,7 +460,9 @@ impl DeviceEngine {
                 ended.push(d.config.id.clone());
             }
             (o.throttle_released, o.throttle_requested) = (false, None);
-            d.learnt.throttle = None;
+            if let Some(t) = &mut d.learnt.throttle {
+                t.ladder.forget();
+            }
         }
         ended
     }
@@ -726,7 +771,9 @@ impl DeviceEngine {
     ) -> Vec<(String, usize)> {
         let mut out = Vec::new();
         for d in &mut self.devices {
-            let Some(cfg) = d.config.throttle.clone() else { continue };
+            if d.config.throttle.is_none() {
+                continue;
+            }
             let current = applied(&d.config.id);
             if let Some(manual) = d.learnt.overrides.throttle {
                 if current != manual.level && d.learnt.overrides.throttle_requested != Some(manual.level) {
@@ -736,38 +783,28 @@ impl DeviceEngine {
                 continue;
             }
             d.learnt.overrides.throttle_requested = None;
+            let in_maintenance = d.in_maintenance(wall);
+            let Some(throttle) = d.learnt.throttle.as_mut() else { continue };
             if std::mem::take(&mut d.learnt.overrides.throttle_released) {
-                d.learnt.throttle = None;
+                throttle.ladder.restart(now);
                 if current != 0 {
                     out.push((d.config.id.clone(), 0));
                 }
                 continue;
             }
-            if d.in_maintenance(wall) {
+            if in_maintenance {
                 continue;
             }
-            let value = match cfg.metric {
-                ThrottleMetric::Power if !d.learnt.readings.power_watts.is_empty() => {
-                    Some(d.learnt.readings.power_watts.iter().map(|r| r.value).sum())
-                }
-                ThrottleMetric::Power => None,
-                ThrottleMetric::Temperature => d.learnt.readings.max_temperature().map(|r| r.value),
+            // Only on a value read now: a metric that is gone asks nothing.
+            let readings = &d.learnt.readings;
+            let zone = match (&throttle.judge, throttle.metric) {
+                (_, ThrottleMetric::Power) if readings.power_watts.is_empty() => None,
+                (_, ThrottleMetric::Temperature) if readings.max_temperature().is_none() => None,
+                (ThrottleJudge::Warn, _) => d.learnt.trackers.warn.zone(),
+                (ThrottleJudge::Power, _) => d.learnt.trackers.power.as_ref().and_then(ThresholdTracker::zone),
+                (ThrottleJudge::Own(tracker), _) => tracker.zone(),
             };
-            let Some(value) = value else { continue };
-            let t = &d.thresholds;
-            let controller = d.learnt.throttle.get_or_insert_with(|| {
-                let default = match cfg.metric {
-                    ThrottleMetric::Power => t.power_max.unwrap_or(f64::INFINITY),
-                    ThrottleMetric::Temperature => t.temperature_warn,
-                };
-                crate::policy::throttle::ThrottleController::new(
-                    cfg.threshold.unwrap_or(default),
-                    cfg.hysteresis.unwrap_or(t.hysteresis),
-                    cfg.hold.map_or(t.min_duration, |h| h.get()),
-                    cfg.levels.len(),
-                )
-            });
-            if let Some(level) = controller.observe(value, current, now) {
+            if let Some(level) = zone.and_then(|zone| throttle.ladder.next(zone, current, now)) {
                 out.push((d.config.id.clone(), level));
             }
         }
@@ -924,107 +961,18 @@ impl Device {
 
     /// Collects this device's readings from the host collectors' latest results.
     fn bind(&mut self, snap: &HostEvidence) {
-        let mut r = Readings::default();
-        let mut sources = Vec::new();
-        if let Some(HostReadings::Hwmon(h)) = snap.readings(CollectorKind::Hwmon) {
-            let name = self.inputs.hwmon_name.as_deref();
-            let pci = self.config.pci_address.as_deref();
-            let chips = h.layout.chips.iter().filter(|c| match pci {
-                // Only the chips of that address: another board's chip may have the same name.
-                Some(p) => c.pci_address.as_deref() == Some(p),
-                None => name.is_some_and(|n| c.raw_name.as_deref() == Some(n) || &*c.chip == n),
-            });
-            let chips: Vec<&Chip> = chips.collect();
-            // A name matching several chips (coretemp: one per socket) would repeat their sensor names
-            // ("Core 0" on each): then each sensor is named after its chip as well.
-            let qualify = chips.len() > 1;
-            for chip in chips {
-                sources.push(format!("hwmon:{}", chip.chip));
-                if self.learnt.driver.is_none() {
-                    self.learnt.driver = chip.raw_name.as_deref().map(str::to_owned);
-                }
-                bind_chip(h, chip, qualify, &mut r);
-            }
+        let inputs = &self.inputs;
+        let bound = binding::bind(&self.config, inputs.hwmon_name.as_deref(), inputs.power_supply.as_deref(), snap);
+        // The accel driver's name wins; else the first hwmon chip's, kept from the first binding.
+        if let Some(driver) = bound.accel_driver {
+            self.learnt.driver = Some(driver);
+        } else if self.learnt.driver.is_none() {
+            self.learnt.driver = bound.hwmon_driver;
         }
-        if let (Some(zone_type), Some(HostReadings::ThermalZone(t))) =
-            (&self.config.thermal_zone, snap.readings(CollectorKind::ThermalZone))
-            && let Some(z) = t.by_type(zone_type)
-        {
-            sources.push(format!("thermal_zone:{}", z.zone_type));
-            let sensor = format!("zone_{}", z.zone_type);
-            if let Some(v) = z.temp_celsius {
-                r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
-            }
-            for trip in &z.trips {
-                if let Some(v) = trip.temp_celsius {
-                    r.temperature_threshold_celsius.push(ThresholdReading {
-                        sensor: sensor.clone(),
-                        level: trip.trip_type.to_string(),
-                        value: v,
-                    });
-                }
-            }
-        }
-        if let (Some(name), Some(HostReadings::PowerSupply(p))) =
-            (&self.inputs.power_supply, snap.readings(CollectorKind::PowerSupply))
-            && let Some(s) = p.get(name)
-        {
-            sources.push(format!("power_supply:{name}"));
-            // energy_now is in microwatt-hours: 1 µWh = 3.6e-3 J.
-            if let Some(uwh) = s.raw("energy_now") {
-                r.energy_joules.push(Reading { sensor: name.clone(), value: uwh * 3.6e-3 });
-            }
-            if let Some(uw) = s.raw("power_now") {
-                r.power_watts.push(Reading { sensor: name.clone(), value: uw / 1e6 });
-            }
-            if let Some(uv) = s.raw("voltage_now") {
-                r.voltage_volts.push(Reading { sensor: name.clone(), value: uv / 1e6 });
-            }
-            if let Some(ua) = s.raw("current_now") {
-                r.current_amperes.push(Reading { sensor: name.clone(), value: ua / 1e6 });
-            }
-            if let Some(dt) = s.raw("temp") {
-                r.temperature_celsius.push(Reading { sensor: name.clone(), value: dt / 10.0 });
-            }
-        }
-        self.learnt.driver_status = None;
-        if let (Some(pci), Some(HostReadings::Accel(a))) =
-            (&self.config.pci_address, snap.readings(CollectorKind::Accel))
-            && let Some(dev) = a.by_pci(pci)
-        {
-            sources.push(format!("accel:{}", dev.name));
-            if let Some(driver) = &dev.driver {
-                self.learnt.driver = Some(driver.to_string());
-            }
-            if let Some(status) = &dev.status {
-                // A status the driver publishes is operational or not; an unknown one does not say offline.
-                let operational = dev.operational() != Some(false);
-                self.learnt.driver_status = Some(DriverStatus { status: status.clone(), operational });
-            }
-            if let Some(w) = dev.value(collectors::sysfs::accel::Field::MaxPowerWatts) {
-                r.power_limit_watts = Some(w);
-            }
-        }
-        self.learnt.board = None;
-        if let Some(b) = &self.config.bmp
-            && let Some(reading) = snap.board(&self.config.id)
-        {
-            sources.push(format!("bmp:{}/{}", b.address, b.board));
-            if let Some(status) = &reading.status {
-                use collectors::spinnaker::SensorKind;
-                for s in status.sensors() {
-                    let target = match s.kind {
-                        SensorKind::Temperature => &mut r.temperature_celsius,
-                        SensorKind::Voltage => &mut r.voltage_volts,
-                        SensorKind::Fan => &mut r.fan_rpm,
-                    };
-                    target.push(Reading { sensor: s.name.to_owned(), value: s.value });
-                }
-            }
-            self.learnt.board = Some(reading.clone());
-        }
-        self.learnt.readings = r;
-        self.learnt.sources = sources;
+        self.learnt.driver_status = bound.driver_status;
+        self.learnt.board = bound.board;
+        self.learnt.readings = bound.readings;
+        self.learnt.sources = bound.sources;
         self.merge_probe_readings();
     }
 
@@ -1124,6 +1072,9 @@ impl Device {
     /// The hottest sensor, fed to the warning and critical trackers at `now`.
     fn overheating_evidence(&mut self, now: Instant) -> OverheatingEvidence<'_> {
         let learnt = &mut self.learnt;
+        if let Some(h) = learnt.readings.max_temperature() {
+            Throttle::observe(&mut learnt.throttle, ThrottleMetric::Temperature, h.value, now);
+        }
         let hottest = learnt.readings.max_temperature().map(|h| Hottest {
             sensor: &h.sensor,
             celsius: h.value,
@@ -1140,6 +1091,9 @@ impl Device {
         let learnt = &mut self.learnt;
         let watts: Option<f64> = (!learnt.readings.power_watts.is_empty())
             .then(|| learnt.readings.power_watts.iter().map(|r| r.value).sum());
+        if let Some(w) = watts {
+            Throttle::observe(&mut learnt.throttle, ThrottleMetric::Power, w, now);
+        }
         let power = match (&mut learnt.trackers.power, watts) {
             (Some(tracker), Some(w)) => {
                 Some(Judged { value: w, max: tracker.threshold, level: tracker.observe(w, now) })
@@ -1304,58 +1258,6 @@ fn reconnect_controller(
     crate::policy::reconnect::ReconnectController::new(policy, 0x9e37_79b9_7f4a_7c15 ^ (index as u64 + 1))
 }
 
-/// hwmon channels in base units, labelled by their `_label` when the chip has one (prefixed with the chip
-/// when `qualify`).
-fn bind_chip(h: &collectors::sysfs::hwmon::HwmonReadings, chip: &Chip, qualify: bool, r: &mut Readings) {
-    for s in &chip.sensors {
-        let sensor = s.label.as_deref().map(str::to_owned).unwrap_or_else(|| s.name.to_string());
-        let sensor = if qualify { format!("{}/{sensor}", chip.chip) } else { sensor };
-        let value = |element: &str| h.si(s, element);
-        match &*s.kind {
-            "temp" => {
-                if let Some(v) = value("input") {
-                    r.temperature_celsius.push(Reading { sensor: sensor.clone(), value: v });
-                }
-                for level in ["max", "crit", "emergency"] {
-                    if let Some(v) = value(level) {
-                        r.temperature_threshold_celsius.push(ThresholdReading {
-                            sensor: sensor.clone(),
-                            level: level.to_owned(),
-                            value: v,
-                        });
-                    }
-                }
-            }
-            "power" => {
-                if let Some(v) = value("input").or_else(|| value("average")) {
-                    r.power_watts.push(Reading { sensor, value: v });
-                }
-            }
-            "energy" => {
-                if let Some(v) = value("input") {
-                    r.energy_joules.push(Reading { sensor, value: v });
-                }
-            }
-            "in" => {
-                if let Some(v) = value("input") {
-                    r.voltage_volts.push(Reading { sensor, value: v });
-                }
-            }
-            "curr" => {
-                if let Some(v) = value("input") {
-                    r.current_amperes.push(Reading { sensor, value: v });
-                }
-            }
-            "fan" => {
-                if let Some(v) = value("input") {
-                    r.fan_rpm.push(Reading { sensor, value: v });
-                }
-            }
-            _ => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1487,7 +1389,8 @@ mod tests {
         for (what, needle) in [
             ("a log match count", "\"err\": 7"),
             ("a latched log condition", "latched: true"),
-            ("a throttle controller", "ThrottleController"),
+            ("a throttle ladder", "ThrottleLadder"),
+            ("a pending throttle step (the judgement it waits on: over the threshold)", "Over,"),
             ("a reconnect attempt", "Vendor"),
             ("an energy per inference", "energy_per_inference: Some("),
             ("maintenance", "maintenance: Some("),
@@ -1513,7 +1416,8 @@ mod tests {
         );
 
         // New thresholds: the trackers start afresh (their pending transitions were against the old
-        // numbers); everything else is kept.
+        // numbers), and so does the throttle, whose threshold of 80 is no longer the warning's: it gets a
+        // tracker of its own. Everything else is kept.
         let warmer =
             config::parse_str(&toml.replace("temperature_warn = 80.0", "temperature_warn = 85.0"), "t.toml").unwrap();
         let old = e.devices[0].learnt.clone();
@@ -1521,6 +1425,8 @@ mod tests {
         let mut kept = e.devices[0].learnt.clone();
         assert_ne!(format!("{:?}", kept.trackers), format!("{:?}", old.trackers), "fresh trackers");
         kept.trackers = old.trackers;
-        assert_eq!(format!("{kept:#?}"), before, "everything but the trackers is kept");
+        assert!(matches!(kept.throttle.as_ref().map(|t| &t.judge), Some(ThrottleJudge::Own(_))), "{:?}", kept.throttle);
+        kept.throttle = old.throttle;
+        assert_eq!(format!("{kept:#?}"), before, "everything but the trackers and the throttle is kept");
     }
 }

@@ -3,9 +3,12 @@
 //! Every function takes the current time as a parameter: the rules are about durations, and tests (and
 //! the engine) drive the clock explicitly.
 
-use std::time::{Duration, Instant, SystemTime};
+use std::time::SystemTime;
 
 use serde::Serialize;
+
+// The tracker is a pure state machine shared with the throttle ladder; the conditions name its levels.
+pub use crate::policy::threshold::{Level, ThresholdTracker};
 
 /// The conditions every device declares, exported as 0/1 from the first scrape.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
@@ -199,63 +202,6 @@ pub fn with_circuit(state: State, circuit_open: bool) -> State {
     }
 }
 
-/// A level for a threshold tracker: which side of the threshold a value is on, with hysteresis.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Below,
-    Above,
-}
-
-/// Decides when a noisy value has really crossed a threshold: it must stay above `threshold` for
-/// `min_duration` to go Above, and stay below `threshold - hysteresis` for `min_duration` to go back.
-#[derive(Debug, Clone)]
-pub struct ThresholdTracker {
-    pub threshold: f64,
-    pub hysteresis: f64,
-    pub min_duration: Duration,
-    level: Level,
-    /// Since when the value has been on the other side (a pending transition).
-    pending: Option<Instant>,
-}
-
-impl ThresholdTracker {
-    pub fn new(threshold: f64, hysteresis: f64, min_duration: Duration) -> Self {
-        ThresholdTracker { threshold, hysteresis, min_duration, level: Level::Below, pending: None }
-    }
-
-    /// Feeds a value observed at `now`; returns the (possibly new) level.
-    pub fn observe(&mut self, value: f64, now: Instant) -> Level {
-        let wants = match self.level {
-            Level::Below if value > self.threshold => Some(Level::Above),
-            Level::Above if value < self.threshold - self.hysteresis => Some(Level::Below),
-            _ => None,
-        };
-        match (wants, self.pending) {
-            (None, _) => self.pending = None,
-            (Some(_), None) => {
-                self.pending = Some(now);
-                if self.min_duration.is_zero() {
-                    self.flip();
-                }
-            }
-            (Some(_), Some(since)) if now.duration_since(since) >= self.min_duration => self.flip(),
-            (Some(_), Some(_)) => {}
-        }
-        self.level
-    }
-
-    /// Whether the value is on the other side and the tracker waits out `min_duration` before flipping:
-    /// observing the same value later may change the level.
-    pub fn is_pending(&self) -> bool {
-        self.pending.is_some()
-    }
-
-    fn flip(&mut self) {
-        self.level = if self.level == Level::Below { Level::Above } else { Level::Below };
-        self.pending = None;
-    }
-}
-
 pub(crate) mod unix_time {
     use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -270,36 +216,6 @@ pub(crate) mod unix_time {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    const S: Duration = Duration::from_secs(1);
-
-    #[test]
-    fn a_noisy_value_does_not_flap() {
-        let t0 = Instant::now();
-        let mut t = ThresholdTracker::new(80.0, 3.0, 10 * S);
-        // Spikes above the threshold shorter than min_duration change nothing.
-        for (i, v) in [81.0, 79.0, 82.0, 79.5, 85.0, 78.0].iter().enumerate() {
-            assert_eq!(t.observe(*v, t0 + (i as u32) * 3 * S), Level::Below, "sample {i}");
-        }
-        // Staying above for 10 s sets it.
-        assert_eq!(t.observe(81.0, t0 + 20 * S), Level::Below);
-        assert_eq!(t.observe(83.0, t0 + 25 * S), Level::Below);
-        assert_eq!(t.observe(81.0, t0 + 30 * S), Level::Above);
-        // Dropping below the threshold but inside the hysteresis band keeps it set.
-        assert_eq!(t.observe(78.0, t0 + 45 * S), Level::Above);
-        assert_eq!(t.observe(77.5, t0 + 60 * S), Level::Above);
-        // Below threshold - hysteresis for 10 s clears it.
-        assert_eq!(t.observe(76.0, t0 + 61 * S), Level::Above);
-        assert_eq!(t.observe(76.5, t0 + 71 * S), Level::Below);
-    }
-
-    #[test]
-    fn zero_min_duration_reacts_immediately() {
-        let t0 = Instant::now();
-        let mut t = ThresholdTracker::new(50.0, 0.0, Duration::ZERO);
-        assert_eq!(t.observe(51.0, t0), Level::Above);
-        assert_eq!(t.observe(49.0, t0), Level::Below);
-    }
 
     #[test]
     fn state_follows_the_worst_true_condition() {

@@ -1,5 +1,6 @@
 //! The device model: accelerators as devices with readings, named conditions and an overall state.
 
+mod binding;
 pub(crate) mod conditions;
 #[cfg(test)]
 mod decision_tables;

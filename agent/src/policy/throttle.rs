@@ -1,50 +1,54 @@
-//! When to throttle: one step up after the value stays above the threshold for `hold`, one step down
-//! after it stays below threshold minus hysteresis for as long. And what each level means on disk.
+//! When to throttle: one step up after the value has stayed above the threshold for `hold`, one step
+//! down after it has stayed below threshold minus hysteresis for as long. Which side the value is on, and
+//! since when, is the model's threshold tracker's judgement; the ladder only remembers its last step.
+//! And what each level means on disk.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use config::device::ThrottleLevel;
 
+use super::threshold::Zone;
+
 #[derive(Debug, Clone)]
-pub struct ThrottleController {
-    pub threshold: f64,
-    pub hysteresis: f64,
+pub struct ThrottleLadder {
     pub hold: Duration,
     pub max: usize,
-    above_since: Option<Instant>,
-    below_since: Option<Instant>,
+    /// When the ladder last asked for a level: the next step waits a hold of its own from there.
+    last_step: Option<Instant>,
 }
 
-impl ThrottleController {
-    pub fn new(threshold: f64, hysteresis: f64, hold: Duration, max: usize) -> Self {
-        ThrottleController { threshold, hysteresis, hold, max, above_since: None, below_since: None }
+impl ThrottleLadder {
+    pub fn new(hold: Duration, max: usize) -> Self {
+        ThrottleLadder { hold, max, last_step: None }
     }
 
-    /// Given the value now and the level currently applied, the level to apply (if different). Steps
-    /// are relative to what is applied, so a write that failed is simply tried again after `hold`.
-    pub fn observe(&mut self, value: f64, applied: usize, now: Instant) -> Option<usize> {
-        if value > self.threshold {
-            self.below_since = None;
-            let since = *self.above_since.get_or_insert(now);
-            if applied < self.max && now.duration_since(since) >= self.hold {
-                // The next step needs its own hold period.
-                self.above_since = Some(now);
-                return Some(applied + 1);
-            }
-        } else if value < self.threshold - self.hysteresis {
-            self.above_since = None;
-            let since = *self.below_since.get_or_insert(now);
-            if applied > 0 && now.duration_since(since) >= self.hold {
-                self.below_since = Some(now);
-                return Some(applied - 1);
-            }
-        } else {
-            // Inside the hysteresis band: hold the level, restart both clocks.
-            self.above_since = None;
-            self.below_since = None;
+    /// Given the tracker's zone (and since when the value has stayed in it) and the level currently
+    /// applied, the level to apply (if different). Steps are relative to what is applied, so a write that
+    /// failed is simply tried again after `hold`. Inside the hysteresis band the level holds.
+    pub fn next(&mut self, (zone, since): (Zone, Instant), applied: usize, now: Instant) -> Option<usize> {
+        let since = self.last_step.map_or(since, |step| step.max(since));
+        if now.duration_since(since) < self.hold {
+            return None;
         }
-        None
+        let level = match zone {
+            Zone::Over if applied < self.max => applied + 1,
+            Zone::Under if applied > 0 => applied - 1,
+            _ => return None,
+        };
+        self.last_step = Some(now);
+        Some(level)
+    }
+
+    /// Forgets the last step (actions went off and put the originals back): the next step is judged on
+    /// the tracker's zone alone.
+    pub fn forget(&mut self) {
+        self.last_step = None;
+    }
+
+    /// Starts the hold afresh at `now` (an operator's level was released and level 0 asked for).
+    pub fn restart(&mut self, now: Instant) {
+        self.last_step = Some(now);
     }
 }
 
@@ -72,34 +76,56 @@ pub fn all_files(levels: &[ThrottleLevel]) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::policy::threshold::ThresholdTracker;
     use config::device::{CoolingStep, PowercapStep};
 
     const S: Duration = Duration::from_secs(1);
 
+    /// The ladder fed by a tracker at 80 with hysteresis 5, as the model feeds it.
+    fn ladder_on(values: &[(u32, f64, usize, Option<usize>)], hold: Duration, max: usize) {
+        let t0 = Instant::now();
+        let mut tracker = ThresholdTracker::new(80.0, 5.0, hold);
+        let mut ladder = ThrottleLadder::new(hold, max);
+        for &(t, value, applied, want) in values {
+            let now = t0 + t * S;
+            tracker.observe(value, now);
+            let zone = tracker.zone().expect("observed");
+            assert_eq!(ladder.next(zone, applied, now), want, "{value} at {t}s with level {applied} applied");
+        }
+    }
+
     #[test]
     fn steps_up_one_level_per_hold_and_down_the_same_way() {
-        let t0 = Instant::now();
-        let mut c = ThrottleController::new(80.0, 5.0, 10 * S, 3);
-        assert_eq!(c.observe(85.0, 0, t0), None);
-        assert_eq!(c.observe(86.0, 0, t0 + 9 * S), None);
-        assert_eq!(c.observe(86.0, 0, t0 + 10 * S), Some(1));
-        assert_eq!(c.observe(86.0, 1, t0 + 15 * S), None, "each step waits its own hold");
-        assert_eq!(c.observe(86.0, 1, t0 + 20 * S), Some(2));
-        // In the band (75..80): hold.
-        assert_eq!(c.observe(77.0, 2, t0 + 40 * S), None);
-        // Below 75 for 10 s: one step down, then another.
-        assert_eq!(c.observe(74.0, 2, t0 + 41 * S), None);
-        assert_eq!(c.observe(74.0, 2, t0 + 51 * S), Some(1));
-        assert_eq!(c.observe(70.0, 1, t0 + 61 * S), Some(0));
-        assert_eq!(c.observe(60.0, 0, t0 + 90 * S), None);
+        ladder_on(
+            &[
+                (0, 85.0, 0, None),
+                (9, 86.0, 0, None),
+                (10, 86.0, 0, Some(1)),
+                (15, 86.0, 1, None), // each step waits its own hold
+                (20, 86.0, 1, Some(2)),
+                (40, 77.0, 2, None), // in the band (75..80): hold
+                (41, 74.0, 2, None),
+                (51, 74.0, 2, Some(1)), // below 75 for 10 s: one step down, then another
+                (61, 70.0, 1, Some(0)),
+                (90, 60.0, 0, None),
+            ],
+            10 * S,
+            3,
+        );
     }
 
     #[test]
     fn never_beyond_the_ladder() {
+        ladder_on(&[(0, 99.0, 0, Some(1)), (1, 99.0, 1, None)], Duration::ZERO, 1);
+    }
+
+    #[test]
+    fn a_restart_waits_a_whole_hold() {
         let t0 = Instant::now();
-        let mut c = ThrottleController::new(50.0, 0.0, Duration::ZERO, 1);
-        assert_eq!(c.observe(99.0, 0, t0), Some(1));
-        assert_eq!(c.observe(99.0, 1, t0 + S), None);
+        let mut ladder = ThrottleLadder::new(10 * S, 2);
+        ladder.restart(t0 + 30 * S);
+        assert_eq!(ladder.next((Zone::Over, t0), 0, t0 + 35 * S), None, "over for long, but just restarted");
+        assert_eq!(ladder.next((Zone::Over, t0), 0, t0 + 40 * S), Some(1));
     }
 
     #[test]

@@ -285,7 +285,7 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
 ///
 /// A test that needs one is compiled ignored when it is missing, e.g.
 /// `#[cfg_attr(not(has_promtool), ignore = "promtool is not installed")]` (build.rs sets the cfgs, see
-/// tests/external_tools.rs), so the summary counts it as ignored. A test that runs anyway (under
+/// sim/external_tools.rs), so the summary counts it as ignored. A test that runs anyway (under
 /// ACCEL_REQUIRE_EXTERNAL, with --include-ignored, or after the tool was removed) fails here, saying what
 /// is missing, instead of passing without doing its work.
 pub fn require_tool(name: &str) {

@@ -1,6 +1,6 @@
 //! SCP packets as they travel in one UDP datagram (reference: shared/reference/spinnaker.md).
 //!
-//! Pure encoding and decoding, no I/O: the client and the tests share it, and the simulators in accel-e2e
+//! Pure encoding and decoding, no I/O: the client and the tests share it, and the simulators in accel-sim
 //! deliberately carry their own encoder so that a mistake here cannot hide itself.
 
 use std::fmt;

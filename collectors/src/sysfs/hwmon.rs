@@ -823,7 +823,7 @@ mod tests {
 
     #[test]
     fn export_by_runs_writes_what_chip_by_chip_writes() {
-        let fs = accel_e2e::sysfs_tree::FakeSysfs::new();
+        let fs = accel_sim::sysfs_tree::FakeSysfs::new();
         // No name file on the first chip, labels on some sensors, a bare value, beep_enable, energy.
         fs.hwmon(0, None, None).attr("temp1_input", "40000").attr("fan1_input", "1200").attr("fan1_min", "300");
         fs.hwmon(1, Some("loihi"), Some("devices/pci0000:00/0000:00:01.0"))

@@ -264,7 +264,7 @@ fn collect(cfg: &Config, root: &std::path::Path) -> Arc<AgentState> {
 #[test]
 fn large_tree_scrape_encodes_as_prometheus_client_did() {
     let dir = tempfile::tempdir().expect("temp dir");
-    accel_e2e::large_tree::generate(dir.path(), accel_e2e::large_tree::TreeSpec::LARGE);
+    accel_sim::large_tree::generate(dir.path(), accel_sim::large_tree::TreeSpec::LARGE);
     let state = collect(&Config::default(), dir.path());
     state.publish_event_counts(vec![("".into(), Severity::Warning, 3), ("x".into(), Severity::Critical, 1)], 2);
     let fams = families(&state.snapshot());
@@ -277,7 +277,7 @@ fn large_tree_scrape_encodes_as_prometheus_client_did() {
 
 #[test]
 fn demo_host_scrape_with_its_devices_encodes_as_prometheus_client_did() {
-    let host = accel_e2e::demo_host::DemoHost::build().expect("demo host");
+    let host = accel_sim::demo_host::DemoHost::build().expect("demo host");
     let cfg = config::parse_str(&host.config("127.0.0.1:0"), "demo.toml").expect("the demo's config");
     let state = collect(&cfg, &cfg.sysfs_root);
     let (now, wall) = (Instant::now(), SystemTime::now());

@@ -196,27 +196,14 @@ pub(super) fn from_raw(
     raw: RawTls,
     notes: &mut Vec<String>,
 ) -> Result<Option<Tls>, WebConfigError> {
+    // Stricter than exporter-toolkit, which serves plain HTTP when no certificate is set whatever else
+    // the section says: a section with only `min_version` was surely meant to turn TLS on.
+    if sets_nothing(&raw) {
+        return Ok(None);
+    }
     let set = |s: Option<String>| s.filter(|s| !s.is_empty());
     let (cert_file, key_file, cert, key) = (set(raw.cert_file), set(raw.key_file), set(raw.cert), set(raw.key));
     let (ca_file, ca, auth_type) = (set(raw.client_ca_file), set(raw.client_ca), set(raw.client_auth_type));
-    // Stricter than exporter-toolkit, which serves plain HTTP when no certificate is set whatever else
-    // the section says: a section with only `min_version` was surely meant to turn TLS on.
-    let untouched = cert_file.is_none()
-        && key_file.is_none()
-        && cert.is_none()
-        && key.is_none()
-        && ca_file.is_none()
-        && ca.is_none()
-        && auth_type.is_none()
-        && raw.min_version.as_deref().unwrap_or("").is_empty()
-        && raw.max_version.as_deref().unwrap_or("").is_empty()
-        && raw.cipher_suites.as_ref().is_none_or(Vec::is_empty)
-        && raw.curve_preferences.as_ref().is_none_or(Vec::is_empty)
-        && raw.client_allowed_sans.as_ref().is_none_or(Vec::is_empty)
-        && raw.prefer_server_cipher_suites.is_none();
-    if untouched {
-        return Ok(None);
-    }
     let invalid = |key: &str, msg: &str| WebConfigError::invalid(path, format!("tls_server_config.{key}"), msg);
     let resolve = |p: &str| {
         let p = Path::new(p);
@@ -234,26 +221,7 @@ pub(super) fn from_raw(
         .ok_or_else(|| invalid("key_file", "missing: set key_file (or key) to the server's private key"))?;
     let client_ca = pem(ca_file, ca, "client_ca_file", "client_ca")?;
 
-    let client_auth = match auth_type.as_deref() {
-        None => ClientAuth::NoClientCert,
-        Some(s) => ClientAuth::parse(s).ok_or_else(|| {
-            let names: Vec<&str> = ClientAuth::NAMES.iter().map(|(n, _)| *n).collect();
-            invalid("client_auth_type", &format!("{s:?} is not one of {}", names.join(", ")))
-        })?,
-    };
-    if client_ca.is_some() && client_auth == ClientAuth::NoClientCert {
-        return Err(invalid(
-            "client_auth_type",
-            "client_ca_file is set but client_auth_type is NoClientCert, so it would never be used; \
-             set client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven)",
-        ));
-    }
-    if client_ca.is_none() && client_auth.verifies() {
-        return Err(invalid(
-            "client_ca_file",
-            &format!("client_auth_type {client_auth:?} verifies client certificates, which needs client_ca_file"),
-        ));
-    }
+    let client_auth = client_auth(auth_type.as_deref(), client_ca.is_some()).map_err(|(k, m)| invalid(k, &m))?;
     if raw.client_allowed_sans.is_some_and(|s| !s.is_empty()) {
         return Err(invalid(
             "client_allowed_sans",
@@ -290,6 +258,45 @@ pub(super) fn from_raw(
         current: ArcSwap::from_pointee(loaded),
         seen: Arc::new(tokio::sync::Mutex::new(Seen { loaded: stamps, failed: None })),
     }))
+}
+
+/// Whether the section sets nothing at all (an empty string or list counts as unset).
+fn sets_nothing(raw: &RawTls) -> bool {
+    let unset = |s: &Option<String>| s.as_deref().is_none_or(str::is_empty);
+    let none = |v: &Option<Vec<String>>| v.as_ref().is_none_or(Vec::is_empty);
+    [&raw.cert_file, &raw.key_file, &raw.cert, &raw.key, &raw.client_ca_file, &raw.client_ca]
+        .into_iter()
+        .chain([&raw.client_auth_type, &raw.min_version, &raw.max_version])
+        .all(unset)
+        && [&raw.cipher_suites, &raw.curve_preferences, &raw.client_allowed_sans].into_iter().all(none)
+        && raw.prefer_server_cipher_suites.is_none()
+}
+
+/// `client_auth_type`, checked against whether a client CA is set: a CA that would never be used, or a
+/// verifying mode without one, is an error (the key to name, and why).
+fn client_auth(auth_type: Option<&str>, has_ca: bool) -> Result<ClientAuth, (&'static str, String)> {
+    let client_auth = match auth_type {
+        None => ClientAuth::NoClientCert,
+        Some(s) => ClientAuth::parse(s).ok_or_else(|| {
+            let names: Vec<&str> = ClientAuth::NAMES.iter().map(|(n, _)| *n).collect();
+            ("client_auth_type", format!("{s:?} is not one of {}", names.join(", ")))
+        })?,
+    };
+    if has_ca && client_auth == ClientAuth::NoClientCert {
+        return Err((
+            "client_auth_type",
+            "client_ca_file is set but client_auth_type is NoClientCert, so it would never be used; \
+             set client_auth_type to RequireAndVerifyClientCert (or VerifyClientCertIfGiven)"
+                .to_owned(),
+        ));
+    }
+    if !has_ca && client_auth.verifies() {
+        return Err((
+            "client_ca_file",
+            format!("client_auth_type {client_auth:?} verifies client certificates, which needs client_ca_file"),
+        ));
+    }
+    Ok(client_auth)
 }
 
 /// The protocol versions from `min_version`/`max_version` (TLS10..TLS13; rustls has 1.2 and 1.3 only).

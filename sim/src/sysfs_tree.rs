@@ -231,7 +231,7 @@ fn make_fifo(path: &Path) {
     assert_eq!(rc, 0, "mkfifo {}: {}", path.display(), std::io::Error::last_os_error());
 }
 
-/// The real captured tree, as a text archive in the repository (tests/fixtures/README.md).
+/// The real captured tree, as a text archive in the repository (sim/fixtures/README.md).
 pub fn real_sysfs_archive() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/real-sysfs.txt")
 }

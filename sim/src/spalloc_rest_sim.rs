@@ -10,7 +10,7 @@
 //! `spinnman/spalloc/session.py` drives: `GET system/login.html` gives an anonymous `JSESSIONID` and a
 //! `_csrf` hidden field, `POST system/perform_login` with that token and the credentials answers 302
 //! with a new session; a bearer token works on any request. Changes (`POST`, `PUT`, `DELETE`) need the
-//! session's CSRF token in the header the root names. `tests/tests/spalloc_rest_peer.rs` proves it
+//! session's CSRF token in the header the root names. `sim/tests/spalloc_rest_peer.rs` proves it
 //! with SpiNNMan's own `SpallocClient`.
 //!
 //! The sim keeps what a monitor must never do visible: keepalives and job creations are counted.

@@ -1,12 +1,12 @@
-//! The real captured sysfs tree lives in the repository as a text archive (tests/fixtures/real-sysfs.txt);
+//! The real captured sysfs tree lives in the repository as a text archive (sim/fixtures/real-sysfs.txt);
 //! these tests show it unpacks with its symlinks, losslessly, and that the unpacker refuses what it does
 //! not understand instead of guessing.
 
 use std::fs;
 use std::path::Path;
 
-use accel_e2e::sysfs_archive::{self, ArchiveError, Entry, HEADER};
-use accel_e2e::sysfs_tree::{real_sysfs, real_sysfs_archive};
+use accel_sim::sysfs_archive::{self, ArchiveError, Entry, HEADER};
+use accel_sim::sysfs_tree::{real_sysfs, real_sysfs_archive};
 
 #[test]
 fn the_stored_archive_unpacks_and_packs_back_to_the_same_bytes() {

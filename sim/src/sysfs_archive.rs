@@ -1,7 +1,7 @@
 //! A text archive of a sysfs tree that records directories, files and symlinks explicitly, so no copy,
 //! checkout or editor can turn a link into a file (or the other way round) without the unpacking failing.
 //!
-//! Format (tests/fixtures/README.md describes it for people): the first line is `accel-sysfs-archive 1`,
+//! Format (sim/fixtures/README.md describes it for people): the first line is `accel-sysfs-archive 1`,
 //! then one entry per line, in any order that lists a directory before what it holds:
 //!
 //! ```text

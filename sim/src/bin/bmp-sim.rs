@@ -8,7 +8,7 @@
 use std::io::{Read, Write};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
-use accel_e2e::bmp_sim::{BmpSim, SimOptions};
+use accel_sim::bmp_sim::{BmpSim, SimOptions};
 
 const USAGE: &str = "usage: bmp-sim [--bind IP[:PORT]] FRAMES [BOARDS]   (serves until stdin closes)";
 

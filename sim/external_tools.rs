@@ -1,4 +1,4 @@
-// Shared by the build scripts of `agent` and `accel-e2e` (each includes it with `#[path]`), so that the
+// Shared by the build scripts of `agent` and `accel-sim` (each includes it with `#[path]`), so that the
 // tests that need something outside the repository are compiled `#[ignore]`d when it is missing, and the
 // test summary counts them as ignored instead of reporting a pass for work not done.
 //

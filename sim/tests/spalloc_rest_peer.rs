@@ -1,4 +1,4 @@
-//! The Java spalloc service simulator (`accel_e2e::spalloc_rest_sim`) proven faithful by the service's
+//! The Java spalloc service simulator (`accel_sim::spalloc_rest_sim`) proven faithful by the service's
 //! own Python client: SpiNNMan's `SpallocClient` (pinned, in the venv `scripts/spinnaker-venv.sh` makes)
 //! logs in through the form (CSRF token and session cookie) and with a bearer token, over HTTPS trusting
 //! only the test CA, lists the machines, creates a job, lists jobs (across pages) and destroys the job,
@@ -6,8 +6,8 @@
 
 use std::process::Command;
 
-use accel_e2e::peers;
-use accel_e2e::spalloc_rest_sim::{RestBoard, RestJobState, RestMachine, RestOptions, SpallocRestSim};
+use accel_sim::peers;
+use accel_sim::spalloc_rest_sim::{RestBoard, RestJobState, RestMachine, RestOptions, SpallocRestSim};
 use serde_json::{Value, json};
 
 const SCRIPT: &str = r#"

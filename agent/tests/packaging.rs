@@ -2,7 +2,7 @@
 //! installed), the Kubernetes manifests, the Helm chart's values and the Grafana dashboard.
 //!
 //! promtool comes from Debian's `prometheus` package. Without it the promtool test is compiled ignored
-//! (build.rs, tests/external_tools.rs), unless ACCEL_REQUIRE_EXTERNAL is set, where it fails.
+//! (build.rs, sim/external_tools.rs), unless ACCEL_REQUIRE_EXTERNAL is set, where it fails.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -68,7 +68,7 @@ const ALERTS: &[(&str, &str, &str)] = &[
 ];
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lies inside the repository").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the agent crate lies inside the repository").to_owned()
 }
 
 fn read(relative: &str) -> String {

@@ -11,6 +11,6 @@ fn main() -> ExitCode {
         eprintln!("gen-sysfs-tree: {}: {e}", dir.display());
         return ExitCode::FAILURE;
     }
-    accel_e2e::large_tree::generate(&dir, accel_e2e::large_tree::TreeSpec::LARGE);
+    accel_sim::large_tree::generate(&dir, accel_sim::large_tree::TreeSpec::LARGE);
     ExitCode::SUCCESS
 }

@@ -7,12 +7,12 @@
 //!
 //! ```sh
 //! packaging/build-packages.sh
-//! ACCEL_PACKAGES_DIR=target/packages cargo test -p accel-e2e --test packaging_deb -- --nocapture
+//! ACCEL_PACKAGES_DIR=target/packages cargo test -p agent --test packaging_deb -- --nocapture
 //! ```
 //!
 //! Installing needs root, dpkg and systemd-analyze; the rpm checks need `rpm` (Debian package `rpm`).
 //! When something is missing at build time the test is compiled ignored, with the reason (build.rs,
-//! tests/external_tools.rs), unless ACCEL_REQUIRE_EXTERNAL is set, in which case it runs and fails. A host
+//! sim/external_tools.rs), unless ACCEL_REQUIRE_EXTERNAL is set, in which case it runs and fails. A host
 //! that already has an accel-agent package, /etc/accel-agent or /var/lib/accel-agent is never touched:
 //! the install test fails, saying so, without changing anything.
 
@@ -27,7 +27,7 @@ const CONFFILE: &str = "/etc/accel-agent/agent.toml";
 const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the tests crate lies inside the repository").to_owned()
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("the agent crate lies inside the repository").to_owned()
 }
 
 fn repo_file(relative: &str) -> Vec<u8> {
