@@ -8,7 +8,7 @@ mod common;
 
 use std::path::Path;
 
-use accel_e2e::sysfs_tree::FakeSysfs;
+use accel_sim::sysfs_tree::FakeSysfs;
 use common::{Agent, agentctl, host_collectors_off};
 use serde_json::Value;
 
@@ -305,7 +305,7 @@ exclusive = true
 
 #[test]
 fn requires_idle_refuses_a_held_or_throttled_device_and_exclusive_holds_off_the_throttle() {
-    use accel_e2e::kubelet_sim::{FakeKubelet, FakePod};
+    use accel_sim::kubelet_sim::{FakeKubelet, FakePod};
     let fs = FakeSysfs::new();
     let dir = tempfile::tempdir().unwrap();
     let cfg = busy_host(&fs, dir.path());
