@@ -9,10 +9,11 @@ use http_body_util::Full;
 use hyper::{Response, StatusCode};
 
 use super::peer::Peer;
-use super::{Control, Failure, failure, json};
+use super::{Control, Failure, failure};
 use crate::effects::journal::{Event, Severity, kind};
 use crate::model::diagnostics::RequestError;
 use crate::model::operator::OperatorError;
+use crate::publish::http::json;
 
 /// Queues the run on the model and answers with its first state (202: results come later).
 pub(super) async fn start(
