@@ -89,7 +89,7 @@ fn the_banner_commands_work_when_pasted_and_ctrl_c_removes_the_directory() {
     assert!(!url.starts_with("127.0.0.1:0/"), "{url}");
 
     let pasted: Vec<&String> = banner.iter().filter(|l| l.contains("cargo run --release --bin agentctl -- ")).collect();
-    assert_eq!(pasted.len(), 3, "{banner:#?}");
+    assert_eq!(pasted.len(), 4, "{banner:#?}");
     assert!(!banner.iter().any(|l| l.contains("cargo run --bin agentctl")), "agentctl without --release");
     // Wait for the agent to answer, then run each command as the banner prints it.
     let deadline = Instant::now() + Duration::from_secs(60);

@@ -93,11 +93,19 @@ fn the_demo_host_story_as_an_operator_sees_it() {
     assert_eq!(agent.get("/health").status, 200);
     assert!(events(&agent, "device=photon1").contains("back online after reconnect step vendor"));
 
-    // 3. A burst of error lines in photon0's log: LogErrors until "link recovered".
+    // 3. A burst of error lines in photon0's log: LogErrors until "link recovered". Its calibration has
+    // drifted: LogErrors runs the calibration check, which fails; the remedy recalibrates, it passes.
+    host.photon_drift("photon0", 72.0).unwrap();
     host.append_log("photon0", &["ERROR: waveguide phase drift on channel 3"; 6]).unwrap();
     let p0 = ("device", "photon0");
     wait("LogErrors", 20, || agent.metric("accel_device_condition", &[p0, ("condition", "LogErrors")]) == Some(1.0));
     assert_eq!(agent.metric("accel_log_matches_total", &[p0, ("rule", "error-burst")]), Some(6.0));
+    let verify = [p0, ("diagnostic", "calibration-verify"), ("level", "2")];
+    wait("the calibration check", 30, || agent.metric("accel_diagnostic_success", &verify) == Some(1.0));
+    let diagnostics = events(&agent, "device=photon0&kind=diagnostic");
+    assert!(diagnostics.contains("started on LogErrors"), "{diagnostics}");
+    assert!(diagnostics.contains("/drift_ppm = 72 above the maximum 50; remedy ran; trying again"), "{diagnostics}");
+    assert!(diagnostics.contains("diagnostic calibration-verify (level 2) passed"), "{diagnostics}");
     host.append_log("photon0", &["link recovered"]).unwrap();
     wait("cleared", 20, || agent.metric("accel_device_condition", &[p0, ("condition", "LogErrors")]) == Some(0.0));
 

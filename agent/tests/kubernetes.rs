@@ -217,9 +217,10 @@ fn a_kubelet_restart_is_noticed_and_the_plugin_registers_again_within_5s() {
     wait("registration", 10, || !kubelet.registrations().is_empty());
     wait("listed", 10, || seen(&kubelet).len() == 2);
 
+    // A new file may reuse the deleted one's inode number, not also its change time.
     let inode = |p: &Path| {
         use std::os::unix::fs::MetadataExt;
-        std::fs::symlink_metadata(p).map(|m| m.ino()).ok()
+        std::fs::symlink_metadata(p).map(|m| (m.ino(), m.ctime(), m.ctime_nsec())).ok()
     };
     let socket = host.plugin_dir().join(ENDPOINT);
     let before = inode(&socket).expect("the plugin's socket");

@@ -30,6 +30,7 @@ const KNOWN_METRICS: &[&str] = &[
     "accel_throttle_level",
     "accel_reconnect_circuit_state",
     "accel_maintenance_mode",
+    "accel_diagnostic_success",
     "accel_events_total",
     "accel_collector_success",
     "accel_actions_up",
@@ -54,6 +55,8 @@ const ALERTS: &[(&str, &str, &str)] = &[
     ("AccelDeviceSdkError", "warning", "10m"),
     ("AccelDevicePowerAnomaly", "warning", "10m"),
     ("AccelDeviceDataStale", "warning", "10m"),
+    // A failed diagnostic is the tool's verdict already.
+    ("AccelDeviceDiagnosticFailed", "warning", "0s"),
     ("AccelAgentDown", "critical", "5m"),
     ("AccelAgentConfigReloadFailed", "warning", "5m"),
     ("AccelActionsDown", "critical", "1m"),

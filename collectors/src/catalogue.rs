@@ -314,6 +314,22 @@ pub const PROBE_SUCCESS: Spec = gauge("accel_probe_success", "Whether the probe'
 pub const PROBE_DURATION: Spec = gauge("accel_probe_duration_seconds", "Duration of the probe's last run", PROBE);
 pub const PROBE_LAST_SUCCESS: Spec =
     gauge("accel_probe_last_success_timestamp_seconds", "Unix time of the probe's last success", PROBE);
+const DIAGNOSTIC: &[&str] = &["device", "diagnostic"];
+pub const DIAGNOSTIC_SUCCESS: Spec = gauge(
+    "accel_diagnostic_success",
+    "Whether the diagnostic's last verdict was a pass (1) or a failure (0); absent until it has one",
+    &["device", "diagnostic", "level"],
+);
+pub const DIAGNOSTIC_LAST_RUN: Spec = gauge(
+    "accel_diagnostic_last_run_timestamp_seconds",
+    "Unix time the diagnostic's last verdict was reached",
+    DIAGNOSTIC,
+);
+pub const DIAGNOSTIC_DURATION: Spec = gauge(
+    "accel_diagnostic_duration_seconds",
+    "Duration of the run that gave the diagnostic's last verdict (remedy and second try included)",
+    DIAGNOSTIC,
+);
 pub const LOG_MATCHES: Spec =
     counter("accel_log_matches_total", "Log lines that matched the rule", &["device", "rule"]);
 pub const LOG_LINES: Spec = counter("accel_log_lines_total", "Log lines read from the source", &["device", "source"]);
@@ -564,6 +580,9 @@ pub const ALL: &[&Spec] = &[
     &PROBE_SUCCESS,
     &PROBE_DURATION,
     &PROBE_LAST_SUCCESS,
+    &DIAGNOSTIC_SUCCESS,
+    &DIAGNOSTIC_LAST_RUN,
+    &DIAGNOSTIC_DURATION,
     &LOG_MATCHES,
     &LOG_LINES,
     &EVENTS,

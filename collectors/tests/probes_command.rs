@@ -285,3 +285,25 @@ async fn output_of_a_timed_out_tool_gives_no_readings() {
     assert_eq!(outcome.status, ProbeStatus::Failed(FailReason::Timeout));
     assert!(outcome.readings.is_empty());
 }
+
+/// With a grace period the tool is asked to stop (SIGTERM) at its deadline and may tidy up; one that
+/// ignores it is SIGKILLed with its group when the grace ends.
+#[tokio::test]
+async fn at_the_deadline_sigterm_comes_first_then_sigkill() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display();
+    let polite = script(dir.path(), &format!("trap 'echo stopped > {d}/tidy; exit 0' TERM\nsleep 30 &\nwait"));
+    let started = std::time::Instant::now();
+    let o = sh(&polite, &[], Duration::from_millis(300)).with_term_grace(Duration::from_secs(5)).run().await;
+    assert_eq!(o.status, ProbeStatus::Failed(FailReason::Timeout), "past its deadline it failed, however it ended");
+    assert_eq!(std::fs::read_to_string(dir.path().join("tidy")).unwrap(), "stopped\n", "it was asked to stop");
+    assert!(started.elapsed() < Duration::from_secs(5), "it stopped when asked, before the grace ran out");
+
+    let stubborn = dir.path().join("stubborn.sh");
+    std::fs::write(&stubborn, format!("trap '' TERM\nsleep 30 &\necho $! > {d}/child\nwait\n")).unwrap();
+    let started = std::time::Instant::now();
+    let o = sh(&stubborn, &[], Duration::from_millis(300)).with_term_grace(Duration::from_millis(500)).run().await;
+    assert_eq!(o.status, ProbeStatus::Failed(FailReason::Timeout));
+    assert!(started.elapsed() < SLACK, "SIGKILL once the grace ran out");
+    assert!(wait_dead(pid_in(&dir.path().join("child"))).await, "its helper died with it");
+}

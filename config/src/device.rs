@@ -76,6 +76,10 @@ pub struct DeviceConfig {
     /// What Allocate hands a container, and how a vendor plugin's device id names this device.
     #[serde(default)]
     pub kubernetes: Option<crate::kubernetes::DeviceKubernetes>,
+    /// Active checks the agent runs on purpose (`[[device.diagnostic]]`); only with `[diagnostics]
+    /// enabled = true`.
+    #[serde(default, rename = "diagnostic")]
+    pub diagnostics: Vec<crate::diagnostics::DiagnosticConfig>,
 }
 
 /// The reconnect ladder, mildest step first. Steps: "vendor" (runs `command`), "driver_reset"
@@ -1036,6 +1040,7 @@ mod tests {
             reconnect: None,
             resource: None,
             kubernetes: None,
+            diagnostics: Vec::new(),
         }
     }
 

@@ -4,6 +4,7 @@
 pub mod bmp;
 pub mod device;
 mod device_kubernetes;
+pub mod diagnostics;
 pub mod duration;
 pub mod file;
 pub mod finding;

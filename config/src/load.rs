@@ -416,7 +416,7 @@ interval = \"10ms\"
             got,
             vec![
                 "agent.toml:1:10: listen: wrong type: found integer `5`, expected socket address",
-                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions, discovery, control, http, spinnaker, history, kubernetes, maintenance, device",
+                "agent.toml:2:1: poll_intervl: unknown key `poll_intervl` (did you mean `poll_interval`?); valid keys: listen, sysfs_root, state_dir, socket, poll_interval, collectors, actions, discovery, control, http, spinnaker, history, kubernetes, maintenance, diagnostics, device",
                 "agent.toml:4:11: collectors.hwmon.enabled: wrong type: found string \"yes\", expected a boolean",
                 "agent.toml:5:12: collectors.hwmon.interval: invalid duration \"5 parsecs\": unknown time unit \"parsecs\", supported units: ns, us/µs, ms, sec, min, hours, days, weeks, months, years (and few variations); write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"",
                 "agent.toml:6:16: collectors.hwmon.chip_include: invalid regular expression: regex parse error:\n    coretemp(\n            ^\nerror: unclosed group",

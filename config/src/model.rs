@@ -50,6 +50,8 @@ pub struct Config {
     pub kubernetes: crate::kubernetes::Kubernetes,
     /// Recurring maintenance windows (`[[maintenance.window]]`).
     pub maintenance: crate::maintenance::Maintenance,
+    /// Whether diagnostics may run, and how many at once; off unless enabled.
+    pub diagnostics: crate::diagnostics::Diagnostics,
     /// Devices declared in the file (`[[device]]`).
     #[serde(rename = "device")]
     pub devices: Vec<DeviceConfig>,
@@ -147,6 +149,7 @@ impl Default for Config {
             history: History::default(),
             kubernetes: crate::kubernetes::Kubernetes::default(),
             maintenance: crate::maintenance::Maintenance::default(),
+            diagnostics: crate::diagnostics::Diagnostics::default(),
             devices: Vec::new(),
         }
     }
@@ -562,10 +565,12 @@ impl Config {
             }
             d.validate(i, &mut out);
             crate::device_kubernetes::validate_device(d, i, &mut out);
+            crate::diagnostics::validate_device(d, i, &self.maintenance, &mut out);
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);
         self.maintenance.validate(&self.devices, &self.spinnaker.machines, self.discovery.enabled, &mut out);
+        self.diagnostics.validate(&mut out);
         self.validate_paths(&mut out);
         out
     }

@@ -113,6 +113,7 @@ impl Machine {
                     reconnect: self.reconnect.clone(),
                     resource: None,
                     kubernetes: None,
+                    diagnostics: Vec::new(),
                 });
             }
         }

@@ -387,6 +387,13 @@ habanalabs_max_power = { pci_address = "0000:00:00.0", watts = 1.0 }
 
 [device.thresholds]
 
+[[device.diagnostic]]
+name = "g"
+level = 1
+argv = ["true"]
+[[device.diagnostic.expect]]
+field = "/x"
+
 [device.kubernetes]
 [[device.kubernetes.device_node]]
 host_path = "/dev/d0"

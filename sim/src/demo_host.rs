@@ -64,6 +64,23 @@ state="$(dirname "$0")/../state"
 echo 1 > "$state/$1.online"
 "#;
 
+const LIGHTMATTER_CLI: &str = r#"#!/bin/sh
+# Stand-in for `lightmatter-cli calibrate --device ID [--verify] [--json]`: --verify reports the card's
+# calibration drift (after a couple of seconds of measuring); without it the card is recalibrated.
+state="$(dirname "$0")/../state"
+[ "$1" = calibrate ] && [ "$2" = --device ] || { echo "usage: lightmatter-cli calibrate --device ID [--verify] [--json]" >&2; exit 64; }
+id="$3"
+if [ "$4" = --verify ]; then
+  echo "measuring phase drift of $id on 64 channels" >&2
+  sleep 2
+  printf '{"device": "%s", "drift_ppm": %s}\n' "$id" "$(cat "$state/$id.drift" 2>/dev/null || echo 4)"
+else
+  sleep 1
+  echo 3 > "$state/$id.drift"
+  echo "$id recalibrated"
+fi
+"#;
+
 const LOIHI_STATUS: &str = r#"#!/bin/sh
 # Stand-in for the NxSDK board status: online, inferences and energy (µWh) so far, read together from
 # one file, and chip utilisation.
@@ -78,9 +95,12 @@ impl DemoHost {
         for sub in ["bin", "state", "logs", "run"] {
             std::fs::create_dir_all(dir.path().join(sub))?;
         }
-        for (name, text) in
-            [("photon-status", PHOTON_STATUS), ("photon-reconnect", PHOTON_RECONNECT), ("loihi-status", LOIHI_STATUS)]
-        {
+        for (name, text) in [
+            ("photon-status", PHOTON_STATUS),
+            ("photon-reconnect", PHOTON_RECONNECT),
+            ("loihi-status", LOIHI_STATUS),
+            ("lightmatter-cli", LIGHTMATTER_CLI),
+        ] {
             let path = dir.path().join("bin").join(name);
             std::fs::write(&path, text)?;
             std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))?;
@@ -163,6 +183,11 @@ unhealthy_on = ["unhealthy", "degraded", "maintenance", "circuit_open"]
 
 # Actions are on, confined to the simulated tree and scripts above.
 [actions]
+enabled = true
+
+# Diagnostics too: photon0's calibration check runs when its log shows errors (and with
+# `agentctl diagnose --level 2 photon0`).
+[diagnostics]
 enabled = true
 
 [spinnaker]
@@ -274,6 +299,11 @@ backoff_initial = "2s"
         if hangs { std::fs::write(path, "") } else { std::fs::remove_file(path).or(Ok(())) }
     }
 
+    /// A photonic card's calibration drift, as its `lightmatter-cli calibrate --verify` reports it.
+    pub fn photon_drift(&self, device: &str, ppm: f64) -> std::io::Result<()> {
+        self.set_state(&format!("{device}.drift"), &ppm.to_string())
+    }
+
     pub fn append_log(&self, device: &str, lines: &[&str]) -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new().append(true).create(true).open(self.log_path(device))?;
         for l in lines {
@@ -302,7 +332,9 @@ backoff_initial = "2s"
     /// Plays the demo's story until `stop`, one scene after another, then again:
     /// 1. loihi0 heats up, is throttled (cooling_device0 written), cools down, and is released.
     /// 2. photon1 goes offline; its reconnect command brings it back.
-    /// 3. photon0's log gets a burst of error lines (LogErrors), later "link recovered" clears it.
+    /// 3. photon0's log gets a burst of error lines (LogErrors), later "link recovered" clears it. Its
+    ///    calibration has drifted: the LogErrors runs its calibration check, which fails; the remedy
+    ///    recalibrates and the check passes.
     /// 4. spin5 board 1 runs warm (degraded) and cools again.
     /// 5. spin5 board 3 stops booting: power cycles through the BMP do not help, the circuit opens and
     ///    the board is marked NeedsHardwareInspection (clear it with `agentctl set-healthy`).
@@ -338,8 +370,12 @@ backoff_initial = "2s"
                     Some("scene 2: photon1 goes offline; the agent runs its reconnect command")
                 }
                 2 if t >= 85.0 => {
+                    let _ = self.photon_drift("photon0", 72.0);
                     let _ = self.append_log("photon0", &["ERROR: waveguide phase drift on channel 3"; 6]);
-                    Some("scene 3: a burst of error lines in photon0's log raises LogErrors")
+                    Some(
+                        "scene 3: a burst of error lines in photon0's log raises LogErrors; its calibration check \
+                         finds 72 ppm of drift, the remedy recalibrates, the check passes",
+                    )
                 }
                 3 if t >= 110.0 => {
                     let _ = self.append_log("photon0", &["link recovered"]);
@@ -395,6 +431,24 @@ fn demo_pods() -> Vec<FakePod> {
 
 /// A photonic card's section of the demo config: its status probe, reconnect command and log.
 fn photonic_device(id: &str, dir: &str) -> String {
+    // photon0 has the runbook's calibration check, run when its log shows errors.
+    let diagnostic = if id != "photon0" {
+        String::new()
+    } else {
+        format!(
+            r#"[[device.diagnostic]]
+name = "calibration-verify"
+level = 2
+argv = ["{dir}/bin/lightmatter-cli", "calibrate", "--device", "{{id}}", "--verify", "--json"]
+timeout = "30s"
+expect = [{{ field = "/drift_ppm", max = 50.0 }}]
+remedy = ["{dir}/bin/lightmatter-cli", "calibrate", "--device", "{{id}}"]
+exclusive = true
+on = ["LogErrors"]
+cooldown = "3m"
+"#
+        )
+    };
     format!(
         r#"[[device]]
 id = "{id}"
@@ -421,7 +475,7 @@ action = "LogErrors"
 count = 5
 window = "1m"
 clear_pattern = "link recovered"
-
+{diagnostic}
 "#
     )
 }

@@ -19,6 +19,7 @@ use crate::app::reload::{self, Generation, Shared};
 use crate::control::peer::Authorizer;
 use crate::control::{self, Control, ReloadRequest};
 use crate::effects::actions::Actions;
+use crate::effects::diagnostics::DiagnosticsRunner;
 use crate::effects::events::Events;
 use crate::model::DeviceEngine;
 use crate::publish::http::{self, Http};
@@ -111,7 +112,8 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     tokio::spawn(Arc::clone(&events).keep_opening(shutdown.clone()));
     let engine = DeviceEngine::new(&config, Instant::now(), SystemTime::now());
     let effects = Effects { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone() };
-    let owner = tokio::spawn(owner::run(engine, evidence_rx, effects, shutdown.clone()));
+    let runner = DiagnosticsRunner::new(evidence.clone(), shutdown.clone());
+    let owner = tokio::spawn(owner::run_with(engine, evidence_rx, effects, Some(runner), shutdown.clone()));
     let shared =
         Shared { state: Arc::clone(&state), events: Arc::clone(&events), actions: actions.clone(), evidence, dry_run };
     let config = Arc::new(config);

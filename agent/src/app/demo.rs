@@ -116,6 +116,7 @@ fn banner(host: &DemoHost, listen: SocketAddr, socket: &str) -> String {
          \x20 agentctl  {ctl} status\n\
          \x20           {ctl} device loihi0\n\
          \x20           {ctl} throttle loihi0 1 --for 1m\n\
+         \x20           {ctl} diagnose --level 2 photon0\n\
          \x20           (also: events, diagnose, bundle)\n\
          \x20 incidents play out over about four minutes, then repeat; Ctrl-C stops and removes everything.\n",
         dir = host.dir().display(),

@@ -5,6 +5,7 @@ pub mod cli;
 pub(crate) mod daemon;
 #[cfg(feature = "demo")]
 pub(crate) mod demo;
+pub(crate) mod diagnostic_effects;
 pub(crate) mod fdlimit;
 pub(crate) mod hooks;
 pub(crate) mod loading;

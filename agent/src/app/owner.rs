@@ -14,8 +14,10 @@ use config::{CollectorKind, EventSeverity};
 use tokio::time::MissedTickBehavior;
 use tokio_util::sync::CancellationToken;
 
+use crate::app::diagnostic_effects;
 use crate::app::source_watch::SourceWatch;
 use crate::effects::actions::{Actions, ActionsMode, ActionsStatus};
+use crate::effects::diagnostics::DiagnosticsRunner;
 use crate::effects::events::Events;
 use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
@@ -39,8 +41,21 @@ pub struct Effects {
     pub actions: Actions,
 }
 
-/// Runs until `shutdown`: applies each batch of evidence, then decides once.
-pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
+#[cfg(test)]
+/// Runs until `shutdown`: applies each batch of evidence, then decides once. Diagnostics stay queued
+/// (none runs) without a runner; see [`run_with`].
+pub async fn run(engine: DeviceEngine, evidence: EvidenceRx, effects: Effects, shutdown: CancellationToken) {
+    run_with(engine, evidence, effects, None, shutdown).await;
+}
+
+/// As [`run`], handing the diagnostics the model starts to `diagnostics`.
+pub async fn run_with(
+    mut engine: DeviceEngine,
+    mut evidence: EvidenceRx,
+    effects: Effects,
+    diagnostics: Option<DiagnosticsRunner>,
+    shutdown: CancellationToken,
+) {
     // What devices bind: the latest round of each collector and the latest SpiNNaker poll, as they arrived.
     let mut host = HostEvidence::default();
     // Collectors whose last round could not read for want of the agent's own descriptors.
@@ -93,17 +108,7 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                     host.readings.retain(|kind, _| enabled.iter().any(|(k, _, _)| k == kind));
                 }
                 Evidence::Probe { device, result } => {
-                    if let Some(fault) = result.not_run {
-                        let what = format!("probe {} of {device}", result.probe);
-                        effects.state.faults.record(fault, &what, &effects.events, wall);
-                    }
-                    sources.probe(&device, &result, &effects.events, wall);
-                    let applied = engine.apply_probe(&device, result, now, wall);
-                    changes.extend(applied.changes);
-                    if let Some(message) = applied.failing {
-                        let event = Event::new(wall, Severity::Warning, kind::PROBE_FAILING, message);
-                        effects.events.record(event.on_device(&device));
-                    }
+                    changes.extend(probe_result(&mut engine, &mut sources, &effects, &device, result, (now, wall)));
                 }
                 Evidence::Log { device, update, notes } => {
                     for note in notes {
@@ -118,11 +123,17 @@ pub async fn run(mut engine: DeviceEngine, mut evidence: EvidenceRx, effects: Ef
                     changes.extend(command(&mut engine, now, wall));
                     commanded = true;
                 }
+                Evidence::Diagnostic(report) => {
+                    let level = engine.diagnostic_level(&report.device, &report.name);
+                    diagnostic_effects::report(&report, level, &effects.state, &effects.events, wall);
+                    changes.extend(engine.diagnostic_finished(&report, now, wall));
+                }
                 Evidence::Agent(news) => publish_news(news, &effects.state),
                 Evidence::Flush(done) => flushed.push(done),
             }
         }
-        decide(&mut engine, &host, changes, &effects, quiet, Instant::now(), SystemTime::now());
+        let round = Round { quiet, now: Instant::now(), wall: SystemTime::now() };
+        decide(&mut engine, &host, changes, &effects, diagnostics.as_ref(), round);
         if commanded {
             // A reload may have removed devices, and with them their probes and logs.
             let snap = effects.state.snapshot();
@@ -146,10 +157,10 @@ pub fn decide(
     host: &HostEvidence,
     mut changes: Vec<ConditionChange>,
     effects: &Effects,
-    quiet: bool,
-    now: Instant,
-    wall: SystemTime,
+    diagnostics: Option<&DiagnosticsRunner>,
+    round: Round,
 ) {
+    let Round { quiet, now, wall } = round;
     let Effects { state, events, actions } = effects;
     // Throttle levels first, so that this round's history samples carry the level in force.
     state.history.throttle_levels(wall, actions.views().iter().map(|t| (t.device.as_str(), t.level)));
@@ -175,6 +186,15 @@ pub fn decide(
         state.history.condition(wall, change);
     }
     moved |= !changes.is_empty();
+    // Before the actions: an exclusive diagnostic started now puts its device in maintenance, so no
+    // throttle or reconnect starts on it this round.
+    if let Some(runner) = diagnostics {
+        diagnostic_effects::queued_on_condition(engine.diagnostics_on_changes(&changes, now), events, wall);
+        diagnostic_effects::queued_in_window(engine.diagnostics_in_windows(wall), events, wall);
+        let decisions = engine.diagnostic_decisions(|d| actions.level(d), wall);
+        moved |= !decisions.is_empty();
+        diagnostic_effects::apply(decisions, runner, events, wall);
+    }
     if actions.active() {
         // Decided here, applied in order on the actions thread: the async side never writes.
         for (device, level) in engine.throttle_requests(|d| actions.level(d), now, wall) {
@@ -216,6 +236,37 @@ fn window_changes(engine: &mut DeviceEngine, events: &Events, wall: SystemTime) 
         }
     }
     !changes.is_empty()
+}
+
+/// Applies a probe's result: the agent's own fault is counted as such, a failing source noted, and a
+/// failure streak's start journalled. Returns the condition changes.
+fn probe_result(
+    engine: &mut DeviceEngine,
+    sources: &mut SourceWatch,
+    effects: &Effects,
+    device: &str,
+    result: crate::model::engine::ProbeResult,
+    (now, wall): (Instant, SystemTime),
+) -> Vec<ConditionChange> {
+    if let Some(fault) = result.not_run {
+        let what = format!("probe {} of {device}", result.probe);
+        effects.state.faults.record(fault, &what, &effects.events, wall);
+    }
+    sources.probe(device, &result, &effects.events, wall);
+    let applied = engine.apply_probe(device, result, now, wall);
+    if let Some(message) = applied.failing {
+        let event = Event::new(wall, Severity::Warning, kind::PROBE_FAILING, message);
+        effects.events.record(event.on_device(device));
+    }
+    applied.changes
+}
+
+/// When a round of decisions is taken, and whether only the timer or readings woke it (see [`decide`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Round {
+    pub quiet: bool,
+    pub now: Instant,
+    pub wall: SystemTime,
 }
 
 /// Publishes a collector's round and keeps its readings (absent after a failed round, never stale) for

@@ -52,6 +52,7 @@ fn replaces(kind: ConditionKind, device_kind: &str) -> &'static str {
         (ConditionKind::LogErrors, _) => "grep the device log for errors",
         (ConditionKind::PowerAnomaly, _) => "read power and energy counters and work out energy per inference",
         (ConditionKind::DataStale, _) => "cat the sysfs files and check the driver is loaded (lsmod, dmesg)",
+        (ConditionKind::DiagnosticFailed, _) => "run `agentctl diagnose --level 3 ID` again once the remedy ran",
     }
 }
 

@@ -8,6 +8,7 @@
 pub(crate) mod bundle;
 pub mod ctl;
 pub(crate) mod diagnose;
+mod diagnostics;
 pub(crate) mod npd;
 pub(crate) mod peer;
 pub(crate) mod refusals;
@@ -160,6 +161,8 @@ struct MutationBody {
     #[serde(rename = "for")]
     for_: Option<String>,
     on: Option<bool>,
+    /// The device of a diagnostics run (absent: every device).
+    device: Option<String>,
 }
 
 /// The answer to a mutation.
@@ -225,6 +228,9 @@ impl Control {
         // the same people as for changes may read them.
         if matches!(path.as_str(), "/api/v1/logs/recent" | "/api/v1/bundle") && !self.auth.allows(peer) {
             return self.refuse(peer, "GET", &path);
+        }
+        if let Some(id) = path.strip_prefix("/api/v1/diagnostics/runs/") {
+            return diagnostics::state(self, id).await;
         }
         match path.as_str() {
             "/api/v1/logs/recent" => json(StatusCode::OK, &self.live.load().logs.recent()),
@@ -314,6 +320,9 @@ impl Control {
     async fn mutate(&self, path: &str, body: MutationBody, peer: &Peer) -> Response<Full<Bytes>> {
         if path == "/api/v1/reload" {
             return self.reload().await;
+        }
+        if path == "/api/v1/diagnostics" {
+            return diagnostics::start(self, body.level, body.device, peer).await;
         }
         let Some((id, verb)) = path.strip_prefix("/api/v1/devices/").and_then(|r| r.rsplit_once('/')) else {
             return failure(StatusCode::NOT_FOUND, format!("no such action {path}"));

@@ -112,9 +112,10 @@ pub async fn run(config: Arc<Config>, cx: Context, token: CancellationToken) {
                 s.in_flight = true;
                 let (kubelet, endpoint, resource, timeout) =
                     (kubelet_sock.clone(), plugin::socket_name(&s.resource), s.resource.clone(), k.timeout.get());
-                let with = kubelet_now;
                 attempts.spawn(async move {
-                    (i, with, registration::register(&kubelet, &endpoint, &resource, timeout).await)
+                    let before = inode(&kubelet);
+                    let result = registration::register(&kubelet, &endpoint, &resource, timeout).await;
+                    (i, reached(before, inode(&kubelet)), result)
                 });
             }
         }
@@ -183,6 +184,19 @@ fn ensure_served(s: &mut Slot, token: &CancellationToken, cx: &Context) {
             let message = e.to_string();
             report(s, Err(message), cx);
         }
+    }
+}
+
+/// Which kubelet a registration reached, from its socket's identity just before and just after the call.
+/// Read at the loop's last look instead, a kubelet that started between that look and the call would be
+/// taken for none and registered with twice. `None` when it cannot be told (a restart during the call):
+/// the loop then looks again.
+fn reached(before: Option<FileId>, after: Option<FileId>) -> Option<FileId> {
+    match (before, after) {
+        // The call could only have reached a socket that appeared after the first look.
+        (None, after) => after,
+        (Some(b), Some(a)) if a == b => Some(b),
+        _ => None,
     }
 }
 
@@ -389,4 +403,22 @@ fn watch_dir(dir: &Path, wake: Arc<Notify>) -> Option<notify::RecommendedWatcher
         return None;
     }
     Some(watcher)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::reached;
+
+    #[test]
+    fn a_registration_is_with_the_kubelet_that_was_there_throughout() {
+        let (old, new) = ((7, 100, 1), (7, 160, 5));
+        assert_eq!(reached(Some(old), Some(old)), Some(old));
+        // No socket at the first look: the call reached the kubelet that appeared (not "none", which
+        // would register a second time).
+        assert_eq!(reached(None, Some(new)), Some(new));
+        assert_eq!(reached(None, None), None);
+        // Restarted during the call (the same inode number, reused): which one was reached is unknown.
+        assert_eq!(reached(Some(old), Some(new)), None);
+        assert_eq!(reached(Some(old), None), None);
+    }
 }

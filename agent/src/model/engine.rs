@@ -17,6 +17,7 @@ use super::conditions::{
     self, BmpFlags, BoardManagement, DataStaleEvidence, DriverStatus, Hottest, LivenessProbe, LogCondition,
     LogErrorsEvidence, LogErrorsVerdict, OfflineEvidence, OverheatingEvidence, SdkErrorEvidence, SdkReport, Verdict,
 };
+use super::diagnostics::{Decision, DeviceDiagnostics, Diagnostics, Report, RequestError, RunView};
 use super::health::{Condition, ConditionKind, Impact, Status, ThresholdTracker, derive_state, with_circuit};
 use super::host::HostEvidence;
 use super::operator::{Expired, ManualThrottle, OperatorError, Overrides, ThrottleOverride};
@@ -125,6 +126,8 @@ struct Learnt {
     reconnect_attempts: std::collections::BTreeMap<(ReconnectStep, &'static str), u64>,
     /// Maintenance (no automatic actions, state "maintenance") and a manual throttle level.
     overrides: Overrides,
+    /// The device's diagnostics: queued, running, last results.
+    diagnostics: DeviceDiagnostics,
     conditions: Vec<Condition>,
     readings: Readings,
     sources: Vec<String>,
@@ -241,7 +244,8 @@ impl Learnt {
             reconnect: None,
             reconnect_attempts: Default::default(),
             overrides: Overrides::default(),
-            conditions: ConditionKind::ALL.iter().map(|k| Condition::unknown(*k, wall)).collect(),
+            diagnostics: DeviceDiagnostics::new(config),
+            conditions: declared_conditions(config).map(|k| Condition::unknown(k, wall)).collect(),
             readings: Readings::default(),
             sources: Vec::new(),
             driver: None,
@@ -276,8 +280,27 @@ impl Learnt {
         if fresh.config.throttle.is_none() {
             self.overrides.throttle = None;
         }
+        self.diagnostics = self.diagnostics.carried_to(&fresh.learnt.diagnostics);
+        // A condition the new config declares starts unknown; one it no longer declares goes.
+        let mut conditions = std::mem::take(&mut self.conditions);
+        self.conditions = fresh
+            .learnt
+            .conditions
+            .iter()
+            .map(|f| match conditions.iter().position(|c| c.kind == f.kind) {
+                Some(i) => conditions.swap_remove(i),
+                None => f.clone(),
+            })
+            .collect();
         self
     }
+}
+
+/// The conditions a device under `config` declares (exported from the first scrape): every one of
+/// [`ConditionKind::ALL`], and DiagnosticFailed where a level 2 or 3 diagnostic could set it.
+fn declared_conditions(config: &DeviceConfig) -> impl Iterator<Item = ConditionKind> {
+    let diagnostic = DeviceDiagnostics::declares_condition(config).then_some(ConditionKind::DiagnosticFailed);
+    ConditionKind::ALL.into_iter().chain(diagnostic)
 }
 
 /// What a log rule's condition is like: fixed by the config, so worked out once.
@@ -299,6 +322,8 @@ pub struct DeviceEngine {
     kubelet: super::kubelet::KubeletModel,
     /// The configured maintenance windows: a device inside an open one is in maintenance.
     windows: WindowSet,
+    /// Whether diagnostics may run and how many at once, and the operators' runs.
+    diagnostics: Diagnostics,
 }
 
 /// What applying a probe result decided.
@@ -325,6 +350,7 @@ impl DeviceEngine {
             host: HostEvidence::default(),
             kubelet: Default::default(),
             windows: WindowSet::new(&config.maintenance),
+            diagnostics: Diagnostics::new(config),
         }
     }
 
@@ -390,6 +416,7 @@ impl DeviceEngine {
                 reconnect: None,
                 resource: None,
                 kubernetes: None,
+                diagnostics: Vec::new(),
             };
             tracing::info!(device = %config.id, "discovered a device");
             let mut d = Device::new(config, true, now, wall);
@@ -424,6 +451,7 @@ impl DeviceEngine {
         }
         self.discovery = config.discovery.enabled;
         self.windows.reconfigure(&config.maintenance);
+        self.diagnostics.configure(config);
     }
 
     /// Actions went off: an operator's throttle hold has nothing left to hold (the actions thread put the
@@ -683,6 +711,7 @@ impl DeviceEngine {
         for c in d.learnt.conditions.iter_mut().filter(|c| c.latched) {
             c.latched = false;
         }
+        cleared.extend(d.learnt.diagnostics.acknowledge());
         if let Some(r) = &mut d.learnt.reconnect
             && (r.escalated || r.circuit != crate::policy::reconnect::Circuit::Closed)
         {
@@ -831,6 +860,82 @@ impl DeviceEngine {
             .collect()
     }
 
+    /// Queues an operator's diagnostics of level `level` and below, of one device or of every device.
+    /// Returns the run's id, to poll with [`DeviceEngine::diagnostic_run`].
+    pub fn request_diagnostics(&mut self, level: u8, device: Option<&str>) -> Result<u64, RequestError> {
+        if let Some(id) = device {
+            self.device_mut(id)?;
+        }
+        let devices = self.devices.iter_mut().filter(|d| device.is_none_or(|id| d.config.id == id));
+        self.diagnostics.request(level, device, devices.map(|d| (d.config.id.as_str(), &mut d.learnt.diagnostics)))
+    }
+
+    /// Where an operator's diagnostics run stands.
+    pub fn diagnostic_run(&self, id: u64) -> Option<RunView> {
+        let devices = &self.devices;
+        self.diagnostics.run(id, |dev| devices.iter().find(|d| d.config.id == dev).map(|d| &d.learnt.diagnostics))
+    }
+
+    /// Queues the diagnostics that run when a condition of this round set (`on = [...]`), within their
+    /// cooldown counted at `now`. Returns (device, diagnostic, condition) for each one queued.
+    pub fn diagnostics_on_changes(
+        &mut self,
+        changes: &[ConditionChange],
+        now: Instant,
+    ) -> Vec<(String, String, &'static str)> {
+        let mut out = Vec::new();
+        for change in changes.iter().filter(|c| c.condition.status == Status::True) {
+            let Some(d) = self.devices.iter_mut().find(|d| d.config.id == change.device) else { continue };
+            let condition = change.condition.kind.name();
+            for name in self.diagnostics.on_condition(&mut d.learnt.diagnostics, condition, now) {
+                out.push((change.device.clone(), name, condition));
+            }
+        }
+        out
+    }
+
+    /// Queues the diagnostics that run in a maintenance window open at `wall` over their device, once per
+    /// occurrence of the window. Returns (device, diagnostic, window) for each one queued.
+    pub fn diagnostics_in_windows(&mut self, wall: SystemTime) -> Vec<(String, String, std::sync::Arc<str>)> {
+        let open = self.windows.at(wall);
+        let mut out = Vec::new();
+        for d in self.devices.iter_mut().filter(|d| !d.learnt.diagnostics.is_empty()) {
+            for window in open.open_for(&d.config.id) {
+                for name in self.diagnostics.in_window(&mut d.learnt.diagnostics, &window.name, window.started) {
+                    out.push((d.config.id.clone(), name, std::sync::Arc::clone(&window.name)));
+                }
+            }
+        }
+        out
+    }
+
+    /// The queued diagnostics to start (or refuse) now. `throttled` is the throttle level applied to a
+    /// device: a device throttled, reconnecting or held by a pod is busy for a diagnostic that requires
+    /// an idle one.
+    pub fn diagnostic_decisions(&mut self, throttled: impl Fn(&str) -> usize, wall: SystemTime) -> Vec<Decision> {
+        let kubelet = &self.kubelet;
+        let devices = self.devices.iter_mut().map(|d| {
+            let busy = busy_reason(d, kubelet, throttled(&d.config.id));
+            (&d.config, &mut d.learnt.diagnostics, busy)
+        });
+        self.diagnostics.decide(devices, wall)
+    }
+
+    /// The level of a device's diagnostic, while the device declares it.
+    pub fn diagnostic_level(&self, device: &str, name: &str) -> Option<u8> {
+        let d = self.devices.iter().find(|d| d.config.id == device)?;
+        d.config.diagnostics.iter().find(|c| c.name == name).map(|c| c.level)
+    }
+
+    /// Records a finished diagnostic and judges its device again (DiagnosticFailed).
+    pub fn diagnostic_finished(&mut self, report: &Report, now: Instant, wall: SystemTime) -> Vec<ConditionChange> {
+        let Some(d) = self.devices.iter_mut().find(|d| d.config.id == report.device) else { return Vec::new() };
+        if !self.diagnostics.finished(&mut d.learnt.diagnostics, report, wall) {
+            return Vec::new();
+        }
+        d.reevaluate(now, wall)
+    }
+
     /// The kubelet side's state, which it updates through evidence commands.
     pub fn kubelet_mut(&mut self) -> &mut super::kubelet::KubeletModel {
         &mut self.kubelet
@@ -875,7 +980,7 @@ impl Device {
     }
 
     fn in_maintenance(&self, now: SystemTime) -> bool {
-        self.learnt.overrides.in_maintenance(now)
+        self.learnt.overrides.in_maintenance(now) || self.learnt.diagnostics.exclusive_running().is_some()
     }
 
     fn make_one_shot(&mut self) {
@@ -888,6 +993,7 @@ impl Device {
         }
     }
 
+    /// A condition of [`ConditionKind::ALL`], which every device declares.
     fn condition(&mut self, kind: ConditionKind) -> &mut Condition {
         let i = ConditionKind::ALL.iter().position(|k| *k == kind).expect("every kind has a slot");
         &mut self.learnt.conditions[i]
@@ -981,6 +1087,8 @@ impl Device {
         self.apply(ConditionKind::SdkError, sdk_error, wall, &mut changed);
         let data_stale = conditions::data_stale(self.data_stale_evidence(now));
         self.apply(ConditionKind::DataStale, data_stale, wall, &mut changed);
+        let diagnostic = self.learnt.diagnostics.verdict();
+        self.apply(ConditionKind::DiagnosticFailed, diagnostic, wall, &mut changed);
         changed
     }
 
@@ -994,7 +1102,9 @@ impl Device {
         changed: &mut Vec<ConditionKind>,
     ) {
         let Some(Verdict { status, impact, reason, message }) = verdict else { return };
-        if self.condition(kind).set(status, impact, &reason, message, wall) {
+        // Only a declared condition is judged (DiagnosticFailed is not declared by every device).
+        let Some(condition) = self.learnt.conditions.iter_mut().find(|c| c.kind == kind) else { return };
+        if condition.set(status, impact, &reason, message, wall) {
             changed.push(kind);
         }
     }
@@ -1097,8 +1207,9 @@ impl Device {
 
     /// The device at `wall`, held in maintenance by its manual override and by the windows `holds`.
     fn view(&self, wall: SystemTime, holds: Vec<WindowHold>) -> DeviceView {
-        let manual = self.in_maintenance(wall);
-        let maintenance = manual || !holds.is_empty();
+        let manual = self.learnt.overrides.in_maintenance(wall);
+        let exclusive = self.learnt.diagnostics.exclusive_running();
+        let maintenance = manual || exclusive.is_some() || !holds.is_empty();
         DeviceView {
             id: self.config.id.clone(),
             kind: self.config.kind.name(),
@@ -1128,6 +1239,8 @@ impl Device {
             maintenance_manual: manual,
             maintenance_until: self.learnt.overrides.maintenance_until().filter(|_| manual),
             maintenance_windows: holds,
+            maintenance_reason: exclusive.map(|name| format!("diagnostic {name} running")),
+            diagnostics: self.learnt.diagnostics.views(),
             manual_throttle: self.learnt.overrides.throttle,
             circuit: self.learnt.reconnect.as_ref().map(|r| r.circuit),
             needs_hardware_inspection: self.learnt.reconnect.as_ref().is_some_and(|r| r.escalated),
@@ -1154,6 +1267,20 @@ impl Device {
                 .collect(),
         }
     }
+}
+
+/// Why a device is not idle for a diagnostic that requires it: a pod holds it, a throttle is applied or
+/// held, a reconnect step is in progress.
+fn busy_reason(d: &Device, kubelet: &super::kubelet::KubeletModel, throttled: usize) -> Option<String> {
+    if let Some(p) = kubelet.holders(&d.config.id).first() {
+        return Some(format!("pod {}/{} holds the device", p.namespace, p.pod));
+    }
+    let level = d.learnt.overrides.throttle.map_or(throttled, |m| m.level.max(throttled));
+    if level > 0 {
+        return Some(format!("the device is throttled at level {level}"));
+    }
+    let reconnecting = d.learnt.reconnect.as_ref().and_then(|r| r.in_progress());
+    reconnecting.map(|step| format!("a reconnect ({step}) is in progress"))
 }
 
 /// A device's reconnect controller; seeded per device so two devices do not retry in lockstep.

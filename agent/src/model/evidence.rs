@@ -40,6 +40,8 @@ pub enum Evidence {
         notes: Vec<LogNote>,
     },
     Command(Command),
+    /// A diagnostic is over (passed, failed, or could not start).
+    Diagnostic(super::diagnostics::Report),
     /// News of the agent itself, which the owner publishes with everything else.
     Agent(AgentNews),
     /// Answered once everything sent before it has been decided and published.

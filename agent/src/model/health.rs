@@ -19,6 +19,8 @@ pub enum ConditionKind {
     LogErrors,
     PowerAnomaly,
     DataStale,
+    /// A level 2 or 3 diagnostic failed; declared only by devices that have one (not in `ALL`).
+    DiagnosticFailed,
 }
 
 impl ConditionKind {
@@ -39,6 +41,7 @@ impl ConditionKind {
             ConditionKind::LogErrors => "LogErrors",
             ConditionKind::PowerAnomaly => "PowerAnomaly",
             ConditionKind::DataStale => "DataStale",
+            ConditionKind::DiagnosticFailed => "DiagnosticFailed",
         }
     }
 
@@ -184,6 +187,9 @@ pub fn next_step(kind: ConditionKind) -> &'static str {
         ConditionKind::LogErrors => "read the device log around the matching lines",
         ConditionKind::PowerAnomaly => "compare power with the workload; look for runaway or stuck jobs",
         ConditionKind::DataStale => "check that the driver is loaded and its sysfs files are readable",
+        ConditionKind::DiagnosticFailed => {
+            "read the diagnostic's output (agentctl device ID); run its remedy or replace the part"
+        }
     }
 }
 

@@ -467,6 +467,8 @@ mod tests {
             discovered: false,
             discovered_name: None,
             kubernetes: None,
+            diagnostics: Vec::new(),
+            maintenance_reason: None,
             probes: Vec::new(),
             utilization_ratio: None,
             inferences_total: None,

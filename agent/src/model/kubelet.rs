@@ -127,6 +127,11 @@ impl KubeletModel {
         self.pods_error = Some(error);
     }
 
+    /// The pods holding a device, as last learnt (none while the kubelet side is off).
+    pub fn holders(&self, device: &str) -> &[PodRef] {
+        self.pods.get(device).map_or(&[], Vec::as_slice)
+    }
+
     /// The `kubernetes` part of a device's view.
     pub fn view(&self, config: &DeviceConfig) -> Option<KubeletView> {
         if !self.enabled {

@@ -4,6 +4,7 @@ mod binding;
 pub(crate) mod conditions;
 #[cfg(test)]
 mod decision_tables;
+pub(crate) mod diagnostics;
 pub(crate) mod engine;
 pub(crate) mod evidence;
 pub(crate) mod health;
@@ -124,9 +125,29 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
                 out.sample(&c::PROBE_LAST_SUCCESS, l(), t.as_secs_f64());
             }
         }
+        export_diagnostics(d, out);
         for x in &r.energy_joules {
             out.sample(&c::DEVICE_ENERGY, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
         }
+    }
+}
+
+/// accel_diagnostic_*: each diagnostic's last verdict (none before its first).
+fn export_diagnostics(d: &DeviceView, out: &mut Families) {
+    for diag in &d.diagnostics {
+        let Some(last) = &diag.last_verdict else { continue };
+        let l = || labels![("device", lv(&d.id)), ("diagnostic", lv(&diag.name))];
+        let level = lv(diag.level.to_string());
+        let success = f64::from(u8::from(last.outcome == diagnostics::Outcome::Passed));
+        out.sample(
+            &c::DIAGNOSTIC_SUCCESS,
+            labels![("device", lv(&d.id)), ("diagnostic", lv(&diag.name)), ("level", level)],
+            success,
+        );
+        if let Some(t) = last.finished.and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok()) {
+            out.sample(&c::DIAGNOSTIC_LAST_RUN, l(), t.as_secs_f64());
+        }
+        out.sample(&c::DIAGNOSTIC_DURATION, l(), last.duration_seconds);
     }
 }
 

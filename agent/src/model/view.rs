@@ -184,6 +184,9 @@ pub struct DeviceView {
     pub maintenance_until: Option<SystemTime>,
     /// The open maintenance windows that cover the device, with their ends.
     pub maintenance_windows: Vec<super::window_set::WindowHold>,
+    /// Why the device is in maintenance when the agent put it there (an exclusive diagnostic running).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub maintenance_reason: Option<String>,
     /// A throttle level an operator holds the device at (`agentctl throttle`).
     pub manual_throttle: Option<super::operator::ManualThrottle>,
     /// The reconnect circuit, when the device has a reconnect ladder.
@@ -198,6 +201,9 @@ pub struct DeviceView {
     /// What kubelet knows of the device (absent while `[kubernetes]` is off).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<super::kubelet::KubeletView>,
+    /// Each configured diagnostic: where it stands and its last result (absent when none is configured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub diagnostics: Vec<super::diagnostics::DiagnosticView>,
 }
 
 /// A condition change, for the event journal and the log.

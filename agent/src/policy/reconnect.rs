@@ -100,6 +100,11 @@ impl ReconnectController {
     }
 
     /// Feeds the device's liveness; returns what to do, if anything.
+    /// A step has been started and its settle time has not yet told whether it worked.
+    pub fn in_progress(&self) -> Option<ReconnectStep> {
+        self.in_flight.map(|(step, _)| step)
+    }
+
     pub fn tick(&mut self, offline: bool, now: Instant) -> Option<Decision> {
         if self.escalated || self.policy.steps.is_empty() {
             return None;

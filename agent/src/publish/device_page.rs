@@ -9,6 +9,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::effects::actions::ThrottleView;
 use crate::effects::journal::{Event, rfc3339_utc_ms};
+use crate::model::diagnostics::Outcome;
 use crate::model::view::{Reading, ThresholdReading};
 use crate::model::{DeviceView, Status};
 use crate::publish::api::HistoryReport;
@@ -198,6 +199,8 @@ pub fn device_page(
     }
     h.push_str("</tbody></table>");
 
+    diagnostics_section(&mut h, d);
+
     // Probes.
     if !d.probes.is_empty() {
         h.push_str(
@@ -384,6 +387,50 @@ const DEVICE_JS: &str = r#"(function () {
 "#;
 
 /// 404 for /devices/{id}: which devices there are.
+/// Each diagnostic: where it stands and its last result, with the failed expectation and the tool's last
+/// lines (redacted at capture).
+fn diagnostics_section(h: &mut String, d: &DeviceView) {
+    if d.diagnostics.is_empty() {
+        return;
+    }
+    h.push_str(
+        "<h2>Diagnostics</h2><table id=\"diagnostics\"><thead><tr><th>diagnostic</th><th>level</th><th>now</th>\
+         <th>last result</th><th>finished (UTC)</th><th>duration</th><th>detail</th></tr></thead><tbody>",
+    );
+    for diag in &d.diagnostics {
+        let last = diag.last.as_ref();
+        let result = last.map_or("never run", |l| l.outcome.name());
+        let class = match result {
+            "passed" => "ok",
+            "failed" => "bad",
+            _ => "muted",
+        };
+        let detail = match last.map(|l| &l.outcome) {
+            Some(Outcome::Failed { expectation, output }) => {
+                format!("{}<pre>{}</pre>", esc(expectation), esc(output))
+            }
+            Some(Outcome::Refused { reason } | Outcome::NotRun { reason }) => esc(reason).to_string(),
+            _ => String::new(),
+        };
+        let _ = write!(
+            h,
+            "<tr><td>{}</td><td class=\"num\">{}</td><td>{}</td><td class=\"{class}\">{}{}</td><td>{}</td>\
+             <td class=\"num\">{}</td><td>{detail}</td></tr>",
+            esc(&diag.name),
+            diag.level,
+            diag.phase.name(),
+            esc(result),
+            if last.is_some_and(|l| l.remedied) { " (after remedy)" } else { "" },
+            time(last.and_then(|l| l.finished)),
+            last.map_or_else(|| "-".to_owned(), |l| format!("{:.1} s", l.duration_seconds)),
+        );
+    }
+    h.push_str("</tbody></table>");
+    if let Some(why) = &d.maintenance_reason {
+        let _ = write!(h, "<p id=\"maintenance-reason\">In maintenance: {}.</p>", esc(why));
+    }
+}
+
 pub fn unknown_device_page(id: &str, devices: &[DeviceView]) -> String {
     let mut h = page_head("no such device · accel-agent");
     let _ = write!(h, "<header><h1>No device {}</h1>{NAV}</header><main><p>Known devices:</p><ul>", esc(id));

@@ -39,6 +39,9 @@ pub struct CommandProbe {
     pub stdout_cap: usize,
     pub stderr_cap: usize,
     pub pipe_grace: Duration,
+    /// At the deadline, the group first gets SIGTERM and this long to exit before SIGKILL (a diagnostic
+    /// may leave a device in a known state when asked to stop); None kills it at once.
+    pub term_grace: Option<Duration>,
 }
 
 /// What a tool's environment starts from, before `env` is added. Never the agent's whole environment,
@@ -146,7 +149,13 @@ impl CommandProbe {
             stdout_cap: DEFAULT_STDOUT_CAP,
             stderr_cap: DEFAULT_STDERR_CAP,
             pipe_grace: DEFAULT_PIPE_GRACE,
+            term_grace: None,
         }
+    }
+
+    pub fn with_term_grace(mut self, grace: Duration) -> CommandProbe {
+        self.term_grace = Some(grace);
+        self
     }
 
     pub fn with_output(mut self, output: OutputFormat) -> CommandProbe {
@@ -193,6 +202,11 @@ impl CommandProbe {
                 }
             };
             if matches!(ended, Ended::TimedOut) {
+                if let Some(grace) = self.term_grace {
+                    child.signal_group(libc::SIGTERM);
+                    // Seen exiting through the pidfd, the group is SIGKILLed while the tool is unreaped.
+                    let _ = tokio::time::timeout(grace, exit.wait(&mut child)).await;
+                }
                 child.kill_group();
                 if tokio::time::timeout(REAP_AFTER_KILL, child.0.wait()).await.is_err() {
                     tracing::warn!(program = self.program(), "probe killed at its timeout but not yet exited");
@@ -312,7 +326,7 @@ impl ExitWatch {
         if let Some(fd) = &self.0 {
             // Readable once the tool has exited; it stays a zombie, holding its pid, until reaped below.
             let _ = fd.readable().await?;
-            child.signal_group();
+            child.signal_group(libc::SIGKILL);
         }
         child.0.wait().await
     }
@@ -325,18 +339,18 @@ impl GroupChild {
     /// SIGKILLs the tool's process group. Only while the tool is unreaped: its pid, which is the group id,
     /// cannot have been reused until then, so the signal cannot reach an unrelated group.
     fn kill_group(&mut self) {
-        if self.signal_group() {
+        if self.signal_group(libc::SIGKILL) {
             // The tool may have moved itself to another group; it must die in any case.
             let _ = self.0.start_kill();
         }
     }
 
-    /// SIGKILLs the process group while the tool is unreaped (running or a zombie); false once reaped.
-    fn signal_group(&self) -> bool {
+    /// Signals the process group while the tool is unreaped (running or a zombie); false once reaped.
+    fn signal_group(&self, signal: libc::c_int) -> bool {
         let Some(pid) = self.0.id().and_then(|pid| i32::try_from(pid).ok()) else { return false };
         // SAFETY: kill(2) has no memory-safety preconditions.
         unsafe {
-            libc::kill(-pid, libc::SIGKILL);
+            libc::kill(-pid, signal);
         }
         true
     }

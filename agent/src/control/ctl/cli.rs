@@ -93,7 +93,16 @@ pub enum Verb {
     /// Re-read the config file; an invalid one is reported and the running config kept.
     Reload,
     /// Run every check now; print each finding with the runbook step it replaces and what to do.
-    Diagnose,
+    /// With --level 1..3, run the configured diagnostics of that level and below instead (2 includes
+    /// 1, as DCGM's r2 includes r1): exit 0 all passed, 1 one could not run, 2 one failed.
+    Diagnose {
+        /// 0: the passive checks (default); 1 quick, 2 medium, 3 deep diagnostics.
+        #[arg(long, default_value_t = 0, value_parser = clap::value_parser!(u8).range(0..=3))]
+        level: u8,
+        /// Only this device (default: every device).
+        #[arg(value_name = "ID")]
+        id: Option<String>,
+    },
     /// Write a tar.gz with the redacted config, state, events, metrics and matched log lines.
     Bundle {
         /// Where to write it (default: accel-agent-bundle-HOST-TIME.tar.gz here).

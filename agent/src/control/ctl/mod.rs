@@ -3,6 +3,7 @@
 
 pub mod cli;
 pub(crate) mod client;
+mod diagnostics;
 pub(crate) mod render;
 
 use std::fmt::Write as _;
@@ -133,8 +134,12 @@ fn run(cli: &CtlCli, style: Style) -> Result<Outcome, Failed> {
         }
         Verb::SetHealthy { id } => mutate(&client, cli.json, &format!("{}/set-healthy", device_path(id)), json!({})),
         Verb::Reload => mutate(&client, cli.json, "/api/v1/reload", json!({})),
-        Verb::Diagnose => {
-            let v = decode(client.request("POST", "/api/v1/diagnose", Some("{}"), DIAGNOSE_TIMEOUT)?)?;
+        Verb::Diagnose { level: level @ 1.., id } => diagnostics::run(&client, *level, id.as_deref(), cli.json, style),
+        Verb::Diagnose { id, .. } => {
+            let mut v = decode(client.request("POST", "/api/v1/diagnose", Some("{}"), DIAGNOSE_TIMEOUT)?)?;
+            if let (Some(id), Some(findings)) = (id, v["findings"].as_array_mut()) {
+                findings.retain(|f| f["device"].as_str().is_none_or(|d| d == id));
+            }
             let worst =
                 v["findings"].as_array().into_iter().flatten().filter_map(|f| f["level"].as_str()).fold(0, |acc, l| {
                     match l {
@@ -440,7 +445,8 @@ fn devices_text(v: &Value, style: Style) -> String {
 
 /// Why the device is in maintenance: each open window with its end, and an operator's, with its own.
 fn maintenance_lines(d: &Value) -> Vec<String> {
-    let mut actions = Vec::new();
+    let mut actions: Vec<String> =
+        d["maintenance_reason"].as_str().map(|why| format!("maintenance: {why}")).into_iter().collect();
     // An agent from before maintenance windows sends no maintenance_manual: its maintenance is manual.
     let manual = d["maintenance_manual"].as_bool().or(d["maintenance"].as_bool()) == Some(true);
     for w in d["maintenance_windows"].as_array().into_iter().flatten() {
@@ -565,6 +571,12 @@ fn device_text(d: &Value, style: Style) -> String {
     if !probes.is_empty() {
         out.push('\n');
         out.push_str(&probes.render(style));
+    }
+
+    let diagnostics = diagnostics::table(d, style);
+    if !diagnostics.is_empty() {
+        out.push('\n');
+        out.push_str(&diagnostics);
     }
 
     let mut actions = Vec::new();

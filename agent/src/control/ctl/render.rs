@@ -30,6 +30,16 @@ impl Style {
         }
     }
 
+    /// A diagnostic's result in its colour: passed green, failed red, anything else (refused, not run)
+    /// yellow.
+    pub fn result(&self, s: &str) -> String {
+        match s {
+            "passed" => self.paint("32", s),
+            "failed" => self.paint("1;31", s),
+            _ => self.paint("33", s),
+        }
+    }
+
     pub fn bold(&self, s: &str) -> String {
         self.paint("1", s)
     }

@@ -90,6 +90,8 @@ pub mod kind {
     pub const KUBELET: &str = "kubelet";
     /// A configured maintenance window opened or closed: one event per device it covers.
     pub const MAINTENANCE_WINDOW: &str = "maintenance_window";
+    /// A diagnostic queued, started, refused, remedied, passed or failed.
+    pub const DIAGNOSTIC: &str = "diagnostic";
 }
 
 /// Something that happened: a condition change, an action, a probe failure streak.
