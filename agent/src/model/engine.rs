@@ -1437,6 +1437,62 @@ mod tests {
         assert_eq!((status[0].active, status[0].next_start), (false, Some(at("2026-12-13T02:00:00Z"))));
     }
 
+    /// A diagnostic that names a window runs once per occurrence of it, at its local start across a
+    /// daylight-saving change, and only on the devices the window covers.
+    #[test]
+    #[cfg_attr(not(has_tzdata), ignore = "needs the tz database (Debian package tzdata)")]
+    fn a_window_runs_its_diagnostics_once_per_occurrence_across_a_dst_change() {
+        let cfg = config::parse_str(
+            "[diagnostics]\nenabled = true\nconcurrency = 2\n\
+             [[maintenance.window]]\nname = \"night\"\ndays = [\"sun\"]\nstart = \"01:30\"\n\
+             duration = \"2h\"\ntimezone = \"America/New_York\"\ndevices = [\"p0\"]\n\
+             [[device]]\nid = \"p0\"\nkind = \"photonic\"\n\
+             [[device.diagnostic]]\nname = \"deep\"\nlevel = 3\nargv = [\"check\", \"{id}\"]\nwindows = [\"night\"]\n\
+             [[device]]\nid = \"p1\"\nkind = \"photonic\"\n\
+             [[device.diagnostic]]\nname = \"deep\"\nlevel = 3\nargv = [\"check\", \"{id}\"]\n",
+            "t.toml",
+        )
+        .unwrap();
+        let at = |s: &str| SystemTime::from(s.parse::<jiff::Timestamp>().unwrap());
+        let t0 = Instant::now();
+        // 25 October 2026 is summer time (EDT, UTC-4); 1 November, the clocks go back at 02:00 EDT, and
+        // 01:30 happens twice: the window starts at the first (EDT), 05:30 UTC.
+        let (before, summer, autumn) =
+            (at("2026-10-25T05:00:00Z"), at("2026-10-25T05:31:00Z"), at("2026-11-01T05:31:00Z"));
+        let mut e = DeviceEngine::new(&cfg, t0, before);
+        assert_eq!(e.diagnostics_in_windows(before), vec![], "not open yet");
+        let queued = |e: &mut DeviceEngine, wall| {
+            e.diagnostics_in_windows(wall).into_iter().map(|(d, n, w)| format!("{d} {n} {w}")).collect::<Vec<_>>()
+        };
+        assert_eq!(queued(&mut e, summer), ["p0 deep night"], "p1's diagnostic names no window over p1");
+        let started = |e: &mut DeviceEngine, wall| {
+            e.diagnostic_decisions(|_| 0, wall)
+                .into_iter()
+                .map(|d| match d {
+                    Decision::Start(s) => format!("{} {} ({})", s.device, s.argv.join(" "), s.trigger),
+                    other => panic!("{other:?}"),
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(started(&mut e, summer), ["p0 check p0 (in maintenance window night)"]);
+        let report = Report {
+            device: "p0".into(),
+            name: "deep".into(),
+            outcome: crate::model::diagnostics::Outcome::Passed,
+            duration: std::time::Duration::from_secs(60),
+            remedy: None,
+            fault: None,
+        };
+        e.diagnostic_finished(&report, t0, summer + std::time::Duration::from_secs(60));
+        assert_eq!(
+            queued(&mut e, summer + std::time::Duration::from_secs(120)),
+            Vec::<String>::new(),
+            "once per occurrence"
+        );
+        assert_eq!(queued(&mut e, at("2026-11-01T05:29:00Z")), Vec::<String>::new(), "01:29 EDT: not yet");
+        assert_eq!(queued(&mut e, autumn), ["p0 deep night"], "the next Sunday's occurrence, at 01:30 EDT");
+    }
+
     /// A reload that removes an open window closes it (once); one that keeps its name does not reopen it.
     #[test]
     fn a_reload_keeps_an_open_window_open_and_closes_a_removed_one() {
