@@ -1333,7 +1333,7 @@ mod tests {
             events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum();
         assert_eq!(critical, 1, "one event says it");
         let healthy = crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started);
-        assert_eq!(healthy, Err(format!("the actions worker stopped: {why}")));
+        assert_eq!(healthy.map_err(|e| e.to_string()), Err(format!("the actions worker stopped: {why}")));
         let scrape = crate::publish::exposition::Exposition::new(Arc::clone(&state))
             .render(crate::publish::exposition::Format::Text004, false);
         let scrape = String::from_utf8_lossy(&scrape);
