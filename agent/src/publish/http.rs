@@ -343,7 +343,7 @@ impl Http {
                 device,
                 throttle,
                 &history_report(&self.state, device, None, SystemTime::now()),
-                events.as_deref().map_err(|e| e.to_string()),
+                events.as_deref(),
             )),
         )
     }
