@@ -761,13 +761,15 @@ impl Worker {
             .map(|(p, o)| (p.clone(), o.clone()))
             .collect();
         for (target, original) in entries {
-            let result = match &self.root {
-                Ok(root) => (self.writer)(root, &target, &original.value)
-                    .map(|()| root.display(&target))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{target}: {e}")),
+            let root = match &self.root {
+                Ok(root) => root,
+                Err(e) => {
+                    let message = format!("{why} failed: {target}: {e}");
+                    self.event(Some(&original.device), Severity::Critical, message);
+                    continue;
+                }
             };
-            match result {
+            match (self.writer)(root, &target, &original.value).map(|()| root.display(&target)) {
                 Ok(path) => {
                     if let Err(e) = originals.forget(&target) {
                         self.event(Some(&original.device), Severity::Critical, e.to_string());
