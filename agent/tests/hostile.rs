@@ -6,7 +6,6 @@ mod common;
 
 use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
-use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,23 +47,6 @@ fn ctl(agent: &Agent, args: &[&str], ids: Option<(u32, u32)>) -> (i32, String, S
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
-}
-
-/// One raw HTTP request on the control socket; returns the status code and the body.
-fn request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
-    let mut s = UnixStream::connect(sock).expect("connect");
-    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    write!(
-        s,
-        "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\n\
-         Content-Length: {}\r\n\r\n{body}",
-        body.len()
-    )
-    .unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).expect("reply");
-    let code = raw.split(' ').nth(1).and_then(|c| c.parse().ok()).expect("status line");
-    (code, raw.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default())
 }
 
 fn wait(what: &str, mut cond: impl FnMut() -> bool) {
@@ -149,12 +131,13 @@ fn absurd_hold_durations_are_a_clear_400() {
     let (agent, _cfg) = Agent::with_config(fs.root(), &config(logs.path()));
     agent.wait_ready();
     let sock = socket(&agent);
-    let (code, body) = request(&sock, "POST", "/api/v1/devices/loihi0/maintenance", r#"{"for":"300000000000y"}"#);
+    let (code, body) =
+        common::socket_request(&sock, "POST", "/api/v1/devices/loihi0/maintenance", r#"{"for":"300000000000y"}"#);
     assert_eq!(code, 400, "{body}");
     assert!(body.contains("too long: at most 366 days"), "{body}");
-    let (code, body) = request(&sock, "POST", "/api/v1/devices/loihi0/maintenance", r#"{"for":"2h"}"#);
+    let (code, body) = common::socket_request(&sock, "POST", "/api/v1/devices/loihi0/maintenance", r#"{"for":"2h"}"#);
     assert_eq!(code, 200, "{body}");
-    assert_eq!(request(&sock, "GET", "/api/v1/status", "").0, 200, "the handler that refused is alive");
+    assert_eq!(common::socket_request(&sock, "GET", "/api/v1/status", "").0, 200, "the handler that refused is alive");
 }
 
 /// Runs `python3` as uid/gid 65534 holding `n` idle connections to `sock` until its stdin closes; returns
@@ -233,7 +216,9 @@ fn matched_log_lines_and_the_bundle_are_for_root_and_the_control_group_only() {
     std::fs::set_permissions(&sock, std::fs::Permissions::from_mode(0o666)).unwrap();
     let mut f = std::fs::OpenOptions::new().append(true).open(logs.path().join("loihi0.log")).unwrap();
     writeln!(f, "DMA secret-looking line").unwrap();
-    wait("the line matched", || request(&sock, "GET", "/api/v1/logs/recent", "").1.contains("secret-looking"));
+    wait("the line matched", || {
+        common::socket_request(&sock, "GET", "/api/v1/logs/recent", "").1.contains("secret-looking")
+    });
     let (code, body) = get_as(&sock, "/api/v1/logs/recent", (65534, 65534));
     assert_eq!(code, 403, "{body}");
     assert!(body.contains("not authorised") && !body.contains("secret-looking"), "{body}");
@@ -323,7 +308,7 @@ fn a_log_replaced_by_a_symlink_or_fifo_is_not_read_and_says_so_once() {
     let events = agent.get("/api/v1/events?kind=log_source").body;
     assert_eq!(events.matches("\"log_source\"").count(), 1, "said once: {events}");
     assert!(events.contains("\"warning\""), "{events}");
-    assert!(!request(&sock, "GET", "/api/v1/logs/recent", "").1.contains("SECRET"));
+    assert!(!common::socket_request(&sock, "GET", "/api/v1/logs/recent", "").1.contains("SECRET"));
     assert_eq!(agent.metric("accel_log_matches_total", &[("device", "loihi0"), ("rule", "dma")]), Some(0.0));
 
     // A FIFO in its place: refused as well, and nothing hangs.

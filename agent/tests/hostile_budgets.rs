@@ -204,7 +204,7 @@ fn outcome(mut s: TcpStream) -> Outcome {
             Ok(0) => break true,
             Ok(n) => {
                 raw.extend_from_slice(&buf[..n]);
-                if common::parse_http_response(&raw, Instant::now()).is_some() {
+                if common::http_head(&raw).is_some() {
                     s.set_read_timeout(Some(Duration::from_millis(100))).expect("timeout");
                 }
             }
@@ -213,8 +213,10 @@ fn outcome(mut s: TcpStream) -> Outcome {
             Err(_) => break true,
         }
     };
-    match common::parse_http_response(&raw, Instant::now()) {
-        Some(r) => Outcome::Answered { status: r.status, closed, retry_after: r.headers.contains_key("retry-after") },
+    match common::http_head(&raw) {
+        Some((status, headers)) => {
+            Outcome::Answered { status, closed, retry_after: headers.contains_key("retry-after") }
+        }
         None if closed => Outcome::ClosedUnanswered,
         None => Outcome::Waiting,
     }

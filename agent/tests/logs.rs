@@ -80,14 +80,9 @@ severity = "info"
     assert!(events.contains("log rule reset matched"), "{events}");
 }
 
-/// A GET on the control socket (`/api/v1/logs/recent` is served only there).
+/// A GET on the control socket (`/api/v1/logs/recent` is served only there): the reply's body.
 fn socket_get(agent: &Agent, path: &str) -> String {
-    use std::io::Read;
-    let mut s = std::os::unix::net::UnixStream::connect(agent.state_dir.path().join("agent.sock")).unwrap();
-    write!(s, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").unwrap();
-    let mut out = String::new();
-    s.read_to_string(&mut out).unwrap();
-    out
+    common::socket_request(&agent.state_dir.path().join("agent.sock"), "GET", path, "").1
 }
 
 /// Regression: a reload with the same config emptied the recent log matches (and so the bundle's) while

@@ -16,7 +16,6 @@ use rcgen::{
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::{ClientConfig, RootCertStore, SupportedProtocolVersion};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A CA, a server certificate for localhost signed by it, a client certificate signed by it, and a
 /// self-signed client certificate it knows nothing of; all as files in one temp dir, beside which the
@@ -125,41 +124,28 @@ struct TlsReply {
     server_cert: Vec<u8>,
 }
 
-/// GET over TLS with tokio-rustls; `Err` says how it failed (handshake, or the connection dropped before
-/// a response, which is how TLS 1.3 reports a refused client certificate).
+/// GET over TLS with tokio-rustls and the tests' shared request helper; `Err` says how it failed
+/// (handshake, or the connection dropped before a response, which is how TLS 1.3 reports a refused client
+/// certificate).
 fn tls_get(
     addr: std::net::SocketAddr,
     config: Arc<ClientConfig>,
     path: &str,
     headers: &[(&str, &str)],
 ) -> Result<TlsReply, String> {
-    let mut request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        request.push_str(&format!("{k}: {v}\r\n"));
-    }
-    request.push_str("\r\n");
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
-    runtime.block_on(async move {
-        let started = Instant::now();
-        let exchange = async {
-            let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
-            let name = ServerName::try_from("localhost").expect("name");
-            let mut tls = tokio_rustls::TlsConnector::from(config)
-                .connect(name, tcp)
-                .await
-                .map_err(|e| format!("handshake: {e}"))?;
-            let server_cert =
-                tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
-            tls.write_all(request.as_bytes()).await.map_err(|e| format!("write: {e}"))?;
-            let mut raw = Vec::new();
-            let read = tls.read_to_end(&mut raw).await;
-            match common::parse_http_response(&raw, started) {
-                Some(response) => Ok(TlsReply { response, server_cert }),
-                None => Err(format!("no HTTP response: {read:?}")),
-            }
-        };
-        tokio::time::timeout(Duration::from_secs(10), exchange).await.map_err(|_| "timed out".to_owned())?
-    })
+    let mut server_cert = Vec::new();
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| format!("connect: {e}"))?;
+        let name = ServerName::try_from("localhost").expect("name");
+        let tls =
+            tokio_rustls::TlsConnector::from(config).connect(name, tcp).await.map_err(|e| format!("handshake: {e}"))?;
+        server_cert =
+            tls.get_ref().1.peer_certificates().and_then(|c| c.first()).map(|c| c.to_vec()).unwrap_or_default();
+        Ok(tls)
+    };
+    let request = common::request("GET", "localhost", path, headers, "");
+    let response = common::send(connect, request, Duration::from_secs(10), Instant::now())?;
+    Ok(TlsReply { response, server_cert })
 }
 
 /// What curl got: its exit code and, if it got a response, the status and body.

@@ -8,6 +8,7 @@ pub mod catalogue;
 pub mod export;
 pub mod fault;
 pub mod host;
+pub mod http;
 pub mod intern;
 pub mod logs;
 pub mod probes;

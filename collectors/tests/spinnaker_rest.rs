@@ -5,6 +5,7 @@
 use accel_sim::spalloc_rest_sim::{RestBoard, RestJobState, RestMachine, RestOptions as SimOptions, SpallocRestSim};
 use collectors::spinnaker::{JobState, RestAuth, RestError, RestOptions, SpallocRestClient};
 use serde_json::json;
+use std::time::{Duration, Instant};
 
 fn board(xyz: [u32; 3], physical: [u32; 3]) -> RestBoard {
     RestBoard { xyz, physical, address: format!("10.11.193.{}", physical[2] + 1) }
@@ -146,4 +147,54 @@ async fn refusals_name_the_service_and_never_the_secret() {
         SpallocRestClient::new("spalloc:22244", password(), RestOptions::default()),
         Err(RestError::Url(_))
     ));
+}
+
+#[tokio::test]
+async fn the_cookie_set_at_login_is_the_one_sent_after() {
+    let sim = sim();
+    let mut c = SpallocRestClient::new(&sim.url(), password(), options(&sim)).unwrap();
+    assert_eq!(c.list_machines().await.unwrap().len(), 2);
+    let requests = sim.requests();
+    let cookies = sim.session_cookies();
+    assert_eq!(
+        requests,
+        [
+            "GET /spalloc/system/login.html",
+            "POST /spalloc/system/perform_login",
+            "GET /spalloc/srv/spalloc/",
+            "GET /spalloc/srv/spalloc/machines"
+        ]
+    );
+    // The form's anonymous session goes back with the form; the one the login sets replaces it.
+    let anon = cookies[1].clone().expect("the login form's cookie sent with the form");
+    let session = cookies[2].clone().expect("the login's cookie sent after it");
+    assert_eq!(cookies[0], None);
+    assert_ne!(anon, session, "a new session at login");
+    assert_eq!(cookies[3].as_deref(), Some(session.as_str()));
+    assert_eq!(sim.sessions(), [session], "the anonymous session was dropped by the service at login");
+}
+
+#[tokio::test]
+async fn a_service_that_accepts_and_never_answers_is_given_up_at_the_deadline() {
+    let sim = sim();
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("https://127.0.0.1:{}/spalloc/", silent.local_addr().unwrap().port());
+    let options = RestOptions { request_timeout: Duration::from_millis(300), ..options(&sim) };
+    let mut c = SpallocRestClient::new(&url, password(), options).unwrap();
+    let started = Instant::now();
+    let e = c.list_machines().await.unwrap_err();
+    assert!(matches!(e, RestError::Http { .. }), "{e}");
+    assert!(e.to_string().contains("no answer within 300ms") && e.to_string().contains(&url), "{e}");
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+}
+
+#[tokio::test]
+async fn a_reply_over_the_body_cap_is_refused() {
+    let sim = sim();
+    // The login form is a few hundred bytes.
+    let options = RestOptions { max_body: 64, ..options(&sim) };
+    let mut c = SpallocRestClient::new(&sim.url(), password(), options).unwrap();
+    let e = c.list_machines().await.unwrap_err();
+    assert!(matches!(e, RestError::Http { .. }), "{e}");
+    assert!(e.to_string().contains("system/login.html: the reply's body is over 64 bytes"), "{e}");
 }

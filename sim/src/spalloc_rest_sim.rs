@@ -104,6 +104,8 @@ struct State {
     keepalives: u64,
     created: u64,
     requests: Vec<String>,
+    /// The session cookie each request carried, in the order of `requests`.
+    session_cookies: Vec<Option<String>>,
 }
 
 struct Shared {
@@ -243,6 +245,16 @@ impl SpallocRestSim {
     /// "METHOD path" of every request, in order, authenticated or not.
     pub fn requests(&self) -> Vec<String> {
         self.shared.lock().requests.clone()
+    }
+
+    /// The session cookie (`JSESSIONID`) each request carried, in the order of [`SpallocRestSim::requests`].
+    pub fn session_cookies(&self) -> Vec<Option<String>> {
+        self.shared.lock().session_cookies.clone()
+    }
+
+    /// The session ids the service has handed out and still knows, logged in or not.
+    pub fn sessions(&self) -> Vec<String> {
+        self.shared.lock().sessions.keys().cloned().collect()
     }
 }
 
@@ -411,6 +423,7 @@ fn handle(req: &Request, shared: &Shared, addr: SocketAddr) -> Response {
     let api = format!("{base}srv/spalloc/");
     let mut s = shared.lock();
     s.requests.push(format!("{} {}", req.method, req.path));
+    s.session_cookies.push(req.cookie(SESSION_COOKIE).map(str::to_owned));
     let Some(rest) = req.path.strip_prefix(CONTEXT) else { return Response::empty(404) };
     let rest = rest.trim_end_matches('/');
     let bearer_user = req

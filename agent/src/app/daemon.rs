@@ -171,7 +171,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
             control.live.store(Arc::new(reload::live(generation, config_path.clone(), &shared.evidence)));
         }
         if let Some(reply) = reply {
-            let _ = reply.send(outcome);
+            let _ = reply.send(outcome.map_err(Into::into));
         }
     };
     tracing::info!("{which} received, shutting down");

@@ -17,7 +17,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::cli::Cli;
-use crate::app::loading::ConfigSource;
+use crate::app::loading::{ConfigLoadError, ConfigSource};
 use crate::control::{Live, ReloadRequest};
 use crate::effects::actions::{Actions, ActionsMode, RECONFIGURE_TIMEOUT};
 use crate::effects::events::Events;
@@ -139,21 +139,32 @@ const LOAD_DEADLINE: Duration = Duration::from_secs(5);
 /// Reads and checks the config again (with the command line's overrides) on a blocking thread, within
 /// [`LOAD_DEADLINE`]. Errors leave out every value of the file: they go to the log, the journal and the
 /// control socket.
-async fn load(cli: &Cli) -> Result<Config, String> {
+async fn load(cli: &Cli) -> Result<Config, ReloadError> {
     let cli = cli.clone();
     let read = tokio::task::spawn_blocking(move || crate::app::loading::load_config(&cli));
     // The same lookup as at start: --config, else the default file if present, else nothing to reload.
     match tokio::time::timeout(LOAD_DEADLINE, read).await {
-        Err(_) => {
-            Err(format!("reading the config took longer than {}s; the read was abandoned", LOAD_DEADLINE.as_secs()))
-        }
-        Ok(Err(e)) => Err(format!("reading the config failed: {e}")),
-        Ok(Ok(Ok((_, ConfigSource::Embedded)))) => {
-            Err("no config file to reload: the agent runs on the embedded default".to_owned())
-        }
+        Err(_) => Err(ReloadError::Slow(LOAD_DEADLINE)),
+        Ok(Err(e)) => Err(ReloadError::Task(e)),
+        Ok(Ok(Ok((_, ConfigSource::Embedded)))) => Err(ReloadError::Embedded),
         Ok(Ok(Ok((config, _)))) => Ok(config),
-        Ok(Ok(Err(e))) => Err(e.to_string()),
+        Ok(Ok(Err(e))) => Err(ReloadError::Invalid(e)),
     }
+}
+
+/// Why a reload left the running config in place.
+#[derive(Debug, thiserror::Error)]
+pub enum ReloadError {
+    #[error("reading the config took longer than {}s; the read was abandoned", .0.as_secs())]
+    Slow(Duration),
+    #[error("reading the config failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("no config file to reload: the agent runs on the embedded default")]
+    Embedded,
+    #[error(transparent)]
+    Invalid(ConfigLoadError),
+    #[error("the agent is shutting down")]
+    ShuttingDown,
 }
 
 /// Loads the config again and, if it is valid, switches `current` to it. Cancel-safe for shutdown: if the
@@ -164,7 +175,7 @@ pub async fn reload(
     current: &mut Option<Generation>,
     shared: &Shared,
     shutdown: &CancellationToken,
-) -> Result<String, String> {
+) -> Result<String, ReloadError> {
     let loaded = load(cli).await;
     let now = SystemTime::now();
     let new = match loaded {
@@ -179,7 +190,7 @@ pub async fn reload(
         }
     };
     let Some(old) = current.take() else {
-        return Err("the agent is shutting down".to_owned());
+        return Err(ReloadError::ShuttingDown);
     };
     let restart = needs_restart(&old.config, &new);
     let logs = old.stop().await;

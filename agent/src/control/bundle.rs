@@ -2,6 +2,7 @@
 //! redacted, the state, recent events, a metrics snapshot, recent matched log lines and versions.
 
 use std::io::Write;
+use std::path::PathBuf;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::Serialize;
@@ -60,12 +61,31 @@ fn os_release() -> Option<String> {
     Some(line.trim_start_matches("PRETTY_NAME=").trim_matches('"').to_owned())
 }
 
-fn pretty<T: Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, String> {
-    serde_json::to_vec_pretty(v).map_err(|e| e.to_string())
+/// Why the bundle could not be built; each names the file or step.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    #[error("{file}: {source}")]
+    Json { file: &'static str, source: serde_json::Error },
+    /// The config file's text could not be redacted (the message carries no value of it).
+    #[error("{}: {reason}", path.display())]
+    Redact { path: PathBuf, reason: String },
+    #[error("config: {0}")]
+    ConfigTable(#[source] toml::ser::Error),
+    #[error("config-effective.toml: {0}")]
+    ConfigText(#[source] toml::ser::Error),
+    #[error("archiving failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+    #[error("archiving failed: {0}")]
+    Archive(#[source] std::io::Error),
+}
+
+fn pretty<T: Serialize + ?Sized>(file: &'static str, v: &T) -> Result<(&'static str, Vec<u8>), BundleError> {
+    let bytes = serde_json::to_vec_pretty(v).map_err(|source| BundleError::Json { file, source })?;
+    Ok((file, bytes))
 }
 
 /// Builds the bundle in memory.
-pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
+pub async fn build(control: &Control) -> Result<Vec<u8>, BundleError> {
     let live = control.live.load_full();
     let snap = control.state.snapshot();
     let events = control
@@ -87,10 +107,12 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
         hostname: read_trimmed("/proc/sys/kernel/hostname"),
         generated_unix: now,
     };
-    files.push(("versions.json", pretty(&versions)?));
+    files.push(pretty("versions.json", &versions)?);
     let file_text = match &live.config_path {
         Some(path) => match config::file::read_text_bounded(path, config::file::MAX_CONFIG_BYTES) {
-            Ok(text) => Some(redact_config(&text).map_err(|e| format!("{}: {e}", path.display()))?),
+            Ok(text) => {
+                Some(redact_config(&text).map_err(|reason| BundleError::Redact { path: path.clone(), reason })?)
+            }
             Err(e) => {
                 readme.push_str(&format!("\nconfig.toml is absent: {e}\n"));
                 None
@@ -104,11 +126,14 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
     if let Some(text) = file_text {
         files.push(("config.toml", text.into_bytes()));
     }
-    let mut effective = toml::Table::try_from(&*live.config).map_err(|e| format!("config: {e}"))?;
+    let mut effective = toml::Table::try_from(&*live.config).map_err(BundleError::ConfigTable)?;
     redact_table(&mut effective);
-    files.push(("config-effective.toml", toml::to_string_pretty(&effective).map_err(|e| e.to_string())?.into_bytes()));
-    files.push(("status.json", pretty(&control.status())?));
-    files.push(("devices.json", pretty(&*snap.devices)?));
+    files.push((
+        "config-effective.toml",
+        toml::to_string_pretty(&effective).map_err(BundleError::ConfigText)?.into_bytes(),
+    ));
+    files.push(pretty("status.json", &control.status())?);
+    files.push(pretty("devices.json", &*snap.devices)?);
     let collectors: Vec<CollectorReport> = snap
         .collectors
         .iter()
@@ -126,23 +151,24 @@ pub async fn build(control: &Control) -> Result<Vec<u8>, String> {
             stuck_threads: c.stuck_threads,
         })
         .collect();
-    files.push(("collectors.json", pretty(&collectors)?));
+    files.push(pretty("collectors.json", &collectors)?);
     match events {
-        Ok(events) => files.push(("events.json", pretty(&events)?)),
+        Ok(events) => files.push(pretty("events.json", &events)?),
         Err(e) => readme.push_str(&format!("\nevents.json is absent: {e}\n")),
     }
     files.push(("metrics.prom", control.http.exposition.render(Format::Text004, false).to_vec()));
     let mut lines = Vec::new();
     for m in live.logs.recent() {
-        serde_json::to_writer(&mut lines, &m).map_err(|e| e.to_string())?;
+        serde_json::to_writer(&mut lines, &m)
+            .map_err(|source| BundleError::Json { file: "log-matches.jsonl", source })?;
         lines.push(b'\n');
     }
     files.push(("log-matches.jsonl", lines));
     files.insert(0, ("README.txt", readme.into_bytes()));
     tokio::task::spawn_blocking(move || archive(&files, now))
         .await
-        .map_err(|e| format!("archiving failed: {e}"))?
-        .map_err(|e| format!("archiving failed: {e}"))
+        .map_err(BundleError::Task)?
+        .map_err(BundleError::Archive)
 }
 
 fn archive(files: &[(&str, Vec<u8>)], mtime: u64) -> std::io::Result<Vec<u8>> {

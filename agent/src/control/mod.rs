@@ -114,7 +114,11 @@ impl Drop for Slot {
 }
 
 /// A reload asked for on the socket; the daemon answers with what happened.
-pub type ReloadRequest = oneshot::Sender<Result<String, String>>;
+pub type ReloadRequest = oneshot::Sender<Result<String, ReloadRefused>>;
+
+/// Why the daemon refused a reload: its own error, whole, for the reply's text (the daemon's error type
+/// lives above this module).
+pub type ReloadRefused = Box<dyn std::error::Error + Send + Sync>;
 
 /// What the running loops share with the control socket; swapped as a whole by a reload.
 pub struct Live {
@@ -217,7 +221,7 @@ impl Control {
             }
             let body = match body {
                 Ok(b) => b,
-                Err(e) => return failure(StatusCode::BAD_REQUEST, e),
+                Err(e) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
             };
             return self.mutate(&path, body, peer).await;
         }
@@ -330,7 +334,7 @@ impl Control {
         let until = match body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())) {
             None => None,
             Some(Ok(until)) => Some(until),
-            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e),
+            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
         let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
@@ -491,7 +495,7 @@ impl Control {
         }
         match rx.await {
             Ok(Ok(message)) => json(StatusCode::OK, &Done { ok: true, device: None, message }),
-            Ok(Err(error)) => failure(StatusCode::UNPROCESSABLE_ENTITY, error),
+            Ok(Err(error)) => failure(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
             Err(_) => failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down"),
         }
     }
@@ -510,7 +514,6 @@ impl Control {
 /// The longest `--for` a mutation takes: a hold meant to outlast this is a config change.
 const MAX_HOLD: Duration = Duration::from_secs(366 * 24 * 3600);
 
-/// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
 /// Turns an operator's maintenance on or off, and says what that leaves: off ends only the operator's
 /// part, so a maintenance window that covers the device keeps it in maintenance, and the answer says so.
 fn set_maintenance(
@@ -529,27 +532,52 @@ fn set_maintenance(
     })
 }
 
-fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, String> {
-    let d = humantime::parse_duration(text).map_err(|e| format!("--for: {e}; write e.g. 30m, 2h"))?;
-    if d.is_zero() {
-        return Err("--for must be longer than 0s".to_owned());
-    }
-    if d > MAX_HOLD {
-        return Err(format!("--for {text} is too long: at most {} days", MAX_HOLD.as_secs() / 86_400));
-    }
-    now.checked_add(d).ok_or_else(|| format!("--for {text} reaches past the end of the clock"))
+/// Why a `--for` was refused.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum HoldError {
+    #[error("--for: {0}; write e.g. 30m, 2h")]
+    Unreadable(humantime::DurationError),
+    #[error("--for must be longer than 0s")]
+    Zero,
+    #[error("--for {text} is too long: at most {} days", MAX_HOLD.as_secs() / 86_400)]
+    TooLong { text: String },
+    #[error("--for {text} reaches past the end of the clock")]
+    PastClock { text: String },
 }
 
-async fn read_body(req: Request<Incoming>) -> Result<MutationBody, String> {
+/// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
+fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, HoldError> {
+    let d = humantime::parse_duration(text).map_err(HoldError::Unreadable)?;
+    if d.is_zero() {
+        return Err(HoldError::Zero);
+    }
+    if d > MAX_HOLD {
+        return Err(HoldError::TooLong { text: text.to_owned() });
+    }
+    now.checked_add(d).ok_or_else(|| HoldError::PastClock { text: text.to_owned() })
+}
+
+/// Why a mutation's body was refused.
+#[derive(Debug, thiserror::Error)]
+enum BodyError {
+    #[error("the request body did not arrive in time")]
+    Late,
+    #[error("cannot read the request body: {0}")]
+    Read(#[source] Box<dyn std::error::Error + Send + Sync>),
+    #[error("bad request body: {0}")]
+    Json(#[source] serde_json::Error),
+}
+
+async fn read_body(req: Request<Incoming>) -> Result<MutationBody, BodyError> {
     let collected = tokio::time::timeout(REQUEST_TIMEOUT, Limited::new(req.into_body(), MAX_BODY).collect())
         .await
-        .map_err(|_| "the request body did not arrive in time".to_owned())?
-        .map_err(|e| format!("cannot read the request body: {e}"))?
+        .map_err(|_| BodyError::Late)?
+        .map_err(BodyError::Read)?
         .to_bytes();
     if collected.iter().all(u8::is_ascii_whitespace) {
         return Ok(MutationBody::default());
     }
-    serde_json::from_slice(&collected).map_err(|e| format!("bad request body: {e}"))
+    serde_json::from_slice(&collected).map_err(BodyError::Json)
 }
 
 /// Serves the control socket until `shutdown`, then removes the socket file.
@@ -617,14 +645,12 @@ mod tests {
     #[test]
     fn holds_are_bounded_and_never_overflow_the_clock() {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_800_000_000);
-        assert_eq!(hold_until("30m", now), Ok(now + Duration::from_secs(1800)));
-        assert_eq!(hold_until("0s", now), Err("--for must be longer than 0s".to_owned()));
-        assert_eq!(
-            hold_until("300000000000y", now),
-            Err("--for 300000000000y is too long: at most 366 days".to_owned())
-        );
-        assert_eq!(hold_until("3000y", now), Err("--for 3000y is too long: at most 366 days".to_owned()));
-        assert!(hold_until("1000000000000000000000y", now).unwrap_err().starts_with("--for: "));
+        let hold = |text: &str| hold_until(text, now).map_err(|e| e.to_string());
+        assert_eq!(hold("30m"), Ok(now + Duration::from_secs(1800)));
+        assert_eq!(hold("0s"), Err("--for must be longer than 0s".to_owned()));
+        assert_eq!(hold("300000000000y"), Err("--for 300000000000y is too long: at most 366 days".to_owned()));
+        assert_eq!(hold("3000y"), Err("--for 3000y is too long: at most 366 days".to_owned()));
+        assert!(hold("1000000000000000000000y").unwrap_err().starts_with("--for: "));
         assert!(hold_until("1y", now).is_ok());
     }
 

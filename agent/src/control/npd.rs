@@ -11,13 +11,12 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::mpsc;
 use std::time::Duration;
 
 use clap::ValueEnum;
 use serde_json::Value;
 
-use crate::control::ctl::client::Client;
+use crate::control::ctl::client::{Client, ClientError};
 
 /// NPD's default `max_output_length`.
 pub const MAX_MESSAGE: usize = 80;
@@ -155,34 +154,25 @@ pub fn one_line(s: &str, max: usize) -> String {
     line[..end].to_owned()
 }
 
-/// Asks the agent on `socket`, all within `timeout`.
+/// Asks the agent on `socket`, all within `timeout` (the client's deadline covers the whole exchange,
+/// however the agent drips its reply).
 pub fn check(condition: NodeCondition, socket: PathBuf, timeout: Duration) -> Answer {
-    let (tx, rx) = mpsc::channel();
     let shown = socket.display().to_string();
-    // The client's timeouts bound each read; this bounds the whole exchange, however the agent drips.
-    let spawned = std::thread::Builder::new().name("npd-request".into()).spawn(move || {
-        let client = Client { socket };
-        let _ = tx.send(client.request("GET", "/api/v1/status", None, timeout));
-    });
-    if let Err(e) = spawned {
-        return Answer::new(Verdict::Unknown, format!("cannot start the request: {e}"));
-    }
-    let reply = match rx.recv_timeout(timeout) {
-        Ok(Ok(reply)) => reply,
-        Ok(Err(crate::control::ctl::client::ClientError::Unreachable { .. })) => {
+    let reply = match (Client { socket }).request("GET", "/api/v1/status", None, timeout) {
+        Ok(reply) => reply,
+        Err(ClientError::Unreachable { .. }) => {
             return Answer::new(Verdict::Unknown, format!("accel-agent not running at {shown}"));
         }
-        Ok(Err(crate::control::ctl::client::ClientError::Denied { .. })) => {
+        Err(ClientError::Denied { .. }) => {
             return Answer::new(Verdict::Unknown, format!("permission denied on {shown}"));
         }
-        // The client's own read deadline and this one are the same length: either may fire first.
-        Ok(Err(crate::control::ctl::client::ClientError::Timeout { .. })) | Err(_) => {
+        Err(ClientError::Timeout { .. }) => {
             return Answer::new(
                 Verdict::Unknown,
                 format!("accel-agent did not answer within {}", humantime::format_duration(timeout)),
             );
         }
-        Ok(Err(e)) => return Answer::new(Verdict::Unknown, e.to_string()),
+        Err(e) => return Answer::new(Verdict::Unknown, e.to_string()),
     };
     if reply.status != 200 {
         return Answer::new(Verdict::Unknown, format!("accel-agent answered HTTP {}", reply.status));

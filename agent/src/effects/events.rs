@@ -24,6 +24,15 @@ use crate::effects::journal::{Event, EventFilter, Journal, JournalError, Lane, S
 use crate::model::health::Impact;
 use crate::model::{ConditionChange, Status};
 
+/// Why a reload's attempt to open the journal did not.
+#[derive(Debug, thiserror::Error)]
+enum OpenAttemptError {
+    #[error(transparent)]
+    Journal(JournalError),
+    #[error("the attempt failed: {0}")]
+    Task(#[source] tokio::task::JoinError),
+}
+
 /// The largest body one events answer may have; past it the answer holds fewer events than asked and
 /// says so. 10,000 events of a few hundred bytes each fit.
 pub const MAX_ANSWER_BYTES: usize = 8 << 20;
@@ -199,15 +208,15 @@ impl Events {
     }
 
     /// One attempt on a blocking thread: Ok(true) if it opened the journal, Ok(false) if it was open.
-    async fn attempt(self: &Arc<Self>) -> Result<bool, String> {
+    async fn attempt(self: &Arc<Self>) -> Result<bool, OpenAttemptError> {
         if self.journal.load().is_some() {
             return Ok(false);
         }
         let me = Arc::clone(self);
         match tokio::task::spawn_blocking(move || me.try_open()).await {
             Ok(Ok(())) => Ok(true),
-            Ok(Err(e)) => Err(e.to_string()),
-            Err(e) => Err(format!("the attempt failed: {e}")),
+            Ok(Err(e)) => Err(OpenAttemptError::Journal(e)),
+            Err(e) => Err(OpenAttemptError::Task(e)),
         }
     }
 

@@ -49,7 +49,21 @@ struct Slot {
     next_try: Instant,
     in_flight: bool,
     /// What was last reported (logged, and sent to the model): registered, or the error.
-    reported: Option<Result<(), String>>,
+    reported: Option<Result<(), NotRegistered>>,
+}
+
+/// Why a resource is not registered with kubelet. The causes are kept as their text: outcomes are
+/// compared, to log and tell the model once per change, and the model shows the text.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+enum NotRegistered {
+    #[error("kubelet restarted; registering again")]
+    KubeletRestarted,
+    /// The plugin's own socket could not be served.
+    #[error("{0}")]
+    Serve(String),
+    /// kubelet refused the registration or did not answer.
+    #[error("{0}")]
+    Register(String),
 }
 
 pub async fn run(config: Arc<Config>, cx: Context, token: CancellationToken) {
@@ -106,7 +120,7 @@ pub async fn run(config: Arc<Config>, cx: Context, token: CancellationToken) {
             if s.registered_with.is_some() && s.registered_with != kubelet_now {
                 s.registered_with = None;
                 s.next_try = now;
-                report(s, Err("kubelet restarted; registering again".to_owned()), &cx);
+                report(s, Err(NotRegistered::KubeletRestarted), &cx);
             }
             if s.served.is_some() && s.registered_with.is_none() && !s.in_flight && now >= s.next_try {
                 s.in_flight = true;
@@ -180,10 +194,7 @@ fn ensure_served(s: &mut Slot, token: &CancellationToken, cx: &Context) {
     let (resource, list, allocations) = (s.resource.clone(), s.list.subscribe(), Arc::clone(&s.allocations));
     match plugin::serve(&s.socket, |stop| Plugin::new(resource, list, allocations, stop), token.child_token()) {
         Ok(served) => s.served = Some(served),
-        Err(e) => {
-            let message = e.to_string();
-            report(s, Err(message), cx);
-        }
+        Err(e) => report(s, Err(NotRegistered::Serve(e.to_string())), cx),
     }
 }
 
@@ -215,13 +226,13 @@ fn registered(s: &mut Slot, with: Option<FileId>, result: Result<(), KubeletErro
         Err(e) => {
             s.failures += 1;
             s.next_try = now + registration::backoff(s.failures);
-            report(s, Err(e.to_string()), cx);
+            report(s, Err(NotRegistered::Register(e.to_string())), cx);
         }
     }
 }
 
 /// Logs a registration outcome once per transition and tells the model.
-fn report(s: &mut Slot, outcome: Result<(), String>, cx: &Context) {
+fn report(s: &mut Slot, outcome: Result<(), NotRegistered>, cx: &Context) {
     let changed = !matches!((&s.reported, &outcome), (Some(Ok(())), Ok(())) | (Some(Err(_)), Err(_)));
     if changed {
         match &outcome {
@@ -235,7 +246,7 @@ fn report(s: &mut Slot, outcome: Result<(), String>, cx: &Context) {
     s.reported = Some(outcome.clone());
     let resource = s.resource.clone();
     cx.evidence.send(Evidence::Command(Box::new(move |engine, _, _| {
-        engine.kubelet_mut().set_registration(&resource, outcome.is_ok(), outcome.err());
+        engine.kubelet_mut().set_registration(&resource, outcome.is_ok(), outcome.err().map(|e| e.to_string()));
         Vec::new()
     })));
 }

@@ -451,7 +451,11 @@ mod tests {
             message: "timed out",
         };
         let dead_bmp = BoardReading { error: Some("timeout".to_owned()), ..Default::default() };
-        let unbooted = BoardReading { bmp_alive: true, scamp: Some(Err("no reply".to_owned())), ..Default::default() };
+        let unbooted = BoardReading {
+            bmp_alive: true,
+            scamp: Some(Err(crate::model::spinnaker::ScampError::Scp("no reply".to_owned()))),
+            ..Default::default()
+        };
         let cases = [
             (OfflineEvidence::default(), None),
             (

@@ -28,9 +28,21 @@ pub struct BoardReading {
     pub status: Option<BoardStatus>,
     /// The SC&MP probe: None when not configured or the BMP is down; Some(Err) when the board did not
     /// answer (not booted).
-    pub scamp: Option<Result<String, String>>,
+    pub scamp: Option<Result<String, ScampError>>,
     /// spalloc lists the board among its machine's dead boards; None when spalloc was not asked.
     pub dead_in_spalloc: Option<bool>,
+}
+
+/// Why the SC&MP probe got no version from a board.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ScampError {
+    /// What the SCP client said (its text names the address); kept as text so readings compare.
+    #[error("{0}")]
+    Scp(String),
+    #[error("{addr} answered as a BMP ({version})")]
+    AnsweredAsBmp { addr: std::net::SocketAddr, version: String },
+    #[error("{addr}: no answer within {deadline:?}")]
+    NoAnswer { addr: std::net::SocketAddr, deadline: Duration },
 }
 
 /// What spalloc said about a machine.

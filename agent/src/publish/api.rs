@@ -332,30 +332,45 @@ pub fn history_since(query: &str) -> Result<Option<std::time::Duration>, History
     Ok(since)
 }
 
+/// An events query the agent refuses.
+#[derive(Debug, thiserror::Error)]
+pub enum EventQueryError {
+    #[error("since={value}: {source}; write e.g. 30m, 2h, 1d")]
+    Since { value: String, source: humantime::DurationError },
+    #[error("severity={value}: {source}")]
+    Severity { value: String, source: crate::effects::journal::UnknownSeverity },
+    #[error("limit={0}: not a number")]
+    Limit(String),
+    #[error("limit={0}: at most {MAX_QUERY_LIMIT}; narrow the query with since, device, severity or kind")]
+    TooMany(String),
+    #[error("unknown parameter {0:?}; use since, device, severity, kind, limit")]
+    Unknown(String),
+}
+
 /// Parses /api/v1/events?since=1h&device=ID&severity=warning&kind=condition_set&limit=100.
-pub fn event_filter(query: &str) -> Result<crate::effects::journal::EventFilter, String> {
+pub fn event_filter(query: &str) -> Result<crate::effects::journal::EventFilter, EventQueryError> {
     let mut f = crate::effects::journal::EventFilter::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
         let v = percent_decode(v);
         match k {
             "since" => {
-                let d = humantime::parse_duration(&v).map_err(|e| format!("since={v}: {e}; write e.g. 30m, 2h, 1d"))?;
+                let d = humantime::parse_duration(&v).map_err(|source| EventQueryError::Since { value: v, source })?;
                 f.since = std::time::SystemTime::now().checked_sub(d);
             }
             "device" => f.device = Some(v),
-            "severity" => f.min_severity = Some(v.parse().map_err(|e| format!("severity={v}: {e}"))?),
+            "severity" => {
+                f.min_severity = Some(v.parse().map_err(|source| EventQueryError::Severity { value: v, source })?);
+            }
             "kind" => f.kind = Some(v),
             "limit" => {
-                f.limit = v.parse().map_err(|_| format!("limit={v}: not a number"))?;
+                f.limit = v.parse().map_err(|_| EventQueryError::Limit(v.clone()))?;
                 // Refused rather than cut short: an answer is never silently shorter than asked.
                 if f.limit > MAX_QUERY_LIMIT {
-                    return Err(format!(
-                        "limit={v}: at most {MAX_QUERY_LIMIT}; narrow the query with since, device, severity or kind"
-                    ));
+                    return Err(EventQueryError::TooMany(v));
                 }
             }
-            other => return Err(format!("unknown parameter {other:?}; use since, device, severity, kind, limit")),
+            other => return Err(EventQueryError::Unknown(other.to_owned())),
         }
     }
     Ok(f)
@@ -397,15 +412,15 @@ mod tests {
         assert_eq!(f.min_severity, Some(Severity::Warning));
         assert_eq!(f.limit, 5);
         assert!(event_filter("since=2h").unwrap().since.is_some());
-        assert!(event_filter("since=soon").unwrap_err().contains("since=soon"));
-        assert!(event_filter("colour=red").unwrap_err().contains("unknown parameter"));
+        assert!(event_filter("since=soon").unwrap_err().to_string().contains("since=soon"));
+        assert!(event_filter("colour=red").unwrap_err().to_string().contains("unknown parameter"));
         assert_eq!(percent_decode("a%20b+c%2"), "a b c%2");
         assert_eq!(history_since("since=15m"), Ok(Some(std::time::Duration::from_secs(900))));
         assert_eq!(history_since(""), Ok(None));
         assert_eq!(history_since("since=soon"), Err(HistoryQueryError::Since("soon".into())));
         assert_eq!(history_since("device=x"), Err(HistoryQueryError::Unknown("device".into())));
         assert_eq!(event_filter("limit=10000").unwrap().limit, 10_000, "the maximum itself is allowed");
-        let err = event_filter("limit=100000000").unwrap_err();
+        let err = event_filter("limit=100000000").unwrap_err().to_string();
         assert!(err.starts_with("limit=100000000: at most 10000;"), "{err}");
     }
 }

@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::effects::actions::ThrottleView;
+use crate::effects::events::QueryError;
 use crate::effects::journal::{Event, rfc3339_utc_ms};
 use crate::model::diagnostics::Outcome;
 use crate::model::view::{Reading, ThresholdReading};
@@ -77,7 +78,7 @@ pub fn device_page(
     d: &DeviceView,
     throttle: Option<&ThrottleView>,
     history: &HistoryReport,
-    events: Result<&[Event], String>,
+    events: Result<&[Event], &QueryError>,
 ) -> String {
     let id = esc(&d.id);
     let mut h = page_head(&format!("{} · accel-agent", d.id));
@@ -346,7 +347,7 @@ pub fn device_page(
             h.push_str("</tbody></table>");
         }
         Err(e) => {
-            let _ = write!(h, "<p class=\"bad\">events unavailable: {}</p>", esc(&e));
+            let _ = write!(h, "<p class=\"bad\">events unavailable: {}</p>", esc(&e.to_string()));
         }
     }
     let _ = writeln!(

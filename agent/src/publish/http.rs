@@ -163,19 +163,37 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long shutdown waits for in-flight requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_millis(1000);
 
+/// Why `/-/healthy` fails: collection loops that stalled, the actions worker stopped. Its text is one
+/// line for each.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{}", self.lines().join("\n"))]
+pub struct Unhealthy {
+    pub stalled: Vec<config::CollectorKind>,
+    pub actions_stopped: Option<Arc<str>>,
+}
+
+impl Unhealthy {
+    fn lines(&self) -> Vec<String> {
+        let mut lines = Vec::new();
+        if !self.stalled.is_empty() {
+            let names: Vec<&str> = self.stalled.iter().map(|k| k.name()).collect();
+            lines.push(format!("collection loops stalled: {}", names.join(", ")));
+        }
+        if let Some(why) = &self.actions_stopped {
+            lines.push(format!("the actions worker stopped: {why}"));
+        }
+        lines
+    }
+}
+
 /// What `/-/healthy` reports: every collection loop making progress and the actions worker running; else
-/// what is wrong, one line each.
-pub fn healthy(snap: &crate::publish::state::Snapshot, now: Instant, started: Instant) -> Result<(), String> {
+/// what is wrong.
+pub fn healthy(snap: &crate::publish::state::Snapshot, now: Instant, started: Instant) -> Result<(), Unhealthy> {
     let stalled = snap.stalled(now, started);
-    let mut problems = Vec::new();
-    if !stalled.is_empty() {
-        let names: Vec<&str> = stalled.iter().map(|k| k.name()).collect();
-        problems.push(format!("collection loops stalled: {}", names.join(", ")));
+    if stalled.is_empty() && snap.actions_stopped.is_none() {
+        return Ok(());
     }
-    if let Some(why) = &snap.actions_stopped {
-        problems.push(format!("the actions worker stopped: {why}"));
-    }
-    if problems.is_empty() { Ok(()) } else { Err(problems.join("\n")) }
+    Err(Unhealthy { stalled, actions_stopped: snap.actions_stopped.clone() })
 }
 
 pub struct Http {
@@ -325,7 +343,7 @@ impl Http {
                 device,
                 throttle,
                 &history_report(&self.state, device, None, SystemTime::now()),
-                events.as_deref().map_err(|e| e.to_string()),
+                events.as_deref(),
             )),
         )
     }

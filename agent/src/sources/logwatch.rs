@@ -196,18 +196,24 @@ fn spec(r: &LogRuleConfig) -> RuleSpec {
     }
 }
 
-fn open(device: &str, s: &LogSourceConfig) -> Result<Source, String> {
+/// Why a configured log source is not followed (the caller names the device and the source).
+#[derive(Debug, thiserror::Error)]
+enum OpenError {
+    #[error(transparent)]
+    Rules(#[from] collectors::logs::RuleError),
+    #[error(transparent)]
+    Reader(#[from] collectors::logs::LogError),
+}
+
+fn open(device: &str, s: &LogSourceConfig) -> Result<Source, OpenError> {
     let specs: Vec<RuleSpec> = s.rules.iter().map(spec).collect();
-    let rules = RuleSet::new(&specs).map_err(|e| e.to_string())?;
+    let rules = RuleSet::new(&specs)?;
     let reader = if s.path == "kmsg" {
-        Reader::Kmsg(
-            KmsgReader::open("/dev/kmsg", KmsgOptions { from_beginning: false, ..Default::default() })
-                .map_err(|e| e.to_string())?,
-        )
+        Reader::Kmsg(KmsgReader::open("/dev/kmsg", KmsgOptions { from_beginning: false, ..Default::default() })?)
     } else {
         let start = s.lookback_bytes.map_or(StartAt::End, |bytes| StartAt::Lookback { bytes });
         let path = config::device::expand(&s.path, device);
-        Reader::File(Follower::new(path, FollowOptions { start, ..Default::default() }).map_err(|e| e.to_string())?)
+        Reader::File(Follower::new(path, FollowOptions { start, ..Default::default() })?)
     };
     let tracker = RuleTracker::new(&rules);
     Ok(Source {

@@ -39,8 +39,19 @@ fn reading_kind(name: &str) -> Option<ReadingKind> {
     })
 }
 
+/// What is wrong with a configured probe (the caller names the device and the probe).
+#[derive(Debug, thiserror::Error)]
+enum RunnerError {
+    #[error(transparent)]
+    Pattern(#[from] collectors::probes::PatternError),
+    #[error("udp_payload_hex: {0}")]
+    Payload(#[from] config::device::HexError),
+    #[error("needs one of command, tcp or udp")]
+    NoKind,
+}
+
 /// Builds the runner for a configured probe; an error says what is wrong with it.
-fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<Runner, String> {
+fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<Runner, RunnerError> {
     if let Some(argv) = &p.command {
         let argv: Vec<String> = argv.iter().map(|a| a.replace("{id}", &device.id)).collect();
         let scale = |r: &str| p.scale.get(r).copied().unwrap_or(1.0);
@@ -59,7 +70,7 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
                     .fields
                     .iter()
                     .filter_map(|(r, pat)| Some((reading_kind(r)?, pat, scale(r))))
-                    .map(|(k, pat, s)| RegexField::new(k, pat, s).map_err(|e| e.to_string()))
+                    .map(|(k, pat, s)| RegexField::new(k, pat, s))
                     .collect::<Result<_, _>>()?,
             },
             ProbeFormat::None => OutputFormat::None,
@@ -70,11 +81,10 @@ fn runner(device: &DeviceConfig, p: &ProbeConfig, timeout: Duration) -> Result<R
         return Ok(Runner::Tcp(TcpProbe::new(addr.as_str(), timeout)));
     }
     if let Some(addr) = &p.udp {
-        let payload =
-            config::device::decode_hex(p.udp_payload_hex.as_deref().unwrap_or("")).map_err(|e| e.to_string())?;
+        let payload = config::device::decode_hex(p.udp_payload_hex.as_deref().unwrap_or(""))?;
         return Ok(Runner::Udp(UdpProbe::new(addr.as_str(), payload, p.expect_reply, timeout)));
     }
-    Err("needs one of command, tcp or udp".into())
+    Err(RunnerError::NoKind)
 }
 
 impl Runner {

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use collectors::spinnaker::{
-    Frame, JobState, PollOptions, RestAuth, RestError, RestOptions, ScpClient, ScpStats, SpallocClient, SpallocOptions,
-    SpallocRestClient,
+    Frame, JobState, PollOptions, RestAuth, RestError, RestOptions, ScpClient, ScpStats, SpallocClient, SpallocError,
+    SpallocOptions, SpallocRestClient,
 };
 use config::Config;
 use config::spinnaker::{SPALLOC_PORT, socket_addr};
@@ -22,8 +22,8 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::model::evidence::{Evidence, EvidenceTx};
-use crate::model::spinnaker::retry_policy;
 pub use crate::model::spinnaker::{BoardReading, MachineReport, SpinnakerSnapshot};
+use crate::model::spinnaker::{ScampError, retry_policy};
 
 /// One board as the poller sees it.
 struct Board {
@@ -179,15 +179,15 @@ impl Poller {
                     let answer = tokio::time::timeout(deadline, client.ver(addr, 0)).await;
                     let result = match answer {
                         Ok(Ok(v)) if !v.is_bmp() => Ok(v.text),
-                        Ok(Ok(v)) => Err(format!("{addr} answered as a BMP ({})", v.text)),
-                        Ok(Err(e)) => Err(e.to_string()),
-                        Err(_) => Err(format!("{addr}: no answer within {deadline:?}")),
+                        Ok(Ok(v)) => Err(ScampError::AnsweredAsBmp { addr, version: v.text }),
+                        Ok(Err(e)) => Err(ScampError::Scp(e.to_string())),
+                        Err(_) => Err(ScampError::NoAnswer { addr, deadline }),
                     };
                     (id, result)
                 });
             }
         }
-        let mut scamp_results: HashMap<String, Result<String, String>> = HashMap::new();
+        let mut scamp_results: HashMap<String, Result<String, ScampError>> = HashMap::new();
         while let Some(Ok((id, r))) = scamp.join_next().await {
             scamp_results.insert(id, r);
         }
@@ -317,17 +317,18 @@ impl Poller {
         url: &str,
         ca_file: Option<PathBuf>,
         credentials: &Credentials,
-    ) -> Result<(MachineReport, Vec<Place>), String> {
-        if !self.rest.contains_key(machine) {
-            let auth = credentials.read()?;
-            let mut options = RestOptions::default();
-            if let Some(ca) = ca_file {
-                options.ca_file = ca;
+    ) -> Result<(MachineReport, Vec<Place>), AskError> {
+        let client = match self.rest.entry(machine.to_owned()) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let auth = credentials.read()?;
+                let mut options = RestOptions::default();
+                if let Some(ca) = ca_file {
+                    options.ca_file = ca;
+                }
+                e.insert(SpallocRestClient::new(url, auth, options)?)
             }
-            let client = SpallocRestClient::new(url, auth, options).map_err(|e| e.to_string())?;
-            self.rest.insert(machine.to_owned(), client);
-        }
-        let Some(client) = self.rest.get_mut(machine) else { return Err("no client".into()) };
+        };
         let result = async {
             let machines = client.list_machines().await?;
             let jobs = client.list_jobs().await?;
@@ -341,7 +342,7 @@ impl Poller {
                 if matches!(e, RestError::Login { .. } | RestError::Ca { .. }) {
                     self.rest.remove(machine);
                 }
-                return Err(e.to_string());
+                return Err(e.into());
             }
         };
         let m = machines.iter().find(|m| m.name == machine);
@@ -396,33 +397,63 @@ enum Credentials {
 
 impl Credentials {
     /// Reads and parses them; an error says where they are and what is wrong, never what they say.
-    fn read(&self) -> Result<RestAuth, String> {
-        let (text, place) = match self {
+    fn read(&self) -> Result<RestAuth, CredentialsError> {
+        let text = match self {
             Credentials::File(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| format!("spalloc credentials file {}: {e}", path.display()))?;
-                (text, format!("spalloc credentials file {}", path.display()))
+                std::fs::read_to_string(path).map_err(|source| CredentialsError::File { path: path.clone(), source })?
             }
             Credentials::Env(name) => {
-                let text =
-                    std::env::var(name).map_err(|_| format!("spalloc credentials variable {name} is not set"))?;
-                (text, format!("spalloc credentials variable {name}"))
+                std::env::var(name).map_err(|_| CredentialsError::Unset { name: name.clone() })?
             }
         };
-        RestAuth::parse(&text)
-            .ok_or_else(|| format!("{place}: its first line is neither \"username:password\" nor \"Bearer TOKEN\""))
+        RestAuth::parse(&text).ok_or_else(|| CredentialsError::Unparsable { place: self.clone() })
     }
+}
+
+impl std::fmt::Display for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Credentials::File(path) => write!(f, "spalloc credentials file {}", path.display()),
+            Credentials::Env(name) => write!(f, "spalloc credentials variable {name}"),
+        }
+    }
+}
+
+/// Why the REST credentials could not be used: where they are and what is wrong, never what they say.
+#[derive(Debug, thiserror::Error)]
+enum CredentialsError {
+    #[error("spalloc credentials file {}: {source}", path.display())]
+    File { path: PathBuf, source: std::io::Error },
+    #[error("spalloc credentials variable {name} is not set")]
+    Unset { name: String },
+    #[error("{place}: its first line is neither \"username:password\" nor \"Bearer TOKEN\"")]
+    Unparsable { place: Credentials },
+}
+
+/// Why a machine's spalloc could not be asked; shown, redacted, in the machine's report.
+#[derive(Debug, thiserror::Error)]
+enum AskError {
+    #[error(transparent)]
+    Credentials(#[from] CredentialsError),
+    #[error(transparent)]
+    Rest(#[from] RestError),
+    #[error(transparent)]
+    V1(#[from] SpallocError),
 }
 
 /// A machine whose spalloc server did not answer. The error can quote the server's own exception text
 /// ("server raised: ...") and the service's URL, so it is redacted here, where it enters the agent.
-fn unreachable_report(error: &str) -> MachineReport {
-    MachineReport { spalloc_up: false, error: Some(config::redact::redact_text(error)), ..Default::default() }
+fn unreachable_report(error: &(impl std::fmt::Display + ?Sized)) -> MachineReport {
+    MachineReport {
+        spalloc_up: false,
+        error: Some(config::redact::redact_text(&error.to_string())),
+        ..Default::default()
+    }
 }
 
-async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(MachineReport, Vec<[u32; 3]>), String> {
-    let machines = client.list_machines().await.map_err(|e| e.to_string())?;
-    let jobs = client.list_jobs().await.map_err(|e| e.to_string())?;
+async fn spalloc_report(client: &mut SpallocClient, machine: &str) -> Result<(MachineReport, Vec<[u32; 3]>), AskError> {
+    let machines = client.list_machines().await?;
+    let jobs = client.list_jobs().await?;
     let m = machines.iter().find(|m| m.name == machine);
     let mut by_state: BTreeMap<&'static str, usize> = JobState::LISTED.iter().map(|s| (s.as_str(), 0)).collect();
     // A queued job has no machine yet: it counts under each machine the server queues it on. A state

@@ -2,12 +2,15 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Read};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_accel-agent");
 
@@ -149,7 +152,11 @@ pub struct Response {
     pub elapsed: Duration,
 }
 
-/// A minimal HTTP/1.1 GET with a deadline; enough for a test and free of client-library behaviour.
+/// Longest body a test reads (a bundle, a big scrape).
+const MAX_BODY: usize = 256 << 20;
+
+/// A GET with a deadline, through the agent's own HTTP exchange (hyper's client); panics on failure, as
+/// a test should.
 pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)], timeout: Duration) -> Response {
     let started = Instant::now();
     let s = TcpStream::connect_timeout(&addr, timeout).expect("connect");
@@ -159,59 +166,73 @@ pub fn http_get(addr: SocketAddr, path: &str, headers: &[(&str, &str)], timeout:
 /// [`http_get`] on a connection already made (e.g. from a chosen source address); `started` is when
 /// the connecting began, for [`Response::elapsed`].
 pub fn get_on(
-    mut s: TcpStream,
+    s: TcpStream,
     started: Instant,
     addr: SocketAddr,
     path: &str,
     headers: &[(&str, &str)],
     timeout: Duration,
 ) -> Response {
-    s.set_read_timeout(Some(timeout)).expect("timeout");
-    s.set_write_timeout(Some(timeout)).expect("timeout");
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).expect("send request");
-    let mut raw = Vec::new();
-    s.read_to_end(&mut raw).expect("read response within the deadline");
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("HTTP response");
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let body = &raw[split + 4..];
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).expect("status");
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let body = if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        raw: body,
-        elapsed: started.elapsed(),
-    }
+    s.set_nonblocking(true).expect("non-blocking socket");
+    let request = request("GET", &addr.to_string(), path, headers, "");
+    let connect = async { tokio::net::TcpStream::from_std(s).map_err(|e| format!("connect: {e}")) };
+    send(connect, request, timeout, started).expect("a response within the deadline")
 }
 
-fn dechunk(mut s: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    while let Some(eol) = s.windows(2).position(|w| w == b"\r\n") {
-        let size = String::from_utf8_lossy(&s[..eol]);
-        let n = usize::from_str_radix(size.split(';').next().unwrap_or("0").trim(), 16).expect("chunk size");
-        if n == 0 {
-            break;
-        }
-        let data = &s[eol + 2..];
-        out.extend_from_slice(&data[..n]);
-        s = data[n..].strip_prefix(b"\r\n").unwrap_or(&data[n..]);
+/// A request with `Connection: close` and the given headers.
+pub fn request(
+    method: &str,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> hyper::Request<Full<Bytes>> {
+    let mut r = hyper::Request::builder().method(method).uri(path).header("host", host).header("connection", "close");
+    for (k, v) in headers {
+        r = r.header(*k, *v);
     }
-    out
+    r.body(Full::new(Bytes::from(body.to_owned()))).expect("a well-formed request")
+}
+
+/// Sends `request` on the stream `connect` makes (TCP, TLS, a Unix socket), on a runtime of its own, all
+/// within `timeout`; `Err` says which step failed.
+pub fn send<S>(
+    connect: impl Future<Output = Result<S, String>>,
+    request: hyper::Request<Full<Bytes>>,
+    timeout: Duration,
+    started: Instant,
+) -> Result<Response, String>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let reply = runtime.block_on(async {
+        let exchange = async {
+            let stream = connect.await?;
+            collectors::http::exchange(stream, request, MAX_BODY).await.map_err(|e| format!("no HTTP response: {e}"))
+        };
+        tokio::time::timeout(timeout, exchange).await.map_err(|_| format!("no response within {timeout:?}"))?
+    })?;
+    let headers: HashMap<String, String> = reply
+        .headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_owned(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    Ok(Response {
+        status: reply.status.as_u16(),
+        headers,
+        body: String::from_utf8_lossy(&reply.body).into_owned(),
+        raw: reply.body.to_vec(),
+        elapsed: started.elapsed(),
+    })
+}
+
+/// One request on the agent's control socket; returns the status code and the body.
+pub fn socket_request(sock: &Path, method: &str, path: &str, body: &str) -> (u16, String) {
+    let request = request(method, "agent", path, &[("content-type", "application/json")], body);
+    let connect = async { tokio::net::UnixStream::connect(sock).await.map_err(|e| format!("connect: {e}")) };
+    let r = send(connect, request, Duration::from_secs(5), Instant::now()).expect("a reply on the control socket");
+    (r.status, r.body)
 }
 
 /// One sample of a text-format scrape.
@@ -294,30 +315,21 @@ pub fn require_tool(name: &str) {
     assert!(found, "{name} is not installed (not on PATH), and this test needs it");
 }
 
-/// Parses a raw HTTP/1.1 response as [`http_get`] does; `None` if `raw` is not one (e.g. from a TLS
-/// client, which reads the bytes itself).
-pub fn parse_http_response(raw: &[u8], started: Instant) -> Option<Response> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-    let body = &raw[split + 4..];
-    let mut lines = head.lines();
-    let status = lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok())?;
-    let headers: HashMap<String, String> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+/// The status and headers of a raw HTTP/1.1 response whose head has all arrived (parsed by httparse, as
+/// hyper parses it); `None` while it has not, or if `raw` is not one. For connections a test opens by
+/// hand (floods), where [`send`] does not fit.
+pub fn http_head(raw: &[u8]) -> Option<(u16, HashMap<String, String>)> {
+    let mut headers = [httparse::EMPTY_HEADER; 64];
+    let mut response = httparse::Response::new(&mut headers);
+    if !response.parse(raw).ok()?.is_complete() {
+        return None;
+    }
+    let fields = response
+        .headers
+        .iter()
+        .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).into_owned()))
         .collect();
-    let body = if headers.get("transfer-encoding").is_some_and(|t| t.eq_ignore_ascii_case("chunked")) {
-        dechunk(body)
-    } else {
-        body.to_vec()
-    };
-    Some(Response {
-        status,
-        headers,
-        body: String::from_utf8_lossy(&body).into_owned(),
-        raw: body,
-        elapsed: started.elapsed(),
-    })
+    Some((response.code?, fields))
 }
 
 /// Config sections that turn every host collector off (for devices whose only evidence is a probe).

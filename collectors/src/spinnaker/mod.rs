@@ -11,6 +11,7 @@
 
 mod bmp;
 mod client;
+mod cookies;
 mod poll;
 mod rest;
 pub mod scp;

@@ -7,23 +7,28 @@
 //! (`JobStateResponse`) and `jobs/{id}/machine` (`JobMachineInfo`; 204 while it has no boards). It never
 //! creates a job or sends a keepalive, so it keeps nothing alive.
 //!
-//! HTTPS only, verified against a CA file; one request per connection (`Connection: close`). The
-//! password or token never appears in an error, a `Debug` or a log line.
+//! HTTPS only, verified against a CA file; one request per connection (`Connection: close`), sent with
+//! hyper's client (the crate's http module) and the session's cookies kept in a small jar. The password,
+//! token or session cookie never appears in an error, a `Debug` or a log line.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::{Method, Request, header};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use serde::Deserialize;
 use serde_json::Value;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::timeout;
 use tokio_rustls::TlsConnector;
 
+use super::cookies::{self, CookieJar};
 use super::spalloc::JobState;
+use crate::http::{self, Reply};
 
 /// How the monitor logs in. The secret is redacted from `Debug`.
 #[derive(Clone, PartialEq, Eq)]
@@ -181,27 +186,9 @@ fn parse_url(url: &str) -> Option<Url> {
     (!host.is_empty()).then(|| Url { host: host.trim_matches(['[', ']']).to_owned(), port, path })
 }
 
-struct Response {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Response {
-    fn header(&self, name: &str) -> impl Iterator<Item = &str> {
-        self.headers.iter().filter(move |(k, _)| k == name).map(|(_, v)| v.as_str())
-    }
-
-    fn session_cookie(&self) -> Option<String> {
-        self.header("set-cookie")
-            .find_map(|c| c.split(';').next()?.trim().strip_prefix("JSESSIONID=").map(str::to_owned))
-    }
-}
-
-/// The logged-in session: its cookie and the service's links.
+/// The logged-in session: the service's links (its cookies are in the client's jar).
 #[derive(Clone)]
 struct Session {
-    cookie: Option<String>,
     machines_ref: String,
     jobs_ref: String,
 }
@@ -214,6 +201,7 @@ pub struct SpallocRestClient {
     options: RestOptions,
     tls: Option<TlsConnector>,
     session: Option<Session>,
+    jar: CookieJar,
     version: Option<String>,
 }
 
@@ -238,6 +226,7 @@ impl SpallocRestClient {
             options,
             tls: None,
             session: None,
+            jar: CookieJar::default(),
             version: None,
         })
     }
@@ -264,14 +253,15 @@ impl SpallocRestClient {
         RestError::Http { service: self.service.clone(), url: url.to_owned(), reason: reason.into() }
     }
 
-    /// One request on its own connection.
+    /// One request on its own connection, with the jar's cookies (and the bearer token, where that is
+    /// how we log in); cookies the reply sets go into the jar.
     async fn request(
         &mut self,
-        method: &str,
+        method: Method,
         url: &str,
-        headers: &[(&str, String)],
-        body: &[u8],
-    ) -> Result<Response, RestError> {
+        content_type: Option<&'static str>,
+        body: Vec<u8>,
+    ) -> Result<Reply, RestError> {
         let target = parse_url(url).ok_or_else(|| self.http_err(url, "not an https:// URL"))?;
         if (target.host.as_str(), target.port) != (self.url.host.as_str(), self.url.port) {
             // The service's links point back at itself; anything else is not followed with our cookie.
@@ -279,99 +269,58 @@ impl SpallocRestClient {
         }
         let connector = self.connector()?;
         let name = ServerName::try_from(target.host.clone()).map_err(|e| self.http_err(url, e.to_string()))?;
+        let mut request = Request::builder()
+            .method(method)
+            .uri(target.path.as_str())
+            .header(header::HOST, format!("{}:{}", target.host, target.port))
+            .header(header::CONNECTION, "close")
+            .header(header::ACCEPT, "application/json, text/html")
+            .header(header::USER_AGENT, "accel-agent");
+        if let Some(cookies) = self.jar.header() {
+            request = request.header(header::COOKIE, cookies);
+        }
+        if let RestAuth::Token(t) = &self.auth {
+            request = request.header(header::AUTHORIZATION, format!("Bearer {t}"));
+        }
+        if let Some(c) = content_type {
+            request = request.header(header::CONTENT_TYPE, c);
+        }
+        let request = request.body(Full::new(Bytes::from(body))).map_err(|e| self.http_err(url, e.to_string()))?;
         let max = self.options.max_body;
-        let mut head = format!(
-            "{method} {} HTTP/1.1\r\nHost: {}:{}\r\nConnection: close\r\nAccept: application/json, text/html\r\nUser-Agent: accel-agent\r\n",
-            target.path, target.host, target.port
-        );
-        for (k, v) in headers {
-            head += &format!("{k}: {v}\r\n");
-        }
-        if !body.is_empty() || method == "POST" {
-            head += &format!("Content-Length: {}\r\n", body.len());
-        }
-        head += "\r\n";
         let exchange = async {
             let tcp = TcpStream::connect((target.host.as_str(), target.port)).await.map_err(|e| e.to_string())?;
-            let mut tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
-            tls.write_all(head.as_bytes()).await.map_err(|e| e.to_string())?;
-            tls.write_all(body).await.map_err(|e| e.to_string())?;
-            tls.flush().await.map_err(|e| e.to_string())?;
-            let mut raw = Vec::new();
-            let mut buf = [0u8; 16384];
-            loop {
-                match tls.read(&mut buf).await {
-                    Ok(0) => break,
-                    Ok(n) => {
-                        raw.extend_from_slice(&buf[..n]);
-                        if raw.len() > max + 65536 {
-                            return Err(format!("response over {max} bytes"));
-                        }
-                    }
-                    // A server that closes without close_notify has still sent a whole response when
-                    // its length adds up; parse() checks that.
-                    Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                    Err(e) => return Err(e.to_string()),
-                }
-            }
-            parse(&raw)
+            let tls = connector.connect(name, tcp).await.map_err(|e| format!("TLS: {e}"))?;
+            http::exchange(tls, request, max).await.map_err(|e| e.to_string())
         };
-        match timeout(self.options.request_timeout, exchange).await {
-            Ok(Ok(r)) => Ok(r),
-            Ok(Err(reason)) => Err(self.http_err(url, reason)),
-            Err(_) => Err(self.http_err(url, format!("no answer within {:?}", self.options.request_timeout))),
-        }
+        let reply = match timeout(self.options.request_timeout, exchange).await {
+            Ok(Ok(r)) => r,
+            Ok(Err(reason)) => return Err(self.http_err(url, reason)),
+            Err(_) => return Err(self.http_err(url, format!("no answer within {:?}", self.options.request_timeout))),
+        };
+        self.jar.store(&reply);
+        Ok(reply)
     }
 
     fn page(&self, rel: &str) -> String {
         format!("https://{}:{}{}{rel}", self.url.host, self.url.port, self.url.path)
     }
 
-    /// Logs in and reads the service's root.
+    /// Logs in with a fresh jar and reads the service's root.
     async fn login(&mut self) -> Result<Session, RestError> {
+        self.jar.clear();
         let form_url = self.page("system/login.html");
-        let cookie = match self.auth.clone() {
-            RestAuth::Token(token) => {
-                let r = self.request("GET", &form_url, &[("Authorization", format!("Bearer {token}"))], &[]).await?;
-                if r.status >= 400 {
+        match self.auth.clone() {
+            RestAuth::Token(_) => {
+                // The token goes with every request; this GET gives the session its cookie.
+                let r = self.request(Method::GET, &form_url, None, Vec::new()).await?;
+                if r.status.as_u16() >= 400 {
                     return Err(RestError::Login { service: self.service.clone(), how: "bearer token" });
                 }
-                r.session_cookie()
             }
-            RestAuth::Password { username, password } => {
-                let r = self.request("GET", &form_url, &[], &[]).await?;
-                let (Some(anon), Some(csrf)) = (r.session_cookie(), csrf_field(&String::from_utf8_lossy(&r.body)))
-                else {
-                    return Err(RestError::Malformed {
-                        service: self.service.clone(),
-                        url: form_url,
-                        reason: "no session cookie or _csrf field on the login form".into(),
-                    });
-                };
-                let body = format!(
-                    "_csrf={}&username={}&password={}&submit=submit",
-                    form_escape(&csrf),
-                    form_escape(&username),
-                    form_escape(&password)
-                );
-                let headers = [
-                    ("Cookie", format!("JSESSIONID={anon}")),
-                    ("Content-Type", "application/x-www-form-urlencoded".to_owned()),
-                ];
-                let submit = self.page("system/perform_login");
-                let r = self.request("POST", &submit, &headers, body.as_bytes()).await?;
-                let to_error_page = r.header("location").any(|l| l.contains("error"));
-                match r.session_cookie() {
-                    Some(c) if !to_error_page => Some(c),
-                    _ => return Err(RestError::Login { service: self.service.clone(), how: "username and password" }),
-                }
-            }
-        };
+            RestAuth::Password { username, password } => self.submit_form(&form_url, &username, &password).await?,
+        }
         let root_url = self.page("srv/spalloc/");
-        let root: Value = self
-            .get_json_with(&root_url, cookie.as_deref())
-            .await?
-            .ok_or_else(|| self.malformed(&root_url, "no content"))?;
+        let root: Value = self.get_json(&root_url).await?.ok_or_else(|| self.malformed(&root_url, "no content"))?;
         let text = |k: &str| root.get(k).and_then(Value::as_str).map(str::to_owned);
         let (Some(machines_ref), Some(jobs_ref)) = (text("machines-ref"), text("jobs-ref")) else {
             return Err(self.malformed(&root_url, "no machines-ref or jobs-ref"));
@@ -381,24 +330,42 @@ impl SpallocRestClient {
             (Some(a), Some(b), Some(c)) => Some(format!("{a}.{b}.{c}")),
             _ => v.as_str().map(str::to_owned),
         };
-        Ok(Session { cookie, machines_ref, jobs_ref })
+        Ok(Session { machines_ref, jobs_ref })
+    }
+
+    /// The login form: its anonymous session cookie and `_csrf` field, then the form sent back with the
+    /// credentials. A new session cookie and no redirect to the error page is a login.
+    async fn submit_form(&mut self, form_url: &str, username: &str, password: &str) -> Result<(), RestError> {
+        let r = self.request(Method::GET, form_url, None, Vec::new()).await?;
+        let csrf = csrf_field(&String::from_utf8_lossy(&r.body));
+        let (Some(_), Some(csrf)) = (self.jar.get(cookies::SESSION), csrf) else {
+            return Err(self.malformed(form_url, "no session cookie or _csrf field on the login form"));
+        };
+        let body = format!(
+            "_csrf={}&username={}&password={}&submit=submit",
+            form_escape(&csrf),
+            form_escape(username),
+            form_escape(password)
+        );
+        let submit = self.page("system/perform_login");
+        let form = Some("application/x-www-form-urlencoded");
+        let r = self.request(Method::POST, &submit, form, body.into_bytes()).await?;
+        let to_error_page = r.header_values("location").any(|l| l.contains("error"));
+        let new_session = r.header_values("set-cookie").any(|c| c.starts_with(&format!("{}=", cookies::SESSION)));
+        if to_error_page || !new_session {
+            return Err(RestError::Login { service: self.service.clone(), how: "username and password" });
+        }
+        Ok(())
     }
 
     fn malformed(&self, url: &str, reason: &str) -> RestError {
         RestError::Malformed { service: self.service.clone(), url: url.to_owned(), reason: reason.to_owned() }
     }
 
-    /// GET with the session's cookie (and the bearer token, where that is how we log in); None for 204.
-    async fn get_json_with(&mut self, url: &str, cookie: Option<&str>) -> Result<Option<Value>, RestError> {
-        let mut headers = Vec::new();
-        if let Some(c) = cookie {
-            headers.push(("Cookie", format!("JSESSIONID={c}")));
-        }
-        if let RestAuth::Token(t) = &self.auth {
-            headers.push(("Authorization", format!("Bearer {t}")));
-        }
-        let r = self.request("GET", url, &headers, &[]).await?;
-        match r.status {
+    /// GET with the jar's cookies; None for 204.
+    async fn get_json(&mut self, url: &str) -> Result<Option<Value>, RestError> {
+        let r = self.request(Method::GET, url, None, Vec::new()).await?;
+        match r.status.as_u16() {
             204 => Ok(None),
             200 => serde_json::from_slice(&r.body).map(Some).map_err(|e| self.malformed(url, &e.to_string())),
             status => Err(RestError::Status { service: self.service.clone(), url: url.to_owned(), status }),
@@ -407,20 +374,12 @@ impl SpallocRestClient {
 
     /// GET in the session, logging in first or again (once) when the session has lapsed.
     async fn get(&mut self, url: &str) -> Result<Option<Value>, RestError> {
-        let session = match self.session.clone() {
-            Some(s) => s,
-            None => {
-                let s = self.login().await?;
-                self.session = Some(s.clone());
-                s
-            }
-        };
-        match self.get_json_with(url, session.cookie.as_deref()).await {
+        self.session().await?;
+        match self.get_json(url).await {
             Err(RestError::Status { status: 401, .. }) => {
                 self.session = None;
-                let s = self.login().await?;
-                self.session = Some(s.clone());
-                self.get_json_with(url, s.cookie.as_deref()).await
+                self.session().await?;
+                self.get_json(url).await
             }
             other => other,
         }
@@ -529,53 +488,12 @@ fn form_escape(s: &str) -> String {
         .collect()
 }
 
-/// An HTTP/1.1 response read to the end of the connection: Content-Length or chunked bodies.
-fn parse(raw: &[u8]) -> Result<Response, String> {
-    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no end of headers")?;
-    let head = std::str::from_utf8(&raw[..split]).map_err(|_| "headers are not UTF-8")?;
-    let mut lines = head.split("\r\n");
-    let status =
-        lines.next().and_then(|l| l.split_whitespace().nth(1)).and_then(|c| c.parse().ok()).ok_or("no status line")?;
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
-        .collect();
-    let rest = &raw[split + 4..];
-    let chunked = headers.iter().any(|(k, v)| k == "transfer-encoding" && v.eq_ignore_ascii_case("chunked"));
-    let body = if chunked {
-        dechunk(rest)?
-    } else if let Some(len) =
-        headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse::<usize>().ok())
-    {
-        rest.get(..len).ok_or("the body is shorter than its Content-Length")?.to_vec()
-    } else {
-        rest.to_vec()
-    };
-    Ok(Response { status, headers, body })
-}
-
-fn dechunk(mut data: &[u8]) -> Result<Vec<u8>, String> {
-    let mut out = Vec::new();
-    loop {
-        let line_end = data.windows(2).position(|w| w == b"\r\n").ok_or("truncated chunk size")?;
-        let size_text = std::str::from_utf8(&data[..line_end]).map_err(|_| "bad chunk size")?;
-        let size = usize::from_str_radix(size_text.split(';').next().unwrap_or("").trim(), 16)
-            .map_err(|_| "bad chunk size")?;
-        data = &data[line_end + 2..];
-        if size == 0 {
-            return Ok(out);
-        }
-        out.extend_from_slice(data.get(..size).ok_or("truncated chunk")?);
-        data = data.get(size + 2..).ok_or("truncated chunk")?;
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls_forms_and_chunks() {
+    fn urls_forms_and_credentials() {
         let u = parse_url("https://spalloc.example.org/spalloc/").unwrap();
         assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("spalloc.example.org", 443, "/spalloc/"));
         let u = parse_url("https://127.0.0.1:8443/spalloc").unwrap();
@@ -584,11 +502,6 @@ mod tests {
         assert_eq!(form_escape("s3cret pass&=%"), "s3cret+pass%26%3D%25");
         let html = "<form><input type=\"hidden\" name=\"_csrf\" value=\"ab-12\" /></form>";
         assert_eq!(csrf_field(html).as_deref(), Some("ab-12"));
-        let r = parse(
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n3\r\n\":1\r\n1\r\n}\r\n0\r\n\r\n",
-        )
-        .unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (200, &b"{\"a\":1}"[..]));
         assert_eq!(
             RestAuth::parse("\n  monitor:pa:ss word \n"),
             Some(RestAuth::Password { username: "monitor".into(), password: "pa:ss word".into() })

@@ -1,16 +1,20 @@
-//! A small blocking HTTP/1.1 client for the control socket: one request per connection, every step with a
-//! deadline, and connection failures told apart so agentctl can say what to do about them.
+//! The control socket's client: one HTTP/1.1 request per connection with hyper's client (through the
+//! collectors crate's shared exchange), the whole of it within a deadline, and connection failures told
+//! apart so agentctl can say what to do about them.
 
-use std::io::{Read, Write};
 use std::os::unix::fs::MetadataExt;
-use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use bytes::Bytes;
+use collectors::http;
+use http_body_util::Full;
+use hyper::{Method, Request, header};
 use thiserror::Error;
+use tokio::net::UnixStream;
 
 /// Replies are JSON documents or a bundle; anything larger is not from the agent.
-const MAX_REPLY: u64 = 256 * 1024 * 1024;
+const MAX_REPLY: usize = 256 * 1024 * 1024;
 
 #[derive(Debug, Error)]
 pub enum ClientError {
@@ -24,8 +28,19 @@ pub enum ClientError {
     Denied { socket: PathBuf, group: Option<String> },
     #[error("accel-agent did not answer on {} within {timeout:?}", socket.display())]
     Timeout { socket: PathBuf, timeout: Duration },
-    #[error("unexpected reply from {}: {message}", socket.display())]
-    Protocol { socket: PathBuf, message: String },
+    #[error("unexpected reply from {}: {source}", socket.display())]
+    Protocol { socket: PathBuf, source: ProtocolError },
+    #[error("cannot start the request's runtime: {source}")]
+    Runtime { source: std::io::Error },
+}
+
+/// What was wrong with a request or its reply, once connected.
+#[derive(Debug, Error)]
+pub enum ProtocolError {
+    #[error("cannot form the request: {0}")]
+    Request(#[source] hyper::http::Error),
+    #[error(transparent)]
+    Exchange(#[from] http::ExchangeError),
 }
 
 #[derive(Debug)]
@@ -63,6 +78,9 @@ pub fn denied_hint(group: Option<&str>) -> String {
 }
 
 impl Client {
+    /// One request on its own connection, all of it (connect, send, the whole reply) within `timeout`.
+    /// The signature is the one agentctl's verbs and `accel-agent npd` call; each call runs on its own
+    /// current-thread runtime, so callers stay synchronous.
     pub fn request(
         &self,
         method: &str,
@@ -71,62 +89,35 @@ impl Client {
         timeout: Duration,
     ) -> Result<Reply, ClientError> {
         let socket = self.socket.clone();
-        let mut stream = UnixStream::connect(&socket).map_err(|source| match source.kind() {
-            std::io::ErrorKind::PermissionDenied => {
-                ClientError::Denied { group: socket_group(&socket), socket: socket.clone() }
-            }
-            _ => ClientError::Unreachable { socket: socket.clone(), source },
-        })?;
-        let io = |e: std::io::Error| match e.kind() {
-            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut => {
-                ClientError::Timeout { socket: socket.clone(), timeout }
-            }
-            _ => ClientError::Protocol { socket: socket.clone(), message: e.to_string() },
+        let protocol = |source| ClientError::Protocol { socket: socket.clone(), source };
+        let method = Method::from_bytes(method.as_bytes()).map_err(|e| protocol(ProtocolError::Request(e.into())))?;
+        let request = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(header::HOST, "agent")
+            .header(header::CONNECTION, "close")
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Full::new(Bytes::from(body.unwrap_or("").to_owned())))
+            .map_err(|e| protocol(ProtocolError::Request(e)))?;
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(|source| ClientError::Runtime { source })?;
+        let exchange = async {
+            let stream = UnixStream::connect(&socket).await.map_err(|source| match source.kind() {
+                std::io::ErrorKind::PermissionDenied => {
+                    ClientError::Denied { group: socket_group(&socket), socket: socket.clone() }
+                }
+                _ => ClientError::Unreachable { socket: socket.clone(), source },
+            })?;
+            http::exchange(stream, request, MAX_REPLY).await.map_err(|e| protocol(ProtocolError::Exchange(e)))
         };
-        stream.set_read_timeout(Some(timeout)).map_err(io)?;
-        stream.set_write_timeout(Some(timeout)).map_err(io)?;
-        let body = body.unwrap_or("");
-        let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: agent\r\nConnection: close\r\nContent-Type: application/json\r\n\
-             Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        let request = [head.as_bytes(), body.as_bytes()].concat();
-        if let Err(e) = stream.write_all(&request) {
-            // The agent may answer (e.g. 403) and close before reading everything; its answer still counts.
-            if e.kind() != std::io::ErrorKind::BrokenPipe && e.kind() != std::io::ErrorKind::ConnectionReset {
-                return Err(io(e));
-            }
-        }
-        let mut raw = Vec::new();
-        stream.take(MAX_REPLY).read_to_end(&mut raw).map_err(io)?;
-        parse(&raw).map_err(|message| ClientError::Protocol { socket, message })
+        let reply = runtime
+            .block_on(async { tokio::time::timeout(timeout, exchange).await })
+            .map_err(|_| ClientError::Timeout { socket: socket.clone(), timeout })??;
+        Ok(Reply { status: reply.status.as_u16(), body: reply.body.to_vec() })
     }
-}
-
-/// Splits status, headers and body; the agent sends Content-Length (or closes after the body).
-fn parse(raw: &[u8]) -> Result<Reply, String> {
-    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or("no complete HTTP header")?;
-    let head = std::str::from_utf8(&raw[..end]).map_err(|_| "header is not text")?;
-    let mut lines = head.split("\r\n");
-    let status_line = lines.next().unwrap_or("");
-    let status = status_line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .ok_or_else(|| format!("bad status line {status_line:?}"))?;
-    let mut body = raw[end + 4..].to_vec();
-    for line in lines {
-        let Some((name, value)) = line.split_once(':') else { continue };
-        if name.eq_ignore_ascii_case("content-length") {
-            let len: usize = value.trim().parse().map_err(|_| format!("bad Content-Length {value:?}"))?;
-            if body.len() < len {
-                return Err(format!("reply cut short: {} of {len} bytes", body.len()));
-            }
-            body.truncate(len);
-        }
-    }
-    Ok(Reply { status, body })
 }
 
 #[cfg(test)]
@@ -134,18 +125,54 @@ mod tests {
     use super::*;
 
     #[test]
-    fn replies_are_split_and_short_ones_refused() {
-        let r = parse(b"HTTP/1.1 404 Not Found\r\ncontent-length: 2\r\n\r\n{}extra").unwrap();
-        assert_eq!((r.status, r.body.as_slice()), (404, &b"{}"[..]));
-        assert!(parse(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}").unwrap_err().contains("cut short"));
-        assert!(parse(b"garbage").is_err());
-    }
-
-    #[test]
     fn a_missing_socket_is_unreachable() {
         let c = Client { socket: PathBuf::from("/nonexistent/agent.sock") };
         let e = c.request("GET", "/api/v1/status", None, Duration::from_secs(1)).unwrap_err();
         assert!(matches!(e, ClientError::Unreachable { .. }));
         assert!(e.to_string().contains("systemctl status accel-agent"), "{e}");
+    }
+
+    /// A Unix socket in a temp dir, and a thread that accepts one connection and hands it to `serve`.
+    fn peer(serve: impl FnOnce(std::os::unix::net::UnixStream) + Send + 'static) -> (tempfile::TempDir, Client) {
+        let dir = tempfile::tempdir().unwrap();
+        let socket = dir.path().join("agent.sock");
+        let listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+        std::thread::spawn(move || serve(listener.accept().unwrap().0));
+        (dir, Client { socket })
+    }
+
+    #[test]
+    fn a_peer_that_accepts_and_never_answers_is_held_to_the_deadline() {
+        let (release, held) = std::sync::mpsc::channel::<()>();
+        let (_dir, c) = peer(move |s| {
+            let _ = held.recv();
+            drop(s);
+        });
+        let started = std::time::Instant::now();
+        let e = c.request("GET", "/api/v1/status", None, Duration::from_millis(300)).unwrap_err();
+        assert!(matches!(e, ClientError::Timeout { .. }), "{e}");
+        assert!(e.to_string().contains("did not answer") && e.to_string().contains("within 300ms"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        drop(release);
+    }
+
+    #[test]
+    fn a_chunked_reply_is_read_and_one_cut_short_is_a_protocol_error() {
+        use std::io::{Read, Write};
+        let answer = |reply: &'static [u8]| {
+            move |mut s: std::os::unix::net::UnixStream| {
+                let mut buf = [0u8; 4096];
+                let _ = s.read(&mut buf);
+                let _ = s.write_all(reply);
+            }
+        };
+        let chunked = b"HTTP/1.1 404 Not Found\r\nTransfer-Encoding: chunked\r\n\r\n1\r\n{\r\n1\r\n}\r\n0\r\n\r\n";
+        let (_dir, c) = peer(answer(chunked));
+        let r = c.request("GET", "/api/v1/devices/x", None, Duration::from_secs(5)).unwrap();
+        assert_eq!((r.status, r.body.as_slice()), (404, &b"{}"[..]));
+        let (_dir, c) = peer(answer(b"HTTP/1.1 200 OK\r\ncontent-length: 10\r\n\r\n{}"));
+        let e = c.request("GET", "/api/v1/status", None, Duration::from_secs(5)).unwrap_err();
+        assert!(matches!(e, ClientError::Protocol { .. }), "{e}");
+        assert!(e.to_string().starts_with("unexpected reply from "), "{e}");
     }
 }

@@ -37,7 +37,7 @@ use crate::effects::faults::AgentFault;
 use crate::effects::journal::{Event, Severity, kind};
 pub use crate::policy::mode::ActionsMode;
 use crate::policy::throttle::{all_files, plan};
-use beneath::{SysfsRoot, Target};
+use beneath::{BeneathError, SysfsRoot, Target};
 use originals::{LoadReport, Originals};
 use write::{WriteError, write_verified};
 
@@ -65,51 +65,104 @@ pub struct ThrottleView {
 }
 
 /// Why a request to the actions layer did not do what was asked.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum ActionError {
     #[error("the actions worker is not running ({0}); nothing was changed; restart the agent")]
     Down(String),
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Failed(ActionFailure),
     #[error("the actions worker did not answer within {0:?}; the change may still be applied, see `agentctl events`")]
     NoAnswer(Duration),
 }
 
 /// What a request did, or why it did not.
-type Outcome = Result<String, String>;
+type Outcome = Result<String, ActionFailure>;
+
+/// Why the actions thread did not do what a request asked. Kept with the device's recent outcomes and
+/// sent to whoever waits, so it is cloned: causes that hold an I/O error hold it in an `Arc`.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ActionFailure {
+    #[error("{device} has no throttle ladder")]
+    NoLadder { device: String },
+    #[error("{device} has no reconnect ladder")]
+    NoReconnectLadder { device: String },
+    /// A request asked just before a reload turned actions off.
+    #[error("actions are disabled; {device} stays at level {current}")]
+    Disabled { device: String, current: usize },
+    #[error("throttle {from} -> {to} failed: {cause}; the device stays at level {from}")]
+    Throttle { device: String, from: usize, to: usize, cause: LevelError },
+    #[error("reconnect step {step} not run: the agent is {fault}; it is tried again later")]
+    StepNotRun { device: String, step: ReconnectStep, fault: AgentFault },
+    #[error("reconnect step {step} failed: {cause}")]
+    Step { device: String, step: ReconnectStep, cause: StepError },
+    /// A reload's summary (what was done) and each device it could not put in line.
+    #[error("{summary}; {}", join(failed))]
+    Reload { summary: String, failed: Vec<ActionFailure> },
+}
+
+fn join(failed: &[ActionFailure]) -> String {
+    failed.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+}
+
+/// Why a file the config names cannot be reached: the root did not open, or the file does not resolve
+/// beneath it (the error names the path).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum TargetError {
+    /// Before the first config is taken (which opens the root at once).
+    #[error("the sysfs root is not opened yet")]
+    NotOpened,
+    #[error("cannot open the sysfs root: {0}")]
+    Root(Arc<BeneathError>),
+    #[error(transparent)]
+    Resolve(Arc<BeneathError>),
+}
+
+/// Why a throttle level was not reached.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum LevelError {
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Write(Arc<WriteError>),
+    #[error(transparent)]
+    Command(#[from] StepError),
+}
 
 /// Why a command or reconnect step did not do its work.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-enum StepError {
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StepError {
     /// It never started: the agent's own trouble, not the device's.
     #[error("not run: the agent is {0}")]
     NotRun(AgentFault),
-    #[error("{0}")]
-    Failed(String),
+    #[error(transparent)]
+    Target(#[from] TargetError),
+    #[error(transparent)]
+    Write(Arc<WriteError>),
+    #[error("step {step} needs the device's pci_address")]
+    NoPciAddress { step: ReconnectStep },
+    #[error("{}: no driver bound", link.display())]
+    NoDriver { link: PathBuf },
+    #[error("{}: driver name {name:?} is not a plain name", link.display())]
+    DriverName { link: PathBuf, name: String },
+    #[error("step power_cycle needs the board's BMP")]
+    NoBmp,
+    #[error("no async runtime for BMP commands")]
+    NoRuntime,
+    #[error("cannot run {program}: {source}")]
+    Spawn { program: String, source: Arc<std::io::Error> },
+    #[error("{program} exited with {status}")]
+    Exit { program: String, status: std::process::ExitStatus },
+    #[error("{program} did not finish within {after:?}")]
+    Timeout { program: String, after: Duration },
+    #[error("waiting for {program}: {source}")]
+    Wait { program: String, source: Arc<std::io::Error> },
 }
 
-impl From<String> for StepError {
-    fn from(message: String) -> StepError {
-        StepError::Failed(message)
-    }
-}
-
-impl From<&str> for StepError {
-    fn from(message: &str) -> StepError {
-        StepError::Failed(message.to_owned())
-    }
-}
-
-impl From<StepError> for String {
-    fn from(e: StepError) -> String {
-        e.to_string()
-    }
-}
 /// The outcome of one request, sent back by the actions thread.
 type Reply = oneshot::Sender<Outcome>;
 
 /// A request whose outcome someone waits for.
-pub struct Pending(oneshot::Receiver<Result<String, String>>);
+pub struct Pending(oneshot::Receiver<Outcome>);
 
 impl Pending {
     /// Waits for the outcome: what was done, or why it was not.
@@ -273,7 +326,7 @@ impl Actions {
             runtime: tokio::runtime::Handle::try_current().ok(),
             scp_policy: settings.scp_policy,
             reconnects: BTreeMap::new(),
-            root: Err("not opened yet".into()),
+            root: Err(TargetError::NotOpened),
             root_path: PathBuf::new(),
             targets: BTreeMap::new(),
             state_dir: config.state_dir.clone(),
@@ -433,11 +486,11 @@ struct Worker {
     scp_policy: RetryPolicy,
     reconnects: BTreeMap<String, ReconnectTarget>,
     /// The sysfs root, held open; every target is opened relative to it.
-    root: Result<Arc<SysfsRoot>, String>,
+    root: Result<Arc<SysfsRoot>, TargetError>,
     root_path: PathBuf,
     /// Files as the config names them -> their canonical target, resolved when the config was taken
     /// (or, for a file missing then, when it first appears).
-    targets: BTreeMap<String, Result<Target, String>>,
+    targets: BTreeMap<String, Result<Target, TargetError>>,
     state_dir: PathBuf,
     /// Writes really happen (enabled and not dry-run).
     write: bool,
@@ -558,7 +611,7 @@ impl Worker {
             self.event(None, Severity::Info, format!("{summary} (config reload)"));
         }
         self.state.publish_actions_mode(new);
-        if failed.is_empty() { Ok(summary) } else { Err(format!("{summary}; {}", failed.join("; "))) }
+        if failed.is_empty() { Ok(summary) } else { Err(ActionFailure::Reload { summary, failed }) }
     }
 
     /// Switches to new settings; throttle views of unchanged ladders keep their level and counts. Opens
@@ -581,13 +634,13 @@ impl Worker {
         *views = kept;
         drop(views);
         let files = s.files();
-        self.root = SysfsRoot::open(&s.root).map(Arc::new).map_err(|e| format!("cannot open the sysfs root: {e}"));
+        self.root = SysfsRoot::open(&s.root).map(Arc::new).map_err(|e| TargetError::Root(Arc::new(e)));
         self.root_path = s.root;
         self.targets = files
             .into_iter()
             .map(|f| {
                 let resolved = match &self.root {
-                    Ok(root) => root.resolve(&f).map_err(|e| e.to_string()),
+                    Ok(root) => root.resolve(&f).map_err(|e| TargetError::Resolve(Arc::new(e))),
                     Err(e) => Err(e.clone()),
                 };
                 (f, resolved)
@@ -606,12 +659,12 @@ impl Worker {
 
     /// The canonical target of a file the config names: resolved when the config was taken, or now if
     /// it could not be then (its device may have appeared since).
-    fn target(&mut self, rel: &str) -> Result<(Arc<SysfsRoot>, Target), String> {
+    fn target(&mut self, rel: &str) -> Result<(Arc<SysfsRoot>, Target), TargetError> {
         let root = self.root.clone()?;
         if let Some(Ok(t)) = self.targets.get(rel) {
             return Ok((root, t.clone()));
         }
-        let resolved = root.resolve(rel).map_err(|e| e.to_string());
+        let resolved = root.resolve(rel).map_err(|e| TargetError::Resolve(Arc::new(e)));
         self.targets.insert(rel.to_owned(), resolved.clone());
         resolved.map(|t| (root, t))
     }
@@ -708,13 +761,15 @@ impl Worker {
             .map(|(p, o)| (p.clone(), o.clone()))
             .collect();
         for (target, original) in entries {
-            let result = match &self.root {
-                Ok(root) => (self.writer)(root, &target, &original.value)
-                    .map(|()| root.display(&target))
-                    .map_err(|e| e.to_string()),
-                Err(e) => Err(format!("{target}: {e}")),
+            let root = match &self.root {
+                Ok(root) => root,
+                Err(e) => {
+                    let message = format!("{why} failed: {target}: {e}");
+                    self.event(Some(&original.device), Severity::Critical, message);
+                    continue;
+                }
             };
-            match result {
+            match (self.writer)(root, &target, &original.value).map(|()| root.display(&target)) {
                 Ok(path) => {
                     if let Err(e) = originals.forget(&target) {
                         self.event(Some(&original.device), Severity::Critical, e.to_string());
@@ -731,9 +786,9 @@ impl Worker {
     }
 
     /// Applies a level; says what was written, or why the level was not reached.
-    fn set_level(&mut self, originals: &mut Originals, device: &str, target: usize) -> Result<String, String> {
+    fn set_level(&mut self, originals: &mut Originals, device: &str, target: usize) -> Outcome {
         let Some(levels) = self.ladders.get(device).cloned() else {
-            return Err(format!("{device} has no throttle ladder"));
+            return Err(ActionFailure::NoLadder { device: device.to_owned() });
         };
         let target = target.min(levels.len());
         let current = self.views.lock().unwrap_or_else(PoisonError::into_inner).get(device).map_or(0, |v| v.level);
@@ -742,17 +797,17 @@ impl Worker {
         }
         // A request asked just before a reload turned actions off arrives after it: nothing to do.
         if !self.mode().decides() {
-            return Err(format!("actions are disabled; {device} stays at level {current}"));
+            return Err(ActionFailure::Disabled { device: device.to_owned(), current });
         }
         let want = plan(&levels, target);
         let held = plan(&levels, current);
         let mut done = Vec::new();
-        let mut failed: Option<String> = None;
+        let mut failed: Option<LevelError> = None;
         for file in all_files(&levels) {
             let (root, path) = match self.target(&file) {
                 Ok(t) => t,
                 Err(e) => {
-                    failed = Some(e);
+                    failed = Some(e.into());
                     break;
                 }
             };
@@ -784,29 +839,30 @@ impl Worker {
                     self.event(Some(device), Severity::Critical, format!("{e}; throttling continues without it"));
                 }
                 Err(e) => {
-                    failed = Some(e.to_string());
+                    failed = Some(LevelError::Write(Arc::new(e)));
                     break;
                 }
             }
         }
         if failed.is_none() {
-            failed = self.run_command(&levels, device, target).err();
+            failed = self.run_command(&levels, device, target).err().map(LevelError::Command);
         }
         let mut views = self.views.lock().unwrap_or_else(PoisonError::into_inner);
-        let Some(view) = views.get_mut(device) else { return Err(format!("{device} has no throttle ladder")) };
+        let Some(view) = views.get_mut(device) else {
+            return Err(ActionFailure::NoLadder { device: device.to_owned() });
+        };
         view.locked = match &self.root {
             Ok(root) => self.locked.iter().map(|t| root.display(t).display().to_string()).collect(),
             Err(_) => self.locked.iter().map(ToString::to_string).collect(),
         };
         match failed {
-            Some(e) => {
-                view.last_error = Some(e.clone());
+            Some(cause) => {
+                view.last_error = Some(cause.to_string());
                 drop(views);
                 // A failed or unverified write is not a state change: the level stays where it was.
-                let message =
-                    format!("throttle {current} -> {target} failed: {e}; the device stays at level {current}");
-                self.event(Some(device), Severity::Critical, message.clone());
-                Err(message)
+                let failure = ActionFailure::Throttle { device: device.to_owned(), from: current, to: target, cause };
+                self.event(Some(device), Severity::Critical, failure.to_string());
+                Err(failure)
             }
             None => {
                 view.level = target;
@@ -847,9 +903,9 @@ impl Worker {
 
     /// One reconnect step. Whether it worked is judged later, by the device coming back; what is
     /// returned is whether the step itself ran.
-    fn reconnect(&mut self, device: &str, step: ReconnectStep) -> Result<String, String> {
+    fn reconnect(&mut self, device: &str, step: ReconnectStep) -> Outcome {
         let Some(target) = self.reconnects.get(device).cloned() else {
-            return Err(format!("{device} has no reconnect ladder"));
+            return Err(ActionFailure::NoReconnectLadder { device: device.to_owned() });
         };
         let outcome = if !self.write {
             Ok(format!("dry run: would run reconnect step {step}"))
@@ -864,24 +920,24 @@ impl Worker {
             // Not an attempt: the ladder must neither count it nor move on to a harsher step for it.
             Err(StepError::NotRun(fault)) => {
                 self.state.step_not_run(device, step, fault);
-                Err(format!("reconnect step {step} not run: the agent is {fault}; it is tried again later"))
+                Err(ActionFailure::StepNotRun { device: device.to_owned(), step, fault })
             }
-            Err(e) => {
-                let message = format!("reconnect step {step} failed: {e}");
-                self.event(Some(device), Severity::Critical, message.clone());
-                Err(message)
+            Err(cause) => {
+                let failure = ActionFailure::Step { device: device.to_owned(), step, cause };
+                self.event(Some(device), Severity::Critical, failure.to_string());
+                Err(failure)
             }
         }
     }
 
     /// Writes a write-only attribute beneath the root.
-    fn poke(&mut self, rel: &str, value: &str) -> Result<(), String> {
+    fn poke(&mut self, rel: &str, value: &str) -> Result<(), StepError> {
         let (root, target) = self.target(rel)?;
-        write::write_once(&root, &target, value).map_err(|e| e.to_string())
+        write::write_once(&root, &target, value).map_err(|e| StepError::Write(Arc::new(e)))
     }
 
     fn run_step(&mut self, device: &str, step: ReconnectStep, target: &ReconnectTarget) -> Result<String, StepError> {
-        let pci = || target.pci.as_deref().ok_or_else(|| format!("step {step} needs the device's pci_address"));
+        let pci = || target.pci.as_deref().ok_or(StepError::NoPciAddress { step });
         match step {
             ReconnectStep::PowerCycle => Ok(self.power_cycle(device, target.bmp)?),
             ReconnectStep::Vendor => {
@@ -915,26 +971,27 @@ impl Worker {
 
     /// The name of the driver bound to a PCI function: the last component of its `driver` link, which
     /// must be a plain name (it becomes part of the unbind and bind paths).
-    fn driver_of(&mut self, addr: &str) -> Result<String, String> {
+    fn driver_of(&mut self, addr: &str) -> Result<String, StepError> {
         let rel = format!("bus/pci/devices/{addr}/driver");
         let (root, link) = self.target(&rel)?;
-        let shown = root.display(&link);
-        let name = std::fs::read_link(&shown)
-            .ok()
-            .and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned))
-            .ok_or_else(|| format!("{}: no driver bound", shown.display()))?;
+        let link = root.display(&link);
+        let Some(name) =
+            std::fs::read_link(&link).ok().and_then(|t| t.file_name().and_then(|n| n.to_str()).map(str::to_owned))
+        else {
+            return Err(StepError::NoDriver { link });
+        };
         match Target::parse(&name) {
             Ok(t) if !t.as_str().contains('/') => Ok(name),
-            _ => Err(format!("{}: driver name {name:?} is not a plain name", shown.display())),
+            _ => Err(StepError::DriverName { link, name }),
         }
     }
 
     /// Power-cycles a SpiNNaker board through its frame's BMP, off then on. It runs on the agent's runtime
     /// (power-on takes seconds) so throttling is not held up; its outcome is an event of its own, and
     /// the reconnect ladder judges success by the board answering again after `settle`.
-    fn power_cycle(&self, device: &str, bmp: Option<(SocketAddr, u8)>) -> Result<String, String> {
-        let (addr, board) = bmp.ok_or("step power_cycle needs the board's BMP")?;
-        let runtime = self.runtime.clone().ok_or("no async runtime for BMP commands")?;
+    fn power_cycle(&self, device: &str, bmp: Option<(SocketAddr, u8)>) -> Result<String, StepError> {
+        let (addr, board) = bmp.ok_or(StepError::NoBmp)?;
+        let runtime = self.runtime.clone().ok_or(StepError::NoRuntime)?;
         let (events, device, policy) = (Arc::clone(&self.events), device.to_owned(), self.scp_policy);
         runtime.spawn(async move {
             let result = crate::effects::actions::bmp::power_cycle(policy, addr, board).await;
@@ -948,14 +1005,14 @@ impl Worker {
     }
 
     /// Runs the vendor command of the level entered (for level 0, level 1's command with level 0).
-    fn run_command(&self, levels: &[ThrottleLevel], device: &str, target: usize) -> Result<(), String> {
+    fn run_command(&self, levels: &[ThrottleLevel], device: &str, target: usize) -> Result<(), StepError> {
         let Some(argv) = levels.get(target.saturating_sub(1)).and_then(|l| l.command.as_ref()) else { return Ok(()) };
         let argv: Vec<String> =
             argv.iter().map(|a| a.replace("{id}", device).replace("{level}", &target.to_string())).collect();
         if !self.write {
             return Ok(());
         }
-        Ok(self.run_argv(&argv)?)
+        self.run_argv(&argv)
     }
 
     /// Runs a command without a shell, in its own process group, killed as a group at the deadline.
@@ -976,24 +1033,24 @@ impl Worker {
                 .spawn()
                 .map_err(|e| match AgentFault::of(&e) {
                     Some(fault) => StepError::NotRun(fault),
-                    None => StepError::Failed(format!("cannot run {program}: {e}")),
+                    None => StepError::Spawn { program: program.clone(), source: Arc::new(e) },
                 })?
         };
         let started = Instant::now();
         loop {
             match child.try_wait() {
                 Ok(Some(status)) if status.success() => return Ok(()),
-                Ok(Some(status)) => return Err(format!("{program} exited with {status}").into()),
+                Ok(Some(status)) => return Err(StepError::Exit { program: program.clone(), status }),
                 Ok(None) if started.elapsed() > COMMAND_TIMEOUT => {
                     // SAFETY: signalling the process group we created for this child.
                     unsafe {
                         libc::kill(-(child.id() as i32), libc::SIGKILL);
                     }
                     let _ = child.wait();
-                    return Err(format!("{program} did not finish within {COMMAND_TIMEOUT:?}").into());
+                    return Err(StepError::Timeout { program: program.clone(), after: COMMAND_TIMEOUT });
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(10)),
-                Err(e) => return Err(format!("waiting for {program}: {e}").into()),
+                Err(e) => return Err(StepError::Wait { program: program.clone(), source: Arc::new(e) }),
             }
         }
     }
@@ -1045,7 +1102,7 @@ mod tests {
             runtime: None,
             scp_policy: RetryPolicy::default(),
             reconnects: BTreeMap::new(),
-            root: Err("not opened".into()),
+            root: Err(TargetError::NotOpened),
             root_path: PathBuf::new(),
             targets: BTreeMap::new(),
             state_dir: state.to_owned(),
@@ -1162,7 +1219,7 @@ mod tests {
 
         let done = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::DryRun));
         assert_eq!(
-            done.as_deref(),
+            done.as_deref().map_err(ToString::to_string),
             Ok("actions dry-run (was enabled); original values restored for d0; \
                 would be applied again (dry run): d0 at level 1")
         );
@@ -1195,6 +1252,8 @@ mod tests {
         w.set_level(&mut originals, "d0", 1).unwrap();
 
         let e = w.reconfigure(&mut originals, settings(root.path(), ladder, ActionsMode::Disabled)).unwrap_err();
+        assert!(matches!(&e, ActionFailure::Reload { failed, .. } if failed.len() == 1), "{e}");
+        let e = e.to_string();
         assert!(e.starts_with("actions disabled (was enabled); throttle 1 -> 0 failed: "), "{e}");
         assert!(e.contains("the device stays at level 1"), "{e}");
         assert_eq!(cur_state(root.path(), 0), "2\n");
@@ -1215,7 +1274,7 @@ mod tests {
 
         let done = w.reconfigure(&mut originals, settings(root.path(), new, ActionsMode::Enabled));
         assert_eq!(
-            done.as_deref(),
+            done.as_deref().map_err(ToString::to_string),
             Ok("actions enabled; original values restored for d0; applied again: d0 at level 1")
         );
         assert_eq!((cur_state(root.path(), 0), cur_state(root.path(), 1)), ("0\n".into(), "2\n".into()));
@@ -1270,13 +1329,13 @@ mod tests {
         evidence.flush().await;
         assert_eq!(why, "it panicked: a bug in the writer");
         let e = actions.outcome_since("d0", actions.mark()).err().expect("no request is taken any more");
-        assert_eq!(e, ActionError::Down(why.clone()));
+        assert!(matches!(&e, ActionError::Down(w) if *w == why), "{e}");
         assert!(e.to_string().contains("restart the agent"), "{e}");
         let critical: u64 =
             events.counts().iter().filter(|(_, s, _)| *s == Severity::Critical).map(|(_, _, n)| *n).sum();
         assert_eq!(critical, 1, "one event says it");
         let healthy = crate::publish::http::healthy(&state.snapshot(), Instant::now(), state.started);
-        assert_eq!(healthy, Err(format!("the actions worker stopped: {why}")));
+        assert_eq!(healthy.map_err(|e| e.to_string()), Err(format!("the actions worker stopped: {why}")));
         let scrape = crate::publish::exposition::Exposition::new(Arc::clone(&state))
             .render(crate::publish::exposition::Format::Text004, false);
         let scrape = String::from_utf8_lossy(&scrape);

@@ -100,35 +100,51 @@ pub struct Originals {
     pub entries: BTreeMap<Target, Original>,
 }
 
+/// Why the originals file could not be read (its path is named by the report that says so).
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error("it is a symlink")]
+    Symlink,
+    #[error("cannot open it: {0}")]
+    Open(#[source] std::io::Error),
+    #[error("cannot stat it: {0}")]
+    Stat(#[source] std::io::Error),
+    #[error("not a regular file")]
+    NotAFile,
+    #[error("{0} bytes, larger than any originals file")]
+    TooLarge(u64),
+    #[error("cannot read it: {0}")]
+    Read(#[source] std::io::Error),
+}
+
 /// Reads the file without following a symlink and only if it is a regular file of plausible size.
-fn read_file(file: &Path) -> Result<Option<Vec<u8>>, String> {
+fn read_file(file: &Path) -> Result<Option<Vec<u8>>, ReadError> {
     let f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK).open(file);
     let f = match f {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err("it is a symlink".into()),
-        Err(e) => return Err(format!("cannot open it: {e}")),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => return Err(ReadError::Symlink),
+        Err(e) => return Err(ReadError::Open(e)),
     };
-    let meta = f.metadata().map_err(|e| format!("cannot stat it: {e}"))?;
+    let meta = f.metadata().map_err(ReadError::Stat)?;
     if !meta.is_file() {
-        return Err("not a regular file".into());
+        return Err(ReadError::NotAFile);
     }
     if meta.len() > MAX_SIZE {
-        return Err(format!("{} bytes, larger than any originals file", meta.len()));
+        return Err(ReadError::TooLarge(meta.len()));
     }
     let mut bytes = Vec::new();
-    f.take(MAX_SIZE).read_to_end(&mut bytes).map_err(|e| format!("cannot read it: {e}"))?;
+    f.take(MAX_SIZE).read_to_end(&mut bytes).map_err(ReadError::Read)?;
     Ok(Some(bytes))
 }
 
 /// The entries of the file: all of them when it is whole, else each line that is an intact entry.
 /// Returns (path, device, value) triples and why the file is damaged, if it is.
 fn parse(bytes: &[u8], root: &Path) -> (Vec<(String, Original)>, Option<String>) {
-    let checked = |e: Entry| -> Result<(String, Original), String> {
-        if entry_sum(&e.path, &e.device, &e.value) != e.sum {
-            return Err(e.path);
-        }
-        Ok((e.path, Original { device: e.device, value: e.value }))
+    // An entry whose checksum matches, or None.
+    let checked = |e: Entry| -> Option<(String, Original)> {
+        let intact = entry_sum(&e.path, &e.device, &e.value) == e.sum;
+        intact.then_some((e.path, Original { device: e.device, value: e.value }))
     };
     match serde_json::from_slice::<Whole>(bytes) {
         Ok(w) if w.version == VERSION => {
@@ -138,8 +154,8 @@ fn parse(bytes: &[u8], root: &Path) -> (Vec<(String, Original)>, Option<String>)
             let mut bad = 0;
             for e in w.entries {
                 match checked(e) {
-                    Ok(kv) => out.push(kv),
-                    Err(_) => bad += 1,
+                    Some(kv) => out.push(kv),
+                    None => bad += 1,
                 }
             }
             let damaged = match (whole, bad) {
@@ -170,7 +186,7 @@ fn parse(bytes: &[u8], root: &Path) -> (Vec<(String, Original)>, Option<String>)
     let out = text
         .lines()
         .filter_map(|l| serde_json::from_str::<Entry>(l.trim().trim_end_matches(',')).ok())
-        .filter_map(|e| checked(e).ok())
+        .filter_map(checked)
         .collect();
     let why = if text.trim().is_empty() { "it is empty" } else { "it is cut short or not valid JSON" };
     (out, Some(why.to_owned()))
@@ -186,7 +202,7 @@ impl Originals {
         let (raw, damaged) = match read_file(&file) {
             Ok(None) => (Vec::new(), None),
             Ok(Some(bytes)) => parse(&bytes, root),
-            Err(why) => (Vec::new(), Some(why)),
+            Err(why) => (Vec::new(), Some(why.to_string())),
         };
         let mut entries = BTreeMap::new();
         for (path, original) in raw {

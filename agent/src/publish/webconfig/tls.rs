@@ -236,10 +236,11 @@ pub(super) fn from_raw(
         versions(raw.min_version.as_deref(), raw.max_version.as_deref(), notes).map_err(|(k, m)| invalid(k, &m))?;
     let mut provider = rustls::crypto::ring::default_provider();
     if let Some(names) = raw.cipher_suites.filter(|n| !n.is_empty()) {
-        provider.cipher_suites = cipher_suites(&provider, &names).map_err(|m| invalid("cipher_suites", &m))?;
+        provider.cipher_suites =
+            cipher_suites(&provider, &names).map_err(|e| invalid("cipher_suites", &e.to_string()))?;
     }
     if let Some(names) = raw.curve_preferences.filter(|n| !n.is_empty()) {
-        provider.kx_groups = curves(&provider, &names).map_err(|m| invalid("curve_preferences", &m))?;
+        provider.kx_groups = curves(&provider, &names).map_err(|e| invalid("curve_preferences", &e.to_string()))?;
     }
 
     let settings = Settings {
@@ -335,8 +336,19 @@ pub(super) fn versions(
     Ok(out)
 }
 
+/// A cipher suite or curve name that rustls does not offer, with those it does (Go's names).
+#[derive(Debug, thiserror::Error)]
+#[error("{name:?} is unknown or not supported; supported: {}", supported.join(", "))]
+struct Unsupported {
+    name: String,
+    supported: Vec<String>,
+}
+
 /// Restricts the TLS 1.2 suites to those named (Go's names); as in Go, TLS 1.3 suites are not configurable.
-fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rustls::SupportedCipherSuite>, String> {
+fn cipher_suites(
+    provider: &CryptoProvider,
+    names: &[String],
+) -> Result<Vec<rustls::SupportedCipherSuite>, Unsupported> {
     let tls13 = provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS13);
     let tls12: Vec<_> = provider.cipher_suites.iter().filter(|s| s.version() == &rustls::version::TLS12).collect();
     let mut chosen: Vec<rustls::SupportedCipherSuite> = Vec::new();
@@ -349,8 +361,8 @@ fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rust
             Some(s) => chosen.push(**s),
             None if is_tls13 => {}
             None => {
-                let known: Vec<String> = tls12.iter().map(|s| format!("{:?}", s.suite())).collect();
-                return Err(format!("{name:?} is unknown or not supported; supported: {}", known.join(", ")));
+                let supported = tls12.iter().map(|s| format!("{:?}", s.suite())).collect();
+                return Err(Unsupported { name: name.clone(), supported });
             }
         }
     }
@@ -362,7 +374,7 @@ fn cipher_suites(provider: &CryptoProvider, names: &[String]) -> Result<Vec<rust
 fn curves(
     provider: &CryptoProvider,
     names: &[String],
-) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, String> {
+) -> Result<Vec<&'static dyn rustls::crypto::SupportedKxGroup>, Unsupported> {
     names
         .iter()
         .map(|name| {
@@ -372,9 +384,10 @@ fn curves(
                 "CurveP384" => Some(rustls::NamedGroup::secp384r1),
                 _ => None,
             };
-            group
-                .and_then(|g| provider.kx_groups.iter().find(|k| k.name() == g).copied())
-                .ok_or_else(|| format!("{name:?} is unknown or not supported; supported: X25519, CurveP256, CurveP384"))
+            group.and_then(|g| provider.kx_groups.iter().find(|k| k.name() == g).copied()).ok_or_else(|| Unsupported {
+                name: name.clone(),
+                supported: ["X25519", "CurveP256", "CurveP384"].map(str::to_owned).to_vec(),
+            })
         })
         .collect()
 }
