@@ -5,8 +5,11 @@
 #
 # Measures, per exporter: CPU seconds per 1000 collections (utime+stime from /proc/PID/stat),
 # peak RSS (VmHWM from /proc/PID/status), and scrape latency under load (wrk, 50 connections).
-# Each run measures node_exporter and the agent side by side; the summary gives the median of RUNS runs
-# with the spread (min-max), and the ratios are the medians of each run's own ratio.
+# Also the same work on both sides, per cycle: the agent's collection plus the encode and gzip of one
+# scrape asking for gzip, against one node_exporter scrape asking for gzip (its collection, encode, gzip).
+# Each run measures node_exporter and the agent side by side, in alternating order (node_exporter first
+# in odd runs); the summary gives the median of RUNS runs with the spread (min-max), and the ratios are
+# the medians of each run's own ratio.
 #
 # Environment:
 #   RUNS            side-by-side runs (default 3)
@@ -14,11 +17,15 @@
 #   NE_SCRAPES      sequential node_exporter scrapes to measure (default 1000)
 #   WRK_SECONDS     duration of each wrk run (default 10)
 #   SKIP_BUILD=1    use the existing release binaries
+#   AGENT_BIN       the accel-agent binary to measure (default: the release build), e.g. an older build
+#   CYCLE_ONLY=1    only CPU per collection, CPU per gzip cycle and peak RSS: no wrk load, no
+#                   all-collectors run (a run takes about a minute instead of four)
 #
 # Needs root (or the tools already installed) on Debian: installs prometheus-node-exporter and wrk.
 set -euo pipefail
 
 RUNS=${RUNS:-3}
+CYCLE_ONLY=${CYCLE_ONLY:-0}
 BENCH_SECONDS=${BENCH_SECONDS:-20}
 NE_SCRAPES=${NE_SCRAPES:-1000}
 WRK_SECONDS=${WRK_SECONDS:-10}
@@ -26,7 +33,7 @@ NE_BIN=/usr/bin/prometheus-node-exporter
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 target=${CARGO_TARGET_DIR:-$root/target}
-agent_bin=$target/release/accel-agent
+agent_bin=${AGENT_BIN:-$target/release/accel-agent}
 gen_bin=$target/release/gen-sysfs-tree
 
 log() { printf '[bench %s] %s\n' "$(date -u +%H:%M:%S)" "$*" >&2; }
@@ -51,7 +58,7 @@ trap 'exit 130' INT TERM
 
 need_pkgs=()
 [[ -x $NE_BIN ]] || need_pkgs+=(prometheus-node-exporter)
-command -v wrk >/dev/null || need_pkgs+=(wrk)
+[[ $CYCLE_ONLY == 1 ]] || command -v wrk >/dev/null || need_pkgs+=(wrk)
 command -v curl >/dev/null || need_pkgs+=(curl)
 if ((${#need_pkgs[@]})); then
     log "installing ${need_pkgs[*]}"
@@ -124,6 +131,21 @@ stop() {
     pids=("${keep[@]}")
 }
 
+# scrape_seq PORT N GZIP [RATE]: N scrapes of /metrics, one after another on one keep-alive connection
+# (URL globbing: one curl process), at most RATE per second if given, asking for gzip if GZIP is 1.
+# Prints one "HTTP-code bytes" line per scrape (bytes as sent, compressed or not).
+scrape_seq() {
+    local args=(-s -o /dev/null -w '%{http_code} %{size_download}\n')
+    [[ $3 == 1 ]] && args+=(-H "Accept-Encoding: gzip")
+    [[ -n ${4:-} ]] && args+=(--rate "$4/s")
+    curl "${args[@]}" "http://127.0.0.1:$1/metrics?n=[1-$2]"
+}
+
+# per_1000 CPU0 CPU1 N: CPU seconds per 1000 of N events.
+per_1000() {
+    awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }'
+}
+
 # Sum of accel_collector_collections_total{collector="NAME"} in the current /metrics.
 collections() {
     curl -sf "http://127.0.0.1:$1/metrics" |
@@ -156,7 +178,7 @@ run_wrk() {
     W_SOCKERR[$name]=${W_SOCKERR[$name]:-0}
 }
 
-declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES SUSPECT RUN_NOTES
+declare -A CPU_PER_1000 RSS RSS_AFTER_WRK NOTE SERIES SUSPECT RUN_NOTES GZ_BYTES CYCLE_SCRAPES
 
 # --- node_exporter -----------------------------------------------------------------------------
 
@@ -175,18 +197,29 @@ bench_ne() {
     log "node_exporter: $NE_SCRAPES sequential scrapes"
     cpu0=$(cpu_seconds "$ne_pid")
     t0=$(date +%s.%N)
-    # URL globbing: one curl process, one keep-alive connection, scrapes strictly one after another.
-    codes=$(curl -s -o /dev/null -w '%{http_code}\n' "http://127.0.0.1:$ne_port/metrics?n=[1-$NE_SCRAPES]")
+    codes=$(scrape_seq "$ne_port" "$NE_SCRAPES" 0)
     t1=$(date +%s.%N)
     cpu1=$(cpu_seconds "$ne_pid")
-    ne_ok=$(grep -c '^200$' <<<"$codes" || true)
-    ((ne_ok == NE_SCRAPES)) || NOTE[ne]="only $ne_ok of $NE_SCRAPES scrapes returned 200"
-    CPU_PER_1000[ne]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$ne_ok" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
+    ne_ok=$(grep -c '^200 ' <<<"$codes" || true)
+    ((ne_ok == NE_SCRAPES)) || NOTE[ne]="only $ne_ok of $NE_SCRAPES scrapes returned 200; "
+    CPU_PER_1000[ne]=$(per_1000 "$cpu0" "$cpu1" "$ne_ok")
     RSS[ne]=$(peak_rss_mib "$ne_pid")
     ne_wall=$(awk -v a="$t0" -v b="$t1" -v n="$ne_ok" 'BEGIN { printf "%.1f ms/scrape", (b - a) * 1000 / n }')
     log "node_exporter: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $ne_ok scrapes ($ne_wall)"
-    run_wrk ne "$ne_port"
-    run_wrk ne_gz "$ne_port" gzip
+
+    # The same work as the agent's cycle below: one collection, encode and gzip per scrape.
+    log "node_exporter: $NE_SCRAPES sequential gzip scrapes"
+    cpu0=$(cpu_seconds "$ne_pid")
+    codes=$(scrape_seq "$ne_port" "$NE_SCRAPES" 1)
+    cpu1=$(cpu_seconds "$ne_pid")
+    ne_ok=$(grep -c '^200 ' <<<"$codes" || true)
+    ((ne_ok == NE_SCRAPES)) || NOTE[ne]+="only $ne_ok of $NE_SCRAPES gzip scrapes returned 200; "
+    CPU_PER_1000[ne_cycle]=$(per_1000 "$cpu0" "$cpu1" "$ne_ok")
+    GZ_BYTES[ne]=$(awk '$1 == 200 { s += $2; n++ } END { if (n) printf "%.0f", s / n }' <<<"$codes")
+    if [[ $CYCLE_ONLY != 1 ]]; then
+        run_wrk ne "$ne_port"
+        run_wrk ne_gz "$ne_port" gzip
+    fi
     RSS_AFTER_WRK[ne]=$(peak_rss_mib "$ne_pid")
     ne_version=$("$NE_BIN" --version 2>&1 | head -n1)
     stop "$ne_pid"
@@ -238,13 +271,13 @@ bench_agent() {
     scrapes=$((BENCH_SECONDS * 10))
     cpu0=$(cpu_seconds "$pid")
     c0=$(collections "$port" hwmon)
-    codes=$(curl -s -o /dev/null --rate 10/s -w '%{http_code}\n' "http://127.0.0.1:$port/metrics?n=[1-$scrapes]")
+    codes=$(scrape_seq "$port" "$scrapes" 0 10)
     c1=$(collections "$port" hwmon)
     cpu1=$(cpu_seconds "$pid")
-    ok=$(grep -c '^200$' <<<"$codes" || true)
+    ok=$(grep -c '^200 ' <<<"$codes" || true)
     n=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')
     ((n > 0)) || die "$name: no hwmon collections counted ($c0 -> $c1)"
-    CPU_PER_1000[$name]=$(awk -v a="$cpu0" -v b="$cpu1" -v n="$n" 'BEGIN { printf "%.2f", (b - a) * 1000 / n }')
+    CPU_PER_1000[$name]=$(per_1000 "$cpu0" "$cpu1" "$n")
     RSS[$name]=$(peak_rss_mib "$pid")
     log "$name: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $n collections, $ok/$scrapes scrapes 200"
     NOTE[$name]=""
@@ -253,8 +286,11 @@ bench_agent() {
     agent_health "$name" "$port" "after the window"
     NOTE[$name]+="$(awk '/^accel_collector_duration_seconds/ { sub(/.*collector="/, ""); sub(/"}/, ""); printf "%s %.1fms ", $1, $2 * 1000 }' "$tmp/metrics-$name-health.txt" | sed 's/^/last durations: /'); "
 
-    run_wrk "$name" "$port"
-    run_wrk "${name}_gz" "$port" gzip
+    [[ $name == same ]] && agent_cycle "$name" "$port" "$pid"
+    if [[ $CYCLE_ONLY != 1 ]]; then
+        run_wrk "$name" "$port"
+        run_wrk "${name}_gz" "$port" gzip
+    fi
     RSS_AFTER_WRK[$name]=$(peak_rss_mib "$pid")
     sleep 0.5 # let one more collection round finish after the load
     agent_health "$name" "$port" "after wrk"
@@ -266,28 +302,65 @@ bench_agent() {
     fi
 }
 
+# agent_cycle NAME PORT PID: the same work as a node_exporter gzip scrape, per cycle: the agent collects
+# every 100 ms and is scraped every 100 ms asking for gzip, so each collection is followed by one encode
+# and one compression. CPU per cycle is the process's CPU over the window divided by the collections.
+agent_cycle() {
+    local name=$1 port=$2 pid=$3 cpu0 cpu1 c0 c1 n codes ok scrapes=$((BENCH_SECONDS * 10))
+    log "$name: gzip scrapes every 100 ms for ${BENCH_SECONDS}s"
+    cpu0=$(cpu_seconds "$pid")
+    c0=$(collections "$port" hwmon)
+    codes=$(scrape_seq "$port" "$scrapes" 1 10)
+    c1=$(collections "$port" hwmon)
+    cpu1=$(cpu_seconds "$pid")
+    ok=$(grep -c '^200 ' <<<"$codes" || true)
+    n=$(awk -v a="$c0" -v b="$c1" 'BEGIN { print b - a }')
+    ((n > 0)) || die "$name: no hwmon collections counted in the gzip window ($c0 -> $c1)"
+    ((ok == scrapes)) || NOTE[$name]+="only $ok of $scrapes gzip scrapes returned 200; "
+    CPU_PER_1000[${name}_cycle]=$(per_1000 "$cpu0" "$cpu1" "$n")
+    GZ_BYTES[$name]=$(awk '$1 == 200 { s += $2; n++ } END { if (n) printf "%.0f", s / n }' <<<"$codes")
+    CYCLE_SCRAPES[$name]="$ok scrapes for $n collections"
+    log "$name: $(awk -v a="$cpu0" -v b="$cpu1" 'BEGIN { printf "%.2f", b - a }') CPU s over $n collections with gzip scrapes ($ok)"
+}
+
 # record RUN: appends this run's figures to the results file, one "exporter<TAB>figure<TAB>value" per line.
 results=$tmp/results.tsv
 record() {
     local run=$1 k
     for k in ne same all; do
-        printf '%s\t%s\t%s\n' "$k" cpu "${CPU_PER_1000[$k]}" "$k" rss "${RSS[$k]}" "$k" rss_wrk "${RSS_AFTER_WRK[$k]}" >>"$results"
+        printf '%s\t%s\t%s\n' "$k" cpu "${CPU_PER_1000[$k]:-}" "$k" rss "${RSS[$k]:-}" "$k" rss_wrk "${RSS_AFTER_WRK[$k]:-}" >>"$results"
     done
+    for k in ne same; do
+        printf '%s\t%s\t%s\n' "$k" cycle "${CPU_PER_1000[${k}_cycle]}" "$k" gz_bytes "${GZ_BYTES[$k]}" >>"$results"
+    done
+    awk -v a="${CPU_PER_1000[same_cycle]}" -v b="${CPU_PER_1000[ne_cycle]}" \
+        'BEGIN { printf "ratio\tcycle\t%.3f\n", a / b }' >>"$results"
+    log "run $run: CPU/1000 gzip cycles ne ${CPU_PER_1000[ne_cycle]} same ${CPU_PER_1000[same_cycle]} (${CYCLE_SCRAPES[same]}); bytes/scrape ne ${GZ_BYTES[ne]} same ${GZ_BYTES[same]}"
+    awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" \
+        'BEGIN { printf "ratio\tcpu\t%.3f\nratio\trss\t%.3f\n", a / b, r / s }' >>"$results"
+    if [[ $CYCLE_ONLY == 1 ]]; then
+        log "run $run: CPU/1000 ne ${CPU_PER_1000[ne]} same ${CPU_PER_1000[same]}; RSS ne ${RSS[ne]} same ${RSS[same]} MiB"
+        return
+    fi
     for k in ne same all ne_gz same_gz all_gz; do
         printf '%s\t%s\t%s\n' "$k" p50 "${W_P50[$k]}" "$k" p99 "${W_P99[$k]}" "$k" rps "${W_RPS[$k]}" \
             "$k" kib "${W_KIB[$k]}" "$k" non2xx "${W_NON2XX[$k]}" "$k" sockerr "${W_SOCKERR[$k]}" >>"$results"
     done
-    awk -v a="${CPU_PER_1000[same]}" -v b="${CPU_PER_1000[ne]}" -v r="${RSS[same]}" -v s="${RSS[ne]}" \
-        'BEGIN { printf "ratio\tcpu\t%.3f\nratio\trss\t%.3f\n", a / b, r / s }' >>"$results"
     log "run $run: CPU/1000 ne ${CPU_PER_1000[ne]} same ${CPU_PER_1000[same]} all ${CPU_PER_1000[all]}; RSS ne ${RSS[ne]} same ${RSS[same]} all ${RSS[all]} MiB; gzip p99 ne ${W_P99[ne_gz]} same ${W_P99[same_gz]} all ${W_P99[all_gz]} ms"
 }
 
 for run in $(seq "$RUNS"); do
     log "run $run of $RUNS"
     NOTE=()
-    bench_ne
-    bench_agent same "$tmp/same.toml"
-    bench_agent all "$tmp/all.toml"
+    # Alternating order, so that whatever else the machine does drifts over both sides alike.
+    if ((run % 2)); then
+        bench_ne
+        bench_agent same "$tmp/same.toml"
+    else
+        bench_agent same "$tmp/same.toml"
+        bench_ne
+    fi
+    [[ $CYCLE_ONLY == 1 ]] || bench_agent all "$tmp/all.toml"
     record "$run"
     for k in ne same all; do
         n=$(sed 's/[; ]*$//; s/ *; *\(; *\)*/; /g' <<<"${NOTE[$k]:-}")
@@ -330,8 +403,24 @@ echo "accel-agent:   $agent_version (poll_interval 100ms)"
 echo "tree:          64 hwmon chips x 24 sensors, 64 thermal zones, 32 cooling devices, 16 powercap zones, 128 PCI devices with AER"
 echo "method:        node_exporter: $NE_SCRAPES sequential scrapes per run (1 scrape = 1 collection);"
 echo "               accel-agent: ${BENCH_SECONDS}s of background collection at 100ms, scraped every 100ms;"
-echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine; latency includes non-2xx responses"
+echo "               gzip cycle: node_exporter $NE_SCRAPES sequential gzip scrapes; accel-agent ${BENCH_SECONDS}s scraped"
+echo "               every 100ms with gzip, CPU divided by its collections (collection + encode + gzip each)"
+[[ $CYCLE_ONLY == 1 ]] ||
+    echo "               load: wrk -t2 -c50 -d${WRK_SECONDS}s on the same machine; latency includes non-2xx responses"
 echo
+echo "the same work per cycle (one collection, encode and gzip; CPU s per 1000 cycles, bytes per gzip scrape):"
+echo "  node_exporter:                 $(med ne cycle), $(med ne gz_bytes %.0f) bytes"
+echo "  accel-agent (same collectors): $(med same cycle), $(med same gz_bytes %.0f) bytes"
+echo "  ratio, median of the runs' own ratios: $(med ratio cycle %.3f)"
+echo
+if [[ $CYCLE_ONLY == 1 ]]; then
+    echo "CPU s per 1000 collections (plain scrapes): node_exporter $(med ne cpu), accel-agent $(med same cpu)"
+    echo "peak RSS MiB: node_exporter $(med ne rss), accel-agent $(med same rss)"
+    echo "ratio agent(same)/node_exporter, median of the runs' own ratios: CPU $(med ratio cpu %.3f), peak RSS $(med ratio rss %.3f)"
+    echo "notes node_exporter: $(sed 's/[; ]*$//' <<<"${RUN_NOTES[ne]:-none}")"
+    echo "notes agent(same):   $(sed 's/[; ]*$//' <<<"${RUN_NOTES[same]:-none}")"
+    exit 0
+fi
 row "exporter" "CPU s/1000 coll." "peak RSS MiB" "peak RSS +wrk MiB" "p50 ms" "p99 ms" "req/s" "KiB/resp" "non-2xx" "socket errors"
 cell ne "node_exporter"
 cell same "accel-agent (same collectors)"

@@ -4,9 +4,12 @@
 //! - [`deviceplugin`]: `v1beta1.Registration` (kubelet serves it) and `v1beta1.DevicePlugin` (a plugin
 //!   serves it; kubelet is the client).
 //! - [`podresources`]: `v1.PodResourcesLister` (kubelet serves it).
+//! - [`uds`]: calling and serving them over Unix sockets with hyper's HTTP/2.
 
-#![allow(clippy::all, clippy::pedantic)]
+pub mod uds;
 
+// The generated code is not ours to lint.
+#[allow(clippy::all, clippy::pedantic)]
 pub mod deviceplugin {
     tonic::include_proto!("v1beta1");
 
@@ -20,6 +23,7 @@ pub mod deviceplugin {
     pub const KUBELET_SOCKET: &str = "kubelet.sock";
 }
 
+#[allow(clippy::all, clippy::pedantic)]
 pub mod podresources {
     tonic::include_proto!("v1");
 }

@@ -17,12 +17,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::TokioIo;
 use kubelet_api::deviceplugin as dp;
 use kubelet_api::podresources as pr;
+use kubelet_api::uds::connect;
 use tokio::sync::oneshot;
-use tokio_stream::wrappers::UnixListenerStream;
-use tonic::transport::{Channel, Endpoint, Server};
 use tonic::{Request, Response, Status};
 
 /// A device as the fake kubelet last heard of it in `ListAndWatch`.
@@ -80,17 +78,6 @@ pub struct FakeKubelet {
     registration_stop: Mutex<Option<tokio_util::sync::CancellationToken>>,
     generation: Mutex<u32>,
     _pods_stop: oneshot::Sender<()>,
-}
-
-/// A gRPC channel to the server on a Unix socket.
-async fn connect(path: &Path) -> Result<Channel, tonic::transport::Error> {
-    let path = path.to_owned();
-    Endpoint::from_static("http://kubelet.invalid")
-        .connect_with_connector(tower::service_fn(move |_| {
-            let path = path.clone();
-            async move { tokio::net::UnixStream::connect(path).await.map(TokioIo::new) }
-        }))
-        .await
 }
 
 struct Registration {
@@ -210,13 +197,13 @@ impl FakeKubelet {
             let _guard = rt.enter();
             bind(pod_socket)?
         };
-        let server = Server::builder()
-            .add_service(pr::pod_resources_lister_server::PodResourcesListerServer::new(PodResources {
-                seen: Arc::clone(&seen),
-            }))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), async {
+        let server = kubelet_api::uds::serve(
+            listener,
+            pr::pod_resources_lister_server::PodResourcesListerServer::new(PodResources { seen: Arc::clone(&seen) }),
+            async {
                 let _ = stopped.await;
-            });
+            },
+        );
         rt.spawn(server);
         let k = FakeKubelet {
             dir: dir.to_owned(),
@@ -240,9 +227,11 @@ impl FakeKubelet {
         };
         let service =
             Registration { dir: self.dir.clone(), seen: Arc::clone(&self.seen), generation, stop: stop.clone() };
-        let server = Server::builder()
-            .add_service(dp::registration_server::RegistrationServer::new(service))
-            .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.clone().cancelled_owned());
+        let server = kubelet_api::uds::serve(
+            listener,
+            dp::registration_server::RegistrationServer::new(service),
+            stop.clone().cancelled_owned(),
+        );
         self.rt.spawn(server);
         *self.registration_stop.lock().unwrap_or_else(PoisonError::into_inner) = Some(stop);
         Ok(())

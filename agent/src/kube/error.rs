@@ -5,8 +5,9 @@ use std::time::Duration;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KubeletError {
-    #[error("cannot connect to {}: {source}", path.display())]
-    Connect { path: PathBuf, source: tonic::transport::Error },
+    /// The connect error names the socket.
+    #[error("{source}")]
+    Connect { source: kubelet_api::uds::ConnectError },
     #[error("{} did not answer within {timeout:?}", path.display())]
     Deadline { path: PathBuf, timeout: Duration },
     #[error("{} refused the call: {} ({})", path.display(), status.message(), status.code())]

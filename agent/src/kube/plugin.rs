@@ -11,7 +11,7 @@ use config::kubernetes::{DEVICES_ENV, DeviceKubernetes};
 use kubelet_api::deviceplugin as dp;
 use tokio::sync::{mpsc, watch};
 use tokio_stream::Stream;
-use tokio_stream::wrappers::{ReceiverStream, UnixListenerStream};
+use tokio_stream::wrappers::ReceiverStream;
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
@@ -218,9 +218,11 @@ pub fn serve(
         .map_err(|source| KubeletError::Bind { path: socket.to_owned(), source })?;
     let inode = super::uds::inode(socket);
     let plugin = plugin_for(stop.clone());
-    let server = tonic::transport::Server::builder()
-        .add_service(dp::device_plugin_server::DevicePluginServer::new(plugin))
-        .serve_with_incoming_shutdown(UnixListenerStream::new(listener), stop.clone().cancelled_owned());
+    let server = kubelet_api::uds::serve(
+        listener,
+        dp::device_plugin_server::DevicePluginServer::new(plugin),
+        stop.clone().cancelled_owned(),
+    );
     let path = socket.to_owned();
     tokio::spawn(async move {
         if let Err(e) = server.await {

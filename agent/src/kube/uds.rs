@@ -3,23 +3,15 @@
 use std::path::Path;
 use std::time::Duration;
 
-use hyper_util::rt::TokioIo;
-use tonic::transport::{Channel, Endpoint};
+use kubelet_api::uds::Channel;
 
 use super::error::KubeletError;
 
-/// A channel to the gRPC server on the Unix socket `path`. The URI is a placeholder tonic needs; every
-/// connection goes to `path`.
+/// A connection to the gRPC server on the Unix socket `path`, made within `timeout`.
 pub async fn connect(path: &Path, timeout: Duration) -> Result<Channel, KubeletError> {
-    let socket = path.to_owned();
-    let endpoint = Endpoint::from_static("http://kubelet.invalid").connect_timeout(timeout).timeout(timeout);
-    let connecting = endpoint.connect_with_connector(tower::service_fn(move |_| {
-        let socket = socket.clone();
-        async move { tokio::net::UnixStream::connect(socket).await.map(TokioIo::new) }
-    }));
-    match tokio::time::timeout(timeout, connecting).await {
+    match tokio::time::timeout(timeout, kubelet_api::uds::connect(path)).await {
         Ok(Ok(channel)) => Ok(channel),
-        Ok(Err(source)) => Err(KubeletError::Connect { path: path.to_owned(), source }),
+        Ok(Err(source)) => Err(KubeletError::Connect { source }),
         Err(_) => Err(KubeletError::Deadline { path: path.to_owned(), timeout }),
     }
 }

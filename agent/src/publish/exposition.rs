@@ -4,7 +4,7 @@
 //! encoded (and compressed) only when first asked for, and cached per snapshot generation, so any number
 //! of scrapes between two collections costs one encode per format.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use arc_swap::ArcSwapOption;
 
@@ -13,6 +13,7 @@ use collectors::catalogue;
 use collectors::export::{Families, labels, lv};
 
 use crate::publish::encode;
+use crate::publish::gzip::SegmentedGzip;
 use crate::publish::state::{AgentState, ConnCap, Snapshot};
 
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -154,10 +155,20 @@ struct Rendered {
     text: OnceLock<Bytes>,
     openmetrics_gz: OnceLock<Bytes>,
     text_gz: OnceLock<Bytes>,
+    /// The previous compressions' segments, shared by every generation.
+    gzip: Arc<GzipSegments>,
+}
+
+/// Per format, the segments of the last text compressed, which the next compression reuses where the
+/// text is unchanged.
+#[derive(Default)]
+struct GzipSegments {
+    openmetrics: Mutex<SegmentedGzip>,
+    text: Mutex<SegmentedGzip>,
 }
 
 impl Rendered {
-    fn new(snapshot: Arc<Snapshot>, previous: Option<&Rendered>) -> Self {
+    fn new(snapshot: Arc<Snapshot>, previous: Option<&Rendered>, gzip: Arc<GzipSegments>) -> Self {
         let len =
             |plain: fn(&Rendered) -> &OnceLock<Bytes>| previous.and_then(|p| plain(p).get()).map_or(0, Bytes::len);
         Rendered {
@@ -169,16 +180,17 @@ impl Rendered {
             text: OnceLock::new(),
             openmetrics_gz: OnceLock::new(),
             text_gz: OnceLock::new(),
+            gzip,
         }
     }
 
     fn get(&self, format: Format, gzip: bool) -> Bytes {
-        let (plain, gz) = match format {
-            Format::OpenMetrics => (&self.openmetrics, &self.openmetrics_gz),
-            Format::Text004 => (&self.text, &self.text_gz),
+        let (plain, gz, segments) = match format {
+            Format::OpenMetrics => (&self.openmetrics, &self.openmetrics_gz, &self.gzip.openmetrics),
+            Format::Text004 => (&self.text, &self.text_gz, &self.gzip.text),
         };
         let plain = plain.get_or_init(|| self.encode(format));
-        if gzip { gz.get_or_init(|| compress(plain)).clone() } else { plain.clone() }
+        if gzip { gz.get_or_init(|| compress(segments, plain)).clone() } else { plain.clone() }
     }
 
     fn encode(&self, format: Format) -> Bytes {
@@ -215,13 +227,19 @@ impl Rendered {
 pub struct Exposition {
     state: Arc<AgentState>,
     latest: ArcSwapOption<Rendered>,
+    gzip: Arc<GzipSegments>,
     /// Held by the one request that encodes a new generation.
     encoding: tokio::sync::Mutex<()>,
 }
 
 impl Exposition {
     pub fn new(state: Arc<AgentState>) -> Self {
-        Exposition { state, latest: ArcSwapOption::empty(), encoding: tokio::sync::Mutex::new(()) }
+        Exposition {
+            state,
+            latest: ArcSwapOption::empty(),
+            gzip: Arc::default(),
+            encoding: tokio::sync::Mutex::new(()),
+        }
     }
 
     /// The current exposition in `format`, encoded (and compressed, if `gzip`) at most once per snapshot
@@ -294,17 +312,19 @@ impl Exposition {
 
     /// A new generation, to be encoded on demand.
     fn next(&self, snapshot: Arc<Snapshot>) -> Rendered {
-        Rendered::new(snapshot, self.latest.load().as_deref())
+        Rendered::new(snapshot, self.latest.load().as_deref(), Arc::clone(&self.gzip))
     }
 }
 
-fn compress(plain: &[u8]) -> Bytes {
-    use std::io::Write;
-    // Level 1: metrics text compresses well even at the fastest level, and this runs on the scrape path.
-    let mut enc = flate2::write::GzEncoder::new(Vec::with_capacity(plain.len() / 8), flate2::Compression::fast());
-    // Writing into a Vec cannot fail.
-    let _ = enc.write_all(plain);
-    Bytes::from(enc.finish().unwrap_or_default())
+/// `plain` gzipped, compressing only the segments that changed since the last text of its format.
+fn compress(segments: &Mutex<SegmentedGzip>, plain: &Bytes) -> Bytes {
+    // Formats are compressed one generation at a time (the lock), so each reuses the last one's segments.
+    let mut segments = segments.lock().unwrap_or_else(PoisonError::into_inner);
+    segments.compress(plain).unwrap_or_else(|e| {
+        // Deflating into memory at a valid level does not fail; if it did, the scrape gets no body.
+        tracing::error!("compressing metrics failed: {e}");
+        Bytes::new()
+    })
 }
 
 /// Whether an Accept-Encoding header accepts gzip (and does not refuse it with q=0).

@@ -5,6 +5,7 @@ pub(crate) mod api;
 pub(crate) mod device_page;
 pub(crate) mod encode;
 pub mod exposition;
+pub(crate) mod gzip;
 pub(crate) mod html;
 pub(crate) mod http;
 pub(crate) mod landing;
