@@ -80,8 +80,28 @@ pub fn device_page(
     history: &HistoryReport,
     events: Result<&[Event], &QueryError>,
 ) -> String {
-    let id = esc(&d.id);
     let mut h = page_head(&format!("{} · accel-agent", d.id));
+    header_section(&mut h, d);
+    history_section(&mut h, &esc(&d.id), history);
+    readings_section(&mut h, d);
+    conditions_section(&mut h, d);
+    diagnostics_section(&mut h, d);
+    probes_section(&mut h, d);
+    actions_section(&mut h, d, throttle);
+    kubernetes_section(&mut h, d);
+    logs_section(&mut h, d);
+    events_section(&mut h, events);
+    let _ = writeln!(
+        h,
+        "</main><script>{}</script></body></html>",
+        DEVICE_JS.replace("REFRESH_MS", &REFRESH_MS.to_string())
+    );
+    h
+}
+
+/// The device's name, state and identity, and where to find the same as JSON.
+fn header_section(h: &mut String, d: &DeviceView) {
+    let id = esc(&d.id);
     let text = |s: &str| if s.is_empty() { "—".to_owned() } else { esc(s) };
     let _ = write!(
         h,
@@ -112,8 +132,10 @@ pub fn device_page(
             None => "—",
         }
     );
+}
 
-    // History: the last span drawn, before the present in numbers.
+/// The last span drawn, before the present in numbers.
+fn history_section(h: &mut String, id: &str, history: &HistoryReport) {
     let _ = write!(
         h,
         "<h2>History</h2><figure class=\"plot\">{}{}</figure>\
@@ -132,8 +154,10 @@ pub fn device_page(
         },
         history.resolution_seconds
     );
+}
 
-    // Readings.
+/// Every reading with its sensor and thresholds.
+fn readings_section(h: &mut String, d: &DeviceView) {
     let mut t = String::new();
     let warn = d.temperature_warn_celsius;
     let crit = d.temperature_crit_celsius;
@@ -174,8 +198,10 @@ pub fn device_page(
              <tbody>{t}</tbody></table>"
         );
     }
+}
 
-    // Conditions.
+/// Each condition with its status, reason and since.
+fn conditions_section(h: &mut String, d: &DeviceView) {
     h.push_str(
         "<h2>Conditions</h2><table id=\"conditions\"><thead><tr><th>condition</th><th>status</th><th>reason</th>\
          <th>since (UTC)</th><th>message</th></tr></thead><tbody>",
@@ -199,10 +225,10 @@ pub fn device_page(
         );
     }
     h.push_str("</tbody></table>");
+}
 
-    diagnostics_section(&mut h, d);
-
-    // Probes.
+/// Each probe's last result.
+fn probes_section(h: &mut String, d: &DeviceView) {
     if !d.probes.is_empty() {
         h.push_str(
             "<h2>Probes</h2><table id=\"probes\"><thead><tr><th>probe</th><th>status</th><th>last success (UTC)</th>\
@@ -235,8 +261,11 @@ pub fn device_page(
         }
         h.push_str("</tbody></table>");
     }
+}
 
-    // Actions.
+/// The throttle, maintenance and reconnect state.
+fn actions_section(h: &mut String, d: &DeviceView, throttle: Option<&ThrottleView>) {
+    let id = esc(&d.id);
     let mut actions = Vec::new();
     if let Some(t) = throttle {
         let manual = d.manual_throttle.map_or(String::new(), |m| match m.until {
@@ -276,8 +305,10 @@ pub fn device_page(
     } else {
         let _ = write!(h, "<ul id=\"actions\"><li>{}</li></ul>", actions.join("</li><li>"));
     }
+}
 
-    // Kubernetes: what kubelet was told, and who holds the device.
+/// What kubelet was told, and who holds the device.
+fn kubernetes_section(h: &mut String, d: &DeviceView) {
     if let Some(k) = &d.kubernetes {
         let mut lines = Vec::new();
         match (&k.resource, k.advertised) {
@@ -311,8 +342,10 @@ pub fn device_page(
         }
         let _ = write!(h, "<h2>Kubernetes</h2><ul id=\"kubernetes\"><li>{}</li></ul>", lines.join("</li><li>"));
     }
+}
 
-    // Logs.
+/// Lines read and rule matches per followed log.
+fn logs_section(h: &mut String, d: &DeviceView) {
     if !d.log_lines.is_empty() || !d.log_matches.is_empty() {
         h.push_str("<h2>Logs</h2><ul>");
         for (source, lines) in &d.log_lines {
@@ -323,8 +356,10 @@ pub fn device_page(
         }
         h.push_str("</ul>");
     }
+}
 
-    // Events.
+/// The device's recent events, or why they are unavailable.
+fn events_section(h: &mut String, events: Result<&[Event], &QueryError>) {
     h.push_str("<h2>Recent events</h2>");
     match events {
         Ok([]) => h.push_str("<p class=\"muted\">no events for this device</p>"),
@@ -350,12 +385,6 @@ pub fn device_page(
             let _ = write!(h, "<p class=\"bad\">events unavailable: {}</p>", esc(&e.to_string()));
         }
     }
-    let _ = writeln!(
-        h,
-        "</main><script>{}</script></body></html>",
-        DEVICE_JS.replace("REFRESH_MS", &REFRESH_MS.to_string())
-    );
-    h
 }
 
 /// Re-fetches this page and swaps its header and content in place.
