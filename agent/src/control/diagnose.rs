@@ -105,61 +105,98 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
     let mut findings = Vec::new();
     for d in snap.devices.iter() {
         let throttle = snap.throttle.iter().find(|t| t.device == d.id).map(|t| (t.level, t.max_level));
-        for c in d.conditions.iter().filter(|c| c.status == Status::True) {
-            let level = match c.impact {
-                crate::model::health::Impact::Unhealthy => Level::Critical,
-                crate::model::health::Impact::Degraded => Level::Warning,
-            };
-            findings.push(Finding {
-                level,
-                device: Some(d.id.clone()),
-                check: format!("condition {}", c.kind.name()),
-                finding: format!("{}: {}", c.reason, c.message),
-                replaces: replaces(c.kind, d.kind).to_owned(),
-                action: condition_action(d, c.kind, c.latched, throttle),
-            });
-        }
-        if d.needs_hardware_inspection {
-            findings.push(Finding {
-                level: Level::Critical,
-                device: Some(d.id.clone()),
-                check: "reconnect ladder".into(),
-                finding: "automatic reconnects gave up after repeated failures (NeedsHardwareInspection)".into(),
-                replaces: "escalate to hardware inspection after repeated failed resets".into(),
-                action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
-            });
-        } else if d.circuit == Some(crate::policy::reconnect::Circuit::Open) {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: Some(d.id.clone()),
-                check: "reconnect circuit".into(),
-                finding: "the reconnect circuit is open: automatic attempts pause for the cooldown".into(),
-                replaces: "decide by hand whether another reset is worth it".into(),
-                action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
-            });
-        }
-        for p in d.probes.iter().filter(|p| !p.success && p.status != crate::model::engine::ProbeState::Pending) {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: Some(d.id.clone()),
-                check: format!("probe {}", p.name),
-                finding: format!("{} {}", p.status, p.message).trim().to_owned(),
-                replaces: "run the status command or ping by hand".into(),
-                action: "run the probe's command by hand to see its output; check its path and timeout".into(),
-            });
-        }
-        maintenance_findings(d, &mut findings);
-        if let Some(m) = d.manual_throttle {
-            findings.push(Finding {
-                level: Level::Info,
-                device: Some(d.id.clone()),
-                check: "manual throttle".into(),
-                finding: format!("held at throttle level {} by an operator", m.level),
-                replaces: "remember to undo a manual throttle".into(),
-                action: format!("`agentctl unthrottle {}` to hand it back to automatic control", d.id),
-            });
-        }
+        device_findings(d, throttle, &mut findings);
     }
+    source_findings(status, &mut findings);
+    if let Some(k) = &status.agent.kubelet {
+        kubelet_findings(k, config, &mut findings);
+    }
+    agent_findings(status, config, &mut findings);
+    let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
+    if ladders > 0 && status.agent.actions == "disabled" {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "actions".into(),
+            finding: format!("{ladders} device(s) have throttle or reconnect ladders but actions are disabled"),
+            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
+            action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
+        });
+    }
+    if snap.devices.is_empty() {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "devices".into(),
+            finding: "no devices: none declared and none found by discovery".into(),
+            replaces: "list the accelerators by hand (lspci, ls /sys/class/accel)".into(),
+            action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
+        });
+    }
+    findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
+    Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
+}
+
+/// A device's active conditions, its reconnect ladder, failing probes, maintenance and manual throttle.
+fn device_findings(d: &DeviceView, throttle: Option<(usize, usize)>, findings: &mut Vec<Finding>) {
+    for c in d.conditions.iter().filter(|c| c.status == Status::True) {
+        let level = match c.impact {
+            crate::model::health::Impact::Unhealthy => Level::Critical,
+            crate::model::health::Impact::Degraded => Level::Warning,
+        };
+        findings.push(Finding {
+            level,
+            device: Some(d.id.clone()),
+            check: format!("condition {}", c.kind.name()),
+            finding: format!("{}: {}", c.reason, c.message),
+            replaces: replaces(c.kind, d.kind).to_owned(),
+            action: condition_action(d, c.kind, c.latched, throttle),
+        });
+    }
+    if d.needs_hardware_inspection {
+        findings.push(Finding {
+            level: Level::Critical,
+            device: Some(d.id.clone()),
+            check: "reconnect ladder".into(),
+            finding: "automatic reconnects gave up after repeated failures (NeedsHardwareInspection)".into(),
+            replaces: "escalate to hardware inspection after repeated failed resets".into(),
+            action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
+        });
+    } else if d.circuit == Some(crate::policy::reconnect::Circuit::Open) {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: Some(d.id.clone()),
+            check: "reconnect circuit".into(),
+            finding: "the reconnect circuit is open: automatic attempts pause for the cooldown".into(),
+            replaces: "decide by hand whether another reset is worth it".into(),
+            action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
+        });
+    }
+    for p in d.probes.iter().filter(|p| !p.success && p.status != crate::model::engine::ProbeState::Pending) {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: Some(d.id.clone()),
+            check: format!("probe {}", p.name),
+            finding: format!("{} {}", p.status, p.message).trim().to_owned(),
+            replaces: "run the status command or ping by hand".into(),
+            action: "run the probe's command by hand to see its output; check its path and timeout".into(),
+        });
+    }
+    maintenance_findings(d, findings);
+    if let Some(m) = d.manual_throttle {
+        findings.push(Finding {
+            level: Level::Info,
+            device: Some(d.id.clone()),
+            check: "manual throttle".into(),
+            finding: format!("held at throttle level {} by an operator", m.level),
+            replaces: "remember to undo a manual throttle".into(),
+            action: format!("`agentctl unthrottle {}` to hand it back to automatic control", d.id),
+        });
+    }
+}
+
+/// Each failing source other than a probe (a probe is its device's finding, with what it said).
+fn source_findings(status: &StatusReport, findings: &mut Vec<Finding>) {
     for f in &status.sources_failing {
         // A failing probe is a finding of its device already (above), with what it said.
         if f.source == SourceKind::Probe {
@@ -175,39 +212,45 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: action.into(),
         });
     }
-    if let Some(k) = &status.agent.kubelet {
-        for r in k.resources.iter().filter(|r| !r.registered) {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: None,
-                check: format!("kubelet registration {}", r.resource),
-                finding: format!(
-                    "the device plugin for {} is not registered with kubelet: {}; kubelet neither allocates \
-                     these devices nor learns their health",
-                    r.resource,
-                    r.error.as_deref().unwrap_or("not tried yet")
-                ),
-                replaces: "check `kubectl describe node` for the extended resource".into(),
-                action: format!(
-                    "check that kubelet runs and that {} is mounted into the agent (journalctl -u kubelet)",
-                    config.kubernetes.device_plugin_dir.display()
-                ),
-            });
-        }
-        if let Some(why) = &k.pod_resources_error {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: None,
-                check: "kubelet pod-resources".into(),
-                finding: format!("which pod holds each device is not known: {why}"),
-                replaces: "find the pod on a device with kubectl and crictl".into(),
-                action: format!(
-                    "check that {} exists and is mounted into the agent",
-                    config.kubernetes.pod_resources_socket.display()
-                ),
-            });
-        }
+}
+
+/// Each resource not registered with kubelet, and pod-resources failing.
+fn kubelet_findings(k: &crate::publish::api::KubeletStatus, config: &config::Config, findings: &mut Vec<Finding>) {
+    for r in k.resources.iter().filter(|r| !r.registered) {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: None,
+            check: format!("kubelet registration {}", r.resource),
+            finding: format!(
+                "the device plugin for {} is not registered with kubelet: {}; kubelet neither allocates \
+                 these devices nor learns their health",
+                r.resource,
+                r.error.as_deref().unwrap_or("not tried yet")
+            ),
+            replaces: "check `kubectl describe node` for the extended resource".into(),
+            action: format!(
+                "check that kubelet runs and that {} is mounted into the agent (journalctl -u kubelet)",
+                config.kubernetes.device_plugin_dir.display()
+            ),
+        });
     }
+    if let Some(why) = &k.pod_resources_error {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: None,
+            check: "kubelet pod-resources".into(),
+            finding: format!("which pod holds each device is not known: {why}"),
+            replaces: "find the pod on a device with kubectl and crictl".into(),
+            action: format!(
+                "check that {} exists and is mounted into the agent",
+                config.kubernetes.pod_resources_socket.display()
+            ),
+        });
+    }
+}
+
+/// The agent's own trouble: no journal, out of a resource, the actions worker stopped.
+fn agent_findings(status: &StatusReport, config: &config::Config, findings: &mut Vec<Finding>) {
     if let Some(why) = &status.agent.journal_unavailable {
         findings.push(Finding {
             level: Level::Warning,
@@ -251,29 +294,6 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: "systemctl restart accel-agent; report the panic in the log (journalctl -u accel-agent)".into(),
         });
     }
-    let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
-    if ladders > 0 && status.agent.actions == "disabled" {
-        findings.push(Finding {
-            level: Level::Info,
-            device: None,
-            check: "actions".into(),
-            finding: format!("{ladders} device(s) have throttle or reconnect ladders but actions are disabled"),
-            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
-            action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
-        });
-    }
-    if snap.devices.is_empty() {
-        findings.push(Finding {
-            level: Level::Info,
-            device: None,
-            check: "devices".into(),
-            finding: "no devices: none declared and none found by discovery".into(),
-            replaces: "list the accelerators by hand (lspci, ls /sys/class/accel)".into(),
-            action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
-        });
-    }
-    findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
-    Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
 }
 
 /// The manual step a failing source's check replaces, and what to do about it.
