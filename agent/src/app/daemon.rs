@@ -52,9 +52,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     let dry_run = cli.dry_run;
     // First of all: a SIGTERM that arrives while the agent starts (systemd stopping it, a test done with
     // it) must take the orderly path that restores throttled devices, not the default action that kills.
-    let mut term = signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?;
-    let mut hup = signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?;
+    let mut signals = Signals::install()?;
     // Before anything listens: a broken web config must not leave the endpoint open or half set up.
     let web = Arc::new(match cli.web_config.as_deref() {
         Some(path) => WebConfig::load(path)?,
@@ -95,18 +93,7 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
     // The control socket is bound before collection starts, so that by the time the agent says it is
     // ready (/-/ready, READY=1 after the first collection) agentctl can connect; connections wait in the
     // backlog until the control server below serves them.
-    let auth = Authorizer::resolve(&config.control.group);
-    if auth.gid.is_none() {
-        tracing::warn!(group = %auth.group, "control group not found on this host: only root may change things with agentctl");
-    }
-    let control_socket = match control::socket::bind(&config.socket, auth.gid) {
-        Ok(socket) => Some(socket),
-        Err(e) => {
-            // The metrics endpoint is the agent's first job; it goes on without agentctl.
-            tracing::error!("{e}; agentctl will not reach this agent");
-            None
-        }
-    };
+    let (auth, control_socket) = bind_control_socket(&config);
     let shutdown = CancellationToken::new();
     // A journal that would not open (a full disk, a blocked state directory) is tried again until it does.
     tokio::spawn(Arc::clone(&events).keep_opening(shutdown.clone()));
@@ -143,45 +130,118 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         tokio::spawn(control::serve(socket, Arc::clone(&control), shutdown.clone()))
     });
 
-    // The reload runs inside the select, so a signal that ends the agent is seen whatever the reload is
-    // doing (reading a file, stopping the old loops).
     let mut current = Some(generation);
-    let which = loop {
-        let reply = tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
-            _ = stop.cancelled() => break "stop request",
-            _ = hup.recv() => {
-                tracing::info!("SIGHUP received, reloading the config");
-                None
-            }
-            r = reloads.recv() => r,
-        };
-        let outcome = tokio::select! {
-            _ = term.recv() => break "SIGTERM",
-            _ = int.recv() => break "SIGINT",
-            outcome = async {
-                // The operator may have fixed what kept the journal from opening: try it now, not after the
-                // backoff, and before the reload, so that its event is kept.
-                events.retry_now().await;
-                reload::reload(&cli, &mut current, &shared, &shutdown).await
-            } => outcome,
-        };
-        if let Some(generation) = &current {
-            control.live.store(Arc::new(reload::live(generation, config_path.clone(), &shared.evidence)));
-        }
-        if let Some(reply) = reply {
-            let _ = reply.send(outcome.map_err(Into::into));
-        }
+    let which = {
+        let reloading = Reloading { cli: &cli, shared: &shared, shutdown: &shutdown, control: &control, config_path };
+        reloading.until_stopped(&mut signals, &stop, &mut reloads, &mut current).await
     };
     tracing::info!("{which} received, shutting down");
     if let Some(n) = &notifier {
         n.notify("STOPPING=1");
     }
     shutdown.cancel();
-    // Collection loops stop at their next await; workers blocked in the kernel are left behind and end
-    // with the process.
-    // The loops and both servers wind down at the same time, within one budget.
+    wind_down(current, server, owner, control_server).await;
+    restore_and_flush(&actions, &events).await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// The signals that end or reload the agent, installed first of all.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+    hup: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        Ok(Signals {
+            term: signal(SignalKind::terminate()).context("cannot install SIGTERM handler")?,
+            int: signal(SignalKind::interrupt()).context("cannot install SIGINT handler")?,
+            hup: signal(SignalKind::hangup()).context("cannot install SIGHUP handler")?,
+        })
+    }
+}
+
+/// Who may use the control socket, and the socket, bound (None: it could not be; the metrics endpoint is
+/// the agent's first job, and it goes on without agentctl).
+fn bind_control_socket(config: &Config) -> (Authorizer, Option<control::socket::ControlSocket>) {
+    let auth = Authorizer::resolve(&config.control.group);
+    if auth.gid.is_none() {
+        tracing::warn!(group = %auth.group, "control group not found on this host: only root may change things with agentctl");
+    }
+    match control::socket::bind(&config.socket, auth.gid) {
+        Ok(socket) => (auth, Some(socket)),
+        Err(e) => {
+            tracing::error!("{e}; agentctl will not reach this agent");
+            (auth, None)
+        }
+    }
+}
+
+/// What a reload needs, for the time the agent runs.
+struct Reloading<'a> {
+    cli: &'a Cli,
+    shared: &'a Shared,
+    shutdown: &'a CancellationToken,
+    control: &'a Control,
+    config_path: Option<std::path::PathBuf>,
+}
+
+impl Reloading<'_> {
+    /// Reloads on SIGHUP, a changed file or agentctl, until a signal or `stop` ends the agent; returns
+    /// what ended it. The reload runs inside the select, so a signal that ends the agent is seen whatever
+    /// the reload is doing (reading a file, stopping the old loops).
+    async fn until_stopped(
+        &self,
+        signals: &mut Signals,
+        stop: &CancellationToken,
+        reloads: &mut mpsc::Receiver<ReloadRequest>,
+        current: &mut Option<Generation>,
+    ) -> &'static str {
+        loop {
+            let reply = tokio::select! {
+                _ = signals.term.recv() => break "SIGTERM",
+                _ = signals.int.recv() => break "SIGINT",
+                _ = stop.cancelled() => break "stop request",
+                _ = signals.hup.recv() => {
+                    tracing::info!("SIGHUP received, reloading the config");
+                    None
+                }
+                r = reloads.recv() => r,
+            };
+            let outcome = tokio::select! {
+                _ = signals.term.recv() => break "SIGTERM",
+                _ = signals.int.recv() => break "SIGINT",
+                outcome = async {
+                    // The operator may have fixed what kept the journal from opening: try it now, not after the
+                    // backoff, and before the reload, so that its event is kept.
+                    self.shared.events.retry_now().await;
+                    reload::reload(self.cli, current, self.shared, self.shutdown).await
+                } => outcome,
+            };
+            if let Some(generation) = current.as_ref() {
+                self.control.live.store(Arc::new(reload::live(
+                    generation,
+                    self.config_path.clone(),
+                    &self.shared.evidence,
+                )));
+            }
+            if let Some(reply) = reply {
+                let _ = reply.send(outcome.map_err(Into::into));
+            }
+        }
+    }
+}
+
+/// Stops the collection loops and both servers within one budget. Collection loops stop at their next
+/// await; workers blocked in the kernel are left behind and end with the process.
+async fn wind_down(
+    current: Option<Generation>,
+    server: tokio::task::JoinHandle<()>,
+    owner: tokio::task::JoinHandle<()>,
+    control_server: Option<tokio::task::JoinHandle<()>>,
+) {
     let _ = tokio::time::timeout(Duration::from_millis(700), async {
         tokio::join!(
             tokio::time::timeout(Duration::from_millis(500), async {
@@ -199,11 +259,12 @@ pub async fn run(cli: Cli, config: Config, source: ConfigSource, stop: Cancellat
         )
     })
     .await;
-    // Throttled devices get their original limits back before the agent goes.
+}
+
+/// Throttled devices get their original limits back before the agent goes, and the events of the last
+/// moments, the ones an incident review wants, reach the journal.
+async fn restore_and_flush(actions: &Actions, events: &Events) {
     let restoring = actions.clone();
     let _ = tokio::task::spawn_blocking(move || restoring.restore_all(Duration::from_millis(600))).await;
-    // Events of the last moments are the ones an incident review wants.
     let _ = tokio::time::timeout(Duration::from_millis(300), events.flush()).await;
-    tracing::info!("stopped");
-    Ok(())
 }
