@@ -156,6 +156,91 @@ enum OperatorRequest {
     SetHealthy,
 }
 
+/// What the owner's run of an operator's change hands back: its message, the throttle override it
+/// replaced (to undo it if the machine refuses), the reconnect it started, and the actions thread's mark
+/// before it.
+type Applied = (
+    Result<String, OperatorError>,
+    Option<ThrottleOverride>,
+    Option<Result<crate::effects::actions::Pending, ActionError>>,
+    u64,
+);
+
+impl OperatorRequest {
+    /// The change a verb and its body ask for, or the answer refusing it.
+    #[allow(clippy::result_large_err)]
+    fn parse(verb: &str, body: &MutationBody, until: Option<SystemTime>) -> Result<Self, Response<Full<Bytes>>> {
+        Ok(match verb {
+            "maintenance" => OperatorRequest::Maintenance { on: body.on.unwrap_or(true), until },
+            "throttle" => match body.level {
+                Some(level) => OperatorRequest::Throttle { level: Some(level), until },
+                None => return Err(failure(StatusCode::BAD_REQUEST, "throttle needs a level")),
+            },
+            "unthrottle" => OperatorRequest::Throttle { level: None, until: None },
+            "reconnect" => OperatorRequest::Reconnect,
+            "set-healthy" => OperatorRequest::SetHealthy,
+            other => return Err(failure(StatusCode::NOT_FOUND, format!("no such action {other:?}"))),
+        })
+    }
+
+    /// Carries the change out on the model (run by its owner), handing a reconnect to the actions thread.
+    fn apply(
+        self,
+        engine: &mut crate::model::DeviceEngine,
+        device: &str,
+        actions: &Actions,
+        logs: &LogHandle,
+        for_text: &str,
+        (now, wall): (Instant, SystemTime),
+    ) -> (Applied, Vec<crate::model::ConditionChange>) {
+        // The owner's next decision, right after this, asks the actions thread for the level this change
+        // calls for (if any): the first request numbered after the mark.
+        let mark = actions.mark();
+        let saved = match self {
+            OperatorRequest::Throttle { .. } => engine.throttle_override(device).ok(),
+            _ => None,
+        };
+        let mut step = None;
+        let (message, changes) = match self {
+            OperatorRequest::Maintenance { on, until } => {
+                (set_maintenance(engine, device, on, until, for_text, wall), Vec::new())
+            }
+            OperatorRequest::Throttle { level: Some(level), until } => {
+                let message = engine
+                    .set_manual_throttle(device, Some(level), until)
+                    .map(|max| format!("throttle held at level {level} of {max}{for_text}"));
+                (message, Vec::new())
+            }
+            OperatorRequest::Throttle { level: None, .. } => {
+                let message = engine
+                    .set_manual_throttle(device, None, None)
+                    .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned());
+                (message, Vec::new())
+            }
+            OperatorRequest::Reconnect => {
+                let message = engine.manual_reconnect(device, now).map(|s| {
+                    step = Some(actions.request_reconnect(device, s));
+                    format!("reconnect started with step {s}")
+                });
+                (message, Vec::new())
+            }
+            OperatorRequest::SetHealthy => match engine.set_healthy(device, now, wall) {
+                Ok((cleared, changes)) => {
+                    logs.clear_latched(device);
+                    let message = if cleared.is_empty() {
+                        "nothing latched to clear".to_owned()
+                    } else {
+                        format!("cleared {}", cleared.join(", "))
+                    };
+                    (Ok(message), changes)
+                }
+                Err(e) => (Err(e), Vec::new()),
+            },
+        };
+        ((message, saved, step, mark), changes)
+    }
+}
+
 /// The JSON body of a mutation; each verb reads the fields it needs.
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -349,68 +434,15 @@ impl Control {
         }
         let live = self.live.load_full();
         let (device, actions, logs) = (id.to_owned(), self.actions.clone(), live.logs.clone());
-        let request = match verb {
-            "maintenance" => OperatorRequest::Maintenance { on: body.on.unwrap_or(true), until },
-            "throttle" => match body.level {
-                Some(level) => OperatorRequest::Throttle { level: Some(level), until },
-                None => return failure(StatusCode::BAD_REQUEST, "throttle needs a level"),
-            },
-            "unthrottle" => OperatorRequest::Throttle { level: None, until: None },
-            "reconnect" => OperatorRequest::Reconnect,
-            "set-healthy" => OperatorRequest::SetHealthy,
-            other => return failure(StatusCode::NOT_FOUND, format!("no such action {other:?}")),
+        let request = match OperatorRequest::parse(verb, &body, until) {
+            Ok(request) => request,
+            Err(response) => return response,
         };
         // Runs on the model's owner; answered once the change is decided (its throttle level handed to the
         // actions thread) and published, so the operator's next look shows it.
         let outcome = live
             .evidence
-            .run(move |engine, now, wall| {
-                // The owner's next decision, right after this, asks the actions thread for the level this
-                // change calls for (if any): the first request numbered after the mark.
-                let mark = actions.mark();
-                let saved = match request {
-                    OperatorRequest::Throttle { .. } => engine.throttle_override(&device).ok(),
-                    _ => None,
-                };
-                let mut step = None;
-                let (message, changes) = match request {
-                    OperatorRequest::Maintenance { on, until } => {
-                        (set_maintenance(engine, &device, on, until, &for_text, wall), Vec::new())
-                    }
-                    OperatorRequest::Throttle { level: Some(level), until } => {
-                        let message = engine
-                            .set_manual_throttle(&device, Some(level), until)
-                            .map(|max| format!("throttle held at level {level} of {max}{for_text}"));
-                        (message, Vec::new())
-                    }
-                    OperatorRequest::Throttle { level: None, .. } => {
-                        let message = engine
-                            .set_manual_throttle(&device, None, None)
-                            .map(|_| "throttle released: back to level 0, automatic throttling resumes".to_owned());
-                        (message, Vec::new())
-                    }
-                    OperatorRequest::Reconnect => {
-                        let message = engine.manual_reconnect(&device, now).map(|s| {
-                            step = Some(actions.request_reconnect(&device, s));
-                            format!("reconnect started with step {s}")
-                        });
-                        (message, Vec::new())
-                    }
-                    OperatorRequest::SetHealthy => match engine.set_healthy(&device, now, wall) {
-                        Ok((cleared, changes)) => {
-                            logs.clear_latched(&device);
-                            let message = if cleared.is_empty() {
-                                "nothing latched to clear".to_owned()
-                            } else {
-                                format!("cleared {}", cleared.join(", "))
-                            };
-                            (Ok(message), changes)
-                        }
-                        Err(e) => (Err(e), Vec::new()),
-                    },
-                };
-                ((message, saved, step, mark), changes)
-            })
+            .run(move |engine, now, wall| request.apply(engine, &device, &actions, &logs, &for_text, (now, wall)))
             .await;
         let Some((outcome, saved, step, mark)) = outcome else {
             return failure(StatusCode::SERVICE_UNAVAILABLE, "the agent is shutting down");
