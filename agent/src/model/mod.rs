@@ -61,42 +61,7 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
                 f64::from(u8::from(c.status == Status::True)),
             );
         }
-        let r = &d.readings;
-        let sensor_family = |out: &mut Families, spec: &'static Spec, readings: &[engine::Reading]| {
-            for x in readings {
-                out.sample(spec, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
-            }
-        };
-        sensor_family(out, &c::DEVICE_TEMPERATURE, &r.temperature_celsius);
-        for t in &r.temperature_threshold_celsius {
-            out.sample(
-                &c::DEVICE_TEMPERATURE_THRESHOLD,
-                labels![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
-                t.value,
-            );
-        }
-        // The thresholds the agent judges by, as sensor "configured", so alerts and dashboards compare
-        // readings against the same numbers.
-        for (level, v) in [("warn", d.temperature_warn_celsius), ("crit", d.temperature_crit_celsius)] {
-            out.sample(
-                &c::DEVICE_TEMPERATURE_THRESHOLD,
-                labels![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
-                v,
-            );
-        }
-        sensor_family(out, &c::DEVICE_POWER, &r.power_watts);
-        sensor_family(out, &c::DEVICE_VOLTAGE, &r.voltage_volts);
-        sensor_family(out, &c::DEVICE_CURRENT, &r.current_amperes);
-        sensor_family(out, &c::DEVICE_FAN, &r.fan_rpm);
-        if let Some(u) = d.utilization_ratio {
-            out.sample(&c::DEVICE_UTILIZATION, labels![("device", id.clone())], u);
-        }
-        if let Some(n) = d.inferences_total {
-            out.sample(&c::DEVICE_INFERENCES, labels![("device", id.clone())], n);
-        }
-        if let Some(e) = d.energy_per_inference_joules {
-            out.sample(&c::DEVICE_ENERGY_PER_INFERENCE, labels![("device", id.clone())], e);
-        }
+        export_readings(d, &id, out);
         out.sample(&c::MAINTENANCE_MODE, labels![("device", id.clone())], f64::from(u8::from(d.maintenance)));
         if let Some(circuit) = d.circuit {
             out.sample(&c::RECONNECT_CIRCUIT_STATE, labels![("device", id.clone())], circuit.gauge());
@@ -126,9 +91,48 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
             }
         }
         export_diagnostics(d, out);
-        for x in &r.energy_joules {
-            out.sample(&c::DEVICE_ENERGY, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
+    }
+}
+
+/// A device's readings: per-sensor families, its thresholds (the hardware's and the configured ones), and
+/// utilisation, inferences and energy per inference where they are known.
+fn export_readings(d: &DeviceView, id: &collectors::export::LabelValue, out: &mut Families) {
+    let r = &d.readings;
+    let sensor_family = |out: &mut Families, spec: &'static Spec, readings: &[engine::Reading]| {
+        for x in readings {
+            out.sample(spec, labels![("device", id.clone()), ("sensor", lv(&x.sensor))], x.value);
         }
+    };
+    sensor_family(out, &c::DEVICE_TEMPERATURE, &r.temperature_celsius);
+    for t in &r.temperature_threshold_celsius {
+        out.sample(
+            &c::DEVICE_TEMPERATURE_THRESHOLD,
+            labels![("device", id.clone()), ("sensor", lv(&t.sensor)), ("level", lv(&t.level))],
+            t.value,
+        );
+    }
+    // The thresholds the agent judges by, as sensor "configured", so alerts and dashboards compare
+    // readings against the same numbers.
+    for (level, v) in [("warn", d.temperature_warn_celsius), ("crit", d.temperature_crit_celsius)] {
+        out.sample(
+            &c::DEVICE_TEMPERATURE_THRESHOLD,
+            labels![("device", id.clone()), ("sensor", lv("configured")), ("level", lv(level))],
+            v,
+        );
+    }
+    sensor_family(out, &c::DEVICE_POWER, &r.power_watts);
+    sensor_family(out, &c::DEVICE_VOLTAGE, &r.voltage_volts);
+    sensor_family(out, &c::DEVICE_CURRENT, &r.current_amperes);
+    sensor_family(out, &c::DEVICE_FAN, &r.fan_rpm);
+    sensor_family(out, &c::DEVICE_ENERGY, &r.energy_joules);
+    if let Some(u) = d.utilization_ratio {
+        out.sample(&c::DEVICE_UTILIZATION, labels![("device", id.clone())], u);
+    }
+    if let Some(n) = d.inferences_total {
+        out.sample(&c::DEVICE_INFERENCES, labels![("device", id.clone())], n);
+    }
+    if let Some(e) = d.energy_per_inference_joules {
+        out.sample(&c::DEVICE_ENERGY_PER_INFERENCE, labels![("device", id.clone())], e);
     }
 }
 
