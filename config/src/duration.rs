@@ -17,6 +17,19 @@ pub type Interval = BoundedDuration<100, 3_600_000>;
 pub type Timeout = BoundedDuration<10, 600_000>;
 /// How long a value must persist before an action reacts: 0 (react at once) .. 1 h.
 pub type Hold = BoundedDuration<0, 3_600_000>;
+/// Why a duration was refused, in words an operator can act on.
+#[derive(Debug, thiserror::Error)]
+pub enum DurationError {
+    #[error("invalid duration {text:?}: {source}; write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"")]
+    Unreadable { text: String, source: humantime::DurationError },
+    #[error("duration {value} is out of range: must be between {min} and {max}")]
+    OutOfRange {
+        value: humantime::FormattedDuration,
+        min: humantime::FormattedDuration,
+        max: humantime::FormattedDuration,
+    },
+}
+
 /// Windows, quiet periods, retention ages: 1 s .. 400 days.
 pub type Period = BoundedDuration<1_000, 34_560_000_000>;
 
@@ -25,14 +38,13 @@ impl<const MIN_MS: u64, const MAX_MS: u64> BoundedDuration<MIN_MS, MAX_MS> {
     pub const MAX: Duration = Duration::from_millis(MAX_MS);
 
     /// Checks the bounds; the error says what was wrong in words an operator can act on.
-    pub fn new(d: Duration) -> Result<Self, String> {
+    pub fn new(d: Duration) -> Result<Self, DurationError> {
         if d < Self::MIN || d > Self::MAX {
-            return Err(format!(
-                "duration {} is out of range: must be between {} and {}",
-                humantime::format_duration(d),
-                humantime::format_duration(Self::MIN),
-                humantime::format_duration(Self::MAX)
-            ));
+            return Err(DurationError::OutOfRange {
+                value: humantime::format_duration(d),
+                min: humantime::format_duration(Self::MIN),
+                max: humantime::format_duration(Self::MAX),
+            });
         }
         Ok(Self(d))
     }
@@ -55,12 +67,11 @@ impl<const MIN_MS: u64, const MAX_MS: u64> From<BoundedDuration<MIN_MS, MAX_MS>>
 }
 
 impl<const MIN_MS: u64, const MAX_MS: u64> std::str::FromStr for BoundedDuration<MIN_MS, MAX_MS> {
-    type Err = String;
+    type Err = DurationError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let d = humantime::parse_duration(s.trim()).map_err(|e| {
-            format!("invalid duration {s:?}: {e}; write a number with a unit, e.g. \"500ms\", \"5s\", \"2m\"")
-        })?;
+    fn from_str(s: &str) -> Result<Self, DurationError> {
+        let d = humantime::parse_duration(s.trim())
+            .map_err(|source| DurationError::Unreadable { text: s.to_owned(), source })?;
         Self::new(d)
     }
 }
@@ -109,9 +120,9 @@ mod tests {
         assert_eq!(i.get(), Duration::from_millis(250));
         let i: Interval = "1m30s".parse().unwrap();
         assert_eq!(i.get(), Duration::from_secs(90));
-        let err = "50ms".parse::<Interval>().unwrap_err();
+        let err = "50ms".parse::<Interval>().unwrap_err().to_string();
         assert!(err.contains("between 100ms and 1h"), "{err}");
-        let err = "5 parsecs".parse::<Interval>().unwrap_err();
+        let err = "5 parsecs".parse::<Interval>().unwrap_err().to_string();
         assert!(err.contains("invalid duration"), "{err}");
         assert!("5".parse::<Interval>().is_err(), "a bare number has no unit");
     }

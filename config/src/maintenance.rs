@@ -95,11 +95,16 @@ impl WallTime {
     }
 }
 
-impl std::str::FromStr for WallTime {
-    type Err = String;
+/// A start that is not a wall-clock time.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid start {0:?}: write a 24-hour wall-clock time, \"HH:MM\" or \"HH:MM:SS\"")]
+pub struct BadWallTime(String);
 
-    fn from_str(s: &str) -> Result<Self, String> {
-        let bad = || format!("invalid start {s:?}: write a 24-hour wall-clock time, \"HH:MM\" or \"HH:MM:SS\"");
+impl std::str::FromStr for WallTime {
+    type Err = BadWallTime;
+
+    fn from_str(s: &str) -> Result<Self, BadWallTime> {
+        let bad = || BadWallTime(s.to_owned());
         let parts: Vec<&str> = s.split(':').collect();
         if !(2..=3).contains(&parts.len()) || parts.iter().any(|p| p.len() != 2) {
             return Err(bad());
@@ -145,16 +150,24 @@ impl Zone {
     }
 }
 
-impl std::str::FromStr for Zone {
-    type Err = String;
+/// A zone the system's tz database does not have.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "unknown time zone {name:?} ({source}); use an IANA name such as \"UTC\" or \"Europe/London\" from the \
+     system's tz database (package tzdata)"
+)]
+pub struct UnknownZone {
+    name: String,
+    source: jiff::Error,
+}
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for Zone {
+    type Err = UnknownZone;
+
+    fn from_str(s: &str) -> Result<Self, UnknownZone> {
         match jiff::tz::TimeZone::get(s) {
             Ok(tz) => Ok(Zone { name: s.to_owned(), tz }),
-            Err(e) => Err(format!(
-                "unknown time zone {s:?} ({e}); use an IANA name such as \"UTC\" or \"Europe/London\" from the \
-                 system's tz database (package tzdata)"
-            )),
+            Err(source) => Err(UnknownZone { name: s.to_owned(), source }),
         }
     }
 }
@@ -274,7 +287,7 @@ mod tests {
         assert_eq!("02:00".parse::<WallTime>().unwrap().to_string(), "02:00");
         assert_eq!("23:59:30".parse::<WallTime>().unwrap().to_string(), "23:59:30");
         for bad in ["24:00", "2:00", "02:60", "02", "02:00:00:00", "aa:bb", ""] {
-            let err = bad.parse::<WallTime>().unwrap_err();
+            let err = bad.parse::<WallTime>().unwrap_err().to_string();
             assert!(err.contains("HH:MM"), "{bad}: {err}");
         }
     }

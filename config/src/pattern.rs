@@ -15,12 +15,21 @@ pub struct Pattern(Regex);
 /// Longest pattern accepted; the regex crate bounds compile cost, this bounds what a typo can cost.
 const MAX_PATTERN_LEN: usize = 4096;
 
+/// Why a pattern was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum PatternError {
+    #[error("pattern is {len} bytes long; the limit is {MAX_PATTERN_LEN}")]
+    TooLong { len: usize },
+    #[error("invalid regular expression: {0}")]
+    Invalid(#[from] regex::Error),
+}
+
 impl Pattern {
-    pub fn new(src: &str) -> Result<Self, String> {
+    pub fn new(src: &str) -> Result<Self, PatternError> {
         if src.len() > MAX_PATTERN_LEN {
-            return Err(format!("pattern is {} bytes long; the limit is {MAX_PATTERN_LEN}", src.len()));
+            return Err(PatternError::TooLong { len: src.len() });
         }
-        Regex::new(src).map(Pattern).map_err(|e| format!("invalid regular expression: {e}"))
+        Ok(Pattern(Regex::new(src)?))
     }
 
     pub fn is_match(&self, s: &str) -> bool {
@@ -94,7 +103,7 @@ mod tests {
 
     #[test]
     fn bad_regex_is_an_error_not_a_panic() {
-        let e = Pattern::new("temp(").unwrap_err();
+        let e = Pattern::new("temp(").unwrap_err().to_string();
         assert!(e.starts_with("invalid regular expression"), "{e}");
     }
 }

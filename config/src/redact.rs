@@ -202,10 +202,24 @@ pub fn redact_table(t: &mut toml::Table) {
 }
 
 /// The config text with secrets replaced; comments are lost (the file is re-serialised).
-pub fn redact_config(text: &str) -> Result<String, String> {
-    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| e.to_string())?;
+pub fn redact_config(text: &str) -> Result<String, RedactError> {
+    let mut table: toml::Table = text.parse().map_err(|e: toml::de::Error| RedactError::Parse {
+        // toml's own message quotes the line, which may hold a secret: only its number and the reason.
+        line: e.span().map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1),
+        reason: e.message().to_owned(),
+    })?;
     redact_table(&mut table);
-    toml::to_string_pretty(&table).map_err(|e| e.to_string())
+    Ok(toml::to_string_pretty(&table)?)
+}
+
+/// Why a config's text could not be redacted: it did not parse, or would not serialise again. Neither
+/// message quotes the text.
+#[derive(Debug, thiserror::Error)]
+pub enum RedactError {
+    #[error("not valid TOML{}: {reason}", line.map(|l| format!(" at line {l}")).unwrap_or_default())]
+    Parse { line: Option<usize>, reason: String },
+    #[error("cannot write it again as TOML: {0}")]
+    Serialize(#[from] toml::ser::Error),
 }
 
 #[cfg(test)]
@@ -310,5 +324,12 @@ secret_key = "s3cr3t-6"
         {
             assert!(out.contains(kept), "{kept} lost:\n{out}");
         }
+    }
+
+    #[test]
+    fn a_file_that_does_not_parse_is_refused_without_quoting_it() {
+        let e = redact_config("a = 1\ntoken = \"s3cr3t\nb = 2\n").unwrap_err().to_string();
+        assert!(e.starts_with("not valid TOML at line 2: "), "{e}");
+        assert!(!e.contains("s3cr3t"), "{e}");
     }
 }

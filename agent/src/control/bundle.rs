@@ -68,7 +68,7 @@ pub enum BundleError {
     Json { file: &'static str, source: serde_json::Error },
     /// The config file's text could not be redacted (the message carries no value of it).
     #[error("{}: {reason}", path.display())]
-    Redact { path: PathBuf, reason: String },
+    Redact { path: PathBuf, reason: config::redact::RedactError },
     #[error("config: {0}")]
     ConfigTable(#[source] toml::ser::Error),
     #[error("config-effective.toml: {0}")]

@@ -89,7 +89,7 @@ pub enum RestError {
     #[error("spalloc {0:?}: not an https:// URL")]
     Url(String),
     #[error("spalloc {service}: CA file {path}: {reason}")]
-    Ca { service: String, path: PathBuf, reason: String },
+    Ca { service: String, path: PathBuf, reason: CaError },
     #[error("spalloc {service}: {url}: {reason}")]
     Http { service: String, url: String, reason: String },
     #[error("spalloc {service}: {url}: HTTP {status}")]
@@ -450,18 +450,30 @@ impl SpallocRestClient {
     }
 }
 
-fn connector(ca_file: &Path) -> Result<TlsConnector, String> {
-    let bytes = std::fs::read(ca_file).map_err(|e| e.to_string())?;
+/// Why the CA file gave no TLS client configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum CaError {
+    #[error("{0}")]
+    Read(#[from] std::io::Error),
+    #[error("{0}")]
+    Pem(#[from] rustls::pki_types::pem::Error),
+    #[error("{0}")]
+    Tls(#[from] rustls::Error),
+    #[error("no certificates in it")]
+    Empty,
+}
+
+fn connector(ca_file: &Path) -> Result<TlsConnector, CaError> {
+    let bytes = std::fs::read(ca_file)?;
     let mut roots = rustls::RootCertStore::empty();
     for cert in CertificateDer::pem_slice_iter(&bytes) {
-        roots.add(cert.map_err(|e| e.to_string())?).map_err(|e| e.to_string())?;
+        roots.add(cert?)?;
     }
     if roots.is_empty() {
-        return Err("no certificates in it".into());
+        return Err(CaError::Empty);
     }
     let config = rustls::ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
+        .with_safe_default_protocol_versions()?
         .with_root_certificates(roots)
         .with_no_client_auth();
     Ok(TlsConnector::from(Arc::new(config)))

@@ -367,7 +367,7 @@ impl SpallocClient {
                     }
                     Ok(Line::Notification) => skipped += 1,
                     Ok(Line::Blank) => {}
-                    Err(reason) => return Err(malformed(&server, command, reason)),
+                    Err(reason) => return Err(malformed(&server, command, reason.to_string())),
                 }
             }
         };
@@ -391,13 +391,25 @@ enum Line {
     Blank,
 }
 
-fn classify(line: &[u8]) -> Result<Line, String> {
+/// A line that is neither a reply nor a notification, with enough of it to recognise in a log.
+#[derive(Debug, thiserror::Error)]
+enum BadLine {
+    #[error("not JSON ({source}): {excerpt}")]
+    NotJson { source: serde_json::Error, excerpt: String },
+    #[error("not a JSON object: {0}")]
+    NotObject(String),
+    #[error("neither a reply nor a notification: {0}")]
+    Neither(String),
+}
+
+fn classify(line: &[u8]) -> Result<Line, BadLine> {
     if line.iter().all(u8::is_ascii_whitespace) {
         return Ok(Line::Blank);
     }
-    let value: Value = serde_json::from_slice(line).map_err(|e| format!("not JSON ({e}): {}", excerpt(line)))?;
+    let value: Value =
+        serde_json::from_slice(line).map_err(|source| BadLine::NotJson { source, excerpt: excerpt(line) })?;
     let Value::Object(mut obj) = value else {
-        return Err(format!("not a JSON object: {}", excerpt(line)));
+        return Err(BadLine::NotObject(excerpt(line)));
     };
     if let Some(v) = obj.remove("return") {
         return Ok(Line::Return(v));
@@ -411,7 +423,7 @@ fn classify(line: &[u8]) -> Result<Line, String> {
     if obj.contains_key("jobs_changed") || obj.contains_key("machines_changed") {
         return Ok(Line::Notification);
     }
-    Err(format!("neither a reply nor a notification: {}", excerpt(line)))
+    Err(BadLine::Neither(excerpt(line)))
 }
 
 /// Enough of a bad line to recognise it in a log, without pasting megabytes.
@@ -433,9 +445,9 @@ mod tests {
         assert!(matches!(classify(b"{\"jobs_changed\": [1]}\n"), Ok(Line::Notification)));
         assert!(matches!(classify(b"{\"machines_changed\": [\"m\"]}\n"), Ok(Line::Notification)));
         assert!(matches!(classify(b"  \r\n"), Ok(Line::Blank)));
-        assert!(classify(b"[1]\n").unwrap_err().contains("not a JSON object"));
-        assert!(classify(b"{\"other\": 1}\n").unwrap_err().contains("neither"));
-        assert!(classify(b"\xff\xfe\n").unwrap_err().contains("not JSON"));
+        assert!(classify(b"[1]\n").unwrap_err().to_string().contains("not a JSON object"));
+        assert!(classify(b"{\"other\": 1}\n").unwrap_err().to_string().contains("neither"));
+        assert!(classify(b"\xff\xfe\n").unwrap_err().to_string().contains("not JSON"));
     }
 
     #[test]
