@@ -1,14 +1,15 @@
 //! `agentctl diagnose`: every check run now, each finding with the runbook step it replaces and what to do.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::effects::faults::AgentFault;
 use crate::model::source_health::SourceKind;
 use crate::model::{ConditionKind, DeviceView, State, Status};
+use crate::policy::mode::ActionsMode;
 use crate::publish::api::StatusReport;
 use crate::publish::state::Snapshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
@@ -16,7 +17,7 @@ pub enum Level {
     Critical,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Finding {
     pub level: Level,
     /// Absent for findings about the agent or the host.
@@ -29,7 +30,7 @@ pub struct Finding {
     pub action: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// The worst device state, as in status.
     pub status: State,
@@ -115,7 +116,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
                 device: Some(d.id.clone()),
                 check: format!("condition {}", c.kind.name()),
                 finding: format!("{}: {}", c.reason, c.message),
-                replaces: replaces(c.kind, d.kind).to_owned(),
+                replaces: replaces(c.kind, &d.kind).to_owned(),
                 action: condition_action(d, c.kind, c.latched, throttle),
             });
         }
@@ -252,7 +253,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
         });
     }
     let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
-    if ladders > 0 && status.agent.actions == "disabled" {
+    if ladders > 0 && status.agent.actions == ActionsMode::Disabled {
         findings.push(Finding {
             level: Level::Info,
             device: None,

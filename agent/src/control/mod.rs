@@ -156,33 +156,37 @@ enum OperatorRequest {
     SetHealthy,
 }
 
-/// The JSON body of a mutation; each verb reads the fields it needs.
-#[derive(Debug, Default, Deserialize)]
+/// The JSON body of a mutation; each verb reads the fields it needs. agentctl writes the same type,
+/// leaving out what it does not set.
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MutationBody {
-    level: Option<usize>,
+pub(crate) struct MutationBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<usize>,
     /// A duration like "30m" or "2h".
-    #[serde(rename = "for")]
-    for_: Option<String>,
-    on: Option<bool>,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
     /// The device of a diagnostics run (absent: every device).
-    device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
-/// The answer to a mutation.
-#[derive(Debug, Serialize)]
+/// The answer to a mutation (agentctl reads the same type).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Done {
     pub ok: bool,
     pub device: Option<String>,
     pub message: String,
 }
 
-/// A refused or failed request.
-#[derive(Debug, Serialize)]
+/// A refused or failed request (agentctl reads the same type).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Failure {
     pub error: String,
     /// Known device ids, when the device was unknown.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known: Vec<String>,
     /// The control group, when the peer was not authorised.
     #[serde(skip_serializing_if = "Option::is_none")]
