@@ -17,6 +17,17 @@ pub enum Level {
     Critical,
 }
 
+impl Level {
+    /// The name in the answer and in agentctl's text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Finding {
     pub level: Level,
