@@ -117,61 +117,75 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
     let mut findings = Vec::new();
     for d in snap.devices.iter() {
         let throttle = snap.throttle.iter().find(|t| t.device == d.id).map(|t| (t.level, t.max_level));
-        for c in d.conditions.iter().filter(|c| c.status == Status::True) {
-            let level = match c.impact {
-                crate::model::health::Impact::Unhealthy => Level::Critical,
-                crate::model::health::Impact::Degraded => Level::Warning,
-            };
-            findings.push(Finding {
-                level,
-                device: Some(d.id.clone()),
-                check: format!("condition {}", c.kind.name()),
-                finding: format!("{}: {}", c.reason, c.message),
-                replaces: replaces(c.kind, &d.kind).to_owned(),
-                action: condition_action(d, c.kind, c.latched, throttle),
-            });
-        }
-        if d.needs_hardware_inspection {
-            findings.push(Finding {
-                level: Level::Critical,
-                device: Some(d.id.clone()),
-                check: "reconnect ladder".into(),
-                finding: "automatic reconnects gave up after repeated failures (NeedsHardwareInspection)".into(),
-                replaces: "escalate to hardware inspection after repeated failed resets".into(),
-                action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
-            });
-        } else if d.circuit == Some(crate::policy::reconnect::Circuit::Open) {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: Some(d.id.clone()),
-                check: "reconnect circuit".into(),
-                finding: "the reconnect circuit is open: automatic attempts pause for the cooldown".into(),
-                replaces: "decide by hand whether another reset is worth it".into(),
-                action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
-            });
-        }
-        for p in d.probes.iter().filter(|p| !p.success && p.status != crate::model::engine::ProbeState::Pending) {
-            findings.push(Finding {
-                level: Level::Warning,
-                device: Some(d.id.clone()),
-                check: format!("probe {}", p.name),
-                finding: format!("{} {}", p.status, p.message).trim().to_owned(),
-                replaces: "run the status command or ping by hand".into(),
-                action: "run the probe's command by hand to see its output; check its path and timeout".into(),
-            });
-        }
-        maintenance_findings(d, &mut findings);
-        if let Some(m) = d.manual_throttle {
-            findings.push(Finding {
-                level: Level::Info,
-                device: Some(d.id.clone()),
-                check: "manual throttle".into(),
-                finding: format!("held at throttle level {} by an operator", m.level),
-                replaces: "remember to undo a manual throttle".into(),
-                action: format!("`agentctl unthrottle {}` to hand it back to automatic control", d.id),
-            });
-        }
+        device_findings(d, throttle, &mut findings);
     }
+    source_findings(status, config, &mut findings);
+    agent_findings(status, config, snap.devices.is_empty(), &mut findings);
+    findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
+    Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
+}
+
+/// A device's own findings: its true conditions, its reconnect ladder, failing probes, maintenance and a
+/// manual throttle.
+fn device_findings(d: &DeviceView, throttle: Option<(usize, usize)>, findings: &mut Vec<Finding>) {
+    for c in d.conditions.iter().filter(|c| c.status == Status::True) {
+        let level = match c.impact {
+            crate::model::health::Impact::Unhealthy => Level::Critical,
+            crate::model::health::Impact::Degraded => Level::Warning,
+        };
+        findings.push(Finding {
+            level,
+            device: Some(d.id.clone()),
+            check: format!("condition {}", c.kind.name()),
+            finding: format!("{}: {}", c.reason, c.message),
+            replaces: replaces(c.kind, &d.kind).to_owned(),
+            action: condition_action(d, c.kind, c.latched, throttle),
+        });
+    }
+    if d.needs_hardware_inspection {
+        findings.push(Finding {
+            level: Level::Critical,
+            device: Some(d.id.clone()),
+            check: "reconnect ladder".into(),
+            finding: "automatic reconnects gave up after repeated failures (NeedsHardwareInspection)".into(),
+            replaces: "escalate to hardware inspection after repeated failed resets".into(),
+            action: format!("inspect the hardware, then `agentctl set-healthy {}` to re-arm the ladder", d.id),
+        });
+    } else if d.circuit == Some(crate::policy::reconnect::Circuit::Open) {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: Some(d.id.clone()),
+            check: "reconnect circuit".into(),
+            finding: "the reconnect circuit is open: automatic attempts pause for the cooldown".into(),
+            replaces: "decide by hand whether another reset is worth it".into(),
+            action: format!("wait for the half-open try, or `agentctl reconnect {}` now", d.id),
+        });
+    }
+    for p in d.probes.iter().filter(|p| !p.success && p.status != crate::model::engine::ProbeState::Pending) {
+        findings.push(Finding {
+            level: Level::Warning,
+            device: Some(d.id.clone()),
+            check: format!("probe {}", p.name),
+            finding: format!("{} {}", p.status, p.message).trim().to_owned(),
+            replaces: "run the status command or ping by hand".into(),
+            action: "run the probe's command by hand to see its output; check its path and timeout".into(),
+        });
+    }
+    maintenance_findings(d, findings);
+    if let Some(m) = d.manual_throttle {
+        findings.push(Finding {
+            level: Level::Info,
+            device: Some(d.id.clone()),
+            check: "manual throttle".into(),
+            finding: format!("held at throttle level {} by an operator", m.level),
+            replaces: "remember to undo a manual throttle".into(),
+            action: format!("`agentctl unthrottle {}` to hand it back to automatic control", d.id),
+        });
+    }
+}
+
+/// Findings about the sources of evidence and kubelet, which concern no one device.
+fn source_findings(status: &StatusReport, config: &config::Config, findings: &mut Vec<Finding>) {
     for f in &status.sources_failing {
         // A failing probe is a finding of its device already (above), with what it said.
         if f.source == SourceKind::Probe {
@@ -220,6 +234,10 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             });
         }
     }
+}
+
+/// Findings about the agent itself: its journal, resources and actions, and a host with no devices.
+fn agent_findings(status: &StatusReport, config: &config::Config, no_devices: bool, findings: &mut Vec<Finding>) {
     if let Some(why) = &status.agent.journal_unavailable {
         findings.push(Finding {
             level: Level::Warning,
@@ -274,7 +292,7 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
         });
     }
-    if snap.devices.is_empty() {
+    if no_devices {
         findings.push(Finding {
             level: Level::Info,
             device: None,
@@ -284,8 +302,6 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
             action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
         });
     }
-    findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
-    Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
 }
 
 /// The manual step a failing source's check replaces, and what to do about it.

@@ -335,22 +335,11 @@ impl Control {
         let Some((id, verb)) = path.strip_prefix("/api/v1/devices/").and_then(|r| r.rsplit_once('/')) else {
             return failure(StatusCode::NOT_FOUND, format!("no such action {path}"));
         };
-        let until = match body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())) {
-            None => None,
-            Some(Ok(until)) => Some(until),
-            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
+        let (until, acts) = match self.admit(verb, &body) {
+            Ok(admitted) => admitted,
+            Err(e) => return e.response(),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
-        let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
-        if acts && !self.actions.active() {
-            return failure(
-                StatusCode::CONFLICT,
-                "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
-            );
-        }
-        if let (true, Some(why)) = (acts, self.actions.down()) {
-            return failure(StatusCode::SERVICE_UNAVAILABLE, ActionError::Down(why).to_string());
-        }
         let live = self.live.load_full();
         let (device, actions, logs) = (id.to_owned(), self.actions.clone(), live.logs.clone());
         let request = match verb {
@@ -443,16 +432,29 @@ impl Control {
         if let Err(e) = result {
             return self.not_applied(verb, id, peer, e, saved).await;
         }
-        tracing::info!(device = id, "{message} (by {})", peer.describe());
-        self.events.record(
-            Event::new(
-                SystemTime::now(),
-                Severity::Info,
-                kind::OPERATOR,
-                format!("{message} (by {})", peer.describe()),
-            )
-            .on_device(id),
-        );
+        self.done(id, peer, message)
+    }
+
+    /// Whether a change on a device can be asked now: its hold (`for`) is a duration, and the actions it
+    /// needs (throttle, unthrottle, reconnect) are on and running. Gives the hold's end and whether the
+    /// verb acts on the machine.
+    fn admit(&self, verb: &str, body: &MutationBody) -> Result<(Option<SystemTime>, bool), NotAdmitted> {
+        let until = body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())).transpose()?;
+        let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
+        if acts && !self.actions.active() {
+            return Err(NotAdmitted::ActionsDisabled);
+        }
+        if let (true, Some(why)) = (acts, self.actions.down()) {
+            return Err(NotAdmitted::ActionsDown(ActionError::Down(why)));
+        }
+        Ok((until, acts))
+    }
+
+    /// A change done: logged, journalled with who asked, and answered.
+    fn done(&self, id: &str, peer: &Peer, message: String) -> Response<Full<Bytes>> {
+        let by = format!("{message} (by {})", peer.describe());
+        tracing::info!(device = id, "{by}");
+        self.events.record(Event::new(SystemTime::now(), Severity::Info, kind::OPERATOR, by).on_device(id));
         json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
     }
 
@@ -550,6 +552,28 @@ pub enum HoldError {
 }
 
 /// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
+/// Why a change on a device is refused before it is tried.
+#[derive(Debug, thiserror::Error)]
+enum NotAdmitted {
+    #[error(transparent)]
+    Hold(#[from] HoldError),
+    #[error("actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload")]
+    ActionsDisabled,
+    #[error(transparent)]
+    ActionsDown(ActionError),
+}
+
+impl NotAdmitted {
+    fn response(self) -> Response<Full<Bytes>> {
+        let status = match self {
+            NotAdmitted::Hold(_) => StatusCode::BAD_REQUEST,
+            NotAdmitted::ActionsDisabled => StatusCode::CONFLICT,
+            NotAdmitted::ActionsDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        failure(status, self.to_string())
+    }
+}
+
 fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, HoldError> {
     let d = humantime::parse_duration(text).map_err(HoldError::Unreadable)?;
     if d.is_zero() {
