@@ -8,8 +8,9 @@
 
 use std::io;
 
-/// A resource the agent itself ran out of.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+/// A resource the agent itself ran out of. In JSON it is its label (`descriptors`, `memory`, ...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AgentFault {
     /// EMFILE or ENFILE: the process's (or the system's) open-file limit.
     Descriptors,

@@ -1,14 +1,15 @@
 //! `agentctl diagnose`: every check run now, each finding with the runbook step it replaces and what to do.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::effects::faults::AgentFault;
 use crate::model::source_health::SourceKind;
 use crate::model::{ConditionKind, DeviceView, State, Status};
+use crate::policy::mode::ActionsMode;
 use crate::publish::api::StatusReport;
 use crate::publish::state::Snapshot;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Level {
     Info,
@@ -16,7 +17,18 @@ pub enum Level {
     Critical,
 }
 
-#[derive(Debug, Serialize)]
+impl Level {
+    /// The name in the answer and in agentctl's text.
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Info => "info",
+            Level::Warning => "warning",
+            Level::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Finding {
     pub level: Level,
     /// Absent for findings about the agent or the host.
@@ -29,7 +41,7 @@ pub struct Finding {
     pub action: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Report {
     /// The worst device state, as in status.
     pub status: State,
@@ -107,37 +119,14 @@ pub fn diagnose(snap: &Snapshot, status: &StatusReport, config: &config::Config,
         let throttle = snap.throttle.iter().find(|t| t.device == d.id).map(|t| (t.level, t.max_level));
         device_findings(d, throttle, &mut findings);
     }
-    source_findings(status, &mut findings);
-    if let Some(k) = &status.agent.kubelet {
-        kubelet_findings(k, config, &mut findings);
-    }
-    agent_findings(status, config, &mut findings);
-    let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
-    if ladders > 0 && status.agent.actions == "disabled" {
-        findings.push(Finding {
-            level: Level::Info,
-            device: None,
-            check: "actions".into(),
-            finding: format!("{ladders} device(s) have throttle or reconnect ladders but actions are disabled"),
-            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
-            action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
-        });
-    }
-    if snap.devices.is_empty() {
-        findings.push(Finding {
-            level: Level::Info,
-            device: None,
-            check: "devices".into(),
-            finding: "no devices: none declared and none found by discovery".into(),
-            replaces: "list the accelerators by hand (lspci, ls /sys/class/accel)".into(),
-            action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
-        });
-    }
+    source_findings(status, config, &mut findings);
+    agent_findings(status, config, snap.devices.is_empty(), &mut findings);
     findings.sort_by(|a, b| b.level.cmp(&a.level).then_with(|| a.device.cmp(&b.device)));
     Report { status: status.status, devices: snap.devices.len(), probes_run, findings }
 }
 
-/// A device's active conditions, its reconnect ladder, failing probes, maintenance and manual throttle.
+/// A device's own findings: its true conditions, its reconnect ladder, failing probes, maintenance and a
+/// manual throttle.
 fn device_findings(d: &DeviceView, throttle: Option<(usize, usize)>, findings: &mut Vec<Finding>) {
     for c in d.conditions.iter().filter(|c| c.status == Status::True) {
         let level = match c.impact {
@@ -149,7 +138,7 @@ fn device_findings(d: &DeviceView, throttle: Option<(usize, usize)>, findings: &
             device: Some(d.id.clone()),
             check: format!("condition {}", c.kind.name()),
             finding: format!("{}: {}", c.reason, c.message),
-            replaces: replaces(c.kind, d.kind).to_owned(),
+            replaces: replaces(c.kind, &d.kind).to_owned(),
             action: condition_action(d, c.kind, c.latched, throttle),
         });
     }
@@ -195,8 +184,8 @@ fn device_findings(d: &DeviceView, throttle: Option<(usize, usize)>, findings: &
     }
 }
 
-/// Each failing source other than a probe (a probe is its device's finding, with what it said).
-fn source_findings(status: &StatusReport, findings: &mut Vec<Finding>) {
+/// Findings about the sources of evidence and kubelet, which concern no one device.
+fn source_findings(status: &StatusReport, config: &config::Config, findings: &mut Vec<Finding>) {
     for f in &status.sources_failing {
         // A failing probe is a finding of its device already (above), with what it said.
         if f.source == SourceKind::Probe {
@@ -212,45 +201,43 @@ fn source_findings(status: &StatusReport, findings: &mut Vec<Finding>) {
             action: action.into(),
         });
     }
-}
-
-/// Each resource not registered with kubelet, and pod-resources failing.
-fn kubelet_findings(k: &crate::publish::api::KubeletStatus, config: &config::Config, findings: &mut Vec<Finding>) {
-    for r in k.resources.iter().filter(|r| !r.registered) {
-        findings.push(Finding {
-            level: Level::Warning,
-            device: None,
-            check: format!("kubelet registration {}", r.resource),
-            finding: format!(
-                "the device plugin for {} is not registered with kubelet: {}; kubelet neither allocates \
-                 these devices nor learns their health",
-                r.resource,
-                r.error.as_deref().unwrap_or("not tried yet")
-            ),
-            replaces: "check `kubectl describe node` for the extended resource".into(),
-            action: format!(
-                "check that kubelet runs and that {} is mounted into the agent (journalctl -u kubelet)",
-                config.kubernetes.device_plugin_dir.display()
-            ),
-        });
-    }
-    if let Some(why) = &k.pod_resources_error {
-        findings.push(Finding {
-            level: Level::Warning,
-            device: None,
-            check: "kubelet pod-resources".into(),
-            finding: format!("which pod holds each device is not known: {why}"),
-            replaces: "find the pod on a device with kubectl and crictl".into(),
-            action: format!(
-                "check that {} exists and is mounted into the agent",
-                config.kubernetes.pod_resources_socket.display()
-            ),
-        });
+    if let Some(k) = &status.agent.kubelet {
+        for r in k.resources.iter().filter(|r| !r.registered) {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: None,
+                check: format!("kubelet registration {}", r.resource),
+                finding: format!(
+                    "the device plugin for {} is not registered with kubelet: {}; kubelet neither allocates \
+                     these devices nor learns their health",
+                    r.resource,
+                    r.error.as_deref().unwrap_or("not tried yet")
+                ),
+                replaces: "check `kubectl describe node` for the extended resource".into(),
+                action: format!(
+                    "check that kubelet runs and that {} is mounted into the agent (journalctl -u kubelet)",
+                    config.kubernetes.device_plugin_dir.display()
+                ),
+            });
+        }
+        if let Some(why) = &k.pod_resources_error {
+            findings.push(Finding {
+                level: Level::Warning,
+                device: None,
+                check: "kubelet pod-resources".into(),
+                finding: format!("which pod holds each device is not known: {why}"),
+                replaces: "find the pod on a device with kubectl and crictl".into(),
+                action: format!(
+                    "check that {} exists and is mounted into the agent",
+                    config.kubernetes.pod_resources_socket.display()
+                ),
+            });
+        }
     }
 }
 
-/// The agent's own trouble: no journal, out of a resource, the actions worker stopped.
-fn agent_findings(status: &StatusReport, config: &config::Config, findings: &mut Vec<Finding>) {
+/// Findings about the agent itself: its journal, resources and actions, and a host with no devices.
+fn agent_findings(status: &StatusReport, config: &config::Config, no_devices: bool, findings: &mut Vec<Finding>) {
     if let Some(why) = &status.agent.journal_unavailable {
         findings.push(Finding {
             level: Level::Warning,
@@ -292,6 +279,27 @@ fn agent_findings(status: &StatusReport, config: &config::Config, findings: &mut
             finding: format!("the actions worker stopped ({why}): nothing is throttled, restored or reconnected"),
             replaces: "echo into sysfs to throttle, reset cards by hand".into(),
             action: "systemctl restart accel-agent; report the panic in the log (journalctl -u accel-agent)".into(),
+        });
+    }
+    let ladders = config.devices.iter().filter(|d| d.throttle.is_some() || d.reconnect.is_some()).count();
+    if ladders > 0 && status.agent.actions == ActionsMode::Disabled {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "actions".into(),
+            finding: format!("{ladders} device(s) have throttle or reconnect ladders but actions are disabled"),
+            replaces: "echo into sysfs to throttle, reset cards by hand".into(),
+            action: "set [actions] enabled = true (try dry_run = true first) and `agentctl reload`".into(),
+        });
+    }
+    if no_devices {
+        findings.push(Finding {
+            level: Level::Info,
+            device: None,
+            check: "devices".into(),
+            finding: "no devices: none declared and none found by discovery".into(),
+            replaces: "list the accelerators by hand (lspci, ls /sys/class/accel)".into(),
+            action: "declare devices with [[device]] (see /usr/share/doc/accel-agent/examples)".into(),
         });
     }
 }

@@ -241,33 +241,37 @@ impl OperatorRequest {
     }
 }
 
-/// The JSON body of a mutation; each verb reads the fields it needs.
-#[derive(Debug, Default, Deserialize)]
+/// The JSON body of a mutation; each verb reads the fields it needs. agentctl writes the same type,
+/// leaving out what it does not set.
+#[derive(Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct MutationBody {
-    level: Option<usize>,
+pub(crate) struct MutationBody {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub level: Option<usize>,
     /// A duration like "30m" or "2h".
-    #[serde(rename = "for")]
-    for_: Option<String>,
-    on: Option<bool>,
+    #[serde(rename = "for", skip_serializing_if = "Option::is_none")]
+    pub for_: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub on: Option<bool>,
     /// The device of a diagnostics run (absent: every device).
-    device: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
 }
 
-/// The answer to a mutation.
-#[derive(Debug, Serialize)]
+/// The answer to a mutation (agentctl reads the same type).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Done {
     pub ok: bool,
     pub device: Option<String>,
     pub message: String,
 }
 
-/// A refused or failed request.
-#[derive(Debug, Serialize)]
+/// A refused or failed request (agentctl reads the same type).
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Failure {
     pub error: String,
     /// Known device ids, when the device was unknown.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub known: Vec<String>,
     /// The control group, when the peer was not authorised.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -416,22 +420,11 @@ impl Control {
         let Some((id, verb)) = path.strip_prefix("/api/v1/devices/").and_then(|r| r.rsplit_once('/')) else {
             return failure(StatusCode::NOT_FOUND, format!("no such action {path}"));
         };
-        let until = match body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())) {
-            None => None,
-            Some(Ok(until)) => Some(until),
-            Some(Err(e)) => return failure(StatusCode::BAD_REQUEST, e.to_string()),
+        let (until, acts) = match self.admit(verb, &body) {
+            Ok(admitted) => admitted,
+            Err(e) => return e.response(),
         };
         let for_text = body.for_.as_deref().map(|f| format!(" for {f}")).unwrap_or_default();
-        let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
-        if acts && !self.actions.active() {
-            return failure(
-                StatusCode::CONFLICT,
-                "actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload",
-            );
-        }
-        if let (true, Some(why)) = (acts, self.actions.down()) {
-            return failure(StatusCode::SERVICE_UNAVAILABLE, ActionError::Down(why).to_string());
-        }
         let live = self.live.load_full();
         let (device, actions, logs) = (id.to_owned(), self.actions.clone(), live.logs.clone());
         let request = match OperatorRequest::parse(verb, &body, until) {
@@ -471,16 +464,29 @@ impl Control {
         if let Err(e) = result {
             return self.not_applied(verb, id, peer, e, saved).await;
         }
-        tracing::info!(device = id, "{message} (by {})", peer.describe());
-        self.events.record(
-            Event::new(
-                SystemTime::now(),
-                Severity::Info,
-                kind::OPERATOR,
-                format!("{message} (by {})", peer.describe()),
-            )
-            .on_device(id),
-        );
+        self.done(id, peer, message)
+    }
+
+    /// Whether a change on a device can be asked now: its hold (`for`) is a duration, and the actions it
+    /// needs (throttle, unthrottle, reconnect) are on and running. Gives the hold's end and whether the
+    /// verb acts on the machine.
+    fn admit(&self, verb: &str, body: &MutationBody) -> Result<(Option<SystemTime>, bool), NotAdmitted> {
+        let until = body.for_.as_deref().map(|f| hold_until(f, SystemTime::now())).transpose()?;
+        let acts = matches!(verb, "throttle" | "unthrottle" | "reconnect");
+        if acts && !self.actions.active() {
+            return Err(NotAdmitted::ActionsDisabled);
+        }
+        if let (true, Some(why)) = (acts, self.actions.down()) {
+            return Err(NotAdmitted::ActionsDown(ActionError::Down(why)));
+        }
+        Ok((until, acts))
+    }
+
+    /// A change done: logged, journalled with who asked, and answered.
+    fn done(&self, id: &str, peer: &Peer, message: String) -> Response<Full<Bytes>> {
+        let by = format!("{message} (by {})", peer.describe());
+        tracing::info!(device = id, "{by}");
+        self.events.record(Event::new(SystemTime::now(), Severity::Info, kind::OPERATOR, by).on_device(id));
         json(StatusCode::OK, &Done { ok: true, device: Some(id.to_owned()), message })
     }
 
@@ -578,6 +584,28 @@ pub enum HoldError {
 }
 
 /// When a hold of `text` ("30m", "2h") from `now` ends; bounded, so no duration can overflow the clock.
+/// Why a change on a device is refused before it is tried.
+#[derive(Debug, thiserror::Error)]
+enum NotAdmitted {
+    #[error(transparent)]
+    Hold(#[from] HoldError),
+    #[error("actions are disabled on this host: set [actions] enabled = true (or dry_run) and reload")]
+    ActionsDisabled,
+    #[error(transparent)]
+    ActionsDown(ActionError),
+}
+
+impl NotAdmitted {
+    fn response(self) -> Response<Full<Bytes>> {
+        let status = match self {
+            NotAdmitted::Hold(_) => StatusCode::BAD_REQUEST,
+            NotAdmitted::ActionsDisabled => StatusCode::CONFLICT,
+            NotAdmitted::ActionsDown(_) => StatusCode::SERVICE_UNAVAILABLE,
+        };
+        failure(status, self.to_string())
+    }
+}
+
 fn hold_until(text: &str, now: SystemTime) -> Result<SystemTime, HoldError> {
     let d = humantime::parse_duration(text).map_err(HoldError::Unreadable)?;
     if d.is_zero() {

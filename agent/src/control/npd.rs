@@ -14,9 +14,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::ValueEnum;
-use serde_json::Value;
 
 use crate::control::ctl::client::{Client, ClientError};
+use crate::model::{ConditionKind, State};
+use crate::publish::api::{DeviceStatus, FailingCondition, StatusReport};
 
 /// NPD's default `max_output_length`.
 pub const MAX_MESSAGE: usize = 80;
@@ -49,28 +50,29 @@ impl NodeCondition {
     }
 
     /// Why the device counts as having this problem, or `None` if it does not.
-    fn problem(self, d: &Value) -> Option<String> {
-        let state = d["state"].as_str().unwrap_or("unknown");
+    fn problem(self, d: &DeviceStatus) -> Option<String> {
         // Maintenance: a person is working on the device; it must not taint or drain the node.
-        if state == "maintenance" || d["maintenance"].as_bool() == Some(true) {
+        if d.state == State::Maintenance || d.maintenance {
             return None;
         }
-        let failing: Vec<&str> =
-            d["failing"].as_array().into_iter().flatten().filter_map(|f| f["condition"].as_str()).collect();
+        let failing: Vec<&FailingCondition> = d.failing.iter().map(|f| &f.condition).collect();
+        let state = d.state.name();
         match self {
             NodeCondition::Unhealthy | NodeCondition::Degraded => {
-                let wanted: &[&str] =
-                    if self == NodeCondition::Unhealthy { &["unhealthy"] } else { &["degraded", "unknown"] };
-                wanted.contains(&state).then(|| {
-                    if failing.is_empty() { state.to_owned() } else { format!("{state} {}", failing.join("+")) }
+                let wanted: &[State] = if self == NodeCondition::Unhealthy {
+                    &[State::Unhealthy]
+                } else {
+                    &[State::Degraded, State::Unknown]
+                };
+                wanted.contains(&d.state).then(|| {
+                    let names: Vec<&str> = failing.iter().map(|c| c.name()).collect();
+                    if names.is_empty() { state.to_owned() } else { format!("{state} {}", names.join("+")) }
                 })
             }
-            NodeCondition::Overheating => failing.contains(&"Overheating").then(|| {
-                d["temperature_celsius"].as_f64().map_or_else(|| "overheating".to_owned(), |t| format!("{t:.1}C"))
-            }),
-            NodeCondition::NeedsInspection => {
-                (d["needs_hardware_inspection"].as_bool() == Some(true)).then(|| "reconnects gave up".to_owned())
-            }
+            NodeCondition::Overheating => failing
+                .contains(&&FailingCondition::Condition(ConditionKind::Overheating))
+                .then(|| d.temperature_celsius.map_or_else(|| "overheating".to_owned(), |t| format!("{t:.1}C"))),
+            NodeCondition::NeedsInspection => d.needs_hardware_inspection.then(|| "reconnects gave up".to_owned()),
         }
     }
 
@@ -107,15 +109,13 @@ impl Answer {
 }
 
 /// Judges one condition from the agent's /api/v1/status reply.
-pub fn judge(condition: NodeCondition, status: &Value) -> Answer {
-    if status["agent"]["ready"].as_bool() != Some(true) {
+pub fn judge(condition: NodeCondition, status: &StatusReport) -> Answer {
+    if !status.agent.ready {
         return Answer::new(Verdict::Unknown, "accel-agent is starting: first collection not done yet");
     }
-    let devices = status["devices"].as_array().map(Vec::as_slice).unwrap_or_default();
-    let problems: Vec<(String, String)> = devices
-        .iter()
-        .filter_map(|d| Some((d["id"].as_str().unwrap_or("?").to_owned(), condition.problem(d)?)))
-        .collect();
+    let devices = &status.devices;
+    let problems: Vec<(&str, String)> =
+        devices.iter().filter_map(|d| Some((d.id.as_str(), condition.problem(d)?))).collect();
     if problems.is_empty() {
         return Answer::new(Verdict::Ok, condition.ok_message(devices.len()));
     }
@@ -177,7 +177,7 @@ pub fn check(condition: NodeCondition, socket: PathBuf, timeout: Duration) -> An
     if reply.status != 200 {
         return Answer::new(Verdict::Unknown, format!("accel-agent answered HTTP {}", reply.status));
     }
-    match serde_json::from_slice::<Value>(&reply.body) {
+    match serde_json::from_slice::<StatusReport>(&reply.body) {
         Ok(v) => judge(condition, &v),
         Err(e) => Answer::new(Verdict::Unknown, format!("unreadable reply from accel-agent: {e}")),
     }
@@ -198,15 +198,57 @@ mod tests {
 
     use super::*;
 
-    fn device(id: &str, state: &str, failing: &[&str]) -> Value {
-        let failing: Vec<Value> =
-            failing.iter().map(|c| json!({"condition": c, "reason": "", "message": ""})).collect();
-        json!({"id": id, "state": state, "failing": failing, "maintenance": state == "maintenance",
-               "needs_hardware_inspection": false, "temperature_celsius": 86.04})
+    use crate::publish::api::{AgentFaults, AgentStatus, Failing};
+
+    /// A device of /api/v1/status, its state and conditions named as on the wire.
+    fn device(id: &str, state: &str, failing: &[&str]) -> DeviceStatus {
+        let state: State = serde_json::from_value(json!(state)).unwrap();
+        let failing = failing.iter().map(|c| Failing {
+            condition: serde_json::from_value(json!(c)).unwrap(),
+            reason: String::new(),
+            message: String::new(),
+        });
+        DeviceStatus {
+            id: id.to_owned(),
+            kind: "loihi".into(),
+            state,
+            up: Some(true),
+            temperature_celsius: Some(86.04),
+            power_watts: None,
+            throttle_level: None,
+            throttle_max_level: None,
+            manual_throttle: None,
+            circuit: None,
+            needs_hardware_inspection: false,
+            maintenance: state == State::Maintenance,
+            maintenance_windows: Vec::new(),
+            failing: failing.collect(),
+            temperature_recent_celsius: Vec::new(),
+            pods: Vec::new(),
+        }
     }
 
-    fn status(devices: Vec<Value>) -> Value {
-        json!({"status": "x", "agent": {"ready": true}, "devices": devices})
+    fn status(devices: Vec<DeviceStatus>) -> StatusReport {
+        let agent = AgentStatus {
+            version: "test".into(),
+            revision: "test".into(),
+            uptime_seconds: 1.0,
+            ready: true,
+            actions: crate::policy::mode::ActionsMode::Disabled,
+            collectors_failing: Vec::new(),
+            journal_unavailable: None,
+            journal_degraded: None,
+            actions_stopped: None,
+            faults: AgentFaults { counts: Default::default(), current: None },
+            kubelet: None,
+        };
+        StatusReport {
+            status: State::Healthy,
+            agent,
+            devices,
+            sources_failing: Vec::new(),
+            maintenance_windows: Vec::new(),
+        }
     }
 
     #[test]
@@ -229,7 +271,7 @@ mod tests {
 
     #[test]
     fn many_problems_still_fit_in_eighty_bytes() {
-        let devices: Vec<Value> = (0..40)
+        let devices: Vec<DeviceStatus> = (0..40)
             .map(|i| {
                 device(&format!("spinnaker-machine-with-a-long-name-b{i}"), "unhealthy", &["Offline", "DataStale"])
             })
@@ -239,14 +281,16 @@ mod tests {
         assert!(a.message.len() <= MAX_MESSAGE, "{} bytes: {}", a.message.len(), a.message);
         assert_eq!(a.message, "40 of 40: spinnaker-machine-with-a-long-name-b0 unhealthy Offline+DataS +39 more");
         assert!(a.message.ends_with(" +39 more"), "{}", a.message);
-        let devices: Vec<Value> = (0..3).map(|i| device(&format!("b{i}"), "unhealthy", &["Offline"])).collect();
+        let devices: Vec<DeviceStatus> = (0..3).map(|i| device(&format!("b{i}"), "unhealthy", &["Offline"])).collect();
         let a = judge(NodeCondition::Unhealthy, &status(devices));
         assert_eq!(a.message, "3 of 3: b0 unhealthy Offline, b1 unhealthy Offline, b2 unhealthy Offline");
     }
 
     #[test]
     fn a_starting_agent_is_unknown_and_lines_are_cut_at_char_boundaries() {
-        let a = judge(NodeCondition::Unhealthy, &json!({"agent": {"ready": false}, "devices": []}));
+        let mut starting = status(Vec::new());
+        starting.agent.ready = false;
+        let a = judge(NodeCondition::Unhealthy, &starting);
         assert_eq!(a.verdict, Verdict::Unknown);
         assert_eq!(one_line("a\nb\n", 80), "a; b");
         assert_eq!(one_line(&"é".repeat(50), 80), "é".repeat(40));

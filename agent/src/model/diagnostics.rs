@@ -7,12 +7,13 @@
 //! or a throttle or reconnect is in progress (a diagnostic colliding with a busy device reports a false
 //! fatal).
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
 use config::diagnostics::{DiagnosticConfig, FieldLimit, expand_arg};
 use config::{Config, DeviceConfig};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::conditions::Verdict;
 use super::health::{Impact, Status};
@@ -24,13 +25,13 @@ const RUNS_KEPT: usize = 64;
 pub const OUTPUT_LINES: usize = 10;
 
 /// What started a diagnostic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "by", rename_all = "snake_case")]
 pub enum Trigger {
     /// `agentctl diagnose --level N`.
     Operator,
-    /// A condition set (`on = [...]`).
-    Condition { condition: &'static str },
+    /// A condition set (`on = [...]`). A name rather than ConditionKind: the config's `on` names it.
+    Condition { condition: Cow<'static, str> },
     /// An occurrence of a maintenance window (`windows = [...]`).
     Window { window: String },
 }
@@ -46,7 +47,7 @@ impl std::fmt::Display for Trigger {
 }
 
 /// How a diagnostic ended.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Outcome {
     Passed,
@@ -135,12 +136,12 @@ pub enum Decision {
 }
 
 /// A finished diagnostic, as the device keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     #[serde(flatten)]
     pub outcome: Outcome,
     pub trigger: Trigger,
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub finished: Option<SystemTime>,
     pub duration_seconds: f64,
     /// The remedy ran after a first failure (the outcome is the second try's).
@@ -149,8 +150,16 @@ pub struct Record {
     seq: u64,
 }
 
+impl Record {
+    /// A result as the agent would have kept it, for tests of what is shown of one.
+    #[cfg(test)]
+    pub fn for_test(outcome: Outcome, trigger: Trigger, finished: SystemTime, seconds: f64, remedied: bool) -> Record {
+        Record { outcome, trigger, finished: Some(finished), duration_seconds: seconds, remedied, seq: 0 }
+    }
+}
+
 /// Where a diagnostic stands now.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Phase {
     Idle,
@@ -169,14 +178,14 @@ impl Phase {
 }
 
 /// One diagnostic of a device, as the API, agentctl, the device page and the bundle show it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DiagnosticView {
     pub name: String,
     pub level: u8,
     pub exclusive: bool,
     pub phase: Phase,
     /// Since when it runs (while running).
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub running_since: Option<SystemTime>,
     pub timeout_seconds: f64,
     pub last: Option<Record>,
@@ -408,13 +417,13 @@ struct Run {
 }
 
 /// One diagnostic of a run, as `agentctl diagnose --level N` polls it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunItemView {
     pub device: String,
     pub name: String,
     pub level: u8,
     pub phase: Phase,
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub running_since: Option<SystemTime>,
     pub timeout_seconds: f64,
     /// The result, once this run's diagnostic is over.
@@ -422,7 +431,7 @@ pub struct RunItemView {
 }
 
 /// An operator's run: done when every item has its result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunView {
     pub id: u64,
     pub level: u8,
@@ -513,7 +522,7 @@ impl Diagnostics {
             let cooled = e.triggered_at.is_none_or(|t| now.saturating_duration_since(t) >= e.config.cooldown.get());
             if wanted && cooled && !e.busy() {
                 self.seq += 1;
-                e.queued = Some((self.seq, Trigger::Condition { condition }));
+                e.queued = Some((self.seq, Trigger::Condition { condition: condition.into() }));
                 e.triggered_at = Some(now);
                 queued.push(e.config.name.clone());
             }
@@ -811,7 +820,7 @@ mod tests {
         assert_eq!(h.model.on_condition(&mut h.devices[0], "PowerAnomaly", t0), vec!["deep".to_owned()]);
         let d = h.decide(&[]);
         let Decision::Start(s) = &d[0] else { panic!("a start") };
-        assert_eq!(s.trigger, Trigger::Condition { condition: "PowerAnomaly" });
+        assert_eq!(s.trigger, Trigger::Condition { condition: "PowerAnomaly".into() });
         h.finish(0, "deep", Outcome::Passed);
         let within = t0 + Duration::from_secs(9 * 60);
         assert!(h.model.on_condition(&mut h.devices[0], "PowerAnomaly", within).is_empty(), "within the cooldown");

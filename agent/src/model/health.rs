@@ -5,13 +5,13 @@
 
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 // The tracker is a pure state machine shared with the throttle ladder; the conditions name its levels.
 pub use crate::policy::threshold::{Level, ThresholdTracker};
 
 /// The conditions every device declares, exported as 0/1 from the first scrape.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum ConditionKind {
     Overheating,
     Offline,
@@ -50,17 +50,19 @@ impl ConditionKind {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     True,
     False,
-    /// No evidence either way yet (no reading, no probe result).
+    /// No evidence either way yet (no reading, no probe result); also a status agentctl does not know.
+    #[default]
+    #[serde(other)]
     Unknown,
 }
 
 /// How bad a true condition is for the device's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Impact {
     #[default]
@@ -69,7 +71,7 @@ pub enum Impact {
 }
 
 /// One condition of one device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Condition {
     pub kind: ConditionKind,
     pub status: Status,
@@ -78,13 +80,13 @@ pub struct Condition {
     /// For a human: what was seen.
     pub message: String,
     /// When the status last changed.
-    #[serde(with = "unix_time")]
+    #[serde(with = "super::unix_time::unix")]
     pub since: SystemTime,
     pub impact: Impact,
     /// Set by a latching rule: evidence clearing does not clear it, only `set-healthy` does.
     pub latched: bool,
     /// The status before the last change (Unknown at first), so "first evidence" can be told apart from
-    /// a real change.
+    /// a real change. Not on the wire: read back as Unknown.
     #[serde(skip)]
     pub previous: Status,
 }
@@ -130,7 +132,7 @@ impl Condition {
 }
 
 /// The device's overall state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum State {
     Healthy,
@@ -199,17 +201,6 @@ pub fn with_circuit(state: State, circuit_open: bool) -> State {
     match state {
         State::Healthy | State::Unknown if circuit_open => State::Degraded,
         other => other,
-    }
-}
-
-pub(crate) mod unix_time {
-    use std::time::{SystemTime, UNIX_EPOCH};
-
-    use serde::Serializer;
-
-    pub fn serialize<S: Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-        let secs = t.duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
-        s.serialize_f64((secs * 1000.0).round() / 1000.0)
     }
 }
 

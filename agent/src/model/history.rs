@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, VecDeque};
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::health::{State, Status};
 use super::view::{ConditionChange, DeviceView};
@@ -57,7 +57,7 @@ impl Default for HistoryLimits {
 }
 
 /// What a mark says happened.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum MarkKind {
     ConditionSet,
@@ -410,7 +410,7 @@ impl History {
 }
 
 /// A device's history as the API serves it and the pages draw it.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct DeviceHistoryView {
     /// Every temperature sensor seen in the span, in the order first seen.
     pub sensors: Vec<String>,
@@ -420,7 +420,7 @@ pub struct DeviceHistoryView {
     pub marks: Vec<HistoryMark>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistorySample {
     pub time_unix: f64,
     /// By sensor; a sensor not read that round is left out (absent, never 0).
@@ -434,7 +434,7 @@ pub struct HistorySample {
     pub state: State,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HistoryMark {
     pub time_unix: f64,
     pub kind: MarkKind,
@@ -450,7 +450,7 @@ mod tests {
         let reading = |(sensor, value): &(&str, f64)| Reading { sensor: (*sensor).to_owned(), value: *value };
         DeviceView {
             id: id.to_owned(),
-            kind: "loihi",
+            kind: "loihi".into(),
             model: String::new(),
             driver: String::new(),
             pci_address: String::new(),

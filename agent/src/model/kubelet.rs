@@ -8,10 +8,10 @@
 use std::collections::BTreeMap;
 
 use config::DeviceConfig;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What a device is advertised as in `ListAndWatch`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Advertised {
     Healthy,
     Unhealthy,
@@ -28,7 +28,7 @@ impl Advertised {
 }
 
 /// A container holding a device, per kubelet's pod-resources API.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 pub struct PodRef {
     pub namespace: String,
     pub pod: String,
@@ -42,7 +42,7 @@ impl std::fmt::Display for PodRef {
 }
 
 /// `kubernetes` in a device's view (absent while `[kubernetes]` is off).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct KubeletView {
     /// The extended resource the agent advertises the device as; absent when it does not (a vendor's
     /// plugin owns the device).

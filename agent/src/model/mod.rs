@@ -15,7 +15,7 @@ pub(crate) mod operator;
 pub(crate) mod power;
 pub(crate) mod source_health;
 pub(crate) mod spinnaker;
-mod unix_time;
+pub(crate) mod unix_time;
 pub(crate) mod view;
 pub(crate) mod window_set;
 pub(crate) mod windows;
@@ -31,7 +31,7 @@ pub fn export(views: &[DeviceView], out: &mut Families) {
     export_kubelet(views, out);
     for d in views {
         let id = lv(&d.id);
-        let kind = lv(d.kind);
+        let kind = lv(&d.kind);
         out.sample(
             &c::DEVICE_INFO,
             vec![

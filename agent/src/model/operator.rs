@@ -23,10 +23,10 @@ fn known_list(known: &[String]) -> String {
 }
 
 /// A manual throttle level, held until `until` (or until released).
-#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct ManualThrottle {
     pub level: usize,
-    #[serde(serialize_with = "super::unix_time::opt_unix")]
+    #[serde(with = "super::unix_time::opt_unix")]
     pub until: Option<SystemTime>,
 }
 

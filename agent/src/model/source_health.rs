@@ -6,12 +6,12 @@
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::spinnaker::SpinnakerSnapshot;
 
 /// What kind of source.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum SourceKind {
     Collector,
@@ -48,19 +48,14 @@ impl std::fmt::Display for SourceId {
 }
 
 /// A failing source as `/api/v1/status` lists it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SourceFailing {
     pub source: SourceKind,
     pub name: String,
-    #[serde(serialize_with = "unix")]
+    #[serde(with = "super::unix_time::unix")]
     pub since: SystemTime,
     /// The latest reason (it may change while the source keeps failing).
     pub reason: String,
-}
-
-fn unix<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
-    let secs = t.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    s.serialize_f64((secs * 1000.0).round() / 1000.0)
 }
 
 /// A change worth one log line and one journal event.

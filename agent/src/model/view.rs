@@ -1,23 +1,25 @@
 //! What the device model shows: readings, probe and log state, and the per-device view the API,
-//! the metrics and the landing page are built from.
+//! the metrics and the landing page are built from. The view is also the wire type: the agent serializes
+//! it and agentctl deserializes the very same struct, so the two cannot drift apart.
 
+use std::borrow::Cow;
 use std::time::SystemTime;
 
 use collectors::fault::AgentFault;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::health::{Condition, State};
 use super::unix_time::opt_unix;
 
 /// A reading of one sensor of a device, in base units.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Reading {
     pub sensor: String,
     pub value: f64,
 }
 
 /// A threshold the hardware itself declares (hwmon temp*_max/_crit, thermal trip points) or the config sets.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ThresholdReading {
     pub sensor: String,
     pub level: String,
@@ -25,7 +27,7 @@ pub struct ThresholdReading {
 }
 
 /// Everything read for a device in the latest evaluation.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Readings {
     pub temperature_celsius: Vec<Reading>,
     pub temperature_threshold_celsius: Vec<ThresholdReading>,
@@ -54,7 +56,7 @@ impl Readings {
 }
 
 /// The latest result of one probe, as the engine keeps it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ProbeView {
     pub name: String,
     /// Whether its failures mean the device is offline.
@@ -62,25 +64,17 @@ pub struct ProbeView {
     pub status: ProbeState,
     pub success: bool,
     pub duration_seconds: f64,
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub last_success: Option<SystemTime>,
     pub consecutive_failures: u32,
     pub message: String,
     /// The last time it was due, the agent could not run it for want of its own resources (then the
     /// fields above are from the run before): shown, never judged.
-    #[serde(serialize_with = "opt_fault")]
     pub not_run: Option<AgentFault>,
 }
 
-fn opt_fault<S: serde::Serializer>(f: &Option<AgentFault>, s: S) -> Result<S::Ok, S::Error> {
-    match f {
-        Some(f) => s.serialize_str(f.label()),
-        None => s.serialize_none(),
-    }
-}
-
 /// Where a probe stands: not run yet, or the verdict of its last run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ProbeState {
     /// Not run yet since the agent started.
@@ -89,12 +83,14 @@ pub enum ProbeState {
     Ok,
     /// The tool ran and said the device has a problem (exit 1).
     Problem,
-    /// The tool ran and could not tell (exit 2).
-    Unknown,
     /// The tool gave no verdict (timed out, could not start, killed, another exit code).
     Failed,
     /// A network check got no answer.
     Unreachable,
+    /// The tool ran and could not tell (exit 2); also what agentctl reads a state it does not know as
+    /// (serde's `other` must be the last variant).
+    #[serde(other)]
+    Unknown,
 }
 
 impl ProbeState {
@@ -146,10 +142,11 @@ pub struct LogUpdate {
 }
 
 /// What an operator (and the JSON API) sees of a device.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DeviceView {
     pub id: String,
-    pub kind: &'static str,
+    /// The kind's name (config's `DeviceKind`); a string so that agentctl reads kinds it does not know.
+    pub kind: Cow<'static, str>,
     pub model: String,
     pub driver: String,
     pub pci_address: String,
@@ -180,7 +177,7 @@ pub struct DeviceView {
     /// An operator put the device in maintenance (`agentctl maintenance ID on`).
     pub maintenance_manual: bool,
     /// When the operator's maintenance ends by itself (absent: none, or until turned off).
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub maintenance_until: Option<SystemTime>,
     /// The open maintenance windows that cover the device, with their ends.
     pub maintenance_windows: Vec<super::window_set::WindowHold>,
@@ -202,7 +199,7 @@ pub struct DeviceView {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub kubernetes: Option<super::kubelet::KubeletView>,
     /// Each configured diagnostic: where it stands and its last result (absent when none is configured).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub diagnostics: Vec<super::diagnostics::DiagnosticView>,
 }
 

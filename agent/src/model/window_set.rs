@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use collectors::catalogue as c;
 use collectors::export::{Families, labels, lv};
 use config::maintenance::{Maintenance, Window};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::unix_time::{opt_unix, unix};
 use super::windows::{Occurrence, local_time, next_start, open_at};
@@ -22,10 +22,10 @@ pub struct OpenWindow {
 }
 
 /// A window holding a device in maintenance, as the device's view shows it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowHold {
     pub name: String,
-    #[serde(serialize_with = "unix")]
+    #[serde(with = "unix")]
     pub until: SystemTime,
     /// `until` in the window's zone, e.g. "Sun 04:00 UTC".
     pub until_local: String,
@@ -38,15 +38,15 @@ impl std::fmt::Display for WindowHold {
 }
 
 /// A configured window, for `/api/v1/status`, `agentctl status`, the landing page and the metric.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct WindowView {
     pub name: String,
     pub active: bool,
     /// While open: when this occurrence ends.
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub ends: Option<SystemTime>,
     pub ends_local: Option<String>,
-    #[serde(serialize_with = "opt_unix")]
+    #[serde(with = "opt_unix")]
     pub next_start: Option<SystemTime>,
     pub next_start_local: Option<String>,
     /// As configured: days, start, duration, zone; `devices` empty means every device.

@@ -2,8 +2,10 @@
 
 use std::fmt;
 
-/// The mode in force, as `[actions]` and `--dry-run` set it; a reload may change it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// The mode in force, as `[actions]` and `--dry-run` set it; a reload may change it. In JSON it is its
+/// `as_str` name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum ActionsMode {
     /// Nothing is decided and nothing written (the default).
     #[default]

@@ -9,9 +9,9 @@
 use std::time::{Duration, Instant};
 
 use config::device::ReconnectStep;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Circuit {
     Closed,
@@ -20,6 +20,15 @@ pub enum Circuit {
 }
 
 impl Circuit {
+    /// The name in the API and agentctl: "closed", "half-open", "open".
+    pub fn name(self) -> &'static str {
+        match self {
+            Circuit::Closed => "closed",
+            Circuit::HalfOpen => "half-open",
+            Circuit::Open => "open",
+        }
+    }
+
     /// accel_reconnect_circuit_state: 0 closed, 1 half-open, 2 open.
     pub fn gauge(self) -> f64 {
         match self {

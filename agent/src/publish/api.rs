@@ -1,12 +1,17 @@
-//! JSON shapes of the read API (/health, /api/v1/devices). agentctl shows the same data; the shapes are
-//! documented in docs/api.md and only grow (fields are added, never renamed or removed).
+//! JSON shapes of the read API (/health, /api/v1/status, /api/v1/devices). The agent serializes these
+//! types and agentctl and `accel-agent npd` deserialize the same ones (unknown fields are ignored, so an
+//! agent that adds one still answers an older agentctl); the shapes are documented in docs/api.md and only
+//! grow (fields are added, never renamed or removed).
 
-use serde::Serialize;
+use std::borrow::Cow;
+
+use serde::{Deserialize, Serialize};
 
 use crate::effects::faults::{AgentFault, FaultsView};
 use crate::effects::journal::MAX_QUERY_LIMIT;
 use crate::model::history::DeviceHistoryView;
-use crate::model::{DeviceView, State, Status};
+use crate::model::{ConditionKind, DeviceView, State, Status};
+use crate::policy::mode::ActionsMode;
 use crate::policy::reconnect::Circuit;
 
 /// /health: every device's state, and the worst of them.
@@ -24,17 +29,43 @@ pub struct HealthReport {
 #[derive(Debug, Serialize)]
 pub struct DeviceHealth {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub state: State,
     /// The conditions that are true, with their reason (and the reconnect circuit, while it is open).
     pub failing: Vec<Failing>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct Failing {
-    pub condition: &'static str,
+    pub condition: FailingCondition,
     pub reason: String,
     pub message: String,
+}
+
+/// What a `failing` entry names: one of the device's conditions, or its reconnect circuit.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum FailingCondition {
+    Condition(ConditionKind),
+    Circuit(ReconnectCircuit),
+    /// A name from a newer agent, shown as it is.
+    Other(String),
+}
+
+/// The one name of the reconnect circuit in `failing`: "ReconnectCircuit".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ReconnectCircuit {
+    ReconnectCircuit,
+}
+
+impl FailingCondition {
+    pub fn name(&self) -> &str {
+        match self {
+            FailingCondition::Condition(k) => k.name(),
+            FailingCondition::Circuit(ReconnectCircuit::ReconnectCircuit) => "ReconnectCircuit",
+            FailingCondition::Other(name) => name,
+        }
+    }
 }
 
 pub fn health(devices: &[DeviceView], journal_degraded: Option<String>) -> HealthReport {
@@ -59,14 +90,14 @@ pub fn health(devices: &[DeviceView], journal_degraded: Option<String>) -> Healt
         journal_degraded,
         devices: devices
             .iter()
-            .map(|d| DeviceHealth { id: d.id.clone(), kind: d.kind, state: d.state, failing: failing(d) })
+            .map(|d| DeviceHealth { id: d.id.clone(), kind: d.kind.clone(), state: d.state, failing: failing(d) })
             .collect(),
     }
 }
 
 /// /api/v1/status (control socket): what `agentctl status` shows, one entry per device with its key
 /// readings, and the agent's own health.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct StatusReport {
     /// As in /health: the worst device state (maintenance counts as healthy).
     pub status: State,
@@ -78,14 +109,14 @@ pub struct StatusReport {
     pub maintenance_windows: Vec<crate::model::window_set::WindowView>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AgentStatus {
-    pub version: &'static str,
-    pub revision: &'static str,
+    pub version: Cow<'static, str>,
+    pub revision: Cow<'static, str>,
     pub uptime_seconds: f64,
     pub ready: bool,
     /// "enabled", "dry-run" or "disabled".
-    pub actions: &'static str,
+    pub actions: ActionsMode,
     /// Collectors whose last round failed, with why.
     pub collectors_failing: Vec<CollectorFailing>,
     /// Why the event journal is unavailable, if it is.
@@ -102,14 +133,14 @@ pub struct AgentStatus {
 }
 
 /// `agent.kubelet` in /api/v1/status.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct KubeletStatus {
     pub resources: Vec<KubeletResource>,
     /// Why kubelet's pod-resources API could not be read, while it cannot.
     pub pod_resources_error: Option<String>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct KubeletResource {
     pub resource: String,
     pub registered: bool,
@@ -146,34 +177,30 @@ impl KubeletStatus {
 
 /// `agent.faults` in /api/v1/status: counts since start by kind, and the latest fault while it is recent
 /// (within a minute); none of it is evidence about a device.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct AgentFaults {
-    pub counts: std::collections::BTreeMap<&'static str, u64>,
+    /// By label, so the keys are in label order as before kinds were typed.
+    pub counts: std::collections::BTreeMap<Cow<'static, str>, u64>,
     pub current: Option<CurrentFault>,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CurrentFault {
-    #[serde(serialize_with = "fault_label")]
     pub kind: AgentFault,
     /// e.g. "out of file descriptors".
-    pub reason: &'static str,
+    pub reason: Cow<'static, str>,
     /// What could not be done, e.g. "probe sdk of loihi0".
     pub what: String,
     pub time_unix: f64,
 }
 
-fn fault_label<S: serde::Serializer>(f: &AgentFault, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(f.label())
-}
-
 impl AgentFaults {
     pub fn of(view: &FaultsView, now: std::time::SystemTime) -> AgentFaults {
         AgentFaults {
-            counts: view.counts.iter().map(|(f, n)| (f.label(), *n)).collect(),
+            counts: view.counts.iter().map(|(f, n)| (f.label().into(), *n)).collect(),
             current: view.current(now).map(|r| CurrentFault {
                 kind: r.fault,
-                reason: r.fault.describe(),
+                reason: r.fault.describe().into(),
                 what: r.what.clone(),
                 time_unix: r.at.duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64()),
             }),
@@ -181,16 +208,16 @@ impl AgentFaults {
     }
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct CollectorFailing {
-    pub collector: &'static str,
+    pub collector: Cow<'static, str>,
     pub error: String,
 }
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceStatus {
     pub id: String,
-    pub kind: &'static str,
+    pub kind: Cow<'static, str>,
     pub state: State,
     pub up: Option<bool>,
     /// The hottest sensor.
@@ -222,7 +249,7 @@ pub fn status(snap: &crate::publish::state::Snapshot, agent: AgentStatus) -> Sta
         .iter()
         .map(|d| DeviceStatus {
             id: d.id.clone(),
-            kind: d.kind,
+            kind: d.kind.clone(),
             state: d.state,
             up: d.up,
             temperature_celsius: d.readings.max_temperature().map(|r| r.value),
@@ -255,7 +282,11 @@ fn failing(d: &DeviceView) -> Vec<Failing> {
         .conditions
         .iter()
         .filter(|c| c.status == Status::True)
-        .map(|c| Failing { condition: c.kind.name(), reason: c.reason.clone(), message: c.message.clone() })
+        .map(|c| Failing {
+            condition: FailingCondition::Condition(c.kind),
+            reason: c.reason.clone(),
+            message: c.message.clone(),
+        })
         .collect();
     let circuit = if d.needs_hardware_inspection {
         Some(("NeedsHardwareInspection", "the reconnect ladder failed repeatedly; automatic reconnects stopped"))
@@ -265,16 +296,21 @@ fn failing(d: &DeviceView) -> Vec<Failing> {
         None
     };
     if let Some((reason, message)) = circuit {
-        out.push(Failing { condition: "ReconnectCircuit", reason: reason.to_owned(), message: message.to_owned() });
+        out.push(Failing {
+            condition: FailingCondition::Circuit(ReconnectCircuit::ReconnectCircuit),
+            reason: reason.to_owned(),
+            message: message.to_owned(),
+        });
     }
     out
 }
 
-/// /api/v1/devices/{id}: the device view plus its latest events (newest first, at most 20).
-#[derive(Debug, Serialize)]
+/// /api/v1/devices/{id}: the device view plus its latest events (newest first, at most 20). The agent
+/// serializes a borrowed view straight from the snapshot; agentctl reads an owned one.
+#[derive(Debug, Serialize, Deserialize)]
 pub struct DeviceDetail<'a> {
     #[serde(flatten)]
-    pub device: &'a DeviceView,
+    pub device: Cow<'a, DeviceView>,
     pub events: Vec<crate::effects::journal::Event>,
 }
 
@@ -290,7 +326,7 @@ pub fn unknown_device(id: &str, devices: &[DeviceView]) -> UnknownDevice {
 
 /// /api/v1/devices/{id}/history: the device's recent readings and changes, with the thresholds its
 /// temperature is judged by.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Serialize, Deserialize)]
 pub struct HistoryReport {
     pub device: String,
     /// What the agent keeps ([history] span), and the resolution of its samples (poll_interval).

@@ -110,7 +110,7 @@ fn header_section(h: &mut String, d: &DeviceView) {
          all its events: <a href=\"/api/v1/events?device={id}\">/api/v1/events?device={id}</a></p>\
          <p class=\"muted\" id=\"updated\">as of page load; with JavaScript it refreshes every {} s</p></header><main>",
         badge(d.state.name()),
-        esc(d.kind),
+        esc(&d.kind),
         text(&d.model),
         text(&d.driver),
         text(&d.pci_address),
@@ -465,7 +465,7 @@ pub fn unknown_device_page(id: &str, devices: &[DeviceView]) -> String {
     let mut h = page_head("no such device · accel-agent");
     let _ = write!(h, "<header><h1>No device {}</h1>{NAV}</header><main><p>Known devices:</p><ul>", esc(id));
     for d in devices {
-        let _ = write!(h, "<li><a href=\"/devices/{0}\">{0}</a> ({1})</li>", esc(&d.id), esc(d.kind));
+        let _ = write!(h, "<li><a href=\"/devices/{0}\">{0}</a> ({1})</li>", esc(&d.id), esc(&d.kind));
     }
     if devices.is_empty() {
         h.push_str("<li>none</li>");

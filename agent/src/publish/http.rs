@@ -211,18 +211,18 @@ impl Http {
     pub fn status(&self) -> api::StatusReport {
         let snap = self.state.snapshot();
         let agent = api::AgentStatus {
-            version: crate::publish::exposition::VERSION,
-            revision: crate::publish::exposition::REVISION,
+            version: crate::publish::exposition::VERSION.into(),
+            revision: crate::publish::exposition::REVISION.into(),
             uptime_seconds: self.state.started.elapsed().as_secs_f64(),
             ready: snap.ready(),
             // The mode in force, as the actions thread last published it (a reload may change it).
-            actions: snap.actions_mode.as_str(),
+            actions: snap.actions_mode,
             collectors_failing: snap
                 .collectors
                 .iter()
                 .filter(|(_, c)| c.collections > 0 && !c.success)
                 .map(|(k, c)| api::CollectorFailing {
-                    collector: k.name(),
+                    collector: k.name().into(),
                     error: c.error.clone().unwrap_or_else(|| "failed".into()),
                 })
                 .collect(),
@@ -304,7 +304,7 @@ impl Http {
             crate::effects::journal::EventFilter { device: Some(id.to_owned()), limit: 20, ..Default::default() };
         // Without a journal the device is still worth showing; the events are then just absent.
         let events = self.events.query(lane, filter).await.unwrap_or_default();
-        json(StatusCode::OK, &api::DeviceDetail { device, events })
+        json(StatusCode::OK, &api::DeviceDetail { device: std::borrow::Cow::Borrowed(device), events })
     }
 
     /// One device's recent readings and changes, since `?since=` (default: all that is kept).

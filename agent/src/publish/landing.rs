@@ -79,11 +79,11 @@ fn value(v: Option<f64>, unit: &str, decimals: usize) -> String {
 fn agent_line(s: &StatusReport) -> String {
     let mut line = format!(
         "version {} ({}) · overall {} · up {} · actions {}",
-        esc(s.agent.version),
-        esc(s.agent.revision),
+        esc(&s.agent.version),
+        esc(&s.agent.revision),
         badge(s.status.name()),
         uptime(s.agent.uptime_seconds),
-        esc(s.agent.actions)
+        esc(s.agent.actions.as_str())
     );
     if !s.agent.ready {
         line.push_str(" · <span class=\"bad\">first collection not done yet</span>");
@@ -159,12 +159,12 @@ fn device_row(d: &DeviceStatus) -> String {
         None => "—".to_owned(),
     };
     let failing: Vec<String> =
-        d.failing.iter().map(|f| format!("<b>{}</b>: {}", esc(f.condition), esc(&f.message))).collect();
+        d.failing.iter().map(|f| format!("<b>{}</b>: {}", esc(f.condition.name()), esc(&f.message))).collect();
     let pods: String = d.pods.iter().map(|p| format!("<br><span class=\"muted\">pod {}</span>", esc(p))).collect();
     format!(
         "<tr><td><a href=\"/devices/{id}\">{id}</a>{pods}</td><td>{}</td><td>{}</td><td class=\"num\">{}</td>\
          <td>{}</td><td class=\"num\">{}</td><td>{throttle}</td><td>{circuit}</td><td>{}</td><td>{}</td></tr>",
-        esc(d.kind),
+        esc(&d.kind),
         badge(d.state.name()),
         value(d.temperature_celsius, "°C", 1),
         plot::sparkline(&d.temperature_recent_celsius),
@@ -323,10 +323,10 @@ const LANDING_JS: &str = r##"(function () {
         '<span' + (d.circuit === 'closed' ? '' : ' class="bad"') + '>' + esc(d.circuit) +
         (d.needs_hardware_inspection ? ', needs inspection' : '') + '</span>';
     var failing = (d.failing || []).map(function (f) {
-      return '<b>' + esc(f.condition) + '</b>: ' + esc(f.message);
+      return '<b>' + esc(f.condition.name()) + '</b>: ' + esc(f.message);
     });
     var pods = (d.pods || []).map(function (p) { return '<br><span class="muted">pod ' + esc(p) + '</span>'; }).join('');
-    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a>' + pods + '</td><td>' + esc(d.kind) +
+    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a>' + pods + '</td><td>' + esc(&d.kind) +
         '</td><td>' + badge(d.state) + '</td><td class="num">' + value(d.temperature_celsius, '\u00b0C', 1) +
         '</td><td>' + sparkline(d.temperature_recent_celsius || []) +
         '</td><td class="num">' + value(d.power_watts, 'W', 1) + '</td><td>' + throttle + '</td><td>' + circuit +

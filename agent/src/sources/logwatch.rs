@@ -31,7 +31,7 @@ const MAX_LINE: usize = 1024;
 /// A log line that matched a rule.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct MatchedLine {
-    #[serde(with = "crate::model::health::unix_time")]
+    #[serde(with = "crate::model::unix_time::unix")]
     pub at: SystemTime,
     pub device: String,
     pub source: String,

@@ -1,6 +1,9 @@
 //! Terminal output: aligned tables, units, and colour only on a terminal with NO_COLOR unset.
 
 use std::io::IsTerminal;
+use std::time::SystemTime;
+
+use crate::publish::api::HistoryReport;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Style {
@@ -115,11 +118,10 @@ pub fn value(v: Option<f64>, unit: &str, decimals: usize) -> String {
     }
 }
 
-/// "3m 20s ago" for a Unix time in seconds.
-pub fn ago(unix: Option<f64>) -> String {
-    let Some(t) = unix else { return "-".to_owned() };
-    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-    let secs = (now - t).max(0.0) as u64;
+/// "3m 20s ago", or "-" for no time.
+pub fn ago(t: Option<SystemTime>) -> String {
+    let Some(t) = t else { return "-".to_owned() };
+    let secs = SystemTime::now().duration_since(t).map_or(0, |d| d.as_secs());
     let text = humantime::format_duration(std::time::Duration::from_secs(secs)).to_string();
     // Two largest units are enough to read at a glance.
     let short: Vec<&str> = text.split(' ').take(2).collect();
@@ -151,16 +153,13 @@ const BLOCKS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█
 /// "temperature, last 15 min: ▁▁▂▅▇█ (41.0–86.0 °C; warn 80.0, critical 90.0)" from a history answer
 /// (/api/v1/devices/{id}/history?since=15m): the hottest sensor per 30 s, a space where nothing was read.
 /// The blocks span the readings' own range, so the numbers beside them say what they mean.
-pub fn temperature_sparkline(h: &serde_json::Value) -> String {
-    let (Some(from), Some(to)) = (h["since_unix"].as_f64(), h["now_unix"].as_f64()) else {
-        return String::new();
-    };
+pub fn temperature_sparkline(h: &HistoryReport) -> String {
+    let (from, to) = (h.since_unix, h.now_unix);
     let width = ((to - from) / SPARK_POINTS as f64).max(1e-3);
     let mut buckets: Vec<Option<f64>> = vec![None; SPARK_POINTS];
-    for s in h["samples"].as_array().into_iter().flatten() {
-        let (Some(t), Some(temps)) = (s["time_unix"].as_f64(), s["temperature_celsius"].as_object()) else { continue };
-        let Some(hottest) = temps.values().filter_map(serde_json::Value::as_f64).reduce(f64::max) else { continue };
-        let i = (((t - from) / width).max(0.0) as usize).min(SPARK_POINTS - 1);
+    for s in &h.history.samples {
+        let Some(hottest) = s.temperature_celsius.values().copied().reduce(f64::max) else { continue };
+        let i = (((s.time_unix - from) / width).max(0.0) as usize).min(SPARK_POINTS - 1);
         buckets[i] = Some(buckets[i].map_or(hottest, |m: f64| m.max(hottest)));
     }
     let present: Vec<f64> = buckets.iter().flatten().copied().collect();
@@ -177,10 +176,7 @@ pub fn temperature_sparkline(h: &serde_json::Value) -> String {
             Some(v) => BLOCKS[(((v - lo) / (hi - lo)) * 7.0).round().clamp(0.0, 7.0) as usize],
         })
         .collect();
-    let thresholds = match (h["temperature_warn_celsius"].as_f64(), h["temperature_crit_celsius"].as_f64()) {
-        (Some(w), Some(c)) => format!("; warn {w:.1}, critical {c:.1}"),
-        _ => String::new(),
-    };
+    let thresholds = format!("; warn {:.1}, critical {:.1}", h.temperature_warn_celsius, h.temperature_crit_celsius);
     format!("temperature, last 15 min: {line} ({lo:.1}–{hi:.1} °C{thresholds})\n")
 }
 
@@ -190,15 +186,19 @@ mod spark_tests {
 
     #[test]
     fn the_sparkline_rises_with_the_temperature_and_leaves_gaps() {
-        let h = serde_json::json!({
+        // As the agent answers /api/v1/devices/{id}/history?since=15m.
+        let h: HistoryReport = serde_json::from_value(serde_json::json!({
+            "device": "loihi0", "span_seconds": 3600.0, "resolution_seconds": 5.0,
             "since_unix": 0.0, "now_unix": 900.0,
             "temperature_warn_celsius": 80.0, "temperature_crit_celsius": 90.0,
+            "sensors": ["die", "board"], "marks": [],
             "samples": [
-                {"time_unix": 10.0, "temperature_celsius": {"die": 40.0, "board": 30.0}},
-                {"time_unix": 450.0, "temperature_celsius": {}},
-                {"time_unix": 890.0, "temperature_celsius": {"die": 86.0}},
+                {"time_unix": 10.0, "temperature_celsius": {"die": 40.0, "board": 30.0}, "state": "healthy"},
+                {"time_unix": 450.0, "temperature_celsius": {}, "state": "healthy"},
+                {"time_unix": 890.0, "temperature_celsius": {"die": 86.0}, "state": "degraded"},
             ]
-        });
+        }))
+        .unwrap();
         let line = temperature_sparkline(&h);
         assert_eq!(
             line,

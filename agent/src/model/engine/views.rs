@@ -34,7 +34,7 @@ impl Device {
         let maintenance = manual || exclusive.is_some() || !holds.is_empty();
         DeviceView {
             id: self.config.id.clone(),
-            kind: self.config.kind.name(),
+            kind: self.config.kind.name().into(),
             model: self.config.model.clone().unwrap_or_default(),
             driver: self.learnt.driver.clone().unwrap_or_default(),
             pci_address: self.config.pci_address.clone().unwrap_or_default(),
