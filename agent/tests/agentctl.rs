@@ -97,15 +97,9 @@ latch = true
     )
 }
 
-fn wait(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `cond` for up to 20 s.
+fn wait(what: &str, cond: impl FnMut() -> bool) {
+    common::wait(what, 20, cond);
 }
 
 fn device_state(agent: &Agent, id: &str) -> String {

@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use accel_sim::demo_host::DemoHost;
-use common::{Agent, require_tool};
+use common::{Agent, require_tool, wait};
 use serde_json::Value;
 
 const CTL: &str = env!("CARGO_BIN_EXE_agentctl");
@@ -43,21 +43,6 @@ fn state_of(agent: &Agent, id: &str) -> String {
     d.map_or("absent".into(), |d| d["state"].as_str().unwrap_or("?").to_owned())
 }
 
-fn events(agent: &Agent, query: &str) -> String {
-    agent.get(&format!("/api/v1/events?{query}")).body
-}
-
-fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("timed out after {secs}s waiting for {what}");
-}
-
 #[test]
 fn the_demo_host_story_as_an_operator_sees_it() {
     let host = DemoHost::build().unwrap();
@@ -79,7 +64,7 @@ fn the_demo_host_story_as_an_operator_sees_it() {
     wait("level 0", 10, || agent.metric("accel_throttle_level", &[loihi]) == Some(0.0));
     wait("healthy", 20, || state_of(&agent, "loihi0") == "healthy");
     assert!(agent.metric("accel_throttle_transitions_total", &[loihi, ("direction", "up")]).unwrap() >= 1.0);
-    assert!(events(&agent, "device=loihi0&kind=action").contains("throttle level 0 -> 1"));
+    assert!(agent.events("device=loihi0&kind=action").contains("throttle level 0 -> 1"));
 
     // 2. photon1 goes offline: unhealthy, /health 503, reconnected by its vendor command, counted.
     host.photon_online("photon1", false).unwrap();
@@ -91,7 +76,7 @@ fn the_demo_host_story_as_an_operator_sees_it() {
         agent.metric("accel_reconnect_attempts_total", &[p1, ("step", "vendor"), ("result", "recovered")]) == Some(1.0)
     });
     assert_eq!(agent.get("/health").status, 200);
-    assert!(events(&agent, "device=photon1").contains("back online after reconnect step vendor"));
+    assert!(agent.events("device=photon1").contains("back online after reconnect step vendor"));
 
     // 3. A burst of error lines in photon0's log: LogErrors until "link recovered". Its calibration has
     // drifted: LogErrors runs the calibration check, which fails; the remedy recalibrates, it passes.
@@ -102,7 +87,7 @@ fn the_demo_host_story_as_an_operator_sees_it() {
     assert_eq!(agent.metric("accel_log_matches_total", &[p0, ("rule", "error-burst")]), Some(6.0));
     let verify = [p0, ("diagnostic", "calibration-verify"), ("level", "2")];
     wait("the calibration check", 30, || agent.metric("accel_diagnostic_success", &verify) == Some(1.0));
-    let diagnostics = events(&agent, "device=photon0&kind=diagnostic");
+    let diagnostics = agent.events("device=photon0&kind=diagnostic");
     assert!(diagnostics.contains("started on LogErrors"), "{diagnostics}");
     assert!(diagnostics.contains("/drift_ppm = 72 above the maximum 50; remedy ran; trying again"), "{diagnostics}");
     assert!(diagnostics.contains("diagnostic calibration-verify (level 2) passed"), "{diagnostics}");
@@ -121,12 +106,12 @@ fn the_demo_host_story_as_an_operator_sees_it() {
         agent.metric("accel_reconnect_attempts_total", &[b3, ("step", "power_cycle"), ("result", "failed")]).unwrap()
             >= 2.0
     );
-    assert!(events(&agent, "device=spin5-c0-f0-b3").contains("the reconnect circuit opened"));
+    assert!(agent.events("device=spin5-c0-f0-b3").contains("the reconnect circuit opened"));
     host.board3_boots(true);
     wait("booted", 20, || agent.metric("accel_device_up", &[b3]) == Some(1.0));
 
     // The journal kept all of it, in order.
-    let all: Value = serde_json::from_str(&events(&agent, "limit=1000")).unwrap();
+    let all: Value = serde_json::from_str(&agent.events("limit=1000")).unwrap();
     let kinds: Vec<&str> = all.as_array().unwrap().iter().map(|e| e["kind"].as_str().unwrap()).collect();
     assert!(kinds.contains(&"condition_set") && kinds.contains(&"condition_cleared") && kinds.contains(&"action"));
 }
@@ -243,7 +228,7 @@ fn faults_are_contained_and_nothing_is_lost() {
     // SIGKILL while throttled: the restarted agent restores the original and keeps the journal.
     host.set_loihi_temp(88.0);
     wait("throttled", 30, || host.cooling_state() == Some(3));
-    let before: Value = serde_json::from_str(&events(&agent, "limit=1000")).unwrap();
+    let before: Value = serde_json::from_str(&agent.events("limit=1000")).unwrap();
     let before = before.as_array().unwrap().clone();
     let mut agent = agent;
     agent.child.kill().unwrap();
@@ -255,12 +240,12 @@ fn faults_are_contained_and_nothing_is_lost() {
     let args = ["--config", cfg_file.to_str().unwrap(), "--sysfs-root", host.sysfs.root().to_str().unwrap()];
     let again = Agent::start_in(state_dir, &args);
     wait("original restored", 20, || host.cooling_state() == Some(0));
-    let after: Value = serde_json::from_str(&events(&again, "limit=1000")).unwrap();
+    let after: Value = serde_json::from_str(&again.events("limit=1000")).unwrap();
     let ids: Vec<i64> = after.as_array().unwrap().iter().map(|e| e["id"].as_i64().unwrap()).collect();
     for e in &before {
         assert!(ids.contains(&e["id"].as_i64().unwrap()), "event lost across SIGKILL: {e}");
     }
-    assert!(events(&again, "device=loihi0&kind=action").contains("restored after a restart"));
+    assert!(again.events("device=loihi0&kind=action").contains("restored after a restart"));
 }
 
 /// 200 scrapers for 30 s and 1,000 idle connections while the demo's story plays: every response is a

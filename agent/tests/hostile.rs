@@ -49,15 +49,9 @@ fn ctl(agent: &Agent, args: &[&str], ids: Option<(u32, u32)>) -> (i32, String, S
     )
 }
 
-fn wait(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    panic!("timed out waiting for {what}");
+/// Polls `cond` for up to 20 s.
+fn wait(what: &str, cond: impl FnMut() -> bool) {
+    common::wait(what, 20, cond);
 }
 
 fn mkfifo(path: &Path) {

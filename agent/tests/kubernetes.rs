@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use accel_sim::kubelet_sim::{FakeKubelet, FakePod, SeenDevice};
 use accel_sim::sysfs_tree::{FakeSysfs, write_in_place};
-use common::{Agent, agentctl};
+use common::{Agent, agentctl, wait};
 
 const LOIHI: &str = "accel-agent.io/loihi";
 const ENDPOINT: &str = "accel-agent-io-loihi.sock";
@@ -111,21 +111,6 @@ fn json(agent: &Agent, path: &str) -> serde_json::Value {
     serde_json::from_str(&r.body).expect("JSON")
 }
 
-fn events(agent: &Agent, query: &str) -> String {
-    agent.get(&format!("/api/v1/events?{query}")).body
-}
-
-fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    while Instant::now() < deadline {
-        if cond() {
-            return;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    panic!("timed out after {secs} s waiting for {what}");
-}
-
 fn is_socket(p: &Path) -> bool {
     use std::os::unix::fs::FileTypeExt;
     std::fs::symlink_metadata(p).is_ok_and(|m| m.file_type().is_socket())
@@ -164,7 +149,7 @@ fn registers_and_advertises_health_as_the_model_changes_it() {
     wait("loihi0 advertised Unhealthy", 3, || health_of(&kubelet, "loihi0").as_deref() == Some("Unhealthy"));
     assert_eq!(health_of(&kubelet, "loihi1").as_deref(), Some("Healthy"), "only the hot board");
     wait("journalled", 5, || {
-        events(&agent, "device=loihi0").contains("loihi0 advertised Unhealthy to kubelet: Overheating")
+        agent.events("device=loihi0").contains("loihi0 advertised Unhealthy to kubelet: Overheating")
     });
     let k = &json(&agent, "/api/v1/devices/loihi0")["kubernetes"];
     assert_eq!(k["resource"], LOIHI);
@@ -173,7 +158,7 @@ fn registers_and_advertises_health_as_the_model_changes_it() {
     // Cool again: Healthy, and journalled.
     host.set_temp(50.0);
     wait("loihi0 advertised Healthy", 15, || health_of(&kubelet, "loihi0").as_deref() == Some("Healthy"));
-    wait("journalled", 5, || events(&agent, "device=loihi0").contains("loihi0 advertised Healthy to kubelet"));
+    wait("journalled", 5, || agent.events("device=loihi0").contains("loihi0 advertised Healthy to kubelet"));
 }
 
 #[test]
@@ -292,18 +277,14 @@ fn pods_come_and_go() {
     let page = agent.get("/devices/loihi0").body;
     assert!(page.contains("ml/train-0"), "the device page shows the pod");
     assert!(agent.get("/").body.contains("ml/train-0"), "the landing page shows the pod");
-    wait("journalled", 5, || {
-        events(&agent, "device=loihi0").contains("loihi0 now held by ml/train-0 (container main)")
-    });
+    wait("journalled", 5, || agent.events("device=loihi0").contains("loihi0 now held by ml/train-0 (container main)"));
 
     // The pod ends: its series goes, the release is journalled.
     kubelet.set_pods(vec![FakePod::new("ml", "infer-1", "server", "habana.ai/gaudi", &["0000:5e:00.0"])]);
     wait("pod info gone", 10, || agent.metric("accel_device_pod_info", &train).is_none());
     assert_eq!(agent.metric("accel_device_pod_info", &infer), Some(1.0));
     assert_eq!(json(&agent, "/api/v1/devices/loihi0")["kubernetes"]["pods"], serde_json::json!([]));
-    wait("journalled", 5, || {
-        events(&agent, "device=loihi0").contains("loihi0 released by ml/train-0 (container main)")
-    });
+    wait("journalled", 5, || agent.events("device=loihi0").contains("loihi0 released by ml/train-0 (container main)"));
 }
 
 #[test]

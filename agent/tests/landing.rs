@@ -6,7 +6,6 @@
 mod common;
 
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
 
 use accel_sim::demo_host::DemoHost;
 use accel_sim::sysfs_tree::FakeSysfs;
@@ -18,12 +17,9 @@ fn rows(table: &str) -> Vec<&str> {
     body.split("<tr>").skip(1).collect()
 }
 
-fn wait(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+/// Polls `cond` for up to 30 s.
+fn wait(what: &str, cond: impl FnMut() -> bool) {
+    common::wait(what, 30, cond);
 }
 
 fn status(agent: &Agent) -> Value {

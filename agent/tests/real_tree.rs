@@ -8,7 +8,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Agent, Sample, http_get, parse_metrics, require_tool};
+use common::{Agent, Sample, http_get, parse_metrics, promtool_check, require_tool};
 
 fn scrape_agent(tree: &std::path::Path) -> (Agent, Vec<Sample>, String) {
     let agent = Agent::start(&["--sysfs-root", tree.to_str().unwrap()]);
@@ -140,18 +140,8 @@ fn promtool_finds_nothing_to_report_in_a_scrape_of_the_real_tree() {
     require_tool("promtool");
     let tree = accel_sim::sysfs_tree::real_sysfs();
     let (_agent, _, body) = scrape_agent(tree.path());
-    let mut child = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run promtool");
-    use std::io::Write;
-    child.stdin.take().unwrap().write_all(body.as_bytes()).unwrap();
-    let out = child.wait_with_output().unwrap();
-    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success() && report.trim().is_empty(), "promtool check metrics reported:\n{report}");
+    let (ok, report) = promtool_check(&body);
+    assert!(ok && report.trim().is_empty(), "promtool check metrics reported:\n{report}");
 }
 
 #[test]

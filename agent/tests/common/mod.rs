@@ -105,15 +105,13 @@ impl Agent {
     }
 
     /// Polls `cond` every 20 ms for up to 20 s.
-    pub fn wait_for(&self, what: &str, mut cond: impl FnMut() -> bool) {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if cond() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        panic!("timed out waiting for {what}");
+    pub fn wait_for(&self, what: &str, cond: impl FnMut() -> bool) {
+        wait(what, 20, cond);
+    }
+
+    /// The journal's events for `query` ("device=loihi0&kind=operator"), as the API answers them.
+    pub fn events(&self, query: &str) -> String {
+        self.get(&format!("/api/v1/events?{query}")).body
     }
 
     /// The value of one sample in the current scrape.
@@ -300,6 +298,34 @@ fn parse_labels(s: &str) -> Vec<(String, String)> {
         }
     }
     out
+}
+
+/// Polls `cond` every 20 ms until it holds; fails the test naming `what` after `secs` seconds.
+pub fn wait(what: &str, secs: u64, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    while Instant::now() < deadline {
+        if cond() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("timed out after {secs} s waiting for {what}");
+}
+
+/// `promtool check metrics` of a scrape: whether it passed, and what it reported (stdout and stderr).
+pub fn promtool_check(body: &str) -> (bool, String) {
+    use std::io::Write;
+    let mut child = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run promtool");
+    child.stdin.take().expect("stdin piped").write_all(body.as_bytes()).expect("write to promtool");
+    let out = child.wait_with_output().expect("promtool output");
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), report)
 }
 
 /// Fails the test unless the external program `name` is on PATH.
