@@ -566,6 +566,15 @@ impl Profile {
 }
 
 impl DeviceConfig {
+    /// Replaces the placeholders of a diagnostic's argument ([`crate::diagnostics::PLACEHOLDERS`]) with
+    /// the device's fields (absent ones become "").
+    pub fn expand_placeholders(&self, arg: &str) -> String {
+        arg.replace("{id}", &self.id)
+            .replace("{kind}", self.kind.name())
+            .replace("{pci_address}", self.pci_address.as_deref().unwrap_or(""))
+            .replace("{model}", self.model.as_deref().unwrap_or(""))
+    }
+
     pub fn profile(&self) -> Profile {
         Profile::of(self.kind)
     }
@@ -999,12 +1008,7 @@ pub fn is_pci_address(s: &str) -> bool {
         && b.iter().enumerate().all(|(i, c)| matches!(i, 4 | 7 | 10) || c.is_ascii_hexdigit())
 }
 
-/// Whether `c` may appear in a device id: letters, digits and `- _ . :`. Ids go into URL paths
-/// (`/devices/{id}`), `agentctl` arguments, log path templates and label values, where these need no
-/// quoting or escaping.
-pub fn is_id_char(c: char) -> bool {
-    c.is_ascii_alphanumeric() || "-_.:".contains(c)
-}
+pub use crate::id::is_id_char;
 
 /// A name found by discovery (a driver name, an hwmon chip's `name` file) as it may appear in a device
 /// id: every character [`is_id_char`] refuses becomes `_`, one per character, so `my accel` is

@@ -142,30 +142,26 @@ fn default_cooldown() -> Period {
 }
 
 /// The placeholders an argv may hold.
-const PLACEHOLDERS: [&str; 4] = ["{id}", "{kind}", "{pci_address}", "{model}"];
+pub const PLACEHOLDERS: [&str; 4] = ["{id}", "{kind}", "{pci_address}", "{model}"];
 
-/// Replaces the placeholders of one argument with the device's fields (absent ones become "").
-pub fn expand_arg(arg: &str, device: &crate::DeviceConfig) -> String {
-    arg.replace("{id}", &device.id)
-        .replace("{kind}", device.kind.name())
-        .replace("{pci_address}", device.pci_address.as_deref().unwrap_or(""))
-        .replace("{model}", device.model.as_deref().unwrap_or(""))
+/// What a device's diagnostics are checked against: whether it has a PCI address (for `{pci_address}`),
+/// and why a maintenance window a diagnostic names could never run it (None: it can).
+pub struct DeviceFacts<'a> {
+    pub index: usize,
+    pub has_pci_address: bool,
+    pub window_problem: &'a dyn Fn(&str) -> Option<String>,
 }
 
-/// Checks a device's diagnostics; `index` locates the findings.
-pub fn validate_device(
-    d: &crate::DeviceConfig,
-    index: usize,
-    maintenance: &crate::maintenance::Maintenance,
-    out: &mut Vec<Finding>,
-) {
+/// Checks a device's diagnostics; `facts.index` locates the findings.
+pub fn validate_device(diagnostics: &[DiagnosticConfig], facts: &DeviceFacts<'_>, out: &mut Vec<Finding>) {
+    let index = facts.index;
     let mut names = BTreeMap::new();
-    for (i, diag) in d.diagnostics.iter().enumerate() {
+    for (i, diag) in diagnostics.iter().enumerate() {
         let at = |key: &str| -> Vec<PathSeg> {
             vec!["device".into(), index.into(), "diagnostic".into(), i.into(), key.into()]
         };
         let mut push = |key: &str, message: String| out.push(Finding { path: at(key), message });
-        if diag.name.is_empty() || !diag.name.chars().all(crate::device::is_id_char) {
+        if diag.name.is_empty() || !diag.name.chars().all(crate::id::is_id_char) {
             push(
                 "name",
                 format!("diagnostic name {:?} must be non-empty and use only letters, digits and - _ . :", diag.name),
@@ -185,12 +181,12 @@ pub fn validate_device(
             if argv.first().is_none_or(String::is_empty) {
                 push(key, format!("{key} must name a program"));
             }
-            if let Some(problem) = argv.iter().find_map(|a| placeholder_problem(a, d)) {
+            if let Some(problem) = argv.iter().find_map(|a| placeholder_problem(a, facts.has_pci_address)) {
                 push(key, problem);
             }
         }
         for name in &diag.windows {
-            if let Some(problem) = window_problem(name, &d.id, maintenance) {
+            if let Some(problem) = (facts.window_problem)(name) {
                 push("windows", problem);
             }
         }
@@ -209,24 +205,9 @@ pub fn validate_device(
     }
 }
 
-/// Why a diagnostic of `device` could never run in the window `name`: none has that name, or it does not
-/// cover the device.
-fn window_problem(name: &str, device: &str, maintenance: &crate::maintenance::Maintenance) -> Option<String> {
-    let Some(window) = maintenance.windows.iter().find(|w| w.name == name) else {
-        let known: Vec<&str> = maintenance.windows.iter().map(|w| w.name.as_str()).collect();
-        return Some(format!("no [[maintenance.window]] is named {name:?} (configured: {})", list_or_none(&known)));
-    };
-    (!window.covers(device))
-        .then(|| format!("maintenance window {name:?} does not cover device {device:?} (its devices list)"))
-}
-
-fn list_or_none(names: &[&str]) -> String {
-    if names.is_empty() { "none".to_owned() } else { names.join(", ") }
-}
-
 /// What is wrong with an argument's placeholders, if anything.
-fn placeholder_problem(arg: &str, d: &crate::DeviceConfig) -> Option<String> {
-    if arg.contains("{pci_address}") && d.pci_address.is_none() {
+fn placeholder_problem(arg: &str, has_pci_address: bool) -> Option<String> {
+    if arg.contains("{pci_address}") && !has_pci_address {
         return Some(format!("{arg:?} uses {{pci_address}} but the device has no pci_address"));
     }
     let rest = PLACEHOLDERS.iter().fold(arg.to_owned(), |s, p| s.replace(p, ""));

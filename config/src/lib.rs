@@ -8,6 +8,7 @@ pub mod diagnostics;
 pub mod duration;
 pub mod file;
 pub mod finding;
+pub mod id;
 pub mod kubernetes;
 pub mod load;
 pub mod maintenance;

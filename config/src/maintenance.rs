@@ -8,9 +8,10 @@ use std::fmt;
 use serde::de::{self, Deserializer};
 use serde::{Deserialize, Serialize, Serializer};
 
-use crate::device::{DeviceConfig, is_id_char};
+use crate::device::DeviceConfig;
 use crate::duration::BoundedDuration;
 use crate::finding::Finding;
+use crate::id::is_id_char;
 use crate::spinnaker::Machine;
 
 /// How long one occurrence of a window lasts: 1 s .. 7 days (elapsed time, not wall-clock time).
@@ -220,6 +221,18 @@ impl Serialize for Zone {
 }
 
 impl Maintenance {
+    /// Why a diagnostic of `device` could never run in the window `name`: none has that name, or it does
+    /// not cover the device.
+    pub fn window_problem(&self, name: &str, device: &str) -> Option<String> {
+        let Some(window) = self.windows.iter().find(|w| w.name == name) else {
+            let known: Vec<&str> = self.windows.iter().map(|w| w.name.as_str()).collect();
+            let known = if known.is_empty() { "none".to_owned() } else { known.join(", ") };
+            return Some(format!("no [[maintenance.window]] is named {name:?} (configured: {known})"));
+        };
+        (!window.covers(device))
+            .then(|| format!("maintenance window {name:?} does not cover device {device:?} (its devices list)"))
+    }
+
     /// Names unique and usable as label values, days given, and every device id one the agent can have:
     /// a declared device, a board of a SpiNNaker machine, or (with discovery on) a discovered device's id,
     /// which ends in its PCI address.

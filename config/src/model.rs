@@ -565,7 +565,13 @@ impl Config {
             }
             d.validate(i, &mut out);
             crate::device_kubernetes::validate_device(d, i, &mut out);
-            crate::diagnostics::validate_device(d, i, &self.maintenance, &mut out);
+            let window_problem = |name: &str| self.maintenance.window_problem(name, &d.id);
+            let facts = crate::diagnostics::DeviceFacts {
+                index: i,
+                has_pci_address: d.pci_address.is_some(),
+                window_problem: &window_problem,
+            };
+            crate::diagnostics::validate_device(&d.diagnostics, &facts, &mut out);
         }
         crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
         self.kubernetes.validate(&mut out);

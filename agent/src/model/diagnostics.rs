@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
 
-use config::diagnostics::{DiagnosticConfig, FieldLimit, expand_arg};
+use config::diagnostics::{DiagnosticConfig, FieldLimit};
 use config::{Config, DeviceConfig};
 use serde::{Deserialize, Serialize};
 
@@ -638,7 +638,7 @@ impl Diagnostics {
 
 /// The start of one diagnostic of `device`, its placeholders replaced.
 fn start(device: &DeviceConfig, c: &DiagnosticConfig, trigger: Trigger) -> Start {
-    let expand = |argv: &[String]| argv.iter().map(|a| expand_arg(a, device)).collect::<Vec<_>>();
+    let expand = |argv: &[String]| argv.iter().map(|a| device.expand_placeholders(a)).collect::<Vec<_>>();
     Start {
         device: device.id.clone(),
         name: c.name.clone(),
