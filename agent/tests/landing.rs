@@ -104,7 +104,9 @@ fn the_landing_page_in_a_real_browser_shows_devices_and_events_after_its_script_
     let readings = element(&dom, "table", "readings");
     assert!(readings.contains("45.0 °C") && readings.contains("38.50 W"), "{readings}");
     let conditions = rows(element(&dom, "table", "conditions"));
-    assert_eq!(conditions.len(), 6, "every declared condition");
+    // The six every device has, and DiagnosticFailed: photon0's calibration check is a level 2 diagnostic.
+    assert_eq!(conditions.len(), 7, "every declared condition");
+    assert!(conditions.iter().any(|r| r.contains("DiagnosticFailed")), "{conditions:?}");
     assert!(element(&dom, "table", "probes").contains("photon-debug"));
     let dom = chromium(profile.path(), &format!("http://{}/devices/loihi0", agent.addr), "--dump-dom", 1000);
     assert!(element(&dom, "ul", "actions").contains("throttle level 2/2"), "loihi0's throttle on its page");

@@ -323,10 +323,10 @@ const LANDING_JS: &str = r##"(function () {
         '<span' + (d.circuit === 'closed' ? '' : ' class="bad"') + '>' + esc(d.circuit) +
         (d.needs_hardware_inspection ? ', needs inspection' : '') + '</span>';
     var failing = (d.failing || []).map(function (f) {
-      return '<b>' + esc(f.condition.name()) + '</b>: ' + esc(f.message);
+      return '<b>' + esc(f.condition) + '</b>: ' + esc(f.message);
     });
     var pods = (d.pods || []).map(function (p) { return '<br><span class="muted">pod ' + esc(p) + '</span>'; }).join('');
-    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a>' + pods + '</td><td>' + esc(&d.kind) +
+    return '<tr><td><a href="/devices/' + esc(d.id) + '">' + esc(d.id) + '</a>' + pods + '</td><td>' + esc(d.kind) +
         '</td><td>' + badge(d.state) + '</td><td class="num">' + value(d.temperature_celsius, '\u00b0C', 1) +
         '</td><td>' + sparkline(d.temperature_recent_celsius || []) +
         '</td><td class="num">' + value(d.power_watts, 'W', 1) + '</td><td>' + throttle + '</td><td>' + circuit +
