@@ -21,6 +21,9 @@ fn notify_ready_status_watchdog_and_stopping() {
     let mut agent = Command::new(BIN)
         .args(["--sysfs-root", fs.root().to_str().unwrap(), "--listen", "127.0.0.1:0"])
         .args(["--state-dir", dir.path().to_str().unwrap(), "--log-level", "error"])
+        // Its own control socket: the default, /run/accel-agent/agent.sock, belongs to an installed agent.
+        .arg("--socket")
+        .arg(dir.path().join("agent.sock"))
         .env("NOTIFY_SOCKET", &sock_path)
         .env("WATCHDOG_USEC", "400000")
         .stdout(Stdio::null())
