@@ -481,6 +481,29 @@ impl Config {
     /// point at the line.
     pub fn validate(&self) -> Vec<Finding> {
         let mut out = Vec::new();
+        self.validate_collectors(&mut out);
+        self.validate_http(&mut out);
+        self.validate_hooks(&mut out);
+        for (i, m) in self.spinnaker.machines.iter().enumerate() {
+            m.validate(i, &mut out);
+        }
+        if !(1..=10).contains(&self.spinnaker.tries) {
+            out.push(Finding {
+                path: vec!["spinnaker".into(), "tries".into()],
+                message: "tries must be 1..=10".into(),
+            });
+        }
+        self.validate_devices(&mut out);
+        crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
+        self.kubernetes.validate(&mut out);
+        self.maintenance.validate(&self.devices, &self.spinnaker.machines, self.discovery.enabled, &mut out);
+        self.diagnostics.validate(&mut out);
+        self.validate_paths(&mut out);
+        out
+    }
+
+    /// A collector's timeout may not outlive its poll.
+    fn validate_collectors(&self, out: &mut Vec<Finding>) {
         for kind in CollectorKind::ALL {
             let (interval, timeout) = match kind {
                 CollectorKind::Hwmon => (self.collectors.hwmon.interval, self.collectors.hwmon.timeout),
@@ -500,7 +523,10 @@ impl Config {
                 });
             }
         }
-        // A cap of 0 would refuse every scrape.
+    }
+
+    /// A cap of 0 would refuse every scrape.
+    fn validate_http(&self, out: &mut Vec<Finding>) {
         for (key, value) in [
             ("max_connections", self.http.max_connections),
             ("max_connections_per_address", self.http.max_connections_per_address),
@@ -512,6 +538,10 @@ impl Config {
                 });
             }
         }
+    }
+
+    /// Each hook's states are states and its command names a program.
+    fn validate_hooks(&self, out: &mut Vec<Finding>) {
         for (i, h) in self.actions.hooks.iter().enumerate() {
             let at = |k: &str| vec!["actions".into(), "hook".into(), i.into(), k.into()];
             for s in &h.on {
@@ -528,15 +558,10 @@ impl Config {
                 out.push(Finding { path: at("command"), message: "command must name a program".into() });
             }
         }
-        for (i, m) in self.spinnaker.machines.iter().enumerate() {
-            m.validate(i, &mut out);
-        }
-        if !(1..=10).contains(&self.spinnaker.tries) {
-            out.push(Finding {
-                path: vec!["spinnaker".into(), "tries".into()],
-                message: "tries must be 1..=10".into(),
-            });
-        }
+    }
+
+    /// Unique ids, no two devices taking each other's hwmon chips, and each device's own checks.
+    fn validate_devices(&self, out: &mut Vec<Finding>) {
         let mut seen = std::collections::HashMap::new();
         // A device with a pci_address binds only the chips at that address; one without binds its hwmon
         // chips by name, so two such devices naming the same chip would both bind every chip of that name.
@@ -563,22 +588,16 @@ impl Config {
                     message: format!("device id {:?} is already used by device {first}", d.id),
                 });
             }
-            d.validate(i, &mut out);
-            crate::device_kubernetes::validate_device(d, i, &mut out);
+            d.validate(i, out);
+            crate::device_kubernetes::validate_device(d, i, out);
             let window_problem = |name: &str| self.maintenance.window_problem(name, &d.id);
             let facts = crate::diagnostics::DeviceFacts {
                 index: i,
                 has_pci_address: d.pci_address.is_some(),
                 window_problem: &window_problem,
             };
-            crate::diagnostics::validate_device(&d.diagnostics, &facts, &mut out);
+            crate::diagnostics::validate_device(&d.diagnostics, &facts, out);
         }
-        crate::device_kubernetes::validate_vendor_bindings(&self.devices, &mut out);
-        self.kubernetes.validate(&mut out);
-        self.maintenance.validate(&self.devices, &self.spinnaker.machines, self.discovery.enabled, &mut out);
-        self.diagnostics.validate(&mut out);
-        self.validate_paths(&mut out);
-        out
     }
 
     /// The paths the agent works under are absolute: a relative one would depend on its working directory.

@@ -202,42 +202,7 @@ bmp = "{bmp}"
 boards = 4
 scamp = ["", "", "", "{scamp}"]
 
-[[device]]
-id = "loihi0"
-kind = "loihi"
-model = "Loihi 2 (simulated)"
-[device.thresholds]
-temperature_warn = 80.0
-temperature_crit = 90.0
-min_duration = "2s"
-energy_per_inference_max = 0.005
-[device.throttle]
-threshold = 80.0
-hysteresis = 4.0
-hold = "2s"
-[[device.throttle.level]]
-cooling_device = {{ device = "cooling_device0", state = 3 }}
-[[device.throttle.level]]
-cooling_device = {{ device = "cooling_device0", state = 7 }}
-[[device.probe]]
-name = "nxsdk-status"
-command = ["{d}/bin/loihi-status"]
-format = "json"
-fields = {{ online = "/online", inferences = "/inferences", energy = "/energy_uwh", utilization = "/utilization" }}
-scale = {{ energy = 0.0036 }}
-interval = "2s"
-timeout = "1s"
-[[device.log]]
-path = "{d}/logs/loihi0.log"
-[[device.log.rule]]
-name = "chip-error"
-pattern = "(?i)\\bchip error\\b"
-action = "LogErrors"
-count = 3
-window = "1m"
-clear_pattern = "chip ok"
-
-{photonic}[[device]]
+{loihi}{photonic}[[device]]
 id = "hl0"
 kind = "pci-accel"
 model = "Gaudi-like card (simulated)"
@@ -254,6 +219,7 @@ backoff_initial = "2s"
             bmp = self.bmp.addr(),
             scamp = self.scamp.addr(),
             pci = HL_PCI,
+            loihi = loihi_device(&d.to_string()),
             photonic = ["photon0", "photon1"].map(|id| photonic_device(id, &d.to_string())).concat(),
         )
     }
@@ -427,6 +393,49 @@ fn demo_pods() -> Vec<FakePod> {
         ));
     }
     pods
+}
+
+/// loihi0: thresholds, a two-step throttle ladder on cooling_device0, the NxSDK-like status probe and a
+/// device log with a chip-error rule. `d` is the demo's directory.
+fn loihi_device(d: &str) -> String {
+    format!(
+        r#"[[device]]
+id = "loihi0"
+kind = "loihi"
+model = "Loihi 2 (simulated)"
+[device.thresholds]
+temperature_warn = 80.0
+temperature_crit = 90.0
+min_duration = "2s"
+energy_per_inference_max = 0.005
+[device.throttle]
+threshold = 80.0
+hysteresis = 4.0
+hold = "2s"
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 3 }}
+[[device.throttle.level]]
+cooling_device = {{ device = "cooling_device0", state = 7 }}
+[[device.probe]]
+name = "nxsdk-status"
+command = ["{d}/bin/loihi-status"]
+format = "json"
+fields = {{ online = "/online", inferences = "/inferences", energy = "/energy_uwh", utilization = "/utilization" }}
+scale = {{ energy = 0.0036 }}
+interval = "2s"
+timeout = "1s"
+[[device.log]]
+path = "{d}/logs/loihi0.log"
+[[device.log.rule]]
+name = "chip-error"
+pattern = "(?i)\\bchip error\\b"
+action = "LogErrors"
+count = 3
+window = "1m"
+clear_pattern = "chip ok"
+
+"#
+    )
 }
 
 /// A photonic card's section of the demo config: its status probe, reconnect command and log.

@@ -40,7 +40,16 @@ fn link(root: &Path, rel: &str, target: &str) {
 /// Writes the tree under `root` (which must exist). Sensors cycle through temperature, voltage, fan,
 /// power and current channels with realistic attribute sets.
 pub fn generate(root: &Path, spec: TreeSpec) {
-    for c in 0..spec.chips {
+    hwmon_chips(root, spec.chips, spec.sensors_per_chip);
+    thermal_zones(root, spec.thermal_zones);
+    cooling_devices(root, spec.cooling_devices);
+    powercap_zones(root, spec.powercap_zones);
+    pci_aer(root, spec.pci_devices);
+}
+
+/// Half the chips on PCI accelerators, half on platform devices; sensors cycle through five channel kinds.
+fn hwmon_chips(root: &Path, chips: u32, sensors_per_chip: u32) {
+    for c in 0..chips {
         // Half the chips sit on PCI accelerators, half on platform devices.
         let dev = if c % 2 == 0 {
             format!("devices/pci0000:{:02x}/0000:{:02x}:00.0", c / 2, c / 2 + 1)
@@ -51,7 +60,7 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         w(root, &format!("{dir}/name"), &format!("accel{}\n", c % 4));
         link(root, &format!("{dir}/device"), "../..");
         link(root, &format!("class/hwmon/hwmon{c}"), &format!("../../{dir}"));
-        for s in 0..spec.sensors_per_chip {
+        for s in 0..sensors_per_chip {
             let n = s / 5 + 1;
             let v = 1000 * (c + s) as u64;
             match s % 5 {
@@ -81,7 +90,11 @@ pub fn generate(root: &Path, spec: TreeSpec) {
             }
         }
     }
-    for z in 0..spec.thermal_zones {
+}
+
+/// Zones with a passive and a critical trip point, as a laptop's or a server's.
+fn thermal_zones(root: &Path, thermal_zones: u32) {
+    for z in 0..thermal_zones {
         let dir = format!("devices/virtual/thermal/thermal_zone{z}");
         w(root, &format!("{dir}/type"), &format!("accel_zone{z}\n"));
         w(root, &format!("{dir}/temp"), &format!("{}\n", 35000 + z * 100));
@@ -93,14 +106,22 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         w(root, &format!("{dir}/trip_point_1_temp"), "105000\n");
         link(root, &format!("class/thermal/thermal_zone{z}"), &format!("../../{dir}"));
     }
-    for d in 0..spec.cooling_devices {
+}
+
+/// Processor and fan cooling devices, all at state 0 of 10.
+fn cooling_devices(root: &Path, cooling_devices: u32) {
+    for d in 0..cooling_devices {
         let dir = format!("devices/virtual/thermal/cooling_device{d}");
         w(root, &format!("{dir}/type"), if d % 2 == 0 { "Processor\n" } else { "Fan\n" });
         w(root, &format!("{dir}/cur_state"), "0\n");
         w(root, &format!("{dir}/max_state"), "10\n");
         link(root, &format!("class/thermal/cooling_device{d}"), &format!("../../{dir}"));
     }
-    for p in 0..spec.powercap_zones {
+}
+
+/// RAPL: a package zone and its dram subzone per socket.
+fn powercap_zones(root: &Path, powercap_zones: u32) {
+    for p in 0..powercap_zones {
         let (id, name) = if p % 2 == 0 {
             (format!("{}", p / 2), format!("package-{}", p / 2))
         } else {
@@ -116,6 +137,10 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         w(root, &format!("{dir}/constraint_0_time_window_us"), "27983872\n");
         link(root, &format!("class/powercap/intel-rapl:{id}"), &format!("../../{dir}"));
     }
+}
+
+/// PCI devices with the three AER counter files, every counter 0.
+fn pci_aer(root: &Path, pci_devices: u32) {
     let cor = ["RxErr", "BadTLP", "BadDLLP", "Rollover", "Timeout", "NonFatalErr", "CorrIntErr", "HeaderOF"];
     let unc = [
         "Undefined",
@@ -132,7 +157,7 @@ pub fn generate(root: &Path, spec: TreeSpec) {
         "UnsupReq",
         "ACSViol",
     ];
-    for i in 0..spec.pci_devices {
+    for i in 0..pci_devices {
         let addr = format!("0000:{:02x}:{:02x}.{}", 0x40 + i / 32, i % 32, i % 2);
         let dir = format!("devices/pci0000:40/{addr}");
         let body = |names: &[&str], total: &str| {

@@ -65,35 +65,8 @@ impl SpallocServer {
     pub fn start(python: &Path, machines: &[ServerMachine]) -> Result<SpallocServer, String> {
         let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
         let port = TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map_err(|e| e.to_string())?.port();
-        let mut conf = String::from("configuration = Configuration(\n");
-        conf += &format!(
-            "    port={port}, ip=\"127.0.0.1\", timeout_check_interval=0.5, seconds_before_free=1,\n    machines=[\n"
-        );
-        for m in machines {
-            let tags: Vec<String> = m.tags.iter().map(|t| format!("{t:?}")).collect();
-            let dead: Vec<String> = m.dead_boards.iter().map(|[x, y, z]| format!("({x}, {y}, {z})")).collect();
-            let links: Vec<String> =
-                m.dead_links.iter().map(|[x, y, z, l]| format!("({x}, {y}, {z}, Links({l}))")).collect();
-            conf += &format!(
-                "        Machine(name={:?}, tags=frozenset([{}]), width={}, height={},\n            \
-                 dead_boards=frozenset([{}]), dead_links=frozenset([{}]),\n            \
-                 board_locations={{(x, y, z): (0, 0, (y * {w} + x) * 3 + z) for x in range({w}) for y in range({h}) for z in range(3)}},\n            \
-                 bmp_ips={{(0, 0): \"{bmp}\"}},\n            \
-                 spinnaker_ips={{(x, y, z): \"192.0.2.%d\" % (1 + (y * {w} + x) * 3 + z) for x in range({w}) for y in range({h}) for z in range(3)}}),\n",
-                m.name,
-                tags.join(", "),
-                m.width,
-                m.height,
-                dead.join(", "),
-                links.join(", "),
-                w = m.width,
-                h = m.height,
-                bmp = m.bmp,
-            );
-        }
-        conf += "    ])\n";
         let config = dir.path().join("spalloc.cfg.py");
-        std::fs::write(&config, conf).map_err(|e| e.to_string())?;
+        std::fs::write(&config, server_config(port, machines)).map_err(|e| e.to_string())?;
         let log = std::fs::File::create(dir.path().join("server.log")).map_err(|e| e.to_string())?;
         let child = Command::new(python)
             .args(["-m", "spalloc_server.server"])
@@ -106,16 +79,22 @@ impl SpallocServer {
             .spawn()
             .map_err(|e| format!("starting spalloc-server: {e}"))?;
         let mut server = SpallocServer { child, addr: SocketAddr::from(([127, 0, 0, 1], port)), dir };
+        server.wait_listening()?;
+        Ok(server)
+    }
+
+    /// Until the server accepts connections, or Err with its output when it exits or takes over 30 s.
+    fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            if TcpStream::connect(server.addr).is_ok() {
-                return Ok(server);
+            if TcpStream::connect(self.addr).is_ok() {
+                return Ok(());
             }
-            if let Ok(Some(status)) = server.child.try_wait() {
-                return Err(format!("spalloc-server exited ({status}):\n{}", server.log()));
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Err(format!("spalloc-server exited ({status}):\n{}", self.log()));
             }
             if Instant::now() > deadline {
-                return Err(format!("spalloc-server not listening within 30 s:\n{}", server.log()));
+                return Err(format!("spalloc-server not listening within 30 s:\n{}", self.log()));
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -141,6 +120,39 @@ impl Drop for SpallocServer {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// The server's Python configuration: one `Machine` per entry, boards at one BMP per machine and
+/// SpiNNaker addresses from 192.0.2.1 up.
+fn server_config(port: u16, machines: &[ServerMachine]) -> String {
+    let mut conf = String::from("configuration = Configuration(\n");
+    conf += &format!(
+        "    port={port}, ip=\"127.0.0.1\", timeout_check_interval=0.5, seconds_before_free=1,\n    machines=[\n"
+    );
+    for m in machines {
+        let tags: Vec<String> = m.tags.iter().map(|t| format!("{t:?}")).collect();
+        let dead: Vec<String> = m.dead_boards.iter().map(|[x, y, z]| format!("({x}, {y}, {z})")).collect();
+        let links: Vec<String> =
+            m.dead_links.iter().map(|[x, y, z, l]| format!("({x}, {y}, {z}, Links({l}))")).collect();
+        conf += &format!(
+            "        Machine(name={:?}, tags=frozenset([{}]), width={}, height={},\n            \
+             dead_boards=frozenset([{}]), dead_links=frozenset([{}]),\n            \
+             board_locations={{(x, y, z): (0, 0, (y * {w} + x) * 3 + z) for x in range({w}) for y in range({h}) for z in range(3)}},\n            \
+             bmp_ips={{(0, 0): \"{bmp}\"}},\n            \
+             spinnaker_ips={{(x, y, z): \"192.0.2.%d\" % (1 + (y * {w} + x) * 3 + z) for x in range({w}) for y in range({h}) for z in range(3)}}),\n",
+            m.name,
+            tags.join(", "),
+            m.width,
+            m.height,
+            dead.join(", "),
+            links.join(", "),
+            w = m.width,
+            h = m.height,
+            bmp = m.bmp,
+        );
+    }
+    conf += "    ])\n";
+    conf
 }
 
 /// A minimal spalloc v1 client (newline-delimited JSON, skipping notifications), written here so tests

@@ -420,7 +420,6 @@ fn unescape(s: &str) -> String {
 
 fn handle(req: &Request, shared: &Shared, addr: SocketAddr) -> Response {
     let base = format!("https://{addr}{CONTEXT}");
-    let api = format!("{base}srv/spalloc/");
     let mut s = shared.lock();
     s.requests.push(format!("{} {}", req.method, req.path));
     s.session_cookies.push(req.cookie(SESSION_COOKIE).map(str::to_owned));
@@ -435,43 +434,10 @@ fn handle(req: &Request, shared: &Shared, addr: SocketAddr) -> Response {
     if req.headers.contains_key("authorization") && bearer_user.is_none() {
         return Response::empty(401);
     }
-
-    // The login form: an anonymous session with its CSRF token in a hidden field.
-    if rest == "system/login.html" && req.method == "GET" {
-        let (id, token) = new_session(&mut s, bearer_user.clone());
-        let html = format!(
-            "<html><body><form method=\"POST\" action=\"perform_login\">\n\
-             <input type=\"text\" name=\"username\" />\n<input type=\"password\" name=\"password\" />\n\
-             <input type=\"hidden\" name=\"_csrf\" value=\"{token}\" />\n\
-             <input type=\"submit\" name=\"submit\" value=\"submit\" /></form></body></html>\n"
-        );
-        return Response {
-            status: 200,
-            headers: vec![("Content-Type".into(), "text/html".into())],
-            body: html.into_bytes(),
-        }
-        .with("Set-Cookie", cookie(&id));
-    }
-    if rest == "system/perform_login" && req.method == "POST" {
-        let f = form(&String::from_utf8_lossy(&req.body));
-        let anon = req.cookie(SESSION_COOKIE).and_then(|id| s.sessions.get(id)).map(|(t, _)| t.clone());
-        let ok_csrf = anon.is_some() && anon.as_deref() == f.get("_csrf").map(String::as_str);
-        let user = shared
-            .users
-            .iter()
-            .find(|(u, p)| Some(u) == f.get("username") && Some(p) == f.get("password"))
-            .map(|(u, _)| u.clone());
-        return match (ok_csrf, user) {
-            (true, Some(user)) => {
-                // A new session on login (Spring's session-fixation protection).
-                if let Some(old) = req.cookie(SESSION_COOKIE) {
-                    s.sessions.remove(old);
-                }
-                let (id, _) = new_session(&mut s, Some(user));
-                Response::empty(302).with("Location", format!("{base}system/")).with("Set-Cookie", cookie(&id))
-            }
-            _ => Response::empty(302).with("Location", format!("{base}system/login.html?error")),
-        };
+    match (req.method.as_str(), rest) {
+        ("GET", "system/login.html") => return login_page(&mut s, bearer_user),
+        ("POST", "system/perform_login") => return perform_login(req, shared, &mut s, &base),
+        _ => {}
     }
 
     let Some(path) = rest.strip_prefix("srv/spalloc").map(|p| p.trim_start_matches('/')) else {
@@ -487,126 +453,180 @@ fn handle(req: &Request, shared: &Shared, addr: SocketAddr) -> Response {
             return Response::empty(403);
         }
     }
+    let api = format!("{base}srv/spalloc/");
     let segments: Vec<&str> = path.split('/').filter(|p| !p.is_empty()).collect();
     match (req.method.as_str(), segments.as_slice()) {
+        ("GET", []) => service_root(&mut s, &api, session.map(|(token, _)| token), user),
+        ("GET", ["machines"]) => machines(&s, &api),
+        ("GET", ["jobs"]) => list_jobs(req, &s, &api, shared.page),
+        ("POST", ["jobs"]) => create_job(req, &mut s, &api, user),
+        (method, ["jobs", id, rest @ ..]) => {
+            let state = &mut *s;
+            match id.parse::<u64>().ok().and_then(|id| state.jobs.iter_mut().find(|j| j.id == id)) {
+                Some(job) => job_request(req, method, rest, job, &api, &mut state.keepalives),
+                None => Response::empty(404),
+            }
+        }
+        _ => Response::empty(404),
+    }
+}
+
+/// The login form: an anonymous session with its CSRF token in a hidden field.
+fn login_page(s: &mut State, bearer_user: Option<String>) -> Response {
+    let (id, token) = new_session(s, bearer_user);
+    let html = format!(
+        "<html><body><form method=\"POST\" action=\"perform_login\">\n\
+         <input type=\"text\" name=\"username\" />\n<input type=\"password\" name=\"password\" />\n\
+         <input type=\"hidden\" name=\"_csrf\" value=\"{token}\" />\n\
+         <input type=\"submit\" name=\"submit\" value=\"submit\" /></form></body></html>\n"
+    );
+    Response { status: 200, headers: vec![("Content-Type".into(), "text/html".into())], body: html.into_bytes() }
+        .with("Set-Cookie", cookie(&id))
+}
+
+/// The form's POST: the anonymous session's CSRF token and a known user and password, or back to the form.
+fn perform_login(req: &Request, shared: &Shared, s: &mut State, base: &str) -> Response {
+    let f = form(&String::from_utf8_lossy(&req.body));
+    let anon = req.cookie(SESSION_COOKIE).and_then(|id| s.sessions.get(id)).map(|(t, _)| t.clone());
+    let ok_csrf = anon.is_some() && anon.as_deref() == f.get("_csrf").map(String::as_str);
+    let user = shared
+        .users
+        .iter()
+        .find(|(u, p)| Some(u) == f.get("username") && Some(p) == f.get("password"))
+        .map(|(u, _)| u.clone());
+    match (ok_csrf, user) {
+        (true, Some(user)) => {
+            // A new session on login (Spring's session-fixation protection).
+            if let Some(old) = req.cookie(SESSION_COOKIE) {
+                s.sessions.remove(old);
+            }
+            let (id, _) = new_session(s, Some(user));
+            Response::empty(302).with("Location", format!("{base}system/")).with("Set-Cookie", cookie(&id))
+        }
+        _ => Response::empty(302).with("Location", format!("{base}system/login.html?error")),
+    }
+}
+
+/// The service root: version, where machines and jobs are, and the CSRF header and token. A bearer-token
+/// client without a session gets one here, as from the real service.
+fn service_root(s: &mut State, api: &str, session_token: Option<String>, user: String) -> Response {
+    let (token, id) = match session_token {
+        Some(t) => (t, None),
+        None => {
+            let (id, t) = new_session(s, Some(user));
+            (t, Some(id))
+        }
+    };
+    let body = json!({
+        "version": {"major-version": 7, "minor-version": 1, "revision": 0},
+        "machines-ref": format!("{api}machines"),
+        "jobs-ref": format!("{api}jobs"),
+        "csrf-header": CSRF_HEADER,
+        "csrf-token": token,
+    });
+    let r = Response::json(200, &body);
+    match id {
+        Some(id) => r.with("Set-Cookie", cookie(&id)),
+        None => r,
+    }
+}
+
+fn machines(s: &State, api: &str) -> Response {
+    let machines: Vec<Value> = s
+        .machines
+        .iter()
+        .map(|m| {
+            json!({
+                "name": m.name, "tags": m.tags, "uri": format!("{api}machines/{}", m.name),
+                "width": m.width, "height": m.height,
+                "dead-boards": m.dead_boards.iter().map(RestBoard::to_json).collect::<Vec<_>>(),
+                "dead-links": m.dead_links.iter().map(|(b, dir)| {
+                    let mut v = b.to_json();
+                    v["direction"] = json!(dir);
+                    v
+                }).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    Response::json(200, &json!({ "machines": machines }))
+}
+
+/// One page of job URLs, with `next` and `prev` links as the real service pages them.
+fn list_jobs(req: &Request, s: &State, api: &str, page_size: usize) -> Response {
+    let deleted = req.query.get("deleted").is_some_and(|d| d == "true");
+    let start: usize = req.query.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
+    let limit: usize = req.query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(page_size).max(1);
+    let listed: Vec<u64> =
+        s.jobs.iter().filter(|j| deleted || j.state != RestJobState::Destroyed).map(|j| j.id).collect();
+    let page: Vec<String> = listed.iter().skip(start).take(limit).map(|id| format!("{api}jobs/{id}")).collect();
+    let mut body = json!({ "jobs": page });
+    if start + limit < listed.len() {
+        body["next"] = json!(format!("{api}jobs?deleted={deleted}&start={}&limit={limit}", start + limit));
+    }
+    if start > 0 {
+        body["prev"] =
+            json!(format!("{api}jobs?deleted={deleted}&start={}&limit={limit}", start.saturating_sub(limit)));
+    }
+    Response::json(200, &body)
+}
+
+fn create_job(req: &Request, s: &mut State, api: &str, user: String) -> Response {
+    let Ok(request) = serde_json::from_slice::<Value>(&req.body) else { return Response::empty(400) };
+    let id = s.next_id;
+    s.next_id += 1;
+    s.created += 1;
+    let owner = request.get("owner").and_then(Value::as_str).map_or(user, str::to_owned);
+    s.jobs.push(RestJob { id, owner, state: RestJobState::Queued, machine: None, request, reason: None });
+    Response::json(201, &json!({"id": id})).with("Location", format!("{api}jobs/{id}"))
+}
+
+/// `jobs/{id}/...`: the job, its machine, a keepalive, or its deletion.
+fn job_request(
+    req: &Request,
+    method: &str,
+    rest: &[&str],
+    j: &mut RestJob,
+    api: &str,
+    keepalives: &mut u64,
+) -> Response {
+    let url = format!("{api}jobs/{}", j.id);
+    match (method, rest) {
         ("GET", []) => {
-            let (token, id) = match session {
-                Some((t, _)) => (t, None),
-                None => {
-                    let (id, t) = new_session(&mut s, Some(user));
-                    (t, Some(id))
-                }
-            };
-            let body = json!({
-                "version": {"major-version": 7, "minor-version": 1, "revision": 0},
-                "machines-ref": format!("{api}machines"),
-                "jobs-ref": format!("{api}jobs"),
-                "csrf-header": CSRF_HEADER,
-                "csrf-token": token,
+            let mut body = json!({
+                "state": j.state.name(), "owner": j.owner, "start-time": "2026-11-30T08:00:00Z",
+                "keepalive-ref": format!("{url}/keepalive"), "machine-ref": format!("{url}/machine"),
+                "power-ref": format!("{url}/machine/power"), "chip-ref": format!("{url}/chip"),
+                "original-request": j.request,
             });
-            let r = Response::json(200, &body);
-            match id {
-                Some(id) => r.with("Set-Cookie", cookie(&id)),
-                None => r,
-            }
-        }
-        ("GET", ["machines"]) => {
-            let machines: Vec<Value> = s
-                .machines
-                .iter()
-                .map(|m| {
-                    json!({
-                        "name": m.name, "tags": m.tags, "uri": format!("{api}machines/{}", m.name),
-                        "width": m.width, "height": m.height,
-                        "dead-boards": m.dead_boards.iter().map(RestBoard::to_json).collect::<Vec<_>>(),
-                        "dead-links": m.dead_links.iter().map(|(b, dir)| {
-                            let mut v = b.to_json();
-                            v["direction"] = json!(dir);
-                            v
-                        }).collect::<Vec<_>>(),
-                    })
-                })
-                .collect();
-            Response::json(200, &json!({ "machines": machines }))
-        }
-        ("GET", ["jobs"]) => {
-            let deleted = req.query.get("deleted").is_some_and(|d| d == "true");
-            let start: usize = req.query.get("start").and_then(|v| v.parse().ok()).unwrap_or(0);
-            let limit: usize = req.query.get("limit").and_then(|v| v.parse().ok()).unwrap_or(shared.page).max(1);
-            let listed: Vec<u64> =
-                s.jobs.iter().filter(|j| deleted || j.state != RestJobState::Destroyed).map(|j| j.id).collect();
-            let page: Vec<String> = listed.iter().skip(start).take(limit).map(|id| format!("{api}jobs/{id}")).collect();
-            let mut body = json!({ "jobs": page });
-            if start + limit < listed.len() {
-                body["next"] = json!(format!("{api}jobs?deleted={deleted}&start={}&limit={limit}", start + limit));
-            }
-            if start > 0 {
-                body["prev"] =
-                    json!(format!("{api}jobs?deleted={deleted}&start={}&limit={limit}", start.saturating_sub(limit)));
+            if j.state == RestJobState::Destroyed {
+                body["reason"] = json!(j.reason);
+                body["finish-time"] = json!("2026-11-30T09:00:00Z");
+            } else {
+                body["keepalive-host"] = json!("127.0.0.1");
             }
             Response::json(200, &body)
         }
-        ("POST", ["jobs"]) => {
-            let Ok(request) = serde_json::from_slice::<Value>(&req.body) else { return Response::empty(400) };
-            let id = s.next_id;
-            s.next_id += 1;
-            s.created += 1;
-            let owner = request.get("owner").and_then(Value::as_str).map_or(user, str::to_owned);
-            s.jobs.push(RestJob { id, owner, state: RestJobState::Queued, machine: None, request, reason: None });
-            Response::json(201, &json!({"id": id})).with("Location", format!("{api}jobs/{id}"))
+        ("GET", ["machine"]) => match &j.machine {
+            None => Response::empty(204),
+            Some((m, boards)) => Response::json(
+                200,
+                &json!({
+                    "machine-name": m, "machine-ref": format!("{api}machines/{m}"),
+                    "boards": boards.iter().map(RestBoard::to_json).collect::<Vec<_>>(),
+                    "connections": boards.iter().map(|b| json!([[0, 0], b.address])).collect::<Vec<_>>(),
+                    "width": 8, "height": 8,
+                }),
+            ),
+        },
+        ("PUT", ["keepalive"]) => {
+            *keepalives += 1;
+            Response { status: 200, headers: vec![("Content-Type".into(), "text/plain".into())], body: b"ok".to_vec() }
         }
-        (method, ["jobs", id, rest @ ..]) => {
-            let Some(job) = id.parse::<u64>().ok().and_then(|id| s.jobs.iter().position(|j| j.id == id)) else {
-                return Response::empty(404);
-            };
-            match (method, rest) {
-                ("GET", []) => {
-                    let j = &s.jobs[job];
-                    let url = format!("{api}jobs/{}", j.id);
-                    let mut body = json!({
-                        "state": j.state.name(), "owner": j.owner, "start-time": "2026-11-30T08:00:00Z",
-                        "keepalive-ref": format!("{url}/keepalive"), "machine-ref": format!("{url}/machine"),
-                        "power-ref": format!("{url}/machine/power"), "chip-ref": format!("{url}/chip"),
-                        "original-request": j.request,
-                    });
-                    if j.state == RestJobState::Destroyed {
-                        body["reason"] = json!(j.reason);
-                        body["finish-time"] = json!("2026-11-30T09:00:00Z");
-                    } else {
-                        body["keepalive-host"] = json!("127.0.0.1");
-                    }
-                    Response::json(200, &body)
-                }
-                ("GET", ["machine"]) => match &s.jobs[job].machine {
-                    None => Response::empty(204),
-                    Some((m, boards)) => Response::json(
-                        200,
-                        &json!({
-                            "machine-name": m, "machine-ref": format!("{api}machines/{m}"),
-                            "boards": boards.iter().map(RestBoard::to_json).collect::<Vec<_>>(),
-                            "connections": boards.iter().map(|b| json!([[0, 0], b.address])).collect::<Vec<_>>(),
-                            "width": 8, "height": 8,
-                        }),
-                    ),
-                },
-                ("PUT", ["keepalive"]) => {
-                    s.keepalives += 1;
-                    Response {
-                        status: 200,
-                        headers: vec![("Content-Type".into(), "text/plain".into())],
-                        body: b"ok".to_vec(),
-                    }
-                }
-                ("DELETE", []) => {
-                    let reason = req.query.get("reason").cloned();
-                    let j = &mut s.jobs[job];
-                    j.state = RestJobState::Destroyed;
-                    j.machine = None;
-                    j.reason = reason;
-                    Response::empty(204)
-                }
-                _ => Response::empty(404),
-            }
+        ("DELETE", []) => {
+            j.state = RestJobState::Destroyed;
+            j.machine = None;
+            j.reason = req.query.get("reason").cloned();
+            Response::empty(204)
         }
         _ => Response::empty(404),
     }
